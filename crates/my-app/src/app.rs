@@ -1,0 +1,130 @@
+//! The application server: `GET /` answers `Host: <hostname>, Version: <VERSION>`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode, header};
+use tokio::time::Instant;
+
+use crate::access_log::{AccessRecord, Logger};
+use crate::metrics::AppMetrics;
+use crate::serve::{Handler, Resp};
+
+/// The walkthrough's request handler, instrumented like the Go app's
+/// `promhttp` middleware chain and `hlog.AccessHandler`.
+#[derive(Clone)]
+pub struct App(Arc<Inner>);
+
+struct Inner {
+    body: Bytes,
+    metrics: AppMetrics,
+    log: Logger,
+    cpu_burn: Option<Duration>,
+}
+
+impl App {
+    /// An app that reports `hostname` and `version` in every answer.
+    pub fn new(
+        hostname: String,
+        version: String,
+        metrics: AppMetrics,
+        log: Logger,
+        cpu_burn: Option<Duration>,
+    ) -> Self {
+        let body = Bytes::from(format!("Host: {hostname}, Version: {version}\n"));
+        Self(Arc::new(Inner {
+            body,
+            metrics,
+            log,
+            cpu_burn,
+        }))
+    }
+}
+
+impl Handler for App {
+    async fn handle(&self, req: Request<Incoming>) -> Resp {
+        let started = Instant::now();
+        let in_flight = self.0.metrics.request_started();
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or_default()
+            .to_owned();
+        let method = req.method().clone();
+
+        let response = match (req.uri().path(), &method) {
+            ("/", &Method::GET) => {
+                if let Some(burn) = self.0.cpu_burn {
+                    burn_cpu(burn).await;
+                }
+                text(StatusCode::OK, self.0.body.clone())
+            }
+            // gorilla/mux answers a known path with the wrong method 405, no body.
+            ("/", _) => text(StatusCode::METHOD_NOT_ALLOWED, Bytes::new()),
+            _ => not_found(),
+        };
+
+        let size = hyper::body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0);
+        let elapsed = started.elapsed();
+        self.0
+            .metrics
+            .request_finished(in_flight, response.status(), &method, elapsed, size);
+        self.0.log.access(&AccessRecord {
+            host: &host,
+            status: response.status().as_u16(),
+            size,
+            duration: elapsed,
+        });
+        response
+    }
+}
+
+/// Spins on a blocking thread for `burn`, so that each request costs CPU the
+/// autoscaler can measure, without stalling the async workers.
+async fn burn_cpu(burn: Duration) {
+    let _ = tokio::task::spawn_blocking(move || {
+        let until = Instant::now() + burn;
+        let mut x = 0u64;
+        while Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    })
+    .await;
+}
+
+/// The hostname reported in answers: `HOSTNAME` when set (a pod's name, as
+/// the container runtime sets it), else the machine's.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// A plain-text answer, as Go's `fmt.Fprintf` to a `ResponseWriter` gives.
+pub fn text(status: StatusCode, body: Bytes) -> Resp {
+    let mut builder = Response::builder().status(status);
+    if !body.is_empty() {
+        builder = builder.header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    }
+    builder.body(Full::new(body)).unwrap_or_default()
+}
+
+/// Go's `http.NotFound`.
+pub fn not_found() -> Resp {
+    text(
+        StatusCode::NOT_FOUND,
+        Bytes::from_static(b"404 page not found\n"),
+    )
+}

@@ -1,0 +1,195 @@
+//! The seam between the `weir` commands and what runs the walkthrough: the
+//! embedded runtime on one machine, or a Kubernetes cluster with Istio.
+//! Both implement [`Backend`]; the commands are written once against it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_core::Stream;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use serde::Serialize;
+
+use crate::diagnostic::Diagnostic;
+use crate::istio::{DestinationRuleSpec, GatewaySpec, IstioObject, VirtualServiceSpec};
+use crate::load::Manifests;
+use crate::resource::{Kind, ObjectRef};
+
+/// An object as the backend holds it now, status included. HPAs are always
+/// reported as autoscaling/v2 (the API server converts v1 the same way).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum LiveObject {
+    /// A pod, with its phase, conditions and restart counts.
+    Pod(Box<Pod>),
+    /// A Deployment, with ready/updated/available replicas.
+    Deployment(Box<Deployment>),
+    /// A Service.
+    Service(Box<Service>),
+    /// An HPA, with current metrics, replicas and conditions.
+    HorizontalPodAutoscaler(Box<HorizontalPodAutoscaler>),
+    /// An Istio Gateway.
+    Gateway(Box<IstioObject<GatewaySpec>>),
+    /// An Istio VirtualService.
+    VirtualService(Box<IstioObject<VirtualServiceSpec>>),
+    /// An Istio DestinationRule.
+    DestinationRule(Box<IstioObject<DestinationRuleSpec>>),
+}
+
+/// What changed in a watched kind.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum WatchEvent {
+    /// Created or changed (the object's new state).
+    Applied(LiveObject),
+    /// Deleted (its last state).
+    Deleted(LiveObject),
+}
+
+/// What `apply` did to each object, in kubectl's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum ApplyOutcome {
+    /// It did not exist.
+    Created,
+    /// It existed and differed.
+    Configured,
+    /// It existed and was the same.
+    Unchanged,
+}
+
+/// Which http rule of a VirtualService `set_route_weights` changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum RuleSelector {
+    /// The only rule, or the first one that has weighted destinations.
+    Default,
+    /// The rule with this `name`.
+    Named(String),
+    /// The rule at this index of `spec.http`.
+    Index(usize),
+}
+
+/// A weight change that the data plane now serves.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RouteChange {
+    /// The rule changed, by index.
+    pub rule_index: usize,
+    /// `(subset, weight)` before.
+    pub before: Vec<(String, u32)>,
+    /// `(subset, weight)` now.
+    pub after: Vec<(String, u32)>,
+    /// How serving was confirmed (e.g. "gateway snapshot swapped",
+    /// "Reconciled condition", "sampled 400 requests").
+    pub confirmed_by: String,
+    /// From the request to confirmation.
+    pub elapsed: Duration,
+}
+
+/// Why a backend call failed. Each kind maps to one documented exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The runtime or API server cannot be reached (exit 3).
+    #[error("cannot reach {what}: {reason}")]
+    Unreachable {
+        /// The runtime's socket or the API server's URL.
+        what: String,
+        /// The underlying error.
+        reason: String,
+    },
+    /// The input was rejected; nothing was changed (exit 2).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+    /// The named object does not exist (exit 2, as kubectl's NotFound).
+    #[error("{0} not found")]
+    NotFound(ObjectRef),
+    /// The change conflicts with another writer (exit 1).
+    #[error("conflict on {object}: {reason}")]
+    Conflict {
+        /// The object.
+        object: ObjectRef,
+        /// What conflicted.
+        reason: String,
+    },
+    /// The credentials may not do this (exit 1).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The operation did not finish in time (exit 1).
+    #[error("timed out after {0:?}: {1}")]
+    Timeout(Duration, String),
+}
+
+impl BackendError {
+    /// The process exit code design.md §6 gives this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BackendError::Unreachable { .. } => 3,
+            BackendError::Invalid(_) | BackendError::NotFound(_) => 2,
+            BackendError::Conflict { .. }
+            | BackendError::Forbidden(_)
+            | BackendError::Timeout(..) => 1,
+        }
+    }
+}
+
+/// A stream of watch events, ending when the backend goes away.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, BackendError>> + Send>>;
+
+/// A pod's log lines.
+pub type LogStream = Pin<Box<dyn Stream<Item = Result<String, BackendError>> + Send>>;
+
+/// The operations the CLI needs from whatever runs the walkthrough.
+///
+/// Every mutating call either applies completely or changes nothing, and
+/// returns only when the change is in effect: `apply` once the objects are
+/// stored (pods start asynchronously, as on a cluster), `set_route_weights`
+/// once the data plane serves the new weights.
+pub trait Backend: Send + Sync {
+    /// Creates or updates the objects, all or nothing.
+    fn apply(
+        &self,
+        manifests: &Manifests,
+    ) -> impl Future<Output = Result<Vec<(ObjectRef, ApplyOutcome)>, BackendError>> + Send;
+
+    /// Deletes the objects; absent ones are reported, not an error.
+    fn delete(
+        &self,
+        objects: &[ObjectRef],
+    ) -> impl Future<Output = Result<Vec<(ObjectRef, bool)>, BackendError>> + Send;
+
+    /// One object, with its status, or `None` if absent.
+    fn get(
+        &self,
+        object: &ObjectRef,
+    ) -> impl Future<Output = Result<Option<LiveObject>, BackendError>> + Send;
+
+    /// Every object of a kind in a namespace.
+    fn list(
+        &self,
+        kind: Kind,
+        namespace: &str,
+    ) -> impl Future<Output = Result<Vec<LiveObject>, BackendError>> + Send;
+
+    /// Changes to a kind in a namespace, starting with the current objects
+    /// as `Applied` events (kubectl's `get -w`).
+    fn watch(
+        &self,
+        kind: Kind,
+        namespace: &str,
+    ) -> impl Future<Output = Result<WatchStream, BackendError>> + Send;
+
+    /// Sets the weights of one rule of a VirtualService, persists them, and
+    /// returns once the data plane serves them.
+    fn set_route_weights(
+        &self,
+        virtual_service: &ObjectRef,
+        rule: &RuleSelector,
+        weights: &[(String, u32)],
+    ) -> impl Future<Output = Result<RouteChange, BackendError>> + Send;
+
+    /// A pod's log; with `follow`, the stream stays open for new lines.
+    fn logs(
+        &self,
+        pod: &ObjectRef,
+        follow: bool,
+    ) -> impl Future<Output = Result<LogStream, BackendError>> + Send;
+}

@@ -1,0 +1,343 @@
+//! Which fields of each kind weir implements, which only matter on a
+//! cluster (a warning), and which it refuses (an error), so that no field is
+//! ever silently ignored.
+//!
+//! Kubernetes kinds list what weir implements; any other field that
+//! Kubernetes knows is refused unless it is listed as cluster-only. Istio
+//! kinds are typed for exactly what weir implements (`istio.rs`), so a field
+//! those types do not know is classified by the tables here, or else is an
+//! unknown field.
+
+use crate::diagnostic::Severity;
+use crate::path::{FieldPath, PathPattern};
+use crate::resource::Kind;
+use crate::validate::Finding;
+use crate::yaml::Positions;
+
+/// The schema a document was read with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schema {
+    /// v1 Service.
+    Service,
+    /// apps/v1 Deployment.
+    Deployment,
+    /// autoscaling/v1 HorizontalPodAutoscaler.
+    HpaV1,
+    /// autoscaling/v2 HorizontalPodAutoscaler.
+    HpaV2,
+    /// networking.istio.io Gateway.
+    Gateway,
+    /// networking.istio.io VirtualService.
+    VirtualService,
+    /// networking.istio.io DestinationRule.
+    DestinationRule,
+}
+
+impl Schema {
+    /// The kind this schema reads.
+    pub fn kind(self) -> Kind {
+        match self {
+            Schema::Service => Kind::Service,
+            Schema::Deployment => Kind::Deployment,
+            Schema::HpaV1 | Schema::HpaV2 => Kind::HorizontalPodAutoscaler,
+            Schema::Gateway => Kind::Gateway,
+            Schema::VirtualService => Kind::VirtualService,
+            Schema::DestinationRule => Kind::DestinationRule,
+        }
+    }
+}
+
+const META_IMPLEMENTED: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.labels",
+    "metadata.annotations",
+];
+
+const META_CLUSTER_ONLY: &[&str] = &[
+    "metadata.uid",
+    "metadata.resourceVersion",
+    "metadata.generation",
+    "metadata.creationTimestamp",
+    "metadata.managedFields",
+    "metadata.selfLink",
+    "metadata.finalizers",
+    "metadata.ownerReferences",
+    "status",
+];
+
+const CONTAINER: &str = "spec.template.spec.containers[]";
+
+const DEPLOYMENT_IMPLEMENTED: &[&str] = &[
+    "spec.replicas",
+    "spec.selector.matchLabels",
+    "spec.strategy.type",
+    "spec.strategy.rollingUpdate.maxSurge",
+    "spec.strategy.rollingUpdate.maxUnavailable",
+    "spec.template.metadata.labels",
+    "spec.template.metadata.annotations",
+    "spec.template.spec.terminationGracePeriodSeconds",
+    "spec.template.spec.restartPolicy",
+    "spec.template.spec.containers[].name",
+    "spec.template.spec.containers[].image",
+    "spec.template.spec.containers[].command",
+    "spec.template.spec.containers[].args",
+    "spec.template.spec.containers[].workingDir",
+    "spec.template.spec.containers[].env[].name",
+    "spec.template.spec.containers[].env[].value",
+    "spec.template.spec.containers[].ports[].name",
+    "spec.template.spec.containers[].ports[].containerPort",
+    "spec.template.spec.containers[].ports[].protocol",
+    "spec.template.spec.containers[].resources.requests.cpu",
+];
+
+const PROBE_FIELDS: &[&str] = &[
+    "httpGet.path",
+    "httpGet.port",
+    "httpGet.host",
+    "httpGet.scheme",
+    "httpGet.httpHeaders",
+    "tcpSocket.port",
+    "tcpSocket.host",
+    "exec.command",
+    "initialDelaySeconds",
+    "periodSeconds",
+    "timeoutSeconds",
+    "successThreshold",
+    "failureThreshold",
+];
+
+const DEPLOYMENT_CLUSTER_ONLY: &[&str] = &[
+    "spec.revisionHistoryLimit",
+    "spec.progressDeadlineSeconds",
+    "spec.template.metadata.creationTimestamp",
+    "spec.template.spec.nodeSelector",
+    "spec.template.spec.nodeName",
+    "spec.template.spec.affinity",
+    "spec.template.spec.tolerations",
+    "spec.template.spec.topologySpreadConstraints",
+    "spec.template.spec.priorityClassName",
+    "spec.template.spec.priority",
+    "spec.template.spec.preemptionPolicy",
+    "spec.template.spec.schedulerName",
+    "spec.template.spec.runtimeClassName",
+    "spec.template.spec.serviceAccountName",
+    "spec.template.spec.serviceAccount",
+    "spec.template.spec.automountServiceAccountToken",
+    "spec.template.spec.securityContext",
+    "spec.template.spec.imagePullSecrets",
+    "spec.template.spec.dnsPolicy",
+    "spec.template.spec.dnsConfig",
+    "spec.template.spec.enableServiceLinks",
+    "spec.template.spec.containers[].imagePullPolicy",
+    "spec.template.spec.containers[].securityContext",
+    "spec.template.spec.containers[].resources.limits",
+    "spec.template.spec.containers[].resources.requests.memory",
+    "spec.template.spec.containers[].resources.requests.ephemeral-storage",
+    "spec.template.spec.containers[].terminationMessagePath",
+    "spec.template.spec.containers[].terminationMessagePolicy",
+    "spec.template.spec.containers[].ports[].hostPort",
+    "spec.template.spec.containers[].ports[].hostIP",
+];
+
+const SERVICE_IMPLEMENTED: &[&str] = &[
+    "spec.selector",
+    "spec.type",
+    "spec.ports[].name",
+    "spec.ports[].port",
+    "spec.ports[].targetPort",
+    "spec.ports[].protocol",
+];
+
+const SERVICE_CLUSTER_ONLY: &[&str] = &[
+    "spec.ports[].nodePort",
+    "spec.ports[].appProtocol",
+    "spec.clusterIP",
+    "spec.clusterIPs",
+    "spec.externalIPs",
+    "spec.externalTrafficPolicy",
+    "spec.internalTrafficPolicy",
+    "spec.ipFamilies",
+    "spec.ipFamilyPolicy",
+    "spec.loadBalancerIP",
+    "spec.loadBalancerClass",
+    "spec.loadBalancerSourceRanges",
+    "spec.allocateLoadBalancerNodePorts",
+    "spec.sessionAffinity",
+    "spec.sessionAffinityConfig",
+];
+
+const HPA_TARGET: &[&str] = &[
+    "spec.scaleTargetRef.apiVersion",
+    "spec.scaleTargetRef.kind",
+    "spec.scaleTargetRef.name",
+    "spec.minReplicas",
+    "spec.maxReplicas",
+];
+
+const HPA_V1_IMPLEMENTED: &[&str] = &["spec.targetCPUUtilizationPercentage"];
+
+const HPA_V2_IMPLEMENTED: &[&str] = &[
+    "spec.metrics[].type",
+    "spec.metrics[].resource.name",
+    "spec.metrics[].resource.target.type",
+    "spec.metrics[].resource.target.averageUtilization",
+    "spec.metrics[].resource.target.averageValue",
+    "spec.behavior.scaleUp.stabilizationWindowSeconds",
+    "spec.behavior.scaleUp.selectPolicy",
+    "spec.behavior.scaleUp.policies",
+    "spec.behavior.scaleDown.stabilizationWindowSeconds",
+    "spec.behavior.scaleDown.selectPolicy",
+    "spec.behavior.scaleDown.policies",
+];
+
+const VIRTUAL_SERVICE_CLUSTER_ONLY: &[&str] = &["spec.exportTo", "spec.http[].match[].statPrefix"];
+
+const VIRTUAL_SERVICE_REFUSED: &[&str] = &[
+    "spec.tcp",
+    "spec.tls",
+    "spec.http[].delegate",
+    "spec.http[].rewrite",
+    "spec.http[].corsPolicy",
+    "spec.http[].websocketUpgrade",
+    "spec.http[].match[].sourceLabels",
+    "spec.http[].match[].sourceNamespace",
+    "spec.http[].fault.delay.exponentialDelay",
+    "spec.http[].fault.abort.grpcStatus",
+    "spec.http[].fault.abort.http2Error",
+    "spec.http[].retries.retryRemoteLocalities",
+];
+
+const DESTINATION_RULE_CLUSTER_ONLY: &[&str] = &[
+    "spec.exportTo",
+    "spec.workloadSelector",
+    "spec.trafficPolicy.tls",
+    "spec.subsets[].trafficPolicy.tls",
+    "spec.trafficPolicy.loadBalancer.localityLbSetting",
+    "spec.subsets[].trafficPolicy.loadBalancer.localityLbSetting",
+];
+
+const DESTINATION_RULE_REFUSED: &[&str] = &[
+    "spec.trafficPolicy.connectionPool",
+    "spec.trafficPolicy.outlierDetection",
+    "spec.trafficPolicy.portLevelSettings",
+    "spec.trafficPolicy.tunnel",
+    "spec.trafficPolicy.proxyProtocol",
+    "spec.trafficPolicy.retryBudget",
+    "spec.trafficPolicy.loadBalancer.warmupDurationSecs",
+    "spec.trafficPolicy.loadBalancer.warmup",
+    "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.attributes",
+    "spec.subsets[].trafficPolicy.connectionPool",
+    "spec.subsets[].trafficPolicy.outlierDetection",
+    "spec.subsets[].trafficPolicy.portLevelSettings",
+    "spec.subsets[].trafficPolicy.tunnel",
+    "spec.subsets[].trafficPolicy.proxyProtocol",
+    "spec.subsets[].trafficPolicy.retryBudget",
+    "spec.subsets[].trafficPolicy.loadBalancer.warmupDurationSecs",
+    "spec.subsets[].trafficPolicy.loadBalancer.warmup",
+    "spec.subsets[].trafficPolicy.loadBalancer.consistentHash.httpCookie.attributes",
+];
+
+const GATEWAY_REFUSED: &[&str] = &["spec.servers[].tls", "spec.servers[].defaultEndpoint"];
+
+struct Tables {
+    implemented: Vec<PathPattern>,
+    cluster_only: Vec<PathPattern>,
+    refused: Vec<PathPattern>,
+}
+
+fn patterns(lists: &[&[&str]]) -> Vec<PathPattern> {
+    lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .map(|p| PathPattern::parse(p))
+        .collect()
+}
+
+fn tables(schema: Schema) -> Tables {
+    let probes: Vec<String> = ["livenessProbe", "readinessProbe"]
+        .iter()
+        .flat_map(|probe| {
+            PROBE_FIELDS
+                .iter()
+                .map(move |f| format!("{CONTAINER}.{probe}.{f}"))
+        })
+        .collect();
+    let probes: Vec<&str> = probes.iter().map(String::as_str).collect();
+    let (implemented, cluster_only, refused): (Vec<&[&str]>, &[&str], &[&str]) = match schema {
+        Schema::Deployment => (
+            vec![DEPLOYMENT_IMPLEMENTED, &probes],
+            DEPLOYMENT_CLUSTER_ONLY,
+            &[],
+        ),
+        Schema::Service => (vec![SERVICE_IMPLEMENTED], SERVICE_CLUSTER_ONLY, &[]),
+        Schema::HpaV1 => (vec![HPA_TARGET, HPA_V1_IMPLEMENTED], &[], &[]),
+        Schema::HpaV2 => (vec![HPA_TARGET, HPA_V2_IMPLEMENTED], &[], &[]),
+        // Istio types hold exactly what weir implements.
+        Schema::Gateway => (vec![&["spec"]], &[], GATEWAY_REFUSED),
+        Schema::VirtualService => (
+            vec![&["spec"]],
+            VIRTUAL_SERVICE_CLUSTER_ONLY,
+            VIRTUAL_SERVICE_REFUSED,
+        ),
+        Schema::DestinationRule => (
+            vec![&["spec"]],
+            DESTINATION_RULE_CLUSTER_ONLY,
+            DESTINATION_RULE_REFUSED,
+        ),
+    };
+    let mut implemented_lists = vec![META_IMPLEMENTED];
+    implemented_lists.extend(implemented);
+    Tables {
+        implemented: patterns(&implemented_lists),
+        cluster_only: patterns(&[META_CLUSTER_ONLY, cluster_only]),
+        refused: patterns(&[refused]),
+    }
+}
+
+/// Classifies every field present in a document: implemented fields pass,
+/// cluster-only ones warn, the rest are errors.
+pub fn check(schema: Schema, positions: &Positions, ignored: &[FieldPath]) -> Vec<Finding> {
+    let tables = tables(schema);
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut reported: Vec<FieldPath> = Vec::new();
+    for path in positions.fields() {
+        if reported.iter().any(|r| path.starts_with(r)) {
+            continue;
+        }
+        let unknown_to_type = ignored.iter().any(|i| path.starts_with(i));
+        let implemented = tables
+            .implemented
+            .iter()
+            .any(|p| p.covers(path) || p.passes_through(path));
+        if implemented && !unknown_to_type {
+            continue;
+        }
+        let name = crate::yaml::last_key(path);
+        let (severity, message) = if tables.cluster_only.iter().any(|p| p.covers(path)) {
+            (
+                Severity::Warning,
+                "only matters on a Kubernetes cluster; weir's embedded runtime ignores it"
+                    .to_owned(),
+            )
+        } else if tables.refused.iter().any(|p| p.covers(path)) || !unknown_to_type {
+            (
+                Severity::Error,
+                format!(
+                    "{name:?} is not implemented by weir; it would change how traffic is routed or pods are run, so weir refuses it rather than ignore it"
+                ),
+            )
+        } else {
+            (Severity::Error, format!("unknown field {name:?}"))
+        };
+        findings.push(Finding {
+            severity,
+            field: path.clone(),
+            message,
+        });
+        reported.push(path.clone());
+    }
+    findings
+}

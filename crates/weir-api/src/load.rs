@@ -1,0 +1,478 @@
+//! Files and directories of multi-document YAML to typed, validated
+//! resources, or every problem found, each with file, line and field.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::{v1 as hpa_v1, v2 as hpa_v2};
+use k8s_openapi::api::core::v1::Service;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::diagnostic::{Diagnostic, Diagnostics, Severity, SourcePos, file_pos};
+use crate::fields::{self, Schema};
+use crate::images::{IMAGE_MAP_FILE, ImageMap};
+use crate::path::FieldPath;
+use crate::resource::Resource;
+use crate::validate::{self, Finding, Findings};
+use crate::yaml::{self, Document, Positions};
+
+const ISTIO_GROUP: &str = "networking.istio.io";
+const ISTIO_VERSIONS: [&str; 3] = ["v1alpha3", "v1beta1", "v1"];
+
+/// One loaded object and where it came from.
+#[derive(Clone, Debug)]
+pub struct Object {
+    /// The typed resource.
+    pub resource: Resource,
+    /// The start of its document.
+    pub pos: SourcePos,
+    positions: Positions,
+}
+
+impl Object {
+    /// Where `field` of this object is written (or its nearest present parent).
+    pub fn pos_of(&self, field: &FieldPath) -> SourcePos {
+        let (line, column) = self.positions.locate(field);
+        SourcePos {
+            file: self.pos.file.clone(),
+            line: self.pos.line + line - 1,
+            column,
+        }
+    }
+
+    /// A diagnostic about `field` of this object.
+    pub fn diagnostic(&self, severity: Severity, field: FieldPath, message: String) -> Diagnostic {
+        Diagnostic {
+            severity,
+            pos: self.pos_of(&field),
+            object: Some(self.resource.object_ref().to_string()),
+            field,
+            message,
+        }
+    }
+}
+
+/// Everything loaded from a set of paths.
+#[derive(Clone, Debug, Default)]
+pub struct Manifests {
+    /// The objects, in file order.
+    pub objects: Vec<Object>,
+    /// The image map found beside the manifests (empty when none).
+    pub images: ImageMap,
+    /// Problems that do not reject the manifests.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Manifests {
+    /// The resources alone.
+    pub fn resources(&self) -> impl Iterator<Item = &Resource> {
+        self.objects.iter().map(|o| &o.resource)
+    }
+}
+
+/// The manifests were rejected; nothing may be applied.
+#[derive(Clone, Debug)]
+pub struct LoadError {
+    /// Every problem found, errors first.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl LoadError {
+    /// The errors alone.
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Loads files and directories (their `.yaml`, `.yml` and `.json` files,
+/// not recursively, as `kubectl apply -f DIR` does), plus the image map
+/// found beside them.
+pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Manifests, LoadError> {
+    let mut loader = Loader::default();
+    for path in paths {
+        loader.load_path(path.as_ref());
+    }
+    loader.finish()
+}
+
+/// Loads one stream of YAML, reported as coming from `file`.
+pub fn load_str(file: &Path, text: &str) -> Result<Manifests, LoadError> {
+    let mut loader = Loader::default();
+    loader.load_text(file, text);
+    loader.finish()
+}
+
+#[derive(Default)]
+struct Loader {
+    objects: Vec<Object>,
+    diagnostics: Diagnostics,
+    images: ImageMap,
+    image_maps_read: Vec<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypeMeta {
+    api_version: Option<String>,
+    kind: Option<String>,
+    metadata: Option<NameOnly>,
+}
+
+#[derive(Deserialize)]
+struct NameOnly {
+    name: Option<String>,
+}
+
+fn error_at(pos: SourcePos, field: FieldPath, message: impl Into<String>) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        pos,
+        object: None,
+        field,
+        message: message.into(),
+    }
+}
+
+impl Loader {
+    fn load_path(&mut self, path: &Path) {
+        if path.is_dir() {
+            let entries = match std::fs::read_dir(path) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    self.diagnostics.push(error_at(
+                        file_pos(path),
+                        FieldPath::root(),
+                        format!("cannot read directory: {e}"),
+                    ));
+                    return;
+                }
+            };
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(
+                            p.extension().and_then(|e| e.to_str()),
+                            Some("yaml" | "yml" | "json")
+                        )
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                self.diagnostics.push(error_at(
+                    file_pos(path),
+                    FieldPath::root(),
+                    "no .yaml, .yml or .json files in this directory",
+                ));
+            }
+            for file in files {
+                self.load_file(&file);
+            }
+            self.load_image_map(&path.join(IMAGE_MAP_FILE));
+        } else if path.exists() {
+            self.load_file(path);
+            let dir = path.parent().unwrap_or(Path::new("."));
+            self.load_image_map(&dir.join(IMAGE_MAP_FILE));
+        } else {
+            self.diagnostics.push(error_at(
+                file_pos(path),
+                FieldPath::root(),
+                format!("the path {:?} does not exist", path.display().to_string()),
+            ));
+        }
+    }
+
+    fn load_image_map(&mut self, path: &Path) {
+        if !path.is_file() || self.image_maps_read.iter().any(|p| p == path) {
+            return;
+        }
+        self.image_maps_read.push(path.to_owned());
+        match std::fs::read_to_string(path) {
+            Ok(text) => match ImageMap::parse(path, &text) {
+                Ok(map) => self.images.merge(map),
+                Err(errors) => errors.into_iter().for_each(|e| self.diagnostics.push(e)),
+            },
+            Err(e) => self.diagnostics.push(error_at(
+                file_pos(path),
+                FieldPath::root(),
+                format!("cannot read: {e}"),
+            )),
+        }
+    }
+
+    fn load_file(&mut self, path: &Path) {
+        match std::fs::read(path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => self.load_text(path, &text),
+                Err(e) => self.diagnostics.push(error_at(
+                    file_pos(path),
+                    FieldPath::root(),
+                    format!("not UTF-8 text: {e}"),
+                )),
+            },
+            Err(e) => self.diagnostics.push(error_at(
+                file_pos(path),
+                FieldPath::root(),
+                format!("cannot read: {e}"),
+            )),
+        }
+    }
+
+    fn load_text(&mut self, path: &Path, text: &str) {
+        let file: Arc<Path> = Arc::from(path);
+        let documents = yaml::split_documents(text);
+        if documents.is_empty() {
+            self.diagnostics.push(Diagnostic {
+                severity: Severity::Warning,
+                pos: file_pos(path),
+                object: None,
+                field: FieldPath::root(),
+                message: "no objects in this file".to_owned(),
+            });
+        }
+        for doc in documents {
+            self.load_document(&file, doc);
+        }
+    }
+
+    fn load_document(&mut self, file: &Arc<Path>, doc: Document<'_>) {
+        let doc_pos = |line: usize, column: usize| SourcePos {
+            file: file.clone(),
+            line: doc.first_line + line - 1,
+            column,
+        };
+        let positions = match Positions::of(doc.text) {
+            Ok(p) => p,
+            Err(e) => {
+                self.diagnostics.push(error_at(
+                    doc_pos(e.line, e.column),
+                    FieldPath::root(),
+                    format!("YAML syntax error: {}", e.message),
+                ));
+                return;
+            }
+        };
+        let at = |field: &FieldPath| {
+            let (line, column) = positions.locate(field);
+            doc_pos(line, column)
+        };
+        let meta = match yaml::deserialize::<TypeMeta>(doc.text) {
+            Ok(meta) => meta.value,
+            Err(e) => {
+                self.diagnostics.push(error_at(
+                    at(&e.field),
+                    e.field,
+                    format!("not a Kubernetes object: {}", e.message),
+                ));
+                return;
+            }
+        };
+        let (Some(api_version), Some(kind)) = (meta.api_version, meta.kind) else {
+            self.diagnostics.push(error_at(
+                doc_pos(1, 1),
+                FieldPath::root(),
+                "apiVersion and kind are required (error validating data: apiVersion not set, kind not set)",
+            ));
+            return;
+        };
+        let name = meta.metadata.and_then(|m| m.name).unwrap_or_default();
+        let Some(schema) = schema_for(&api_version, &kind) else {
+            let field = FieldPath::root().key("kind");
+            self.diagnostics.push(error_at(
+                at(&field),
+                field,
+                unknown_kind_message(&api_version, &kind),
+            ));
+            return;
+        };
+        let parsed = match schema {
+            Schema::Service => typed::<Service>(doc.text).map(|(r, i)| (Resource::Service(Box::new(r)), i)),
+            Schema::Deployment => {
+                typed::<Deployment>(doc.text).map(|(r, i)| (Resource::Deployment(Box::new(r)), i))
+            }
+            Schema::HpaV1 => typed::<hpa_v1::HorizontalPodAutoscaler>(doc.text)
+                .map(|(r, i)| (Resource::HpaV1(Box::new(r)), i)),
+            Schema::HpaV2 => typed::<hpa_v2::HorizontalPodAutoscaler>(doc.text)
+                .map(|(r, i)| (Resource::HpaV2(Box::new(r)), i)),
+            Schema::Gateway => typed(doc.text).map(|(r, i)| (Resource::Gateway(r), i)),
+            Schema::VirtualService => {
+                typed(doc.text).map(|(r, i)| (Resource::VirtualService(r), i))
+            }
+            Schema::DestinationRule => {
+                typed(doc.text).map(|(r, i)| (Resource::DestinationRule(r), i))
+            }
+        };
+        let (resource, ignored) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                let (line, column) = e.at.unwrap_or_else(|| positions.locate(&e.field));
+                let mut diagnostic = error_at(doc_pos(line, column), e.field, e.message);
+                diagnostic.object = Some(format!("{}/{name}", schema.kind().qualified()));
+                self.diagnostics.push(diagnostic);
+                return;
+            }
+        };
+        let object = Object {
+            resource,
+            pos: doc_pos(1, 1),
+            positions,
+        };
+        let mut findings = Findings(fields::check(schema, &object.positions, &ignored));
+        check_metadata(&object.resource, &mut findings);
+        check_semantics(&object.resource, &mut findings);
+        for Finding {
+            severity,
+            field,
+            message,
+        } in findings.0
+        {
+            self.diagnostics
+                .push(object.diagnostic(severity, field, message));
+        }
+        self.objects.push(object);
+    }
+
+    fn finish(mut self) -> Result<Manifests, LoadError> {
+        for (i, object) in self.objects.iter().enumerate() {
+            let this = object.resource.object_ref();
+            if let Some(first) = self.objects[..i]
+                .iter()
+                .find(|o| o.resource.object_ref() == this)
+            {
+                self.diagnostics.push(object.diagnostic(
+                    Severity::Error,
+                    FieldPath::root().key("metadata").key("name"),
+                    format!("defined twice in these manifests (first at {})", first.pos),
+                ));
+            }
+        }
+        for d in validate::analyze::analyze(&self.objects, &self.images) {
+            self.diagnostics.push(d);
+        }
+        if self.diagnostics.has_errors() {
+            return Err(LoadError {
+                diagnostics: self.diagnostics.sorted(),
+            });
+        }
+        Ok(Manifests {
+            objects: self.objects,
+            images: self.images,
+            warnings: self.diagnostics.sorted(),
+        })
+    }
+}
+
+fn typed<T: DeserializeOwned>(text: &str) -> Result<(T, Vec<FieldPath>), yaml::TypeError> {
+    yaml::deserialize::<T>(text).map(|t| (t.value, t.ignored))
+}
+
+/// The schema for an apiVersion and kind, or `None` if weir has none.
+fn schema_for(api_version: &str, kind: &str) -> Option<Schema> {
+    match (api_version, kind) {
+        ("v1", "Service") => Some(Schema::Service),
+        ("apps/v1", "Deployment") => Some(Schema::Deployment),
+        ("autoscaling/v1", "HorizontalPodAutoscaler") => Some(Schema::HpaV1),
+        ("autoscaling/v2", "HorizontalPodAutoscaler") => Some(Schema::HpaV2),
+        (version, kind) => {
+            let (group, v) = version.split_once('/')?;
+            if group != ISTIO_GROUP || !ISTIO_VERSIONS.contains(&v) {
+                return None;
+            }
+            match kind {
+                "Gateway" => Some(Schema::Gateway),
+                "VirtualService" => Some(Schema::VirtualService),
+                "DestinationRule" => Some(Schema::DestinationRule),
+                _ => None,
+            }
+        }
+    }
+}
+
+fn unknown_kind_message(api_version: &str, kind: &str) -> String {
+    let hint = match kind {
+        "Deployment" => {
+            "; Deployments are served as apps/v1 (extensions/v1beta1 and apps/v1beta* were removed in Kubernetes 1.16)"
+        }
+        "HorizontalPodAutoscaler" => {
+            "; HPAs are served as autoscaling/v1 and autoscaling/v2 (v2beta1/v2beta2 were removed in Kubernetes 1.25/1.26)"
+        }
+        "Gateway" | "VirtualService" | "DestinationRule" => {
+            "; Istio serves networking.istio.io/v1alpha3, v1beta1 and v1"
+        }
+        _ => {
+            "; weir loads v1 Service, apps/v1 Deployment, autoscaling/v1 and v2 HorizontalPodAutoscaler, and networking.istio.io Gateway, VirtualService and DestinationRule"
+        }
+    };
+    format!("no matches for kind {kind:?} in version {api_version:?}{hint}")
+}
+
+fn check_metadata(resource: &Resource, out: &mut Findings) {
+    let meta = resource.metadata();
+    let at = FieldPath::root().key("metadata");
+    match meta.name.as_deref() {
+        None | Some("") => out.error(&at.key("name"), "Required value: name is required"),
+        Some(name) if !is_dns1123_subdomain(name) => out.error(
+            &at.key("name"),
+            format!("Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"),
+        ),
+        Some(_) => {}
+    }
+    if let Some(ns) = &meta.namespace
+        && !is_dns1123_subdomain(ns)
+    {
+        out.error(
+            &at.key("namespace"),
+            format!("Invalid value: {ns:?}: not a valid namespace name"),
+        );
+    }
+    if meta.generate_name.is_some() {
+        out.error(
+            &at.key("generateName"),
+            "generateName is not implemented by weir; name the object",
+        );
+    }
+}
+
+fn is_dns1123_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn check_semantics(resource: &Resource, out: &mut Findings) {
+    match resource {
+        Resource::Service(s) => validate::kube::service(s, out),
+        Resource::Deployment(d) => validate::kube::deployment(d, out),
+        Resource::HpaV1(h) => validate::kube::hpa_v1(h, out),
+        Resource::HpaV2(h) => validate::kube::hpa_v2(h, out),
+        Resource::Gateway(g) => validate::istio::gateway(&g.spec, out),
+        Resource::VirtualService(vs) => {
+            validate::istio::virtual_service(&vs.spec, &vs.api_version, out)
+        }
+        Resource::DestinationRule(dr) => validate::istio::destination_rule(&dr.spec, out),
+    }
+}

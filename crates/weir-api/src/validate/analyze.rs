@@ -1,0 +1,317 @@
+//! Problems between resources that Istio and Kubernetes accept but
+//! `istioctl analyze` reports (IST0101, IST0132, IST0173, ...): warnings,
+//! since the manifests are valid and the gateway answers such traffic the
+//! way Envoy does (503 NC, 503 UH).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::images::ImageMap;
+use crate::istio::service_for_host;
+use crate::load::Object;
+use crate::path::FieldPath;
+use crate::resource::Resource;
+use crate::validate::istio::MESH_GATEWAY;
+
+type Labels = BTreeMap<String, String>;
+
+fn selects(selector: &Labels, labels: &Labels) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn pod_labels(d: &Deployment) -> Labels {
+    d.spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
+}
+
+/// All cross-resource warnings for a set of objects.
+pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let warn = |o: &Object, field: FieldPath, message: String| {
+        o.diagnostic(Severity::Warning, field, message)
+    };
+    let deployments: Vec<(&Object, &Deployment)> = objects
+        .iter()
+        .filter_map(|o| match &o.resource {
+            Resource::Deployment(d) => Some((o, &**d)),
+            _ => None,
+        })
+        .collect();
+    let service_selector = |ns: &str, name: &str| {
+        objects.iter().find_map(|o| match &o.resource {
+            Resource::Service(s) if o.resource.namespace() == ns && o.resource.name() == name => {
+                Some(
+                    s.spec
+                        .as_ref()
+                        .and_then(|s| s.selector.clone())
+                        .unwrap_or_default(),
+                )
+            }
+            _ => None,
+        })
+    };
+
+    for o in objects {
+        let ns = o.resource.namespace();
+        match &o.resource {
+            Resource::Service(s) => {
+                let spec = s.spec.clone().unwrap_or_default();
+                let selector = spec.selector.unwrap_or_default();
+                if selector.is_empty() {
+                    out.push(warn(o, FieldPath::parse("spec.selector"), "no selector: weir has no endpoints for this Service (manual Endpoints are not implemented)".into()));
+                    continue;
+                }
+                let selected: Vec<_> = pods_in(&deployments, ns)
+                    .filter(|(_, l)| selects(&selector, l))
+                    .collect();
+                if selected.is_empty() {
+                    out.push(warn(
+                        o,
+                        FieldPath::parse("spec.selector"),
+                        format!("selector {} matches no pod template of a Deployment in these manifests: the Service will have no endpoints", show(&selector)),
+                    ));
+                }
+                for (i, port) in spec.ports.iter().flatten().enumerate() {
+                    if let Some(IntOrString::String(name)) = &port.target_port {
+                        let declared = selected.iter().any(|(d, _)| container_port_named(d, name));
+                        if !selected.is_empty() && !declared {
+                            out.push(warn(
+                                o,
+                                FieldPath::parse("spec.ports").index(i).key("targetPort"),
+                                format!("no selected pod declares a container port named {name:?}"),
+                            ));
+                        }
+                    }
+                }
+            }
+            Resource::VirtualService(vs) => {
+                let gateways = vs.spec.gateways.clone().unwrap_or_default();
+                for (i, g) in gateways.iter().enumerate() {
+                    if g == MESH_GATEWAY {
+                        continue;
+                    }
+                    let (g_ns, g_name) = g.split_once('/').unwrap_or((ns, g));
+                    let gateway = objects.iter().find_map(|o| match &o.resource {
+                        Resource::Gateway(gw)
+                            if o.resource.namespace() == g_ns && o.resource.name() == g_name =>
+                        {
+                            Some(gw)
+                        }
+                        _ => None,
+                    });
+                    let Some(gateway) = gateway else {
+                        out.push(warn(
+                            o,
+                            FieldPath::parse("spec.gateways").index(i),
+                            format!("Referenced gateway not found: {g:?} (IST0101)"),
+                        ));
+                        continue;
+                    };
+                    let gw_hosts: Vec<&str> = gateway
+                        .spec
+                        .servers
+                        .iter()
+                        .flat_map(|s| s.hosts.iter())
+                        .map(|h| h.rsplit('/').next().unwrap_or(h))
+                        .collect();
+                    let missing: Vec<&String> = vs
+                        .spec
+                        .hosts
+                        .iter()
+                        .filter(|h| !gw_hosts.iter().any(|gh| host_matches(gh, h)))
+                        .collect();
+                    if !missing.is_empty() {
+                        out.push(warn(
+                            o,
+                            FieldPath::parse("spec.hosts"),
+                            format!("one or more host {missing:?} not found in Gateway {g_ns}/{g_name}: its listeners will not route them (IST0132)"),
+                        ));
+                    }
+                }
+                for (r, rule) in vs.spec.http.iter().enumerate() {
+                    let rule_at = FieldPath::parse("spec.http").index(r);
+                    let mut dests: Vec<(FieldPath, &crate::istio::Destination)> = rule
+                        .route
+                        .iter()
+                        .flatten()
+                        .enumerate()
+                        .map(|(d, dest)| {
+                            (
+                                rule_at.key("route").index(d).key("destination"),
+                                &dest.destination,
+                            )
+                        })
+                        .collect();
+                    if let Some(m) = &rule.mirror {
+                        dests.push((rule_at.key("mirror"), m));
+                    }
+                    for (at, dest) in dests {
+                        let (d_ns, d_name) = service_for_host(&dest.host, ns);
+                        if service_selector(&d_ns, &d_name).is_none() {
+                            out.push(warn(o, at.key("host"), format!("Referenced host not found: {:?} (IST0101): requests routed here get 503", dest.host)));
+                            continue;
+                        }
+                        let Some(subset) = &dest.subset else { continue };
+                        let defined = objects.iter().any(|o| match &o.resource {
+                            Resource::DestinationRule(dr) => {
+                                service_for_host(&dr.spec.host, o.resource.namespace())
+                                    == (d_ns.clone(), d_name.clone())
+                                    && dr.spec.subsets.iter().any(|s| &s.name == subset)
+                            }
+                            _ => false,
+                        });
+                        if !defined {
+                            out.push(warn(
+                                o,
+                                at.key("subset"),
+                                format!("Referenced host+subset in destinationrule not found: \"{}+{subset}\" (IST0101): requests routed here get 503 NC", dest.host),
+                            ));
+                        }
+                    }
+                }
+            }
+            Resource::DestinationRule(dr) => {
+                let (d_ns, d_name) = service_for_host(&dr.spec.host, ns);
+                let Some(selector) = service_selector(&d_ns, &d_name) else {
+                    out.push(warn(
+                        o,
+                        FieldPath::parse("spec.host"),
+                        format!("Referenced host not found: {:?} (IST0101)", dr.spec.host),
+                    ));
+                    continue;
+                };
+                for (i, subset) in dr.spec.subsets.iter().enumerate() {
+                    let mut wanted = selector.clone();
+                    wanted.extend(subset.labels.clone());
+                    if !pods_in(&deployments, &d_ns).any(|(_, l)| selects(&wanted, &l)) {
+                        out.push(warn(
+                            o,
+                            FieldPath::parse("spec.subsets").index(i),
+                            format!("subset {:?} selects no pods (labels {}): requests routed to it get 503 UH (IST0173)", subset.name, show(&wanted)),
+                        ));
+                    }
+                }
+            }
+            Resource::HpaV1(_) | Resource::HpaV2(_) => {
+                let (kind, name) = match &o.resource {
+                    Resource::HpaV1(h) => Some((
+                        h.spec.scale_target_ref.kind.clone(),
+                        h.spec.scale_target_ref.name.clone(),
+                    )),
+                    Resource::HpaV2(h) => Some((
+                        h.spec.scale_target_ref.kind.clone(),
+                        h.spec.scale_target_ref.name.clone(),
+                    )),
+                    _ => None,
+                }
+                .unwrap_or_default();
+                let target = deployments
+                    .iter()
+                    .find(|(t, _)| t.resource.namespace() == ns && t.resource.name() == name);
+                match target {
+                    None if kind == "Deployment" => out.push(warn(
+                        o,
+                        FieldPath::parse("spec.scaleTargetRef.name"),
+                        format!("Deployment {name:?} not found in these manifests"),
+                    )),
+                    None => {}
+                    Some((_, d)) => {
+                        for c in d
+                            .spec
+                            .template
+                            .spec
+                            .iter()
+                            .flat_map(|p| p.containers.iter())
+                        {
+                            let has_cpu = c
+                                .resources
+                                .as_ref()
+                                .and_then(|r| r.requests.as_ref())
+                                .is_some_and(|r| r.contains_key("cpu"));
+                            if !has_cpu {
+                                out.push(warn(
+                                    o,
+                                    FieldPath::parse("spec.scaleTargetRef"),
+                                    format!("missing request for cpu in container {:?} of Deployment {name:?}: the autoscaler will not take any action", c.name),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            Resource::Deployment(d) => {
+                let containers = d
+                    .spec
+                    .template
+                    .spec
+                    .iter()
+                    .flat_map(|p| p.containers.iter());
+                for (i, c) in containers.enumerate() {
+                    let image = c.image.clone().unwrap_or_default();
+                    if !image.is_empty() && images.program_for(&image).is_none() {
+                        out.push(warn(
+                            o,
+                            FieldPath::parse("spec.template.spec.containers").index(i).key("image"),
+                            format!("no local program for image {image:?}: add `{image} = PROGRAM` to {} beside the manifests (or `weir up --image`), or the embedded runtime cannot run this pod", crate::images::IMAGE_MAP_FILE),
+                        ));
+                    }
+                }
+            }
+            Resource::Gateway(_) => {}
+        }
+    }
+    out
+}
+
+/// The pod templates of the Deployments in `namespace`, with their labels.
+fn pods_in<'a>(
+    deployments: &'a [(&'a Object, &'a Deployment)],
+    namespace: &'a str,
+) -> impl Iterator<Item = (&'a Deployment, Labels)> + 'a {
+    deployments
+        .iter()
+        .filter(move |(o, _)| o.resource.namespace() == namespace)
+        .map(|(_, d)| (*d, pod_labels(d)))
+}
+
+fn container_port_named(d: &Deployment, name: &str) -> bool {
+    d.spec
+        .template
+        .spec
+        .iter()
+        .flat_map(|p| p.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .any(|p| p.name.as_deref() == Some(name))
+}
+
+/// Whether a gateway host (`*`, `*.example.com`, `a.example.com`) admits a
+/// VirtualService host.
+pub fn host_matches(gateway_host: &str, vs_host: &str) -> bool {
+    if gateway_host == "*" || gateway_host == vs_host {
+        return true;
+    }
+    match gateway_host.strip_prefix('*') {
+        Some(suffix) => {
+            vs_host.ends_with(suffix)
+                || vs_host
+                    .strip_prefix('*')
+                    .is_some_and(|s| s.ends_with(suffix))
+        }
+        None => false,
+    }
+}
+
+fn show(labels: &Labels) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,45 @@
+//! Semantic checks: what a Kubernetes API server (`kube`) or Istio's
+//! validating webhook (`istio`) would reject, and, across resources, what
+//! `istioctl analyze` would report (`analyze`).
+
+pub mod analyze;
+pub mod istio;
+pub mod kube;
+
+use crate::diagnostic::Severity;
+use crate::path::FieldPath;
+
+/// A problem in one object, at a field.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The field.
+    pub field: FieldPath,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Collects findings while walking one object.
+#[derive(Default)]
+pub struct Findings(pub Vec<Finding>);
+
+impl Findings {
+    /// Records an error at `field`.
+    pub fn error(&mut self, field: &FieldPath, message: impl Into<String>) {
+        self.0.push(Finding {
+            severity: Severity::Error,
+            field: field.clone(),
+            message: message.into(),
+        });
+    }
+
+    /// Records a warning at `field`.
+    pub fn warning(&mut self, field: &FieldPath, message: impl Into<String>) {
+        self.0.push(Finding {
+            severity: Severity::Warning,
+            field: field.clone(),
+            message: message.into(),
+        });
+    }
+}

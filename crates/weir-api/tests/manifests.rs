@@ -1,0 +1,294 @@
+//! Loading manifests: the walkthrough's own files load verbatim, and every
+//! bad manifest under `tests/bad/` produces exactly the diagnostics in its
+//! `.expected` file (file, line, column, object, field and message).
+
+use std::path::{Path, PathBuf};
+
+use weir_api::diagnostic::Severity;
+use weir_api::istio::HttpRouteDestination;
+use weir_api::load::{load_paths, load_str};
+use weir_api::resource::{Kind, Resource};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/canary-istio")
+}
+
+#[test]
+fn bad_manifests_give_their_exact_diagnostics() {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir("tests/bad")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 20, "only {} bad manifests", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let expected_file = case.with_extension("expected");
+        let expected = std::fs::read_to_string(&expected_file)
+            .unwrap_or_else(|_| panic!("{} has no .expected file", case.display()));
+        match load_paths(&[case]) {
+            Ok(m) => failures.push(format!(
+                "{}: loaded without error ({} objects)",
+                case.display(),
+                m.objects.len()
+            )),
+            Err(e) => {
+                let got = format!("{e}\n");
+                if got != expected {
+                    failures.push(format!(
+                        "{}:\n--- expected\n{expected}--- got\n{got}",
+                        case.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_walkthrough_manifests_load_verbatim_with_two_warnings() {
+    let manifests = load_paths(&[examples()]).expect("the walkthrough's manifests load");
+    let kinds: Vec<(Kind, &str)> = manifests
+        .resources()
+        .map(|r| (r.kind(), r.name()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (Kind::Service, "my-app"),
+            (Kind::Deployment, "my-app-v1"),
+            (Kind::Deployment, "my-app-v2"),
+            (Kind::HorizontalPodAutoscaler, "my-app-v1"),
+            (Kind::HorizontalPodAutoscaler, "my-app-v2"),
+            (Kind::Gateway, "http-gateway"),
+            (Kind::VirtualService, "my-app"),
+            (Kind::DestinationRule, "my-app"),
+        ]
+    );
+    // The only warnings: the HPAs' extensions/v1beta1 scale target.
+    let warnings: Vec<String> = manifests
+        .warnings
+        .iter()
+        .map(|w| format!("{}:{} {}", w.pos.line, w.pos.column, w.field))
+        .collect();
+    assert_eq!(
+        warnings,
+        vec![
+            "9:5 spec.scaleTargetRef.apiVersion",
+            "22:5 spec.scaleTargetRef.apiVersion"
+        ]
+    );
+    assert!(manifests.warnings[0].message.contains("FailedGetScale"));
+    assert_eq!(
+        manifests
+            .images
+            .program_for("containersol/k8s-deployment-strategies"),
+        Some("my-app")
+    );
+
+    let vs = manifests
+        .resources()
+        .find_map(|r| match r {
+            Resource::VirtualService(vs) => Some(vs),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(vs.api_version, "networking.istio.io/v1alpha3");
+    let route: &[HttpRouteDestination] = vs.spec.http[0].route.as_deref().unwrap();
+    let weights: Vec<(Option<&str>, Option<i64>)> = route
+        .iter()
+        .map(|d| (d.destination.subset.as_deref(), d.weight))
+        .collect();
+    assert_eq!(
+        weights,
+        vec![(Some("v1"), Some(90)), (Some("v2"), Some(10))]
+    );
+
+    let dr = manifests
+        .resources()
+        .find_map(|r| match r {
+            Resource::DestinationRule(dr) => Some(dr),
+            _ => None,
+        })
+        .unwrap();
+    let cookie = dr.spec.subsets[1]
+        .traffic_policy
+        .as_ref()
+        .and_then(|t| t.load_balancer.as_ref())
+        .and_then(|l| l.consistent_hash.as_ref())
+        .and_then(|c| c.http_cookie.as_ref())
+        .unwrap();
+    assert_eq!(
+        (cookie.name.as_str(), cookie.ttl.as_deref()),
+        ("user", Some("0s"))
+    );
+
+    let hpa = manifests
+        .resources()
+        .find_map(|r| match r {
+            Resource::HpaV1(h) => Some(h),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(hpa.spec.target_cpu_utilization_percentage, Some(50));
+    assert_eq!(
+        hpa.spec.scale_target_ref.api_version.as_deref(),
+        Some("extensions/v1beta1")
+    );
+}
+
+const VS_V1ALPHA3_ABORT_PERCENT: &str = "\
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: ratings
+spec:
+  hosts: [ratings]
+  gateways: [mesh]
+  http:
+  - fault:
+      abort:
+        percent: 100
+        httpStatus: 500
+    route:
+    - destination:
+        host: ratings
+";
+
+#[test]
+fn v1alpha3_abort_percent_is_accepted_with_a_deprecation_warning() {
+    let manifests = load_str(Path::new("ratings.yaml"), VS_V1ALPHA3_ABORT_PERCENT).unwrap();
+    let deprecation = manifests
+        .warnings
+        .iter()
+        .find(|w| w.field.to_string() == "spec.http[0].fault.abort.percent")
+        .expect("a deprecation warning");
+    assert_eq!(deprecation.severity, Severity::Warning);
+    assert_eq!((deprecation.pos.line, deprecation.pos.column), (11, 9));
+    assert!(
+        deprecation
+            .message
+            .contains("removed from the API in Istio 1.5")
+    );
+    let Resource::VirtualService(vs) = &manifests.objects[0].resource else {
+        panic!("not a VirtualService");
+    };
+    assert_eq!(
+        vs.spec.http[0]
+            .fault
+            .as_ref()
+            .unwrap()
+            .abort
+            .as_ref()
+            .unwrap()
+            .percent,
+        Some(100)
+    );
+    // The same field under v1 is an error.
+    let v1 = VS_V1ALPHA3_ABORT_PERCENT.replace("v1alpha3", "v1");
+    let err = load_str(Path::new("ratings.yaml"), &v1).unwrap_err();
+    assert!(
+        err.errors()
+            .any(|e| e.field.to_string() == "spec.http[0].fault.abort.percent")
+    );
+}
+
+#[test]
+fn cluster_only_fields_warn_and_the_manifest_loads() {
+    let text = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  uid: 0d1f
+spec:
+  revisionHistoryLimit: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      nodeSelector: {disk: ssd}
+      containers:
+      - name: web
+        image: nginx
+        imagePullPolicy: Always
+        resources:
+          limits: {cpu: 500m}
+          requests: {cpu: 100m, memory: 64Mi}
+";
+    let manifests = load_str(Path::new("web.yaml"), text).unwrap();
+    let warned: Vec<String> = manifests
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("only matters on a Kubernetes cluster"))
+        .map(|w| w.field.to_string())
+        .collect();
+    assert_eq!(
+        warned,
+        vec![
+            "metadata.uid",
+            "spec.revisionHistoryLimit",
+            "spec.template.spec.nodeSelector",
+            "spec.template.spec.containers[0].imagePullPolicy",
+            "spec.template.spec.containers[0].resources.limits",
+            "spec.template.spec.containers[0].resources.requests.memory",
+        ]
+    );
+}
+
+#[test]
+fn errors_in_later_documents_report_file_lines() {
+    let text = "\
+# leading comment
+apiVersion: v1
+kind: Service
+metadata: {name: a}
+spec:
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b}
+spec:
+  ports: [{port: 0}]
+";
+    let err = load_str(Path::new("two.yaml"), text).unwrap_err();
+    let errors: Vec<String> = err.errors().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        vec![
+            "two.yaml:12:12: error: service/b: spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive"
+        ]
+    );
+}
+
+#[test]
+fn missing_paths_and_empty_directories_are_errors() {
+    let err = load_paths(&[Path::new("no/such/dir")]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no/such/dir:1: error: the path \"no/such/dir\" does not exist"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let err = load_paths(&[empty.path()]).unwrap_err();
+    assert!(err.to_string().contains("no .yaml, .yml or .json files"));
+}
+
+#[test]
+fn a_file_that_is_not_a_mapping_is_rejected_without_panic() {
+    for text in [
+        "- a\n- b\n",
+        "just a string\n",
+        "42\n",
+        "{}\n",
+        "~\n",
+        "apiVersion: [1]\nkind: Service\n",
+    ] {
+        let result = load_str(Path::new("odd.yaml"), text);
+        assert!(result.is_err(), "{text:?} loaded");
+    }
+}

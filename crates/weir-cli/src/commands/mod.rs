@@ -1,0 +1,3 @@
+//! One module per `weir` command.
+
+pub mod validate;

@@ -304,7 +304,9 @@ impl Loader {
             return;
         };
         let parsed = match schema {
-            Schema::Service => typed::<Service>(doc.text).map(|(r, i)| (Resource::Service(Box::new(r)), i)),
+            Schema::Service => {
+                typed::<Service>(doc.text).map(|(r, i)| (Resource::Service(Box::new(r)), i))
+            }
             Schema::Deployment => {
                 typed::<Deployment>(doc.text).map(|(r, i)| (Resource::Deployment(Box::new(r)), i))
             }

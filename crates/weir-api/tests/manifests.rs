@@ -292,3 +292,60 @@ fn a_file_that_is_not_a_mapping_is_rejected_without_panic() {
         assert!(result.is_err(), "{text:?} loaded");
     }
 }
+
+#[test]
+fn problems_between_resources_are_warnings_as_istioctl_analyze_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["app-v1.yaml", "app-v2.yaml", "hpa.yaml", "istio.yaml"] {
+        std::fs::copy(examples().join(file), dir.path().join(file)).unwrap();
+    }
+    // Route 10 % to a subset no DestinationRule defines, and point the
+    // Service at pods that do not exist.
+    let istio = std::fs::read_to_string(dir.path().join("istio.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("istio.yaml"),
+        istio.replacen("subset: v2", "subset: v3", 1),
+    )
+    .unwrap();
+    let app = std::fs::read_to_string(dir.path().join("app-v1.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("app-v1.yaml"),
+        app.replacen(
+            "  selector:\n    app: my-app",
+            "  selector:\n    app: nobody",
+            1,
+        ),
+    )
+    .unwrap();
+
+    let manifests = load_paths(&[dir.path()]).expect("Istio accepts these, so weir loads them");
+    let messages: Vec<String> = manifests
+        .warnings
+        .iter()
+        .map(|w| format!("{} {}", w.field, w.message))
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.starts_with("spec.http[0].route[1].destination.subset Referenced host+subset in destinationrule not found: \"my-app+v3\"")),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("spec.selector selector app=nobody matches no pod template")),
+        "{messages:#?}"
+    );
+    // The DestinationRule's subsets now select nothing either (IST0173).
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("selects no pods") && m.contains("IST0173")),
+        "{messages:#?}"
+    );
+    // No image map beside these copies: the runtime could not run the pods.
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("no local program for image")),
+        "{messages:#?}"
+    );
+}

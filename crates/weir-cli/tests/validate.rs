@@ -18,8 +18,14 @@ fn the_walkthrough_validates_one_line_per_resource() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 8, "{stdout}");
-    assert!(lines[1].starts_with("deployment.apps/my-app-v1 "), "{stdout}");
-    assert!(lines[1].ends_with("examples/canary-istio/app-v1.yaml:15)"), "{stdout}");
+    assert!(
+        lines[1].starts_with("deployment.apps/my-app-v1 "),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].ends_with("examples/canary-istio/app-v1.yaml:15)"),
+        "{stdout}"
+    );
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.matches("warning:").count(), 2, "{stderr}");
     assert!(stderr.contains("examples/canary-istio/hpa.yaml:9:5: warning:"));
@@ -43,7 +49,10 @@ fn a_bad_manifest_exits_2_naming_file_line_and_field() {
         file.display()
     );
     assert!(stderr.lines().any(|l| l == expected), "{stderr}");
-    assert!(stderr.ends_with("1 error: nothing would be applied\n"), "{stderr}");
+    assert!(
+        stderr.ends_with("1 error: nothing would be applied\n"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -710,5 +710,8 @@ fn consistent_hash(ch: &ConsistentHashLb, at: &FieldPath, out: &mut Findings) {
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }

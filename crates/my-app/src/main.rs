@@ -92,6 +92,8 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // Handlers first: a signal that arrives while starting up still shuts down gracefully.
+    let signals = Signals::install()?;
     let version = std::env::var("VERSION").unwrap_or_default();
     let hostname = app::hostname();
     let log = access_log::Logger::new(version.clone());
@@ -123,7 +125,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let probe_task = tokio::spawn(serve::serve(probe_listener, probe::Probe, shutdown.clone()));
     let metrics_task = tokio::spawn(serve::serve(metrics_listener, metrics, shutdown.clone()));
 
-    wait_for_signal().await?;
+    signals.recv().await;
     log.info("Shutting down server...");
     shutdown.trigger();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -145,13 +147,25 @@ async fn bind(flag: &str, value: &str) -> anyhow::Result<TcpListener> {
         .map_err(|e| anyhow::anyhow!("Listen: --{flag} {addr}: {e}"))
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// SIGTERM and SIGINT, installed together.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+    }
 }

@@ -31,6 +31,8 @@ pub enum Schema {
     VirtualService,
     /// networking.istio.io DestinationRule.
     DestinationRule,
+    /// networking.istio.io WorkloadEntry.
+    WorkloadEntry,
 }
 
 impl Schema {
@@ -43,6 +45,7 @@ impl Schema {
             Schema::Gateway => Kind::Gateway,
             Schema::VirtualService => Kind::VirtualService,
             Schema::DestinationRule => Kind::DestinationRule,
+            Schema::WorkloadEntry => Kind::WorkloadEntry,
         }
     }
 }
@@ -286,6 +289,11 @@ fn tables(schema: Schema) -> Tables {
             vec![&["spec"]],
             DESTINATION_RULE_CLUSTER_ONLY,
             DESTINATION_RULE_REFUSED,
+        ),
+        Schema::WorkloadEntry => (
+            vec![&["spec"]],
+            &["spec.network", "spec.locality", "spec.serviceAccount"],
+            &["spec.weight"],
         ),
     };
     let mut implemented_lists = vec![META_IMPLEMENTED];

@@ -478,3 +478,19 @@ mod tests {
         );
     }
 }
+
+/// `WorkloadEntry.spec`: a workload outside Kubernetes (here: a static
+/// endpoint) that Services select by labels, as Istio lets them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadEntrySpec {
+    /// The endpoint's IP address.
+    #[serde(default)]
+    pub address: String,
+    /// Service port name → this endpoint's port.
+    #[serde(default)]
+    pub ports: BTreeMap<String, u32>,
+    /// Labels Services and subsets select on.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}

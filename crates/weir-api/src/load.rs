@@ -321,6 +321,7 @@ impl Loader {
             Schema::DestinationRule => {
                 typed(doc.text).map(|(r, i)| (Resource::DestinationRule(r), i))
             }
+            Schema::WorkloadEntry => typed(doc.text).map(|(r, i)| (Resource::WorkloadEntry(r), i)),
         };
         let (resource, ignored) = match parsed {
             Ok(parsed) => parsed,
@@ -402,6 +403,7 @@ fn schema_for(api_version: &str, kind: &str) -> Option<Schema> {
                 "Gateway" => Some(Schema::Gateway),
                 "VirtualService" => Some(Schema::VirtualService),
                 "DestinationRule" => Some(Schema::DestinationRule),
+                "WorkloadEntry" => Some(Schema::WorkloadEntry),
                 _ => None,
             }
         }
@@ -416,11 +418,11 @@ fn unknown_kind_message(api_version: &str, kind: &str) -> String {
         "HorizontalPodAutoscaler" => {
             "; HPAs are served as autoscaling/v1 and autoscaling/v2 (v2beta1/v2beta2 were removed in Kubernetes 1.25/1.26)"
         }
-        "Gateway" | "VirtualService" | "DestinationRule" => {
+        "Gateway" | "VirtualService" | "DestinationRule" | "WorkloadEntry" => {
             "; Istio serves networking.istio.io/v1alpha3, v1beta1 and v1"
         }
         _ => {
-            "; weir loads v1 Service, apps/v1 Deployment, autoscaling/v1 and v2 HorizontalPodAutoscaler, and networking.istio.io Gateway, VirtualService and DestinationRule"
+            "; weir loads v1 Service, apps/v1 Deployment, autoscaling/v1 and v2 HorizontalPodAutoscaler, and networking.istio.io Gateway, VirtualService, DestinationRule and WorkloadEntry"
         }
     };
     format!("no matches for kind {kind:?} in version {api_version:?}{hint}")
@@ -476,5 +478,6 @@ fn check_semantics(resource: &Resource, out: &mut Findings) {
             validate::istio::virtual_service(&vs.spec, &vs.api_version, out)
         }
         Resource::DestinationRule(dr) => validate::istio::destination_rule(&dr.spec, out),
+        Resource::WorkloadEntry(we) => validate::istio::workload_entry(&we.spec, out),
     }
 }

@@ -9,7 +9,9 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-use crate::istio::{DestinationRuleSpec, GatewaySpec, IstioObject, VirtualServiceSpec};
+use crate::istio::{
+    DestinationRuleSpec, GatewaySpec, IstioObject, VirtualServiceSpec, WorkloadEntrySpec,
+};
 
 /// The namespace of an object whose manifest names none, as kubectl assumes.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -32,6 +34,8 @@ pub enum Resource {
     VirtualService(IstioObject<VirtualServiceSpec>),
     /// `networking.istio.io DestinationRule`.
     DestinationRule(IstioObject<DestinationRuleSpec>),
+    /// `networking.istio.io WorkloadEntry`: a static endpoint.
+    WorkloadEntry(IstioObject<WorkloadEntrySpec>),
 }
 
 impl Resource {
@@ -44,6 +48,7 @@ impl Resource {
             Resource::Gateway(_) => Kind::Gateway,
             Resource::VirtualService(_) => Kind::VirtualService,
             Resource::DestinationRule(_) => Kind::DestinationRule,
+            Resource::WorkloadEntry(_) => Kind::WorkloadEntry,
         }
     }
 
@@ -57,6 +62,7 @@ impl Resource {
             Resource::Gateway(r) => &r.metadata,
             Resource::VirtualService(r) => &r.metadata,
             Resource::DestinationRule(r) => &r.metadata,
+            Resource::WorkloadEntry(r) => &r.metadata,
         }
     }
 
@@ -100,11 +106,13 @@ pub enum Kind {
     VirtualService,
     /// Istio DestinationRules.
     DestinationRule,
+    /// Istio WorkloadEntries (static endpoints).
+    WorkloadEntry,
 }
 
 impl Kind {
     /// Every kind, in the order `weir get all` lists them.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Pod,
         Kind::Service,
         Kind::Deployment,
@@ -112,6 +120,7 @@ impl Kind {
         Kind::Gateway,
         Kind::VirtualService,
         Kind::DestinationRule,
+        Kind::WorkloadEntry,
     ];
 
     /// The kind as manifests write it (`Deployment`).
@@ -124,6 +133,7 @@ impl Kind {
             Kind::Gateway => "Gateway",
             Kind::VirtualService => "VirtualService",
             Kind::DestinationRule => "DestinationRule",
+            Kind::WorkloadEntry => "WorkloadEntry",
         }
     }
 
@@ -138,6 +148,7 @@ impl Kind {
             Kind::Gateway => "gateway.networking.istio.io",
             Kind::VirtualService => "virtualservice.networking.istio.io",
             Kind::DestinationRule => "destinationrule.networking.istio.io",
+            Kind::WorkloadEntry => "workloadentry.networking.istio.io",
         }
     }
 
@@ -153,6 +164,7 @@ impl Kind {
             Kind::Gateway => &["gateway", "gateways", "gw"],
             Kind::VirtualService => &["virtualservice", "virtualservices", "vs"],
             Kind::DestinationRule => &["destinationrule", "destinationrules", "dr"],
+            Kind::WorkloadEntry => &["workloadentry", "workloadentries", "we"],
         }
     }
 }

@@ -264,7 +264,7 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                     }
                 }
             }
-            Resource::Gateway(_) => {}
+            Resource::Gateway(_) | Resource::WorkloadEntry(_) => {}
         }
     }
     out

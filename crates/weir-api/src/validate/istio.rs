@@ -709,6 +709,22 @@ fn consistent_hash(ch: &ConsistentHashLb, at: &FieldPath, out: &mut Findings) {
     }
 }
 
+/// Checks a WorkloadEntry.
+pub fn workload_entry(spec: &crate::istio::WorkloadEntrySpec, out: &mut Findings) {
+    let root = FieldPath::root().key("spec");
+    if spec.address.parse::<std::net::IpAddr>().is_err() {
+        out.error(
+            &root.key("address"),
+            format!("address {:?} is not an IP address (weir does not resolve DNS names for static endpoints)", spec.address),
+        );
+    }
+    for (name, port) in &spec.ports {
+        if !(1..=65535).contains(port) {
+            out.error(&root.key("ports").key(name.clone()), format!("port number {port} must be in the range 1..65535"));
+        }
+    }
+}
+
 fn is_prime(n: u64) -> bool {
     n >= 2
         && (2..)

@@ -68,19 +68,21 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                     out.push(warn(o, FieldPath::parse("spec.selector"), "no selector: weir has no endpoints for this Service (manual Endpoints are not implemented)".into()));
                     continue;
                 }
-                let selected: Vec<_> = pods_in(&deployments, ns)
+                let selected: Vec<_> = pods_in(objects, ns)
                     .filter(|(_, l)| selects(&selector, l))
                     .collect();
                 if selected.is_empty() {
                     out.push(warn(
                         o,
                         FieldPath::parse("spec.selector"),
-                        format!("selector {} matches no pod template of a Deployment in these manifests: the Service will have no endpoints", show(&selector)),
+                        format!("selector {} matches no pod template of a Deployment (nor a WorkloadEntry) in these manifests: the Service will have no endpoints", show(&selector)),
                     ));
                 }
                 for (i, port) in spec.ports.iter().flatten().enumerate() {
                     if let Some(IntOrString::String(name)) = &port.target_port {
-                        let declared = selected.iter().any(|(d, _)| container_port_named(d, name));
+                        let declared = selected
+                            .iter()
+                            .any(|(d, _)| d.is_none_or(|d| container_port_named(d, name)));
                         if !selected.is_empty() && !declared {
                             out.push(warn(
                                 o,
@@ -190,7 +192,7 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                 for (i, subset) in dr.spec.subsets.iter().enumerate() {
                     let mut wanted = selector.clone();
                     wanted.extend(subset.labels.clone());
-                    if !pods_in(&deployments, &d_ns).any(|(_, l)| selects(&wanted, &l)) {
+                    if !pods_in(objects, &d_ns).any(|(_, l)| selects(&wanted, &l)) {
                         out.push(warn(
                             o,
                             FieldPath::parse("spec.subsets").index(i),
@@ -270,15 +272,20 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
     out
 }
 
-/// The pod templates of the Deployments in `namespace`, with their labels.
+/// What a Service or subset can select in `namespace`: Deployments' pod
+/// templates and WorkloadEntries (the latter have no Deployment).
 fn pods_in<'a>(
-    deployments: &'a [(&'a Object, &'a Deployment)],
+    objects: &'a [Object],
     namespace: &'a str,
-) -> impl Iterator<Item = (&'a Deployment, Labels)> + 'a {
-    deployments
+) -> impl Iterator<Item = (Option<&'a Deployment>, Labels)> + 'a {
+    objects
         .iter()
-        .filter(move |(o, _)| o.resource.namespace() == namespace)
-        .map(|(_, d)| (*d, pod_labels(d)))
+        .filter(move |o| o.resource.namespace() == namespace)
+        .filter_map(|o| match &o.resource {
+            Resource::Deployment(d) => Some((Some(&**d), pod_labels(d))),
+            Resource::WorkloadEntry(we) => Some((None, we.spec.labels.clone())),
+            _ => None,
+        })
 }
 
 fn container_port_named(d: &Deployment, name: &str) -> bool {

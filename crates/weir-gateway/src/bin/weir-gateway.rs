@@ -1,0 +1,143 @@
+//! The gateway on its own, with static endpoints from WorkloadEntries: for
+//! tests, benchmarks, and anyone who wants Istio routing without a cluster.
+//! SIGHUP reloads the manifests; SIGTERM/SIGINT stop it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use weir_api::load::load_paths;
+use weir_gateway::{AccessLogTarget, ConnectionLimits, Gateway, GatewayOptions, RouteInputs, static_endpoints};
+
+/// Serve Istio Gateway/VirtualService/DestinationRule routing to static endpoints.
+#[derive(Debug, Parser)]
+#[command(name = "weir-gateway", version)]
+struct Args {
+    /// Manifests: Gateways, VirtualServices, DestinationRules, Services, WorkloadEntries.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    paths: Vec<PathBuf>,
+    /// Address the listeners bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Gateway port to local port, e.g. 80=8080 (repeatable).
+    #[arg(long = "port-map", default_value = "80=8080", value_parser = parse_port_map)]
+    port_map: Vec<(u16, u16)>,
+    /// Serve Istio's metrics at http://ADDR/metrics.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Access log: a file path, `-` for stdout; none unless set.
+    #[arg(long)]
+    access_log: Option<String>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Seconds a client has to send its request headers.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+}
+
+fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected GATEWAY_PORT=LOCAL_PORT"))?;
+    let port = |p: &str| p.parse::<u16>().map_err(|e| format!("{s:?}: {e}"));
+    Ok((port(a)?, port(b)?))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weir-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => ExitCode::from(code),
+    }
+}
+
+fn load(paths: &[PathBuf]) -> Result<(RouteInputs, std::collections::HashMap<weir_gateway::ServiceKey, Vec<weir_gateway::Endpoint>>), u8> {
+    match load_paths(paths) {
+        Ok(m) => {
+            for w in &m.warnings {
+                eprintln!("{w}");
+            }
+            let resources: Vec<_> = m.resources().cloned().collect();
+            Ok((RouteInputs::from_resources(&resources), static_endpoints::from_workload_entries(&resources)))
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Err(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), u8> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        _ => return Err(1),
+    };
+    let options = GatewayOptions {
+        bind: args.bind,
+        port_map: args.port_map.iter().copied().collect::<BTreeMap<_, _>>(),
+        limits: ConnectionLimits {
+            header_read_timeout: Duration::from_secs(args.header_timeout),
+            ..ConnectionLimits::default()
+        },
+        access_log: args.access_log.as_deref().map(|p| match p {
+            "-" => AccessLogTarget::Stdout,
+            path => AccessLogTarget::File(path.into()),
+        }),
+        ..GatewayOptions::default()
+    };
+    let gateway = std::sync::Arc::new(Gateway::new(options).map_err(|e| {
+        eprintln!("weir-gateway: {e}");
+        1u8
+    })?);
+    let (inputs, endpoints) = load(&args.paths)?;
+    if let Err(e) = gateway.set_all(inputs, endpoints).await {
+        eprintln!("weir-gateway: {e}");
+        return Err(1);
+    }
+    if let Some(addr) = args.metrics {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            eprintln!("weir-gateway: cannot serve metrics on {addr}: {e}");
+            1u8
+        })?;
+        eprintln!("metrics on http://{}/metrics", listener.local_addr().unwrap_or(addr));
+        tokio::spawn(weir_gateway::metrics_server::serve(listener, gateway.clone()));
+    }
+    for (port, addr) in gateway.listeners().await {
+        eprintln!("listening: Gateway port {port} on http://{addr}/");
+    }
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                match load(&args.paths) {
+                    Ok((inputs, endpoints)) => match gateway.set_all(inputs, endpoints).await {
+                        Ok(()) => eprintln!("reloaded"),
+                        Err(e) => eprintln!("reload failed, still serving the previous configuration: {e}"),
+                    },
+                    Err(_) => eprintln!("reload failed, still serving the previous configuration"),
+                }
+            }
+        }
+    }
+    gateway.shutdown().await;
+    Ok(())
+}

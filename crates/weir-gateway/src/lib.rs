@@ -1,0 +1,237 @@
+//! weir's gateway: Istio's Gateway, VirtualService and DestinationRule
+//! semantics, served by a Rust data plane (hyper + tokio).
+//!
+//! [`Gateway`] listens on the Gateways' ports and routes by the compiled
+//! configuration; [`Gateway::set_routes`] and [`Gateway::set_endpoints`]
+//! replace configuration and endpoints at any time, by atomic snapshot swap:
+//! a request in flight finishes on the snapshot it started with, and every
+//! request after the call returns sees the new one.
+
+pub mod access_log;
+pub mod balance;
+pub mod config;
+pub mod matcher;
+pub mod metrics;
+pub mod metrics_server;
+pub mod proxy;
+pub mod server;
+pub mod split;
+pub mod static_endpoints;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+pub use access_log::AccessLogTarget;
+pub use config::{ConfigError, Endpoint, RouteInputs, ServiceKey};
+pub use server::ConnectionLimits;
+
+/// How the gateway listens and logs.
+#[derive(Clone, Debug)]
+pub struct GatewayOptions {
+    /// The address listeners bind (127.0.0.1 by default).
+    pub bind: IpAddr,
+    /// Gateway port → local port (80 → 8080 by default); port 0 picks a free one.
+    pub port_map: BTreeMap<u16, u16>,
+    /// Header timeout and size limit.
+    pub limits: ConnectionLimits,
+    /// Where access-log lines go; `None` for none.
+    pub access_log: Option<AccessLogTarget>,
+    /// `source_workload` in metrics.
+    pub workload: String,
+    /// Upstream connect timeout (Istio's default 10 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port_map: BTreeMap::from([(80, 8080)]),
+            limits: ConnectionLimits::default(),
+            access_log: None,
+            workload: "istio-ingressgateway".to_owned(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the gateway could not apply a change; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The configuration did not compile.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} (Gateway port {port}): {source}")]
+    Bind {
+        /// Gateway port.
+        port: u16,
+        /// Local address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The access log could not be opened.
+    #[error("cannot open the access log: {0}")]
+    AccessLog(#[source] std::io::Error),
+}
+
+struct RunningListener {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+struct Control {
+    compiler: config::Compiler,
+    inputs: RouteInputs,
+    endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
+    listeners: BTreeMap<u16, RunningListener>,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    shared: Arc<proxy::Shared>,
+    options: GatewayOptions,
+    control: Mutex<Control>,
+}
+
+impl Gateway {
+    /// A gateway with no routes and no listeners yet.
+    pub fn new(options: GatewayOptions) -> Result<Self, GatewayError> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(options.connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(usize::MAX)
+            .build(connector);
+        let access_log = options
+            .access_log
+            .clone()
+            .map(access_log::AccessLog::start)
+            .transpose()
+            .map_err(GatewayError::AccessLog)?;
+        Ok(Self {
+            shared: Arc::new(proxy::Shared {
+                snapshot: ArcSwap::from_pointee(config::Snapshot::default()),
+                client,
+                metrics: metrics::Metrics::default(),
+                access_log,
+                workload: options.workload.clone(),
+            }),
+            options,
+            control: Mutex::new(Control {
+                compiler: config::Compiler::default(),
+                inputs: RouteInputs::default(),
+                endpoints: HashMap::new(),
+                listeners: BTreeMap::new(),
+            }),
+        })
+    }
+
+    /// Replaces the routing configuration. Listeners for new Gateway ports
+    /// are bound first; if any step fails, nothing changes.
+    pub async fn set_routes(&self, inputs: RouteInputs) -> Result<(), GatewayError> {
+        let mut control = self.control.lock().await;
+        let endpoints = control.endpoints.clone();
+        self.apply(&mut control, inputs, endpoints).await
+    }
+
+    /// Replaces the ready endpoints of one Service.
+    pub async fn set_endpoints(&self, service: ServiceKey, endpoints: Vec<Endpoint>) -> Result<(), GatewayError> {
+        let mut control = self.control.lock().await;
+        let inputs = control.inputs.clone();
+        let mut all = control.endpoints.clone();
+        all.insert(service, endpoints);
+        self.apply(&mut control, inputs, all).await
+    }
+
+    /// Replaces routes and every Service's endpoints in one swap.
+    pub async fn set_all(
+        &self,
+        inputs: RouteInputs,
+        endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
+    ) -> Result<(), GatewayError> {
+        let mut control = self.control.lock().await;
+        self.apply(&mut control, inputs, endpoints).await
+    }
+
+    async fn apply(
+        &self,
+        control: &mut Control,
+        inputs: RouteInputs,
+        endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
+    ) -> Result<(), GatewayError> {
+        let snapshot = control.compiler.compile(&inputs, &endpoints)?;
+        let wanted = inputs.ports();
+        let mut bound = Vec::new();
+        for &port in &wanted {
+            if control.listeners.contains_key(&port) {
+                continue;
+            }
+            let local = self.options.port_map.get(&port).copied().unwrap_or(port);
+            let addr = SocketAddr::new(self.options.bind, local);
+            match TcpListener::bind(addr).await {
+                Ok(l) => bound.push((port, l)),
+                Err(source) => return Err(GatewayError::Bind { port, addr, source }),
+            }
+        }
+        self.shared.snapshot.store(Arc::new(snapshot));
+        for (port, listener) in bound {
+            let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::new(self.options.bind, 0));
+            let (stop, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(server::serve(listener, port, self.shared.clone(), self.options.limits, stop_rx));
+            control.listeners.insert(port, RunningListener { addr, stop, task });
+        }
+        let removed: Vec<u16> = control
+            .listeners
+            .keys()
+            .filter(|p| !wanted.contains(p))
+            .copied()
+            .collect();
+        for port in removed {
+            if let Some(l) = control.listeners.remove(&port) {
+                let _ = l.stop.send(true);
+            }
+        }
+        control.inputs = inputs;
+        control.endpoints = endpoints;
+        Ok(())
+    }
+
+    /// Gateway port → the local address it listens on.
+    pub async fn listeners(&self) -> BTreeMap<u16, SocketAddr> {
+        let control = self.control.lock().await;
+        control.listeners.iter().map(|(p, l)| (*p, l.addr)).collect()
+    }
+
+    /// Istio's metrics in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        self.shared.metrics.render()
+    }
+
+    /// Access-log lines dropped because the writer fell behind.
+    pub fn access_log_dropped(&self) -> u64 {
+        self.shared.access_log.as_ref().map_or(0, |a| a.dropped())
+    }
+
+    /// Stops every listener; open connections finish their requests.
+    pub async fn shutdown(&self) {
+        let mut control = self.control.lock().await;
+        for (_, l) in std::mem::take(&mut control.listeners) {
+            let _ = l.stop.send(true);
+            let _ = l.task.await;
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Istio's standard metrics, with its names, labels and buckets:
+//! `istio_requests_total`, `istio_request_duration_milliseconds`,
+//! `istio_request_bytes`, `istio_response_bytes`, reported as an ingress
+//! gateway reports them (`reporter="source"`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The labels of every request metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Always `source`: a gateway reports as the client side.
+    pub reporter: String,
+    /// The gateway's workload name.
+    pub source_workload: String,
+    /// FQDN of the destination Service, or `unknown`.
+    pub destination_service: String,
+    /// The destination Service's name.
+    pub destination_service_name: String,
+    /// The destination Service's namespace.
+    pub destination_service_namespace: String,
+    /// The destination pod's workload (Deployment), or `unknown`.
+    pub destination_workload: String,
+    /// The destination pod's `version` label, or `unknown`.
+    pub destination_version: String,
+    /// `http` or `http2`... as Istio writes it (`http`, `grpc`).
+    pub request_protocol: String,
+    /// The response status.
+    pub response_code: u16,
+    /// Envoy's response flags (`-` when none).
+    pub response_flags: String,
+}
+
+#[derive(Clone)]
+struct Buckets(&'static [f64]);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+/// Istio's duration buckets (milliseconds).
+const DURATION_MS: &[f64] = &[
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+    30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+/// Istio's size buckets (bytes).
+const SIZE_BYTES: &[f64] = &[1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1e6, 1e7, 1e8, 1e9];
+
+/// The gateway's metrics and their registry.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RequestLabels, Histogram, Buckets>,
+    request_bytes: Family<RequestLabels, Histogram, Buckets>,
+    response_bytes: Family<RequestLabels, Histogram, Buckets>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration = Family::new_with_constructor(Buckets(DURATION_MS));
+        let request_bytes = Family::new_with_constructor(Buckets(SIZE_BYTES));
+        let response_bytes = Family::new_with_constructor(Buckets(SIZE_BYTES));
+        registry.register("istio_requests", "Requests through the gateway.", requests.clone());
+        registry.register(
+            "istio_request_duration_milliseconds",
+            "Time from request start to response headers.",
+            duration.clone(),
+        );
+        registry.register("istio_request_bytes", "Request body sizes.", request_bytes.clone());
+        registry.register("istio_response_bytes", "Response body sizes.", response_bytes.clone());
+        Self {
+            registry,
+            requests,
+            duration,
+            request_bytes,
+            response_bytes,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one request.
+    pub fn record(&self, labels: &RequestLabels, duration_ms: f64, request_bytes: u64, response_bytes: u64) {
+        self.requests.get_or_create(labels).inc();
+        self.duration.get_or_create(labels).observe(duration_ms);
+        self.request_bytes.get_or_create(labels).observe(request_bytes as f64);
+        self.response_bytes.get_or_create(labels).observe(response_bytes as f64);
+    }
+
+    /// Everything, in the Prometheus/OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

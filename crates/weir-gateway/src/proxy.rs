@@ -1,0 +1,582 @@
+//! The request path: match a route, inject faults, pick a destination and
+//! an endpoint, forward over a pooled connection with retries and timeout,
+//! mirror, rewrite headers, and record metrics and the access log. Phases
+//! in order: `route` → `fault` → `pick_destination` → `forward` → `respond`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Empty, Full};
+use hyper::body::{Body, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::time::Instant;
+
+use crate::access_log::AccessLog;
+use crate::balance::{HashInput, cookie_value};
+use crate::config::{Cluster, HeaderOps, Rule, Snapshot};
+use crate::matcher::RequestView;
+use crate::metrics::{Metrics, RequestLabels};
+
+/// The body sent upstream: the client's, streamed, or empty for retries and mirrors.
+pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+/// The body returned downstream: the upstream's, streamed, or a local reply.
+pub type DownstreamBody = Either<Incoming, Full<Bytes>>;
+
+/// What the request path shares across connections.
+pub struct Shared {
+    /// The current routes and endpoints, swapped atomically.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Pooled keep-alive connections, one pool per endpoint address.
+    pub client: Client<HttpConnector, UpstreamBody>,
+    /// Istio's metrics.
+    pub metrics: Metrics,
+    /// The access log, when enabled.
+    pub access_log: Option<AccessLog>,
+    /// `source_workload` in metrics.
+    pub workload: String,
+}
+
+/// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// How a request ended, for the access log and metrics.
+struct Outcome<'a> {
+    flags: &'static str,
+    cluster: Option<&'a Cluster>,
+    upstream: Option<(SocketAddr, &'a str, &'a str)>,
+}
+
+impl Outcome<'_> {
+    fn local(flags: &'static str) -> Self {
+        Self {
+            flags,
+            cluster: None,
+            upstream: None,
+        }
+    }
+}
+
+/// Handles one request that arrived on Gateway port `port` from `client`.
+pub async fn handle(
+    shared: Arc<Shared>,
+    port: u16,
+    client: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<DownstreamBody> {
+    let started = Instant::now();
+    let started_wall = SystemTime::now();
+    let snapshot = shared.snapshot.load_full();
+    let request_id = ensure_request_id(req.headers_mut());
+    let log = RequestLog::new(&req, &request_id, started_wall);
+
+    let Some(listener) = snapshot.listeners.get(&port) else {
+        return finish(&shared, &log, started, local_reply(StatusCode::NOT_FOUND, ""), Outcome::local("NR"));
+    };
+    let authority = authority_of(&req).to_owned();
+    let host = strip_port(&authority);
+    let (path, query) = (req.uri().path().to_owned(), req.uri().query().map(str::to_owned));
+    let gateway = listener.gateways.first().map(String::as_str).unwrap_or_default();
+
+    // route: the first matching rule of the most specific virtual host.
+    let rule = {
+        let view = RequestView {
+            path: &path,
+            query: query.as_deref(),
+            method: req.method().as_str(),
+            scheme: "http",
+            authority: &authority,
+            headers: req.headers(),
+            port,
+            gateway,
+        };
+        listener
+            .virtual_host(host)
+            .and_then(|vh| vh.rules.iter().find(|r| r.matcher.matches(&view)))
+            .cloned()
+    };
+    let Some(rule) = rule else {
+        return finish(&shared, &log, started, local_reply(StatusCode::NOT_FOUND, ""), Outcome::local("NR"));
+    };
+
+    // fault: delay, then maybe abort, as Envoy's fault filter does.
+    if let Some(fault) = &rule.fault {
+        if let Some((delay, pct)) = fault.delay
+            && roll(pct)
+        {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some((status, pct)) = fault.abort
+            && roll(pct)
+        {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return finish(&shared, &log, started, local_reply(status, "fault filter abort"), Outcome::local("FI"));
+        }
+    }
+
+    // pick_destination: affinity cookie, else the shared smooth split.
+    let (dest_index, affinity_cookie) = pick_destination(&rule, req.headers());
+    let dest = &rule.destinations[dest_index];
+    let Some(cluster) = dest.cluster.as_deref() else {
+        return finish(&shared, &log, started, local_reply(StatusCode::SERVICE_UNAVAILABLE, ""), Outcome::local("NC"));
+    };
+    if cluster.endpoints.is_empty() {
+        let outcome = Outcome {
+            flags: "UH",
+            cluster: Some(cluster),
+            upstream: None,
+        };
+        return finish(&shared, &log, started, local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"), outcome);
+    }
+
+    prepare_upstream_headers(req.headers_mut(), client, &authority);
+    apply_request_ops(req.headers_mut(), &rule.headers);
+    apply_request_ops(req.headers_mut(), &dest.headers);
+
+    let body_is_empty = req.body().is_end_stream();
+    if body_is_empty {
+        for mirror in &rule.mirrors {
+            if let Some(m) = &mirror.cluster
+                && !m.endpoints.is_empty()
+                && roll(mirror.percent)
+            {
+                send_mirror(&shared, m, &req, &authority, client);
+            }
+        }
+    }
+
+    // forward: attempts with retries, within the route timeout.
+    let (parts, body) = req.into_parts();
+    let mut body = Some(body);
+    let deadline = rule.timeout.map(|t| started + t);
+    let hash_input = HashInput {
+        headers: &parts.headers,
+        client: client.ip(),
+        query: query.as_deref(),
+    };
+    let mut tried: Vec<usize> = Vec::new();
+    let mut hash_cookie = None;
+    let max_attempts = if body_is_empty { 1 + rule.retry.attempts } else { 1 };
+    let mut attempt = 0;
+    let result = loop {
+        attempt += 1;
+        let pick = cluster.policy.pick(&cluster.endpoints, &hash_input);
+        let mut index = pick.index;
+        if rule.retry.ignore_previous_hosts && !cluster.is_consistent_hash() && tried.contains(&index) {
+            if let Some(other) = (0..cluster.endpoints.len()).find(|i| !tried.contains(i)) {
+                index = other;
+            }
+        }
+        if hash_cookie.is_none() {
+            hash_cookie = pick.set_cookie;
+        }
+        tried.push(index);
+        let endpoint = &cluster.endpoints[index];
+        let upstream_body = match body.take() {
+            Some(b) => Either::Left(b),
+            None => Either::Right(Empty::new()),
+        };
+        let upstream_req = match build_upstream(&parts, endpoint.authority.clone(), upstream_body) {
+            Some(r) => r,
+            None => break Attempt::Failed("UF", endpoint),
+        };
+        let per_try = rule.retry.per_try_timeout;
+        let limit = match (deadline, per_try) {
+            (Some(d), Some(p)) => Some(d.min(Instant::now() + p)),
+            (Some(d), None) => Some(d),
+            (None, Some(p)) => Some(Instant::now() + p),
+            (None, None) => None,
+        };
+        endpoint.active.fetch_add(1, Ordering::Relaxed);
+        let sent = shared.client.request(upstream_req);
+        let outcome = match limit {
+            Some(limit) => tokio::time::timeout_at(limit, sent).await.map_err(|_| ()),
+            None => Ok(sent.await),
+        };
+        endpoint.active.fetch_sub(1, Ordering::Relaxed);
+        let can_retry = attempt < max_attempts && deadline.is_none_or(|d| Instant::now() < d);
+        let on = &rule.retry.on;
+        match outcome {
+            Ok(Ok(resp)) => {
+                let code = resp.status().as_u16();
+                let retry_status = (on.five_xx && code >= 500)
+                    || (on.gateway_error && matches!(code, 502..=504))
+                    || (on.unavailable && code == 503)
+                    || on.statuses.contains(&code);
+                if retry_status && can_retry {
+                    tokio::time::sleep(backoff(rule.retry.backoff, attempt)).await;
+                    continue;
+                }
+                break Attempt::Answered(resp, endpoint);
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                if on.connect_failure && can_retry {
+                    tokio::time::sleep(backoff(rule.retry.backoff, attempt)).await;
+                    continue;
+                }
+                break Attempt::Failed("UF", endpoint);
+            }
+            Ok(Err(_)) => {
+                if (on.reset || on.five_xx) && can_retry {
+                    continue;
+                }
+                break Attempt::Failed("UC", endpoint);
+            }
+            Err(()) => {
+                let per_try_expired = deadline.is_none_or(|d| Instant::now() < d);
+                if per_try_expired && (on.five_xx || on.gateway_error) && can_retry {
+                    continue;
+                }
+                break Attempt::Failed("UT", endpoint);
+            }
+        }
+    };
+
+    // respond.
+    let (resp, outcome) = match result {
+        Attempt::Answered(resp, endpoint) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            apply_response_ops(&mut parts.headers, &rule.headers);
+            apply_response_ops(&mut parts.headers, &dest.headers);
+            parts.version = Version::HTTP_11;
+            let resp = Response::from_parts(parts, Either::Left(body));
+            let outcome = Outcome {
+                flags: if attempt > 1 { "URX" } else { "-" },
+                cluster: Some(cluster),
+                upstream: Some((endpoint.addr, &endpoint.workload, &endpoint.version)),
+            };
+            (resp, outcome)
+        }
+        Attempt::Failed(flags, endpoint) => {
+            let (status, text) = match flags {
+                "UT" => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+                "UF" => (StatusCode::SERVICE_UNAVAILABLE, "upstream connect error or disconnect/reset before headers. reset reason: connection failure"),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, "upstream connect error or disconnect/reset before headers. reset reason: connection termination"),
+            };
+            let outcome = Outcome {
+                flags,
+                cluster: Some(cluster),
+                upstream: Some((endpoint.addr, &endpoint.workload, &endpoint.version)),
+            };
+            (local_reply(status, text), outcome)
+        }
+    };
+    let mut resp = resp;
+    for cookie in [affinity_cookie, hash_cookie].into_iter().flatten() {
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    finish(&shared, &log, started, resp, outcome)
+}
+
+enum Attempt<'a> {
+    Answered(Response<Incoming>, &'a crate::balance::UpstreamEndpoint),
+    Failed(&'static str, &'a crate::balance::UpstreamEndpoint),
+}
+
+/// Envoy's retry backoff: a random time up to base × 2^(attempt−1), capped at 10 × base.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let cap = base.saturating_mul(10);
+    let ceiling = base.saturating_mul(1 << (attempt.saturating_sub(1)).min(10)).min(cap);
+    Duration::from_nanos(fastrand::u64(..=ceiling.as_nanos() as u64))
+}
+
+/// The destination index and, for version affinity, a cookie to set.
+fn pick_destination(rule: &Rule, headers: &HeaderMap) -> (usize, Option<String>) {
+    let Some(cookie) = &rule.affinity else {
+        return (rule.split.pick(), None);
+    };
+    if rule.destinations.len() > 1
+        && let Some(value) = cookie_value(headers, cookie)
+        && let Some(i) = rule
+            .destinations
+            .iter()
+            .position(|d| d.label == value && d.weight > 0)
+    {
+        return (i, None);
+    }
+    let i = rule.split.pick();
+    (i, Some(format!("{cookie}={}; Path=/; HttpOnly", rule.destinations[i].label)))
+}
+
+/// Whether a request falls in a `percent` share (0–100).
+fn roll(percent: f64) -> bool {
+    percent >= 100.0 || (percent > 0.0 && fastrand::f64() * 100.0 < percent)
+}
+
+fn authority_of<B>(req: &Request<B>) -> &str {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or_default()
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+fn strip_port(authority: &str) -> &str {
+    match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    }
+}
+
+fn ensure_request_id(headers: &mut HeaderMap) -> String {
+    if let Some(id) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        return id.to_owned();
+    }
+    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
+    let id = format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | (b >> 48) & 0x3fff,
+        b & 0xffff_ffff_ffff
+    );
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        headers.insert(X_REQUEST_ID, v);
+    }
+    id
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(named.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Hop-by-hop removal, the Host header for HTTP/1.1 upstreams, and the
+/// x-forwarded-* headers a gateway sets.
+fn prepare_upstream_headers(headers: &mut HeaderMap, client: SocketAddr, authority: &str) {
+    strip_hop_by_hop(headers);
+    if !headers.contains_key(header::HOST)
+        && let Ok(v) = HeaderValue::from_str(authority)
+    {
+        headers.insert(header::HOST, v);
+    }
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {}", client.ip()),
+        None => client.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+}
+
+fn apply_request_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
+    for name in &ops.request_remove {
+        headers.remove(name);
+    }
+    for (name, value) in &ops.request_set {
+        headers.insert(name.clone(), value.clone());
+    }
+    for (name, value) in &ops.request_add {
+        headers.append(name.clone(), value.clone());
+    }
+}
+
+fn apply_response_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
+    for name in &ops.response_remove {
+        headers.remove(name);
+    }
+    for (name, value) in &ops.response_set {
+        headers.insert(name.clone(), value.clone());
+    }
+    for (name, value) in &ops.response_add {
+        headers.append(name.clone(), value.clone());
+    }
+}
+
+/// The upstream request: HTTP/1.1 to `authority`, same method, path, headers.
+fn build_upstream(
+    parts: &http::request::Parts,
+    authority: http::uri::Authority,
+    body: UpstreamBody,
+) -> Option<Request<UpstreamBody>> {
+    let mut uri = Uri::builder().scheme("http").authority(authority);
+    uri = uri.path_and_query(
+        parts
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str()),
+    );
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri.build().ok()?;
+    *req.headers_mut() = parts.headers.clone();
+    Some(req)
+}
+
+/// Copies a body-less request to a mirror cluster, fire and forget, with
+/// `-shadow` appended to the host as Istio does.
+fn send_mirror(shared: &Arc<Shared>, cluster: &Cluster, req: &Request<Incoming>, authority: &str, client: SocketAddr) {
+    let input = HashInput {
+        headers: req.headers(),
+        client: client.ip(),
+        query: req.uri().query(),
+    };
+    let endpoint = &cluster.endpoints[cluster.policy.pick(&cluster.endpoints, &input).index];
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = req.method().clone();
+    parts.uri = req.uri().clone();
+    parts.headers = req.headers().clone();
+    let shadow_host = format!("{}-shadow", strip_port(authority));
+    if let Ok(v) = HeaderValue::from_str(&shadow_host) {
+        parts.headers.insert(header::HOST, v);
+    }
+    let Some(mirror) = build_upstream(&parts, endpoint.authority.clone(), Either::Right(Empty::new())) else {
+        return;
+    };
+    let client = shared.client.clone();
+    let shared = shared.clone();
+    let labels = labels_for(&shared, Some(cluster), Some((endpoint.addr, &endpoint.workload, &endpoint.version)), 0, "-");
+    let started = Instant::now();
+    tokio::spawn(async move {
+        if let Ok(resp) = client.request(mirror).await {
+            let mut labels = labels;
+            labels.response_code = resp.status().as_u16();
+            shared
+                .metrics
+                .record(&labels, started.elapsed().as_secs_f64() * 1000.0, 0, 0);
+        }
+    });
+}
+
+/// An Envoy-style local reply.
+fn local_reply(status: StatusCode, text: &'static str) -> Response<DownstreamBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(text.as_bytes()))));
+    *resp.status_mut() = status;
+    if !text.is_empty() {
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    resp
+}
+
+/// What the access log needs from the request, captured before it is consumed.
+struct RequestLog {
+    method: Method,
+    path: String,
+    version: Version,
+    request_id: String,
+    authority: String,
+    user_agent: String,
+    forwarded_for: String,
+    bytes_in: u64,
+    start: SystemTime,
+}
+
+impl RequestLog {
+    fn new(req: &Request<Incoming>, request_id: &str, start: SystemTime) -> Self {
+        let header = |name: header::HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        Self {
+            method: req.method().clone(),
+            path: req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+            version: req.version(),
+            request_id: request_id.to_owned(),
+            authority: authority_of(req).to_owned(),
+            user_agent: header(header::USER_AGENT),
+            forwarded_for: header(X_FORWARDED_FOR),
+            bytes_in: req.body().size_hint().exact().unwrap_or(0),
+            start,
+        }
+    }
+}
+
+fn labels_for(
+    shared: &Shared,
+    cluster: Option<&Cluster>,
+    upstream: Option<(SocketAddr, &str, &str)>,
+    code: u16,
+    flags: &str,
+) -> RequestLabels {
+    let unknown = || "unknown".to_owned();
+    RequestLabels {
+        reporter: "source".to_owned(),
+        source_workload: shared.workload.clone(),
+        destination_service: cluster.map_or_else(unknown, |c| c.service_fqdn.clone()),
+        destination_service_name: cluster.map_or_else(unknown, |c| c.service.1.clone()),
+        destination_service_namespace: cluster.map_or_else(unknown, |c| c.service.0.clone()),
+        destination_workload: upstream.map_or_else(unknown, |u| u.1.to_owned()),
+        destination_version: upstream.map_or_else(unknown, |u| u.2.to_owned()),
+        request_protocol: "http".to_owned(),
+        response_code: code,
+        response_flags: flags.to_owned(),
+    }
+}
+
+/// Records metrics and the access-log line, and returns the response.
+fn finish(
+    shared: &Shared,
+    log: &RequestLog,
+    started: Instant,
+    resp: Response<DownstreamBody>,
+    outcome: Outcome<'_>,
+) -> Response<DownstreamBody> {
+    let elapsed = started.elapsed();
+    let code = resp.status().as_u16();
+    let bytes_out = resp.body().size_hint().exact().unwrap_or(0);
+    let labels = labels_for(shared, outcome.cluster, outcome.upstream, code, outcome.flags);
+    shared
+        .metrics
+        .record(&labels, elapsed.as_secs_f64() * 1000.0, log.bytes_in, bytes_out);
+    if let Some(access_log) = &shared.access_log {
+        let upstream = outcome
+            .upstream
+            .map_or_else(|| "-".to_owned(), |u| u.0.to_string());
+        let cluster = outcome.cluster.map_or("-", |c| c.name.as_str());
+        access_log.write(format!(
+            "[{}] \"{} {} {:?}\" {} {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {}\n",
+            humantime::format_rfc3339_millis(log.start),
+            log.method,
+            log.path,
+            log.version,
+            code,
+            outcome.flags,
+            log.bytes_in,
+            bytes_out,
+            elapsed.as_millis(),
+            log.forwarded_for,
+            log.user_agent,
+            log.request_id,
+            log.authority,
+            upstream,
+            cluster,
+        ));
+    }
+    resp
+}

@@ -37,7 +37,12 @@ pub struct UpstreamEndpoint {
 
 impl UpstreamEndpoint {
     /// A new endpoint with nothing in flight.
-    pub fn new(addr: SocketAddr, name: String, workload: String, labels: BTreeMap<String, String>) -> Self {
+    pub fn new(
+        addr: SocketAddr,
+        name: String,
+        workload: String,
+        labels: BTreeMap<String, String>,
+    ) -> Self {
         let authority = Authority::try_from(addr.to_string().as_str())
             .unwrap_or_else(|_| Authority::from_static("invalid"));
         let version = labels
@@ -315,13 +320,24 @@ mod tests {
     fn hashing_is_sticky_and_spreads() {
         let eps = endpoints(4);
         for policy in [
-            Policy::ring_hash(HashKey::Header(HeaderName::from_static("x-user")), &eps, 1024),
-            Policy::maglev(HashKey::Header(HeaderName::from_static("x-user")), &eps, 65537),
+            Policy::ring_hash(
+                HashKey::Header(HeaderName::from_static("x-user")),
+                &eps,
+                1024,
+            ),
+            Policy::maglev(
+                HashKey::Header(HeaderName::from_static("x-user")),
+                &eps,
+                65537,
+            ),
         ] {
             let mut seen = std::collections::HashSet::new();
             for user in 0..64 {
                 let mut h = HeaderMap::new();
-                h.insert("x-user", HeaderValue::from_str(&format!("user-{user}")).unwrap());
+                h.insert(
+                    "x-user",
+                    HeaderValue::from_str(&format!("user-{user}")).unwrap(),
+                );
                 let first = policy.pick(&eps, &input(&h)).index;
                 assert!((0..5).all(|_| policy.pick(&eps, &input(&h)).index == first));
                 seen.insert(first);
@@ -342,10 +358,16 @@ mod tests {
         let pick = policy.pick(&eps, &input(&HeaderMap::new()));
         let cookie = pick.set_cookie.expect("generated cookie");
         assert!(cookie.starts_with("user=\""), "{cookie}");
-        assert!(!cookie.contains("Max-Age"), "ttl 0s is a session cookie: {cookie}");
+        assert!(
+            !cookie.contains("Max-Age"),
+            "ttl 0s is a session cookie: {cookie}"
+        );
         let value = cookie.split('"').nth(1).unwrap();
         let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_str(&format!("a=b; user=\"{value}\"")).unwrap());
+        h.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("a=b; user=\"{value}\"")).unwrap(),
+        );
         for _ in 0..5 {
             let again = policy.pick(&eps, &input(&h));
             assert_eq!(again.index, pick.index);

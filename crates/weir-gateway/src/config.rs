@@ -459,8 +459,17 @@ impl Compiler {
                     .iter()
                     .enumerate()
                     .map(|(i, route)| {
-                        self.rule(vs, &vs_name, i, route, inputs, endpoints, &mut clusters, &mut live_endpoints)
-                            .map(Arc::new)
+                        self.rule(
+                            vs,
+                            &vs_name,
+                            i,
+                            route,
+                            inputs,
+                            endpoints,
+                            &mut clusters,
+                            &mut live_endpoints,
+                        )
+                        .map(Arc::new)
                     })
                     .collect::<Result<_, _>>()?;
                 for vs_host in &vs.spec.hosts {
@@ -567,7 +576,10 @@ impl Compiler {
                 },
                 abort: f.abort.as_ref().and_then(|a| {
                     let status = u16::try_from(a.http_status?).ok()?;
-                    Some((status, percent(a.percentage.as_ref().map(|p| p.value), a.percent)))
+                    Some((
+                        status,
+                        percent(a.percentage.as_ref().map(|p| p.value), a.percent),
+                    ))
                 }),
             }),
         };
@@ -646,10 +658,14 @@ impl Compiler {
             return Some(c.clone());
         }
         let rule = inputs.destination_rules.iter().find(|dr| {
-            service_for_host(&dr.spec.host, ns_of(&dr.metadata)) == (svc_ns.clone(), svc_name.clone())
+            service_for_host(&dr.spec.host, ns_of(&dr.metadata))
+                == (svc_ns.clone(), svc_name.clone())
         });
         let (labels, policy) = match (&dest.subset, rule) {
-            (None, rule) => (BTreeMap::new(), rule.and_then(|r| r.spec.traffic_policy.clone())),
+            (None, rule) => (
+                BTreeMap::new(),
+                rule.and_then(|r| r.spec.traffic_policy.clone()),
+            ),
             (Some(subset), Some(rule)) => {
                 let s = rule.spec.subsets.iter().find(|s| &s.name == subset)?;
                 let policy = s
@@ -676,13 +692,23 @@ impl Compiler {
                     .filter(|x| x.labels == e.labels)
                     .cloned()
                     .unwrap_or_else(|| {
-                        Arc::new(UpstreamEndpoint::new(addr, e.name.clone(), e.workload.clone(), e.labels.clone()))
+                        Arc::new(UpstreamEndpoint::new(
+                            addr,
+                            e.name.clone(),
+                            e.workload.clone(),
+                            e.labels.clone(),
+                        ))
                     });
                 live.insert((addr, e.name.clone()), shared.clone());
                 Some(shared)
             })
             .collect();
-        let policy = lb_policy(policy.as_ref().and_then(|p: &TrafficPolicy| p.load_balancer.as_ref()), &members);
+        let policy = lb_policy(
+            policy
+                .as_ref()
+                .and_then(|p: &TrafficPolicy| p.load_balancer.as_ref()),
+            &members,
+        );
         let cluster = Arc::new(Cluster {
             name: name.clone(),
             service_fqdn: fqdn,
@@ -697,7 +723,10 @@ impl Compiler {
 
 /// The endpoint's port for a Service port: a WorkloadEntry's port for the
 /// Service port's name, else the target port (named ports looked up).
-fn target_port(port: &weir_api::k8s_openapi::api::core::v1::ServicePort, e: &Endpoint) -> Option<u16> {
+fn target_port(
+    port: &weir_api::k8s_openapi::api::core::v1::ServicePort,
+    e: &Endpoint,
+) -> Option<u16> {
     if let Some(name) = &port.name
         && let Some(p) = e.ports.get(name)
     {
@@ -716,17 +745,24 @@ fn lb_policy(lb: Option<&LoadBalancerSettings>, endpoints: &[Arc<UpstreamEndpoin
     };
     if let Some(ch) = &lb.consistent_hash {
         let key = if let Some(h) = &ch.http_header_name {
-            HeaderName::from_bytes(h.as_bytes()).map(HashKey::Header).ok()
+            HeaderName::from_bytes(h.as_bytes())
+                .map(HashKey::Header)
+                .ok()
         } else if let Some(c) = &ch.http_cookie {
             Some(HashKey::Cookie {
                 name: c.name.clone(),
                 path: c.path.clone(),
-                ttl: c.ttl.as_deref().and_then(|t| weir_api::duration::parse(t).ok()),
+                ttl: c
+                    .ttl
+                    .as_deref()
+                    .and_then(|t| weir_api::duration::parse(t).ok()),
             })
         } else if ch.use_source_ip == Some(true) {
             Some(HashKey::SourceIp)
         } else {
-            ch.http_query_parameter_name.clone().map(HashKey::QueryParam)
+            ch.http_query_parameter_name
+                .clone()
+                .map(HashKey::QueryParam)
         };
         if let Some(key) = key {
             return match &ch.maglev {

@@ -149,7 +149,11 @@ impl Gateway {
     }
 
     /// Replaces the ready endpoints of one Service.
-    pub async fn set_endpoints(&self, service: ServiceKey, endpoints: Vec<Endpoint>) -> Result<(), GatewayError> {
+    pub async fn set_endpoints(
+        &self,
+        service: ServiceKey,
+        endpoints: Vec<Endpoint>,
+    ) -> Result<(), GatewayError> {
         let mut control = self.control.lock().await;
         let inputs = control.inputs.clone();
         let mut all = control.endpoints.clone();
@@ -189,10 +193,20 @@ impl Gateway {
         }
         self.shared.snapshot.store(Arc::new(snapshot));
         for (port, listener) in bound {
-            let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::new(self.options.bind, 0));
+            let addr = listener
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::new(self.options.bind, 0));
             let (stop, stop_rx) = watch::channel(false);
-            let task = tokio::spawn(server::serve(listener, port, self.shared.clone(), self.options.limits, stop_rx));
-            control.listeners.insert(port, RunningListener { addr, stop, task });
+            let task = tokio::spawn(server::serve(
+                listener,
+                port,
+                self.shared.clone(),
+                self.options.limits,
+                stop_rx,
+            ));
+            control
+                .listeners
+                .insert(port, RunningListener { addr, stop, task });
         }
         let removed: Vec<u16> = control
             .listeners
@@ -213,7 +227,11 @@ impl Gateway {
     /// Gateway port → the local address it listens on.
     pub async fn listeners(&self) -> BTreeMap<u16, SocketAddr> {
         let control = self.control.lock().await;
-        control.listeners.iter().map(|(p, l)| (*p, l.addr)).collect()
+        control
+            .listeners
+            .iter()
+            .map(|(p, l)| (*p, l.addr))
+            .collect()
     }
 
     /// Istio's metrics in the Prometheus text format.

@@ -102,8 +102,8 @@ impl MatchBlock {
             map.iter()
                 .flatten()
                 .map(|(name, s)| {
-                    let header =
-                        HeaderName::from_bytes(name.as_bytes()).map_err(|_| BadMatch(name.clone()))?;
+                    let header = HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|_| BadMatch(name.clone()))?;
                     let matcher = StrMatch::compile(s).ok_or_else(|| BadMatch(name.clone()))?;
                     Ok((header, matcher))
                 })
@@ -173,12 +173,16 @@ impl MatchBlock {
         if !self.headers.iter().all(|(n, m)| header_matches(n, m)) {
             return false;
         }
-        if self.without_headers.iter().any(|(n, m)| header_matches(n, m)) {
+        if self
+            .without_headers
+            .iter()
+            .any(|(n, m)| header_matches(n, m))
+        {
             return false;
         }
-        self.query.iter().all(|(key, m)| {
-            query_value(req.query, key).is_some_and(|v| m.matches(v))
-        })
+        self.query
+            .iter()
+            .all(|(key, m)| query_value(req.query, key).is_some_and(|v| m.matches(v)))
     }
 }
 
@@ -269,12 +273,26 @@ mod tests {
         h.insert("x-canary", HeaderValue::from_static("yes"));
         let mut req = HttpMatchRequest::default();
         req.headers = Some([("x-canary".to_owned(), StringMatch::default())].into());
-        assert!(MatchBlock::compile(&req, "default").unwrap().matches(&view("/", None, &h)));
-        assert!(!MatchBlock::compile(&req, "default").unwrap().matches(&view("/", None, &HeaderMap::new())));
+        assert!(
+            MatchBlock::compile(&req, "default")
+                .unwrap()
+                .matches(&view("/", None, &h))
+        );
+        assert!(
+            !MatchBlock::compile(&req, "default").unwrap().matches(&view(
+                "/",
+                None,
+                &HeaderMap::new()
+            ))
+        );
 
         let mut without = HttpMatchRequest::default();
         without.without_headers = Some([("x-canary".to_owned(), sm("exact", "yes"))].into());
-        assert!(!MatchBlock::compile(&without, "default").unwrap().matches(&view("/", None, &h)));
+        assert!(
+            !MatchBlock::compile(&without, "default")
+                .unwrap()
+                .matches(&view("/", None, &h))
+        );
 
         let mut q = HttpMatchRequest::default();
         q.query_params = Some([("user".to_owned(), sm("exact", "alice"))].into());
@@ -287,10 +305,20 @@ mod tests {
     #[test]
     fn no_blocks_match_everything_and_blocks_are_ored() {
         let h = HeaderMap::new();
-        assert!(RuleMatch::compile(None, "default").unwrap().matches(&view("/x", None, &h)));
+        assert!(
+            RuleMatch::compile(None, "default")
+                .unwrap()
+                .matches(&view("/x", None, &h))
+        );
         let blocks = vec![
-            HttpMatchRequest { uri: Some(sm("exact", "/a")), ..Default::default() },
-            HttpMatchRequest { uri: Some(sm("exact", "/b")), ..Default::default() },
+            HttpMatchRequest {
+                uri: Some(sm("exact", "/a")),
+                ..Default::default()
+            },
+            HttpMatchRequest {
+                uri: Some(sm("exact", "/b")),
+                ..Default::default()
+            },
         ];
         let rule = RuleMatch::compile(Some(&blocks), "default").unwrap();
         assert!(rule.matches(&view("/b", None, &h)));

@@ -45,11 +45,13 @@ impl MetricConstructor<Histogram> for Buckets {
 
 /// Istio's duration buckets (milliseconds).
 const DURATION_MS: &[f64] = &[
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-    30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 /// Istio's size buckets (bytes).
-const SIZE_BYTES: &[f64] = &[1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1e6, 1e7, 1e8, 1e9];
+const SIZE_BYTES: &[f64] = &[
+    1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1e6, 1e7, 1e8, 1e9,
+];
 
 /// The gateway's metrics and their registry.
 pub struct Metrics {
@@ -67,14 +69,26 @@ impl Default for Metrics {
         let duration = Family::new_with_constructor(Buckets(DURATION_MS));
         let request_bytes = Family::new_with_constructor(Buckets(SIZE_BYTES));
         let response_bytes = Family::new_with_constructor(Buckets(SIZE_BYTES));
-        registry.register("istio_requests", "Requests through the gateway.", requests.clone());
+        registry.register(
+            "istio_requests",
+            "Requests through the gateway.",
+            requests.clone(),
+        );
         registry.register(
             "istio_request_duration_milliseconds",
             "Time from request start to response headers.",
             duration.clone(),
         );
-        registry.register("istio_request_bytes", "Request body sizes.", request_bytes.clone());
-        registry.register("istio_response_bytes", "Response body sizes.", response_bytes.clone());
+        registry.register(
+            "istio_request_bytes",
+            "Request body sizes.",
+            request_bytes.clone(),
+        );
+        registry.register(
+            "istio_response_bytes",
+            "Response body sizes.",
+            response_bytes.clone(),
+        );
         Self {
             registry,
             requests,
@@ -87,11 +101,21 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Records one request.
-    pub fn record(&self, labels: &RequestLabels, duration_ms: f64, request_bytes: u64, response_bytes: u64) {
+    pub fn record(
+        &self,
+        labels: &RequestLabels,
+        duration_ms: f64,
+        request_bytes: u64,
+        response_bytes: u64,
+    ) {
         self.requests.get_or_create(labels).inc();
         self.duration.get_or_create(labels).observe(duration_ms);
-        self.request_bytes.get_or_create(labels).observe(request_bytes as f64);
-        self.response_bytes.get_or_create(labels).observe(response_bytes as f64);
+        self.request_bytes
+            .get_or_create(labels)
+            .observe(request_bytes as f64);
+        self.response_bytes
+            .get_or_create(labels)
+            .observe(response_bytes as f64);
     }
 
     /// Everything, in the Prometheus/OpenMetrics text format.

@@ -89,12 +89,25 @@ pub async fn handle(
     let log = RequestLog::new(&req, &request_id, started_wall);
 
     let Some(listener) = snapshot.listeners.get(&port) else {
-        return finish(&shared, &log, started, local_reply(StatusCode::NOT_FOUND, ""), Outcome::local("NR"));
+        return finish(
+            &shared,
+            &log,
+            started,
+            local_reply(StatusCode::NOT_FOUND, ""),
+            Outcome::local("NR"),
+        );
     };
     let authority = authority_of(&req).to_owned();
     let host = strip_port(&authority);
-    let (path, query) = (req.uri().path().to_owned(), req.uri().query().map(str::to_owned));
-    let gateway = listener.gateways.first().map(String::as_str).unwrap_or_default();
+    let (path, query) = (
+        req.uri().path().to_owned(),
+        req.uri().query().map(str::to_owned),
+    );
+    let gateway = listener
+        .gateways
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default();
 
     // route: the first matching rule of the most specific virtual host.
     let rule = {
@@ -114,7 +127,13 @@ pub async fn handle(
             .cloned()
     };
     let Some(rule) = rule else {
-        return finish(&shared, &log, started, local_reply(StatusCode::NOT_FOUND, ""), Outcome::local("NR"));
+        return finish(
+            &shared,
+            &log,
+            started,
+            local_reply(StatusCode::NOT_FOUND, ""),
+            Outcome::local("NR"),
+        );
     };
 
     // fault: delay, then maybe abort, as Envoy's fault filter does.
@@ -128,7 +147,13 @@ pub async fn handle(
             && roll(pct)
         {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            return finish(&shared, &log, started, local_reply(status, "fault filter abort"), Outcome::local("FI"));
+            return finish(
+                &shared,
+                &log,
+                started,
+                local_reply(status, "fault filter abort"),
+                Outcome::local("FI"),
+            );
         }
     }
 
@@ -136,7 +161,13 @@ pub async fn handle(
     let (dest_index, affinity_cookie) = pick_destination(&rule, req.headers());
     let dest = &rule.destinations[dest_index];
     let Some(cluster) = dest.cluster.as_deref() else {
-        return finish(&shared, &log, started, local_reply(StatusCode::SERVICE_UNAVAILABLE, ""), Outcome::local("NC"));
+        return finish(
+            &shared,
+            &log,
+            started,
+            local_reply(StatusCode::SERVICE_UNAVAILABLE, ""),
+            Outcome::local("NC"),
+        );
     };
     if cluster.endpoints.is_empty() {
         let outcome = Outcome {
@@ -144,7 +175,13 @@ pub async fn handle(
             cluster: Some(cluster),
             upstream: None,
         };
-        return finish(&shared, &log, started, local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"), outcome);
+        return finish(
+            &shared,
+            &log,
+            started,
+            local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"),
+            outcome,
+        );
     }
 
     prepare_upstream_headers(req.headers_mut(), client, &authority);
@@ -174,13 +211,20 @@ pub async fn handle(
     };
     let mut tried: Vec<usize> = Vec::new();
     let mut hash_cookie = None;
-    let max_attempts = if body_is_empty { 1 + rule.retry.attempts } else { 1 };
+    let max_attempts = if body_is_empty {
+        1 + rule.retry.attempts
+    } else {
+        1
+    };
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
         let pick = cluster.policy.pick(&cluster.endpoints, &hash_input);
         let mut index = pick.index;
-        if rule.retry.ignore_previous_hosts && !cluster.is_consistent_hash() && tried.contains(&index) {
+        if rule.retry.ignore_previous_hosts
+            && !cluster.is_consistent_hash()
+            && tried.contains(&index)
+        {
             if let Some(other) = (0..cluster.endpoints.len()).find(|i| !tried.contains(i)) {
                 index = other;
             }
@@ -269,8 +313,14 @@ pub async fn handle(
         Attempt::Failed(flags, endpoint) => {
             let (status, text) = match flags {
                 "UT" => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
-                "UF" => (StatusCode::SERVICE_UNAVAILABLE, "upstream connect error or disconnect/reset before headers. reset reason: connection failure"),
-                _ => (StatusCode::SERVICE_UNAVAILABLE, "upstream connect error or disconnect/reset before headers. reset reason: connection termination"),
+                "UF" => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+                ),
+                _ => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+                ),
             };
             let outcome = Outcome {
                 flags,
@@ -297,7 +347,9 @@ enum Attempt<'a> {
 /// Envoy's retry backoff: a random time up to base × 2^(attempt−1), capped at 10 × base.
 fn backoff(base: Duration, attempt: u32) -> Duration {
     let cap = base.saturating_mul(10);
-    let ceiling = base.saturating_mul(1 << (attempt.saturating_sub(1)).min(10)).min(cap);
+    let ceiling = base
+        .saturating_mul(1 << (attempt.saturating_sub(1)).min(10))
+        .min(cap);
     Duration::from_nanos(fastrand::u64(..=ceiling.as_nanos() as u64))
 }
 
@@ -316,7 +368,13 @@ fn pick_destination(rule: &Rule, headers: &HeaderMap) -> (usize, Option<String>)
         return (i, None);
     }
     let i = rule.split.pick();
-    (i, Some(format!("{cookie}={}; Path=/; HttpOnly", rule.destinations[i].label)))
+    (
+        i,
+        Some(format!(
+            "{cookie}={}; Path=/; HttpOnly",
+            rule.destinations[i].label
+        )),
+    )
 }
 
 /// Whether a request falls in a `percent` share (0–100).
@@ -328,7 +386,11 @@ fn authority_of<B>(req: &Request<B>) -> &str {
     req.uri()
         .authority()
         .map(|a| a.as_str())
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
         .unwrap_or_default()
 }
 
@@ -422,12 +484,7 @@ fn build_upstream(
     body: UpstreamBody,
 ) -> Option<Request<UpstreamBody>> {
     let mut uri = Uri::builder().scheme("http").authority(authority);
-    uri = uri.path_and_query(
-        parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str()),
-    );
+    uri = uri.path_and_query(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri.build().ok()?;
@@ -437,7 +494,13 @@ fn build_upstream(
 
 /// Copies a body-less request to a mirror cluster, fire and forget, with
 /// `-shadow` appended to the host as Istio does.
-fn send_mirror(shared: &Arc<Shared>, cluster: &Cluster, req: &Request<Incoming>, authority: &str, client: SocketAddr) {
+fn send_mirror(
+    shared: &Arc<Shared>,
+    cluster: &Cluster,
+    req: &Request<Incoming>,
+    authority: &str,
+    client: SocketAddr,
+) {
     let input = HashInput {
         headers: req.headers(),
         client: client.ip(),
@@ -452,12 +515,22 @@ fn send_mirror(shared: &Arc<Shared>, cluster: &Cluster, req: &Request<Incoming>,
     if let Ok(v) = HeaderValue::from_str(&shadow_host) {
         parts.headers.insert(header::HOST, v);
     }
-    let Some(mirror) = build_upstream(&parts, endpoint.authority.clone(), Either::Right(Empty::new())) else {
+    let Some(mirror) = build_upstream(
+        &parts,
+        endpoint.authority.clone(),
+        Either::Right(Empty::new()),
+    ) else {
         return;
     };
     let client = shared.client.clone();
     let shared = shared.clone();
-    let labels = labels_for(&shared, Some(cluster), Some((endpoint.addr, &endpoint.workload, &endpoint.version)), 0, "-");
+    let labels = labels_for(
+        &shared,
+        Some(cluster),
+        Some((endpoint.addr, &endpoint.workload, &endpoint.version)),
+        0,
+        "-",
+    );
     let started = Instant::now();
     tokio::spawn(async move {
         if let Ok(resp) = client.request(mirror).await {
@@ -472,7 +545,9 @@ fn send_mirror(shared: &Arc<Shared>, cluster: &Cluster, req: &Request<Incoming>,
 
 /// An Envoy-style local reply.
 fn local_reply(status: StatusCode, text: &'static str) -> Response<DownstreamBody> {
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(text.as_bytes()))));
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
+        text.as_bytes(),
+    ))));
     *resp.status_mut() = status;
     if !text.is_empty() {
         resp.headers_mut()
@@ -505,7 +580,11 @@ impl RequestLog {
         };
         Self {
             method: req.method().clone(),
-            path: req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned(),
             version: req.version(),
             request_id: request_id.to_owned(),
             authority: authority_of(req).to_owned(),
@@ -550,10 +629,19 @@ fn finish(
     let elapsed = started.elapsed();
     let code = resp.status().as_u16();
     let bytes_out = resp.body().size_hint().exact().unwrap_or(0);
-    let labels = labels_for(shared, outcome.cluster, outcome.upstream, code, outcome.flags);
-    shared
-        .metrics
-        .record(&labels, elapsed.as_secs_f64() * 1000.0, log.bytes_in, bytes_out);
+    let labels = labels_for(
+        shared,
+        outcome.cluster,
+        outcome.upstream,
+        code,
+        outcome.flags,
+    );
+    shared.metrics.record(
+        &labels,
+        elapsed.as_secs_f64() * 1000.0,
+        log.bytes_in,
+        bytes_out,
+    );
     if let Some(access_log) = &shared.access_log {
         let upstream = outcome
             .upstream

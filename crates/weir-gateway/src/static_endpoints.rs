@@ -29,7 +29,11 @@ pub fn from_workload_entries<'a>(
                 Resource::WorkloadEntry(we) if w.namespace() == ns => Some((w, we)),
                 _ => None,
             })
-            .filter(|(_, we)| selector.iter().all(|(k, v)| we.spec.labels.get(k) == Some(v)))
+            .filter(|(_, we)| {
+                selector
+                    .iter()
+                    .all(|(k, v)| we.spec.labels.get(k) == Some(v))
+            })
             .filter_map(|(w, we)| {
                 Some(Endpoint {
                     ip: we.spec.address.parse::<IpAddr>().ok()?,

@@ -720,7 +720,10 @@ pub fn workload_entry(spec: &crate::istio::WorkloadEntrySpec, out: &mut Findings
     }
     for (name, port) in &spec.ports {
         if !(1..=65535).contains(port) {
-            out.error(&root.key("ports").key(name.clone()), format!("port number {port} must be in the range 1..65535"));
+            out.error(
+                &root.key("ports").key(name.clone()),
+                format!("port number {port} must be in the range 1..65535"),
+            );
         }
     }
 }

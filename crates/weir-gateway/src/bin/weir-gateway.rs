@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use weir_api::load::load_paths;
-use weir_gateway::{AccessLogTarget, ConnectionLimits, Gateway, GatewayOptions, RouteInputs, static_endpoints};
+use weir_gateway::{
+    AccessLogTarget, ConnectionLimits, Gateway, GatewayOptions, RouteInputs, static_endpoints,
+};
 
 /// Serve Istio Gateway/VirtualService/DestinationRule routing to static endpoints.
 #[derive(Debug, Parser)]
@@ -40,7 +42,9 @@ struct Args {
 }
 
 fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected GATEWAY_PORT=LOCAL_PORT"))?;
+    let (a, b) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected GATEWAY_PORT=LOCAL_PORT"))?;
     let port = |p: &str| p.parse::<u16>().map_err(|e| format!("{s:?}: {e}"));
     Ok((port(a)?, port(b)?))
 }
@@ -64,14 +68,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(paths: &[PathBuf]) -> Result<(RouteInputs, std::collections::HashMap<weir_gateway::ServiceKey, Vec<weir_gateway::Endpoint>>), u8> {
+fn load(
+    paths: &[PathBuf],
+) -> Result<
+    (
+        RouteInputs,
+        std::collections::HashMap<weir_gateway::ServiceKey, Vec<weir_gateway::Endpoint>>,
+    ),
+    u8,
+> {
     match load_paths(paths) {
         Ok(m) => {
             for w in &m.warnings {
                 eprintln!("{w}");
             }
             let resources: Vec<_> = m.resources().cloned().collect();
-            Ok((RouteInputs::from_resources(&resources), static_endpoints::from_workload_entries(&resources)))
+            Ok((
+                RouteInputs::from_resources(&resources),
+                static_endpoints::from_workload_entries(&resources),
+            ))
         }
         Err(e) => {
             eprintln!("{e}");
@@ -117,8 +132,14 @@ async fn run(args: Args) -> Result<(), u8> {
             eprintln!("weir-gateway: cannot serve metrics on {addr}: {e}");
             1u8
         })?;
-        eprintln!("metrics on http://{}/metrics", listener.local_addr().unwrap_or(addr));
-        tokio::spawn(weir_gateway::metrics_server::serve(listener, gateway.clone()));
+        eprintln!(
+            "metrics on http://{}/metrics",
+            listener.local_addr().unwrap_or(addr)
+        );
+        tokio::spawn(weir_gateway::metrics_server::serve(
+            listener,
+            gateway.clone(),
+        ));
     }
     for (port, addr) in gateway.listeners().await {
         eprintln!("listening: Gateway port {port} on http://{addr}/");

@@ -1,0 +1,398 @@
+//! HTTP handling: h2c from clients, hop-by-hop and forwarding headers,
+//! request header operations, mirroring, streaming bodies with bounded
+//! memory, and metrics in valid Prometheus text.
+//!
+//! Where a test must see what reached the upstream (headers, body bytes) it
+//! uses a small echo server inside the test process instead of `my-app`,
+//! which cannot report those; it is a real HTTP server on a real socket.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::*;
+use tokio::time::Instant;
+
+/// Echo server: `/headers` returns the request headers as `name: value`
+/// lines; `/upload` returns the byte count of the body; `/download?n=N`
+/// streams N bytes.
+async fn echo_server(ip: &str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let path = req.uri().path().to_owned();
+                    let query = req.uri().query().unwrap_or_default().to_owned();
+                    let body: http_body_util::combinators::BoxBody<Bytes, Infallible> = match path
+                        .as_str()
+                    {
+                        "/upload" => {
+                            let mut body = req.into_body();
+                            let mut n = 0usize;
+                            while let Some(frame) = body.frame().await {
+                                if let Ok(data) = frame.map(|f| f.into_data()) {
+                                    n += data.map(|d| d.len()).unwrap_or(0);
+                                }
+                            }
+                            Full::new(Bytes::from(n.to_string())).boxed()
+                        }
+                        "/download" => {
+                            let total: usize = query.trim_start_matches("n=").parse().unwrap_or(0);
+                            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                            let chunks = total / chunk.len();
+                            let stream = futures_stream(chunk, chunks);
+                            stream.boxed()
+                        }
+                        _ => {
+                            let mut text = String::new();
+                            for (k, v) in req.headers() {
+                                text.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
+                            }
+                            Full::new(Bytes::from(text)).boxed()
+                        }
+                    };
+                    let mut resp = Response::new(body);
+                    resp.headers_mut()
+                        .insert("connection", "keep-alive, x-hop".parse().unwrap());
+                    resp.headers_mut()
+                        .insert("x-hop", "secret".parse().unwrap());
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A body of `n` copies of `chunk`, produced as it is read.
+fn futures_stream(chunk: Bytes, n: usize) -> Repeat {
+    Repeat { chunk, left: n }
+}
+
+/// See [`futures_stream`].
+struct Repeat {
+    chunk: Bytes,
+    left: usize,
+}
+
+impl hyper::body::Body for Repeat {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.left -= 1;
+        std::task::Poll::Ready(Some(Ok(Frame::data(self.chunk.clone()))))
+    }
+}
+
+fn echo_backend(addr: SocketAddr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  ports:\n  - name: http\n    port: 80\n  selector:\n    app: echo\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: echo-1\nspec:\n  address: {}\n  ports:\n    http: {}\n  labels:\n    app: echo\n",
+        addr.ip(),
+        addr.port()
+    )
+}
+
+fn to_echo(extra: &str) -> String {
+    virtual_service(&format!(
+        "  - route:\n    - destination:\n        host: echo\n{extra}"
+    ))
+}
+
+#[tokio::test]
+async fn forwarding_headers_hop_by_hop_and_trace_context() {
+    let echo = echo_server("127.0.0.61").await;
+    let (_gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(echo)]).await;
+    let (status, headers, body) = get(
+        &format!("{url}/headers"),
+        &[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "hop"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("x-forwarded-for", "203.0.113.7"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+            ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen: Vec<&str> = body.lines().collect();
+    let has = |line: &str| seen.contains(&line);
+    assert!(
+        !body.contains("x-secret"),
+        "headers named by Connection are hop-by-hop:\n{body}"
+    );
+    assert!(!body.contains("keep-alive:"), "{body}");
+    assert!(!body.contains("te: "), "{body}");
+    assert!(has("x-forwarded-for: 203.0.113.7, 127.0.0.1"), "{body}");
+    assert!(has("x-forwarded-proto: http"), "{body}");
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("x-request-id: ") && l.len() == "x-request-id: ".len() + 36),
+        "{body}"
+    );
+    assert!(has(
+        "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    ));
+    assert!(has("x-b3-traceid: 80f198ee56343ba864fe8b2a57d3eff7"));
+    assert!(has(
+        "b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"
+    ));
+    // Hop-by-hop headers from the upstream do not reach the client either.
+    assert!(headers.get("x-hop").is_none());
+
+    // A request id the client sent is kept.
+    let (_, _, body) = get(&format!("{url}/headers"), &[("x-request-id", "abc-123")]).await;
+    assert!(body.lines().any(|l| l == "x-request-id: abc-123"), "{body}");
+}
+
+#[tokio::test]
+async fn request_header_operations() {
+    let echo = echo_server("127.0.0.62").await;
+    let ops = "    headers:\n      request:\n        set:\n          x-env: canary\n        add:\n          x-added: one\n        remove: [x-drop]\n";
+    let vs = virtual_service(&format!(
+        "  - route:\n    - destination:\n        host: echo\n{ops}"
+    ));
+    let (_gw, url) = gateway(&[GATEWAY, &vs, &echo_backend(echo)]).await;
+    let (_, _, body) = get(
+        &format!("{url}/headers"),
+        &[("x-env", "prod"), ("x-drop", "1"), ("x-added", "zero")],
+    )
+    .await;
+    assert!(body.lines().any(|l| l == "x-env: canary"), "{body}");
+    assert!(!body.contains("x-env: prod"));
+    assert!(
+        body.lines().any(|l| l == "x-added: zero") && body.lines().any(|l| l == "x-added: one"),
+        "{body}"
+    );
+    assert!(!body.contains("x-drop"), "{body}");
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_from_clients() {
+    let v1 = App::start("127.0.0.63", "v1.0.0", "my-app-v1-a", &[]);
+    let apps = backends(&[(&v1, &[("version", "v1.0.0")])]);
+    let (_gw, url) = gateway(&[GATEWAY, &split(100, 0), SUBSETS, &apps]).await;
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Empty<Bytes>>();
+    for _ in 0..3 {
+        let resp = client
+            .get(format!("{url}/").parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"Host: my-app-v1-a, Version: v1.0.0\n");
+    }
+}
+
+#[tokio::test]
+async fn mirror_copies_a_share_of_requests_to_the_shadow() {
+    let (v1, v2) = (
+        App::start("127.0.0.64", "v1.0.0", "my-app-v1-a", &[]),
+        App::start("127.0.0.65", "v2.0.0", "my-app-v2-a", &[]),
+    );
+    let apps = backends(&[
+        (&v1, &[("version", "v1.0.0")]),
+        (&v2, &[("version", "v2.0.0")]),
+    ]);
+    let mirror = |pct: &str| {
+        virtual_service(&format!(
+            "  - route:\n    - destination:\n        host: my-app\n        subset: v1\n    mirror:\n      host: my-app\n      subset: v2\n{pct}"
+        ))
+    };
+    let (gw, url) = gateway(&[GATEWAY, &mirror(""), SUBSETS, &apps]).await;
+    let seen = versions(&format!("{url}/"), 50, &[]).await;
+    assert_eq!(
+        seen,
+        std::collections::BTreeMap::from([("v1.0.0".to_owned(), 50)]),
+        "clients only see the primary"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while v2.served().await < 50.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        v2.served().await,
+        50.0,
+        "absent mirrorPercentage mirrors 100%"
+    );
+
+    let (routes, endpoints) = inputs(&[
+        GATEWAY,
+        &mirror("    mirrorPercentage:\n      value: 20\n"),
+        SUBSETS,
+        &apps,
+    ]);
+    gw.set_all(routes, endpoints).await.unwrap();
+    versions(&format!("{url}/"), 200, &[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mirrored = v2.served().await - 50.0;
+    assert!(
+        (15.0..=70.0).contains(&mirrored),
+        "20% of 200 mirrored, got {mirrored}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_valid_prometheus_text_with_istio_names() {
+    let v1 = App::start("127.0.0.66", "v1.0.0", "my-app-v1-a", &[]);
+    let apps = backends(&[(&v1, &[("version", "v1.0.0")])]);
+    let (gw, url) = gateway(&[GATEWAY, &split(100, 0), SUBSETS, &apps]).await;
+    for _ in 0..3 {
+        get(&format!("{url}/"), &[]).await;
+    }
+    get(&format!("{url}/nowhere"), &[]).await;
+    let text = gw.metrics();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let total = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "istio_requests_total" && s.labels.get("response_code") == Some("200")
+        })
+        .expect("istio_requests_total for 200");
+    // OpenMetrics names the counter family without `_total`; the parser then
+    // reads the sample as untyped. The value is what matters.
+    assert!(
+        matches!(total.value, prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) if v == 3.0),
+        "{total:?}"
+    );
+    assert_eq!(total.labels.get("destination_version"), Some("v1.0.0"));
+    assert_eq!(
+        total.labels.get("destination_workload"),
+        Some("my-app-v1-a")
+    );
+    assert_eq!(
+        total.labels.get("destination_service"),
+        Some("my-app.default.svc.cluster.local")
+    );
+    assert_eq!(total.labels.get("response_flags"), Some("-"));
+    assert_eq!(total.labels.get("reporter"), Some("source"));
+    for name in [
+        "istio_request_duration_milliseconds",
+        "istio_request_bytes",
+        "istio_response_bytes",
+    ] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == name),
+            "{name} missing\n{text}"
+        );
+    }
+    assert!(scrape.samples.iter().any(
+        |s| s.metric == "istio_requests_total" && s.labels.get("response_code") == Some("404")
+    ));
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Runs the standalone gateway binary (a separate process, so its memory
+/// can be read from /proc) and streams 100 MB each way through it.
+#[tokio::test]
+async fn hundred_megabytes_stream_both_ways_in_bounded_memory() {
+    let echo = echo_server("127.0.0.67").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        [GATEWAY, &to_echo(""), &echo_backend(echo)].join("\n---\n"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir-gateway"))
+        .args([
+            "-f",
+            dir.path().to_str().unwrap(),
+            "--port-map",
+            &format!("80={port}"),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "gateway exited"
+        );
+        if line.starts_with("listening:") {
+            break;
+        }
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    get(&format!("{url}/headers"), &[]).await;
+    let baseline = vm_hwm_kib(child.id());
+
+    const SIZE: usize = 100 * 1024 * 1024;
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::combinators::BoxBody<Bytes, Infallible>>();
+    let upload = futures_stream(Bytes::from(vec![b'y'; 64 * 1024]), SIZE / (64 * 1024)).boxed();
+    let req = Request::post(format!("{url}/upload")).body(upload).unwrap();
+    let resp = client.request(req).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(String::from_utf8_lossy(&body), SIZE.to_string());
+
+    let resp = client
+        .request(
+            Request::get(format!("{url}/download?n={SIZE}"))
+                .body(http_body_util::Empty::new().boxed())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let mut received = 0;
+    while let Some(frame) = body.frame().await {
+        received += frame.unwrap().into_data().map(|d| d.len()).unwrap_or(0);
+    }
+    assert_eq!(received, SIZE);
+
+    let grown = vm_hwm_kib(child.id()).saturating_sub(baseline);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        grown < 8 * 1024,
+        "the gateway's peak RSS grew by {grown} KiB while streaming 200 MB"
+    );
+}

@@ -387,6 +387,20 @@ impl Listener {
     pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
         self.virtual_hosts.iter().find(|v| v.domain.matches(host))
     }
+
+    /// The rule for a request: the first matching rule of the most
+    /// specific virtual host for `host`; `None` is Envoy's NR.
+    #[inline]
+    pub fn route(
+        &self,
+        host: &str,
+        request: &crate::matcher::RequestView<'_>,
+    ) -> Option<&Arc<Rule>> {
+        self.virtual_host(host)?
+            .rules
+            .iter()
+            .find(|r| r.matcher.matches(request))
+    }
 }
 
 /// Everything the request path needs, immutable once built.

@@ -271,8 +271,10 @@ mod tests {
     fn headers_presence_absence_and_query() {
         let mut h = HeaderMap::new();
         h.insert("x-canary", HeaderValue::from_static("yes"));
-        let mut req = HttpMatchRequest::default();
-        req.headers = Some([("x-canary".to_owned(), StringMatch::default())].into());
+        let req = HttpMatchRequest {
+            headers: Some([("x-canary".to_owned(), StringMatch::default())].into()),
+            ..Default::default()
+        };
         assert!(
             MatchBlock::compile(&req, "default")
                 .unwrap()
@@ -286,16 +288,20 @@ mod tests {
             ))
         );
 
-        let mut without = HttpMatchRequest::default();
-        without.without_headers = Some([("x-canary".to_owned(), sm("exact", "yes"))].into());
+        let without = HttpMatchRequest {
+            without_headers: Some([("x-canary".to_owned(), sm("exact", "yes"))].into()),
+            ..Default::default()
+        };
         assert!(
             !MatchBlock::compile(&without, "default")
                 .unwrap()
                 .matches(&view("/", None, &h))
         );
 
-        let mut q = HttpMatchRequest::default();
-        q.query_params = Some([("user".to_owned(), sm("exact", "alice"))].into());
+        let q = HttpMatchRequest {
+            query_params: Some([("user".to_owned(), sm("exact", "alice"))].into()),
+            ..Default::default()
+        };
         let q = MatchBlock::compile(&q, "default").unwrap();
         assert!(q.matches(&view("/", Some("a=1&user=alice"), &h)));
         assert!(!q.matches(&view("/", Some("user=bob"), &h)));

@@ -121,10 +121,7 @@ pub async fn handle(
             port,
             gateway,
         };
-        listener
-            .virtual_host(host)
-            .and_then(|vh| vh.rules.iter().find(|r| r.matcher.matches(&view)))
-            .cloned()
+        listener.route(host, &view).cloned()
     };
     let Some(rule) = rule else {
         return finish(
@@ -224,10 +221,9 @@ pub async fn handle(
         if rule.retry.ignore_previous_hosts
             && !cluster.is_consistent_hash()
             && tried.contains(&index)
+            && let Some(other) = (0..cluster.endpoints.len()).find(|i| !tried.contains(i))
         {
-            if let Some(other) = (0..cluster.endpoints.len()).find(|i| !tried.contains(i)) {
-                index = other;
-            }
+            index = other;
         }
         if hash_cookie.is_none() {
             hash_cookie = pick.set_cookie;

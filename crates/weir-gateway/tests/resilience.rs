@@ -89,7 +89,8 @@ async fn failures_answer_like_envoy_with_response_flags() {
     )
     .await;
     let host = [("host", "app.test")];
-    let cases: [(&str, &[(&str, &str)], u16, &str); 5] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: [Case<'_>; 5] = [
         ("/", &[("host", "nowhere.test")], 404, "NR"),
         ("/uh", &host, 503, "UH"),
         ("/nc", &host, 503, "NC"),
@@ -258,7 +259,7 @@ async fn malformed_oversized_and_slow_requests() {
     // A client that starts a request and never finishes its headers is cut off.
     let a = addr.clone();
     let (elapsed, answer) = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let answer = raw_exchange(&a, b"GET / HTTP/1.1\r\nHost: x\r\n");
         (started.elapsed(), answer)
     })

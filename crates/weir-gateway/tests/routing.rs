@@ -159,7 +159,9 @@ async fn every_match_kind() {
         &labelled(&v1, &v2),
     ])
     .await;
-    let cases: &[(&str, &str, &[(&str, &str)], bool)] = &[
+    /// Method, path, headers, and whether it should reach v2.
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], bool);
+    let cases: &[Case<'_>] = &[
         ("GET", "/", &[("x-exact", "yes")], true),
         ("GET", "/", &[("x-exact", "yess")], false),
         ("GET", "/", &[("x-prefix", "canary-7")], true),

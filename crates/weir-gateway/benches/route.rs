@@ -15,7 +15,10 @@ use weir_gateway::config::Compiler;
 use weir_gateway::matcher::RequestView;
 use weir_gateway::{Endpoint, RouteInputs};
 
-fn walkthrough() -> (RouteInputs, HashMap<weir_gateway::ServiceKey, Vec<Endpoint>>) {
+fn walkthrough() -> (
+    RouteInputs,
+    HashMap<weir_gateway::ServiceKey, Vec<Endpoint>>,
+) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/canary-istio");
     let manifests = load_paths(&[dir]).expect("walkthrough manifests");
     let resources: Vec<_> = manifests.resources().cloned().collect();
@@ -24,7 +27,11 @@ fn walkthrough() -> (RouteInputs, HashMap<weir_gateway::ServiceKey, Vec<Endpoint
         ip: IpAddr::from(ip),
         name: format!("my-app-{version}-pod"),
         workload: format!("my-app-{version}"),
-        labels: [("app".to_owned(), "my-app".to_owned()), ("version".to_owned(), format!("{version}.0.0"))].into(),
+        labels: [
+            ("app".to_owned(), "my-app".to_owned()),
+            ("version".to_owned(), format!("{version}.0.0")),
+        ]
+        .into(),
         ports: [("http".to_owned(), 8080)].into(),
     };
     endpoints.insert(

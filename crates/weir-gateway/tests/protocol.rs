@@ -11,6 +11,8 @@ mod support;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -170,6 +172,19 @@ async fn forwarding_headers_hop_by_hop_and_trace_context() {
     // A request id the client sent is kept.
     let (_, _, body) = get(&format!("{url}/headers"), &[("x-request-id", "abc-123")]).await;
     assert!(body.lines().any(|l| l == "x-request-id: abc-123"), "{body}");
+}
+
+#[tokio::test]
+async fn upstream_connections_are_pooled_and_kept_alive() {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let echo = echo_server_counting("127.0.0.68", connections.clone()).await;
+    let (_gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(echo)]).await;
+    for _ in 0..50 {
+        let (status, _, _) = get(&format!("{url}/headers"), &[("connection", "close")]).await;
+        assert_eq!(status, 200);
+    }
+    // Each client connection was closed, yet one upstream connection served all 50.
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

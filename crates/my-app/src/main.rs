@@ -59,10 +59,17 @@ fn parse_burn(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Go's `net.Listen` accepts `:8080` for "every address"; so does this.
+/// Go's `net.Listen` takes `:8080` for "every address of this host". In a
+/// pod, every address of its network namespace is the pod IP; weir's
+/// runtime runs pods as processes that share the host's loopback, so with
+/// `POD_IP` set, `:PORT` binds `POD_IP:PORT`, which keeps replicas from
+/// colliding as they would not in separate namespaces.
 fn socket_addr(flag: &str, value: &str) -> anyhow::Result<std::net::SocketAddr> {
     let full = match value.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
+        Some(port) => match std::env::var("POD_IP") {
+            Ok(ip) if !ip.is_empty() => format!("{ip}:{port}"),
+            _ => format!("0.0.0.0:{port}"),
+        },
         None => value.to_owned(),
     };
     full.parse()

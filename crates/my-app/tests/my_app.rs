@@ -25,16 +25,21 @@ struct MyApp {
 
 impl MyApp {
     fn start(extra_args: &[&str]) -> MyApp {
+        let addresses = [
+            "--listen-address",
+            "127.0.0.1:0",
+            "--probe-address",
+            "127.0.0.1:0",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ];
+        Self::start_with(&[&addresses, extra_args].concat(), &[])
+    }
+
+    fn start_with(args: &[&str], env: &[(&str, &str)]) -> MyApp {
         let mut child = Command::new(env!("CARGO_BIN_EXE_my-app"))
-            .args([
-                "--listen-address",
-                "127.0.0.1:0",
-                "--probe-address",
-                "127.0.0.1:0",
-                "--metrics-address",
-                "127.0.0.1:0",
-            ])
-            .args(extra_args)
+            .args(args)
+            .envs(env.iter().copied())
             .env("VERSION", "v1.0.0")
             .env("HOSTNAME", "my-app-v1-abc12")
             .stdout(Stdio::piped())
@@ -330,4 +335,23 @@ fn bad_flags_are_rejected_with_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cpu-burn"));
+}
+
+#[tokio::test]
+async fn port_only_addresses_bind_the_pod_ip_when_set() {
+    let app = MyApp::start_with(
+        &[
+            "--listen-address",
+            ":0",
+            "--probe-address",
+            ":0",
+            "--metrics-address",
+            ":0",
+        ],
+        &[("POD_IP", "127.0.0.77")],
+    );
+    for addr in [app.app, app.probe, app.metrics] {
+        assert_eq!(addr.ip().to_string(), "127.0.0.77");
+    }
+    assert_eq!(get(app.app, "/").await.status, StatusCode::OK);
 }

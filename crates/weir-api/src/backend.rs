@@ -10,7 +10,7 @@ use futures_core::Stream;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::Diagnostic;
 use crate::istio::{DestinationRuleSpec, GatewaySpec, IstioObject, VirtualServiceSpec};
@@ -48,7 +48,7 @@ pub enum WatchEvent {
 }
 
 /// What `apply` did to each object, in kubectl's words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ApplyOutcome {
     /// It did not exist.
     Created,
@@ -59,7 +59,7 @@ pub enum ApplyOutcome {
 }
 
 /// Which http rule of a VirtualService `set_route_weights` changes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RuleSelector {
     /// The only rule, or the first one that has weighted destinations.
     Default,
@@ -70,7 +70,7 @@ pub enum RuleSelector {
 }
 
 /// A weight change that the data plane now serves.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RouteChange {
     /// The rule changed, by index.
     pub rule_index: usize,

@@ -112,6 +112,52 @@ pub fn load_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Manifests, LoadError> {
     loader.finish()
 }
 
+/// One file's text and the path it is reported under.
+pub type Source = (PathBuf, String);
+
+/// Reads the files `load_paths` would load (manifests and the image map
+/// beside them), without parsing: for sending them to the runtime, which
+/// loads them with [`load_sources`] so its errors name the user's files.
+pub fn read_sources<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Source>, LoadError> {
+    let mut loader = Loader::default();
+    let mut sources = Vec::new();
+    for path in paths {
+        for file in loader.files_of(path.as_ref()) {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => sources.push((file, text)),
+                Err(e) => loader.diagnostics.push(error_at(
+                    file_pos(&file),
+                    FieldPath::root(),
+                    format!("cannot read: {e}"),
+                )),
+            }
+        }
+    }
+    if loader.diagnostics.has_errors() {
+        return Err(LoadError {
+            diagnostics: loader.diagnostics.sorted(),
+        });
+    }
+    Ok(sources)
+}
+
+/// Loads file texts read by [`read_sources`]; a file named
+/// [`IMAGE_MAP_FILE`] is read as the image map.
+pub fn load_sources(sources: &[Source]) -> Result<Manifests, LoadError> {
+    let mut loader = Loader::default();
+    for (path, text) in sources {
+        if path.file_name().is_some_and(|n| n == IMAGE_MAP_FILE) {
+            match ImageMap::parse(path, text) {
+                Ok(map) => loader.images.merge(map),
+                Err(errors) => errors.into_iter().for_each(|e| loader.diagnostics.push(e)),
+            }
+        } else {
+            loader.load_text(path, text);
+        }
+    }
+    loader.finish()
+}
+
 /// Loads one stream of YAML, reported as coming from `file`.
 pub fn load_str(file: &Path, text: &str) -> Result<Manifests, LoadError> {
     let mut loader = Loader::default();
@@ -151,8 +197,10 @@ fn error_at(pos: SourcePos, field: FieldPath, message: impl Into<String>) -> Dia
 }
 
 impl Loader {
-    fn load_path(&mut self, path: &Path) {
-        if path.is_dir() {
+    /// The files a path stands for: a file and the image map beside it, or a
+    /// directory's manifests and its image map. Problems are recorded.
+    fn files_of(&mut self, path: &Path) -> Vec<PathBuf> {
+        let (mut files, dir) = if path.is_dir() {
             let entries = match std::fs::read_dir(path) {
                 Ok(entries) => entries,
                 Err(e) => {
@@ -161,7 +209,7 @@ impl Loader {
                         FieldPath::root(),
                         format!("cannot read directory: {e}"),
                     ));
-                    return;
+                    return Vec::new();
                 }
             };
             let mut files: Vec<PathBuf> = entries
@@ -183,28 +231,39 @@ impl Loader {
                     "no .yaml, .yml or .json files in this directory",
                 ));
             }
-            for file in files {
-                self.load_file(&file);
-            }
-            self.load_image_map(&path.join(IMAGE_MAP_FILE));
+            (files, path.to_owned())
         } else if path.exists() {
-            self.load_file(path);
-            let dir = path.parent().unwrap_or(Path::new("."));
-            self.load_image_map(&dir.join(IMAGE_MAP_FILE));
+            (
+                vec![path.to_owned()],
+                path.parent().unwrap_or(Path::new(".")).to_owned(),
+            )
         } else {
             self.diagnostics.push(error_at(
                 file_pos(path),
                 FieldPath::root(),
                 format!("the path {:?} does not exist", path.display().to_string()),
             ));
+            return Vec::new();
+        };
+        let map = dir.join(IMAGE_MAP_FILE);
+        if map.is_file() && !self.image_maps_read.contains(&map) {
+            self.image_maps_read.push(map.clone());
+            files.push(map);
+        }
+        files
+    }
+
+    fn load_path(&mut self, path: &Path) {
+        for file in self.files_of(path) {
+            if file.file_name().is_some_and(|n| n == IMAGE_MAP_FILE) {
+                self.load_image_map(&file);
+            } else {
+                self.load_file(&file);
+            }
         }
     }
 
     fn load_image_map(&mut self, path: &Path) {
-        if !path.is_file() || self.image_maps_read.iter().any(|p| p == path) {
-            return;
-        }
-        self.image_maps_read.push(path.to_owned());
         match std::fs::read_to_string(path) {
             Ok(text) => match ImageMap::parse(path, &text) {
                 Ok(map) => self.images.merge(map),

@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::{v1 as hpa_v1, v2 as hpa_v2};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::istio::{
     DestinationRuleSpec, GatewaySpec, IstioObject, VirtualServiceSpec, WorkloadEntrySpec,
@@ -90,7 +90,7 @@ impl Resource {
 }
 
 /// The kinds `weir get` and the backends know, with kubectl's names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {
     /// Pods: created by Deployments, never loaded from manifests.
     Pod,
@@ -198,7 +198,7 @@ impl FromStr for Kind {
 }
 
 /// Names one object: kind, namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ObjectRef {
     /// The kind.
     pub kind: Kind,

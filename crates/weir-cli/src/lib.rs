@@ -2,18 +2,21 @@
 //! own module under `commands`.
 
 pub mod commands;
+pub mod state_dir;
+pub mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Exit codes of design.md §6.
 pub mod exit {
     /// Success.
     pub const OK: u8 = 0;
-    /// A verification failed.
-    pub const VERIFY_FAILED: u8 = 1;
+    /// A verification failed (or the runtime failed at a task).
+    pub const FAILED: u8 = 1;
     /// Bad input or usage.
     pub const BAD_INPUT: u8 = 2;
     /// The runtime is unreachable.
@@ -29,6 +32,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where the runtime keeps its state; shared by every command that talks to it.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// State dir (else $WEIR_STATE_DIR, else $XDG_STATE_HOME/weir, else ~/.local/state/weir).
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -39,12 +50,85 @@ pub enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         paths: Vec<PathBuf>,
     },
+    /// Run the embedded cluster (control plane, gateway, admin API) in the foreground.
+    Up(commands::up::UpArgs),
+    /// Stop the running `weir up`: pods terminate gracefully.
+    Down {
+        /// State dir.
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Create or update objects from files or directories.
+    Apply {
+        /// Files or directories of YAML manifests.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        paths: Vec<PathBuf>,
+        /// State dir.
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Delete the objects the files describe.
+    Delete {
+        /// Files or directories of YAML manifests.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        paths: Vec<PathBuf>,
+        /// State dir.
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// List objects: pods, deployments, services, hpa, gateways, virtualservices, destinationrules.
+    Get(commands::get::GetArgs),
+    /// Show one object in detail.
+    Describe {
+        /// The kind.
+        kind: String,
+        /// The name.
+        name: String,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// State dir.
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Print a pod's log.
+    Logs {
+        /// The pod.
+        pod: String,
+        /// Keep printing new lines.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// State dir.
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Set a VirtualService rule's weights, e.g. `weir route my-app v1=0 v2=100`;
+    /// returns once the gateway serves them.
+    Route(commands::route::RouteArgs),
+}
+
+/// Parses durations such as `15s`, `500ms`, `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    weir_api::duration::parse(s)
 }
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
         Command::Validate { paths } => commands::validate::run(&paths),
+        other => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(commands::run_async(other)),
+            Err(e) => {
+                eprintln!("weir: cannot start the async runtime: {e}");
+                exit::FAILED
+            }
+        },
     };
     ExitCode::from(code)
 }

@@ -27,12 +27,18 @@ use tokio::time::Instant;
 /// lines; `/upload` returns the byte count of the body; `/download?n=N`
 /// streams N bytes.
 async fn echo_server(ip: &str) -> SocketAddr {
+    echo_server_counting(ip, Arc::new(AtomicUsize::new(0))).await
+}
+
+/// As [`echo_server`], counting the connections it accepts.
+async fn echo_server_counting(ip: &str, connections: Arc<AtomicUsize>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            connections.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
                     let path = req.uri().path().to_owned();

@@ -1,3 +1,56 @@
 //! One module per `weir` command.
 
+pub mod apply;
+pub mod get;
+pub mod logs;
+pub mod route;
+pub mod up;
 pub mod validate;
+
+use weir_runtime::admin::{AdminClient, ClientError};
+
+use crate::{Command, exit, state_dir};
+
+/// Runs a command that needs the async runtime.
+pub async fn run_async(command: Command) -> u8 {
+    match command {
+        Command::Validate { .. } => exit::BAD_INPUT,
+        Command::Up(args) => up::run(args).await,
+        Command::Down { state } => {
+            let client = AdminClient::new(&state_dir::resolve(state.state_dir));
+            match client.shutdown().await {
+                Ok(()) => {
+                    println!("weir is down");
+                    exit::OK
+                }
+                Err(e) => report(e),
+            }
+        }
+        Command::Apply { paths, state } => apply::apply(&paths, state).await,
+        Command::Delete { paths, state } => apply::delete(&paths, state).await,
+        Command::Get(args) => get::run(args).await,
+        Command::Describe {
+            kind,
+            name,
+            namespace,
+            state,
+        } => get::describe(&kind, &name, &namespace, state).await,
+        Command::Logs {
+            pod,
+            follow,
+            namespace,
+            state,
+        } => logs::run(&pod, follow, &namespace, state).await,
+        Command::Route(args) => route::run(args).await,
+    }
+}
+
+/// Prints a client error and returns its exit code.
+pub fn report(e: ClientError) -> u8 {
+    eprintln!("{e}");
+    match e {
+        ClientError::Unreachable(..) => exit::UNREACHABLE,
+        ClientError::Rejected(body) if body.invalid => exit::BAD_INPUT,
+        ClientError::Rejected(_) => exit::FAILED,
+    }
+}

@@ -1,0 +1,84 @@
+//! `weir route VIRTUALSERVICE SUBSET=WEIGHT...`: changes one rule's weights
+//! and returns once the gateway serves them.
+
+use clap::Args;
+use weir_api::backend::RuleSelector;
+use weir_api::resource::{Kind, ObjectRef};
+use weir_runtime::admin::{AdminClient, RouteRequest};
+
+use crate::commands::report;
+use crate::{StateArgs, exit, state_dir};
+
+/// `weir route` arguments.
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// The VirtualService.
+    pub virtual_service: String,
+    /// New weights, `SUBSET=WEIGHT` (a destination without subset by its host).
+    #[arg(required = true, value_parser = parse_weight)]
+    pub weights: Vec<(String, u32)>,
+    /// Which http rule: its name or index (default: the first with several destinations).
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Namespace.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// State dir.
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+fn parse_weight(s: &str) -> Result<(String, u32), String> {
+    let (subset, weight) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected SUBSET=WEIGHT"))?;
+    let weight = weight
+        .parse::<u32>()
+        .ok()
+        .filter(|w| i32::try_from(*w).is_ok())
+        .ok_or_else(|| format!("{s:?}: the weight must be a whole number from 0 to 2147483647"))?;
+    if subset.is_empty() {
+        return Err(format!("{s:?}: the subset is empty"));
+    }
+    Ok((subset.to_owned(), weight))
+}
+
+/// Runs `weir route`.
+pub async fn run(args: RouteArgs) -> u8 {
+    let rule = match args.rule {
+        None => RuleSelector::Default,
+        Some(r) => match r.parse::<usize>() {
+            Ok(i) => RuleSelector::Index(i),
+            Err(_) => RuleSelector::Named(r),
+        },
+    };
+    let vs = ObjectRef {
+        kind: Kind::VirtualService,
+        namespace: args.namespace,
+        name: args.virtual_service,
+    };
+    let client = AdminClient::new(&state_dir::resolve(args.state.state_dir));
+    let request = RouteRequest {
+        virtual_service: vs.clone(),
+        rule,
+        weights: args.weights,
+    };
+    match client.route(request).await {
+        Ok(change) => {
+            let pairs: Vec<String> = change
+                .before
+                .iter()
+                .zip(&change.after)
+                .map(|((s, b), (_, a))| format!("{s} {b}→{a}"))
+                .collect();
+            println!("{vs} http[{}]: {}", change.rule_index, pairs.join(", "));
+            println!(
+                "served: {} ({:.1} ms)",
+                change.confirmed_by,
+                change.elapsed.as_secs_f64() * 1000.0
+            );
+            exit::OK
+        }
+        Err(e) => report(e),
+    }
+}

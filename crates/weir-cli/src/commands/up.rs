@@ -1,0 +1,137 @@
+//! `weir up`: the embedded cluster in the foreground until SIGTERM, SIGINT
+//! or `weir down`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::sync::watch;
+use weir_gateway::AccessLogTarget;
+use weir_runtime::admin::{self, AdminClient};
+use weir_runtime::runtime::{Runtime, RuntimeConfig};
+
+use crate::{StateArgs, exit, parse_duration, state_dir};
+
+/// `weir up` flags.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// State dir.
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Gateway port to local port (repeatable).
+    #[arg(long = "port-map", default_value = "80=8080", value_parser = parse_port_map)]
+    pub port_map: Vec<(u16, u16)>,
+    /// Serve the gateway's Istio metrics at http://ADDR/metrics.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// HPA sync period.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub hpa_sync_period: Duration,
+    /// First restart backoff of a crashing container (doubles up to 5 min).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub restart_backoff: Duration,
+    /// Window CPU usage is averaged over for the HPA.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub metrics_window: Duration,
+    /// Map an image to a local program, IMAGE=PROGRAM (repeatable).
+    #[arg(long = "image", value_parser = parse_image)]
+    pub images: Vec<(String, String)>,
+    /// Gateway access log: a file, or `-` for stdout.
+    #[arg(long)]
+    pub access_log: Option<String>,
+}
+
+fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected GATEWAY_PORT=LOCAL_PORT"))?;
+    let port = |p: &str| p.parse::<u16>().map_err(|e| format!("{s:?}: {e}"));
+    Ok((port(a)?, port(b)?))
+}
+
+fn parse_image(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(i, p)| !i.is_empty() && !p.is_empty())
+        .map(|(i, p)| (i.to_owned(), p.to_owned()))
+        .ok_or_else(|| format!("{s:?}: expected IMAGE=PROGRAM"))
+}
+
+/// Runs the runtime until told to stop.
+pub async fn run(args: UpArgs) -> u8 {
+    let dir = state_dir::resolve(args.state.state_dir.clone());
+    if AdminClient::new(&dir).status().await.is_ok() {
+        eprintln!("weir is already up with state dir {}", dir.display());
+        return exit::FAILED;
+    }
+    let mut config = RuntimeConfig::new(dir.clone());
+    config.gateway.port_map = args.port_map.iter().copied().collect::<BTreeMap<_, _>>();
+    config.gateway.access_log = args.access_log.as_deref().map(|p| match p {
+        "-" => AccessLogTarget::Stdout,
+        path => AccessLogTarget::File(PathBuf::from(path)),
+    });
+    config.hpa_sync_period = args.hpa_sync_period;
+    config.restart_backoff = args.restart_backoff;
+    config.metrics_window = args.metrics_window;
+    let exe = std::env::current_exe().ok();
+    config.program_dirs = exe
+        .iter()
+        .filter_map(|e| e.parent().map(PathBuf::from))
+        .collect();
+    config.launcher = exe;
+    for (image, program) in &args.images {
+        config.images.insert(image, program);
+    }
+    let runtime = match Runtime::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weir: {e}");
+            return exit::FAILED;
+        }
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let admin_task = tokio::spawn(admin::serve(runtime.clone(), dir.clone(), stop.clone()));
+    if let Some(addr) = args.metrics {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                println!("metrics: http://{}/metrics", l.local_addr().unwrap_or(addr));
+                tokio::spawn(weir_gateway::metrics_server::serve(l, runtime.gateway()));
+            }
+            Err(e) => eprintln!("weir: cannot serve metrics on {addr}: {e}"),
+        }
+    }
+    println!("weir is up (state dir {})", dir.display());
+    for (port, addr) in runtime.gateway_listeners().await {
+        println!("gateway: Gateway port {port} on http://{addr}/");
+    }
+    println!("admin socket: {}", dir.join(admin::SOCKET).display());
+    let signals = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            let _ = stop.send(true);
+        })
+    };
+    let mut stopped = stop_rx.clone();
+    runtime
+        .run(async move {
+            let _ = stopped.wait_for(|&s| s).await;
+        })
+        .await;
+    let _ = stop.send(true);
+    signals.abort();
+    let _ = admin_task.await;
+    println!("weir is down");
+    exit::OK
+}

@@ -1,0 +1,375 @@
+//! The admin API: HTTP + JSON on a Unix socket in the state dir, so nothing
+//! administrative listens on the network. [`serve`] is the runtime's side,
+//! [`AdminClient`] the CLI's.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use weir_api::backend::{ApplyOutcome, RouteChange, RuleSelector};
+use weir_api::load::Source;
+use weir_api::resource::{Kind, ObjectRef};
+
+use crate::runtime::{Runtime, RuntimeError};
+
+/// The admin socket's file name in the state dir.
+pub const SOCKET: &str = "admin.sock";
+
+/// `POST /apply`.
+#[derive(Serialize, Deserialize)]
+pub struct ApplyRequest {
+    /// File paths and texts, as `weir apply` read them.
+    pub sources: Vec<Source>,
+}
+
+/// `POST /delete`.
+#[derive(Serialize, Deserialize)]
+pub struct DeleteRequest {
+    /// What to delete.
+    pub objects: Vec<ObjectRef>,
+}
+
+/// `POST /route`.
+#[derive(Serialize, Deserialize)]
+pub struct RouteRequest {
+    /// The VirtualService.
+    pub virtual_service: ObjectRef,
+    /// Which rule.
+    pub rule: RuleSelector,
+    /// `(subset, weight)` pairs.
+    pub weights: Vec<(String, u32)>,
+}
+
+/// An error answer: the problems, one per line.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ErrorBody {
+    /// Why.
+    pub errors: Vec<String>,
+    /// Bad input (exit 2) or not found (exit 2), or a runtime failure (exit 1).
+    pub invalid: bool,
+}
+
+/// `GET /status`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Status {
+    /// Gateway port → local address.
+    pub gateway: Vec<(u16, String)>,
+    /// The state dir.
+    pub state_dir: PathBuf,
+    /// The runtime's process id.
+    pub pid: u32,
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+fn error(e: RuntimeError) -> Response<Full<Bytes>> {
+    let invalid = matches!(e, RuntimeError::Invalid(_) | RuntimeError::NotFound(_));
+    let errors = match &e {
+        RuntimeError::Invalid(ds) => ds.iter().map(ToString::to_string).collect(),
+        other => vec![other.to_string()],
+    };
+    let status = if invalid {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    json(status, &ErrorBody { errors, invalid })
+}
+
+fn bad_request(message: String) -> Response<Full<Bytes>> {
+    json(
+        StatusCode::BAD_REQUEST,
+        &ErrorBody {
+            errors: vec![message],
+            invalid: true,
+        },
+    )
+}
+
+fn query<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
+    req.uri().query()?.split('&').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k == key).then_some(v)
+    })
+}
+
+async fn body_json<T: for<'de> Deserialize<'de>>(
+    req: Request<Incoming>,
+) -> Result<T, Response<Full<Bytes>>> {
+    let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| bad_request(e.to_string()))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| bad_request(format!("bad request body: {e}")))
+}
+
+async fn route(
+    runtime: Arc<Runtime>,
+    state_dir: PathBuf,
+    stop: watch::Sender<bool>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/status") => {
+            let gateway = runtime
+                .gateway_listeners()
+                .await
+                .into_iter()
+                .map(|(p, a)| (p, a.to_string()))
+                .collect();
+            json(
+                StatusCode::OK,
+                &Status {
+                    gateway,
+                    state_dir,
+                    pid: std::process::id(),
+                },
+            )
+        }
+        (Method::POST, "/apply") => match body_json::<ApplyRequest>(req).await {
+            Ok(r) => match runtime.apply(&r.sources).await {
+                Ok(outcomes) => json(StatusCode::OK, &outcomes),
+                Err(e) => error(e),
+            },
+            Err(resp) => resp,
+        },
+        (Method::POST, "/delete") => match body_json::<DeleteRequest>(req).await {
+            Ok(r) => match runtime.delete(&r.objects).await {
+                Ok(outcomes) => json(StatusCode::OK, &outcomes),
+                Err(e) => error(e),
+            },
+            Err(resp) => resp,
+        },
+        (Method::POST, "/route") => match body_json::<RouteRequest>(req).await {
+            Ok(r) => match runtime
+                .set_route_weights(&r.virtual_service, &r.rule, &r.weights)
+                .await
+            {
+                Ok(change) => json(StatusCode::OK, &change),
+                Err(e) => error(e),
+            },
+            Err(resp) => resp,
+        },
+        (Method::GET, "/list") => {
+            let kind = query(&req, "kind").and_then(|k| k.parse::<Kind>().ok());
+            let ns = query(&req, "namespace").unwrap_or("default").to_owned();
+            match kind {
+                Some(kind) => json(StatusCode::OK, &runtime.list(kind, &ns).await),
+                None => bad_request("unknown kind".into()),
+            }
+        }
+        (Method::GET, "/logs") => {
+            let ns = query(&req, "namespace").unwrap_or("default");
+            let pod = query(&req, "pod").unwrap_or_default();
+            match runtime.log_path(ns, pod).await {
+                Some(path) => json(StatusCode::OK, &path),
+                None => json(
+                    StatusCode::NOT_FOUND,
+                    &ErrorBody {
+                        errors: vec![format!("pods \"{pod}\" not found")],
+                        invalid: true,
+                    },
+                ),
+            }
+        }
+        (Method::GET, "/metrics") => {
+            Response::new(Full::new(Bytes::from(runtime.gateway_metrics())))
+        }
+        (Method::POST, "/shutdown") => {
+            let _ = stop.send(true);
+            json(StatusCode::OK, &"shutting down")
+        }
+        _ => json(
+            StatusCode::NOT_FOUND,
+            &ErrorBody {
+                errors: vec![format!("no such endpoint: {path}")],
+                invalid: true,
+            },
+        ),
+    }
+}
+
+/// Serves the admin API on the state dir's socket until `stop` turns true
+/// (which `POST /shutdown` also does).
+pub async fn serve(
+    runtime: Arc<Runtime>,
+    state_dir: PathBuf,
+    stop: watch::Sender<bool>,
+) -> std::io::Result<()> {
+    let socket = state_dir.join(SOCKET);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)?;
+    let mut stopped = stop.subscribe();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
+            _ = stopped.wait_for(|&s| s) => break,
+        };
+        let (runtime, dir, stop) = (runtime.clone(), state_dir.clone(), stop.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let (runtime, dir, stop) = (runtime.clone(), dir.clone(), stop.clone());
+                async move { Ok::<_, Infallible>(route(runtime, dir, stop, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+/// Why a call to the runtime failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing answers on the socket (exit 3).
+    #[error(
+        "cannot reach the weir runtime at {0}: {1} (is `weir up` running with this state dir?)"
+    )]
+    Unreachable(PathBuf, String),
+    /// The runtime rejected the request.
+    #[error("{}", .0.errors.join("\n"))]
+    Rejected(ErrorBody),
+}
+
+/// The CLI's side of the admin API.
+pub struct AdminClient {
+    socket: PathBuf,
+}
+
+impl AdminClient {
+    /// A client for the runtime of `state_dir`.
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            socket: state_dir.join(SOCKET),
+        }
+    }
+
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let unreachable = |e: String| ClientError::Unreachable(self.socket.clone(), e);
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "weir")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        if status.is_success() {
+            serde_json::from_slice(&bytes).map_err(|e| unreachable(format!("bad answer: {e}")))
+        } else {
+            let body = serde_json::from_slice(&bytes).unwrap_or(ErrorBody {
+                errors: vec![String::from_utf8_lossy(&bytes).into_owned()],
+                invalid: false,
+            });
+            Err(ClientError::Rejected(body))
+        }
+    }
+
+    /// The runtime's status.
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        self.call(Method::GET, "/status", None).await
+    }
+
+    /// Applies file texts.
+    pub async fn apply(
+        &self,
+        sources: Vec<Source>,
+    ) -> Result<Vec<(ObjectRef, ApplyOutcome)>, ClientError> {
+        let body = serde_json::to_vec(&ApplyRequest { sources }).unwrap_or_default();
+        self.call(Method::POST, "/apply", Some(body)).await
+    }
+
+    /// Deletes objects.
+    pub async fn delete(
+        &self,
+        objects: Vec<ObjectRef>,
+    ) -> Result<Vec<(ObjectRef, bool)>, ClientError> {
+        let body = serde_json::to_vec(&DeleteRequest { objects }).unwrap_or_default();
+        self.call(Method::POST, "/delete", Some(body)).await
+    }
+
+    /// Lists a kind in a namespace.
+    pub async fn list(
+        &self,
+        kind: Kind,
+        namespace: &str,
+    ) -> Result<Vec<serde_json::Value>, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/list?kind={}&namespace={namespace}", kind.name()),
+            None,
+        )
+        .await
+    }
+
+    /// Changes route weights; returns once the gateway serves them.
+    pub async fn route(&self, request: RouteRequest) -> Result<RouteChange, ClientError> {
+        let body = serde_json::to_vec(&request).unwrap_or_default();
+        self.call(Method::POST, "/route", Some(body)).await
+    }
+
+    /// The log file of a pod.
+    pub async fn log_path(&self, namespace: &str, pod: &str) -> Result<PathBuf, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/logs?namespace={namespace}&pod={pod}"),
+            None,
+        )
+        .await
+    }
+
+    /// Asks the runtime to stop, then waits (bounded) until its process,
+    /// having stopped every pod, has exited.
+    pub async fn shutdown(&self) -> Result<(), ClientError> {
+        let pid = self.status().await?.pid;
+        let _: String = self.call(Method::POST, "/shutdown", None).await?;
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+        while proc.exists() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+}

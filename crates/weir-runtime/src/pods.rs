@@ -1,0 +1,317 @@
+//! A pod of the embedded runtime: its identity, its one container's launch
+//! (image → program, command/args with `$(VAR)` expansion, env plus the
+//! downward-API variables), and its status in Kubernetes' shape.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use weir_api::images::ImageMap;
+use weir_api::k8s_openapi::api::core::v1::Container;
+use weir_api::quantity;
+
+use crate::process::{Launch, Process};
+
+/// Where a pod is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Created; its container has not started yet.
+    Pending,
+    /// Its container runs (or is between restarts).
+    Running,
+    /// Being stopped: out of the endpoints, SIGTERM sent.
+    Terminating,
+}
+
+/// One pod.
+pub struct Pod {
+    /// Pod name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// The Deployment that owns it.
+    pub deployment: String,
+    /// `pod-template-hash`: which template revision it runs.
+    pub template_hash: String,
+    /// Labels (the template's plus `pod-template-hash`).
+    pub labels: BTreeMap<String, String>,
+    /// Its loopback address.
+    pub ip: IpAddr,
+    /// The container spec.
+    pub container: Container,
+    /// `terminationGracePeriodSeconds`.
+    pub grace: Duration,
+    /// What to run.
+    pub launch: Launch,
+    /// When it was created.
+    pub created: SystemTime,
+    /// Life phase.
+    pub phase: Phase,
+    /// The container's process, when running.
+    pub process: Option<Process>,
+    /// When the current container started.
+    pub started: Option<(Instant, SystemTime)>,
+    /// Readiness and when it last changed.
+    pub ready: bool,
+    /// When `ready` last changed.
+    pub ready_since: Instant,
+    /// Container restarts.
+    pub restarts: u32,
+    /// Exit code of the last container, if it exited.
+    pub last_exit: Option<Option<i32>>,
+    /// Not restarted before this time (CrashLoopBackOff).
+    pub backoff_until: Option<Instant>,
+    /// When termination began.
+    pub terminating_since: Option<Instant>,
+    /// Whether SIGTERM went out (after the pod left the endpoints).
+    pub sigterm_sent: bool,
+    /// The probe task of the current container.
+    pub prober: Option<JoinHandle<()>>,
+    /// Generation of the current container (probe results of older ones are stale).
+    pub generation: u64,
+}
+
+impl Pod {
+    /// `READY` as kubectl prints it (`1/1`).
+    pub fn ready_column(&self) -> String {
+        format!("{}/1", u8::from(self.ready && self.phase == Phase::Running))
+    }
+
+    /// `STATUS` as kubectl prints it.
+    pub fn status_column(&self) -> &'static str {
+        match self.phase {
+            Phase::Terminating => "Terminating",
+            Phase::Pending if self.backoff_until.is_some() => "CrashLoopBackOff",
+            Phase::Pending => "ContainerCreating",
+            Phase::Running if self.process.is_none() && self.backoff_until.is_some() => {
+                "CrashLoopBackOff"
+            }
+            Phase::Running if self.process.is_none() => "Error",
+            Phase::Running => "Running",
+        }
+    }
+
+    /// The pod in Kubernetes' JSON shape, status included.
+    pub fn to_json(&self) -> serde_json::Value {
+        let ts = |t: SystemTime| humantime_rfc3339(t);
+        let state = match (&self.process, self.backoff_until, self.last_exit) {
+            (Some(_), _, _) => {
+                serde_json::json!({"running": {"startedAt": self.started.map(|s| ts(s.1))}})
+            }
+            (None, Some(_), _) => serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+            (None, None, Some(code)) => {
+                serde_json::json!({"terminated": {"exitCode": code.unwrap_or(137)}})
+            }
+            (None, None, None) => serde_json::json!({"waiting": {"reason": "ContainerCreating"}}),
+        };
+        let phase = match self.phase {
+            Phase::Pending => "Pending",
+            Phase::Running | Phase::Terminating => "Running",
+        };
+        let mut meta = serde_json::json!({
+            "name": self.name,
+            "namespace": self.namespace,
+            "labels": self.labels,
+            "creationTimestamp": ts(self.created),
+            "ownerReferences": [{"kind": "ReplicaSet", "name": format!("{}-{}", self.deployment, self.template_hash)}],
+        });
+        if self.phase == Phase::Terminating {
+            meta["deletionTimestamp"] = serde_json::json!(ts(SystemTime::now()));
+        }
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": meta,
+            "spec": {"containers": [self.container], "nodeName": "weir"},
+            "status": {
+                "phase": phase,
+                "podIP": self.ip.to_string(),
+                "startTime": self.started.map(|s| ts(s.1)),
+                "conditions": [{"type": "Ready", "status": if self.ready { "True" } else { "False" }}],
+                "containerStatuses": [{
+                    "name": self.container.name,
+                    "image": self.container.image,
+                    "ready": self.ready,
+                    "restartCount": self.restarts,
+                    "state": state,
+                    "pid": self.process.as_ref().and_then(Process::pid),
+                }],
+            },
+        })
+    }
+
+    /// Σ `resources.requests.cpu` in millicores, or the container lacking it.
+    pub fn cpu_request(&self) -> Result<i64, String> {
+        self.container
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("cpu"))
+            .and_then(|q| quantity::cpu_millis(&q.0).ok())
+            .ok_or_else(|| self.container.name.clone())
+    }
+
+    /// The container's ports by name (for Services' named target ports).
+    pub fn named_ports(&self) -> BTreeMap<String, u16> {
+        self.container
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| Some((p.name.clone()?, u16::try_from(p.container_port).ok()?)))
+            .collect()
+    }
+}
+
+/// RFC 3339 (seconds) in UTC, as Kubernetes writes timestamps.
+pub fn humantime_rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Why a container cannot be launched.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// No image map entry.
+    #[error(
+        "no local program for image {0:?}: add `{0} = PROGRAM` to weir-images.conf beside the manifests, or pass `weir up --image {0}=PROGRAM`"
+    )]
+    UnmappedImage(String),
+    /// The program was not found.
+    #[error("program {program:?} (for image {image:?}) not found beside weir or on PATH")]
+    ProgramNotFound {
+        /// The program.
+        program: String,
+        /// The image.
+        image: String,
+    },
+}
+
+/// Resolves a program name: a path as given, else beside `dirs`, else on PATH.
+pub fn resolve_program(program: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    let path_dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    dirs.iter()
+        .chain(path_dirs.iter())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Expands `$(VAR)` from `vars` as Kubernetes does: unknown references stay
+/// as written, `$$(VAR)` escapes to `$(VAR)`.
+pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix("$(") {
+            out.push_str("$(");
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+        {
+            match vars.get(&inner[..end]) {
+                Some(v) => out.push_str(v),
+                None => out.push_str(&rest[i..i + 2 + end + 1]),
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The launch of a pod's container.
+pub fn launch_for(
+    container: &Container,
+    pod: &str,
+    namespace: &str,
+    ip: IpAddr,
+    images: &ImageMap,
+    program_dirs: &[PathBuf],
+    log: &Path,
+) -> Result<Launch, LaunchError> {
+    let image = container.image.clone().unwrap_or_default();
+    let mut env = BTreeMap::new();
+    env.insert(
+        "PATH".to_owned(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+    );
+    for (k, v) in [
+        ("POD_NAME", pod.to_owned()),
+        ("POD_NAMESPACE", namespace.to_owned()),
+        ("POD_IP", ip.to_string()),
+        ("HOSTNAME", pod.to_owned()),
+    ] {
+        env.insert(k.to_owned(), v);
+    }
+    for e in container.env.iter().flatten() {
+        let value = expand(e.value.as_deref().unwrap_or_default(), &env);
+        env.insert(e.name.clone(), value);
+    }
+    let expand_all = |list: &Option<Vec<String>>| -> Vec<String> {
+        list.iter().flatten().map(|a| expand(a, &env)).collect()
+    };
+    let command = expand_all(&container.command);
+    let args = expand_all(&container.args);
+    let (program, args) = match command.split_first() {
+        Some((first, rest)) => (first.clone(), [rest, &args].concat()),
+        None => (
+            images
+                .program_for(&image)
+                .ok_or_else(|| LaunchError::UnmappedImage(image.clone()))?
+                .to_owned(),
+            args,
+        ),
+    };
+    let resolved =
+        resolve_program(&program, program_dirs).ok_or_else(|| LaunchError::ProgramNotFound {
+            program: program.clone(),
+            image: image.clone(),
+        })?;
+    Ok(Launch {
+        program: resolved,
+        args,
+        env,
+        working_dir: container.working_dir.as_ref().map(PathBuf::from),
+        log: log.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_like_kubernetes() {
+        let vars = BTreeMap::from([
+            ("A".to_owned(), "1".to_owned()),
+            ("POD_IP".to_owned(), "127.1.0.2".to_owned()),
+        ]);
+        assert_eq!(
+            expand("--addr=$(POD_IP):8080", &vars),
+            "--addr=127.1.0.2:8080"
+        );
+        assert_eq!(expand("$(MISSING)-$(A)", &vars), "$(MISSING)-1");
+        assert_eq!(expand("$$(A) $5", &vars), "$(A) $5");
+        assert_eq!(expand("$(unclosed", &vars), "$(unclosed");
+    }
+
+    #[test]
+    fn dates_in_rfc3339() {
+        assert_eq!(
+            humantime_rfc3339(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00Z"
+        );
+    }
+}

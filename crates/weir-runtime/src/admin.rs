@@ -365,9 +365,15 @@ impl AdminClient {
     pub async fn shutdown(&self) -> Result<(), ClientError> {
         let pid = self.status().await?.pid;
         let _: String = self.call(Method::POST, "/shutdown", None).await?;
-        let proc = PathBuf::from(format!("/proc/{pid}"));
+        // Gone, or a zombie its parent has not reaped yet: either way it exited.
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            })
+        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
-        while proc.exists() && tokio::time::Instant::now() < deadline {
+        while running() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(())

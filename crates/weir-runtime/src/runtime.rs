@@ -162,7 +162,7 @@ impl Runtime {
                 pods: BTreeMap::new(),
                 hpas: HashMap::new(),
                 cpu: HashMap::new(),
-                next_ip: 0,
+                next_ip: fastrand::u32(..POD_IP_SPACE),
                 next_generation: 0,
                 pushed: None,
             }),
@@ -530,14 +530,6 @@ impl Runtime {
         hash: &str,
     ) -> Result<Pod, pods::LaunchError> {
         let name = format!("{deployment}-{hash}-{}", random_suffix());
-        state.next_ip += 1;
-        let n = state.next_ip;
-        let ip = IpAddr::V4(Ipv4Addr::new(
-            127,
-            1 + (n >> 16) as u8,
-            (n >> 8) as u8,
-            (n & 0xff) as u8,
-        ));
         let template = &d.spec.template;
         let container = template
             .spec
@@ -545,6 +537,7 @@ impl Runtime {
             .and_then(|s| s.containers.first())
             .cloned()
             .unwrap_or_default();
+        let ip = allocate_ip(&mut state.next_ip, &container);
         let mut images = state.images.clone();
         images.merge(self.config.images.clone());
         let log = self
@@ -1118,6 +1111,44 @@ impl Runtime {
         }
         self.gateway.shutdown().await;
     }
+}
+
+/// Pod IPs come from 127.1.0.0–127.254.255.255 (never 127.0.0.0/16).
+const POD_IP_SPACE: u32 = 254 << 16;
+
+/// The next pod IP on which every port the container declares is free:
+/// several runtimes (and other programs) share the loopback, so a
+/// runtime starts at a random place and skips addresses in use.
+fn allocate_ip(
+    next: &mut u32,
+    container: &weir_api::k8s_openapi::api::core::v1::Container,
+) -> IpAddr {
+    let ports: Vec<u16> = container
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| u16::try_from(p.container_port).ok())
+        .collect();
+    for _ in 0..1024 {
+        *next = (*next + 1) % POD_IP_SPACE;
+        let n = *next;
+        let ip = IpAddr::V4(Ipv4Addr::new(
+            127,
+            1 + (n >> 16) as u8,
+            (n >> 8) as u8,
+            n as u8,
+        ));
+        if (n & 0xff) == 0 || (n & 0xff) == 0xff {
+            continue;
+        }
+        if ports
+            .iter()
+            .all(|&p| std::net::TcpListener::bind((ip, p)).is_ok())
+        {
+            return ip;
+        }
+    }
+    IpAddr::V4(Ipv4Addr::new(127, 1, 0, 2))
 }
 
 /// Scale-down victims: unready before ready, newest first (Kubernetes' order).

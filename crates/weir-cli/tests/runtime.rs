@@ -1,0 +1,587 @@
+//! The embedded runtime as a user drives it: the real `weir up` process,
+//! the real `weir` commands, real `my-app` pods, and curl.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+fn weir_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_weir")
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/canary-istio")
+}
+
+/// A `weir up` on a fresh state dir and a free gateway port.
+struct Cluster {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    fn up(extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cluster = Cluster {
+            child: None,
+            dir,
+            port,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        cluster.start();
+        cluster
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(weir_bin())
+            .args([
+                "up",
+                "--state-dir",
+                self.dir.path().to_str().unwrap(),
+                "--port-map",
+                &format!("80={}", self.port),
+            ])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let socket = self.dir.path().join("admin.sock");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !(socket.exists() && self.weir(&["get", "pods"]).status.success()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "weir up did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn weir(&self, args: &[&str]) -> Output {
+        Command::new(weir_bin())
+            .args(args)
+            .args(["--state-dir", self.dir.path().to_str().unwrap()])
+            .output()
+            .unwrap()
+    }
+
+    fn apply(&self, path: &Path) -> Output {
+        self.weir(&["apply", "-f", path.to_str().unwrap()])
+    }
+
+    fn json(&self, kind: &str) -> Vec<Value> {
+        let out = self.weir(&["get", kind, "-o", "json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Polls (bounded) until `check` holds.
+    async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Cluster) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !check(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn ready(&self, deployment: &str) -> i64 {
+        self.json("deployments")
+            .iter()
+            .find(|d| d["metadata"]["name"] == deployment)
+            .and_then(|d| d["status"]["readyReplicas"].as_i64())
+            .unwrap_or(0)
+    }
+
+    fn pod_pids(&self) -> Vec<u32> {
+        self.json("pods")
+            .iter()
+            .filter_map(|p| p["status"]["containerStatuses"][0]["pid"].as_u64())
+            .map(|p| p as u32)
+            .collect()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.weir(&["down"]);
+            self.kill9();
+        }
+    }
+}
+
+fn curl(url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", url])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn curl_status(url: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "5",
+            url,
+        ])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// Processes (by PID) whose environment marks them as pods of `dir`.
+fn pods_of(dir: &Path) -> Vec<u32> {
+    let marker = format!("WEIR_STATE_DIR={}", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_walkthrough_on_a_fresh_state_dir_answers_v1_nine_times_in_ten() {
+    let cluster = Cluster::up(&[]);
+    let out = cluster.apply(&examples());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("deployment.apps/my-app-v1 created"),
+        "{stdout}"
+    );
+    cluster
+        .wait_for("both deployments ready", Duration::from_secs(20), |c| {
+            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
+        })
+        .await;
+    let answers: Vec<String> = (0..10).map(|_| curl(&cluster.url())).collect();
+    let v1 = answers
+        .iter()
+        .filter(|a| a.starts_with("Host: my-app-v1-") && a.ends_with("Version: v1.0.0\n"))
+        .count();
+    let v2 = answers
+        .iter()
+        .filter(|a| a.starts_with("Host: my-app-v2-") && a.ends_with("Version: v2.0.0\n"))
+        .count();
+    assert_eq!((v1, v2), (9, 1), "{answers:#?}");
+
+    // kubectl's columns.
+    let pods = String::from_utf8(cluster.weir(&["get", "pods"]).stdout).unwrap();
+    assert!(pods.starts_with("NAME"), "{pods}");
+    assert!(
+        pods.lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .eq(["NAME", "READY", "STATUS", "RESTARTS", "AGE"])
+    );
+    assert_eq!(
+        pods.lines()
+            .filter(|l| l.contains("1/1") && l.contains("Running"))
+            .count(),
+        2,
+        "{pods}"
+    );
+    let hpa = String::from_utf8(cluster.weir(&["get", "hpa"]).stdout).unwrap();
+    assert!(
+        hpa.lines().next().unwrap().split_whitespace().eq([
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE"
+        ]),
+        "{hpa}"
+    );
+    assert!(
+        hpa.contains("Deployment/my-app-v1") && hpa.contains("/50%"),
+        "{hpa}"
+    );
+
+    // The walkthrough's change of split, and its cleanup.
+    let out = cluster.weir(&["route", "my-app", "v1=0", "v2=100"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!((0..10).all(|_| curl(&cluster.url()).contains("Version: v2.0.0")));
+    let out = cluster.weir(&["delete", "-f", examples().to_str().unwrap()]);
+    assert!(out.status.success());
+    cluster
+        .wait_for("pods gone", Duration::from_secs(40), |c| {
+            c.json("pods").is_empty()
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_and_restart_bring_back_the_same_state_with_no_process_left_behind() {
+    let mut cluster = Cluster::up(&[]);
+    assert!(cluster.apply(&examples()).status.success());
+    cluster
+        .wait_for("both deployments ready", Duration::from_secs(20), |c| {
+            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
+        })
+        .await;
+    cluster.weir(&["route", "my-app", "v1=50", "v2=50"]);
+    let old = cluster.pod_pids();
+    assert_eq!(old.len(), 2);
+    assert_eq!(pods_of(cluster.dir.path()).len(), 2);
+
+    cluster.kill9();
+    // The kernel's parent-death signal takes the pods down with the runtime.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while old.iter().any(|p| alive(*p)) {
+        assert!(
+            Instant::now() < deadline,
+            "pods of the killed run survive: {old:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    cluster.start();
+    cluster
+        .wait_for(
+            "both deployments ready again",
+            Duration::from_secs(20),
+            |c| c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1,
+        )
+        .await;
+    let names: Vec<String> = cluster
+        .json("deployments")
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["my-app-v1", "my-app-v2"]);
+    assert_eq!(cluster.json("hpa").len(), 2);
+    let new = cluster.pod_pids();
+    assert!(new.iter().all(|p| !old.contains(p)), "pods were recreated");
+    assert_eq!(
+        pods_of(cluster.dir.path()),
+        {
+            let mut n = new.clone();
+            n.sort();
+            n
+        }
+        .into_iter()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .filter(|p| pods_of(cluster.dir.path()).contains(p))
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        pods_of(cluster.dir.path()).len(),
+        2,
+        "only the new run's two pods"
+    );
+    // The route change survived too: 50/50 is exact over every 2 requests.
+    let answers: Vec<String> = (0..4).map(|_| curl(&cluster.url())).collect();
+    assert_eq!(
+        answers.iter().filter(|a| a.contains("v2.0.0")).count(),
+        2,
+        "{answers:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_apply_changes_nothing_and_what_was_serving_keeps_serving() {
+    let cluster = Cluster::up(&[]);
+    assert!(cluster.apply(&examples()).status.success());
+    cluster
+        .wait_for("both deployments ready", Duration::from_secs(20), |c| {
+            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
+        })
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let istio = std::fs::read_to_string(examples().join("istio.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("istio.yaml"),
+        istio
+            .replace("weight: 90", "weight: 0")
+            .replace("weight: 10", "weight: -5"),
+    )
+    .unwrap();
+    let out = cluster.apply(dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("istio.yaml:38:7: error:") && stderr.contains("weight -5 < 0"),
+        "{stderr}"
+    );
+
+    // An image with no local program: rejected by the runtime, naming file, line and field.
+    let app = std::fs::read_to_string(examples().join("app-v2.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("istio.yaml"),
+        app.replace(
+            "containersol/k8s-deployment-strategies",
+            "example/unknown:1",
+        ),
+    )
+    .unwrap();
+    let out = cluster.apply(dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("istio.yaml:24:9: error: deployment.apps/my-app-v2: spec.template.spec.containers[0].image: no local program for image \"example/unknown:1\""), "{stderr}");
+
+    let answers: Vec<String> = (0..10).map(|_| curl(&cluster.url())).collect();
+    assert_eq!(
+        answers.iter().filter(|a| a.contains("v1.0.0")).count(),
+        9,
+        "{answers:#?}"
+    );
+    assert_eq!(cluster.json("deployments").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_runtime_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(weir_bin())
+        .args(["get", "pods", "--state-dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the weir runtime"));
+}
+
+fn probe_manifest(dir: &Path) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: probed
+spec:
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+  selector:
+    app: probed
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: probed
+spec:
+  selector:
+    matchLabels: {{app: probed}}
+  template:
+    metadata:
+      labels: {{app: probed}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: app
+        image: containersol/k8s-deployment-strategies
+        ports:
+        - {{name: http, containerPort: 8080}}
+        env:
+        - {{name: VERSION, value: probed}}
+        readinessProbe:
+          exec:
+            command: [test, -f, {dir}/ready]
+          periodSeconds: 1
+          failureThreshold: 1
+        livenessProbe:
+          exec:
+            command: [test, -f, {dir}/alive]
+          periodSeconds: 1
+          failureThreshold: 2
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: gw
+spec:
+  servers:
+  - port: {{number: 80, name: http, protocol: HTTP}}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: probed
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route:
+    - destination:
+        host: probed
+"#,
+        dir = dir.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_gates_traffic_and_liveness_restarts() {
+    let cluster = Cluster::up(&["--restart-backoff", "100ms"]);
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("alive"), "").unwrap();
+    let manifests = tempfile::tempdir().unwrap();
+    std::fs::write(
+        manifests.path().join("probed.yaml"),
+        probe_manifest(files.path()),
+    )
+    .unwrap();
+    std::fs::copy(
+        examples().join("weir-images.conf"),
+        manifests.path().join("weir-images.conf"),
+    )
+    .unwrap();
+    let out = cluster.apply(manifests.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Not ready until the readiness file exists: no endpoint, 503.
+    cluster
+        .wait_for("the pod to run", Duration::from_secs(10), |c| {
+            c.pod_pids().len() == 1
+        })
+        .await;
+    assert_eq!(curl_status(&cluster.url()), "503");
+    std::fs::write(files.path().join("ready"), "").unwrap();
+    cluster
+        .wait_for("ready", Duration::from_secs(10), |c| c.ready("probed") == 1)
+        .await;
+    assert_eq!(curl_status(&cluster.url()), "200");
+    std::fs::remove_file(files.path().join("ready")).unwrap();
+    cluster
+        .wait_for("unready", Duration::from_secs(10), |c| {
+            c.ready("probed") == 0
+        })
+        .await;
+    assert_eq!(curl_status(&cluster.url()), "503");
+    std::fs::write(files.path().join("ready"), "").unwrap();
+    cluster
+        .wait_for("ready again", Duration::from_secs(10), |c| {
+            c.ready("probed") == 1
+        })
+        .await;
+    assert_eq!(curl_status(&cluster.url()), "200");
+
+    // Liveness failing: the container is restarted.
+    let restarts = |c: &Cluster| {
+        c.json("pods")
+            .first()
+            .and_then(|p| p["status"]["containerStatuses"][0]["restartCount"].as_i64())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        restarts(&cluster),
+        0,
+        "{}",
+        String::from_utf8_lossy(&cluster.weir(&["get", "pods", "-o", "yaml"]).stdout)
+    );
+    let before = cluster.pod_pids();
+    std::fs::remove_file(files.path().join("alive")).unwrap();
+    cluster
+        .wait_for("a restart", Duration::from_secs(15), |c| restarts(c) >= 1)
+        .await;
+    std::fs::write(files.path().join("alive"), "").unwrap();
+    cluster
+        .wait_for("running again", Duration::from_secs(15), |c| {
+            c.ready("probed") == 1
+        })
+        .await;
+    assert_ne!(cluster.pod_pids(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_container_shows_crash_loop_back_off_and_restarts() {
+    let cluster = Cluster::up(&["--restart-backoff", "100ms"]);
+    let manifests = tempfile::tempdir().unwrap();
+    std::fs::write(
+        manifests.path().join("crash.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: crash\nspec:\n  selector:\n    matchLabels: {app: crash}\n  template:\n    metadata:\n      labels: {app: crash}\n    spec:\n      containers:\n      - name: crash\n        image: busybox\n        command: [sh, -c, \"echo starting; exit 3\"]\n",
+    )
+    .unwrap();
+    let out = cluster.apply(manifests.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster
+        .wait_for(
+            "CrashLoopBackOff with restarts",
+            Duration::from_secs(15),
+            |c| {
+                let table = String::from_utf8(c.weir(&["get", "pods"]).stdout).unwrap();
+                table.lines().skip(1).any(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    cols.get(2) == Some(&"CrashLoopBackOff")
+                        && cols.get(3).and_then(|r| r.parse::<u32>().ok()).unwrap_or(0) >= 2
+                })
+            },
+        )
+        .await;
+    let pod = cluster.json("pods")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let logs = cluster.weir(&["logs", &pod]);
+    assert!(
+        String::from_utf8_lossy(&logs.stdout)
+            .matches("starting")
+            .count()
+            >= 2
+    );
+}

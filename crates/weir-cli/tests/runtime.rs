@@ -58,12 +58,9 @@ impl Cluster {
             .unwrap();
         self.child = Some(child);
         let socket = self.dir.path().join("admin.sock");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(20);
         while !(socket.exists() && self.weir(&["get", "pods"]).status.success()) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "weir up did not come up"
-            );
+            assert!(Instant::now() < deadline, "weir up did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }
     }

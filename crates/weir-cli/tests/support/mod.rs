@@ -1,0 +1,186 @@
+//! Test support: a real `weir up` on a fresh state dir, the real `weir`
+//! commands, curl, and process inspection.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+pub fn weir_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_weir")
+}
+
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/canary-istio")
+}
+
+/// A `weir up` on a fresh state dir and a free gateway port.
+pub struct Cluster {
+    child: Option<Child>,
+    /// The state dir.
+    pub dir: tempfile::TempDir,
+    port: u16,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    pub fn up(extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cluster = Cluster {
+            child: None,
+            dir,
+            port,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        cluster.start();
+        cluster
+    }
+
+    pub fn start(&mut self) {
+        let child = Command::new(weir_bin())
+            .args([
+                "up",
+                "--state-dir",
+                self.dir.path().to_str().unwrap(),
+                "--port-map",
+                &format!("80={}", self.port),
+            ])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let socket = self.dir.path().join("admin.sock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(socket.exists() && self.weir(&["get", "pods"]).status.success()) {
+            assert!(Instant::now() < deadline, "weir up did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn weir(&self, args: &[&str]) -> Output {
+        Command::new(weir_bin())
+            .args(args)
+            .args(["--state-dir", self.dir.path().to_str().unwrap()])
+            .output()
+            .unwrap()
+    }
+
+    pub fn apply(&self, path: &Path) -> Output {
+        self.weir(&["apply", "-f", path.to_str().unwrap()])
+    }
+
+    pub fn json(&self, kind: &str) -> Vec<Value> {
+        let out = self.weir(&["get", kind, "-o", "json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Polls (bounded) until `check` holds.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Cluster) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !check(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn ready(&self, deployment: &str) -> i64 {
+        self.json("deployments")
+            .iter()
+            .find(|d| d["metadata"]["name"] == deployment)
+            .and_then(|d| d["status"]["readyReplicas"].as_i64())
+            .unwrap_or(0)
+    }
+
+    pub fn pod_pids(&self) -> Vec<u32> {
+        self.json("pods")
+            .iter()
+            .filter_map(|p| p["status"]["containerStatuses"][0]["pid"].as_u64())
+            .map(|p| p as u32)
+            .collect()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.weir(&["down"]);
+            self.kill9();
+        }
+    }
+}
+
+pub fn curl(url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", url])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn curl_status(url: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "5",
+            url,
+        ])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// Processes (by PID) whose environment marks them as pods of `dir`.
+pub fn pods_of(dir: &Path) -> Vec<u32> {
+    let marker = format!("WEIR_STATE_DIR={}", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
+}

@@ -105,6 +105,15 @@ pub enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Send HTTP load and report throughput, latency and the split by version.
+    Load(commands::load::LoadArgs),
+    /// Check the split statistically (`--expect v1=90,v2=10`) and/or wait for
+    /// scaling (`--replicas my-app-v2>=2 --within 90s`); exit 0 pass, 1 fail.
+    Verify(commands::verify::VerifyArgs),
+    /// The whole walkthrough in one command, with a pass/fail summary.
+    Demo(commands::demo::DemoArgs),
+    /// Live dashboard: traffic by version, replicas and HPA utilization.
+    Top(commands::top::TopArgs),
     /// Set a VirtualService rule's weights, e.g. `weir route my-app v1=0 v2=100`;
     /// returns once the gateway serves them.
     Route(commands::route::RouteArgs),

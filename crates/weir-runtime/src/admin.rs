@@ -271,6 +271,23 @@ impl AdminClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
+        let bytes = self.raw(method, path, body).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Unreachable(self.socket.clone(), format!("bad answer: {e}")))
+    }
+
+    /// The gateway's Istio metrics (Prometheus text).
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let bytes = self.raw(Method::GET, "/metrics", None).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, ClientError> {
         let unreachable = |e: String| ClientError::Unreachable(self.socket.clone(), e);
         let stream = UnixStream::connect(&self.socket)
             .await
@@ -297,7 +314,7 @@ impl AdminClient {
             .map_err(|e| unreachable(e.to_string()))?
             .to_bytes();
         if status.is_success() {
-            serde_json::from_slice(&bytes).map_err(|e| unreachable(format!("bad answer: {e}")))
+            Ok(bytes)
         } else {
             let body = serde_json::from_slice(&bytes).unwrap_or(ErrorBody {
                 errors: vec![String::from_utf8_lossy(&bytes).into_owned()],

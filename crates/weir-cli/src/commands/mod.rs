@@ -1,11 +1,15 @@
 //! One module per `weir` command.
 
 pub mod apply;
+pub mod demo;
 pub mod get;
+pub mod load;
 pub mod logs;
 pub mod route;
+pub mod top;
 pub mod up;
 pub mod validate;
+pub mod verify;
 
 use weir_runtime::admin::{AdminClient, ClientError};
 
@@ -42,6 +46,10 @@ pub async fn run_async(command: Command) -> u8 {
             state,
         } => logs::run(&pod, follow, &namespace, state).await,
         Command::Route(args) => route::run(args).await,
+        Command::Load(args) => load::run(args).await,
+        Command::Top(args) => top::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
     }
 }
 

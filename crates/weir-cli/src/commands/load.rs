@@ -1,0 +1,170 @@
+//! `weir load`: HTTP load with a live progress line and a final report.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::Args;
+use http::header::HeaderName;
+use weir_load::classify::Classifier;
+use weir_load::generator::{LoadOptions, Progress, run as run_load};
+use weir_load::report::Report;
+use weir_runtime::admin::AdminClient;
+
+use crate::{StateArgs, exit, parse_duration, state_dir};
+
+/// `weir load` arguments.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Target URL (default: the running weir's gateway, Gateway port 80).
+    pub url: Option<String>,
+    /// Concurrent connections.
+    #[arg(short = 'c', long, default_value_t = 8)]
+    pub connections: usize,
+    /// Duration (default 10s unless -n is given).
+    #[arg(short = 'z', long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Number of requests.
+    #[arg(short = 'n', long)]
+    pub requests: Option<u64>,
+    /// Total requests per second (latencies corrected for coordinated omission).
+    #[arg(short = 'q', long)]
+    pub rate: Option<f64>,
+    /// Simulate N users, each with its own cookie jar.
+    #[arg(long)]
+    pub users: Option<usize>,
+    /// HTTP/2 with prior knowledge.
+    #[arg(long)]
+    pub http2: bool,
+    /// Classify versions by this response header instead of `Version:` in the body.
+    #[arg(long)]
+    pub version_header: Option<String>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Output: `json` for scripts.
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// State dir (to find the gateway).
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// The running weir's gateway URL (Gateway port 80, else the first), or
+/// the default port map's address.
+pub async fn gateway_url(state: &StateArgs) -> String {
+    let client = AdminClient::new(&state_dir::resolve(state.state_dir.clone()));
+    match client.status().await {
+        Ok(status) => status
+            .gateway
+            .iter()
+            .find(|(p, _)| *p == 80)
+            .or(status.gateway.first())
+            .map_or_else(
+                || "http://127.0.0.1:8080/".to_owned(),
+                |(_, a)| format!("http://{a}/"),
+            ),
+        Err(_) => "http://127.0.0.1:8080/".to_owned(),
+    }
+}
+
+/// Builds load options from arguments; an error message for bad ones.
+pub async fn options(args: &LoadArgs) -> Result<LoadOptions, String> {
+    let url = match &args.url {
+        Some(u) => u.clone(),
+        None => gateway_url(&args.state).await,
+    };
+    let url: http::Uri = url
+        .parse()
+        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    if url.scheme_str() != Some("http") || url.authority().is_none() {
+        return Err(format!("invalid URL {url}: expected http://HOST:PORT/PATH"));
+    }
+    if args.connections == 0 {
+        return Err("-c must be at least 1".into());
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err("-q must be a positive number of requests per second".into());
+    }
+    let classifier = match &args.version_header {
+        Some(h) => Classifier::Header(
+            HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| format!("invalid header name {h:?}"))?,
+        ),
+        None => Classifier::Body,
+    };
+    Ok(LoadOptions {
+        url,
+        connections: args.connections,
+        duration: args.duration.or(if args.requests.is_none() {
+            Some(Duration::from_secs(10))
+        } else {
+            None
+        }),
+        requests: args.requests,
+        rate: args.rate,
+        users: args.users.filter(|&u| u > 0),
+        http2: args.http2,
+        classifier,
+        timeout: args.timeout,
+    })
+}
+
+/// Runs load with a progress line on a terminal.
+pub async fn run_with_progress(options: LoadOptions, show: bool) -> Result<Report, String> {
+    let progress = Arc::new(Progress::default());
+    let ticker = show.then(|| {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let answered = progress.answered.load(Ordering::Relaxed);
+                eprint!(
+                    "\r{:>5.0}s  {answered} answered  {} failed  {} req/s   ",
+                    started.elapsed().as_secs_f64(),
+                    progress.failed.load(Ordering::Relaxed),
+                    answered - last
+                );
+                last = answered;
+            }
+        })
+    });
+    let report = run_load(options, progress).await.map_err(|e| e.to_string());
+    if let Some(t) = ticker {
+        t.abort();
+        eprintln!();
+    }
+    report
+}
+
+/// Runs `weir load`.
+pub async fn run(args: LoadArgs) -> u8 {
+    let options = match options(&args).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let json = args.output.as_deref() == Some("json");
+    match run_with_progress(options, !json && std::io::stderr().is_terminal()).await {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{}", report.render());
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::BAD_INPUT
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! `weir top`: what the walkthrough's Grafana graph shows and more, live —
+//! per version: request rate, share, p99 latency, error rate (from the
+//! gateway's Istio metrics, over the last interval); per Deployment: ready
+//! and desired replicas and HPA utilization against target.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clap::Args;
+use prometheus_parse::{Scrape, Value as PromValue};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyModifiers};
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Modifier, Style};
+use ratatui::widgets::{Block, Cell, Row, Table};
+use serde::Serialize;
+use weir_api::resource::Kind;
+use weir_runtime::admin::{AdminClient, ClientError};
+
+use crate::commands::report;
+use crate::{StateArgs, exit, parse_duration, state_dir};
+
+/// `weir top` arguments.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Print one snapshot (after one interval) and exit, for pipes and scripts.
+    #[arg(long)]
+    pub once: bool,
+    /// With --once: `json`.
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// Refresh interval.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// State dir.
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// One version's traffic over the last interval.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct VersionRow {
+    /// `destination_version`.
+    pub version: String,
+    /// Requests per second.
+    pub rps: f64,
+    /// Share of all requests, percent.
+    pub share: f64,
+    /// 99th percentile latency, ms (interpolated within Istio's buckets).
+    pub p99_ms: Option<f64>,
+    /// 5xx answers, percent.
+    pub error_rate: f64,
+}
+
+/// One Deployment's scale.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DeploymentRow {
+    /// Name.
+    pub name: String,
+    /// Ready replicas.
+    pub ready: i64,
+    /// Desired replicas.
+    pub desired: i64,
+    /// HPA utilization, percent, when measured.
+    pub cpu_utilization: Option<i64>,
+    /// HPA target, percent.
+    pub cpu_target: Option<i64>,
+}
+
+/// Everything `weir top` shows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// Per version.
+    pub versions: Vec<VersionRow>,
+    /// Per Deployment.
+    pub deployments: Vec<DeploymentRow>,
+}
+
+/// Per version: (requests, 5xx answers, cumulative duration buckets by upper bound in µs).
+type Counts = BTreeMap<String, (f64, f64, BTreeMap<u64, f64>)>;
+
+/// Per version: (requests, 5xx, duration buckets by `le`).
+fn counts(text: &str) -> Counts {
+    let mut out = Counts::new();
+    let Ok(scrape) = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))) else {
+        return out;
+    };
+    for s in &scrape.samples {
+        let Some(version) = s.labels.get("destination_version") else {
+            continue;
+        };
+        let entry = out.entry(version.to_owned()).or_default();
+        match (&s.value, s.metric.as_str()) {
+            (PromValue::Counter(v) | PromValue::Untyped(v), "istio_requests_total") => {
+                entry.0 += v;
+                if s.labels
+                    .get("response_code")
+                    .is_some_and(|c| c.starts_with('5'))
+                {
+                    entry.1 += v;
+                }
+            }
+            (PromValue::Histogram(buckets), "istio_request_duration_milliseconds") => {
+                for b in buckets {
+                    let le = if b.less_than.is_finite() {
+                        (b.less_than * 1000.0) as u64
+                    } else {
+                        u64::MAX
+                    };
+                    *entry.2.entry(le).or_default() += b.count;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Prometheus' `histogram_quantile` over cumulative buckets keyed by their
+/// upper bound in µs (`u64::MAX` for +Inf): linear interpolation within
+/// the bucket, in milliseconds.
+fn quantile(q: f64, buckets: &BTreeMap<u64, f64>) -> Option<f64> {
+    let bounds: Vec<(f64, f64)> = buckets
+        .iter()
+        .map(|(le, c)| {
+            (
+                if *le == u64::MAX {
+                    f64::INFINITY
+                } else {
+                    *le as f64 / 1000.0
+                },
+                *c,
+            )
+        })
+        .collect();
+    let total = bounds.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for (upper, cumulative) in bounds {
+        if cumulative >= rank {
+            if upper.is_infinite() {
+                return Some(lower);
+            }
+            let in_bucket = cumulative - below;
+            let fraction = if in_bucket > 0.0 {
+                (rank - below) / in_bucket
+            } else {
+                1.0
+            };
+            return Some(lower + (upper - lower) * fraction);
+        }
+        (lower, below) = (upper, cumulative);
+    }
+    None
+}
+
+/// Differences between two scrapes, `seconds` apart.
+pub fn version_rows(before: &str, after: &str, seconds: f64) -> Vec<VersionRow> {
+    let (b, a) = (counts(before), counts(after));
+    let deltas: Vec<(String, f64, f64, BTreeMap<u64, f64>)> = a
+        .iter()
+        .filter(|(v, _)| v.as_str() != "unknown")
+        .map(|(v, (req, err, buckets))| {
+            let (req0, err0, buckets0) = b.get(v).cloned().unwrap_or_default();
+            let db = buckets
+                .iter()
+                .map(|(le, c)| (*le, c - buckets0.get(le).copied().unwrap_or(0.0)))
+                .collect();
+            (v.clone(), req - req0, err - err0, db)
+        })
+        .collect();
+    let total: f64 = deltas.iter().map(|d| d.1).sum();
+    deltas
+        .into_iter()
+        .map(|(version, req, err, buckets)| VersionRow {
+            version,
+            rps: req / seconds.max(1e-9),
+            share: if total > 0.0 {
+                req * 100.0 / total
+            } else {
+                0.0
+            },
+            p99_ms: quantile(0.99, &buckets),
+            error_rate: if req > 0.0 { err * 100.0 / req } else { 0.0 },
+        })
+        .collect()
+}
+
+async fn deployments(client: &AdminClient) -> Result<Vec<DeploymentRow>, ClientError> {
+    let deployments = client.list(Kind::Deployment, "default").await?;
+    let hpas = client
+        .list(Kind::HorizontalPodAutoscaler, "default")
+        .await?;
+    Ok(deployments
+        .iter()
+        .map(|d| {
+            let name = d["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let hpa = hpas
+                .iter()
+                .find(|h| h["spec"]["scaleTargetRef"]["name"] == name.as_str());
+            DeploymentRow {
+                ready: d["status"]["readyReplicas"].as_i64().unwrap_or(0),
+                desired: d["spec"]["replicas"].as_i64().unwrap_or(1),
+                cpu_utilization: hpa
+                    .and_then(|h| h["status"]["currentCPUUtilizationPercentage"].as_i64()),
+                cpu_target: hpa.map(|h| {
+                    h["spec"]["targetCPUUtilizationPercentage"]
+                        .as_i64()
+                        .or_else(|| {
+                            h["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"]
+                                .as_i64()
+                        })
+                        .unwrap_or(80)
+                }),
+                name,
+            }
+        })
+        .collect())
+}
+
+/// One snapshot: two scrapes `interval` apart.
+pub async fn snapshot(client: &AdminClient, interval: Duration) -> Result<Snapshot, ClientError> {
+    let before = client.metrics().await?;
+    let started = tokio::time::Instant::now();
+    tokio::time::sleep(interval).await;
+    let after = client.metrics().await?;
+    Ok(Snapshot {
+        versions: version_rows(&before, &after, started.elapsed().as_secs_f64()),
+        deployments: deployments(client).await?,
+    })
+}
+
+fn draw(frame: &mut ratatui::Frame<'_>, s: &Snapshot) {
+    let [top, bottom] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)])
+        .areas(frame.area());
+    let bold = Style::default().add_modifier(Modifier::BOLD);
+    let versions = Table::new(
+        s.versions.iter().map(|v| {
+            Row::new(vec![
+                Cell::from(v.version.clone()),
+                Cell::from(format!("{:.1}", v.rps)),
+                Cell::from(format!("{:.1}%", v.share)),
+                Cell::from(v.p99_ms.map_or("-".into(), |p| format!("{p:.2} ms"))),
+                Cell::from(format!("{:.2}%", v.error_rate)),
+            ])
+        }),
+        [
+            Constraint::Length(14),
+            Constraint::Length(10),
+            Constraint::Length(8),
+            Constraint::Length(12),
+            Constraint::Length(8),
+        ],
+    )
+    .header(Row::new(["VERSION", "REQ/S", "SHARE", "P99", "5XX"]).style(bold))
+    .block(Block::bordered().title(" traffic by version (q to quit) "));
+    frame.render_widget(versions, top);
+    let deployments = Table::new(
+        s.deployments.iter().map(|d| {
+            Row::new(vec![
+                Cell::from(d.name.clone()),
+                Cell::from(format!("{}/{}", d.ready, d.desired)),
+                Cell::from(match (d.cpu_utilization, d.cpu_target) {
+                    (Some(u), Some(t)) => format!("cpu: {u}%/{t}%"),
+                    (None, Some(t)) => format!("cpu: <unknown>/{t}%"),
+                    _ => "-".into(),
+                }),
+            ])
+        }),
+        [
+            Constraint::Length(24),
+            Constraint::Length(8),
+            Constraint::Length(20),
+        ],
+    )
+    .header(Row::new(["DEPLOYMENT", "READY", "HPA"]).style(bold))
+    .block(Block::bordered().title(" deployments "));
+    frame.render_widget(deployments, bottom);
+}
+
+/// Runs `weir top`.
+pub async fn run(args: TopArgs) -> u8 {
+    let client = AdminClient::new(&state_dir::resolve(args.state.state_dir.clone()));
+    if args.once {
+        return match snapshot(&client, args.interval).await {
+            Ok(s) => {
+                if args.output.as_deref() == Some("json") {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                } else {
+                    for v in &s.versions {
+                        println!(
+                            "{:<12} {:>8.1} req/s {:>6.1}%  p99 {:>8}  5xx {:.2}%",
+                            v.version,
+                            v.rps,
+                            v.share,
+                            v.p99_ms.map_or("-".into(), |p| format!("{p:.2}ms")),
+                            v.error_rate
+                        );
+                    }
+                    for d in &s.deployments {
+                        println!(
+                            "{:<12} {}/{} ready  cpu {:?}/{:?}",
+                            d.name, d.ready, d.desired, d.cpu_utilization, d.cpu_target
+                        );
+                    }
+                }
+                exit::OK
+            }
+            Err(e) => report(e),
+        };
+    }
+    if let Err(e) = client.status().await {
+        return report(e);
+    }
+    let mut terminal = ratatui::init();
+    let mut current = Snapshot::default();
+    let code = loop {
+        if terminal.draw(|f| draw(f, &current)).is_err() {
+            break exit::FAILED;
+        }
+        let quit = tokio::task::spawn_blocking(|| {
+            event::poll(Duration::from_millis(10)).ok().filter(|&ready| ready).and_then(|_| event::read().ok()).is_some_and(|e| {
+                matches!(e, Event::Key(k) if k.code == KeyCode::Char('q') || k.code == KeyCode::Esc || (k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL)))
+            })
+        })
+        .await
+        .unwrap_or(true);
+        if quit {
+            break exit::OK;
+        }
+        match snapshot(&client, args.interval).await {
+            Ok(s) => current = s,
+            Err(_) => break exit::UNREACHABLE,
+        }
+    };
+    ratatui::restore();
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_interpolates_like_prometheus() {
+        let buckets: BTreeMap<u64, f64> = [(1000, 50.0), (5000, 100.0), (u64::MAX, 100.0)].into();
+        assert_eq!(quantile(0.5, &buckets), Some(1.0));
+        let p99 = quantile(0.99, &buckets).unwrap();
+        assert!((p99 - 4.92).abs() < 1e-9, "{p99}");
+    }
+}

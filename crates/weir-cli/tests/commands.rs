@@ -1,0 +1,201 @@
+//! The walkthrough's commands with a verdict: `weir verify`, `weir load`,
+//! `weir top --once`, and `weir demo` in full (twice at once).
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+async fn walkthrough() -> Cluster {
+    let cluster = Cluster::up(&[]);
+    assert!(cluster.apply(&examples()).status.success());
+    cluster
+        .wait_for("both deployments ready", Duration::from_secs(30), |c| {
+            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
+        })
+        .await;
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_passes_90_10_fails_50_50_with_a_reason_and_passes_0_100_after_route() {
+    let cluster = walkthrough().await;
+    let out = cluster.weir(&["verify", "--expect", "v1=90,v2=10"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("PASS: over "), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("v1") && l.contains("90.0%")),
+        "{stdout}"
+    );
+
+    let out = cluster.weir(&["verify", "--expect", "v1=50,v2=50"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let reason = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL: "))
+        .expect("a one-sentence reason");
+    assert!(reason.contains("where 50.0% was expected"), "{reason}");
+
+    assert!(
+        cluster
+            .weir(&["route", "my-app", "v1=0", "v2=100"])
+            .status
+            .success()
+    );
+    let out = cluster.weir(&["verify", "--expect", "v1=0,v2=100", "-o", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["passed"], true);
+    assert_eq!(v["split"]["shares"][0]["count"], 0);
+
+    // --replicas waits for scaling, and fails when it does not come.
+    let out = cluster.weir(&["verify", "--replicas", "my-app-v2>=1", "--within", "5s"]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = cluster.weir(&["verify", "--replicas", "my-app-v1>=3", "--within", "1s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("FAIL: my-app-v1 has 1 ready replicas, not 3")
+    );
+
+    // Bad input is exit 2.
+    assert_eq!(
+        cluster
+            .weir(&["verify", "--expect", "v1=ninety"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        cluster.weir(&["route", "my-app", "v3=100"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        cluster.weir(&["route", "my-app", "v1=-1"]).status.code(),
+        Some(2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_reports_json_and_top_sees_the_split_by_version() {
+    let cluster = walkthrough().await;
+    let out = cluster.weir(&[
+        "load", "-c", "2", "-n", "500", "--users", "20", "-o", "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["requests"], 500);
+    assert_eq!(report["errors"], 0);
+    assert_eq!(report["status"]["200"], 500);
+    assert_eq!(report["versions"]["v1.0.0"], 450);
+    assert_eq!(report["versions"]["v2.0.0"], 50);
+    for p in ["p50", "p90", "p99", "p999"] {
+        assert!(report["latency_ms"][p].as_f64().unwrap() > 0.0, "{p}");
+    }
+
+    // A fixed rate is held: 200 req/s for 2 s.
+    let out = cluster.weir(&["load", "-c", "2", "-q", "200", "-z", "2s", "-o", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = report["requests"].as_u64().unwrap();
+    assert!((380..=402).contains(&n), "{n} requests at 200/s for 2 s");
+
+    // top: run load in the background while taking one snapshot.
+    let url = cluster.url();
+    let load = std::thread::spawn(move || {
+        Command::new(weir_bin())
+            .args(["load", &url, "-c", "2", "-z", "3s"])
+            .output()
+            .unwrap()
+    });
+    let out = cluster.weir(&["top", "--once", "-o", "json", "--interval", "1s"]);
+    load.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let top: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let versions = top["versions"].as_array().unwrap();
+    let share = |v: &str| {
+        versions
+            .iter()
+            .find(|x| x["version"] == v)
+            .and_then(|x| x["share"].as_f64())
+            .unwrap_or(-1.0)
+    };
+    assert!((share("v1.0.0") - 90.0).abs() < 1.0, "{top}");
+    assert!(
+        versions
+            .iter()
+            .all(|v| v["rps"].as_f64().unwrap() > 0.0 && v["p99_ms"].as_f64().is_some()),
+        "{top}"
+    );
+    let deployments = top["deployments"].as_array().unwrap();
+    assert_eq!(deployments.len(), 2);
+    assert!(deployments.iter().all(|d| d["cpu_target"] == 50), "{top}");
+
+    // Bad input is exit 2.
+    assert_eq!(
+        cluster.weir(&["load", "ftp://x/", "-n", "1"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        cluster.weir(&["load", "-c", "0", "-n", "1"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn the_demo_runs_in_full_twice_at_the_same_time() {
+    let started = tokio::time::Instant::now();
+    let runs: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(|| Command::new(weir_bin()).arg("demo").output().unwrap()))
+        .collect();
+    for run in runs {
+        let out = run.join().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for check in [
+            "both deployments have a ready pod",
+            "traffic splits 90/10",
+            "traffic splits 0/100",
+            "v2 scales up under load",
+            "v1 receives none of the load",
+            "clean up",
+        ] {
+            assert!(
+                stdout
+                    .lines()
+                    .any(|l| l.starts_with(check) && l.contains("pass")),
+                "{check}\n{stdout}"
+            );
+        }
+        assert!(stdout.contains("PASS in "), "{stdout}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(180),
+        "{:?}",
+        started.elapsed()
+    );
+}

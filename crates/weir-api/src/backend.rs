@@ -7,35 +7,28 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_core::Stream;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Pod, Service};
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostic::Diagnostic;
-use crate::istio::{DestinationRuleSpec, GatewaySpec, IstioObject, VirtualServiceSpec};
-use crate::load::Manifests;
+use crate::load::Source;
 use crate::resource::{Kind, ObjectRef};
 
-/// An object as the backend holds it now, status included. HPAs are always
-/// reported as autoscaling/v2 (the API server converts v1 the same way).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum LiveObject {
-    /// A pod, with its phase, conditions and restart counts.
-    Pod(Box<Pod>),
-    /// A Deployment, with ready/updated/available replicas.
-    Deployment(Box<Deployment>),
-    /// A Service.
-    Service(Box<Service>),
-    /// An HPA, with current metrics, replicas and conditions.
-    HorizontalPodAutoscaler(Box<HorizontalPodAutoscaler>),
-    /// An Istio Gateway.
-    Gateway(Box<IstioObject<GatewaySpec>>),
-    /// An Istio VirtualService.
-    VirtualService(Box<IstioObject<VirtualServiceSpec>>),
-    /// An Istio DestinationRule.
-    DestinationRule(Box<IstioObject<DestinationRuleSpec>>),
+/// An object as the backend holds it now, in Kubernetes' JSON shape with
+/// its status (as `kubectl get -o json` prints it). Both backends produce
+/// this natively (the embedded runtime from its state, the Kubernetes one
+/// from the API server), and the commands read it by JSON path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LiveObject {
+    /// The kind.
+    pub kind: Kind,
+    /// The object.
+    pub object: serde_json::Value,
+}
+
+impl LiveObject {
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        self.object["metadata"]["name"].as_str().unwrap_or_default()
+    }
 }
 
 /// What changed in a watched kind.
@@ -96,9 +89,10 @@ pub enum BackendError {
         /// The underlying error.
         reason: String,
     },
-    /// The input was rejected; nothing was changed (exit 2).
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<Diagnostic>),
+    /// The input was rejected; nothing was changed (exit 2). One message
+    /// per problem, each naming file, line and field where it has them.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
     /// The named object does not exist (exit 2, as kubectl's NotFound).
     #[error("{0} not found")]
     NotFound(ObjectRef),
@@ -113,6 +107,9 @@ pub enum BackendError {
     /// The credentials may not do this (exit 1).
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The backend failed at the task (exit 1).
+    #[error("{0}")]
+    Failed(String),
     /// The operation did not finish in time (exit 1).
     #[error("timed out after {0:?}: {1}")]
     Timeout(Duration, String),
@@ -126,6 +123,7 @@ impl BackendError {
             BackendError::Invalid(_) | BackendError::NotFound(_) => 2,
             BackendError::Conflict { .. }
             | BackendError::Forbidden(_)
+            | BackendError::Failed(_)
             | BackendError::Timeout(..) => 1,
         }
     }
@@ -144,10 +142,11 @@ pub type LogStream = Pin<Box<dyn Stream<Item = Result<String, BackendError>> + S
 /// stored (pods start asynchronously, as on a cluster), `set_route_weights`
 /// once the data plane serves the new weights.
 pub trait Backend: Send + Sync {
-    /// Creates or updates the objects, all or nothing.
+    /// Creates or updates the objects in these files (as read by
+    /// `load::read_sources`), all or nothing; errors name the same files.
     fn apply(
         &self,
-        manifests: &Manifests,
+        sources: &[Source],
     ) -> impl Future<Output = Result<Vec<(ObjectRef, ApplyOutcome)>, BackendError>> + Send;
 
     /// Deletes the objects; absent ones are reported, not an error.
@@ -170,7 +169,7 @@ pub trait Backend: Send + Sync {
     ) -> impl Future<Output = Result<Vec<LiveObject>, BackendError>> + Send;
 
     /// Changes to a kind in a namespace, starting with the current objects
-    /// as `Applied` events (kubectl's `get -w`).
+    /// as `Applied` events (kubectl's `get -w`); ends when dropped.
     fn watch(
         &self,
         kind: Kind,

@@ -199,3 +199,107 @@ fn the_demo_runs_in_full_twice_at_the_same_time() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_names_the_rule_it_changes_and_get_watch_prints_changes() {
+    let cluster = Cluster::up(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["app-v1.yaml", "app-v2.yaml", "weir-images.conf"] {
+        std::fs::copy(examples().join(file), dir.path().join(file)).unwrap();
+    }
+    // Two rules: a header match to v2 first, then the 90/10 split.
+    let istio = std::fs::read_to_string(examples().join("istio.yaml")).unwrap();
+    let two_rules = istio.replacen(
+        "  http:\n  - route:",
+        "  http:\n  - name: testers\n    match:\n    - headers:\n        x-tester: {}\n    route:\n    - destination:\n        host: my-app\n        subset: v2\n  - name: canary\n    route:",
+        1,
+    );
+    std::fs::write(dir.path().join("istio.yaml"), two_rules).unwrap();
+    assert!(cluster.apply(dir.path()).status.success());
+    cluster
+        .wait_for("both deployments ready", Duration::from_secs(30), |c| {
+            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
+        })
+        .await;
+
+    let out = cluster.weir(&["route", "my-app", "v1=0", "v2=100"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("http[1]: v1 90→0, v2 10→100"),
+        "the first rule with several destinations: {stdout}"
+    );
+    let out = cluster.weir(&["route", "my-app", "--rule", "testers", "v1=100"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("http[0] has no destination \"v1\" (it has v2)")
+    );
+
+    // get -w: the current rows, then a row when a Deployment changes.
+    let mut watch = std::process::Command::new(weir_bin())
+        .args([
+            "get",
+            "deploy",
+            "-w",
+            "--state-dir",
+            cluster.dir.path().to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.starts_with("my-app-v1") && line.contains("2/2");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let v1 = std::fs::read_to_string(dir.path().join("app-v1.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("app-v1.yaml"),
+        v1.replace("  replicas: 1", "  replicas: 2"),
+    )
+    .unwrap();
+    assert!(
+        cluster
+            .apply(&dir.path().join("app-v1.yaml"))
+            .status
+            .success()
+    );
+    cluster
+        .wait_for("v1 at 2 ready", Duration::from_secs(30), |c| {
+            c.ready("my-app-v1") == 2
+        })
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !lines.is_finished() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let seen = lines.join().unwrap();
+    assert!(seen[0].starts_with("NAME"), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("my-app-v1") && l.contains("1/1")),
+        "{seen:#?}"
+    );
+    assert!(seen.last().unwrap().contains("2/2"), "{seen:#?}");
+
+    // HTTP/2 load.
+    let out = cluster.weir(&["load", "--http2", "-c", "2", "-n", "100", "-o", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"]["200"], 100, "{report}");
+}

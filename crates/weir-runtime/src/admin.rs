@@ -324,6 +324,11 @@ impl AdminClient {
         }
     }
 
+    /// The admin socket's path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     /// The runtime's status.
     pub async fn status(&self) -> Result<Status, ClientError> {
         self.call(Method::GET, "/status", None).await

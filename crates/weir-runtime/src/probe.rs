@@ -198,3 +198,84 @@ pub async fn run(
         tokio::time::sleep_until(started + t.period).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_api::k8s_openapi::api::core::v1::{ExecAction, TCPSocketAction};
+
+    fn env() -> BTreeMap<String, String> {
+        BTreeMap::from([("PATH".to_owned(), std::env::var("PATH").unwrap_or_default())])
+    }
+
+    #[tokio::test]
+    async fn tcp_socket_and_exec_probes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap().port();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let named = BTreeMap::from([("svc".to_owned(), open)]);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let tcp = |port: IntOrString| Probe {
+            tcp_socket: Some(TCPSocketAction { port, host: None }),
+            ..Probe::default()
+        };
+        let t = Duration::from_secs(1);
+        assert!(
+            attempt(
+                &tcp(IntOrString::Int(i32::from(open))),
+                ip,
+                &named,
+                &env(),
+                t
+            )
+            .await
+        );
+        assert!(
+            attempt(
+                &tcp(IntOrString::String("svc".into())),
+                ip,
+                &named,
+                &env(),
+                t
+            )
+            .await
+        );
+        assert!(
+            !attempt(
+                &tcp(IntOrString::Int(i32::from(closed))),
+                ip,
+                &named,
+                &env(),
+                t
+            )
+            .await
+        );
+        assert!(
+            !attempt(
+                &tcp(IntOrString::String("nope".into())),
+                ip,
+                &named,
+                &env(),
+                t
+            )
+            .await
+        );
+        let exec = |cmd: &[&str]| Probe {
+            exec: Some(ExecAction {
+                command: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            }),
+            ..Probe::default()
+        };
+        assert!(attempt(&exec(&["true"]), ip, &named, &env(), t).await);
+        assert!(!attempt(&exec(&["false"]), ip, &named, &env(), t).await);
+        // timeoutSeconds bounds a hanging probe.
+        let started = tokio::time::Instant::now();
+        assert!(!attempt(&exec(&["sleep", "5"]), ip, &named, &env(), t).await);
+        assert!(started.elapsed() < Duration::from_secs(3));
+        drop(listener);
+    }
+}

@@ -4,12 +4,11 @@
 
 use std::path::PathBuf;
 
-use weir_api::backend::ApplyOutcome;
+use weir_api::backend::{ApplyOutcome, Backend};
 use weir_api::load::{load_sources, read_sources};
-use weir_runtime::admin::AdminClient;
 
-use crate::commands::report;
-use crate::{StateArgs, exit, state_dir};
+use crate::commands::{backend, fail};
+use crate::{StateArgs, exit};
 
 fn load(paths: &[PathBuf]) -> Result<(Vec<weir_api::load::Source>, weir_api::load::Manifests), u8> {
     let print = |e: weir_api::load::LoadError| {
@@ -37,8 +36,7 @@ pub async fn apply(paths: &[PathBuf], state: StateArgs) -> u8 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let client = AdminClient::new(&state_dir::resolve(state.state_dir));
-    match client.apply(sources).await {
+    match backend(&state).apply(&sources).await {
         Ok(outcomes) => {
             for (object, outcome) in outcomes {
                 let word = match outcome {
@@ -50,7 +48,7 @@ pub async fn apply(paths: &[PathBuf], state: StateArgs) -> u8 {
             }
             exit::OK
         }
-        Err(e) => report(e),
+        Err(e) => fail(e),
     }
 }
 
@@ -60,9 +58,8 @@ pub async fn delete(paths: &[PathBuf], state: StateArgs) -> u8 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let objects = manifests.resources().map(|r| r.object_ref()).collect();
-    let client = AdminClient::new(&state_dir::resolve(state.state_dir));
-    match client.delete(objects).await {
+    let objects: Vec<_> = manifests.resources().map(|r| r.object_ref()).collect();
+    match backend(&state).delete(&objects).await {
         Ok(outcomes) => {
             for (object, existed) in outcomes {
                 if existed {
@@ -73,6 +70,6 @@ pub async fn delete(paths: &[PathBuf], state: StateArgs) -> u8 {
             }
             exit::OK
         }
-        Err(e) => report(e),
+        Err(e) => fail(e),
     }
 }

@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use clap::Args;
 use serde_json::Value;
-use weir_api::resource::Kind;
-use weir_runtime::admin::AdminClient;
+use weir_api::backend::{Backend, LiveObject, WatchEvent};
+use weir_api::resource::{Kind, ObjectRef};
 
-use crate::commands::report;
-use crate::{StateArgs, exit, state_dir, table};
+use crate::commands::{backend, fail};
+use crate::{StateArgs, exit, table};
 
 /// `weir get` arguments.
 #[derive(Debug, Args)]
@@ -258,6 +258,26 @@ fn yaml(value: &Value) -> String {
     serde_saphyr::to_string(value).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
 }
 
+fn print_rows(kind: Kind, objects: &[Value], wide: bool, header: bool) {
+    let (headers, rows) = rows(kind, objects, wide);
+    let text = table::render(&headers, &rows);
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    if header {
+        println!("{first}");
+    }
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+fn document(name: &Option<String>, objects: Vec<Value>) -> Value {
+    match (name, objects.as_slice()) {
+        (Some(_), [one]) => one.clone(),
+        _ => serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+    }
+}
+
 /// Runs `weir get`.
 pub async fn run(args: GetArgs) -> u8 {
     let kind: Kind = match args.kind.parse() {
@@ -267,9 +287,8 @@ pub async fn run(args: GetArgs) -> u8 {
             return exit::BAD_INPUT;
         }
     };
-    let client = AdminClient::new(&state_dir::resolve(args.state.state_dir));
-    let wide = args.output.as_deref() == Some("wide");
-    if let Some(o) = args.output.as_deref()
+    let output = args.output.as_deref();
+    if let Some(o) = output
         && !["wide", "yaml", "json"].contains(&o)
     {
         eprintln!(
@@ -277,75 +296,70 @@ pub async fn run(args: GetArgs) -> u8 {
         );
         return exit::BAD_INPUT;
     }
-    let mut printed: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut first = true;
-    loop {
-        let mut objects = match client.list(kind, &args.namespace).await {
-            Ok(o) => o,
-            Err(e) => return report(e),
-        };
-        if let Some(name) = &args.name {
-            objects.retain(|o| s(o, "/metadata/name") == name);
-            if objects.is_empty() && first {
-                eprintln!(
-                    "Error from server (NotFound): {} \"{name}\" not found",
-                    kind.qualified()
-                );
-                return exit::BAD_INPUT;
-            }
-        }
-        match args.output.as_deref() {
-            Some("json") => {
-                let value = match (&args.name, objects.as_slice()) {
-                    (Some(_), [one]) => one.clone(),
-                    _ => serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
-                };
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&value).unwrap_or_default()
-                );
-            }
-            Some("yaml") => {
-                let value = match (&args.name, objects.as_slice()) {
-                    (Some(_), [one]) => one.clone(),
-                    _ => serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
-                };
-                print!("{}", yaml(&value));
-            }
-            _ => {
-                let (headers, rows) = rows(kind, &objects, wide);
-                if first && rows.is_empty() && !args.watch {
-                    eprintln!("No resources found in {} namespace.", args.namespace);
-                    return exit::OK;
-                }
-                let text = table::render(&headers, &rows);
-                let mut lines = text.lines();
-                let header = lines.next().unwrap_or_default();
-                if first {
-                    println!("{header}");
-                }
-                for (row, line) in rows.iter().zip(lines) {
-                    // With -w, print a row again only when it changed (ignoring AGE).
-                    let key = row[0].clone();
-                    let signature: Vec<String> = row
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| headers[*i] != "AGE")
-                        .map(|(_, c)| c.clone())
-                        .collect();
-                    if printed.get(&key) != Some(&signature) {
-                        println!("{line}");
-                        printed.insert(key, signature);
-                    }
-                }
-            }
-        }
-        if !args.watch {
-            return exit::OK;
-        }
-        first = false;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let wide = output == Some("wide");
+    let backend = backend(&args.state);
+    let keep = |o: &LiveObject| args.name.as_deref().is_none_or(|n| o.name() == n);
+    let objects: Vec<Value> = match backend.list(kind, &args.namespace).await {
+        Ok(list) => list
+            .into_iter()
+            .filter(|o| keep(o))
+            .map(|o| o.object)
+            .collect(),
+        Err(e) => return fail(e),
+    };
+    if let Some(name) = &args.name
+        && objects.is_empty()
+        && !args.watch
+    {
+        eprintln!(
+            "Error from server (NotFound): {} \"{name}\" not found",
+            kind.qualified()
+        );
+        return exit::BAD_INPUT;
     }
+    match output {
+        Some("json") => println!(
+            "{}",
+            serde_json::to_string_pretty(&document(&args.name, objects)).unwrap_or_default()
+        ),
+        Some("yaml") => print!("{}", yaml(&document(&args.name, objects))),
+        _ if objects.is_empty() && !args.watch => {
+            eprintln!("No resources found in {} namespace.", args.namespace)
+        }
+        _ if !args.watch => print_rows(kind, &objects, wide, true),
+        _ => {}
+    }
+    if !args.watch {
+        return exit::OK;
+    }
+    // kubectl get -w: the current rows, then a row for every change (AGE ignored).
+    let mut stream = match backend.watch(kind, &args.namespace).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mut header = true;
+    let mut printed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    while let Some(event) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        let object = match event {
+            Ok(WatchEvent::Applied(o)) if keep(&o) => o.object,
+            Ok(_) => continue,
+            Err(e) => return fail(e),
+        };
+        let (headers, row) = rows(kind, std::slice::from_ref(&object), wide);
+        let signature: Vec<String> = row[0]
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| headers[*i] != "AGE")
+            .map(|(_, c)| c.clone())
+            .collect();
+        if printed.get(&row[0][0]) == Some(&signature) {
+            continue;
+        }
+        printed.insert(row[0][0].clone(), signature);
+        print_rows(kind, &[object], wide, header);
+        header = false;
+    }
+    exit::OK
 }
 
 /// Runs `weir describe`.
@@ -357,12 +371,16 @@ pub async fn describe(kind: &str, name: &str, namespace: &str, state: StateArgs)
             return exit::BAD_INPUT;
         }
     };
-    let client = AdminClient::new(&state_dir::resolve(state.state_dir));
-    let objects = match client.list(kind, namespace).await {
-        Ok(o) => o,
-        Err(e) => return report(e),
+    let wanted = ObjectRef {
+        kind,
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
     };
-    let Some(object) = objects.iter().find(|o| s(o, "/metadata/name") == name) else {
+    let found = match backend(&state).get(&wanted).await {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let Some(LiveObject { object, .. }) = found else {
         eprintln!(
             "Error from server (NotFound): {} \"{name}\" not found",
             kind.qualified()

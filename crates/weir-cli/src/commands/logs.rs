@@ -1,40 +1,38 @@
-//! `weir logs POD [-f]`: the pod's stdout and stderr, from its log file.
+//! `weir logs POD [-f]`: the pod's stdout and stderr.
 
-use std::io::{Read, Write};
-use std::time::Duration;
+use std::io::Write;
 
-use weir_runtime::admin::AdminClient;
+use weir_api::backend::Backend;
+use weir_api::resource::{Kind, ObjectRef};
 
-use crate::commands::report;
-use crate::{StateArgs, exit, state_dir};
+use crate::commands::{backend, fail};
+use crate::{StateArgs, exit};
 
 /// Prints the log; with `follow`, keeps printing new output until interrupted.
 pub async fn run(pod: &str, follow: bool, namespace: &str, state: StateArgs) -> u8 {
-    let client = AdminClient::new(&state_dir::resolve(state.state_dir));
-    let path = match client.log_path(namespace, pod).await {
-        Ok(p) => p,
-        Err(e) => return report(e),
+    let pod = ObjectRef {
+        kind: Kind::Pod,
+        namespace: namespace.to_owned(),
+        name: pod.to_owned(),
     };
-    let Ok(mut file) = std::fs::File::open(&path) else {
-        eprintln!("weir: cannot open {}", path.display());
-        return exit::FAILED;
+    let mut stream = match backend(&state).logs(&pod, follow).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
     };
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        if file.read_to_end(&mut buf).is_err() {
-            return exit::FAILED;
+    while let Some(chunk) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        match chunk {
+            Ok(text) => {
+                let mut out = std::io::stdout().lock();
+                if out
+                    .write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
+                    return exit::OK;
+                }
+            }
+            Err(e) => return fail(e),
         }
-        if std::io::stdout()
-            .write_all(&buf)
-            .and_then(|()| std::io::stdout().flush())
-            .is_err()
-        {
-            return exit::OK;
-        }
-        if !follow {
-            return exit::OK;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    exit::OK
 }

@@ -11,9 +11,22 @@ pub mod up;
 pub mod validate;
 pub mod verify;
 
+use weir_api::backend::BackendError;
 use weir_runtime::admin::{AdminClient, ClientError};
+use weir_runtime::backend::LocalBackend;
 
-use crate::{Command, exit, state_dir};
+use crate::{Command, StateArgs, exit, state_dir};
+
+/// The backend the commands drive: the embedded runtime of the state dir.
+pub fn backend(state: &StateArgs) -> LocalBackend {
+    LocalBackend::new(&state_dir::resolve(state.state_dir.clone()))
+}
+
+/// Prints a backend error and returns its exit code (design.md §6).
+pub fn fail(e: BackendError) -> u8 {
+    eprintln!("{e}");
+    e.exit_code()
+}
 
 /// Runs a command that needs the async runtime.
 pub async fn run_async(command: Command) -> u8 {

@@ -2,12 +2,11 @@
 //! and returns once the gateway serves them.
 
 use clap::Args;
-use weir_api::backend::RuleSelector;
+use weir_api::backend::{Backend, RuleSelector};
 use weir_api::resource::{Kind, ObjectRef};
-use weir_runtime::admin::{AdminClient, RouteRequest};
 
-use crate::commands::report;
-use crate::{StateArgs, exit, state_dir};
+use crate::commands::{backend, fail};
+use crate::{StateArgs, exit};
 
 /// `weir route` arguments.
 #[derive(Debug, Args)]
@@ -57,13 +56,10 @@ pub async fn run(args: RouteArgs) -> u8 {
         namespace: args.namespace,
         name: args.virtual_service,
     };
-    let client = AdminClient::new(&state_dir::resolve(args.state.state_dir));
-    let request = RouteRequest {
-        virtual_service: vs.clone(),
-        rule,
-        weights: args.weights,
-    };
-    match client.route(request).await {
+    match backend(&args.state)
+        .set_route_weights(&vs, &rule, &args.weights)
+        .await
+    {
         Ok(change) => {
             let pairs: Vec<String> = change
                 .before
@@ -79,6 +75,6 @@ pub async fn run(args: RouteArgs) -> u8 {
             );
             exit::OK
         }
-        Err(e) => report(e),
+        Err(e) => fail(e),
     }
 }

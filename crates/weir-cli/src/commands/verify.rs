@@ -4,13 +4,14 @@
 use std::time::Duration;
 
 use clap::Args;
+use weir_api::backend::{Backend, BackendError};
+use weir_api::resource::{Kind, ObjectRef};
 use weir_load::classify::belongs;
 use weir_load::stats::{Verdict, sample_size, verdict};
-use weir_runtime::admin::AdminClient;
 
 use crate::commands::load::{LoadArgs, options, run_with_progress};
-use crate::commands::report;
-use crate::{StateArgs, exit, parse_duration, state_dir};
+use crate::commands::{backend, fail};
+use crate::{StateArgs, exit, parse_duration};
 
 /// `weir verify` arguments.
 #[derive(Debug, Args)]
@@ -149,18 +150,20 @@ pub async fn wait_replicas(
     deployment: &str,
     n: i64,
     within: Duration,
-) -> Result<Result<f64, i64>, weir_runtime::admin::ClientError> {
-    let client = AdminClient::new(&state_dir::resolve(state.state_dir.clone()));
+) -> Result<Result<f64, i64>, BackendError> {
+    let backend = backend(state);
+    let target = ObjectRef {
+        kind: Kind::Deployment,
+        namespace: "default".into(),
+        name: deployment.to_owned(),
+    };
     let started = tokio::time::Instant::now();
     let mut ready = 0;
     loop {
-        let deployments = client
-            .list(weir_api::resource::Kind::Deployment, "default")
-            .await?;
-        ready = deployments
-            .iter()
-            .find(|d| d["metadata"]["name"] == deployment)
-            .and_then(|d| d["status"]["readyReplicas"].as_i64())
+        ready = backend
+            .get(&target)
+            .await?
+            .and_then(|d| d.object["status"]["readyReplicas"].as_i64())
             .unwrap_or(ready);
         if ready >= n {
             return Ok(Ok(started.elapsed().as_secs_f64()));
@@ -201,7 +204,7 @@ pub async fn run(args: VerifyArgs) -> u8 {
                 }
                 out.insert("replicas".into(), serde_json::json!({"deployment": deployment, "wanted": n, "passed": false, "ready": ready}));
             }
-            Err(e) => return report(e),
+            Err(e) => return fail(e),
         }
     }
     if let Some(expect) = &args.expect {

@@ -1,0 +1,189 @@
+//! The embedded runtime as a [`Backend`]: the admin API's client, so the
+//! commands drive a local `weir up` exactly as they will drive a cluster.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_core::Stream;
+use tokio::sync::mpsc;
+use weir_api::backend::{
+    ApplyOutcome, Backend, BackendError, LiveObject, LogStream, RouteChange, RuleSelector,
+    WatchEvent, WatchStream,
+};
+use weir_api::load::Source;
+use weir_api::resource::{Kind, ObjectRef};
+
+use crate::admin::{AdminClient, ClientError, RouteRequest};
+
+/// A `weir up` reached through its admin socket.
+pub struct LocalBackend {
+    client: AdminClient,
+}
+
+impl LocalBackend {
+    /// The runtime of `state_dir`.
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            client: AdminClient::new(state_dir),
+        }
+    }
+
+    /// The admin client, for what only the embedded runtime offers (metrics, status, shutdown).
+    pub fn admin(&self) -> &AdminClient {
+        &self.client
+    }
+}
+
+impl From<ClientError> for BackendError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Unreachable(socket, reason) => BackendError::Unreachable {
+                what: format!(
+                    "the weir runtime at {} (is `weir up` running with this state dir?)",
+                    socket.display()
+                ),
+                reason,
+            },
+            ClientError::Rejected(body) if body.invalid => BackendError::Invalid(body.errors),
+            ClientError::Rejected(body) => BackendError::Failed(body.errors.join("\n")),
+        }
+    }
+}
+
+/// A stream over a channel, ending when the sender is dropped.
+struct ChannelStream<T>(mpsc::Receiver<T>);
+
+impl<T> Stream for ChannelStream<T> {
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+fn live(kind: Kind, objects: Vec<serde_json::Value>) -> Vec<LiveObject> {
+    objects
+        .into_iter()
+        .map(|object| LiveObject { kind, object })
+        .collect()
+}
+
+impl Backend for LocalBackend {
+    async fn apply(
+        &self,
+        sources: &[Source],
+    ) -> Result<Vec<(ObjectRef, ApplyOutcome)>, BackendError> {
+        Ok(self.client.apply(sources.to_vec()).await?)
+    }
+
+    async fn delete(&self, objects: &[ObjectRef]) -> Result<Vec<(ObjectRef, bool)>, BackendError> {
+        Ok(self.client.delete(objects.to_vec()).await?)
+    }
+
+    async fn get(&self, object: &ObjectRef) -> Result<Option<LiveObject>, BackendError> {
+        let all = self.list(object.kind, &object.namespace).await?;
+        Ok(all.into_iter().find(|o| o.name() == object.name))
+    }
+
+    async fn list(&self, kind: Kind, namespace: &str) -> Result<Vec<LiveObject>, BackendError> {
+        Ok(live(kind, self.client.list(kind, namespace).await?))
+    }
+
+    /// Polls twice a second and reports what changed (the embedded runtime
+    /// keeps no event log; a cluster's watch is native).
+    async fn watch(&self, kind: Kind, namespace: &str) -> Result<WatchStream, BackendError> {
+        let first = self.list(kind, namespace).await?;
+        let (tx, rx) = mpsc::channel(64);
+        let client = AdminClient::new(self.client.socket().parent().unwrap_or(Path::new(".")));
+        let namespace = namespace.to_owned();
+        tokio::spawn(async move {
+            let mut seen: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+            let mut current = first;
+            loop {
+                let mut next_seen = BTreeMap::new();
+                for o in current {
+                    let name = o.name().to_owned();
+                    let changed = seen.get(&name) != Some(&o.object);
+                    next_seen.insert(name, o.object.clone());
+                    if changed && tx.send(Ok(WatchEvent::Applied(o))).await.is_err() {
+                        return;
+                    }
+                }
+                for (name, object) in &seen {
+                    if !next_seen.contains_key(name)
+                        && tx
+                            .send(Ok(WatchEvent::Deleted(LiveObject {
+                                kind,
+                                object: object.clone(),
+                            })))
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+                seen = next_seen;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                current = match client.list(kind, &namespace).await {
+                    Ok(o) => live(kind, o),
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+            }
+        });
+        Ok(Box::pin(ChannelStream(rx)))
+    }
+
+    async fn set_route_weights(
+        &self,
+        virtual_service: &ObjectRef,
+        rule: &RuleSelector,
+        weights: &[(String, u32)],
+    ) -> Result<RouteChange, BackendError> {
+        Ok(self
+            .client
+            .route(RouteRequest {
+                virtual_service: virtual_service.clone(),
+                rule: rule.clone(),
+                weights: weights.to_vec(),
+            })
+            .await?)
+    }
+
+    /// The pod's log file, read and (with `follow`) tailed.
+    async fn logs(&self, pod: &ObjectRef, follow: bool) -> Result<LogStream, BackendError> {
+        let path = self.client.log_path(&pod.namespace, &pod.name).await?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let Ok(mut file) = tokio::fs::File::open(&path).await else {
+                return;
+            };
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                if file.read_to_end(&mut buf).await.is_err() {
+                    return;
+                }
+                if !buf.is_empty()
+                    && tx
+                        .send(Ok(String::from_utf8_lossy(&buf).into_owned()))
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+                if !follow {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Ok(Box::pin(ChannelStream(rx)))
+    }
+}

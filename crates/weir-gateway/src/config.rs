@@ -199,6 +199,8 @@ pub struct Cluster {
     pub endpoints: Vec<Arc<UpstreamEndpoint>>,
     /// How an endpoint is chosen.
     pub policy: Policy,
+    /// Per endpoint, the metrics of a plain 200 answer, resolved on first use.
+    pub ok_metrics: Vec<std::sync::OnceLock<crate::metrics::Handles>>,
 }
 
 impl Cluster {
@@ -727,6 +729,7 @@ impl Compiler {
             name: name.clone(),
             service_fqdn: fqdn,
             service: key,
+            ok_metrics: members.iter().map(|_| std::sync::OnceLock::new()).collect(),
             endpoints: members,
             policy,
         });

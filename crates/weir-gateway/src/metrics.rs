@@ -99,7 +99,37 @@ impl Default for Metrics {
     }
 }
 
+/// The four metrics of one label set, resolved once so the request path
+/// records without hashing labels (see `Cluster::ok_metrics`).
+#[derive(Debug)]
+pub struct Handles {
+    requests: Counter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+impl Handles {
+    /// Records one request.
+    pub fn record(&self, duration_ms: f64, request_bytes: u64, response_bytes: u64) {
+        self.requests.inc();
+        self.duration.observe(duration_ms);
+        self.request_bytes.observe(request_bytes as f64);
+        self.response_bytes.observe(response_bytes as f64);
+    }
+}
+
 impl Metrics {
+    /// The metrics of one label set.
+    pub fn handles(&self, labels: &RequestLabels) -> Handles {
+        Handles {
+            requests: self.requests.get_or_create(labels).clone(),
+            duration: self.duration.get_or_create(labels).clone(),
+            request_bytes: self.request_bytes.get_or_create(labels).clone(),
+            response_bytes: self.response_bytes.get_or_create(labels).clone(),
+        }
+    }
+
     /// Records one request.
     pub fn record(
         &self,
@@ -108,14 +138,8 @@ impl Metrics {
         request_bytes: u64,
         response_bytes: u64,
     ) {
-        self.requests.get_or_create(labels).inc();
-        self.duration.get_or_create(labels).observe(duration_ms);
-        self.request_bytes
-            .get_or_create(labels)
-            .observe(request_bytes as f64);
-        self.response_bytes
-            .get_or_create(labels)
-            .observe(response_bytes as f64);
+        self.handles(labels)
+            .record(duration_ms, request_bytes, response_bytes);
     }
 
     /// Everything, in the Prometheus/OpenMetrics text format.

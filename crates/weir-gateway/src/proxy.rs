@@ -63,6 +63,8 @@ struct Outcome<'a> {
     flags: &'static str,
     cluster: Option<&'a Cluster>,
     upstream: Option<(SocketAddr, &'a str, &'a str)>,
+    /// The endpoint's index in the cluster, for the resolved metrics of a 200.
+    endpoint_index: Option<usize>,
 }
 
 impl Outcome<'_> {
@@ -71,6 +73,7 @@ impl Outcome<'_> {
             flags,
             cluster: None,
             upstream: None,
+            endpoint_index: None,
         }
     }
 }
@@ -86,7 +89,7 @@ pub async fn handle(
     let started_wall = SystemTime::now();
     let snapshot = shared.snapshot.load_full();
     let request_id = ensure_request_id(req.headers_mut());
-    let log = RequestLog::new(&req, &request_id, started_wall);
+    let log = RequestLog::new(&req, &request_id, started_wall, shared.access_log.is_some());
 
     let Some(listener) = snapshot.listeners.get(&port) else {
         return finish(
@@ -171,6 +174,7 @@ pub async fn handle(
             flags: "UH",
             cluster: Some(cluster),
             upstream: None,
+            endpoint_index: None,
         };
         return finish(
             &shared,
@@ -265,7 +269,7 @@ pub async fn handle(
                     tokio::time::sleep(backoff(rule.retry.backoff, attempt)).await;
                     continue;
                 }
-                break Attempt::Answered(resp, endpoint);
+                break Attempt::Answered(resp, endpoint, index);
             }
             Ok(Err(e)) if e.is_connect() => {
                 if on.connect_failure && can_retry {
@@ -292,7 +296,7 @@ pub async fn handle(
 
     // respond.
     let (resp, outcome) = match result {
-        Attempt::Answered(resp, endpoint) => {
+        Attempt::Answered(resp, endpoint, index) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             apply_response_ops(&mut parts.headers, &rule.headers);
@@ -303,6 +307,7 @@ pub async fn handle(
                 flags: if attempt > 1 { "URX" } else { "-" },
                 cluster: Some(cluster),
                 upstream: Some((endpoint.addr, &endpoint.workload, &endpoint.version)),
+                endpoint_index: Some(index),
             };
             (resp, outcome)
         }
@@ -322,6 +327,7 @@ pub async fn handle(
                 flags,
                 cluster: Some(cluster),
                 upstream: Some((endpoint.addr, &endpoint.workload, &endpoint.version)),
+                endpoint_index: None,
             };
             (local_reply(status, text), outcome)
         }
@@ -336,7 +342,11 @@ pub async fn handle(
 }
 
 enum Attempt<'a> {
-    Answered(Response<Incoming>, &'a crate::balance::UpstreamEndpoint),
+    Answered(
+        Response<Incoming>,
+        &'a crate::balance::UpstreamEndpoint,
+        usize,
+    ),
     Failed(&'static str, &'a crate::balance::UpstreamEndpoint),
 }
 
@@ -552,8 +562,15 @@ fn local_reply(status: StatusCode, text: &'static str) -> Response<DownstreamBod
     resp
 }
 
-/// What the access log needs from the request, captured before it is consumed.
+/// What metrics and the access log need from the request, captured before
+/// it is consumed; the access log's part only when there is an access log.
 struct RequestLog {
+    bytes_in: u64,
+    detail: Option<Box<LogDetail>>,
+}
+
+/// The access log's fields of a request.
+struct LogDetail {
     method: Method,
     path: String,
     version: Version,
@@ -561,12 +578,11 @@ struct RequestLog {
     authority: String,
     user_agent: String,
     forwarded_for: String,
-    bytes_in: u64,
     start: SystemTime,
 }
 
 impl RequestLog {
-    fn new(req: &Request<Incoming>, request_id: &str, start: SystemTime) -> Self {
+    fn new(req: &Request<Incoming>, request_id: &str, start: SystemTime, logging: bool) -> Self {
         let header = |name: header::HeaderName| {
             req.headers()
                 .get(name)
@@ -575,19 +591,23 @@ impl RequestLog {
                 .to_owned()
         };
         Self {
-            method: req.method().clone(),
-            path: req
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned(),
-            version: req.version(),
-            request_id: request_id.to_owned(),
-            authority: authority_of(req).to_owned(),
-            user_agent: header(header::USER_AGENT),
-            forwarded_for: header(X_FORWARDED_FOR),
             bytes_in: req.body().size_hint().exact().unwrap_or(0),
-            start,
+            detail: logging.then(|| {
+                Box::new(LogDetail {
+                    method: req.method().clone(),
+                    path: req
+                        .uri()
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str())
+                        .to_owned(),
+                    version: req.version(),
+                    request_id: request_id.to_owned(),
+                    authority: authority_of(req).to_owned(),
+                    user_agent: header(header::USER_AGENT),
+                    forwarded_for: header(X_FORWARDED_FOR),
+                    start,
+                })
+            }),
         }
     }
 }
@@ -625,39 +645,53 @@ fn finish(
     let elapsed = started.elapsed();
     let code = resp.status().as_u16();
     let bytes_out = resp.body().size_hint().exact().unwrap_or(0);
-    let labels = labels_for(
-        shared,
-        outcome.cluster,
-        outcome.upstream,
-        code,
-        outcome.flags,
-    );
-    shared.metrics.record(
-        &labels,
-        elapsed.as_secs_f64() * 1000.0,
-        log.bytes_in,
-        bytes_out,
-    );
-    if let Some(access_log) = &shared.access_log {
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    match (outcome.cluster, outcome.endpoint_index) {
+        // The common case records through handles resolved once per endpoint.
+        (Some(cluster), Some(i)) if code == 200 && outcome.flags == "-" => cluster.ok_metrics[i]
+            .get_or_init(|| {
+                shared.metrics.handles(&labels_for(
+                    shared,
+                    outcome.cluster,
+                    outcome.upstream,
+                    code,
+                    outcome.flags,
+                ))
+            })
+            .record(duration_ms, log.bytes_in, bytes_out),
+        _ => shared.metrics.record(
+            &labels_for(
+                shared,
+                outcome.cluster,
+                outcome.upstream,
+                code,
+                outcome.flags,
+            ),
+            duration_ms,
+            log.bytes_in,
+            bytes_out,
+        ),
+    }
+    if let (Some(access_log), Some(detail)) = (&shared.access_log, &log.detail) {
         let upstream = outcome
             .upstream
             .map_or_else(|| "-".to_owned(), |u| u.0.to_string());
         let cluster = outcome.cluster.map_or("-", |c| c.name.as_str());
         access_log.write(format!(
             "[{}] \"{} {} {:?}\" {} {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {}\n",
-            humantime::format_rfc3339_millis(log.start),
-            log.method,
-            log.path,
-            log.version,
+            humantime::format_rfc3339_millis(detail.start),
+            detail.method,
+            detail.path,
+            detail.version,
             code,
             outcome.flags,
             log.bytes_in,
             bytes_out,
             elapsed.as_millis(),
-            log.forwarded_for,
-            log.user_agent,
-            log.request_id,
-            log.authority,
+            detail.forwarded_for,
+            detail.user_agent,
+            detail.request_id,
+            detail.authority,
             upstream,
             cluster,
         ));

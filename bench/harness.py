@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""weir's benchmark harness: the anchor method (shared/anchor-bench) with
+weir as one more target. One proxy worker pinned to CPU 1; load generator and
+backends pinned to CPU 0; interleaved rounds; medians and ratios from one run.
+
+Scenarios: saturated throughput (wrk, 64 connections) with proxy CPU µs per
+request; latency at fixed 2,000 and 8,000 req/s (oha, latency-corrected);
+peak RSS; split accuracy (sequential requests, worst window of 100); route
+change under 2,000 req/s; `weir load` against oha on the direct backend.
+Every process it starts is stopped by PID; every load is bounded in time.
+"""
+import http.client, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+QUICK = "--quick" in sys.argv
+ROUNDS = 2 if QUICK else 5
+DURATION = 3 if QUICK else 10
+RATE_DURATION = 3 if QUICK else 10
+SPLIT_N = 2000 if QUICK else 10000
+RATES = [2000, 8000]
+PROXY_CPU, LG_CPU = "1", "0"
+RUN = tempfile.mkdtemp(prefix="weir-bench-")
+WEIR = os.path.join(ROOT, "target", "release")
+TARGETS = {"direct": 9001, "weir": 8004, "envoy": 8001, "nginx": 8002, "haproxy": 8003}
+procs = {}
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def render(name):
+    text = open(os.path.join(HERE, "configs", name)).read().replace("@RUN@", RUN)
+    out = os.path.join(RUN, name)
+    open(out, "w").write(text)
+    return out
+
+
+def start(name, cmd, cpu):
+    log(f"start {name}: {' '.join(cmd)}")
+    p = subprocess.Popen(["taskset", "-c", cpu] + cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(RUN, name + ".log"), "w"))
+    procs[name] = p
+    return p
+
+
+def stop_all():
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.time() + 5
+    for p in procs.values():
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/")
+            c.getresponse().read()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"port {port} did not answer")
+
+
+def pids_of(name):
+    """The process and its children (nginx master + worker)."""
+    root = procs[name].pid
+    out = [root]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                if ppid == root:
+                    out.append(int(entry))
+            except OSError:
+                pass
+    return out
+
+
+def cpu_ticks(name):
+    total = 0
+    for pid in pids_of(name):
+        try:
+            f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])
+        except OSError:
+            pass
+    return total
+
+
+def rss_mib(name):
+    total = 0
+    for pid in pids_of(name):
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def proxy_name(target):
+    return {"weir": "weir", "envoy": "envoy", "nginx": "nginx-proxy", "haproxy": "haproxy"}.get(target)
+
+
+def wrk(target):
+    port = TARGETS[target]
+    name = proxy_name(target)
+    before = cpu_ticks(name) if name else 0
+    out = subprocess.run(["taskset", "-c", LG_CPU, "wrk", "-t1", "-c64", f"-d{DURATION}s", "--latency", f"http://127.0.0.1:{port}/"],
+                         capture_output=True, text=True, timeout=DURATION + 30).stdout
+    after = cpu_ticks(name) if name else 0
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    tps = os.sysconf("SC_CLK_TCK")
+    cpu_us = (after - before) / tps * 1e6 / max(requests, 1) if name else None
+    return {"rps": rps, "cpu_us_per_request": cpu_us}
+
+
+def oha(url, rate=None, duration=None, conns=64):
+    cmd = ["taskset", "-c", LG_CPU, "oha", "-z", f"{duration}s", "-c", str(conns), "--no-tui", "--output-format", "json", url]
+    if rate:
+        cmd[5:5] = ["-q", str(rate), "--latency-correction"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    return json.loads(out)
+
+
+def split(target, n):
+    conn = http.client.HTTPConnection("127.0.0.1", TARGETS[target], timeout=5)
+    seq = []
+    for _ in range(n):
+        conn.request("GET", "/")
+        body = conn.getresponse().read().decode()
+        seq.append(1 if "v2.0.0" in body else 0)
+    v2 = sum(seq)
+    windows = [sum(seq[i:i + 100]) for i in range(0, n - 99)]
+    worst = max(abs(w - 10) for w in windows)
+    return {"v2_share_pct": v2 * 100 / n, "worst_window_deviation_pp": worst}
+
+
+def route_change():
+    """weir: rewrite the VirtualService to 0/100 and SIGHUP the gateway (its
+    file-based reload, like Envoy's file RDS), under 2,000 req/s of
+    background load; time until every new request goes to v2."""
+    cfg = os.path.join(RUN, "weir")
+    vs = os.path.join(cfg, "istio.yaml")
+    original = open(vs).read()
+    promoted = original.replace("weight: 90", "weight: 0").replace("weight: 10", "weight: 100")
+    background = subprocess.Popen(["taskset", "-c", LG_CPU, "oha", "-z", "20s", "-q", "2000", "-c", "16", "--no-tui", "--output-format", "json",
+                                   f"http://127.0.0.1:{TARGETS['weir']}/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if shutil.which("oha") else None
+    results = []
+    for trial in range(5 if QUICK else 10):
+        open(vs, "w").write(original)
+        procs["weir"].send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        open(vs + ".tmp", "w").write(promoted)
+        os.replace(vs + ".tmp", vs)
+        conn = http.client.HTTPConnection("127.0.0.1", TARGETS["weir"], timeout=5)
+        t0 = time.perf_counter()
+        procs["weir"].send_signal(signal.SIGHUP)
+        last_v1 = None
+        deadline = t0 + 2
+        while time.perf_counter() < deadline:
+            sent = time.perf_counter()
+            conn.request("GET", "/")
+            if "v1.0.0" in conn.getresponse().read().decode():
+                last_v1 = sent
+        results.append(0.0 if last_v1 is None else (last_v1 - t0) * 1000)
+    open(vs, "w").write(original)
+    procs["weir"].send_signal(signal.SIGHUP)
+    if background:
+        background.terminate()
+        background.wait(10)
+    return statistics.median(results), results
+
+
+def weir_load(url, duration):
+    out = subprocess.run(["taskset", "-c", PROXY_CPU, os.path.join(WEIR, "weir"), "load", url, "-c", "64", "-z", f"{duration}s", "-o", "json"],
+                         capture_output=True, text=True, timeout=duration + 30).stdout
+    return json.loads(out)["requests_per_second"]
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def main():
+    envoy = os.environ.get("ENVOY_BIN")
+    start("backends", ["nginx", "-c", render("backends-nginx.conf")], LG_CPU)
+    shutil.copytree(os.path.join(HERE, "configs", "weir"), os.path.join(RUN, "weir"))
+    start("weir", [os.path.join(WEIR, "weir-gateway"), "-f", os.path.join(RUN, "weir"), "--port-map", "80=8004", "--workers", "1"], PROXY_CPU)
+    start("nginx-proxy", ["nginx", "-c", render("nginx-proxy.conf")], PROXY_CPU)
+    start("haproxy", ["haproxy", "-f", render("haproxy.cfg")], PROXY_CPU)
+    targets = ["direct", "weir", "nginx", "haproxy"]
+    if envoy:
+        start("envoy", [envoy, "-c", render("envoy.yaml"), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"], PROXY_CPU)
+        targets.insert(2, "envoy")
+    for t in targets:
+        wait_port(TARGETS[t])
+    versions = {
+        "weir": subprocess.run([os.path.join(WEIR, "weir-gateway"), "--version"], capture_output=True, text=True).stdout.strip(),
+        "envoy": subprocess.run([envoy, "--version"], capture_output=True, text=True).stdout.strip().split("version:")[-1].strip() if envoy else None,
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0] if True else None,
+        "oha": subprocess.run(["oha", "--version"], capture_output=True, text=True).stdout.strip() if shutil.which("oha") else None,
+    }
+    raw = {"saturated": {t: [] for t in targets}, "rate": {}, "split": {}, "rss_mib": {}}
+    log("warm-up")
+    for t in targets:
+        subprocess.run(["wrk", "-t1", "-c64", "-d1s", f"http://127.0.0.1:{TARGETS[t]}/"], capture_output=True, timeout=30)
+    for r in range(ROUNDS):
+        for t in targets:
+            res = wrk(t)
+            raw["saturated"][t].append(res)
+            log(f"saturated round {r + 1} {t}: {res['rps']:.0f} req/s, cpu {res['cpu_us_per_request'] or 0:.1f} µs/req")
+    if shutil.which("oha"):
+        for rate in RATES:
+            raw["rate"][rate] = {t: [] for t in targets}
+            for r in range(1 if QUICK else 3):
+                for t in targets:
+                    o = oha(f"http://127.0.0.1:{TARGETS[t]}/", rate=rate, duration=RATE_DURATION)
+                    pct = o["latencyPercentiles"]
+                    raw["rate"][rate][t].append({k: pct[k] * 1000 for k in ("p50", "p90", "p99", "p99.9")})
+                    log(f"rate {rate} {t}: p99 {pct['p99'] * 1000:.3f} ms")
+    for t in targets:
+        if t != "direct":
+            raw["split"][t] = split(t, SPLIT_N)
+            log(f"split {t}: {raw['split'][t]}")
+    for t in targets:
+        if t != "direct":
+            raw["rss_mib"][t] = rss_mib(proxy_name(t))
+    route_ms, route_trials = route_change()
+    log(f"route change: median {route_ms:.2f} ms {route_trials}")
+    loadgen = {}
+    if shutil.which("oha"):
+        d = 3 if QUICK else 10
+        loadgen = {"weir_load": [], "oha": []}
+        for _ in range(2 if QUICK else 3):
+            loadgen["weir_load"].append(weir_load("http://127.0.0.1:9001/", d))
+            loadgen["oha"].append(oha("http://127.0.0.1:9001/", duration=d)["summary"]["requestsPerSec"])
+        log(f"load generators: {loadgen}")
+
+    sat = {t: {"rps": med([x["rps"] for x in raw["saturated"][t]]), "cpu_us_per_request": med([x["cpu_us_per_request"] for x in raw["saturated"][t]])} for t in targets}
+    p99_8000 = {t: med([x["p99"] for x in raw["rate"].get(8000, {}).get(t, [])]) for t in targets}
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    summary = {
+        "throughput_vs_envoy": ratio(sat["weir"]["rps"], sat.get("envoy", {}).get("rps")),
+        "throughput_vs_haproxy": ratio(sat["weir"]["rps"], sat["haproxy"]["rps"]),
+        "cpu_per_request_vs_haproxy": ratio(sat["weir"]["cpu_us_per_request"], sat["haproxy"]["cpu_us_per_request"]),
+        "p99_at_8000_vs_envoy": ratio(p99_8000.get("weir"), p99_8000.get("envoy")),
+        "p99_at_8000_vs_haproxy": ratio(p99_8000.get("weir"), p99_8000.get("haproxy")),
+        "rss_vs_envoy": ratio(raw["rss_mib"].get("weir"), raw["rss_mib"].get("envoy")),
+        "split_worst_window_deviation_pp": raw["split"]["weir"]["worst_window_deviation_pp"],
+        "route_change_ms": route_ms,
+        "load_vs_oha": ratio(med(loadgen.get("weir_load", [])), med(loadgen.get("oha", []))),
+    }
+    machine = {"cpus": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": QUICK, "rounds": ROUNDS, "duration_s": DURATION}
+    out = {**summary, "raw": {"saturated": sat, "saturated_rounds": raw["saturated"], "p99_at_8000_ms": p99_8000,
+                              "rate": {str(k): v for k, v in raw["rate"].items()}, "split": raw["split"], "rss_mib": raw["rss_mib"],
+                              "route_change_trials_ms": route_trials, "load_generators_rps": loadgen},
+           "versions": versions, "machine": machine}
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    json.dump(out, open(os.path.join(HERE, "results", "latest.json"), "w"), indent=2)
+    fmt = lambda x, f="{:.2f}": "–" if x is None else f.format(x)
+    lines = [f"# Benchmark results ({'quick' if QUICK else 'full'} run, {machine['date']})", "",
+             "Medians over interleaved rounds of one run; one proxy worker pinned to CPU 1, load generator and backends on CPU 0.", "",
+             "| target | req/s (64 conns) | proxy CPU µs/req | p99 @2000 ms | p99 @8000 ms | peak RSS MiB | split worst window (pp) |",
+             "|---|---|---|---|---|---|---|"]
+    for t in targets:
+        p2000 = med([x["p99"] for x in raw["rate"].get(2000, {}).get(t, [])])
+        lines.append(f"| {t} | {fmt(sat[t]['rps'], '{:.0f}')} | {fmt(sat[t]['cpu_us_per_request'], '{:.1f}')} | {fmt(p2000, '{:.3f}')} | {fmt(p99_8000.get(t), '{:.3f}')} | {fmt(raw['rss_mib'].get(t), '{:.1f}')} | {fmt(raw['split'].get(t, {}).get('worst_window_deviation_pp'), '{:.0f}')} |")
+    lines += ["", "| ratio (weir vs) | value | target |", "|---|---|---|"]
+    targets_txt = {"throughput_vs_envoy": "≥ 2.0", "throughput_vs_haproxy": "≥ 0.9", "cpu_per_request_vs_haproxy": "≤ 1.1", "p99_at_8000_vs_envoy": "≤ 0.5",
+                   "p99_at_8000_vs_haproxy": "≤ 1.1", "rss_vs_envoy": "≤ 0.5", "split_worst_window_deviation_pp": "0", "route_change_ms": "≤ 50", "load_vs_oha": "≥ 1.0"}
+    for k, v in summary.items():
+        lines.append(f"| {k} | {fmt(v)} | {targets_txt[k]} |")
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v)]
+    open(os.path.join(HERE, "results", "latest.md"), "w").write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        stop_all()
+        shutil.rmtree(RUN, ignore_errors=True)

@@ -129,7 +129,7 @@ def wrk(target):
 def oha(url, rate=None, duration=None, conns=64):
     cmd = ["taskset", "-c", LG_CPU, "oha", "-z", f"{duration}s", "-c", str(conns), "--no-tui", "--output-format", "json", url]
     if rate:
-        cmd[5:5] = ["-q", str(rate), "--latency-correction"]
+        cmd[4:4] = ["-q", str(rate), "--latency-correction"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
     return json.loads(out)
 

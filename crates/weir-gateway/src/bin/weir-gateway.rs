@@ -51,11 +51,16 @@ fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers.max(1))
-        .enable_all()
-        .build()
-    {
+    // One worker: a current-thread runtime (no work stealing, no cross-thread
+    // wake-ups), as the benchmarks pin one proxy worker to one CPU.
+    let mut builder = if args.workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(args.workers);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("weir-gateway: {e}");

@@ -35,6 +35,15 @@ pub use access_log::AccessLogTarget;
 pub use config::{ConfigError, Endpoint, RouteInputs, ServiceKey};
 pub use server::ConnectionLimits;
 
+/// Parses `GATEWAY_PORT=LOCAL_PORT` (`--port-map 80=8080`).
+pub fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected GATEWAY_PORT=LOCAL_PORT"))?;
+    let port = |p: &str| p.parse::<u16>().map_err(|e| format!("{s:?}: {e}"));
+    Ok((port(a)?, port(b)?))
+}
+
 /// How the gateway listens and logs.
 #[derive(Clone, Debug)]
 pub struct GatewayOptions {

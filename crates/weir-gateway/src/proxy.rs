@@ -459,28 +459,40 @@ fn prepare_upstream_headers(headers: &mut HeaderMap, client: SocketAddr, authori
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 }
 
-fn apply_request_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
-    for name in &ops.request_remove {
+/// Remove, then set, then add: Envoy's order for header operations.
+fn apply_ops(
+    headers: &mut HeaderMap,
+    remove: &[HeaderName],
+    set: &[(HeaderName, HeaderValue)],
+    add: &[(HeaderName, HeaderValue)],
+) {
+    for name in remove {
         headers.remove(name);
     }
-    for (name, value) in &ops.request_set {
+    for (name, value) in set {
         headers.insert(name.clone(), value.clone());
     }
-    for (name, value) in &ops.request_add {
+    for (name, value) in add {
         headers.append(name.clone(), value.clone());
     }
 }
 
+fn apply_request_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
+    apply_ops(
+        headers,
+        &ops.request_remove,
+        &ops.request_set,
+        &ops.request_add,
+    );
+}
+
 fn apply_response_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
-    for name in &ops.response_remove {
-        headers.remove(name);
-    }
-    for (name, value) in &ops.response_set {
-        headers.insert(name.clone(), value.clone());
-    }
-    for (name, value) in &ops.response_add {
-        headers.append(name.clone(), value.clone());
-    }
+    apply_ops(
+        headers,
+        &ops.response_remove,
+        &ops.response_set,
+        &ops.response_add,
+    );
 }
 
 /// The upstream request: HTTP/1.1 to `authority`, same method, path, headers.

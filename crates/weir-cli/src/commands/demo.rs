@@ -322,19 +322,8 @@ pub async fn run(args: DemoArgs) -> u8 {
         "weir load -c 4 -z 90s & weir verify --replicas my-app-v2>=2 --within 90s",
     );
     let v1_before = v1_requests(&client.metrics().await.unwrap_or_default());
-    let load_args = LoadArgs {
-        url: Some(url.clone()),
-        connections: 4,
-        duration: Some(args.scale_within),
-        requests: None,
-        rate: None,
-        users: None,
-        http2: false,
-        version_header: None,
-        timeout: Duration::from_secs(10),
-        output: None,
-        state: state.clone(),
-    };
+    let load_args =
+        LoadArgs::closed_loop(Some(url.clone()), 4, Some(args.scale_within), None, &state);
     let progress = std::sync::Arc::new(Progress::default());
     let load = match options(&load_args).await {
         Ok(o) => {

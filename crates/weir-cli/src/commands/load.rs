@@ -51,6 +51,32 @@ pub struct LoadArgs {
     pub state: StateArgs,
 }
 
+impl LoadArgs {
+    /// Closed-loop load over `connections` to `url` (the gateway when `None`),
+    /// bounded by `duration` and/or `requests`, for the commands that drive load.
+    pub fn closed_loop(
+        url: Option<String>,
+        connections: usize,
+        duration: Option<Duration>,
+        requests: Option<u64>,
+        state: &StateArgs,
+    ) -> Self {
+        Self {
+            url,
+            connections,
+            duration,
+            requests,
+            rate: None,
+            users: None,
+            http2: false,
+            version_header: None,
+            timeout: Duration::from_secs(10),
+            output: None,
+            state: state.clone(),
+        }
+    }
+}
+
 /// The running weir's gateway URL (Gateway port 80, else the first), or
 /// the default port map's address.
 pub async fn gateway_url(state: &StateArgs) -> String {

@@ -21,7 +21,7 @@ pub struct UpArgs {
     #[command(flatten)]
     pub state: StateArgs,
     /// Gateway port to local port (repeatable).
-    #[arg(long = "port-map", default_value = "80=8080", value_parser = parse_port_map)]
+    #[arg(long = "port-map", default_value = "80=8080", value_parser = weir_gateway::parse_port_map)]
     pub port_map: Vec<(u16, u16)>,
     /// Serve the gateway's Istio metrics at http://ADDR/metrics.
     #[arg(long)]
@@ -41,14 +41,6 @@ pub struct UpArgs {
     /// Gateway access log: a file, or `-` for stdout.
     #[arg(long)]
     pub access_log: Option<String>,
-}
-
-fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?}: expected GATEWAY_PORT=LOCAL_PORT"))?;
-    let port = |p: &str| p.parse::<u16>().map_err(|e| format!("{s:?}: {e}"));
-    Ok((port(a)?, port(b)?))
 }
 
 fn parse_image(s: &str) -> Result<(String, String), String> {

@@ -87,19 +87,7 @@ pub async fn check_split(
     let total: f64 = expect.iter().map(|(_, p)| p).sum();
     let shares: Vec<f64> = expect.iter().map(|(_, p)| p / total).collect();
     let n = requests.unwrap_or_else(|| sample_size(&shares, 0.05));
-    let load = LoadArgs {
-        url,
-        connections: 4,
-        duration: Some(Duration::from_secs(120)),
-        requests: Some(n),
-        rate: None,
-        users: None,
-        http2: false,
-        version_header: None,
-        timeout: Duration::from_secs(10),
-        output: None,
-        state: state.clone(),
-    };
+    let load = LoadArgs::closed_loop(url, 4, Some(Duration::from_secs(120)), Some(n), state);
     let options = options(&load).await?;
     let report = run_with_progress(options, show).await?;
     let counts: Vec<u64> = expect

@@ -25,7 +25,7 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
     /// Gateway port to local port, e.g. 80=8080 (repeatable).
-    #[arg(long = "port-map", default_value = "80=8080", value_parser = parse_port_map)]
+    #[arg(long = "port-map", default_value = "80=8080", value_parser = weir_gateway::parse_port_map)]
     port_map: Vec<(u16, u16)>,
     /// Serve Istio's metrics at http://ADDR/metrics.
     #[arg(long)]
@@ -39,14 +39,6 @@ struct Args {
     /// Seconds a client has to send its request headers.
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
-}
-
-fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?}: expected GATEWAY_PORT=LOCAL_PORT"))?;
-    let port = |p: &str| p.parse::<u16>().map_err(|e| format!("{s:?}: {e}"));
-    Ok((port(a)?, port(b)?))
 }
 
 fn main() -> ExitCode {

@@ -124,6 +124,7 @@ impl Gateway {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(usize::MAX)
+            .http1_writev(false)
             .build(connector);
         let access_log = options
             .access_log

@@ -275,8 +275,27 @@ async fn mirror_copies_a_share_of_requests_to_the_shadow() {
     ]);
     gw.set_all(routes, endpoints).await.unwrap();
     versions(&format!("{url}/"), 200, &[]).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Mirrors finish after their clients' answers: wait (bounded) until every
+    // mirrored request the gateway recorded has been counted by v2 too.
+    let recorded_v2 = |text: String| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("istio_requests_total{")
+                    && l.contains("destination_version=\"v2.0.0\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while v2.served().await != recorded_v2(gw.metrics()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mirrored = v2.served().await - 50.0;
+    assert_eq!(
+        v2.served().await,
+        recorded_v2(gw.metrics()),
+        "every mirror is recorded"
+    );
     assert!(
         (15.0..=70.0).contains(&mirrored),
         "20% of 200 mirrored, got {mirrored}"

@@ -266,17 +266,10 @@ async fn route_names_the_rule_it_changes_and_get_watch_prints_changes() {
         }
         seen
     });
-    let v1 = std::fs::read_to_string(dir.path().join("app-v1.yaml")).unwrap();
-    std::fs::write(
-        dir.path().join("app-v1.yaml"),
-        v1.replace("  replicas: 1", "  replicas: 2"),
-    )
-    .unwrap();
-    assert!(
-        cluster
-            .apply(&dir.path().join("app-v1.yaml"))
-            .status
-            .success()
+    cluster.edit_and_apply(
+        &dir.path().join("app-v1.yaml"),
+        "  replicas: 1",
+        "  replicas: 2",
     );
     cluster
         .wait_for("v1 at 2 ready", Duration::from_secs(30), |c| {

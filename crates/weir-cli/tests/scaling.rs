@@ -111,17 +111,10 @@ async fn scale_down_and_rolling_update_under_load_lose_no_request() {
 
     let load = Load::start(cluster.url(), 4);
     // Scale down 3 → 1 while requests flow.
-    let v1 = std::fs::read_to_string(dir.path().join("app-v1.yaml")).unwrap();
-    std::fs::write(
-        dir.path().join("app-v1.yaml"),
-        v1.replace("  replicas: 3", "  replicas: 1"),
-    )
-    .unwrap();
-    assert!(
-        cluster
-            .apply(&dir.path().join("app-v1.yaml"))
-            .status
-            .success()
+    cluster.edit_and_apply(
+        &dir.path().join("app-v1.yaml"),
+        "  replicas: 3",
+        "  replicas: 1",
     );
     cluster
         .wait_for("one v1 pod left", Duration::from_secs(40), |c| {
@@ -129,17 +122,10 @@ async fn scale_down_and_rolling_update_under_load_lose_no_request() {
         })
         .await;
     // Rolling update of the template while requests flow.
-    let v1 = std::fs::read_to_string(dir.path().join("app-v1.yaml")).unwrap();
-    std::fs::write(
-        dir.path().join("app-v1.yaml"),
-        v1.replace("value: v1.0.0", "value: v1.0.1"),
-    )
-    .unwrap();
-    assert!(
-        cluster
-            .apply(&dir.path().join("app-v1.yaml"))
-            .status
-            .success()
+    cluster.edit_and_apply(
+        &dir.path().join("app-v1.yaml"),
+        "value: v1.0.0",
+        "value: v1.0.1",
     );
     cluster
         .wait_for("the new template serving", Duration::from_secs(40), |c| {

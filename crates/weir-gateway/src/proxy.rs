@@ -92,13 +92,7 @@ pub async fn handle(
     let log = RequestLog::new(&req, &request_id, started_wall, shared.access_log.is_some());
 
     let Some(listener) = snapshot.listeners.get(&port) else {
-        return finish(
-            &shared,
-            &log,
-            started,
-            local_reply(StatusCode::NOT_FOUND, ""),
-            Outcome::local("NR"),
-        );
+        return no_route(&shared, &log, started);
     };
     let authority = authority_of(&req).to_owned();
     let host = strip_port(&authority);
@@ -127,13 +121,7 @@ pub async fn handle(
         listener.route(host, &view).cloned()
     };
     let Some(rule) = rule else {
-        return finish(
-            &shared,
-            &log,
-            started,
-            local_reply(StatusCode::NOT_FOUND, ""),
-            Outcome::local("NR"),
-        );
+        return no_route(&shared, &log, started);
     };
 
     // fault: delay, then maybe abort, as Envoy's fault filter does.
@@ -559,6 +547,17 @@ fn send_mirror(
                 .record(&labels, started.elapsed().as_secs_f64() * 1000.0, 0, 0);
         }
     });
+}
+
+/// Envoy's answer when no route matches: 404 with flag NR.
+fn no_route(shared: &Shared, log: &RequestLog, started: Instant) -> Response<DownstreamBody> {
+    finish(
+        shared,
+        log,
+        started,
+        local_reply(StatusCode::NOT_FOUND, ""),
+        Outcome::local("NR"),
+    )
 }
 
 /// An Envoy-style local reply.

@@ -79,6 +79,19 @@ impl Cluster {
         self.weir(&["apply", "-f", path.to_str().unwrap()])
     }
 
+    /// Replaces `from` with `to` in `file` and applies the file; asserts success.
+    pub fn edit_and_apply(&self, file: &Path, from: &str, to: &str) {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(text.contains(from), "{from:?} not in {}", file.display());
+        std::fs::write(file, text.replace(from, to)).unwrap();
+        let out = self.apply(file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn json(&self, kind: &str) -> Vec<Value> {
         let out = self.weir(&["get", kind, "-o", "json"]);
         assert!(

@@ -2,6 +2,7 @@
 //! embedded runtime on one machine, or a Kubernetes cluster with Istio.
 //! Both implement [`Backend`]; the commands are written once against it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -191,4 +192,22 @@ pub trait Backend: Send + Sync {
         pod: &ObjectRef,
         follow: bool,
     ) -> impl Future<Output = Result<LogStream, BackendError>> + Send;
+
+    /// Where the ingress gateway takes requests (`http://host:port`), for
+    /// `weir load` and `weir verify` when no URL is given.
+    fn gateway_url(&self) -> impl Future<Output = Result<String, BackendError>> + Send;
+
+    /// The ingress gateway's Istio metrics as Prometheus text (several
+    /// replicas' samples are concatenated; readers add them up).
+    fn gateway_metrics(&self) -> impl Future<Output = Result<String, BackendError>> + Send;
+
+    /// CPU use of each pod of a namespace, in millicores, as the autoscaler
+    /// measures it.
+    fn pod_cpu(
+        &self,
+        namespace: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, i64>, BackendError>> + Send;
+
+    /// The namespace used where a command names none.
+    fn default_namespace(&self) -> &str;
 }

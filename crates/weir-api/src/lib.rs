@@ -17,6 +17,7 @@ pub mod load;
 pub mod path;
 pub mod quantity;
 pub mod resource;
+pub mod route;
 pub mod validate;
 pub mod yaml;
 

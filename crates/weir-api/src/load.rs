@@ -29,6 +29,9 @@ pub struct Object {
     pub resource: Resource,
     /// The start of its document.
     pub pos: SourcePos,
+    /// The document as written, as JSON: what a backend that stores
+    /// manifests elsewhere (the Kubernetes API) sends on, unchanged.
+    pub document: serde_json::Value,
     positions: Positions,
 }
 
@@ -392,9 +395,21 @@ impl Loader {
                 return;
             }
         };
+        let document = match serde_saphyr::from_str::<serde_json::Value>(doc.text) {
+            Ok(document) => document,
+            Err(e) => {
+                self.diagnostics.push(error_at(
+                    doc_pos(1, 1),
+                    FieldPath::root(),
+                    format!("cannot be read as JSON: {e}"),
+                ));
+                return;
+            }
+        };
         let object = Object {
             resource,
             pos: doc_pos(1, 1),
+            document,
             positions,
         };
         let mut findings = Findings(fields::check(schema, &object.positions, &ignored));

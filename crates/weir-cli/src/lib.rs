@@ -4,12 +4,15 @@
 pub mod commands;
 pub mod state_dir;
 pub mod table;
+pub mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::target::TargetArgs;
 
 /// Exit codes of design.md §6.
 pub mod exit {
@@ -32,7 +35,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where the runtime keeps its state; shared by every command that talks to it.
+/// Where the embedded runtime keeps its state.
 #[derive(Debug, Clone, Args)]
 pub struct StateArgs {
     /// State dir (else $WEIR_STATE_DIR, else $XDG_STATE_HOME/weir, else ~/.local/state/weir).
@@ -59,22 +62,18 @@ pub enum Command {
         state: StateArgs,
     },
     /// Create or update objects from files or directories.
-    Apply {
-        /// Files or directories of YAML manifests.
-        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
-        paths: Vec<PathBuf>,
-        /// State dir.
-        #[command(flatten)]
-        state: StateArgs,
-    },
+    Apply(commands::apply::ApplyArgs),
     /// Delete the objects the files describe.
     Delete {
         /// Files or directories of YAML manifests.
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         paths: Vec<PathBuf>,
-        /// State dir.
+        /// Namespace of objects whose manifest names none (default: the backend's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Which backend.
         #[command(flatten)]
-        state: StateArgs,
+        target: TargetArgs,
     },
     /// List objects: pods, deployments, services, hpa, gateways, virtualservices, destinationrules.
     Get(commands::get::GetArgs),
@@ -84,12 +83,12 @@ pub enum Command {
         kind: String,
         /// The name.
         name: String,
-        /// Namespace.
-        #[arg(short = 'n', long, default_value = "default")]
-        namespace: String,
-        /// State dir.
+        /// Namespace (default: the backend's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Which backend.
         #[command(flatten)]
-        state: StateArgs,
+        target: TargetArgs,
     },
     /// Print a pod's log.
     Logs {
@@ -98,12 +97,12 @@ pub enum Command {
         /// Keep printing new lines.
         #[arg(short = 'f', long)]
         follow: bool,
-        /// Namespace.
-        #[arg(short = 'n', long, default_value = "default")]
-        namespace: String,
-        /// State dir.
+        /// Namespace (default: the backend's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Which backend.
         #[command(flatten)]
-        state: StateArgs,
+        target: TargetArgs,
     },
     /// Send HTTP load and report throughput, latency and the split by version.
     Load(commands::load::LoadArgs),
@@ -117,6 +116,9 @@ pub enum Command {
     /// Set a VirtualService rule's weights, e.g. `weir route my-app v1=0 v2=100`;
     /// returns once the gateway serves them.
     Route(commands::route::RouteArgs),
+    /// Check that a cluster can run the walkthrough: API, Istio CRDs, ingress
+    /// gateway address, metrics-server, sidecar injection, subset labels.
+    Doctor(commands::doctor::DoctorArgs),
 }
 
 /// Parses durations such as `15s`, `500ms`, `2m`.

@@ -2,6 +2,7 @@
 //! administrative listens on the network. [`serve`] is the runtime's side,
 //! [`AdminClient`] the CLI's.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -191,6 +192,10 @@ async fn route(
                 ),
             }
         }
+        (Method::GET, "/pod-cpu") => {
+            let ns = query(&req, "namespace").unwrap_or("default");
+            json(StatusCode::OK, &runtime.pod_cpu(ns).await)
+        }
         (Method::GET, "/metrics") => {
             Response::new(Full::new(Bytes::from(runtime.gateway_metrics())))
         }
@@ -361,6 +366,16 @@ impl AdminClient {
         self.call(
             Method::GET,
             &format!("/list?kind={}&namespace={namespace}", kind.name()),
+            None,
+        )
+        .await
+    }
+
+    /// Each pod's CPU use in millicores.
+    pub async fn pod_cpu(&self, namespace: &str) -> Result<BTreeMap<String, i64>, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/pod-cpu?namespace={namespace}"),
             None,
         )
         .await

@@ -186,4 +186,30 @@ impl Backend for LocalBackend {
         });
         Ok(Box::pin(ChannelStream(rx)))
     }
+
+    /// The gateway listener for port 80 (else the first one).
+    async fn gateway_url(&self) -> Result<String, BackendError> {
+        let status = self.client.status().await?;
+        status
+            .gateway
+            .iter()
+            .find(|(p, _)| *p == 80)
+            .or(status.gateway.first())
+            .map(|(_, a)| format!("http://{a}/"))
+            .ok_or_else(|| {
+                BackendError::Failed("the gateway has no listener: apply a Gateway first".into())
+            })
+    }
+
+    async fn gateway_metrics(&self) -> Result<String, BackendError> {
+        Ok(self.client.metrics().await?)
+    }
+
+    async fn pod_cpu(&self, namespace: &str) -> Result<BTreeMap<String, i64>, BackendError> {
+        Ok(self.client.pod_cpu(namespace).await?)
+    }
+
+    fn default_namespace(&self) -> &str {
+        weir_api::resource::DEFAULT_NAMESPACE
+    }
 }

@@ -187,6 +187,18 @@ impl Runtime {
         self.gateway.metrics()
     }
 
+    /// Each running pod's CPU use in millicores over the metrics window,
+    /// the figure the HPA controller uses (pods not yet measured are absent).
+    pub async fn pod_cpu(&self, namespace: &str) -> BTreeMap<String, i64> {
+        let state = self.state.lock().await;
+        state
+            .cpu
+            .keys()
+            .filter(|(ns, _)| ns == namespace)
+            .filter_map(|key| Some((key.1.clone(), self.usage(&state, key)?.millis)))
+            .collect()
+    }
+
     /// The gateway, e.g. to serve its metrics.
     pub fn gateway(&self) -> Arc<Gateway> {
         self.gateway.clone()
@@ -996,61 +1008,7 @@ impl Runtime {
                 message,
             }])
         };
-        let index = match rule {
-            RuleSelector::Index(i) => *i,
-            RuleSelector::Named(n) => updated
-                .spec
-                .http
-                .iter()
-                .position(|r| r.name.as_deref() == Some(n))
-                .ok_or_else(|| invalid(format!("no http rule named {n:?}")))?,
-            RuleSelector::Default => updated
-                .spec
-                .http
-                .iter()
-                .position(|r| r.route.as_ref().is_some_and(|d| d.len() > 1))
-                .unwrap_or(0),
-        };
-        let Some(http) = updated.spec.http.get_mut(index) else {
-            return Err(invalid(format!(
-                "no http rule at index {index} (the VirtualService has {})",
-                current.spec.http.len()
-            )));
-        };
-        let destinations = http.route.get_or_insert_with(Vec::new);
-        let label = |d: &weir_api::istio::HttpRouteDestination| {
-            d.destination
-                .subset
-                .clone()
-                .unwrap_or_else(|| d.destination.host.clone())
-        };
-        let before: Vec<(String, u32)> = destinations
-            .iter()
-            .map(|d| (label(d), d.weight.unwrap_or(0).max(0) as u32))
-            .collect();
-        for (subset, _) in weights {
-            if !destinations.iter().any(|d| label(d) == *subset) {
-                let known: Vec<String> = destinations.iter().map(label).collect();
-                return Err(invalid(format!(
-                    "http[{index}] has no destination {subset:?} (it has {})",
-                    known.join(", ")
-                )));
-            }
-        }
-        for d in destinations.iter_mut() {
-            if let Some((_, w)) = weights.iter().find(|(s, _)| *s == label(d)) {
-                d.weight = Some(i64::from(*w));
-            }
-        }
-        if destinations.len() > 1 && destinations.iter().all(|d| d.weight.unwrap_or(0) == 0) {
-            return Err(invalid(format!(
-                "http[{index}]: total destination weight = 0"
-            )));
-        }
-        let after: Vec<(String, u32)> = destinations
-            .iter()
-            .map(|d| (label(d), d.weight.unwrap_or(0).max(0) as u32))
-            .collect();
+        let change = weir_api::route::reweigh(&mut updated.spec, rule, weights).map_err(invalid)?;
         let resource = Resource::VirtualService(updated);
         let manifest = serde_json::to_string(&resource).unwrap_or_default();
         self.store.apply(
@@ -1063,9 +1021,9 @@ impl Runtime {
         state.objects.insert(vs.clone(), resource);
         self.push_gateway(&mut state).await?;
         Ok(RouteChange {
-            rule_index: index,
-            before,
-            after,
+            rule_index: change.rule_index,
+            before: change.before,
+            after: change.after,
             confirmed_by:
                 "gateway snapshot swapped: every request from now on uses the new weights".into(),
             elapsed: started.elapsed(),

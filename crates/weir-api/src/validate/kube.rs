@@ -451,7 +451,7 @@ fn hpa_bounds(b: &HpaBounds<'_>, out: &mut Findings) {
         Some(v @ ("extensions/v1beta1" | "apps/v1beta1" | "apps/v1beta2")) => out.warning(
             &target.key("apiVersion"),
             format!(
-                "{v} no longer serves Deployments: a Kubernetes 1.16+ autoscaler fails with FailedGetScale (no matches for kind \"Deployment\" in group \"{}\"); weir's embedded runtime scales the Deployment by kind and name, but write apps/v1 (a cluster needs it)",
+                "{v} no longer serves Deployments: a Kubernetes 1.16+ autoscaler fails with FailedGetScale (no matches for kind \"Deployment\" in group \"{}\"); weir's embedded runtime scales the Deployment by kind and name; for a cluster write apps/v1, or apply with `--rewrite-scale-target-api` to send apps/v1",
                 v.split('/').next().unwrap_or_default()
             ),
         ),

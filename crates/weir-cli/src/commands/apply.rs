@@ -1,14 +1,39 @@
 //! `weir apply -f` and `weir delete -f`: files are checked here first (so
 //! mistakes are reported before anything is sent), then sent as read so the
-//! runtime's own errors name the same files and lines.
+//! backend's own errors name the same files and lines.
 
 use std::path::PathBuf;
 
+use clap::Args;
 use weir_api::backend::{ApplyOutcome, Backend};
 use weir_api::load::{load_sources, read_sources};
+use weir_kube::{ApplyOptions, ConfirmOptions};
 
-use crate::commands::{backend, fail};
-use crate::{StateArgs, exit};
+use crate::commands::fail;
+use crate::exit;
+use crate::target::{AnyBackend, TargetArgs};
+
+/// `weir apply` arguments.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Files or directories of YAML manifests.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Namespace of objects whose manifest names none (default: the backend's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// On a cluster: take over fields another field manager owns (kubectl's flag).
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// On a cluster: send an HPA's `scaleTargetRef.apiVersion` of
+    /// extensions/v1beta1 (the seed's hpa.yaml), apps/v1beta1 or apps/v1beta2
+    /// as apps/v1, the only group that serves Deployments since Kubernetes 1.16.
+    #[arg(long)]
+    pub rewrite_scale_target_api: bool,
+    /// Which backend.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
 
 fn load(paths: &[PathBuf]) -> Result<(Vec<weir_api::load::Source>, weir_api::load::Manifests), u8> {
     let print = |e: weir_api::load::LoadError| {
@@ -31,12 +56,25 @@ fn load(paths: &[PathBuf]) -> Result<(Vec<weir_api::load::Source>, weir_api::loa
 }
 
 /// `weir apply -f PATH...`.
-pub async fn apply(paths: &[PathBuf], state: StateArgs) -> u8 {
-    let (sources, _) = match load(paths) {
+pub async fn apply(args: ApplyArgs) -> u8 {
+    let (sources, _) = match load(&args.paths) {
         Ok(l) => l,
         Err(code) => return code,
     };
-    match backend(&state).apply(&sources).await {
+    let options = ApplyOptions {
+        force_conflicts: args.force_conflicts,
+        rewrite_scale_target: args.rewrite_scale_target_api,
+    };
+    let backend = match args
+        .target
+        .backend_with(options, ConfirmOptions::default())
+        .await
+        .and_then(|b| b.in_namespace(args.namespace))
+    {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    match backend.apply(&sources).await {
         Ok(outcomes) => {
             for (object, outcome) in outcomes {
                 let word = match outcome {
@@ -53,13 +91,30 @@ pub async fn apply(paths: &[PathBuf], state: StateArgs) -> u8 {
 }
 
 /// `weir delete -f PATH...`.
-pub async fn delete(paths: &[PathBuf], state: StateArgs) -> u8 {
+pub async fn delete(paths: &[PathBuf], namespace: Option<String>, target: TargetArgs) -> u8 {
     let (_, manifests) = match load(paths) {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let objects: Vec<_> = manifests.resources().map(|r| r.object_ref()).collect();
-    match backend(&state).delete(&objects).await {
+    let backend: AnyBackend = match target
+        .backend()
+        .await
+        .and_then(|b| b.in_namespace(namespace))
+    {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let objects: Vec<_> = manifests
+        .resources()
+        .map(|r| {
+            let mut object = r.object_ref();
+            if r.metadata().namespace.is_none() {
+                object.namespace = backend.default_namespace().to_owned();
+            }
+            object
+        })
+        .collect();
+    match backend.delete(&objects).await {
         Ok(outcomes) => {
             for (object, existed) in outcomes {
                 if existed {

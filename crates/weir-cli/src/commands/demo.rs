@@ -17,7 +17,8 @@ use weir_runtime::admin::{AdminClient, RouteRequest};
 
 use crate::commands::load::{LoadArgs, options};
 use crate::commands::verify::{check_split, wait_replicas};
-use crate::{StateArgs, exit};
+use crate::exit;
+use crate::target::TargetArgs;
 
 /// The walkthrough's manifests, verbatim, and the image map.
 const FILES: [(&str, &str); 5] = [
@@ -149,10 +150,8 @@ pub async fn run(args: DemoArgs) -> u8 {
         );
         return exit::FAILED;
     }
-    let state = StateArgs {
-        state_dir: Some(dir.path().join("state")),
-    };
     let state_dir = dir.path().join("state");
+    let state = TargetArgs::local(state_dir.clone());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .ok()
         .and_then(|l| l.local_addr().ok())
@@ -248,8 +247,8 @@ pub async fn run(args: DemoArgs) -> u8 {
 
     // 3. Both pods ready.
     let t = demo.step("Wait for both application pods", "weir get pods -w");
-    let v1 = wait_replicas(&state, "my-app-v1", 1, Duration::from_secs(30)).await;
-    let v2 = wait_replicas(&state, "my-app-v2", 1, Duration::from_secs(30)).await;
+    let v1 = wait_replicas(&state, None, "my-app-v1", 1, Duration::from_secs(30)).await;
+    let v2 = wait_replicas(&state, None, "my-app-v2", 1, Duration::from_secs(30)).await;
     let ok = matches!((&v1, &v2), (Ok(Ok(_)), Ok(Ok(_))));
     if !demo.record(
         "both deployments have a ready pod",
@@ -356,7 +355,7 @@ pub async fn run(args: DemoArgs) -> u8 {
             }
         })
     };
-    let scaled = wait_replicas(&state, "my-app-v2", 2, args.scale_within).await;
+    let scaled = wait_replicas(&state, None, "my-app-v2", 2, args.scale_within).await;
     ticker.abort();
     if let Some(l) = &load {
         l.abort();

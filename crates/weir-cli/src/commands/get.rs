@@ -9,8 +9,9 @@ use serde_json::Value;
 use weir_api::backend::{Backend, LiveObject, WatchEvent};
 use weir_api::resource::{Kind, ObjectRef};
 
-use crate::commands::{backend, fail};
-use crate::{StateArgs, exit, table};
+use crate::commands::fail;
+use crate::target::TargetArgs;
+use crate::{exit, table};
 
 /// `weir get` arguments.
 #[derive(Debug, Args)]
@@ -25,12 +26,12 @@ pub struct GetArgs {
     /// Watch: print changed rows until interrupted.
     #[arg(short = 'w', long)]
     pub watch: bool,
-    /// Namespace.
-    #[arg(short = 'n', long, default_value = "default")]
-    pub namespace: String,
-    /// State dir.
+    /// Namespace (default: the backend's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Which backend.
     #[command(flatten)]
-    pub state: StateArgs,
+    pub target: TargetArgs,
 }
 
 fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
@@ -297,9 +298,13 @@ pub async fn run(args: GetArgs) -> u8 {
         return exit::BAD_INPUT;
     }
     let wide = output == Some("wide");
-    let backend = backend(&args.state);
+    let backend = match args.target.backend().await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let namespace = backend.namespace(args.namespace.as_deref());
     let keep = |o: &LiveObject| args.name.as_deref().is_none_or(|n| o.name() == n);
-    let objects: Vec<Value> = match backend.list(kind, &args.namespace).await {
+    let objects: Vec<Value> = match backend.list(kind, &namespace).await {
         Ok(list) => list
             .into_iter()
             .filter(|o| keep(o))
@@ -324,7 +329,7 @@ pub async fn run(args: GetArgs) -> u8 {
         ),
         Some("yaml") => print!("{}", yaml(&document(&args.name, objects))),
         _ if objects.is_empty() && !args.watch => {
-            eprintln!("No resources found in {} namespace.", args.namespace)
+            eprintln!("No resources found in {namespace} namespace.")
         }
         _ if !args.watch => print_rows(kind, &objects, wide, true),
         _ => {}
@@ -333,7 +338,7 @@ pub async fn run(args: GetArgs) -> u8 {
         return exit::OK;
     }
     // kubectl get -w: the current rows, then a row for every change (AGE ignored).
-    let mut stream = match backend.watch(kind, &args.namespace).await {
+    let mut stream = match backend.watch(kind, &namespace).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -363,7 +368,7 @@ pub async fn run(args: GetArgs) -> u8 {
 }
 
 /// Runs `weir describe`.
-pub async fn describe(kind: &str, name: &str, namespace: &str, state: StateArgs) -> u8 {
+pub async fn describe(kind: &str, name: &str, namespace: Option<&str>, target: TargetArgs) -> u8 {
     let kind: Kind = match kind.parse() {
         Ok(k) => k,
         Err(e) => {
@@ -371,12 +376,17 @@ pub async fn describe(kind: &str, name: &str, namespace: &str, state: StateArgs)
             return exit::BAD_INPUT;
         }
     };
+    let backend = match target.backend().await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let namespace = backend.namespace(namespace);
     let wanted = ObjectRef {
         kind,
-        namespace: namespace.to_owned(),
+        namespace: namespace.clone(),
         name: name.to_owned(),
     };
-    let found = match backend(&state).get(&wanted).await {
+    let found = match backend.get(&wanted).await {
         Ok(o) => o,
         Err(e) => return fail(e),
     };

@@ -7,17 +7,19 @@ use std::time::Duration;
 
 use clap::Args;
 use http::header::HeaderName;
+use weir_api::backend::Backend;
 use weir_load::classify::Classifier;
 use weir_load::generator::{LoadOptions, Progress, run as run_load};
 use weir_load::report::Report;
-use weir_runtime::admin::AdminClient;
 
-use crate::{StateArgs, exit, parse_duration, state_dir};
+use crate::target::{AnyBackend, TargetArgs};
+use crate::{exit, parse_duration};
 
 /// `weir load` arguments.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Target URL (default: the running weir's gateway, Gateway port 80).
+    /// Target URL (default: the gateway: the running weir's Gateway port 80,
+    /// or on a cluster the istio-ingressgateway Service's address).
     pub url: Option<String>,
     /// Concurrent connections.
     #[arg(short = 'c', long, default_value_t = 8)]
@@ -46,9 +48,9 @@ pub struct LoadArgs {
     /// Output: `json` for scripts.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
-    /// State dir (to find the gateway).
+    /// Which backend (to find the gateway).
     #[command(flatten)]
-    pub state: StateArgs,
+    pub target: TargetArgs,
 }
 
 impl LoadArgs {
@@ -59,7 +61,7 @@ impl LoadArgs {
         connections: usize,
         duration: Option<Duration>,
         requests: Option<u64>,
-        state: &StateArgs,
+        target: &TargetArgs,
     ) -> Self {
         Self {
             url,
@@ -72,26 +74,22 @@ impl LoadArgs {
             version_header: None,
             timeout: Duration::from_secs(10),
             output: None,
-            state: state.clone(),
+            target: target.clone(),
         }
     }
 }
 
-/// The running weir's gateway URL (Gateway port 80, else the first), or
-/// the default port map's address.
-pub async fn gateway_url(state: &StateArgs) -> String {
-    let client = AdminClient::new(&state_dir::resolve(state.state_dir.clone()));
-    match client.status().await {
-        Ok(status) => status
-            .gateway
-            .iter()
-            .find(|(p, _)| *p == 80)
-            .or(status.gateway.first())
-            .map_or_else(
-                || "http://127.0.0.1:8080/".to_owned(),
-                |(_, a)| format!("http://{a}/"),
-            ),
-        Err(_) => "http://127.0.0.1:8080/".to_owned(),
+/// The gateway's URL: on a cluster the ingress gateway's address (an
+/// error when it has none that answers); locally the running weir's
+/// Gateway port 80 (else its first), or the default port map's address.
+pub async fn gateway_url(target: &TargetArgs) -> Result<String, String> {
+    match target.backend().await {
+        Ok(backend @ AnyBackend::Kube(_)) => backend.gateway_url().await.map_err(|e| e.to_string()),
+        Ok(backend) => Ok(backend
+            .gateway_url()
+            .await
+            .unwrap_or_else(|_| "http://127.0.0.1:8080/".to_owned())),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -99,7 +97,7 @@ pub async fn gateway_url(state: &StateArgs) -> String {
 pub async fn options(args: &LoadArgs) -> Result<LoadOptions, String> {
     let url = match &args.url {
         Some(u) => u.clone(),
-        None => gateway_url(&args.state).await,
+        None => gateway_url(&args.target).await?,
     };
     let url: http::Uri = url
         .parse()

@@ -5,17 +5,22 @@ use std::io::Write;
 use weir_api::backend::Backend;
 use weir_api::resource::{Kind, ObjectRef};
 
-use crate::commands::{backend, fail};
-use crate::{StateArgs, exit};
+use crate::commands::fail;
+use crate::exit;
+use crate::target::TargetArgs;
 
 /// Prints the log; with `follow`, keeps printing new output until interrupted.
-pub async fn run(pod: &str, follow: bool, namespace: &str, state: StateArgs) -> u8 {
+pub async fn run(pod: &str, follow: bool, namespace: Option<&str>, target: TargetArgs) -> u8 {
+    let backend = match target.backend().await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
     let pod = ObjectRef {
         kind: Kind::Pod,
-        namespace: namespace.to_owned(),
+        namespace: backend.namespace(namespace),
         name: pod.to_owned(),
     };
-    let mut stream = match backend(&state).logs(&pod, follow).await {
+    let mut stream = match backend.logs(&pod, follow).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod demo;
+pub mod doctor;
 pub mod get;
 pub mod load;
 pub mod logs;
@@ -13,14 +14,8 @@ pub mod verify;
 
 use weir_api::backend::BackendError;
 use weir_runtime::admin::{AdminClient, ClientError};
-use weir_runtime::backend::LocalBackend;
 
-use crate::{Command, StateArgs, exit, state_dir};
-
-/// The backend the commands drive: the embedded runtime of the state dir.
-pub fn backend(state: &StateArgs) -> LocalBackend {
-    LocalBackend::new(&state_dir::resolve(state.state_dir.clone()))
-}
+use crate::{Command, exit, state_dir};
 
 /// Prints a backend error and returns its exit code (design.md §6).
 pub fn fail(e: BackendError) -> u8 {
@@ -43,26 +38,31 @@ pub async fn run_async(command: Command) -> u8 {
                 Err(e) => report(e),
             }
         }
-        Command::Apply { paths, state } => apply::apply(&paths, state).await,
-        Command::Delete { paths, state } => apply::delete(&paths, state).await,
+        Command::Apply(args) => apply::apply(args).await,
+        Command::Delete {
+            paths,
+            namespace,
+            target,
+        } => apply::delete(&paths, namespace, target).await,
         Command::Get(args) => get::run(args).await,
         Command::Describe {
             kind,
             name,
             namespace,
-            state,
-        } => get::describe(&kind, &name, &namespace, state).await,
+            target,
+        } => get::describe(&kind, &name, namespace.as_deref(), target).await,
         Command::Logs {
             pod,
             follow,
             namespace,
-            state,
-        } => logs::run(&pod, follow, &namespace, state).await,
+            target,
+        } => logs::run(&pod, follow, namespace.as_deref(), target).await,
         Command::Route(args) => route::run(args).await,
         Command::Load(args) => load::run(args).await,
         Command::Top(args) => top::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::Doctor(args) => doctor::run(args).await,
     }
 }
 

@@ -1,12 +1,16 @@
 //! `weir route VIRTUALSERVICE SUBSET=WEIGHT...`: changes one rule's weights
 //! and returns once the gateway serves them.
 
+use std::time::Duration;
+
 use clap::Args;
 use weir_api::backend::{Backend, RuleSelector};
 use weir_api::resource::{Kind, ObjectRef};
+use weir_kube::{ApplyOptions, ConfirmOptions};
 
-use crate::commands::{backend, fail};
-use crate::{StateArgs, exit};
+use crate::commands::fail;
+use crate::target::TargetArgs;
+use crate::{exit, parse_duration};
 
 /// `weir route` arguments.
 #[derive(Debug, Args)]
@@ -19,12 +23,20 @@ pub struct RouteArgs {
     /// Which http rule: its name or index (default: the first with several destinations).
     #[arg(long)]
     pub rule: Option<String>,
-    /// Namespace.
-    #[arg(short = 'n', long, default_value = "default")]
-    pub namespace: String,
-    /// State dir.
+    /// Namespace (default: the backend's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// On a cluster: the longest wait for the data plane to serve the new
+    /// weights (Istio's Reconciled condition, else sampling); exit 1 after it.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub confirm_timeout: Duration,
+    /// On a cluster: sample through this gateway URL instead of the
+    /// istio-ingressgateway Service's address.
+    #[arg(long)]
+    pub gateway_url: Option<String>,
+    /// Which backend.
     #[command(flatten)]
-    pub state: StateArgs,
+    pub target: TargetArgs,
 }
 
 fn parse_weight(s: &str) -> Result<(String, u32), String> {
@@ -51,15 +63,25 @@ pub async fn run(args: RouteArgs) -> u8 {
             Err(_) => RuleSelector::Named(r),
         },
     };
-    let vs = ObjectRef {
-        kind: Kind::VirtualService,
-        namespace: args.namespace,
-        name: args.virtual_service,
+    let confirm = ConfirmOptions {
+        timeout: args.confirm_timeout,
+        gateway_url: args.gateway_url,
+        ..ConfirmOptions::default()
     };
-    match backend(&args.state)
-        .set_route_weights(&vs, &rule, &args.weights)
+    let backend = match args
+        .target
+        .backend_with(ApplyOptions::default(), confirm)
         .await
     {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let vs = ObjectRef {
+        kind: Kind::VirtualService,
+        namespace: backend.namespace(args.namespace.as_deref()),
+        name: args.virtual_service,
+    };
+    match backend.set_route_weights(&vs, &rule, &args.weights).await {
         Ok(change) => {
             let pairs: Vec<String> = change
                 .before

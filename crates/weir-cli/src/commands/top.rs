@@ -13,11 +13,12 @@ use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
 use ratatui::widgets::{Block, Cell, Row, Table};
 use serde::Serialize;
+use weir_api::backend::{Backend, BackendError};
 use weir_api::resource::Kind;
-use weir_runtime::admin::{AdminClient, ClientError};
 
-use crate::commands::report;
-use crate::{StateArgs, exit, parse_duration, state_dir};
+use crate::commands::fail;
+use crate::target::{AnyBackend, TargetArgs};
+use crate::{exit, parse_duration};
 
 /// `weir top` arguments.
 #[derive(Debug, Args)]
@@ -31,9 +32,12 @@ pub struct TopArgs {
     /// Refresh interval.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// State dir.
+    /// Namespace of the Deployments (default: the backend's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Which backend.
     #[command(flatten)]
-    pub state: StateArgs,
+    pub target: TargetArgs,
 }
 
 /// One version's traffic over the last interval.
@@ -64,6 +68,9 @@ pub struct DeploymentRow {
     pub cpu_utilization: Option<i64>,
     /// HPA target, percent.
     pub cpu_target: Option<i64>,
+    /// CPU use of its pods, millicores (the embedded runtime's measurement,
+    /// or metrics.k8s.io on a cluster), when measured.
+    pub cpu_millis: Option<i64>,
 }
 
 /// Everything `weir top` shows.
@@ -188,11 +195,36 @@ pub fn version_rows(before: &str, after: &str, seconds: f64) -> Vec<VersionRow> 
         .collect()
 }
 
-async fn deployments(client: &AdminClient) -> Result<Vec<DeploymentRow>, ClientError> {
-    let deployments = client.list(Kind::Deployment, "default").await?;
-    let hpas = client
-        .list(Kind::HorizontalPodAutoscaler, "default")
-        .await?;
+/// Whether every `matchLabels` entry of a Deployment's selector is on the pod.
+fn selects(deployment: &serde_json::Value, pod: &serde_json::Value) -> bool {
+    let wanted = deployment["spec"]["selector"]["matchLabels"].as_object();
+    wanted.is_some_and(|w| w.iter().all(|(k, v)| &pod["metadata"]["labels"][k] == v))
+}
+
+async fn deployments(
+    backend: &AnyBackend,
+    namespace: &str,
+) -> Result<Vec<DeploymentRow>, BackendError> {
+    let object = |o: weir_api::backend::LiveObject| o.object;
+    let deployments: Vec<_> = backend
+        .list(Kind::Deployment, namespace)
+        .await?
+        .into_iter()
+        .map(object)
+        .collect();
+    let hpas: Vec<_> = backend
+        .list(Kind::HorizontalPodAutoscaler, namespace)
+        .await?
+        .into_iter()
+        .map(object)
+        .collect();
+    let pods: Vec<_> = backend
+        .list(Kind::Pod, namespace)
+        .await?
+        .into_iter()
+        .map(object)
+        .collect();
+    let cpu = backend.pod_cpu(namespace).await.unwrap_or_default();
     Ok(deployments
         .iter()
         .map(|d| {
@@ -203,7 +235,13 @@ async fn deployments(client: &AdminClient) -> Result<Vec<DeploymentRow>, ClientE
             let hpa = hpas
                 .iter()
                 .find(|h| h["spec"]["scaleTargetRef"]["name"] == name.as_str());
+            let measured: Vec<i64> = pods
+                .iter()
+                .filter(|p| selects(d, p))
+                .filter_map(|p| cpu.get(p["metadata"]["name"].as_str()?).copied())
+                .collect();
             DeploymentRow {
+                cpu_millis: (!measured.is_empty()).then(|| measured.iter().sum()),
                 ready: d["status"]["readyReplicas"].as_i64().unwrap_or(0),
                 desired: d["spec"]["replicas"].as_i64().unwrap_or(1),
                 cpu_utilization: hpa
@@ -224,14 +262,18 @@ async fn deployments(client: &AdminClient) -> Result<Vec<DeploymentRow>, ClientE
 }
 
 /// One snapshot: two scrapes `interval` apart.
-pub async fn snapshot(client: &AdminClient, interval: Duration) -> Result<Snapshot, ClientError> {
-    let before = client.metrics().await?;
+pub async fn snapshot(
+    backend: &AnyBackend,
+    namespace: &str,
+    interval: Duration,
+) -> Result<Snapshot, BackendError> {
+    let before = backend.gateway_metrics().await?;
     let started = tokio::time::Instant::now();
     tokio::time::sleep(interval).await;
-    let after = client.metrics().await?;
+    let after = backend.gateway_metrics().await?;
     Ok(Snapshot {
         versions: version_rows(&before, &after, started.elapsed().as_secs_f64()),
-        deployments: deployments(client).await?,
+        deployments: deployments(backend, namespace).await?,
     })
 }
 
@@ -270,24 +312,30 @@ fn draw(frame: &mut ratatui::Frame<'_>, s: &Snapshot) {
                     (None, Some(t)) => format!("cpu: <unknown>/{t}%"),
                     _ => "-".into(),
                 }),
+                Cell::from(d.cpu_millis.map_or("-".into(), |m| format!("{m}m"))),
             ])
         }),
         [
             Constraint::Length(24),
             Constraint::Length(8),
             Constraint::Length(20),
+            Constraint::Length(10),
         ],
     )
-    .header(Row::new(["DEPLOYMENT", "READY", "HPA"]).style(bold))
+    .header(Row::new(["DEPLOYMENT", "READY", "HPA", "CPU"]).style(bold))
     .block(Block::bordered().title(" deployments "));
     frame.render_widget(deployments, bottom);
 }
 
 /// Runs `weir top`.
 pub async fn run(args: TopArgs) -> u8 {
-    let client = AdminClient::new(&state_dir::resolve(args.state.state_dir.clone()));
+    let backend = match args.target.backend().await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let namespace = backend.namespace(args.namespace.as_deref());
     if args.once {
-        return match snapshot(&client, args.interval).await {
+        return match snapshot(&backend, &namespace, args.interval).await {
             Ok(s) => {
                 if args.output.as_deref() == Some("json") {
                     println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
@@ -304,18 +352,23 @@ pub async fn run(args: TopArgs) -> u8 {
                     }
                     for d in &s.deployments {
                         println!(
-                            "{:<12} {}/{} ready  cpu {:?}/{:?}",
-                            d.name, d.ready, d.desired, d.cpu_utilization, d.cpu_target
+                            "{:<12} {}/{} ready  hpa cpu {:?}/{:?}  pods cpu {:?}m",
+                            d.name,
+                            d.ready,
+                            d.desired,
+                            d.cpu_utilization,
+                            d.cpu_target,
+                            d.cpu_millis
                         );
                     }
                 }
                 exit::OK
             }
-            Err(e) => report(e),
+            Err(e) => fail(e),
         };
     }
-    if let Err(e) = client.status().await {
-        return report(e);
+    if let Err(e) = backend.gateway_metrics().await {
+        return fail(e);
     }
     let mut terminal = ratatui::init();
     let mut current = Snapshot::default();
@@ -333,7 +386,7 @@ pub async fn run(args: TopArgs) -> u8 {
         if quit {
             break exit::OK;
         }
-        match snapshot(&client, args.interval).await {
+        match snapshot(&backend, &namespace, args.interval).await {
             Ok(s) => current = s,
             Err(_) => break exit::UNREACHABLE,
         }

@@ -9,14 +9,15 @@ use weir_api::resource::{Kind, ObjectRef};
 use weir_load::classify::belongs;
 use weir_load::stats::{Verdict, sample_size, verdict};
 
+use crate::commands::fail;
 use crate::commands::load::{LoadArgs, options, run_with_progress};
-use crate::commands::{backend, fail};
-use crate::{StateArgs, exit, parse_duration};
+use crate::target::TargetArgs;
+use crate::{exit, parse_duration};
 
 /// `weir verify` arguments.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Target URL (default: the running weir's gateway).
+    /// Target URL (default: the gateway, as for `weir load`).
     pub url: Option<String>,
     /// Expected split, e.g. `v1=90,v2=10` (names match versions: `v1` ⊇ `v1.0.0`).
     #[arg(long, value_parser = parse_expect)]
@@ -33,9 +34,12 @@ pub struct VerifyArgs {
     /// Output: `json` for scripts.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
-    /// State dir.
+    /// Namespace of the --replicas Deployment (default: the backend's).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Which backend.
     #[command(flatten)]
-    pub state: StateArgs,
+    pub target: TargetArgs,
 }
 
 /// An expected split: names and percentages.
@@ -81,13 +85,13 @@ pub async fn check_split(
     url: Option<String>,
     expect: &[(String, f64)],
     requests: Option<u64>,
-    state: &StateArgs,
+    target: &TargetArgs,
     show: bool,
 ) -> Result<Verdict, String> {
     let total: f64 = expect.iter().map(|(_, p)| p).sum();
     let shares: Vec<f64> = expect.iter().map(|(_, p)| p / total).collect();
     let n = requests.unwrap_or_else(|| sample_size(&shares, 0.05));
-    let load = LoadArgs::closed_loop(url, 4, Some(Duration::from_secs(120)), Some(n), state);
+    let load = LoadArgs::closed_loop(url, 4, Some(Duration::from_secs(120)), Some(n), target);
     let options = options(&load).await?;
     let report = run_with_progress(options, show).await?;
     let counts: Vec<u64> = expect
@@ -134,22 +138,23 @@ pub fn print_verdict(v: &Verdict) {
 
 /// Waits until a Deployment has at least `n` ready replicas; the seconds it took.
 pub async fn wait_replicas(
-    state: &StateArgs,
+    target: &TargetArgs,
+    namespace: Option<&str>,
     deployment: &str,
     n: i64,
     within: Duration,
 ) -> Result<Result<f64, i64>, BackendError> {
-    let backend = backend(state);
-    let target = ObjectRef {
+    let backend = target.backend().await?;
+    let deployment = ObjectRef {
         kind: Kind::Deployment,
-        namespace: "default".into(),
+        namespace: backend.namespace(namespace),
         name: deployment.to_owned(),
     };
     let started = tokio::time::Instant::now();
     let mut ready = 0;
     loop {
         ready = backend
-            .get(&target)
+            .get(&deployment)
             .await?
             .and_then(|d| d.object["status"]["readyReplicas"].as_i64())
             .unwrap_or(ready);
@@ -173,7 +178,15 @@ pub async fn run(args: VerifyArgs) -> u8 {
     let mut passed = true;
     let mut out = serde_json::Map::new();
     if let Some((deployment, n)) = &args.replicas {
-        match wait_replicas(&args.state, deployment, *n, args.within).await {
+        match wait_replicas(
+            &args.target,
+            args.namespace.as_deref(),
+            deployment,
+            *n,
+            args.within,
+        )
+        .await
+        {
             Ok(Ok(secs)) => {
                 if !json {
                     println!(
@@ -200,7 +213,7 @@ pub async fn run(args: VerifyArgs) -> u8 {
             args.url.clone(),
             &expect.0,
             args.requests,
-            &args.state,
+            &args.target,
             !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         )
         .await

@@ -1,0 +1,153 @@
+//! Changing the weights of one http rule of a VirtualService: which rule a
+//! [`RuleSelector`] names, which destinations the new weights name, and
+//! whether the result is servable. Both backends use it, so `weir route`
+//! accepts and refuses the same changes on a laptop and on a cluster.
+
+use crate::backend::RuleSelector;
+use crate::istio::{HttpRouteDestination, VirtualServiceSpec};
+
+/// A weight change computed for one rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WeightChange {
+    /// The rule's index in `spec.http`.
+    pub rule_index: usize,
+    /// `(destination, weight)` before, in the rule's order.
+    pub before: Vec<(String, u32)>,
+    /// `(destination, weight)` after, in the rule's order.
+    pub after: Vec<(String, u32)>,
+}
+
+/// How a destination is named on the command line: its subset, or its host
+/// when it has none.
+pub fn destination_label(d: &HttpRouteDestination) -> String {
+    d.destination
+        .subset
+        .clone()
+        .unwrap_or_else(|| d.destination.host.clone())
+}
+
+/// Sets the weights of the selected rule in `spec`; the error says, in one
+/// sentence, why the change cannot be made (nothing is changed then).
+pub fn reweigh(
+    spec: &mut VirtualServiceSpec,
+    rule: &RuleSelector,
+    weights: &[(String, u32)],
+) -> Result<WeightChange, String> {
+    let index = match rule {
+        RuleSelector::Index(i) => *i,
+        RuleSelector::Named(n) => spec
+            .http
+            .iter()
+            .position(|r| r.name.as_deref() == Some(n))
+            .ok_or_else(|| format!("no http rule named {n:?}"))?,
+        RuleSelector::Default => spec
+            .http
+            .iter()
+            .position(|r| r.route.as_ref().is_some_and(|d| d.len() > 1))
+            .unwrap_or(0),
+    };
+    let rules = spec.http.len();
+    let Some(http) = spec.http.get_mut(index) else {
+        return Err(format!(
+            "no http rule at index {index} (the VirtualService has {rules})"
+        ));
+    };
+    let mut destinations = http.route.clone().unwrap_or_default();
+    let weight_of = |d: &HttpRouteDestination| d.weight.unwrap_or(0).max(0) as u32;
+    let before: Vec<(String, u32)> = destinations
+        .iter()
+        .map(|d| (destination_label(d), weight_of(d)))
+        .collect();
+    for (subset, _) in weights {
+        if !destinations.iter().any(|d| destination_label(d) == *subset) {
+            let known: Vec<String> = destinations.iter().map(destination_label).collect();
+            return Err(format!(
+                "http[{index}] has no destination {subset:?} (it has {})",
+                known.join(", ")
+            ));
+        }
+    }
+    for d in destinations.iter_mut() {
+        if let Some((_, w)) = weights.iter().find(|(s, _)| *s == destination_label(d)) {
+            d.weight = Some(i64::from(*w));
+        }
+    }
+    if destinations.len() > 1 && destinations.iter().all(|d| d.weight.unwrap_or(0) == 0) {
+        return Err(format!("http[{index}]: total destination weight = 0"));
+    }
+    let after = destinations
+        .iter()
+        .map(|d| (destination_label(d), weight_of(d)))
+        .collect();
+    http.route = Some(destinations);
+    Ok(WeightChange {
+        rule_index: index,
+        before,
+        after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> VirtualServiceSpec {
+        serde_json::from_value(serde_json::json!({
+            "hosts": ["*"],
+            "http": [
+                {"name": "canary", "route": [
+                    {"destination": {"host": "my-app", "subset": "v1"}, "weight": 90},
+                    {"destination": {"host": "my-app", "subset": "v2"}, "weight": 10}
+                ]}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn changes_only_the_named_weights() {
+        let mut s = spec();
+        let change = reweigh(
+            &mut s,
+            &RuleSelector::Default,
+            &[("v2".into(), 100), ("v1".into(), 0)],
+        )
+        .unwrap();
+        assert_eq!(change.rule_index, 0);
+        assert_eq!(change.before, vec![("v1".into(), 90), ("v2".into(), 10)]);
+        assert_eq!(change.after, vec![("v1".into(), 0), ("v2".into(), 100)]);
+        let route = s.http[0].route.as_ref().unwrap();
+        assert_eq!((route[0].weight, route[1].weight), (Some(0), Some(100)));
+    }
+
+    #[test]
+    fn refuses_unknown_rules_destinations_and_all_zero() {
+        let zero = [("v1".into(), 0), ("v2".into(), 0)];
+        for (rule, weights, wanted) in [
+            (
+                RuleSelector::Named("x".into()),
+                &[("v1".to_owned(), 1)][..],
+                "no http rule named \"x\"",
+            ),
+            (
+                RuleSelector::Index(3),
+                &[("v1".to_owned(), 1)][..],
+                "no http rule at index 3 (the VirtualService has 1)",
+            ),
+            (
+                RuleSelector::Default,
+                &[("v3".to_owned(), 1)][..],
+                "http[0] has no destination \"v3\" (it has v1, v2)",
+            ),
+            (
+                RuleSelector::Named("canary".into()),
+                &zero[..],
+                "http[0]: total destination weight = 0",
+            ),
+        ] {
+            let mut s = spec();
+            assert_eq!(reweigh(&mut s, &rule, weights).unwrap_err(), wanted);
+            assert_eq!(s, spec(), "a refused change leaves the spec as it was");
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! `weir doctor`: whether a cluster can run the walkthrough, one check per
+//! line, each failing check with the command that fixes it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use weir_api::backend::{Backend, BackendError};
+use weir_api::resource::Kind;
+
+use crate::backend::KubeBackend;
+use crate::ingress::{INGRESS_NAMESPACE, INGRESS_SERVICE};
+
+/// One check's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// How to fix it, when it failed.
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn pass(name: &str, detail: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            ok: true,
+            detail,
+            fix: None,
+        }
+    }
+
+    fn fail(name: &str, detail: String, fix: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ok: false,
+            detail,
+            fix: Some(fix.to_owned()),
+        }
+    }
+}
+
+/// The Istio CRDs the walkthrough uses.
+pub const ISTIO_CRDS: [&str; 3] = [
+    "gateways.networking.istio.io",
+    "virtualservices.networking.istio.io",
+    "destinationrules.networking.istio.io",
+];
+
+type Labels = BTreeMap<String, String>;
+
+fn labels(v: &Value) -> Labels {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+/// Runs every check against the namespace. An unreachable API server ends
+/// the checks (the error is returned: exit 3).
+pub async fn run(backend: &KubeBackend, namespace: &str) -> Result<Vec<Check>, BackendError> {
+    let mut checks = Vec::new();
+    let version = backend.get_json("/version").await?;
+    checks.push(Check::pass(
+        "API server",
+        format!(
+            "{} answers (Kubernetes {})",
+            backend.conn.server,
+            version["gitVersion"]
+                .as_str()
+                .unwrap_or("of unknown version")
+        ),
+    ));
+    checks.push(istio_crds(backend).await?);
+    checks.push(ingress(backend).await?);
+    checks.push(metrics_server(backend, namespace).await?);
+    checks.push(injection(backend, namespace).await?);
+    checks.extend(subsets(backend, namespace).await?);
+    Ok(checks)
+}
+
+async fn istio_crds(backend: &KubeBackend) -> Result<Check, BackendError> {
+    let mut missing = Vec::new();
+    for crd in ISTIO_CRDS {
+        let path = format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}");
+        let served_v1 = backend.get_json_opt(&path).await?.is_some_and(|c| {
+            c["spec"]["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|v| v["name"] == "v1" && v["served"] == true)
+        });
+        if !served_v1 {
+            missing.push(crd);
+        }
+    }
+    Ok(if missing.is_empty() {
+        Check::pass(
+            "Istio CRDs",
+            "networking.istio.io/v1 Gateway, VirtualService and DestinationRule are served".into(),
+        )
+    } else {
+        Check::fail(
+            "Istio CRDs",
+            format!(
+                "not installed or not serving v1 (Istio 1.22+): {}",
+                missing.join(", ")
+            ),
+            "istioctl install --set profile=demo -y",
+        )
+    })
+}
+
+async fn ingress(backend: &KubeBackend) -> Result<Check, BackendError> {
+    const NAME: &str = "ingress gateway";
+    let addresses = match backend.ingress_addresses().await {
+        Ok(a) => a,
+        Err(BackendError::Failed(detail)) => {
+            return Ok(Check::fail(
+                NAME,
+                detail,
+                "istioctl install --set profile=demo -y",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(match addresses.first() {
+        Some(first) => Check::pass(
+            NAME,
+            format!(
+                "{INGRESS_NAMESPACE}/{INGRESS_SERVICE} at {} ({}){}",
+                first.url,
+                first.via,
+                if addresses.len() > 1 {
+                    format!(", {} more address(es)", addresses.len() - 1)
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+        None => Check::fail(
+            NAME,
+            format!("{INGRESS_NAMESPACE}/{INGRESS_SERVICE} has no address or no HTTP port"),
+            "minikube: run `minikube tunnel` in another terminal; kind: make the Service a NodePort",
+        ),
+    })
+}
+
+async fn metrics_server(backend: &KubeBackend, namespace: &str) -> Result<Check, BackendError> {
+    const NAME: &str = "metrics-server";
+    Ok(match backend.metrics_pod_cpu(namespace).await {
+        Ok(pods) => Check::pass(
+            NAME,
+            format!(
+                "metrics.k8s.io answers ({} pods measured in {namespace})",
+                pods.len()
+            ),
+        ),
+        Err(BackendError::Failed(detail)) => Check::fail(
+            NAME,
+            detail,
+            "minikube addons enable metrics-server (kind: kubectl apply -f https://github.com/kubernetes-sigs/metrics-server/releases/latest/download/components.yaml, with --kubelet-insecure-tls)",
+        ),
+        Err(e) => return Err(e),
+    })
+}
+
+async fn injection(backend: &KubeBackend, namespace: &str) -> Result<Check, BackendError> {
+    const NAME: &str = "sidecar injection";
+    let fix = format!("kubectl label namespace {namespace} istio-injection=enabled");
+    let Some(ns) = backend
+        .get_json_opt(&format!("/api/v1/namespaces/{namespace}"))
+        .await?
+    else {
+        return Ok(Check::fail(
+            NAME,
+            format!("namespace {namespace} does not exist"),
+            &format!("kubectl create namespace {namespace} && {fix}"),
+        ));
+    };
+    let labels = labels(&ns["metadata"]["labels"]);
+    Ok(
+        match (
+            labels.get("istio-injection").map(String::as_str),
+            labels.get("istio.io/rev"),
+        ) {
+            (Some("enabled"), _) => Check::pass(
+                NAME,
+                format!("namespace {namespace} has istio-injection=enabled"),
+            ),
+            (Some("disabled"), _) | (None, None) => Check::fail(
+                NAME,
+                format!(
+                    "namespace {namespace} is not labelled for injection: its pods get no sidecar, so subsets and metrics do not apply"
+                ),
+                &fix,
+            ),
+            (_, Some(rev)) => Check::pass(
+                NAME,
+                format!("namespace {namespace} has istio.io/rev={rev}"),
+            ),
+            (Some(other), None) => Check::fail(
+                NAME,
+                format!("namespace {namespace} has istio-injection={other}"),
+                &fix,
+            ),
+        },
+    )
+}
+
+/// Each DestinationRule subset must select the pods of some Deployment
+/// (Istio's IST0173 DestinationRuleSubsetNotSelectPods).
+async fn subsets(backend: &KubeBackend, namespace: &str) -> Result<Vec<Check>, BackendError> {
+    let rules = backend.list(Kind::DestinationRule, namespace).await?;
+    let deployments = backend.list(Kind::Deployment, namespace).await?;
+    let templates: Vec<(String, Labels)> = deployments
+        .iter()
+        .map(|d| {
+            (
+                d.name().to_owned(),
+                labels(&d.object["spec"]["template"]["metadata"]["labels"]),
+            )
+        })
+        .collect();
+    let mut out = Vec::new();
+    for rule in &rules {
+        for subset in rule.object["spec"]["subsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let name = format!(
+                "subset {}/{}",
+                rule.name(),
+                subset["name"].as_str().unwrap_or_default()
+            );
+            let wanted = labels(&subset["labels"]);
+            let shown: Vec<String> = wanted.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let matching: Vec<&str> = templates
+                .iter()
+                .filter(|(_, l)| wanted.iter().all(|(k, v)| l.get(k) == Some(v)))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            out.push(if matching.is_empty() {
+                Check::fail(
+                    &name,
+                    format!("no Deployment in {namespace} has pods labelled {}", shown.join(",")),
+                    &format!("add {} to the pod template (spec.template.metadata.labels) of the Deployment this subset is for", shown.join(", ")),
+                )
+            } else {
+                Check::pass(&name, format!("{} selects the pods of {}", shown.join(","), matching.join(", ")))
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,249 @@
+//! The Istio ingress gateway of a cluster: where to send requests
+//! (`weir load`, `weir verify`, route confirmation), and its Istio metrics
+//! (`weir top`), read through the API server's pod proxy.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use weir_api::backend::BackendError;
+
+use crate::backend::KubeBackend;
+
+/// The namespace and Service name of Istio's default ingress gateway.
+pub const INGRESS_NAMESPACE: &str = "istio-system";
+/// See [`INGRESS_NAMESPACE`].
+pub const INGRESS_SERVICE: &str = "istio-ingressgateway";
+/// The port of an Istio proxy's merged Prometheus endpoint.
+pub const PROXY_STATS_PORT: u16 = 15020;
+
+/// One way to reach the gateway, in the order they are tried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    /// `http://host:port`.
+    pub url: String,
+    /// Where it came from, for messages.
+    pub via: &'static str,
+}
+
+/// The Service port that carries plain HTTP: named `http2` or `http` (Istio's
+/// charts), else port 80, else the first.
+fn http_port(service: &Value) -> Option<&Value> {
+    let ports = service["spec"]["ports"].as_array()?;
+    ports
+        .iter()
+        .find(|p| matches!(p["name"].as_str(), Some("http2" | "http")))
+        .or_else(|| ports.iter().find(|p| p["port"] == 80))
+        .or_else(|| ports.first())
+}
+
+fn url(host: &str, port: &Value) -> Option<String> {
+    let port = port.as_u64()?;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    Some(format!("http://{host}:{port}"))
+}
+
+/// Every address of the gateway Service, most direct first: its
+/// LoadBalancer ingress (what `minikube tunnel` or a cloud gives), each
+/// node's address at the NodePort (kind), then its cluster IP (the seed's
+/// `jsonpath={.spec.clusterIP}`, reachable from inside the cluster or
+/// through a tunnel's route).
+pub fn addresses(service: &Value, nodes: &[Value]) -> Vec<Address> {
+    let Some(port) = http_port(service) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for ingress in service["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let host = ingress["ip"]
+            .as_str()
+            .or_else(|| ingress["hostname"].as_str());
+        if let Some(url) = host.and_then(|h| url(h, &port["port"])) {
+            out.push(Address {
+                url,
+                via: "LoadBalancer ingress",
+            });
+        }
+    }
+    if !port["nodePort"].is_null() {
+        for node in nodes {
+            for kind in ["ExternalIP", "InternalIP"] {
+                for a in node["status"]["addresses"].as_array().into_iter().flatten() {
+                    if a["type"] == kind
+                        && let Some(url) = a["address"]
+                            .as_str()
+                            .and_then(|h| url(h, &port["nodePort"]))
+                    {
+                        out.push(Address {
+                            url,
+                            via: "NodePort",
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if let Some(ip) = service["spec"]["clusterIP"]
+        .as_str()
+        .filter(|ip| *ip != "None")
+        && let Some(url) = url(ip, &port["port"])
+    {
+        out.push(Address {
+            url,
+            via: "cluster IP",
+        });
+    }
+    out
+}
+
+/// Whether something accepts TCP connections at an `http://host:port` URL.
+async fn accepts(url: &str) -> bool {
+    let Some(authority) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = authority.replace(['[', ']'], "");
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h.to_owned(), p.parse::<u16>().unwrap_or(80)),
+        None => (authority.clone(), 80),
+    };
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect((host.as_str(), port))
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+impl KubeBackend {
+    /// The gateway Service as JSON.
+    pub(crate) async fn ingress_service(&self) -> Result<Value, BackendError> {
+        self.get_json_opt(&format!(
+            "/api/v1/namespaces/{INGRESS_NAMESPACE}/services/{INGRESS_SERVICE}"
+        ))
+        .await?
+        .ok_or_else(not_installed)
+    }
+
+    /// Every address of the gateway, without checking them.
+    pub async fn ingress_addresses(&self) -> Result<Vec<Address>, BackendError> {
+        let service = self.ingress_service().await?;
+        let nodes = self
+            .get_json("/api/v1/nodes")
+            .await
+            .map(|list| list["items"].as_array().cloned().unwrap_or_default())
+            .unwrap_or_default();
+        Ok(addresses(&service, &nodes))
+    }
+
+    /// The first gateway address that accepts connections.
+    pub async fn ingress_url(&self) -> Result<Address, BackendError> {
+        let candidates = self.ingress_addresses().await?;
+        for a in &candidates {
+            if accepts(&a.url).await {
+                return Ok(a.clone());
+            }
+        }
+        let tried: Vec<String> = candidates
+            .iter()
+            .map(|a| format!("{} ({})", a.url, a.via))
+            .collect();
+        Err(BackendError::Unreachable {
+            what: format!("the ingress gateway {INGRESS_NAMESPACE}/{INGRESS_SERVICE}"),
+            reason: if tried.is_empty() {
+                "the Service has no address and no HTTP port (run `weir doctor`)".into()
+            } else {
+                format!(
+                    "nothing accepts connections at {} (on minikube run `minikube tunnel`; or pass the URL)",
+                    tried.join(", ")
+                )
+            },
+        })
+    }
+
+    /// The Istio metrics of every gateway replica, as one Prometheus text
+    /// (samples of several replicas add up when read).
+    pub async fn ingress_metrics(&self) -> Result<String, BackendError> {
+        let service = self.ingress_service().await?;
+        let selector: Vec<String> = service["spec"]["selector"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        let pods = self
+            .get_json(&format!(
+                "/api/v1/namespaces/{INGRESS_NAMESPACE}/pods?labelSelector={}",
+                selector.join(",")
+            ))
+            .await?;
+        let mut text = String::new();
+        for pod in pods["items"].as_array().into_iter().flatten() {
+            let Some(name) = pod["metadata"]["name"].as_str() else {
+                continue;
+            };
+            text.push_str(
+                &self
+                    .get_text(&format!(
+                        "/api/v1/namespaces/{INGRESS_NAMESPACE}/pods/{name}:{PROXY_STATS_PORT}/proxy/stats/prometheus"
+                    ))
+                    .await?,
+            );
+            text.push('\n');
+        }
+        Ok(text)
+    }
+}
+
+fn not_installed() -> BackendError {
+    BackendError::Failed(format!(
+        "there is no Service {INGRESS_NAMESPACE}/{INGRESS_SERVICE}: install Istio with its ingress gateway (`istioctl install --set profile=demo -y`), then run `weir doctor`"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn load_balancer_then_node_port_then_cluster_ip() {
+        let service = json!({
+            "spec": {"clusterIP": "10.96.0.10", "ports": [
+                {"name": "status-port", "port": 15021, "nodePort": 31000},
+                {"name": "http2", "port": 80, "nodePort": 30080}
+            ]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.168.49.2"}, {"hostname": "gw.example"}]}}
+        });
+        let nodes = [json!({"status": {"addresses": [
+            {"type": "Hostname", "address": "kind-control-plane"},
+            {"type": "InternalIP", "address": "172.18.0.2"}
+        ]}})];
+        let urls: Vec<(String, &str)> = addresses(&service, &nodes)
+            .into_iter()
+            .map(|a| (a.url, a.via))
+            .collect();
+        assert_eq!(
+            urls,
+            vec![
+                ("http://192.168.49.2:80".into(), "LoadBalancer ingress"),
+                ("http://gw.example:80".into(), "LoadBalancer ingress"),
+                ("http://172.18.0.2:30080".into(), "NodePort"),
+                ("http://10.96.0.10:80".into(), "cluster IP"),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_port_no_address() {
+        assert!(addresses(&json!({"spec": {"clusterIP": "10.0.0.1"}}), &[]).is_empty());
+    }
+}

@@ -334,7 +334,18 @@ impl Backend for KubeBackend {
                 &what,
                 api.patch(&virtual_service.name, &params, &Patch::Json::<()>(patch)),
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // A failed `test`: the rule changed between weir's read and its patch.
+                BackendError::Invalid(reasons) => BackendError::Conflict {
+                    object: virtual_service.clone(),
+                    reason: format!(
+                        "its destinations changed while weir was changing them; nothing was changed, run the command again ({})",
+                        reasons.join("; ")
+                    ),
+                },
+                other => other,
+            })?;
         let confirmed_by = confirm(
             self,
             &api,

@@ -1,0 +1,630 @@
+//! The `weir` commands against a Kubernetes API server: the real binary,
+//! chosen by `--kubeconfig`/`--context` or their environment variables,
+//! talking over real HTTP to `mock-apiserver` on loopback (no cluster can
+//! run on the test machines), and to a real `my-app` process standing in
+//! for the ingress gateway where requests are sampled. Tests that need a
+//! real cluster are at the end, ignored unless asked for.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use mock_apiserver::{MockApiServer, Reply};
+use serde_json::{Value, json};
+use support::{examples, weir_bin};
+
+const VS: &str = "/apis/networking.istio.io/v1/namespaces/default/virtualservices/my-app";
+const INGRESS: &str = "/api/v1/namespaces/istio-system/services/istio-ingressgateway";
+
+async fn weir(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = tokio::process::Command::new(weir_bin());
+    command
+        .args(args)
+        .env_remove("WEIR_KUBECONFIG")
+        .env_remove("WEIR_CONTEXT")
+        .env("WEIR_STATE_DIR", "/nonexistent/weir-state")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("weir finished within 60 s")
+        .expect("weir ran")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+struct Setup {
+    mock: MockApiServer,
+    kubeconfig: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let mock = MockApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = mock.kubeconfig(dir.path(), "default").display().to_string();
+    Setup {
+        mock,
+        kubeconfig,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    async fn weir(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--kubeconfig", &self.kubeconfig]);
+        weir(&all, &[]).await
+    }
+}
+
+/// A real my-app answering `Version: VERSION`, as the gateway's stand-in.
+struct App {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn my_app(version: &str) -> App {
+    let program = Path::new(weir_bin()).with_file_name("my-app");
+    let port = free_port();
+    let child = tokio::process::Command::new(program)
+        .args([
+            "--listen-address",
+            &format!("127.0.0.1:{port}"),
+            "--probe-address",
+            &format!("127.0.0.1:{}", free_port()),
+            "--metrics-address",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env("VERSION", version)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("my-app starts (build the workspace first)");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "my-app did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    App { child, port }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// The ingress gateway Service with a LoadBalancer address on loopback.
+fn ingress_service(port: u16) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.200.1",
+                 "selector": {"app": "istio-ingressgateway", "istio": "ingressgateway"},
+                 "ports": [{"name": "status-port", "port": 15021}, {"name": "http2", "port": port, "nodePort": 30080}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}
+    })
+}
+
+fn seed_vs() -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "my-app", "namespace": "default"},
+        "spec": {"hosts": ["*"], "gateways": ["http-gateway"], "http": [{"route": [
+            {"destination": {"host": "my-app", "subset": "v1"}, "weight": 90},
+            {"destination": {"host": "my-app", "subset": "v2"}, "weight": 10}
+        ]}]}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_the_seed_then_delete_it() {
+    let s = setup().await;
+    let dir = examples().display().to_string();
+    let out = s.weir(&["apply", "-f", &dir]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 8, "{stdout}");
+    assert!(
+        stdout.contains("virtualservice.networking.istio.io/my-app created"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("--rewrite-scale-target-api"),
+        "the seed's extensions/v1beta1 gets the warning"
+    );
+    let hpa = "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/my-app-v2";
+    assert_eq!(
+        s.mock.object(hpa).unwrap()["spec"]["scaleTargetRef"]["apiVersion"],
+        "extensions/v1beta1"
+    );
+
+    let out = s
+        .weir(&["apply", "-f", &dir, "--rewrite-scale-target-api"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("horizontalpodautoscaler.autoscaling/my-app-v2 configured"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stdout).contains("service/my-app unchanged"));
+    assert_eq!(
+        s.mock.object(hpa).unwrap()["spec"]["scaleTargetRef"]["apiVersion"],
+        "apps/v1"
+    );
+
+    let out = s.weir(&["delete", "-f", &dir]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(s.mock.object(hpa).is_none());
+    assert_eq!(
+        s.mock
+            .requests()
+            .iter()
+            .filter(|r| r.method == "DELETE")
+            .count(),
+        8
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_into_another_namespace_with_n() {
+    let s = setup().await;
+    let file = examples().join("istio.yaml").display().to_string();
+    let out = s.weir(&["apply", "-f", &file, "-n", "canary"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        s.mock
+            .object("/apis/networking.istio.io/v1/namespaces/canary/virtualservices/my-app")
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flags_beat_the_environment_and_nothing_means_the_local_runtime() {
+    let chosen = setup().await;
+    let ignored = setup().await;
+    let out = weir(
+        &["get", "vs", "--kubeconfig", &chosen.kubeconfig],
+        &[("WEIR_KUBECONFIG", &ignored.kubeconfig)],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        chosen.mock.lines(),
+        vec!["GET /apis/networking.istio.io/v1/namespaces/default/virtualservices"]
+    );
+    assert!(ignored.mock.requests().is_empty());
+
+    let out = weir(&["get", "vs"], &[("WEIR_KUBECONFIG", &ignored.kubeconfig)]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        ignored.mock.requests().len(),
+        1,
+        "the environment variable chooses the cluster"
+    );
+
+    let out = weir(
+        &[
+            "get",
+            "vs",
+            "--kubeconfig",
+            &chosen.kubeconfig,
+            "--context",
+            "staging",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "context \"staging\" is not in the kubeconfig (it has: mock)"
+    );
+
+    let out = weir(&["get", "vs"], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "without a cluster the local runtime is asked: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("is `weir up` running"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_hpa_has_the_local_columns() {
+    let s = setup().await;
+    s.mock.put("/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/my-app-v2", json!({
+        "apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "my-app-v2", "namespace": "default", "creationTimestamp": "2026-11-28T08:00:00Z"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "my-app-v2"}, "minReplicas": 1, "maxReplicas": 10, "targetCPUUtilizationPercentage": 50},
+        "status": {"currentReplicas": 2, "desiredReplicas": 2, "currentCPUUtilizationPercentage": 61}
+    }));
+    let out = s.weir(&["get", "hpa"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let header: Vec<&str> = stdout.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE"
+        ]
+    );
+    let row: Vec<&str> = stdout.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..7],
+        [
+            "my-app-v2",
+            "Deployment/my-app-v2",
+            "cpu:",
+            "61%/50%",
+            "1",
+            "10",
+            "2"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn route_confirms_by_sampling_through_the_ingress_gateway() {
+    let s = setup().await;
+    let app = my_app("v2.0.0").await;
+    s.mock.put(VS, seed_vs());
+    s.mock.put(INGRESS, ingress_service(app.port));
+    let out = s.weir(&["route", "my-app", "v1=0", "v2=100"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("virtualservice.networking.istio.io/my-app http[0]: v1 90→0, v2 10→100"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("served: sampled through the ingress gateway at http://127.0.0.1:{}: 2 samples of 200 requests in a row matched", app.port)),
+        "{stdout}"
+    );
+    let weights: Vec<Value> = s.mock.object(VS).unwrap()["spec"]["http"][0]["route"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["weight"].clone())
+        .collect();
+    assert_eq!(weights, vec![json!(0), json!(100)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn route_says_so_when_the_data_plane_does_not_follow() {
+    let s = setup().await;
+    let app = my_app("v2.0.0").await;
+    s.mock.put(VS, seed_vs());
+    s.mock.put(INGRESS, ingress_service(app.port));
+    // The gateway (a v2 app) keeps serving only v2, never the 50/50 asked for.
+    let out = s
+        .weir(&[
+            "route",
+            "my-app",
+            "v1=50",
+            "v2=50",
+            "--confirm-timeout",
+            "1s",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("timed out after 1s: virtualservice.networking.istio.io/my-app was changed, but the ingress gateway at http://127.0.0.1:"), "{stderr}");
+    assert!(stderr.contains("(last sample: v2.0.0=200)"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_and_load_find_the_gateway_from_the_ingress_service() {
+    let s = setup().await;
+    let app = my_app("v2.0.0").await;
+    s.mock.put(INGRESS, ingress_service(app.port));
+    let out = s
+        .weir(&["verify", "--expect", "v1=0,v2=100", "-n", "300"])
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("PASS"), "{}", text(&out.stdout));
+    let out = s
+        .weir(&["load", "-n", "150", "-c", "2", "-o", "json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["requests"], 150);
+    assert_eq!(report["versions"]["v2.0.0"], 150);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn top_reads_gateway_metrics_pod_cpu_and_hpa_status() {
+    let s = setup().await;
+    s.mock.put(INGRESS, ingress_service(80));
+    s.mock.put(
+        "/api/v1/namespaces/istio-system/pods/istio-ingressgateway-1",
+        json!({"metadata": {"name": "istio-ingressgateway-1"}}),
+    );
+    let scrape =
+        "/api/v1/namespaces/istio-system/pods/istio-ingressgateway-1:15020/proxy/stats/prometheus";
+    let metrics = |n: u64| {
+        Reply::Text(
+            200,
+            format!(
+                "# TYPE istio_requests_total counter\nistio_requests_total{{destination_version=\"v1\",response_code=\"200\"}} {n}\n"
+            ),
+        )
+    };
+    s.mock.on("GET", scrape, metrics(100), Some(1));
+    s.mock.on("GET", scrape, metrics(300), None);
+    s.mock.put("/apis/apps/v1/namespaces/default/deployments/my-app-v1", json!({
+        "metadata": {"name": "my-app-v1"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "my-app", "version": "v1.0.0"}}},
+        "status": {"readyReplicas": 2}
+    }));
+    s.mock.put("/api/v1/namespaces/default/pods/my-app-v1-a", json!({"metadata": {"name": "my-app-v1-a", "labels": {"app": "my-app", "version": "v1.0.0"}}}));
+    s.mock.put("/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/my-app-v1", json!({
+        "metadata": {"name": "my-app-v1"}, "spec": {"scaleTargetRef": {"name": "my-app-v1"}, "targetCPUUtilizationPercentage": 80},
+        "status": {"currentCPUUtilizationPercentage": 35}
+    }));
+    s.mock.on("GET", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods", Reply::Json(200, json!({"items": [
+        {"metadata": {"name": "my-app-v1-a"}, "containers": [{"name": "my-app", "usage": {"cpu": "35m"}}]}
+    ]})), None);
+    let out = s
+        .weir(&["top", "--once", "-o", "json", "--interval", "200ms"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snapshot["versions"][0]["version"], "v1");
+    assert!(
+        snapshot["versions"][0]["rps"].as_f64().unwrap() > 0.0,
+        "{snapshot}"
+    );
+    assert_eq!(
+        snapshot["deployments"][0],
+        json!({"name": "my-app-v1", "ready": 2, "desired": 2, "cpu_utilization": 35, "cpu_target": 80, "cpu_millis": 35})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_follow_the_pod_log() {
+    let s = setup().await;
+    s.mock.on(
+        "GET",
+        "/api/v1/namespaces/default/pods/my-app-v1-a/log",
+        Reply::Text(200, "{\"msg\":\"listening\"}\n".into()),
+        None,
+    );
+    let out = s.weir(&["logs", "my-app-v1-a"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "{\"msg\":\"listening\"}\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_have_the_documented_exit_codes() {
+    let s = setup().await;
+    s.mock.on(
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        Reply::status(
+            403,
+            "Forbidden",
+            "pods is forbidden: User \"dev\" cannot list resource \"pods\"",
+        ),
+        None,
+    );
+    let out = s.weir(&["get", "pods"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!(
+            "forbidden: the Kubernetes API at {}/ (context \"mock\"): pods is forbidden: User \"dev\" cannot list resource \"pods\"",
+            s.mock.url()
+        )
+    );
+
+    s.mock.on(
+        "GET",
+        "/apis/apps/v1/namespaces/default/deployments",
+        Reply::Hang,
+        None,
+    );
+    let out = s
+        .weir(&["get", "deploy", "--request-timeout", "300ms"])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("timed out after 300ms: list deployments"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = s.weir(&["describe", "vs", "nope"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let gone = {
+        let m = MockApiServer::start().await;
+        m.kubeconfig(dir.path(), "default")
+    };
+    let out = weir(
+        &["get", "pods", "--kubeconfig", gone.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("cannot reach the Kubernetes API at http://127.0.0.1:"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn crd(name: &str) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"versions": [{"name": "v1alpha3", "served": true}, {"name": "v1", "served": true}]}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_passes_on_a_ready_cluster_and_names_each_fix() {
+    let s = setup().await;
+    let out = s.weir(&["doctor"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for fix in [
+        "fix: istioctl install --set profile=demo -y",
+        "fix: minikube addons enable metrics-server",
+        "fix: kubectl create namespace default && kubectl label namespace default istio-injection=enabled",
+    ] {
+        assert!(stdout.contains(fix), "{fix} in {stdout}");
+    }
+    s.mock.on(
+        "GET",
+        "/version",
+        Reply::Json(200, json!({"gitVersion": "v1.33.1"})),
+        None,
+    );
+    for c in weir_kube_crds() {
+        s.mock.put(
+            &format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{c}"),
+            crd(c),
+        );
+    }
+    s.mock.put(INGRESS, ingress_service(80));
+    s.mock.on(
+        "GET",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods",
+        Reply::Json(200, json!({"items": []})),
+        None,
+    );
+    s.mock.put(
+        "/api/v1/namespaces/default",
+        json!({"metadata": {"name": "default", "labels": {"istio-injection": "enabled"}}}),
+    );
+    s.mock.put("/apis/networking.istio.io/v1/namespaces/default/destinationrules/my-app", json!({
+        "metadata": {"name": "my-app"}, "spec": {"host": "my-app", "subsets": [{"name": "v1", "labels": {"version": "v1.0.0"}}, {"name": "v2", "labels": {"version": "v2.0.0"}}]}
+    }));
+    s.mock.put("/apis/apps/v1/namespaces/default/deployments/my-app-v1", json!({"metadata": {"name": "my-app-v1"}, "spec": {"template": {"metadata": {"labels": {"app": "my-app", "version": "v1.0.0"}}}}}));
+    let out = s.weir(&["doctor"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("ok   subset my-app/v1"), "{stdout}");
+    assert!(stdout.contains("FAIL subset my-app/v2"), "{stdout}");
+    assert!(
+        stdout.contains("fix: add version=v2.0.0 to the pod template"),
+        "{stdout}"
+    );
+    s.mock.put("/apis/apps/v1/namespaces/default/deployments/my-app-v2", json!({"metadata": {"name": "my-app-v2"}, "spec": {"template": {"metadata": {"labels": {"app": "my-app", "version": "v2.0.0"}}}}}));
+    let out = s.weir(&["doctor"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("ok"))
+            .count(),
+        7,
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stdout).contains("ingress gateway        istio-system/istio-ingressgateway at http://127.0.0.1:80 (LoadBalancer ingress)"), "{}", text(&out.stdout));
+}
+
+fn weir_kube_crds() -> [&'static str; 3] {
+    [
+        "gateways.networking.istio.io",
+        "virtualservices.networking.istio.io",
+        "destinationrules.networking.istio.io",
+    ]
+}
+
+/// On a real cluster (`WEIR_TEST_CONTEXT` names its context, prepared as
+/// the README's "On Kubernetes" section says): the walkthrough end to end.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs cluster: set WEIR_TEST_CONTEXT to a kind or minikube context with Istio and metrics-server"]
+async fn walkthrough_on_a_real_cluster() {
+    let context =
+        std::env::var("WEIR_TEST_CONTEXT").expect("WEIR_TEST_CONTEXT names a kubeconfig context");
+    let run = |args: Vec<String>| {
+        let context = context.clone();
+        async move {
+            let mut all = args;
+            all.extend(["--context".to_owned(), context]);
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            weir(&refs, &[]).await
+        }
+    };
+    let manifests = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/kubernetes")
+        .display()
+        .to_string();
+    let out = run(vec!["doctor".into()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = run(vec!["apply".into(), "-f".into(), manifests.clone()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(vec![
+        "verify".into(),
+        "--replicas".into(),
+        "my-app-v2>=1".into(),
+        "--within".into(),
+        "180s".into(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = run(vec![
+        "verify".into(),
+        "--expect".into(),
+        "v1=90,v2=10".into(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = run(vec![
+        "route".into(),
+        "my-app".into(),
+        "v1=0".into(),
+        "v2=100".into(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(vec![
+        "verify".into(),
+        "--expect".into(),
+        "v1=0,v2=100".into(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = run(vec!["delete".into(), "-f".into(), manifests]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

@@ -111,6 +111,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Whether the kind is one of Istio's (`networking.istio.io`).
+    pub fn is_istio(self) -> bool {
+        matches!(
+            self,
+            Kind::Gateway | Kind::VirtualService | Kind::DestinationRule | Kind::WorkloadEntry
+        )
+    }
+
     /// Every kind, in the order `weir get all` lists them.
     pub const ALL: [Kind; 8] = [
         Kind::Pod,

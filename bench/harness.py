@@ -6,7 +6,9 @@ backends pinned to CPU 0; interleaved rounds; medians and ratios from one run.
 Scenarios: saturated throughput (wrk, 64 connections) with proxy CPU µs per
 request; latency at fixed 2,000 and 8,000 req/s (oha, latency-corrected);
 peak RSS; split accuracy (sequential requests, worst window of 100); route
-change under 2,000 req/s; `weir load` against oha on the direct backend.
+change under 2,000 req/s (after `weir route` returns, against `weir up`; and
+by weir-gateway's file reload, Envoy's analogue); `weir load` against oha on
+the direct backend.
 Every process it starts is stopped by PID; every load is bounded in time.
 """
 import http.client, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
@@ -22,7 +24,7 @@ RATES = [2000, 8000]
 PROXY_CPU, LG_CPU = "1", "0"
 RUN = tempfile.mkdtemp(prefix="weir-bench-")
 WEIR = os.path.join(ROOT, "target", "release")
-TARGETS = {"direct": 9001, "weir": 8004, "envoy": 8001, "nginx": 8002, "haproxy": 8003}
+TARGETS = {"direct": 9001, "weir": 8004, "envoy": 8001, "nginx": 8002, "haproxy": 8003, "weir-up": 8005}
 procs = {}
 
 
@@ -147,9 +149,9 @@ def split(target, n):
     return {"v2_share_pct": v2 * 100 / n, "worst_window_deviation_pp": worst}
 
 
-def route_change():
-    """weir: rewrite the VirtualService to 0/100 and SIGHUP the gateway (its
-    file-based reload, like Envoy's file RDS), under 2,000 req/s of
+def route_change_reload():
+    """weir-gateway's file-based reload (like Envoy's file RDS): rewrite the
+    VirtualService to 0/100 and SIGHUP the gateway, under 2,000 req/s of
     background load; time until every new request goes to v2."""
     cfg = os.path.join(RUN, "weir")
     vs = os.path.join(cfg, "istio.yaml")
@@ -181,6 +183,50 @@ def route_change():
         background.terminate()
         background.wait(10)
     return statistics.median(results), results
+
+
+def route_change_cli():
+    """`weir route` against a `weir up` serving the same manifests (the
+    WorkloadEntries point at the same nginx backends), under 2,000 req/s of
+    background load: from `weir route ... v1=0 v2=100` returning until every
+    new request goes to v2. Also records how long the command itself took
+    (process start, admin call, SQLite commit, snapshot swap)."""
+    weir = os.path.join(WEIR, "weir")
+    state = os.path.join(RUN, "state")
+    port = TARGETS["weir-up"]
+    start("weir-up", [weir, "up", "--state-dir", state, "--port-map", f"80={port}"], PROXY_CPU)
+    deadline = time.time() + 20
+    while subprocess.run([weir, "get", "pods", "--state-dir", state], capture_output=True).returncode != 0:
+        if time.time() > deadline:
+            raise RuntimeError("weir up did not come up")
+        time.sleep(0.05)
+    subprocess.run([weir, "apply", "-f", os.path.join(RUN, "weir"), "--state-dir", state], check=True, capture_output=True)
+    wait_port(port)
+    route = lambda *w: subprocess.run(["taskset", "-c", LG_CPU, weir, "route", "my-app", *w, "--state-dir", state], check=True, capture_output=True)
+    background = subprocess.Popen(["taskset", "-c", LG_CPU, "oha", "-z", "30s", "-q", "2000", "-c", "16", "--no-tui", "--output-format", "json",
+                                   f"http://127.0.0.1:{port}/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if shutil.which("oha") else None
+    after_return, command = [], []
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    for _ in range(5 if QUICK else 10):
+        route("v1=90", "v2=10")
+        t_start = time.perf_counter()
+        route("v1=0", "v2=100")
+        t_return = time.perf_counter()
+        last_v1 = None
+        while time.perf_counter() < t_return + 1:
+            sent = time.perf_counter()
+            conn.request("GET", "/")
+            if "v1.0.0" in conn.getresponse().read().decode():
+                last_v1 = sent
+        after_return.append(0.0 if last_v1 is None else (last_v1 - t_return) * 1000)
+        command.append((t_return - t_start) * 1000)
+    if background:
+        background.terminate()
+        background.wait(10)
+    p = procs.pop("weir-up")
+    p.send_signal(signal.SIGTERM)
+    p.wait(30)
+    return statistics.median(after_return), after_return, command
 
 
 def weir_load(url, duration):
@@ -240,8 +286,10 @@ def main():
     for t in targets:
         if t != "direct":
             raw["rss_mib"][t] = rss_mib(proxy_name(t))
-    route_ms, route_trials = route_change()
-    log(f"route change: median {route_ms:.2f} ms {route_trials}")
+    reload_ms, reload_trials = route_change_reload()
+    log(f"route change by file reload: median {reload_ms:.2f} ms {reload_trials}")
+    route_ms, route_trials, route_command = route_change_cli()
+    log(f"route change after `weir route` returned: median {route_ms:.2f} ms {route_trials}; the command took {route_command}")
     loadgen = {}
     if shutil.which("oha"):
         d = 3 if QUICK else 10
@@ -271,7 +319,8 @@ def main():
     machine = {"cpus": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": QUICK, "rounds": ROUNDS, "duration_s": DURATION}
     out = {**summary, "raw": {"saturated": sat, "saturated_rounds": raw["saturated"], "p99_at_8000_ms": p99_8000,
                               "rate": {str(k): v for k, v in raw["rate"].items()}, "split": raw["split"], "rss_mib": raw["rss_mib"],
-                              "route_change_trials_ms": route_trials, "load_generators_rps": loadgen},
+                              "route_change_trials_ms": route_trials,
+                              "route_command_ms": route_command, "route_change_file_reload_ms": reload_trials, "load_generators_rps": loadgen},
            "versions": versions, "machine": machine}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     json.dump(out, open(os.path.join(HERE, "results", "latest.json"), "w"), indent=2)
@@ -288,6 +337,8 @@ def main():
                    "p99_at_8000_vs_haproxy": "≤ 1.1", "rss_vs_envoy": "≤ 0.5", "split_worst_window_deviation_pp": "0", "route_change_ms": "≤ 50", "load_vs_oha": "≥ 1.0"}
     for k, v in summary.items():
         lines.append(f"| {k} | {fmt(v)} | {targets_txt[k]} |")
+    lines += ["", f"Route change: `weir route` itself took {fmt(med(route_command))} ms (median; process start, admin call, SQLite commit, snapshot swap); "
+              f"weir-gateway's file reload (SIGHUP) served the change {fmt(med(reload_trials))} ms after the signal."]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v)]
     open(os.path.join(HERE, "results", "latest.md"), "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))

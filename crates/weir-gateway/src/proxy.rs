@@ -3,6 +3,7 @@
 //! mirror, rewrite headers, and record metrics and the access log. Phases
 //! in order: `route` → `fault` → `pick_destination` → `forward` → `respond`.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +17,7 @@ use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use crate::access_log::AccessLog;
@@ -88,18 +90,19 @@ pub async fn handle(
     let started = Instant::now();
     let started_wall = SystemTime::now();
     let snapshot = shared.snapshot.load_full();
-    let request_id = ensure_request_id(req.headers_mut());
-    let log = RequestLog::new(&req, &request_id, started_wall, shared.access_log.is_some());
+    ensure_request_id(req.headers_mut());
+    let log = RequestLog::new(&req, started_wall, shared.access_log.is_some());
 
     let Some(listener) = snapshot.listeners.get(&port) else {
         return no_route(&shared, &log, started);
     };
-    let authority = authority_of(&req).to_owned();
-    let host = strip_port(&authority);
-    let (path, query) = (
-        req.uri().path().to_owned(),
-        req.uri().query().map(str::to_owned),
-    );
+    // Owned copies that share the request's buffers (no allocation), so the
+    // headers can be changed while these are borrowed.
+    let authority = authority_value(&req);
+    let authority = authority.to_str().unwrap_or_default();
+    let host = strip_port(authority);
+    let uri = req.uri().clone();
+    let (path, query) = (uri.path(), uri.query());
     let gateway = listener
         .gateways
         .first()
@@ -109,11 +112,11 @@ pub async fn handle(
     // route: the first matching rule of the most specific virtual host.
     let rule = {
         let view = RequestView {
-            path: &path,
-            query: query.as_deref(),
+            path,
+            query,
             method: req.method().as_str(),
             scheme: "http",
-            authority: &authority,
+            authority,
             headers: req.headers(),
             port,
             gateway,
@@ -173,7 +176,7 @@ pub async fn handle(
         );
     }
 
-    prepare_upstream_headers(req.headers_mut(), client, &authority);
+    prepare_upstream_headers(req.headers_mut(), client, authority);
     apply_request_ops(req.headers_mut(), &rule.headers);
     apply_request_ops(req.headers_mut(), &dest.headers);
 
@@ -184,7 +187,7 @@ pub async fn handle(
                 && !m.endpoints.is_empty()
                 && roll(mirror.percent)
             {
-                send_mirror(&shared, m, &req, &authority, client);
+                send_mirror(&shared, m, &req, authority, client);
             }
         }
     }
@@ -196,9 +199,9 @@ pub async fn handle(
     let hash_input = HashInput {
         headers: &parts.headers,
         client: client.ip(),
-        query: query.as_deref(),
+        query,
     };
-    let mut tried: Vec<usize> = Vec::new();
+    let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
     let mut hash_cookie = None;
     let max_attempts = if body_is_empty {
         1 + rule.retry.attempts
@@ -388,6 +391,16 @@ fn authority_of<B>(req: &Request<B>) -> &str {
         .unwrap_or_default()
 }
 
+/// The request's authority as an owned header value: the Host header's
+/// (shared, not copied), or an absolute-form URI's.
+fn authority_value<B>(req: &Request<B>) -> HeaderValue {
+    let empty = HeaderValue::from_static("");
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).unwrap_or(empty),
+        None => req.headers().get(header::HOST).cloned().unwrap_or(empty),
+    }
+}
+
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
 fn strip_port(authority: &str) -> &str {
     match authority.rfind(':') {
@@ -396,23 +409,29 @@ fn strip_port(authority: &str) -> &str {
     }
 }
 
-fn ensure_request_id(headers: &mut HeaderMap) -> String {
-    if let Some(id) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        return id.to_owned();
+/// Envoy's `x-request-id`: kept when the client sent one, else a random
+/// UUID v4, formatted on the stack.
+fn ensure_request_id(headers: &mut HeaderMap) {
+    if headers.contains_key(&X_REQUEST_ID) {
+        return;
     }
-    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
-    let id = format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        0x8000 | (b >> 48) & 0x3fff,
-        b & 0xffff_ffff_ffff
-    );
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bits = fastrand::u128(..);
+    bits = (bits & !(0xf << 76)) | (0x4 << 76); // version 4
+    bits = (bits & !(0x3 << 62)) | (0x2 << 62); // variant 10
+    let mut id = [0u8; 36];
+    let mut nibble = 32;
+    for (i, byte) in id.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            *byte = b'-';
+        } else {
+            nibble -= 1;
+            *byte = HEX[((bits >> (nibble * 4)) & 0xf) as usize];
+        }
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&id) {
         headers.insert(X_REQUEST_ID, v);
     }
-    id
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -438,10 +457,17 @@ fn prepare_upstream_headers(headers: &mut HeaderMap, client: SocketAddr, authori
         headers.insert(header::HOST, v);
     }
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {}", client.ip()),
-        None => client.ip().to_string(),
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", client.ip())),
+        None => {
+            // The common case, formatted on the stack.
+            let mut buf = [0u8; 48];
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{}", client.ip());
+            let len = cursor.position() as usize;
+            HeaderValue::from_bytes(&buf[..len])
+        }
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Ok(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
@@ -489,11 +515,19 @@ fn build_upstream(
     authority: http::uri::Authority,
     body: UpstreamBody,
 ) -> Option<Request<UpstreamBody>> {
-    let mut uri = Uri::builder().scheme("http").authority(authority);
-    uri = uri.path_and_query(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.authority = Some(authority);
+    uri.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = uri.build().ok()?;
+    *req.uri_mut() = Uri::from_parts(uri).ok()?;
     *req.headers_mut() = parts.headers.clone();
     Some(req)
 }
@@ -593,7 +627,7 @@ struct LogDetail {
 }
 
 impl RequestLog {
-    fn new(req: &Request<Incoming>, request_id: &str, start: SystemTime, logging: bool) -> Self {
+    fn new(req: &Request<Incoming>, start: SystemTime, logging: bool) -> Self {
         let header = |name: header::HeaderName| {
             req.headers()
                 .get(name)
@@ -612,7 +646,7 @@ impl RequestLog {
                         .map_or("/", |p| p.as_str())
                         .to_owned(),
                     version: req.version(),
-                    request_id: request_id.to_owned(),
+                    request_id: header(X_REQUEST_ID),
                     authority: authority_of(req).to_owned(),
                     user_agent: header(header::USER_AGENT),
                     forwarded_for: header(X_FORWARDED_FOR),
@@ -708,4 +742,51 @@ fn finish(
         ));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_uuid_v4_and_a_clients_id_is_kept() {
+        let mut headers = HeaderMap::new();
+        ensure_request_id(&mut headers);
+        let id = headers[&X_REQUEST_ID].to_str().unwrap().to_owned();
+        let groups: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12],
+            "{id}"
+        );
+        assert!(
+            id.chars()
+                .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{id}"
+        );
+        assert!(groups[2].starts_with('4'), "version 4: {id}");
+        assert!(
+            matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+            "variant 10: {id}"
+        );
+        let mut again = HeaderMap::new();
+        ensure_request_id(&mut again);
+        assert_ne!(again[&X_REQUEST_ID], headers[&X_REQUEST_ID]);
+        let mut sent = HeaderMap::new();
+        sent.insert(X_REQUEST_ID, HeaderValue::from_static("from-the-client"));
+        ensure_request_id(&mut sent);
+        assert_eq!(sent[&X_REQUEST_ID], "from-the-client");
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_client() {
+        let client: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        prepare_upstream_headers(&mut headers, client, "example.com");
+        assert_eq!(headers[&X_FORWARDED_FOR], "10.1.2.3");
+        assert_eq!(headers[header::HOST], "example.com");
+        let v6: SocketAddr = "[2001:db8::1]:80".parse().unwrap();
+        prepare_upstream_headers(&mut headers, v6, "example.com");
+        assert_eq!(headers[&X_FORWARDED_FOR], "10.1.2.3, 2001:db8::1");
+    }
 }

@@ -41,6 +41,9 @@ struct Args {
     header_timeout: u64,
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     // One worker: a current-thread runtime (no work stealing, no cross-thread

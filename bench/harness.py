@@ -240,7 +240,21 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
+def ports_free():
+    """Refuses to run when another process holds a bench port: its numbers
+    would be measured instead of the bench's own processes."""
+    import socket
+    busy = []
+    for port in sorted(set(TARGETS.values()) | {9002}):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                busy.append(port)
+    if busy:
+        sys.exit(f"bench: ports {busy} are already in use on 127.0.0.1; stop what listens there first")
+
+
 def main():
+    ports_free()
     envoy = os.environ.get("ENVOY_BIN")
     start("backends", ["nginx", "-c", render("backends-nginx.conf")], LG_CPU)
     shutil.copytree(os.path.join(HERE, "configs", "weir"), os.path.join(RUN, "weir"))

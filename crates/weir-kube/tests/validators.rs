@@ -54,7 +54,10 @@ fn istio_validate(files: &[PathBuf]) -> (bool, String) {
     let out = Command::new("node")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validators/validate-istio.js"))
         .args(files)
-        .env("NODE_PATH", dir.join("node_modules"))
+        .env(
+            "ISTIO_MODELS",
+            dir.join("node_modules/@kubernetes-models/istio"),
+        )
         .output()
         .expect("node runs");
     let text = format!(

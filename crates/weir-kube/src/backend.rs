@@ -10,7 +10,7 @@ use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams,
     WatchEvent as KubeWatchEvent, WatchParams,
 };
-use kube::core::ApiResource;
+use kube::core::{ApiResource, ObjectList};
 use weir_api::backend::{
     ApplyOutcome, Backend, BackendError, LiveObject, LogStream, RouteChange, RuleSelector,
     WatchEvent, WatchStream,
@@ -261,15 +261,7 @@ impl Backend for KubeBackend {
     }
 
     async fn list(&self, kind: Kind, namespace: &str) -> Result<Vec<LiveObject>, BackendError> {
-        let resource = read_resource(kind);
-        let api = self.api(&resource, namespace);
-        let list = self
-            .timed(
-                None,
-                &format!("list {}", resource.plural),
-                api.list(&ListParams::default()),
-            )
-            .await?;
+        let (_, resource, list) = self.list_at(kind, namespace).await?;
         Ok(list
             .items
             .into_iter()
@@ -278,15 +270,7 @@ impl Backend for KubeBackend {
     }
 
     async fn watch(&self, kind: Kind, namespace: &str) -> Result<WatchStream, BackendError> {
-        let resource = read_resource(kind);
-        let api = self.api(&resource, namespace);
-        let list = self
-            .timed(
-                None,
-                &format!("list {}", resource.plural),
-                api.list(&ListParams::default()),
-            )
-            .await?;
+        let (api, resource, list) = self.list_at(kind, namespace).await?;
         let version = list.metadata.resource_version.clone().unwrap_or_default();
         let (tx, rx) = futures::channel::mpsc::channel(64);
         let backend = self.clone();
@@ -403,6 +387,27 @@ impl Backend for KubeBackend {
 
     fn default_namespace(&self) -> &str {
         &self.conn.namespace
+    }
+}
+
+impl KubeBackend {
+    /// Lists a kind in a namespace: the API handle, where it lives, and the
+    /// objects with the list's resourceVersion (where a watch starts).
+    async fn list_at(
+        &self,
+        kind: Kind,
+        namespace: &str,
+    ) -> Result<(Api<DynamicObject>, ApiResource, ObjectList<DynamicObject>), BackendError> {
+        let resource = read_resource(kind);
+        let api = self.api(&resource, namespace);
+        let list = self
+            .timed(
+                None,
+                &format!("list {}", resource.plural),
+                api.list(&ListParams::default()),
+            )
+            .await?;
+        Ok((api, resource, list))
     }
 }
 

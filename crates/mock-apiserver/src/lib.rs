@@ -421,16 +421,14 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
             }
             if existing.as_ref() != Some(&merged) {
                 merged["metadata"]["resourceVersion"] = next_version().into();
-                let generation = existing
-                    .as_ref()
-                    .and_then(|e| e["metadata"]["generation"].as_i64())
-                    .map_or(1, |g| {
-                        if spec_changed(existing.as_ref(), &merged) {
-                            g + 1
-                        } else {
-                            g
-                        }
-                    });
+                // A spec change bumps the generation, as the API server does.
+                let generation = match &existing {
+                    Some(e) => {
+                        let g = e["metadata"]["generation"].as_i64().unwrap_or(1);
+                        g + i64::from(e["spec"] != merged["spec"])
+                    }
+                    None => 1,
+                };
                 merged["metadata"]["generation"] = generation.into();
                 if existing.is_none() {
                     merged["metadata"]["creationTimestamp"] = "2026-11-28T08:00:00Z".into();
@@ -476,8 +474,4 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
             ),
         ),
     }
-}
-
-fn spec_changed(existing: Option<&Value>, merged: &Value) -> bool {
-    existing.is_some_and(|e| e["spec"] != merged["spec"])
 }

@@ -92,15 +92,9 @@ impl KubeBackend {
 
     /// A raw GET of an API path, as JSON.
     pub(crate) async fn get_json(&self, path: &str) -> Result<serde_json::Value, BackendError> {
-        let request = http::Request::get(path)
-            .body(Vec::new())
-            .map_err(|e| BackendError::Failed(format!("GET {path}: {e}")))?;
-        self.timed(
-            None,
-            &format!("GET {path}"),
-            self.conn.client.request::<serde_json::Value>(request),
-        )
-        .await
+        self.get_json_opt(path).await?.ok_or_else(|| {
+            BackendError::Failed(format!("GET {path}: the API server answered 404 Not Found"))
+        })
     }
 
     /// A raw GET of an API path, as JSON; `None` when the server answers 404.
@@ -108,9 +102,7 @@ impl KubeBackend {
         &self,
         path: &str,
     ) -> Result<Option<serde_json::Value>, BackendError> {
-        let request = http::Request::get(path)
-            .body(Vec::new())
-            .map_err(|e| BackendError::Failed(format!("GET {path}: {e}")))?;
+        let request = get_request(path)?;
         let call = async {
             match self.conn.client.request::<serde_json::Value>(request).await {
                 Ok(v) => Ok(Some(v)),
@@ -123,9 +115,7 @@ impl KubeBackend {
 
     /// A raw GET of an API path, as text.
     pub(crate) async fn get_text(&self, path: &str) -> Result<String, BackendError> {
-        let request = http::Request::get(path)
-            .body(Vec::new())
-            .map_err(|e| BackendError::Failed(format!("GET {path}: {e}")))?;
+        let request = get_request(path)?;
         self.timed(
             None,
             &format!("GET {path}"),
@@ -151,6 +141,13 @@ impl KubeBackend {
         .await
         .map_err(|e| at_source(e, o))
     }
+}
+
+/// A body-less GET of an API path.
+fn get_request(path: &str) -> Result<http::Request<Vec<u8>>, BackendError> {
+    http::Request::get(path)
+        .body(Vec::new())
+        .map_err(|e| BackendError::Failed(format!("GET {path}: {e}")))
 }
 
 /// Prefixes an invalid-input error with the manifest position it came from.

@@ -104,18 +104,18 @@ pub fn addresses(service: &Value, nodes: &[Value]) -> Vec<Address> {
 
 /// Whether something accepts TCP connections at an `http://host:port` URL.
 async fn accepts(url: &str) -> bool {
-    let Some(authority) = url.strip_prefix("http://") else {
+    let Ok(uri) = url.parse::<http::Uri>() else {
         return false;
     };
-    let authority = authority.replace(['[', ']'], "");
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h.to_owned(), p.parse::<u16>().unwrap_or(80)),
-        None => (authority.clone(), 80),
+    let Some(host) = uri.host() else {
+        return false;
     };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
     matches!(
         tokio::time::timeout(
             Duration::from_secs(2),
-            tokio::net::TcpStream::connect((host.as_str(), port))
+            tokio::net::TcpStream::connect((host, port))
         )
         .await,
         Ok(Ok(_))

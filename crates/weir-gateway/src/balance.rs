@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use http::header::{COOKIE, HeaderName};
-use http::uri::Authority;
+
+use crate::upstream::ConnectionPool;
 
 /// One upstream endpoint, shared by every snapshot that includes it, so its
 /// in-flight count survives reconfiguration.
@@ -21,8 +22,6 @@ use http::uri::Authority;
 pub struct UpstreamEndpoint {
     /// Where to connect.
     pub addr: SocketAddr,
-    /// `ip:port`, for upstream URIs.
-    pub authority: Authority,
     /// The pod (or WorkloadEntry) name, for logs.
     pub name: String,
     /// The workload (Deployment) it belongs to: `destination_workload`.
@@ -33,6 +32,8 @@ pub struct UpstreamEndpoint {
     pub labels: BTreeMap<String, String>,
     /// Requests in flight to it (for LEAST_REQUEST).
     pub active: AtomicUsize,
+    /// Its idle keep-alive connections.
+    pub pool: ConnectionPool,
 }
 
 impl UpstreamEndpoint {
@@ -43,8 +44,6 @@ impl UpstreamEndpoint {
         workload: String,
         labels: BTreeMap<String, String>,
     ) -> Self {
-        let authority = Authority::try_from(addr.to_string().as_str())
-            .unwrap_or_else(|_| Authority::from_static("invalid"));
         let version = labels
             .get("version")
             .or_else(|| labels.get("app.kubernetes.io/version"))
@@ -52,12 +51,12 @@ impl UpstreamEndpoint {
             .unwrap_or_else(|| "unknown".to_owned());
         Self {
             addr,
-            authority,
             name,
             workload,
             version,
             labels,
             active: AtomicUsize::new(0),
+            pool: ConnectionPool::default(),
         }
     }
 }

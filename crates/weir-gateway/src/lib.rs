@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod server;
 pub mod split;
 pub mod static_endpoints;
+pub mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -24,9 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
@@ -118,17 +116,6 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway with no routes and no listeners yet.
     pub fn new(options: GatewayOptions) -> Result<Self, GatewayError> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(options.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(usize::MAX)
-            .http1_writev(false)
-            // A bounded read buffer per upstream connection keeps streamed
-            // bodies in small, reused allocations (peak RSS stays flat).
-            .http1_max_buf_size(64 * 1024)
-            .build(connector);
         let access_log = options
             .access_log
             .clone()
@@ -138,7 +125,10 @@ impl Gateway {
         Ok(Self {
             shared: Arc::new(proxy::Shared {
                 snapshot: ArcSwap::from_pointee(config::Snapshot::default()),
-                client,
+                upstream: upstream::UpstreamSettings {
+                    connect_timeout: options.connect_timeout,
+                    ..upstream::UpstreamSettings::default()
+                },
                 metrics: metrics::Metrics::default(),
                 access_log,
                 workload: options.workload.clone(),

@@ -3,7 +3,6 @@
 //! mirror, rewrite headers, and record metrics and the access log. Phases
 //! in order: `route` → `fault` → `pick_destination` → `forward` → `respond`.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,30 +12,27 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{Either, Empty, Full};
+use http_body_util::{BodyExt, Either, Empty, Full};
 use hyper::body::{Body, Incoming};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use crate::access_log::AccessLog;
-use crate::balance::{HashInput, cookie_value};
+use crate::balance::{HashInput, UpstreamEndpoint, cookie_value};
 use crate::config::{Cluster, HeaderOps, Rule, Snapshot};
 use crate::matcher::RequestView;
 use crate::metrics::{Metrics, RequestLabels};
+use crate::upstream::{self, PooledBody, SendError, UpstreamBody, UpstreamSettings};
 
-/// The body sent upstream: the client's, streamed, or empty for retries and mirrors.
-pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
 /// The body returned downstream: the upstream's, streamed, or a local reply.
-pub type DownstreamBody = Either<Incoming, Full<Bytes>>;
+pub type DownstreamBody = Either<PooledBody, Full<Bytes>>;
 
 /// What the request path shares across connections.
 pub struct Shared {
     /// The current routes and endpoints, swapped atomically.
     pub snapshot: ArcSwap<Snapshot>,
-    /// Pooled keep-alive connections, one pool per endpoint address.
-    pub client: Client<HttpConnector, UpstreamBody>,
+    /// How upstream connections are opened and kept.
+    pub upstream: UpstreamSettings,
     /// Istio's metrics.
     pub metrics: Metrics,
     /// The access log, when enabled.
@@ -80,13 +76,34 @@ impl Outcome<'_> {
     }
 }
 
-/// Handles one request that arrived on Gateway port `port` from `client`.
+/// The client end of a downstream connection, its address formatted once
+/// for `x-forwarded-for` rather than on every request.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    addr: SocketAddr,
+    forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    /// The peer at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        let forwarded_for = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self {
+            addr,
+            forwarded_for,
+        }
+    }
+}
+
+/// Handles one request that arrived on Gateway port `port` from `peer`.
 pub async fn handle(
     shared: Arc<Shared>,
     port: u16,
-    client: SocketAddr,
+    peer: Peer,
     mut req: Request<Incoming>,
 ) -> Response<DownstreamBody> {
+    let client = peer.addr;
     let started = Instant::now();
     let started_wall = SystemTime::now();
     let snapshot = shared.snapshot.load_full();
@@ -176,7 +193,7 @@ pub async fn handle(
         );
     }
 
-    prepare_upstream_headers(req.headers_mut(), client, authority);
+    prepare_upstream_headers(req.headers_mut(), &peer, authority);
     apply_request_ops(req.headers_mut(), &rule.headers);
     apply_request_ops(req.headers_mut(), &dest.headers);
 
@@ -229,10 +246,7 @@ pub async fn handle(
             Some(b) => Either::Left(b),
             None => Either::Right(Empty::new()),
         };
-        let upstream_req = match build_upstream(&parts, endpoint.authority.clone(), upstream_body) {
-            Some(r) => r,
-            None => break Attempt::Failed("UF", endpoint),
-        };
+        let upstream_req = build_upstream(&parts, upstream_body);
         let per_try = rule.retry.per_try_timeout;
         let limit = match (deadline, per_try) {
             (Some(d), Some(p)) => Some(d.min(Instant::now() + p)),
@@ -241,7 +255,7 @@ pub async fn handle(
             (None, None) => None,
         };
         endpoint.active.fetch_add(1, Ordering::Relaxed);
-        let sent = shared.client.request(upstream_req);
+        let sent = upstream::send(endpoint, shared.upstream, upstream_req);
         let outcome = match limit {
             Some(limit) => tokio::time::timeout_at(limit, sent).await.map_err(|_| ()),
             None => Ok(sent.await),
@@ -262,14 +276,14 @@ pub async fn handle(
                 }
                 break Attempt::Answered(resp, endpoint, index);
             }
-            Ok(Err(e)) if e.is_connect() => {
+            Ok(Err(SendError::Connect(_))) => {
                 if on.connect_failure && can_retry {
                     tokio::time::sleep(backoff(rule.retry.backoff, attempt)).await;
                     continue;
                 }
                 break Attempt::Failed("UF", endpoint);
             }
-            Ok(Err(_)) => {
+            Ok(Err(SendError::Connection(_))) => {
                 if (on.reset || on.five_xx) && can_retry {
                     continue;
                 }
@@ -333,12 +347,8 @@ pub async fn handle(
 }
 
 enum Attempt<'a> {
-    Answered(
-        Response<Incoming>,
-        &'a crate::balance::UpstreamEndpoint,
-        usize,
-    ),
-    Failed(&'static str, &'a crate::balance::UpstreamEndpoint),
+    Answered(Response<PooledBody>, &'a UpstreamEndpoint, usize),
+    Failed(&'static str, &'a UpstreamEndpoint),
 }
 
 /// Envoy's retry backoff: a random time up to base × 2^(attempt−1), capped at 10 × base.
@@ -415,41 +425,49 @@ fn ensure_request_id(headers: &mut HeaderMap) {
     if headers.contains_key(&X_REQUEST_ID) {
         return;
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut bits = fastrand::u128(..);
-    bits = (bits & !(0xf << 76)) | (0x4 << 76); // version 4
-    bits = (bits & !(0x3 << 62)) | (0x2 << 62); // variant 10
-    let mut id = [0u8; 36];
-    let mut nibble = 32;
-    for (i, byte) in id.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            *byte = b'-';
-        } else {
-            nibble -= 1;
-            *byte = HEX[((bits >> (nibble * 4)) & 0xf) as usize];
-        }
-    }
-    if let Ok(v) = HeaderValue::from_bytes(&id) {
+    let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_ne_bytes()).into_uuid();
+    let mut buf = uuid::Uuid::encode_buffer();
+    if let Ok(v) = HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)) {
         headers.insert(X_REQUEST_ID, v);
     }
 }
 
+/// Removes the hop-by-hop headers and those `Connection` names. Most
+/// messages carry none or only `Connection: keep-alive`, so one pass over
+/// the names finds which to remove instead of a lookup for each of them.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    // `keep-alive` and `close` name no header beyond the list.
+    let named: SmallVec<[HeaderName; 2]> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|n| !n.eq_ignore_ascii_case("keep-alive") && !n.eq_ignore_ascii_case("close"))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
-    for name in HOP_BY_HOP.iter().chain(named.iter()) {
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    for name in &named {
         headers.remove(name);
     }
 }
 
 /// Hop-by-hop removal, the Host header for HTTP/1.1 upstreams, and the
 /// x-forwarded-* headers a gateway sets.
-fn prepare_upstream_headers(headers: &mut HeaderMap, client: SocketAddr, authority: &str) {
+fn prepare_upstream_headers(headers: &mut HeaderMap, peer: &Peer, authority: &str) {
     strip_hop_by_hop(headers);
     if !headers.contains_key(header::HOST)
         && let Ok(v) = HeaderValue::from_str(authority)
@@ -457,17 +475,10 @@ fn prepare_upstream_headers(headers: &mut HeaderMap, client: SocketAddr, authori
         headers.insert(header::HOST, v);
     }
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", client.ip())),
-        None => {
-            // The common case, formatted on the stack.
-            let mut buf = [0u8; 48];
-            let mut cursor = std::io::Cursor::new(&mut buf[..]);
-            let _ = write!(cursor, "{}", client.ip());
-            let len = cursor.position() as usize;
-            HeaderValue::from_bytes(&buf[..len])
-        }
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
+        None => Some(peer.forwarded_for.clone()),
     };
-    if let Ok(v) = xff {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
@@ -509,27 +520,19 @@ fn apply_response_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
     );
 }
 
-/// The upstream request: HTTP/1.1 to `authority`, same method, path, headers.
-fn build_upstream(
-    parts: &http::request::Parts,
-    authority: http::uri::Authority,
-    body: UpstreamBody,
-) -> Option<Request<UpstreamBody>> {
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = Some(authority);
-    uri.path_and_query = Some(
-        parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
+/// The upstream request: HTTP/1.1 in origin form (the Host header names
+/// the service), same method, path, headers.
+fn build_upstream(parts: &http::request::Parts, body: UpstreamBody) -> Request<UpstreamBody> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = Uri::from_parts(uri).ok()?;
+    *req.uri_mut() = Uri::from(path);
     *req.headers_mut() = parts.headers.clone();
-    Some(req)
+    req
 }
 
 /// Copies a body-less request to a mirror cluster, fire and forget, with
@@ -555,14 +558,8 @@ fn send_mirror(
     if let Ok(v) = HeaderValue::from_str(&shadow_host) {
         parts.headers.insert(header::HOST, v);
     }
-    let Some(mirror) = build_upstream(
-        &parts,
-        endpoint.authority.clone(),
-        Either::Right(Empty::new()),
-    ) else {
-        return;
-    };
-    let client = shared.client.clone();
+    let mirror = build_upstream(&parts, Either::Right(Empty::new()));
+    let endpoint = endpoint.clone();
     let shared = shared.clone();
     let labels = labels_for(
         &shared,
@@ -573,12 +570,15 @@ fn send_mirror(
     );
     let started = Instant::now();
     tokio::spawn(async move {
-        if let Ok(resp) = client.request(mirror).await {
+        if let Ok(resp) = upstream::send(&endpoint, shared.upstream, mirror).await {
             let mut labels = labels;
             labels.response_code = resp.status().as_u16();
             shared
                 .metrics
                 .record(&labels, started.elapsed().as_secs_f64() * 1000.0, 0, 0);
+            // Read to the end, so the connection goes back to the pool.
+            let mut body = resp.into_body();
+            while body.frame().await.is_some_and(|f| f.is_ok()) {}
         }
     });
 }
@@ -779,14 +779,44 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_appends_the_client() {
-        let client: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_removed() {
         let mut headers = HeaderMap::new();
-        prepare_upstream_headers(&mut headers, client, "example.com");
+        for (name, value) in [
+            ("connection", "Keep-Alive, X-Private"),
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "secret"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("x-kept", "1"),
+            ("content-length", "2"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-length", "x-kept"]);
+
+        let mut plain = HeaderMap::new();
+        plain.insert(header::HOST, HeaderValue::from_static("example.com"));
+        let before = plain.clone();
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain, before);
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_client() {
+        let client = Peer::new("10.1.2.3:5555".parse().unwrap());
+        let mut headers = HeaderMap::new();
+        prepare_upstream_headers(&mut headers, &client, "example.com");
         assert_eq!(headers[&X_FORWARDED_FOR], "10.1.2.3");
         assert_eq!(headers[header::HOST], "example.com");
-        let v6: SocketAddr = "[2001:db8::1]:80".parse().unwrap();
-        prepare_upstream_headers(&mut headers, v6, "example.com");
+        let v6 = Peer::new("[2001:db8::1]:80".parse().unwrap());
+        prepare_upstream_headers(&mut headers, &v6, "example.com");
         assert_eq!(headers[&X_FORWARDED_FOR], "10.1.2.3, 2001:db8::1");
     }
 }

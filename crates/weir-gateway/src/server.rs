@@ -11,7 +11,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::proxy::{Shared, handle};
+use crate::proxy::{Peer, Shared, handle};
 
 /// Limits applied to every downstream connection.
 #[derive(Clone, Copy, Debug)]
@@ -63,8 +63,10 @@ pub async fn serve(
         let builder = builder.clone();
         let mut conn_stop = stop.clone();
         tokio::spawn(async move {
+            let peer = Peer::new(peer);
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
+                let peer = peer.clone();
                 async move { Ok::<_, Infallible>(handle(shared, port, peer, req).await) }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), service);

@@ -27,18 +27,45 @@ use tokio::time::Instant;
 /// lines; `/upload` returns the byte count of the body; `/download?n=N`
 /// streams N bytes.
 async fn echo_server(ip: &str) -> SocketAddr {
-    echo_server_counting(ip, Arc::new(AtomicUsize::new(0))).await
+    echo_server_counting(ip, Arc::default(), true).await
 }
 
-/// As [`echo_server`], counting the connections it accepts.
-async fn echo_server_counting(ip: &str, connections: Arc<AtomicUsize>) -> SocketAddr {
+/// The connections an echo server accepted and saw end.
+#[derive(Default)]
+struct Connections {
+    accepted: AtomicUsize,
+    ended: AtomicUsize,
+    ended_signal: tokio::sync::Notify,
+}
+
+impl Connections {
+    /// Waits until `n` connections have ended.
+    async fn ended(&self, n: usize) {
+        loop {
+            let signal = self.ended_signal.notified();
+            if self.ended.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            signal.await;
+        }
+    }
+}
+
+/// As [`echo_server`], counting its connections; `keep_alive: false`
+/// answers every request with `Connection: close` and closes.
+async fn echo_server_counting(
+    ip: &str,
+    connections: Arc<Connections>,
+    keep_alive: bool,
+) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            connections.fetch_add(1, Ordering::SeqCst);
+            connections.accepted.fetch_add(1, Ordering::SeqCst);
+            let connections = connections.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
                     let path = req.uri().path().to_owned();
@@ -79,8 +106,11 @@ async fn echo_server_counting(ip: &str, connections: Arc<AtomicUsize>) -> Socket
                     Ok::<_, Infallible>(resp)
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(keep_alive)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
+                connections.ended.fetch_add(1, Ordering::SeqCst);
+                connections.ended_signal.notify_waiters();
             });
         }
     });
@@ -182,15 +212,62 @@ async fn forwarding_headers_hop_by_hop_and_trace_context() {
 
 #[tokio::test]
 async fn upstream_connections_are_pooled_and_kept_alive() {
-    let connections = Arc::new(AtomicUsize::new(0));
-    let echo = echo_server_counting("127.0.0.68", connections.clone()).await;
+    let connections = Arc::new(Connections::default());
+    let echo = echo_server_counting("127.0.0.68", connections.clone(), true).await;
     let (_gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(echo)]).await;
     for _ in 0..50 {
         let (status, _, _) = get(&format!("{url}/headers"), &[("connection", "close")]).await;
         assert_eq!(status, 200);
     }
     // Each client connection was closed, yet one upstream connection served all 50.
-    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    assert_eq!(connections.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_connection_left_mid_body_is_closed_not_reused() {
+    let connections = Arc::new(Connections::default());
+    let echo = echo_server_counting("127.0.0.71", connections.clone(), true).await;
+    let (_gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(echo)]).await;
+    let authority = url.trim_start_matches("http://").to_owned();
+
+    // A client reads the first frame of a 100 MB download and goes away.
+    let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    let req = Request::get(format!("{url}/download?n={}", 100 * 1024 * 1024))
+        .header("host", &authority)
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let mut body = resp.into_body();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    drop((body, sender));
+    driver.abort();
+
+    // The gateway closes that upstream connection rather than pooling it.
+    tokio::time::timeout(Duration::from_secs(10), connections.ended(1))
+        .await
+        .expect("the upstream connection stayed open");
+    for _ in 0..5 {
+        let (status, _, body) = get(&format!("{url}/headers"), &[]).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("x-request-id:"), "{body}");
+    }
+    assert_eq!(connections.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_after_each_response_gets_a_new_connection_each_time() {
+    let connections = Arc::new(Connections::default());
+    let echo = echo_server_counting("127.0.0.72", connections.clone(), false).await;
+    let (_gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(echo)]).await;
+    for _ in 0..20 {
+        let (status, _, _) = get(&format!("{url}/headers"), &[]).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(connections.accepted.load(Ordering::SeqCst), 20);
 }
 
 #[tokio::test]

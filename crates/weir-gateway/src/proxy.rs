@@ -105,10 +105,9 @@ pub async fn handle(
 ) -> Response<DownstreamBody> {
     let client = peer.addr;
     let started = Instant::now();
-    let started_wall = SystemTime::now();
     let snapshot = shared.snapshot.load_full();
     ensure_request_id(req.headers_mut());
-    let log = RequestLog::new(&req, started_wall, shared.access_log.is_some());
+    let log = RequestLog::new(&req, shared.access_log.is_some());
 
     let Some(listener) = snapshot.listeners.get(&port) else {
         return no_route(&shared, &log, started);
@@ -627,7 +626,7 @@ struct LogDetail {
 }
 
 impl RequestLog {
-    fn new(req: &Request<Incoming>, start: SystemTime, logging: bool) -> Self {
+    fn new(req: &Request<Incoming>, logging: bool) -> Self {
         let header = |name: header::HeaderName| {
             req.headers()
                 .get(name)
@@ -650,7 +649,7 @@ impl RequestLog {
                     authority: authority_of(req).to_owned(),
                     user_agent: header(header::USER_AGENT),
                     forwarded_for: header(X_FORWARDED_FOR),
-                    start,
+                    start: SystemTime::now(),
                 })
             }),
         }

@@ -16,9 +16,10 @@ import http.client, json, os, re, shutil, signal, statistics, subprocess, sys, t
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 QUICK = "--quick" in sys.argv
-ROUNDS = 2 if QUICK else 5
-DURATION = 3 if QUICK else 10
-RATE_DURATION = 3 if QUICK else 10
+ROUNDS = 2 if QUICK else 9
+DURATION = 3 if QUICK else 5
+RATE_ROUNDS = 1 if QUICK else 5
+RATE_DURATION = 3 if QUICK else 6
 SPLIT_N = 2000 if QUICK else 10000
 RATES = [2000, 8000]
 PROXY_CPU, LG_CPU = "1", "0"
@@ -235,6 +236,13 @@ def weir_load(url, duration):
     return json.loads(out)["requests_per_second"]
 
 
+def rotated(targets, r):
+    """The targets in round `r`'s order: each round starts one later, so no
+    target always runs first (or right after the same neighbour)."""
+    k = r % len(targets)
+    return targets[k:] + targets[:k]
+
+
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -280,15 +288,15 @@ def main():
     for t in targets:
         subprocess.run(["wrk", "-t1", "-c64", "-d1s", f"http://127.0.0.1:{TARGETS[t]}/"], capture_output=True, timeout=30)
     for r in range(ROUNDS):
-        for t in targets:
+        for t in rotated(targets, r):
             res = wrk(t)
             raw["saturated"][t].append(res)
             log(f"saturated round {r + 1} {t}: {res['rps']:.0f} req/s, cpu {res['cpu_us_per_request'] or 0:.1f} µs/req")
     if shutil.which("oha"):
         for rate in RATES:
             raw["rate"][rate] = {t: [] for t in targets}
-            for r in range(1 if QUICK else 3):
-                for t in targets:
+            for r in range(RATE_ROUNDS):
+                for t in rotated(targets, r):
                     o = oha(f"http://127.0.0.1:{TARGETS[t]}/", rate=rate, duration=RATE_DURATION)
                     pct = o["latencyPercentiles"]
                     raw["rate"][rate][t].append({k: pct[k] * 1000 for k in ("p50", "p90", "p99", "p99.9")})
@@ -319,18 +327,27 @@ def main():
     def ratio(a, b):
         return a / b if a is not None and b else None
 
+    def paired(rounds, other, key):
+        """The median over rounds of weir's figure divided by `other`'s from
+        the same round (measured minutes apart, under the same conditions)."""
+        mine = rounds.get("weir", [])
+        theirs = rounds.get(other, [])
+        return med([ratio(a[key], b[key]) for a, b in zip(mine, theirs)])
+
+    rate_8000 = raw["rate"].get(8000, {})
     summary = {
-        "throughput_vs_envoy": ratio(sat["weir"]["rps"], sat.get("envoy", {}).get("rps")),
-        "throughput_vs_haproxy": ratio(sat["weir"]["rps"], sat["haproxy"]["rps"]),
-        "cpu_per_request_vs_haproxy": ratio(sat["weir"]["cpu_us_per_request"], sat["haproxy"]["cpu_us_per_request"]),
-        "p99_at_8000_vs_envoy": ratio(p99_8000.get("weir"), p99_8000.get("envoy")),
-        "p99_at_8000_vs_haproxy": ratio(p99_8000.get("weir"), p99_8000.get("haproxy")),
+        "throughput_vs_envoy": paired(raw["saturated"], "envoy", "rps"),
+        "throughput_vs_haproxy": paired(raw["saturated"], "haproxy", "rps"),
+        "cpu_per_request_vs_haproxy": paired(raw["saturated"], "haproxy", "cpu_us_per_request"),
+        "p99_at_8000_vs_envoy": paired(rate_8000, "envoy", "p99"),
+        "p99_at_8000_vs_haproxy": paired(rate_8000, "haproxy", "p99"),
         "rss_vs_envoy": ratio(raw["rss_mib"].get("weir"), raw["rss_mib"].get("envoy")),
         "split_worst_window_deviation_pp": raw["split"]["weir"]["worst_window_deviation_pp"],
         "route_change_ms": route_ms,
         "load_vs_oha": ratio(med(loadgen.get("weir_load", [])), med(loadgen.get("oha", []))),
     }
-    machine = {"cpus": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": QUICK, "rounds": ROUNDS, "duration_s": DURATION}
+    machine = {"cpus": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": QUICK, "rounds": ROUNDS, "duration_s": DURATION,
+               "rate_rounds": RATE_ROUNDS, "rate_duration_s": RATE_DURATION}
     out = {**summary, "raw": {"saturated": sat, "saturated_rounds": raw["saturated"], "p99_at_8000_ms": p99_8000,
                               "rate": {str(k): v for k, v in raw["rate"].items()}, "split": raw["split"], "rss_mib": raw["rss_mib"],
                               "route_change_trials_ms": route_trials,
@@ -340,7 +357,8 @@ def main():
     json.dump(out, open(os.path.join(HERE, "results", "latest.json"), "w"), indent=2)
     fmt = lambda x, f="{:.2f}": "–" if x is None else f.format(x)
     lines = [f"# Benchmark results ({'quick' if QUICK else 'full'} run, {machine['date']})", "",
-             "Medians over interleaved rounds of one run; one proxy worker pinned to CPU 1, load generator and backends on CPU 0.", "",
+             "Figures: medians over interleaved rounds of one run (each round in a rotated order). Ratios: the median over rounds of weir's figure "
+             "divided by the other's from the same round. One proxy worker pinned to CPU 1, load generator and backends on CPU 0.", "",
              "| target | req/s (64 conns) | proxy CPU µs/req | p99 @2000 ms | p99 @8000 ms | peak RSS MiB | split worst window (pp) |",
              "|---|---|---|---|---|---|---|"]
     for t in targets:

@@ -144,6 +144,17 @@ impl hyper::body::Body for Repeat {
     }
 }
 
+/// A gateway routing everything to a counting echo server on `ip`.
+async fn gateway_to_counting_echo(
+    ip: &str,
+    keep_alive: bool,
+) -> (Arc<Connections>, Arc<weir_gateway::Gateway>, String) {
+    let connections = Arc::new(Connections::default());
+    let echo = echo_server_counting(ip, connections.clone(), keep_alive).await;
+    let (gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(echo)]).await;
+    (connections, gw, url)
+}
+
 fn echo_backend(addr: SocketAddr) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  ports:\n  - name: http\n    port: 80\n  selector:\n    app: echo\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: echo-1\nspec:\n  address: {}\n  ports:\n    http: {}\n  labels:\n    app: echo\n",
@@ -212,9 +223,7 @@ async fn forwarding_headers_hop_by_hop_and_trace_context() {
 
 #[tokio::test]
 async fn upstream_connections_are_pooled_and_kept_alive() {
-    let connections = Arc::new(Connections::default());
-    let echo = echo_server_counting("127.0.0.68", connections.clone(), true).await;
-    let (_gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(echo)]).await;
+    let (connections, _gw, url) = gateway_to_counting_echo("127.0.0.68", true).await;
     for _ in 0..50 {
         let (status, _, _) = get(&format!("{url}/headers"), &[("connection", "close")]).await;
         assert_eq!(status, 200);
@@ -225,9 +234,7 @@ async fn upstream_connections_are_pooled_and_kept_alive() {
 
 #[tokio::test]
 async fn an_upstream_connection_left_mid_body_is_closed_not_reused() {
-    let connections = Arc::new(Connections::default());
-    let echo = echo_server_counting("127.0.0.71", connections.clone(), true).await;
-    let (_gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(echo)]).await;
+    let (connections, _gw, url) = gateway_to_counting_echo("127.0.0.71", true).await;
     let authority = url.trim_start_matches("http://").to_owned();
 
     // A client reads the first frame of a 100 MB download and goes away.
@@ -260,9 +267,7 @@ async fn an_upstream_connection_left_mid_body_is_closed_not_reused() {
 
 #[tokio::test]
 async fn an_upstream_that_closes_after_each_response_gets_a_new_connection_each_time() {
-    let connections = Arc::new(Connections::default());
-    let echo = echo_server_counting("127.0.0.72", connections.clone(), false).await;
-    let (_gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(echo)]).await;
+    let (connections, _gw, url) = gateway_to_counting_echo("127.0.0.72", false).await;
     for _ in 0..20 {
         let (status, _, _) = get(&format!("{url}/headers"), &[]).await;
         assert_eq!(status, 200);

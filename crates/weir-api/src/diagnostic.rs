@@ -50,6 +50,10 @@ pub struct Diagnostic {
     pub field: FieldPath,
     /// What is wrong, in words.
     pub message: String,
+    /// Whether it concerns only weir's embedded runtime (a field only a
+    /// cluster acts on, an image with no local program): not shown when the
+    /// manifests go to a Kubernetes cluster, where it would be noise.
+    pub embedded_only: bool,
 }
 
 impl Diagnostic {

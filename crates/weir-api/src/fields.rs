@@ -324,7 +324,8 @@ pub fn check(schema: Schema, positions: &Positions, ignored: &[FieldPath]) -> Ve
             continue;
         }
         let name = crate::yaml::last_key(path);
-        let (severity, message) = if tables.cluster_only.iter().any(|p| p.covers(path)) {
+        let cluster_only = tables.cluster_only.iter().any(|p| p.covers(path));
+        let (severity, message) = if cluster_only {
             (
                 Severity::Warning,
                 "only matters on a Kubernetes cluster; weir's embedded runtime ignores it"
@@ -344,6 +345,7 @@ pub fn check(schema: Schema, positions: &Positions, ignored: &[FieldPath]) -> Ve
             severity,
             field: path.clone(),
             message,
+            embedded_only: cluster_only,
         });
         reported.push(path.clone());
     }

@@ -61,6 +61,7 @@ impl ImageMap {
                     object: None,
                     field: FieldPath::root(),
                     message: format!("expected `IMAGE = PROGRAM`, got {line:?}"),
+                    embedded_only: false,
                 }),
             }
         }

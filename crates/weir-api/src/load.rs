@@ -54,6 +54,7 @@ impl Object {
             object: Some(self.resource.object_ref().to_string()),
             field,
             message,
+            embedded_only: false,
         }
     }
 }
@@ -196,6 +197,7 @@ fn error_at(pos: SourcePos, field: FieldPath, message: impl Into<String>) -> Dia
         object: None,
         field,
         message: message.into(),
+        embedded_only: false,
     }
 }
 
@@ -308,6 +310,7 @@ impl Loader {
                 object: None,
                 field: FieldPath::root(),
                 message: "no objects in this file".to_owned(),
+                embedded_only: false,
             });
         }
         for doc in documents {
@@ -419,10 +422,13 @@ impl Loader {
             severity,
             field,
             message,
+            embedded_only,
         } in findings.0
         {
-            self.diagnostics
-                .push(object.diagnostic(severity, field, message));
+            self.diagnostics.push(Diagnostic {
+                embedded_only,
+                ..object.diagnostic(severity, field, message)
+            });
         }
         self.objects.push(object);
     }

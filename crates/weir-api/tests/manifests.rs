@@ -238,6 +238,8 @@ spec:
             "spec.template.spec.containers[0].resources.requests.memory",
         ]
     );
+    // Warnings for the embedded runtime only: not repeated when applying to a cluster.
+    assert!(manifests.warnings.iter().all(|w| w.embedded_only));
 }
 
 #[test]
@@ -348,4 +350,13 @@ fn problems_between_resources_are_warnings_as_istioctl_analyze_reports_them() {
             .any(|m| m.contains("no local program for image")),
         "{messages:#?}"
     );
+    // Only that one is for the embedded runtime alone; a cluster's user
+    // needs the routing and selector warnings too.
+    for w in &manifests.warnings {
+        assert_eq!(
+            w.embedded_only,
+            w.message.contains("no local program for image"),
+            "{w}"
+        );
+    }
 }

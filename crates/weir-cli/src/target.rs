@@ -92,6 +92,11 @@ pub enum AnyBackend {
 }
 
 impl AnyBackend {
+    /// Whether this is a Kubernetes cluster rather than the embedded runtime.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Kube(_))
+    }
+
     /// The namespace a command uses: the one it was given, else the backend's default.
     pub fn namespace(&self, given: Option<&str>) -> String {
         given.map_or_else(|| self.default_namespace().to_owned(), str::to_owned)

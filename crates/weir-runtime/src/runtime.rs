@@ -1006,6 +1006,7 @@ impl Runtime {
                 object: Some(vs.to_string()),
                 field: FieldPath::parse("spec.http"),
                 message,
+                embedded_only: false,
             }])
         };
         let change = weir_api::route::reweigh(&mut updated.spec, rule, weights).map_err(invalid)?;

@@ -37,6 +37,12 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
     let warn = |o: &Object, field: FieldPath, message: String| {
         o.diagnostic(Severity::Warning, field, message)
     };
+    // What only weir's embedded runtime needs to hear (a cluster has
+    // manual Endpoints and pulls images).
+    let warn_embedded = |o: &Object, field: FieldPath, message: String| Diagnostic {
+        embedded_only: true,
+        ..warn(o, field, message)
+    };
     let deployments: Vec<(&Object, &Deployment)> = objects
         .iter()
         .filter_map(|o| match &o.resource {
@@ -65,7 +71,7 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                 let spec = s.spec.clone().unwrap_or_default();
                 let selector = spec.selector.unwrap_or_default();
                 if selector.is_empty() {
-                    out.push(warn(o, FieldPath::parse("spec.selector"), "no selector: weir has no endpoints for this Service (manual Endpoints are not implemented)".into()));
+                    out.push(warn_embedded(o, FieldPath::parse("spec.selector"), "no selector: weir has no endpoints for this Service (manual Endpoints are not implemented)".into()));
                     continue;
                 }
                 let selected: Vec<_> = pods_in(objects, ns)
@@ -258,7 +264,7 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                 for (i, c) in containers.enumerate() {
                     let image = c.image.clone().unwrap_or_default();
                     if !image.is_empty() && images.program_for(&image).is_none() {
-                        out.push(warn(
+                        out.push(warn_embedded(
                             o,
                             FieldPath::parse("spec.template.spec.containers").index(i).key("image"),
                             format!("no local program for image {image:?}: add `{image} = PROGRAM` to {} beside the manifests (or `weir up --image`), or the embedded runtime cannot run this pod", crate::images::IMAGE_MAP_FILE),

@@ -160,7 +160,7 @@ pub fn virtual_service(spec: &VirtualServiceSpec, api_version: &str, out: &mut F
     if let Some(gateways) = &spec.gateways {
         for (i, g) in gateways.iter().enumerate() {
             if g == MESH_GATEWAY {
-                out.warning(
+                out.embedded_warning(
                     &root.key("gateways").index(i),
                     "the mesh gateway routes sidecar traffic; weir's embedded runtime has no sidecars, so only its gateways apply these rules",
                 );

@@ -18,6 +18,8 @@ pub struct Finding {
     pub field: FieldPath,
     /// What is wrong.
     pub message: String,
+    /// Whether it concerns only weir's embedded runtime (see [`crate::diagnostic::Diagnostic`]).
+    pub embedded_only: bool,
 }
 
 /// Collects findings while walking one object.
@@ -31,6 +33,7 @@ impl Findings {
             severity: Severity::Error,
             field: field.clone(),
             message: message.into(),
+            embedded_only: false,
         });
     }
 
@@ -40,6 +43,17 @@ impl Findings {
             severity: Severity::Warning,
             field: field.clone(),
             message: message.into(),
+            embedded_only: false,
+        });
+    }
+
+    /// Records a warning at `field` that only weir's embedded runtime needs.
+    pub fn embedded_warning(&mut self, field: &FieldPath, message: impl Into<String>) {
+        self.0.push(Finding {
+            severity: Severity::Warning,
+            field: field.clone(),
+            message: message.into(),
+            embedded_only: true,
         });
     }
 }

@@ -49,15 +49,24 @@ fn load(paths: &[PathBuf]) -> Result<(Vec<weir_api::load::Source>, weir_api::loa
     };
     let sources = read_sources(paths).map_err(print)?;
     let manifests = load_sources(&sources).map_err(print)?;
-    for w in &manifests.warnings {
-        eprintln!("{w}");
-    }
     Ok((sources, manifests))
+}
+
+/// Prints the loader's warnings; on a cluster, without those that concern
+/// only the embedded runtime (an image with no local program, a field only a
+/// cluster acts on).
+fn print_warnings(manifests: &weir_api::load::Manifests, backend: &AnyBackend) {
+    let on_cluster = backend.is_cluster();
+    for w in &manifests.warnings {
+        if !(on_cluster && w.embedded_only) {
+            eprintln!("{w}");
+        }
+    }
 }
 
 /// `weir apply -f PATH...`.
 pub async fn apply(args: ApplyArgs) -> u8 {
-    let (sources, _) = match load(&args.paths) {
+    let (sources, manifests) = match load(&args.paths) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -74,6 +83,7 @@ pub async fn apply(args: ApplyArgs) -> u8 {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
+    print_warnings(&manifests, &backend);
     match backend.apply(&sources).await {
         Ok(outcomes) => {
             for (object, outcome) in outcomes {
@@ -104,6 +114,7 @@ pub async fn delete(paths: &[PathBuf], namespace: Option<String>, target: Target
         Ok(b) => b,
         Err(e) => return fail(e),
     };
+    print_warnings(&manifests, &backend);
     let objects: Vec<_> = manifests
         .resources()
         .map(|r| {

@@ -49,6 +49,13 @@ impl Default for UpstreamSettings {
     }
 }
 
+/// How long a request waits for a pooled connection whose last response
+/// has ended but which is not idle yet: usually it only has to catch up,
+/// but it may still be sending that request's body (the upstream answered
+/// early). Past this it is left to finish on its own, then close, and the
+/// request moves on, so one slow upload cannot hold up other requests.
+const CATCH_UP: Duration = Duration::from_millis(250);
+
 /// A bounded read buffer per connection keeps streamed bodies in small,
 /// reused allocations, so peak memory stays flat however large they are.
 const READ_BUFFER_LIMIT: usize = 64 * 1024;
@@ -119,14 +126,20 @@ impl ConnectionPool {
 /// Sends `req` (origin-form URI, Host set) to `endpoint` over an idle
 /// connection, or a new one. A request refused by an idle connection
 /// before any of it was written (the server had just closed it) goes to the
-/// next one.
+/// next one, and so does one whose connection is not idle within
+/// [`CATCH_UP`].
 pub async fn send(
     endpoint: &Arc<UpstreamEndpoint>,
     settings: UpstreamSettings,
     mut req: Request<UpstreamBody>,
 ) -> Result<Response<PooledBody>, SendError> {
     while let Some(mut sender) = endpoint.pool.take() {
-        if sender.ready().await.is_err() {
+        if !sender.is_ready()
+            && !matches!(
+                tokio::time::timeout(CATCH_UP, sender.ready()).await,
+                Ok(Ok(()))
+            )
+        {
             continue;
         }
         match sender.try_send_request(req).await {

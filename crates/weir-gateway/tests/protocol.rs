@@ -83,6 +83,15 @@ async fn echo_server_counting(
                             }
                             Full::new(Bytes::from(n.to_string())).boxed()
                         }
+                        // Answers at once and reads the body afterwards, as
+                        // a server that rejects an upload early may.
+                        "/early" => {
+                            let mut body = req.into_body();
+                            tokio::spawn(
+                                async move { while let Some(Ok(_)) = body.frame().await {} },
+                            );
+                            Full::new(Bytes::from_static(b"early")).boxed()
+                        }
                         "/download" => {
                             let total: usize = query.trim_start_matches("n=").parse().unwrap_or(0);
                             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
@@ -263,6 +272,43 @@ async fn an_upstream_connection_left_mid_body_is_closed_not_reused() {
         assert!(body.contains("x-request-id:"), "{body}");
     }
     assert_eq!(connections.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_connection_still_sending_an_upload_does_not_hold_up_the_next_request() {
+    let (connections, _gw, url) = gateway_to_counting_echo("127.0.0.73", true).await;
+    let authority = url.trim_start_matches("http://").to_owned();
+
+    // An upload that stalls after its first chunk; the upstream answers it early.
+    let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    let (mut chunks, upload) = http_body_util::channel::Channel::<Bytes, Infallible>::new(1);
+    chunks
+        .send_data(Bytes::from(vec![b'u'; 1024]))
+        .await
+        .unwrap();
+    let req = Request::post(format!("{url}/early"))
+        .header("host", &authority)
+        .header("content-length", "1048576")
+        .body(upload)
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"early");
+
+    // The upstream connection of that exchange is still busy with the upload;
+    // a new request must not wait for it.
+    let (status, _, _) =
+        tokio::time::timeout(Duration::from_secs(5), get(&format!("{url}/headers"), &[]))
+            .await
+            .expect("the request waited behind a stalled upload");
+    assert_eq!(status, 200);
+    assert_eq!(connections.accepted.load(Ordering::SeqCst), 2);
+    drop(chunks);
+    driver.abort();
 }
 
 #[tokio::test]

@@ -164,6 +164,28 @@ async fn gateway_to_counting_echo(
     (connections, gw, url)
 }
 
+/// A client connection of its own to `authority`, driven on a task.
+async fn own_connection<B>(
+    authority: &str,
+) -> (
+    hyper::client::conn::http1::SendRequest<B>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (sender, driver)
+}
+
 fn echo_backend(addr: SocketAddr) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  ports:\n  - name: http\n    port: 80\n  selector:\n    app: echo\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: echo-1\nspec:\n  address: {}\n  ports:\n    http: {}\n  labels:\n    app: echo\n",
@@ -247,11 +269,7 @@ async fn an_upstream_connection_left_mid_body_is_closed_not_reused() {
     let authority = url.trim_start_matches("http://").to_owned();
 
     // A client reads the first frame of a 100 MB download and goes away.
-    let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    let driver = tokio::spawn(conn);
+    let (mut sender, driver) = own_connection(&authority).await;
     let req = Request::get(format!("{url}/download?n={}", 100 * 1024 * 1024))
         .header("host", &authority)
         .body(http_body_util::Empty::<Bytes>::new())
@@ -280,11 +298,7 @@ async fn a_connection_still_sending_an_upload_does_not_hold_up_the_next_request(
     let authority = url.trim_start_matches("http://").to_owned();
 
     // An upload that stalls after its first chunk; the upstream answers it early.
-    let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    let driver = tokio::spawn(conn);
+    let (mut sender, driver) = own_connection(&authority).await;
     let (mut chunks, upload) = http_body_util::channel::Channel::<Bytes, Infallible>::new(1);
     chunks
         .send_data(Bytes::from(vec![b'u'; 1024]))

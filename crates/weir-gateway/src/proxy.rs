@@ -388,18 +388,6 @@ fn roll(percent: f64) -> bool {
     percent >= 100.0 || (percent > 0.0 && fastrand::f64() * 100.0 < percent)
 }
 
-fn authority_of<B>(req: &Request<B>) -> &str {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or_default()
-}
-
 /// The request's authority as an owned header value: the Host header's
 /// (shared, not copied), or an absolute-form URI's.
 fn authority_value<B>(req: &Request<B>) -> HeaderValue {
@@ -646,7 +634,7 @@ impl RequestLog {
                         .to_owned(),
                     version: req.version(),
                     request_id: header(X_REQUEST_ID),
-                    authority: authority_of(req).to_owned(),
+                    authority: authority_value(req).to_str().unwrap_or_default().to_owned(),
                     user_agent: header(header::USER_AGENT),
                     forwarded_for: header(X_FORWARDED_FOR),
                     start: SystemTime::now(),

@@ -108,11 +108,13 @@ async fn failures_answer_like_envoy_with_response_flags() {
         "one access-log line per request: {lines:#?}"
     );
     let metrics = gw.metrics();
-    for ((path, _, code, flags), line) in cases.iter().zip(&lines) {
+    for ((path, headers, code, flags), line) in cases.iter().zip(&lines) {
         assert!(
             line.contains(&format!("\"GET {path} HTTP/1.1\" {code} {flags} ")),
             "{line}"
         );
+        // The authority the request named, from its Host header.
+        assert!(line.contains(&format!("\"{}\"", headers[0].1)), "{line}");
         assert_eq!(
             requests_with(&metrics, *code, flags),
             1.0,

@@ -225,6 +225,10 @@ pub async fn handle(
         1
     };
     let mut attempt = 0;
+    // One resend, not counted as a retry, when a pooled connection closed
+    // under an idempotent body-less request (as nginx does for idempotent
+    // requests): the server never saw it through.
+    let mut may_resend = body_is_empty && is_idempotent(&parts.method);
     let result = loop {
         attempt += 1;
         let pick = cluster.policy.pick(&cluster.endpoints, &hash_input);
@@ -282,7 +286,12 @@ pub async fn handle(
                 }
                 break Attempt::Failed("UF", endpoint);
             }
-            Ok(Err(SendError::Connection(_))) => {
+            Ok(Err(SendError::Stale(_))) if may_resend => {
+                may_resend = false;
+                attempt -= 1;
+                continue;
+            }
+            Ok(Err(SendError::Connection(_) | SendError::Stale(_))) => {
                 if (on.reset || on.five_xx) && can_retry {
                     continue;
                 }
@@ -348,6 +357,14 @@ pub async fn handle(
 enum Attempt<'a> {
     Answered(Response<PooledBody>, &'a UpstreamEndpoint, usize),
     Failed(&'static str, &'a UpstreamEndpoint),
+}
+
+/// Methods whose requests may be sent twice (RFC 9110 §9.2.2).
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// Envoy's retry backoff: a random time up to base × 2^(attempt−1), capped at 10 × base.

@@ -69,6 +69,12 @@ pub enum SendError {
     /// The connection failed before the response headers (Envoy's `UC`).
     #[error("upstream connection failed: {0}")]
     Connection(#[from] hyper::Error),
+    /// A pooled connection closed after the request was written and before
+    /// any of the response came: the server was closing it as it went out
+    /// (a pod shutting down, an idle timeout). An idempotent request can be
+    /// sent again.
+    #[error("reused upstream connection closed before the response: {0}")]
+    Stale(hyper::Error),
 }
 
 /// One endpoint's idle connections, most recently used last.
@@ -146,7 +152,14 @@ pub async fn send(
             Ok(resp) => return Ok(PooledBody::wrap(resp, endpoint, sender, settings)),
             Err(mut e) => match e.take_message() {
                 Some(unsent) => req = unsent,
-                None => return Err(e.into_error().into()),
+                None => {
+                    let e = e.into_error();
+                    return Err(if e.is_incomplete_message() {
+                        SendError::Stale(e)
+                    } else {
+                        SendError::Connection(e)
+                    });
+                }
             },
         }
     }

@@ -325,6 +325,68 @@ async fn a_connection_still_sending_an_upload_does_not_hold_up_the_next_request(
     driver.abort();
 }
 
+/// A server that answers the first request on each connection (keep-alive)
+/// and closes the connection when the second arrives, unanswered: a server
+/// shutting down as a pooled connection is reused. Counts connections.
+async fn closes_on_second_request(ip: &str, connections: Arc<AtomicUsize>) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            connections.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(answer).await.is_err() {
+                    return;
+                }
+                // The next request is read, then the connection is dropped.
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_idempotent_request_on_a_pooled_connection_closed_under_it_is_sent_again() {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let upstream = closes_on_second_request("127.0.0.74", connections.clone()).await;
+    let (_gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(upstream)]).await;
+    for _ in 0..3 {
+        let (status, _, body) = get(&format!("{url}/"), &[]).await;
+        assert_eq!(status, 200);
+        assert_eq!(body, "ok");
+    }
+    // First request: a new connection; each later one met the pooled
+    // connection closing under it and went out again on a new one.
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+
+    // A POST is not idempotent: it is not sent twice.
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let resp = client
+        .request(
+            Request::post(format!("{url}/"))
+                .body(http_body_util::Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+}
+
 #[tokio::test]
 async fn an_upstream_that_closes_after_each_response_gets_a_new_connection_each_time() {
     let (connections, _gw, url) = gateway_to_counting_echo("127.0.0.72", false).await;

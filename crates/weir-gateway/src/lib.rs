@@ -10,6 +10,8 @@
 pub mod access_log;
 pub mod balance;
 pub mod config;
+pub mod drain;
+pub mod head_timer;
 pub mod matcher;
 pub mod metrics;
 pub mod metrics_server;

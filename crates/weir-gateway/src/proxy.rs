@@ -426,13 +426,12 @@ fn strip_port(authority: &str) -> &str {
 /// Envoy's `x-request-id`: kept when the client sent one, else a random
 /// UUID v4, formatted on the stack.
 fn ensure_request_id(headers: &mut HeaderMap) {
-    if headers.contains_key(&X_REQUEST_ID) {
-        return;
-    }
-    let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_ne_bytes()).into_uuid();
-    let mut buf = uuid::Uuid::encode_buffer();
-    if let Ok(v) = HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)) {
-        headers.insert(X_REQUEST_ID, v);
+    if let header::Entry::Vacant(slot) = headers.entry(X_REQUEST_ID) {
+        let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_ne_bytes()).into_uuid();
+        let mut buf = uuid::Uuid::encode_buffer();
+        if let Ok(v) = HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)) {
+            slot.insert(v);
+        }
     }
 }
 

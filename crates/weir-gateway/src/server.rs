@@ -11,6 +11,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::drain::Drain;
+use crate::head_timer::HeadTimer;
 use crate::proxy::{Peer, Shared, handle};
 
 /// Limits applied to every downstream connection.
@@ -43,13 +45,12 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .writev(false)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    let drain = Drain::new();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -60,8 +61,9 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        let builder = builder.clone();
-        let mut conn_stop = stop.clone();
+        let mut builder = builder.clone();
+        builder.http1().timer(HeadTimer::new());
+        let drain = drain.clone();
         tokio::spawn(async move {
             let peer = Peer::new(peer);
             let service = hyper::service::service_fn(move |req| {
@@ -69,17 +71,12 @@ pub async fn serve(
                 let peer = peer.clone();
                 async move { Ok::<_, Infallible>(handle(shared, port, peer, req).await) }
             });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = stopped(&mut conn_stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            let _ = drain
+                .run(builder.serve_connection(TokioIo::new(stream), service))
+                .await;
         });
     }
+    drain.begin();
 }
 
 /// Resolves once `stop` is true (or its sender is gone).

@@ -276,6 +276,154 @@ async fn malformed_oversized_and_slow_requests() {
     assert_eq!(status, 200);
 }
 
+/// Reads one response with a `content-length` body from `stream`.
+fn read_one_response(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    while !out.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        out.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&out).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no content-length in {head:?}"));
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+#[tokio::test]
+async fn each_request_head_on_a_kept_alive_connection_gets_the_full_header_timeout() {
+    let v1 = App::start("127.0.0.52", "v1.0.0", "my-app-v1-a", &[]);
+    let apps = backends(&[(&v1, &[("version", "v1.0.0")])]);
+    // The first request's head arrives in two parts 100 ms apart, and its
+    // answer takes 700 ms (a fault delay): the first head's deadline
+    // (1 s after it started) falls 200 ms after its response.
+    let http = "  - fault:\n      delay:\n        fixedDelay: 700ms\n        percentage:\n          value: 100\n    route:\n    - destination:\n        host: my-app\n        subset: v1\n";
+    let options = GatewayOptions {
+        limits: ConnectionLimits {
+            header_read_timeout: Duration::from_secs(1),
+            max_header_bytes: 16 * 1024,
+        },
+        ..GatewayOptions::default()
+    };
+    let (_gw, url) =
+        gateway_with(&[GATEWAY, &virtual_service(http), SUBSETS, &apps], options).await;
+    let addr = url.trim_start_matches("http://").to_owned();
+    let (first, cut_off_after, rest) = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        // A slow client: the gateway waits on the head's deadline meanwhile.
+        std::thread::sleep(Duration::from_millis(100));
+        stream.write_all(b"Host: x\r\n\r\n").unwrap();
+        let first = read_one_response(&mut stream);
+        // The next head starts now and never finishes.
+        let started = Instant::now();
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        (
+            first,
+            started.elapsed(),
+            String::from_utf8_lossy(&rest).into_owned(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(first.starts_with("HTTP/1.1 200"), "{first:?}");
+    assert!(first.contains("Version: v1.0.0"), "{first:?}");
+    // Cut off by its own deadline, not by the first head's.
+    assert!(
+        cut_off_after >= Duration::from_millis(800),
+        "{cut_off_after:?}"
+    );
+    assert!(cut_off_after < Duration::from_secs(5), "{cut_off_after:?}");
+    assert!(!rest.contains("200 OK"), "{rest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_connections_and_lets_a_request_in_flight_finish() {
+    let slow = App::start(
+        "127.0.0.53",
+        "v1.0.0",
+        "my-app-v1-slow",
+        &["--cpu-burn", "300ms"],
+    );
+    let apps = backends(&[(&slow, &[("version", "v1.0.0")])]);
+    let (gw, url) = gateway(&[GATEWAY, &split(100, 0), SUBSETS, &apps]).await;
+    let addr = url.trim_start_matches("http://").to_owned();
+    let connect = |addr: &str| {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    };
+
+    // One connection answered once and now idle, kept alive.
+    let mut idle = connect(&addr);
+    let idle = tokio::task::spawn_blocking(move || {
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let first = read_one_response(&mut idle);
+        assert!(first.starts_with("HTTP/1.1 200"), "{first:?}");
+        idle
+    })
+    .await
+    .unwrap();
+    // One connection whose request the pod is still working on.
+    let mut busy = connect(&addr);
+    busy.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let busy = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let _ = busy.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, metrics) = get(&format!("http://{}/metrics", slow.metrics), &[]).await;
+        if metrics.lines().any(|l| l == "in_flight_requests 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the pod"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    gw.shutdown().await;
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut idle = idle;
+        let mut rest = Vec::new();
+        idle.read_to_end(&mut rest).map(|_| rest)
+    });
+    let rest = tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the idle connection was not closed")
+        .unwrap()
+        .expect("closed cleanly, not timed out");
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    let answered = tokio::time::timeout(Duration::from_secs(5), busy)
+        .await
+        .expect("the busy connection was not closed after its response")
+        .unwrap();
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered:?}");
+    assert!(answered.contains("Host: my-app-v1-slow"), "{answered:?}");
+    assert_eq!(answered.matches("HTTP/1.1").count(), 1, "{answered:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn weights_swap_live_under_load_without_a_failed_request() {
     let (v1, v2) = (

@@ -448,16 +448,24 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if present == 0 {
         return;
     }
-    // `keep-alive` and `close` name no header beyond the list.
-    let named: SmallVec<[HeaderName; 2]> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|n| !n.eq_ignore_ascii_case("keep-alive") && !n.eq_ignore_ascii_case("close"))
-        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-        .collect();
+    // `keep-alive` and `close` name no header beyond the list; a bare one is
+    // what nearly every `Connection` header says, so it skips the parsing.
+    let names_nothing =
+        |n: &[u8]| n.eq_ignore_ascii_case(b"keep-alive") || n.eq_ignore_ascii_case(b"close");
+    let connection = headers.get_all(header::CONNECTION);
+    let named: SmallVec<[HeaderName; 2]> = if connection.iter().all(|v| names_nothing(v.as_bytes()))
+    {
+        SmallVec::new()
+    } else {
+        connection
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|n| !names_nothing(n.as_bytes()))
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect()
+    };
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
         if present & (1 << i) != 0 {
             headers.remove(name);
@@ -472,17 +480,25 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// x-forwarded-* headers a gateway sets.
 fn prepare_upstream_headers(headers: &mut HeaderMap, peer: &Peer, authority: &str) {
     strip_hop_by_hop(headers);
-    if !headers.contains_key(header::HOST)
+    if let header::Entry::Vacant(host) = headers.entry(header::HOST)
         && let Ok(v) = HeaderValue::from_str(authority)
     {
-        headers.insert(header::HOST, v);
+        host.insert(v);
     }
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
-        None => Some(peer.forwarded_for.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR, v);
+    match headers.entry(X_FORWARDED_FOR) {
+        header::Entry::Vacant(xff) => {
+            xff.insert(peer.forwarded_for.clone());
+        }
+        header::Entry::Occupied(mut xff) => {
+            // A value that is not text is replaced by the client's address.
+            let appended = xff
+                .get()
+                .to_str()
+                .ok()
+                .and_then(|prev| HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok())
+                .unwrap_or_else(|| peer.forwarded_for.clone());
+            xff.insert(appended);
+        }
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 }
@@ -809,6 +825,15 @@ mod tests {
         let before = plain.clone();
         strip_hop_by_hop(&mut plain);
         assert_eq!(plain, before);
+
+        // The common case: a bare `Connection: keep-alive` goes, nothing else.
+        let mut kept_alive = before.clone();
+        kept_alive.insert(header::CONNECTION, HeaderValue::from_static("Keep-Alive"));
+        kept_alive.insert("x-private", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut kept_alive);
+        let mut left: Vec<&str> = kept_alive.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["host", "x-private"]);
     }
 
     #[test]
@@ -821,5 +846,15 @@ mod tests {
         let v6 = Peer::new("[2001:db8::1]:80".parse().unwrap());
         prepare_upstream_headers(&mut headers, &v6, "example.com");
         assert_eq!(headers[&X_FORWARDED_FOR], "10.1.2.3, 2001:db8::1");
+
+        // A value that is not text is replaced by the client's address.
+        let mut garbled = HeaderMap::new();
+        garbled.insert(
+            X_FORWARDED_FOR,
+            HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        );
+        prepare_upstream_headers(&mut garbled, &client, "example.com");
+        assert_eq!(garbled[&X_FORWARDED_FOR], "10.1.2.3");
+        assert_eq!(garbled.get_all(&X_FORWARDED_FOR).iter().count(), 1);
     }
 }

@@ -214,6 +214,22 @@ async fn response_header_operations() {
     assert!(headers.get("content-type").is_none());
 }
 
+/// Waits (bounded, 10 s) until `app` reports one request in flight.
+async fn wait_until_serving_one(app: &App) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, metrics) = get(&format!("http://{}/metrics", app.metrics), &[]).await;
+        if metrics.lines().any(|l| l == "in_flight_requests 1") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the pod"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn raw_exchange(addr: &str, bytes: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
@@ -390,18 +406,7 @@ async fn shutdown_closes_idle_connections_and_lets_a_request_in_flight_finish() 
         let _ = busy.read_to_end(&mut out);
         String::from_utf8_lossy(&out).into_owned()
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, _, metrics) = get(&format!("http://{}/metrics", slow.metrics), &[]).await;
-        if metrics.lines().any(|l| l == "in_flight_requests 1") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the request never reached the pod"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until_serving_one(&slow).await;
 
     gw.shutdown().await;
     let closed = tokio::task::spawn_blocking(move || {
@@ -506,19 +511,7 @@ async fn a_request_in_flight_on_a_removed_endpoint_completes() {
         let url = url.clone();
         async move { get(&format!("{url}/"), &[]).await }
     });
-    // Wait (bounded) until the slow pod is serving it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, _, metrics) = get(&format!("http://{}/metrics", slow.metrics), &[]).await;
-        if metrics.lines().any(|l| l == "in_flight_requests 1") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the request never reached the pod"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until_serving_one(&slow).await;
     let (routes, endpoints) = inputs(&[GATEWAY, &split(100, 0), SUBSETS, &only_other]);
     gw.set_all(routes, endpoints).await.unwrap();
     let (status, _, body) = in_flight.await.unwrap();

@@ -417,8 +417,9 @@ fn authority_value<B>(req: &Request<B>) -> HeaderValue {
 
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
 fn strip_port(authority: &str) -> &str {
-    match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => &authority[..i],
+    let bytes = authority.as_bytes();
+    match bytes.iter().rposition(|&b| b == b':') {
+        Some(i) if !bytes[i..].contains(&b']') => &authority[..i],
         _ => authority,
     }
 }
@@ -834,6 +835,20 @@ mod tests {
         let mut left: Vec<&str> = kept_alive.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["host", "x-private"]);
+    }
+
+    #[test]
+    fn the_port_is_stripped_from_names_and_addresses() {
+        for (authority, host) in [
+            ("example.com:8080", "example.com"),
+            ("example.com", "example.com"),
+            ("127.0.0.1:8150", "127.0.0.1"),
+            ("[::1]:80", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("", ""),
+        ] {
+            assert_eq!(strip_port(authority), host, "{authority}");
+        }
     }
 
     #[test]

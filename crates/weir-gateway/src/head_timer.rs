@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// One connection's head-read clock; give each connection its own.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct HeadTimer {
     armed: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
 }

@@ -25,7 +25,7 @@ RATES = [2000, 8000]
 PROXY_CPU, LG_CPU = "1", "0"
 RUN = tempfile.mkdtemp(prefix="weir-bench-")
 WEIR = os.path.join(ROOT, "target", "release")
-TARGETS = {"direct": 9001, "weir": 8004, "envoy": 8001, "nginx": 8002, "haproxy": 8003, "weir-up": 8005}
+TARGETS = {"direct": 9001, "weir": 8004, "envoy": 8001, "envoy-bare": 8006, "nginx": 8002, "haproxy": 8003, "weir-up": 8005}
 procs = {}
 
 
@@ -112,7 +112,7 @@ def rss_mib(name):
 
 
 def proxy_name(target):
-    return {"weir": "weir", "envoy": "envoy", "nginx": "nginx-proxy", "haproxy": "haproxy"}.get(target)
+    return {"weir": "weir", "envoy": "envoy", "envoy-bare": "envoy-bare", "nginx": "nginx-proxy", "haproxy": "haproxy"}.get(target)
 
 
 def wrk(target):
@@ -272,7 +272,8 @@ def main():
     targets = ["direct", "weir", "nginx", "haproxy"]
     if envoy:
         start("envoy", [envoy, "-c", render("envoy.yaml"), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"], PROXY_CPU)
-        targets.insert(2, "envoy")
+        start("envoy-bare", [envoy, "-c", render("envoy-bare.yaml"), "--concurrency", "1", "--disable-hot-restart", "--base-id", "1", "-l", "warning"], PROXY_CPU)
+        targets[2:2] = ["envoy", "envoy-bare"]
     for t in targets:
         wait_port(TARGETS[t])
     versions = {
@@ -346,9 +347,15 @@ def main():
         "route_change_ms": route_ms,
         "load_vs_oha": ratio(med(loadgen.get("weir_load", [])), med(loadgen.get("oha", []))),
     }
+    # Beside the keys: the same ratios against Envoy with the route
+    # reduced to weighted_clusters (configs/envoy-bare.yaml).
+    against_bare_envoy = {
+        "throughput_vs_envoy_bare": paired(raw["saturated"], "envoy-bare", "rps"),
+        "p99_at_8000_vs_envoy_bare": paired(rate_8000, "envoy-bare", "p99"),
+    }
     machine = {"cpus": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": QUICK, "rounds": ROUNDS, "duration_s": DURATION,
                "rate_rounds": RATE_ROUNDS, "rate_duration_s": RATE_DURATION}
-    out = {**summary, "raw": {"saturated": sat, "saturated_rounds": raw["saturated"], "p99_at_8000_ms": p99_8000,
+    out = {**summary, **against_bare_envoy, "raw": {"saturated": sat, "saturated_rounds": raw["saturated"], "p99_at_8000_ms": p99_8000,
                               "rate": {str(k): v for k, v in raw["rate"].items()}, "split": raw["split"], "rss_mib": raw["rss_mib"],
                               "route_change_trials_ms": route_trials,
                               "route_command_ms": route_command, "route_change_file_reload_ms": reload_trials, "load_generators_rps": loadgen},
@@ -369,6 +376,9 @@ def main():
                    "p99_at_8000_vs_haproxy": "≤ 1.1", "rss_vs_envoy": "≤ 0.5", "split_worst_window_deviation_pp": "0", "route_change_ms": "≤ 50", "load_vs_oha": "≥ 1.0"}
     for k, v in summary.items():
         lines.append(f"| {k} | {fmt(v)} | {targets_txt[k]} |")
+    lines += ["", "Against Envoy with the route reduced to `weighted_clusters` (no retry policy, no x-forwarded-for: "
+              "less work per request than weir and Istio's route do; `configs/envoy-bare.yaml`): throughput "
+              f"{fmt(against_bare_envoy['throughput_vs_envoy_bare'])}×, p99 at 8,000 req/s {fmt(against_bare_envoy['p99_at_8000_vs_envoy_bare'])}×."]
     lines += ["", f"Route change: `weir route` itself took {fmt(med(route_command))} ms (median; process start, admin call, SQLite commit, snapshot swap); "
               f"weir-gateway's file reload (SIGHUP) served the change {fmt(med(reload_trials))} ms after the signal."]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v)]

@@ -11,6 +11,7 @@ pub mod access_log;
 pub mod balance;
 pub mod config;
 pub mod drain;
+pub mod exchange;
 pub mod head_timer;
 pub mod matcher;
 pub mod metrics;

@@ -1,6 +1,6 @@
 //! Keep-alive HTTP/1.1 connections to upstream endpoints.
 //!
-//! Each endpoint keeps its idle connections in its own stack
+//! Each endpoint keeps its idle connections in its own stacks
 //! ([`ConnectionPool`]); a request takes the most recently used one, or opens
 //! a new one, and its response body ([`PooledBody`]) puts the connection back
 //! the moment the body ends. Nothing else runs per request: no pool lookup by
@@ -8,6 +8,11 @@
 //! is what hyper-util's legacy client does, and what this replaces for
 //! speed). A response body dropped before its end closes its connection, as
 //! the connection's state is then unknown.
+//!
+//! A request without a body, most of what a gateway forwards, is exchanged
+//! on the socket by the request's own task ([`crate::exchange`]); one with a
+//! body goes through hyper's client, whose connection task streams it. The
+//! two kinds of connection are pooled apart.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -27,9 +32,13 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::balance::UpstreamEndpoint;
+use crate::exchange::{self, ExchangeError, Framing};
 
 /// The body sent upstream: the client's, streamed, or empty for retries and mirrors.
 pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+
+/// Any error, boxed: what a response body reports to the server writing it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How upstream connections are opened.
 #[derive(Clone, Copy, Debug)]
@@ -68,23 +77,26 @@ pub enum SendError {
     Connect(std::io::Error),
     /// The connection failed before the response headers (Envoy's `UC`).
     #[error("upstream connection failed: {0}")]
-    Connection(#[from] hyper::Error),
+    Connection(BoxError),
     /// A pooled connection closed after the request was written and before
     /// any of the response came: the server was closing it as it went out
     /// (a pod shutting down, an idle timeout). An idempotent request can be
     /// sent again.
     #[error("reused upstream connection closed before the response: {0}")]
-    Stale(hyper::Error),
+    Stale(BoxError),
 }
 
 /// One endpoint's idle connections, most recently used last.
 #[derive(Default)]
 pub struct ConnectionPool {
-    idle: Mutex<VecDeque<IdleConnection>>,
+    /// Connections driven by hyper's client, for requests with a body.
+    streaming: Mutex<VecDeque<Idle<SendRequest<UpstreamBody>>>>,
+    /// Connections the requests' own tasks drive, for body-less requests.
+    direct: Mutex<VecDeque<Idle<Box<exchange::Connection>>>>,
 }
 
-struct IdleConnection {
-    sender: SendRequest<UpstreamBody>,
+struct Idle<C> {
+    connection: C,
     since: Instant,
 }
 
@@ -96,36 +108,44 @@ impl fmt::Debug for ConnectionPool {
     }
 }
 
+/// The most recently used connection of `idle` that `usable` accepts;
+/// the ones it refuses are closed.
+fn take_from<C>(
+    idle: &Mutex<VecDeque<Idle<C>>>,
+    mut usable: impl FnMut(&mut C) -> bool,
+) -> Option<C> {
+    let mut idle = idle.lock().ok()?;
+    while let Some(mut c) = idle.pop_back() {
+        if usable(&mut c.connection) {
+            return Some(c.connection);
+        }
+    }
+    None
+}
+
+/// Returns `connection` to `idle`; closes the oldest idle one when it has
+/// waited longer than `idle_timeout`.
+fn put_into<C>(idle: &Mutex<VecDeque<Idle<C>>>, connection: C, idle_timeout: Duration) {
+    let now = Instant::now();
+    if let Ok(mut idle) = idle.lock() {
+        if idle
+            .front()
+            .is_some_and(|c| now.duration_since(c.since) > idle_timeout)
+        {
+            idle.pop_front();
+        }
+        idle.push_back(Idle {
+            connection,
+            since: now,
+        });
+    }
+}
+
 impl ConnectionPool {
     /// How many connections wait for a request.
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map_or(0, |idle| idle.len())
-    }
-
-    /// The most recently used open connection, if any.
-    fn take(&self) -> Option<SendRequest<UpstreamBody>> {
-        let mut idle = self.idle.lock().ok()?;
-        while let Some(c) = idle.pop_back() {
-            if !c.sender.is_closed() {
-                return Some(c.sender);
-            }
-        }
-        None
-    }
-
-    /// Returns a connection whose response has ended; closes the oldest
-    /// idle one when it has waited longer than `idle_timeout`.
-    fn put(&self, sender: SendRequest<UpstreamBody>, idle_timeout: Duration) {
-        let now = Instant::now();
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle
-                .front()
-                .is_some_and(|c| now.duration_since(c.since) > idle_timeout)
-            {
-                idle.pop_front();
-            }
-            idle.push_back(IdleConnection { sender, since: now });
-        }
+        self.streaming.lock().map_or(0, |idle| idle.len())
+            + self.direct.lock().map_or(0, |idle| idle.len())
     }
 }
 
@@ -137,9 +157,44 @@ impl ConnectionPool {
 pub async fn send(
     endpoint: &Arc<UpstreamEndpoint>,
     settings: UpstreamSettings,
+    req: Request<UpstreamBody>,
+) -> Result<Response<PooledBody>, SendError> {
+    if req.body().is_end_stream() {
+        send_direct(endpoint, settings, &req).await
+    } else {
+        send_streaming(endpoint, settings, req).await
+    }
+}
+
+/// A body-less request, exchanged by this task on a direct connection.
+async fn send_direct(
+    endpoint: &Arc<UpstreamEndpoint>,
+    settings: UpstreamSettings,
+    req: &Request<UpstreamBody>,
+) -> Result<Response<PooledBody>, SendError> {
+    loop {
+        let mut connection = match take_from(&endpoint.pool.direct, |c| c.is_usable()) {
+            Some(c) => c,
+            None => Box::new(exchange::Connection::new(
+                open(endpoint.addr, settings).await?,
+            )),
+        };
+        match connection.exchange(req).await {
+            Ok(head) => return Ok(PooledBody::direct(head, connection, endpoint, settings)),
+            Err(ExchangeError::NotSent(_)) => continue,
+            Err(e @ ExchangeError::ClosedBeforeResponse) => return Err(SendError::Stale(e.into())),
+            Err(e) => return Err(SendError::Connection(e.into())),
+        }
+    }
+}
+
+/// A request with a body, streamed by hyper's client connection task.
+async fn send_streaming(
+    endpoint: &Arc<UpstreamEndpoint>,
+    settings: UpstreamSettings,
     mut req: Request<UpstreamBody>,
 ) -> Result<Response<PooledBody>, SendError> {
-    while let Some(mut sender) = endpoint.pool.take() {
+    while let Some(mut sender) = take_from(&endpoint.pool.streaming, |s| !s.is_closed()) {
         if !sender.is_ready()
             && !matches!(
                 tokio::time::timeout(CATCH_UP, sender.ready()).await,
@@ -149,30 +204,30 @@ pub async fn send(
             continue;
         }
         match sender.try_send_request(req).await {
-            Ok(resp) => return Ok(PooledBody::wrap(resp, endpoint, sender, settings)),
+            Ok(resp) => return Ok(PooledBody::streaming(resp, endpoint, sender, settings)),
             Err(mut e) => match e.take_message() {
                 Some(unsent) => req = unsent,
                 None => {
                     let e = e.into_error();
                     return Err(if e.is_incomplete_message() {
-                        SendError::Stale(e)
+                        SendError::Stale(e.into())
                     } else {
-                        SendError::Connection(e)
+                        SendError::Connection(e.into())
                     });
                 }
             },
         }
     }
-    let mut sender = connect(endpoint.addr, settings).await?;
-    let resp = sender.send_request(req).await?;
-    Ok(PooledBody::wrap(resp, endpoint, sender, settings))
+    let mut sender = handshake(open(endpoint.addr, settings).await?).await?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| SendError::Connection(e.into()))?;
+    Ok(PooledBody::streaming(resp, endpoint, sender, settings))
 }
 
-/// Opens a connection and drives it on its own task.
-async fn connect(
-    addr: SocketAddr,
-    settings: UpstreamSettings,
-) -> Result<SendRequest<UpstreamBody>, SendError> {
+/// Connects to `addr` within the connect timeout, with Nagle's algorithm off.
+async fn open(addr: SocketAddr, settings: UpstreamSettings) -> Result<TcpStream, SendError> {
     let stream =
         match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
@@ -185,11 +240,17 @@ async fn connect(
             }
         };
     stream.set_nodelay(true).map_err(SendError::Connect)?;
+    Ok(stream)
+}
+
+/// Starts hyper's client on `stream`, its connection driven on its own task.
+async fn handshake(stream: TcpStream) -> Result<SendRequest<UpstreamBody>, SendError> {
     let (sender, connection) = http1::Builder::new()
         .writev(false)
         .max_buf_size(READ_BUFFER_LIMIT)
         .handshake(TokioIo::new(stream))
-        .await?;
+        .await
+        .map_err(|e| SendError::Connection(e.into()))?;
     tokio::spawn(async move {
         // Its errors reach the request that was using it.
         let _ = connection.await;
@@ -200,71 +261,157 @@ async fn connect(
 /// An upstream response body that returns its connection to the endpoint's
 /// pool when it ends.
 pub struct PooledBody {
-    body: Incoming,
-    checkin: Option<Checkin>,
+    inner: Inner,
 }
 
-struct Checkin {
+enum Inner {
+    /// A body read by hyper's client connection.
+    Streaming {
+        body: Incoming,
+        checkin: Option<Checkin<SendRequest<UpstreamBody>>>,
+    },
+    /// A body this body reads from its direct connection itself.
+    Direct {
+        connection: Option<Box<exchange::Connection>>,
+        framing: Framing,
+        checkin: Option<Checkin<()>>,
+    },
+    /// A body that had fully arrived with its head, its connection already
+    /// back in the pool.
+    Buffered(Option<Bytes>),
+}
+
+struct Checkin<C> {
     endpoint: Arc<UpstreamEndpoint>,
-    sender: SendRequest<UpstreamBody>,
+    connection: C,
     idle_timeout: Duration,
 }
 
 impl PooledBody {
-    fn wrap(
+    fn streaming(
         resp: Response<Incoming>,
         endpoint: &Arc<UpstreamEndpoint>,
         sender: SendRequest<UpstreamBody>,
         settings: UpstreamSettings,
     ) -> Response<Self> {
         resp.map(|body| {
-            let mut pooled = Self {
-                body,
-                checkin: Some(Checkin {
-                    endpoint: endpoint.clone(),
-                    sender,
-                    idle_timeout: settings.idle_timeout,
-                }),
-            };
-            if pooled.body.is_end_stream() {
-                pooled.check_in();
+            let mut checkin = Some(Checkin {
+                endpoint: endpoint.clone(),
+                connection: sender,
+                idle_timeout: settings.idle_timeout,
+            });
+            if body.is_end_stream() {
+                check_in_streaming(&mut checkin);
             }
-            pooled
+            Self {
+                inner: Inner::Streaming { body, checkin },
+            }
         })
     }
 
-    fn check_in(&mut self) {
-        if let Some(c) = self.checkin.take() {
-            c.endpoint.pool.put(c.sender, c.idle_timeout);
+    fn direct(
+        head: exchange::Head,
+        mut connection: Box<exchange::Connection>,
+        endpoint: &Arc<UpstreamEndpoint>,
+        settings: UpstreamSettings,
+    ) -> Response<Self> {
+        let exchange::Head {
+            response,
+            mut framing,
+            keep_alive,
+        } = head;
+        // The whole body is often in the buffer already: hand it on as one
+        // piece and let the connection serve the next request at once.
+        if let Some(buffered) = connection.take_whole_body(&mut framing) {
+            if keep_alive && !connection.has_surplus() {
+                put_into(&endpoint.pool.direct, connection, settings.idle_timeout);
+            }
+            return response.map(|()| Self {
+                inner: Inner::Buffered(buffered),
+            });
         }
+        let checkin = keep_alive.then(|| Checkin {
+            endpoint: endpoint.clone(),
+            connection: (),
+            idle_timeout: settings.idle_timeout,
+        });
+        response.map(|()| Self {
+            inner: Inner::Direct {
+                connection: Some(connection),
+                framing,
+                checkin,
+            },
+        })
+    }
+}
+
+fn check_in_streaming(checkin: &mut Option<Checkin<SendRequest<UpstreamBody>>>) {
+    if let Some(c) = checkin.take() {
+        put_into(&c.endpoint.pool.streaming, c.connection, c.idle_timeout);
     }
 }
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
-        match &frame {
-            Some(Err(_)) => this.checkin = None,
-            None => this.check_in(),
-            Some(Ok(_)) if this.body.is_end_stream() => this.check_in(),
-            Some(Ok(_)) => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().inner {
+            Inner::Streaming { body, checkin } => {
+                let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
+                match &frame {
+                    Some(Err(_)) => *checkin = None,
+                    None => check_in_streaming(checkin),
+                    Some(Ok(_)) if body.is_end_stream() => check_in_streaming(checkin),
+                    Some(Ok(_)) => {}
+                }
+                Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
+            }
+            Inner::Direct {
+                connection,
+                framing,
+                checkin,
+            } => {
+                let Some(conn) = connection.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                let frame = ready!(conn.poll_body(framing, cx));
+                if matches!(frame, Some(Err(_))) {
+                    *connection = None;
+                } else if framing.is_done()
+                    && let (Some(conn), Some(c)) = (connection.take(), checkin.take())
+                    && !conn.has_surplus()
+                {
+                    put_into(&c.endpoint.pool.direct, conn, c.idle_timeout);
+                }
+                Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
+            }
+            Inner::Buffered(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
-        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.inner {
+            Inner::Streaming { body, .. } => body.is_end_stream(),
+            Inner::Direct { framing, .. } => framing.is_done(),
+            Inner::Buffered(data) => data.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.inner {
+            Inner::Streaming { body, .. } => body.size_hint(),
+            Inner::Direct { framing, .. } => match framing.remaining() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
+            Inner::Buffered(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
     }
 }
 

@@ -1,0 +1,862 @@
+//! HTTP/1.1 exchanges of body-less requests, run in the request's own task.
+//!
+//! Most requests a gateway forwards carry no body: GETs, HEADs, retries and
+//! mirrors. For them the gateway writes the request head to a pooled
+//! upstream socket itself and reads the response from it as the downstream
+//! side asks for it: no connection task, and no channels between the
+//! request and its connection, which is what hyper's client needs to stream
+//! request bodies and what cost the most per request in the profile
+//! (`bench/README.md`). Parsing is httparse's, as in hyper; this module
+//! frames the response as RFC 9112 §6.3 says: no body after HEAD, 1xx, 204
+//! and 304; chunked (with trailers) when Transfer-Encoding ends in it; else
+//! Content-Length; else until the server closes. Requests with a body go
+//! through hyper's client (`upstream`).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use hyper::body::Frame;
+use smallvec::SmallVec;
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+
+/// The most header fields accepted in a response head or trailer section
+/// (hyper's default too).
+const MAX_HEADERS: usize = 100;
+
+/// The largest response head (or trailer section) accepted.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Read buffer growth step; also about the largest body frame handed on, so
+/// a streamed body is held in small pieces however large it is.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// Writing the request failed before any of it was written, so the
+    /// server never saw it (a pooled connection the server had closed).
+    #[error("upstream connection refused the request: {0}")]
+    NotSent(io::Error),
+    /// The connection ended after the request went out and before any byte
+    /// of the response.
+    #[error("upstream connection closed before the response")]
+    ClosedBeforeResponse,
+    /// Reading or writing failed.
+    #[error("upstream connection failed: {0}")]
+    Io(#[from] io::Error),
+    /// The response broke HTTP/1.1 framing.
+    #[error("invalid upstream response: {0}")]
+    Protocol(&'static str),
+}
+
+/// How the rest of a response body arrives.
+#[derive(Debug)]
+pub enum Framing {
+    /// No more body.
+    Done,
+    /// This many bytes.
+    Length(u64),
+    /// Chunked transfer coding, at this point of it.
+    Chunked(ChunkState),
+    /// Everything until the server closes the connection.
+    UntilClose,
+}
+
+/// Where a chunked body's decoding stands.
+#[derive(Debug)]
+pub enum ChunkState {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk, this many data bytes to go.
+    Data(u64),
+    /// Expecting the CRLF that ends a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer fields, then the final CRLF.
+    Trailers,
+    /// The trailer section was handed on; the body has ended.
+    Finished,
+}
+
+impl Framing {
+    /// Whether the body has ended.
+    pub fn is_done(&self) -> bool {
+        matches!(self, Framing::Done | Framing::Length(0))
+    }
+
+    /// The bytes still to come, when known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self {
+            Framing::Done => Some(0),
+            Framing::Length(n) => Some(*n),
+            Framing::Chunked(_) | Framing::UntilClose => None,
+        }
+    }
+}
+
+/// A response head as read: the response without its body, how the body
+/// is framed, and whether the connection can carry another request after it.
+pub struct Head {
+    /// Status, version and header fields.
+    pub response: Response<()>,
+    /// How the body arrives.
+    pub framing: Framing,
+    /// The server keeps the connection open after this response.
+    pub keep_alive: bool,
+}
+
+/// An upstream HTTP/1.1 connection driven by whoever holds it.
+pub struct Connection {
+    stream: TcpStream,
+    input: Input,
+    write_buf: Vec<u8>,
+}
+
+impl Connection {
+    /// Wraps a connected socket.
+    pub fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            input: Input::default(),
+            write_buf: Vec::with_capacity(512),
+        }
+    }
+
+    /// Whether an idle connection can take a request: the server has
+    /// neither closed it nor sent anything unasked. No system call unless
+    /// the socket turned readable while the connection was idle.
+    pub fn is_usable(&mut self) -> bool {
+        if self.input.has_surplus() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Writes `req`'s head (origin form, its header fields as they are; the
+    /// body is empty) and reads the response head.
+    pub async fn exchange<B>(&mut self, req: &Request<B>) -> Result<Head, ExchangeError> {
+        encode_head(req, &mut self.write_buf);
+        let mut written = 0;
+        while written < self.write_buf.len() {
+            let n = std::future::poll_fn(|cx| {
+                Pin::new(&mut self.stream).poll_write(cx, &self.write_buf[written..])
+            })
+            .await;
+            match n {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+                Ok(n) => written += n,
+                Err(e) if written == 0 => return Err(ExchangeError::NotSent(e)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut received = false;
+        loop {
+            if let Some(head) = self.input.head(req.method())? {
+                return Ok(head);
+            }
+            received |= self.input.has_surplus();
+            if std::future::poll_fn(|cx| self.poll_fill(cx)).await? == 0 {
+                return Err(if received {
+                    ExchangeError::Protocol("connection closed inside the response head")
+                } else {
+                    ExchangeError::ClosedBeforeResponse
+                });
+            }
+        }
+    }
+
+    /// The next piece of a response body framed by `framing`, read from the
+    /// socket when the buffer holds none of it.
+    pub fn poll_body(
+        &mut self,
+        framing: &mut Framing,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        loop {
+            match self.input.body(framing) {
+                Err(e) => return Poll::Ready(Some(Err(e))),
+                Ok(BodyStep::Frame(frame)) => return Poll::Ready(Some(Ok(frame))),
+                Ok(BodyStep::End) => return Poll::Ready(None),
+                Ok(BodyStep::NeedMore) => {}
+            }
+            match ready!(self.poll_fill(cx)) {
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                Ok(0) if matches!(framing, Framing::UntilClose) => {
+                    *framing = Framing::Done;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    return Poll::Ready(Some(Err(ExchangeError::Protocol(
+                        "connection closed inside the response body",
+                    ))));
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The whole body, when the buffer holds all of it already (`Some(None)`
+    /// when there is none): the exchange is then over.
+    pub fn take_whole_body(&mut self, framing: &mut Framing) -> Option<Option<Bytes>> {
+        self.input.whole_body(framing)
+    }
+
+    /// Whether bytes beyond the response are buffered (the server sent more
+    /// than it framed), which makes the connection unusable.
+    pub fn has_surplus(&self) -> bool {
+        self.input.has_surplus()
+    }
+
+    /// Reads what the socket has into the buffer: `Ok(0)` at its end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let buf = self.input.spare();
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, buf)
+    }
+}
+
+/// What one decoding step over the buffered input gave.
+#[derive(Debug)]
+enum BodyStep {
+    Frame(Frame<Bytes>),
+    NeedMore,
+    End,
+}
+
+/// Bytes read from the connection and not yet handed on, and their
+/// decoding into response heads and bodies; no I/O, so every way the bytes
+/// can be split across reads is testable.
+#[derive(Default)]
+struct Input {
+    buf: BytesMut,
+}
+
+impl Input {
+    /// The buffer, with room for the next read.
+    fn spare(&mut self) -> &mut BytesMut {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        &mut self.buf
+    }
+
+    fn has_surplus(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// A complete final response head, if buffered; interim (1xx)
+    /// responses are skipped.
+    fn head(&mut self, method: &Method) -> Result<Option<Head>, ExchangeError> {
+        loop {
+            if self.buf.is_empty() {
+                return Ok(None);
+            }
+            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut fields);
+            let len = match parsed.parse(&self.buf) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) if self.buf.len() < MAX_HEAD_BYTES => {
+                    return Ok(None);
+                }
+                Ok(httparse::Status::Partial) => {
+                    return Err(ExchangeError::Protocol("response head too large"));
+                }
+                Err(_) => return Err(ExchangeError::Protocol("malformed response head")),
+            };
+            let status = parsed
+                .code
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .ok_or(ExchangeError::Protocol("invalid status code"))?;
+            if status.is_informational() {
+                if status == StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(ExchangeError::Protocol("unrequested protocol switch"));
+                }
+                self.buf.advance(len);
+                continue;
+            }
+            let version = if parsed.version == Some(0) {
+                Version::HTTP_10
+            } else {
+                Version::HTTP_11
+            };
+            let spans = field_spans(parsed.headers, self.buf.as_ptr() as usize)?;
+            let head = self.buf.split_to(len).freeze();
+            let mut response = Response::new(());
+            *response.status_mut() = status;
+            *response.version_mut() = version;
+            *response.headers_mut() = header_map(&head, spans)?;
+            return frame(method, response).map(Some);
+        }
+    }
+
+    /// See [`Connection::take_whole_body`].
+    fn whole_body(&mut self, framing: &mut Framing) -> Option<Option<Bytes>> {
+        let data = match *framing {
+            Framing::Done | Framing::Length(0) => None,
+            Framing::Length(n) => {
+                let n = usize::try_from(n).ok().filter(|&n| n <= self.buf.len())?;
+                Some(self.buf.split_to(n).freeze())
+            }
+            Framing::Chunked(_) | Framing::UntilClose => return None,
+        };
+        *framing = Framing::Done;
+        Some(data)
+    }
+
+    /// The next body frame the buffer holds, advancing `framing`.
+    fn body(&mut self, framing: &mut Framing) -> Result<BodyStep, ExchangeError> {
+        loop {
+            match framing {
+                Framing::Done => return Ok(BodyStep::End),
+                Framing::Length(0) => {
+                    *framing = Framing::Done;
+                    return Ok(BodyStep::End);
+                }
+                Framing::Length(rest) => {
+                    return Ok(self
+                        .take_data(rest)
+                        .map_or(BodyStep::NeedMore, |d| BodyStep::Frame(Frame::data(d))));
+                }
+                Framing::UntilClose if self.buf.is_empty() => return Ok(BodyStep::NeedMore),
+                Framing::UntilClose => {
+                    return Ok(BodyStep::Frame(Frame::data(self.buf.split().freeze())));
+                }
+                Framing::Chunked(ChunkState::Finished) => {
+                    *framing = Framing::Done;
+                    return Ok(BodyStep::End);
+                }
+                Framing::Chunked(state) => match self.chunked(state)? {
+                    Some(BodyStep::End) => {
+                        *framing = Framing::Done;
+                        return Ok(BodyStep::End);
+                    }
+                    Some(step) => return Ok(step),
+                    None => {}
+                },
+            }
+        }
+    }
+
+    /// Up to `rest` buffered body bytes, counted off `rest`.
+    fn take_data(&mut self, rest: &mut u64) -> Option<Bytes> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let n = usize::try_from(*rest).map_or(self.buf.len(), |r| r.min(self.buf.len()));
+        *rest -= n as u64;
+        Some(self.buf.split_to(n).freeze())
+    }
+
+    /// One step of chunked decoding: `Some` with what it gave, `None` when it
+    /// only moved on (more may follow from the same buffer), `NeedMore` when
+    /// the buffer ends inside a part that must be whole.
+    fn chunked(&mut self, state: &mut ChunkState) -> Result<Option<BodyStep>, ExchangeError> {
+        match state {
+            ChunkState::Size => match httparse::parse_chunk_size(&self.buf) {
+                Ok(httparse::Status::Complete((used, size))) => {
+                    self.buf.advance(used);
+                    *state = if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                    Ok(None)
+                }
+                Ok(httparse::Status::Partial) if self.buf.len() < MAX_HEAD_BYTES => {
+                    Ok(Some(BodyStep::NeedMore))
+                }
+                _ => Err(ExchangeError::Protocol("malformed chunk size")),
+            },
+            ChunkState::Data(rest) => {
+                let data = self.take_data(rest);
+                if *rest == 0 {
+                    *state = ChunkState::DataEnd;
+                }
+                Ok(Some(data.map_or(BodyStep::NeedMore, |d| {
+                    BodyStep::Frame(Frame::data(d))
+                })))
+            }
+            ChunkState::DataEnd => {
+                if self.buf.len() < 2 {
+                    return Ok(Some(BodyStep::NeedMore));
+                }
+                if &self.buf[..2] != b"\r\n" {
+                    return Err(ExchangeError::Protocol("chunk data longer than its size"));
+                }
+                self.buf.advance(2);
+                *state = ChunkState::Size;
+                Ok(None)
+            }
+            ChunkState::Trailers => {
+                if self.buf.starts_with(b"\r\n") {
+                    self.buf.advance(2);
+                    *state = ChunkState::Finished;
+                    return Ok(Some(BodyStep::End));
+                }
+                let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match httparse::parse_headers(&self.buf, &mut fields) {
+                    Ok(httparse::Status::Complete((len, fields))) => {
+                        let spans = field_spans(fields, self.buf.as_ptr() as usize)?;
+                        let section = self.buf.split_to(len).freeze();
+                        let trailers = header_map(&section, spans)?;
+                        // The section's empty line ended the body too.
+                        *state = ChunkState::Finished;
+                        Ok(Some(BodyStep::Frame(Frame::trailers(trailers))))
+                    }
+                    Ok(httparse::Status::Partial) if self.buf.len() < MAX_HEAD_BYTES => {
+                        Ok(Some(BodyStep::NeedMore))
+                    }
+                    _ => Err(ExchangeError::Protocol("malformed trailer section")),
+                }
+            }
+            ChunkState::Finished => Ok(Some(BodyStep::End)),
+        }
+    }
+}
+
+/// Writes the head of a body-less request: `METHOD path HTTP/1.1`, then its
+/// header fields as they are (lower-case names, as hyper writes them).
+fn encode_head<B>(req: &Request<B>, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in req.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Parsed header fields: each name, and its value's start and end in the
+/// buffer they were parsed from.
+type FieldSpans = SmallVec<[(HeaderName, usize, usize); 16]>;
+
+/// Each parsed field's name and where its value lies in the buffer that
+/// starts at address `base`, so the values can share that buffer once it is
+/// frozen instead of being copied.
+fn field_spans(fields: &[httparse::Header<'_>], base: usize) -> Result<FieldSpans, ExchangeError> {
+    fields
+        .iter()
+        .map(|f| {
+            let name = HeaderName::from_bytes(f.name.as_bytes())
+                .map_err(|_| ExchangeError::Protocol("invalid header name"))?;
+            let start = f.value.as_ptr() as usize - base;
+            Ok((name, start, start + f.value.len()))
+        })
+        .collect()
+}
+
+fn header_map(buf: &Bytes, spans: FieldSpans) -> Result<HeaderMap, ExchangeError> {
+    let mut map = HeaderMap::with_capacity(spans.len());
+    for (name, start, end) in spans {
+        let value = HeaderValue::from_maybe_shared(buf.slice(start..end))
+            .map_err(|_| ExchangeError::Protocol("invalid header value"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Decides how the body of `response` (answering a `method` request)
+/// arrives, and whether the connection stays open after it (RFC 9112 §6.3,
+/// §9.3).
+fn frame(method: &Method, mut response: Response<()>) -> Result<Head, ExchangeError> {
+    let status = response.status();
+    let mut keep_alive = keeps_alive(response.version(), response.headers());
+    let headers = response.headers_mut();
+    let framing = if *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Done
+    } else if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        // Transfer-Encoding overrides Content-Length, which must not reach
+        // the client beside a body it no longer describes.
+        headers.remove(http::header::CONTENT_LENGTH);
+        if ends_in_chunked(headers) {
+            Framing::Chunked(ChunkState::Size)
+        } else {
+            keep_alive = false;
+            Framing::UntilClose
+        }
+    } else if let Some(len) = content_length(headers)? {
+        Framing::Length(len)
+    } else {
+        keep_alive = false;
+        Framing::UntilClose
+    };
+    Ok(Head {
+        response,
+        framing,
+        keep_alive,
+    })
+}
+
+/// Whether the server keeps the connection after this response: HTTP/1.1
+/// unless it says `close`, HTTP/1.0 only when it says `keep-alive`.
+fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    let (mut close, mut keep) = (false, false);
+    for value in headers.get_all(http::header::CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+    !close && (version == Version::HTTP_11 || keep)
+}
+
+/// Whether the last transfer coding is chunked.
+fn ends_in_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// The Content-Length, if given: every value (also within lists) must be
+/// the same decimal number, as RFC 9110 §8.6 requires.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ExchangeError> {
+    let mut length = None;
+    for value in headers.get_all(http::header::CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let item = item.trim_ascii();
+            let n = std::str::from_utf8(item)
+                .ok()
+                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or(ExchangeError::Protocol("invalid Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(ExchangeError::Protocol("conflicting Content-Length values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// What decoding one response gave.
+    #[derive(Debug, Default)]
+    struct Decoded {
+        status: u16,
+        headers: HeaderMap,
+        keep_alive: bool,
+        body: Vec<u8>,
+        trailers: Option<HeaderMap>,
+        ended: bool,
+        surplus: bool,
+    }
+
+    /// Decodes `bytes` arriving `step` bytes at a time; the input ending is
+    /// the connection closing.
+    fn decode(method: &Method, bytes: &[u8], step: usize) -> Result<Decoded, ExchangeError> {
+        let mut input = Input::default();
+        let mut out = Decoded::default();
+        let mut framing = None;
+        for piece in bytes.chunks(step) {
+            input.buf.extend_from_slice(piece);
+            if framing.is_none() {
+                let Some(head) = input.head(method)? else {
+                    continue;
+                };
+                out.status = head.response.status().as_u16();
+                out.headers = head.response.headers().clone();
+                out.keep_alive = head.keep_alive;
+                framing = Some(head.framing);
+            }
+            let framing = framing.as_mut().expect("framing set with the head");
+            loop {
+                match input.body(framing)? {
+                    BodyStep::Frame(f) => match f.into_data() {
+                        Ok(d) => out.body.extend_from_slice(&d),
+                        Err(f) => out.trailers = f.into_trailers().ok(),
+                    },
+                    BodyStep::NeedMore => break,
+                    BodyStep::End => {
+                        out.ended = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if matches!(framing, Some(Framing::UntilClose)) {
+            out.ended = true;
+        }
+        out.surplus = input.has_surplus();
+        Ok(out)
+    }
+
+    /// The same result however the bytes are split across reads.
+    fn decode_every_way(method: &Method, bytes: &[u8]) -> Decoded {
+        let whole = decode(method, bytes, bytes.len()).expect("decodes whole");
+        for step in 1..bytes.len() {
+            let split = decode(method, bytes, step).expect("decodes split");
+            assert_eq!(split.body, whole.body, "step {step}");
+            assert_eq!(split.trailers, whole.trailers, "step {step}");
+            assert_eq!(split.ended, whole.ended, "step {step}");
+            assert_eq!(split.status, whole.status, "step {step}");
+        }
+        whole
+    }
+
+    #[test]
+    fn content_length_bodies_end_at_their_length() {
+        let d = decode_every_way(
+            &Method::GET,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello",
+        );
+        assert_eq!((d.status, &d.body[..], d.ended), (200, &b"hello"[..], true));
+        assert_eq!(d.headers["x-a"], "1");
+        assert!(d.keep_alive && !d.surplus);
+        let extra = decode(
+            &Method::GET,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiX",
+            64,
+        );
+        assert!(
+            extra.unwrap().surplus,
+            "bytes past the body make the connection unusable"
+        );
+    }
+
+    #[test]
+    fn chunked_bodies_with_extensions_and_trailers() {
+        let d = decode_every_way(
+            &Method::GET,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n\
+              5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nGrpc-Status: 0\r\n\r\n",
+        );
+        assert_eq!(&d.body[..], b"hello, world");
+        assert!(d.ended && d.keep_alive && !d.surplus);
+        assert_eq!(d.trailers.expect("trailers")["grpc-status"], "0");
+        assert!(
+            !d.headers.contains_key("content-length"),
+            "Content-Length beside chunked is dropped"
+        );
+        let plain = decode_every_way(
+            &Method::GET,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        );
+        assert_eq!(
+            (&plain.body[..], plain.trailers.is_none(), plain.ended),
+            (&b"abc"[..], true, true)
+        );
+    }
+
+    #[test]
+    fn bodies_without_length_run_until_the_connection_closes() {
+        let d = decode_every_way(&Method::GET, b"HTTP/1.1 200 OK\r\n\r\nall of it");
+        assert_eq!(&d.body[..], b"all of it");
+        assert!(!d.keep_alive);
+        let gzip_only = decode(
+            &Method::GET,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxyz",
+            64,
+        )
+        .unwrap();
+        assert_eq!(
+            (&gzip_only.body[..], gzip_only.keep_alive),
+            (&b"xyz"[..], false)
+        );
+    }
+
+    #[test]
+    fn head_204_304_and_interim_responses_have_no_body() {
+        let head = decode(
+            &Method::HEAD,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+            64,
+        )
+        .unwrap();
+        assert!(head.ended && head.body.is_empty() && !head.surplus);
+        assert_eq!(
+            head.headers["content-length"], "10",
+            "HEAD keeps the length it describes"
+        );
+        for status in ["204 No Content", "304 Not Modified"] {
+            let raw = format!("HTTP/1.1 {status}\r\nContent-Length: 3\r\n\r\n");
+            let d = decode(&Method::GET, raw.as_bytes(), 64).unwrap();
+            assert!(d.ended && d.body.is_empty(), "{status}");
+        }
+        let d = decode_every_way(
+            &Method::GET,
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n\
+              HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+        );
+        assert_eq!((d.status, &d.body[..]), (201, &b"ok"[..]));
+    }
+
+    #[test]
+    fn connection_reuse_follows_version_and_connection_header() {
+        let cases: [(&[u8], bool); 4] = [
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: foo, Close\r\nContent-Length: 0\r\n\r\n",
+                false,
+            ),
+            (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+                true,
+            ),
+        ];
+        for (raw, keep_alive) in cases {
+            let d = decode(&Method::GET, raw, raw.len()).unwrap();
+            assert_eq!(d.keep_alive, keep_alive, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn framing_errors_are_refused() {
+        let bad: [&[u8]; 6] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            b"HTTP/1.1 20 OK\r\n\r\n",
+        ];
+        for raw in bad {
+            assert!(
+                decode(&Method::GET, raw, raw.len()).is_err(),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let endless = [
+            b"HTTP/1.1 200 OK\r\nX: ".as_slice(),
+            &[b'a'; MAX_HEAD_BYTES],
+        ]
+        .concat();
+        assert!(
+            decode(&Method::GET, &endless, 4096).is_err(),
+            "an endless head is cut off"
+        );
+    }
+
+    /// A loopback server that answers each request head with `response`
+    /// (then closes when `close_after` is set) and reports the bytes it got.
+    async fn scripted(
+        response: &'static [u8],
+        close_after: bool,
+    ) -> (TcpStream, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    return got;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if got.ends_with(b"\r\n\r\n") {
+                    s.write_all(response).await.unwrap();
+                    if close_after {
+                        return got;
+                    }
+                }
+            }
+        });
+        (TcpStream::connect(addr).await.unwrap(), server)
+    }
+
+    fn get(target: &str) -> Request<()> {
+        Request::get(target).header("host", "svc").body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_carries_one_exchange_after_another() {
+        let (stream, server) =
+            scripted(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false).await;
+        let mut conn = Connection::new(stream);
+        for _ in 0..2 {
+            let mut head = conn.exchange(&get("/a?b=c")).await.unwrap();
+            assert_eq!(head.response.status(), 200);
+            let body = conn
+                .take_whole_body(&mut head.framing)
+                .expect("whole body buffered");
+            assert_eq!(body.as_deref(), Some(&b"hello"[..]));
+            assert!(head.keep_alive && conn.is_usable());
+        }
+        drop(conn);
+        let got = server.await.unwrap();
+        assert_eq!(got, b"GET /a?b=c HTTP/1.1\r\nhost: svc\r\n\r\n".repeat(2));
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_the_response_says_so() {
+        let (stream, server) = scripted(b"", true).await;
+        let mut conn = Connection::new(stream);
+        let err = conn.exchange(&get("/")).await.err().expect("no response");
+        assert!(matches!(err, ExchangeError::ClosedBeforeResponse), "{err}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_server_closed_is_not_usable() {
+        let (stream, server) =
+            scripted(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true).await;
+        let mut conn = Connection::new(stream);
+        conn.exchange(&get("/")).await.unwrap();
+        server.await.unwrap();
+        conn.stream.readable().await.unwrap();
+        assert!(!conn.is_usable());
+    }
+
+    #[tokio::test]
+    async fn a_large_body_is_handed_on_in_bounded_pieces() {
+        const LEN: usize = 4 * 1024 * 1024;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n");
+            s.write_all(head.as_bytes()).await.unwrap();
+            let piece = vec![7u8; 64 * 1024];
+            for _ in 0..LEN / piece.len() {
+                s.write_all(&piece).await.unwrap();
+            }
+        });
+        let mut conn = Connection::new(TcpStream::connect(addr).await.unwrap());
+        let mut head = conn.exchange(&get("/big")).await.unwrap();
+        let (mut total, mut largest) = (0, 0);
+        while let Some(frame) =
+            std::future::poll_fn(|cx| conn.poll_body(&mut head.framing, cx)).await
+        {
+            let data = frame.unwrap().into_data().unwrap();
+            assert!(data.iter().all(|&b| b == 7));
+            total += data.len();
+            largest = largest.max(data.len());
+        }
+        assert_eq!(total, LEN);
+        assert!(largest <= 2 * READ_CHUNK, "largest piece {largest} bytes");
+        assert!(head.framing.is_done());
+    }
+}

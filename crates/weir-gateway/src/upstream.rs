@@ -173,15 +173,17 @@ async fn send_direct(
     req: &Request<UpstreamBody>,
 ) -> Result<Response<PooledBody>, SendError> {
     loop {
-        let mut connection = match take_from(&endpoint.pool.direct, |c| c.is_usable()) {
-            Some(c) => c,
-            None => Box::new(exchange::Connection::new(
-                open(endpoint.addr, settings).await?,
-            )),
+        let (mut connection, reused) = match take_from(&endpoint.pool.direct, |c| c.is_usable()) {
+            Some(c) => (c, true),
+            None => {
+                let stream = open(endpoint.addr, settings).await?;
+                (Box::new(exchange::Connection::new(stream)), false)
+            }
         };
         match connection.exchange(req).await {
             Ok(head) => return Ok(PooledBody::direct(head, connection, endpoint, settings)),
-            Err(ExchangeError::NotSent(_)) => continue,
+            // The server had closed this idle connection: the next one.
+            Err(ExchangeError::NotSent(_)) if reused => continue,
             Err(e @ ExchangeError::ClosedBeforeResponse) => return Err(SendError::Stale(e.into())),
             Err(e) => return Err(SendError::Connection(e.into())),
         }

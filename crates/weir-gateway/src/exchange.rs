@@ -331,18 +331,17 @@ impl Input {
                 Framing::UntilClose => {
                     return Ok(BodyStep::Frame(Frame::data(self.buf.split().freeze())));
                 }
-                Framing::Chunked(ChunkState::Finished) => {
-                    *framing = Framing::Done;
-                    return Ok(BodyStep::End);
-                }
-                Framing::Chunked(state) => match self.chunked(state)? {
-                    Some(BodyStep::End) => {
+                Framing::Chunked(state) => {
+                    let step = self.chunked(state)?;
+                    // Trailers end the body as the last chunk does: the
+                    // server writing the response may not ask again.
+                    if matches!(state, ChunkState::Finished) {
                         *framing = Framing::Done;
-                        return Ok(BodyStep::End);
                     }
-                    Some(step) => return Ok(step),
-                    None => {}
-                },
+                    if let Some(step) = step {
+                        return Ok(step);
+                    }
+                }
             }
         }
     }

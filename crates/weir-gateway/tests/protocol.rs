@@ -387,6 +387,76 @@ async fn an_idempotent_request_on_a_pooled_connection_closed_under_it_is_sent_ag
     assert_eq!(connections.load(Ordering::SeqCst), 3);
 }
 
+/// A raw HTTP/1 server answering each path with a different framing:
+/// `/chunked` (with a trailer), `/interim` (a 100 and a 103 before the
+/// answer), `/head` (a HEAD answered with a length and no body), and
+/// `/close` (HTTP/1.0, no length: the body runs until it closes). Counts
+/// connections.
+async fn framing_server(ip: &str, connections: Arc<AtomicUsize>) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            connections.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    let head: Vec<u8> = pending.drain(..end + 4).collect();
+                    let line = String::from_utf8_lossy(&head);
+                    let answer: &[u8] = match line.split(' ').nth(1).unwrap_or_default() {
+                        "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+                        "/interim" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                        "/head" => b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n",
+                        _ => b"HTTP/1.0 200 OK\r\n\r\nuntil it closes",
+                    };
+                    if stream.write_all(answer).await.is_err() || answer.starts_with(b"HTTP/1.0") {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn upstream_responses_in_every_framing_reach_the_client_whole() {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let upstream = framing_server("127.0.0.75", connections.clone()).await;
+    let (_gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(upstream)]).await;
+
+    let (status, _, body) = get(&format!("{url}/chunked"), &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "hello world"));
+    let (status, _, body) = get(&format!("{url}/interim"), &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
+    let (status, headers, body) = request("HEAD", &format!("{url}/head"), &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, ""));
+    assert_eq!(headers["content-length"], "10");
+    let (_, _, body) = get(&format!("{url}/chunked"), &[]).await;
+    assert_eq!(body, "hello world");
+    // All of that on one upstream connection.
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+
+    let (status, _, body) = get(&format!("{url}/close"), &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "until it closes"));
+    let (_, _, body) = get(&format!("{url}/chunked"), &[]).await;
+    assert_eq!(body, "hello world");
+    // The body that ran until the close took the pooled connection with
+    // it: the next request needed a second one.
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test]
 async fn an_upstream_that_closes_after_each_response_gets_a_new_connection_each_time() {
     let (connections, _gw, url) = gateway_to_counting_echo("127.0.0.72", false).await;

@@ -325,37 +325,60 @@ async fn a_connection_still_sending_an_upload_does_not_hold_up_the_next_request(
     driver.abort();
 }
 
-/// A server that answers the first request on each connection (keep-alive)
-/// and closes the connection when the second arrives, unanswered: a server
-/// shutting down as a pooled connection is reused. Counts connections.
-async fn closes_on_second_request(ip: &str, connections: Arc<AtomicUsize>) -> SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// A raw TCP server on `ip` that counts its connections and serves each
+/// with `serve` on its own task.
+async fn raw_server<F, Fut>(ip: &str, connections: Arc<AtomicUsize>, serve: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
             connections.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                if stream.write_all(answer).await.is_err() {
-                    return;
-                }
-                // The next request is read, then the connection is dropped.
-                let _ = stream.read(&mut buf).await;
-            });
+            tokio::spawn(serve(stream));
         }
     });
     addr
+}
+
+/// The next request head on `stream` (bytes after it stay in `pending`);
+/// `None` once the client has gone.
+async fn next_head(stream: &mut tokio::net::TcpStream, pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(pending.drain(..end + 4).collect());
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A server that answers the first request on each connection (keep-alive)
+/// and closes the connection when the second arrives, unanswered: a server
+/// shutting down as a pooled connection is reused. Counts connections.
+async fn closes_on_second_request(ip: &str, connections: Arc<AtomicUsize>) -> SocketAddr {
+    raw_server(ip, connections, |mut stream| async move {
+        use tokio::io::AsyncWriteExt;
+        let mut pending = Vec::new();
+        if next_head(&mut stream, &mut pending).await.is_none() {
+            return;
+        }
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        if stream.write_all(answer).await.is_err() {
+            return;
+        }
+        // The next request is read, then the connection is dropped.
+        let _ = next_head(&mut stream, &mut pending).await;
+    })
+    .await
 }
 
 #[tokio::test]
@@ -393,41 +416,23 @@ async fn an_idempotent_request_on_a_pooled_connection_closed_under_it_is_sent_ag
 /// `/close` (HTTP/1.0, no length: the body runs until it closes). Counts
 /// connections.
 async fn framing_server(ip: &str, connections: Arc<AtomicUsize>) -> SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            connections.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => pending.extend_from_slice(&buf[..n]),
-                        }
-                        continue;
-                    };
-                    let head: Vec<u8> = pending.drain(..end + 4).collect();
-                    let line = String::from_utf8_lossy(&head);
-                    let answer: &[u8] = match line.split(' ').nth(1).unwrap_or_default() {
-                        "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
-                        "/interim" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
-                        "/head" => b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n",
-                        _ => b"HTTP/1.0 200 OK\r\n\r\nuntil it closes",
-                    };
-                    if stream.write_all(answer).await.is_err() || answer.starts_with(b"HTTP/1.0") {
-                        return;
-                    }
-                }
-            });
+    raw_server(ip, connections, |mut stream| async move {
+        use tokio::io::AsyncWriteExt;
+        let mut pending = Vec::new();
+        while let Some(head) = next_head(&mut stream, &mut pending).await {
+            let line = String::from_utf8_lossy(&head);
+            let answer: &[u8] = match line.split(' ').nth(1).unwrap_or_default() {
+                "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+                "/interim" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                "/head" => b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n",
+                _ => b"HTTP/1.0 200 OK\r\n\r\nuntil it closes",
+            };
+            if stream.write_all(answer).await.is_err() || answer.starts_with(b"HTTP/1.0") {
+                return;
+            }
         }
-    });
-    addr
+    })
+    .await
 }
 
 #[tokio::test]

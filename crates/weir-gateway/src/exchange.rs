@@ -289,7 +289,7 @@ impl Input {
             } else {
                 Version::HTTP_11
             };
-            let spans = field_spans(parsed.headers, self.buf.as_ptr() as usize)?;
+            let spans = field_spans(parsed.headers, &self.buf[..len])?;
             let head = self.buf.split_to(len).freeze();
             let mut response = Response::new(());
             *response.status_mut() = status;
@@ -405,7 +405,7 @@ impl Input {
                 let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 match httparse::parse_headers(&self.buf, &mut fields) {
                     Ok(httparse::Status::Complete((len, fields))) => {
-                        let spans = field_spans(fields, self.buf.as_ptr() as usize)?;
+                        let spans = field_spans(fields, &self.buf[..len])?;
                         let section = self.buf.split_to(len).freeze();
                         let trailers = header_map(&section, spans)?;
                         // The section's empty line ended the body too.
@@ -445,21 +445,30 @@ fn encode_head<B>(req: &Request<B>, out: &mut Vec<u8>) {
 /// buffer they were parsed from.
 type FieldSpans = SmallVec<[(HeaderName, usize, usize); 16]>;
 
-/// Each parsed field's name and where its value lies in the buffer that
-/// starts at address `base`, so the values can share that buffer once it is
+/// Each parsed field's name and where its value lies in `head`, the bytes
+/// it was parsed from, so the values can share that buffer once it is
 /// frozen instead of being copied.
-fn field_spans(fields: &[httparse::Header<'_>], base: usize) -> Result<FieldSpans, ExchangeError> {
+fn field_spans(fields: &[httparse::Header<'_>], head: &[u8]) -> Result<FieldSpans, ExchangeError> {
+    let base = head.as_ptr() as usize;
     fields
         .iter()
         .map(|f| {
             let name = HeaderName::from_bytes(f.name.as_bytes())
                 .map_err(|_| ExchangeError::Protocol("invalid header name"))?;
-            let start = f.value.as_ptr() as usize - base;
-            Ok((name, start, start + f.value.len()))
+            if f.value.is_empty() {
+                return Ok((name, 0, 0));
+            }
+            let start = (f.value.as_ptr() as usize).wrapping_sub(base);
+            let end = start
+                .checked_add(f.value.len())
+                .filter(|&end| end <= head.len())
+                .ok_or(ExchangeError::Protocol("header value outside the head"))?;
+            Ok((name, start, end))
         })
         .collect()
 }
 
+/// The header map of `fields`, each value a slice of `buf`.
 fn header_map(buf: &Bytes, spans: FieldSpans) -> Result<HeaderMap, ExchangeError> {
     let mut map = HeaderMap::with_capacity(spans.len());
     for (name, start, end) in spans {
@@ -753,6 +762,53 @@ mod tests {
             decode(&Method::GET, &endless, 4096).is_err(),
             "an endless head is cut off"
         );
+    }
+
+    #[test]
+    fn empty_header_values_are_kept() {
+        let d = decode_every_way(
+            &Method::GET,
+            b"HTTP/1.1 200 OK\r\nX-Empty:\r\nX-Also: \r\nContent-Length: 1\r\n\r\n.",
+        );
+        assert_eq!(d.headers["x-empty"], "");
+        assert_eq!(d.headers["x-also"], "");
+        assert_eq!(&d.body[..], b".");
+    }
+
+    proptest::proptest! {
+        /// Whatever an upstream sends, decoding ends in a result, never a panic.
+        #[test]
+        fn any_bytes_decode_without_panicking(
+            start in 0usize..4,
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            step in 1usize..64,
+        ) {
+            let starts: [&[u8]; 4] = [
+                b"",
+                b"HTTP/1.1 200 OK\r\n",
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+            ];
+            let _ = decode(&Method::GET, &[starts[start], &tail].concat(), step);
+        }
+
+        /// Any body in any chunks, its bytes split at any step, decodes to itself.
+        #[test]
+        fn chunked_bodies_decode_to_what_was_encoded(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 1..40), 0..8),
+            step in 1usize..32,
+        ) {
+            let mut raw = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+            for c in &chunks {
+                raw.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                raw.extend_from_slice(c);
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(b"0\r\n\r\n");
+            let d = decode(&Method::GET, &raw, step).unwrap();
+            proptest::prop_assert_eq!(d.body, chunks.concat());
+            proptest::prop_assert!(d.ended && !d.surplus);
+        }
     }
 
     /// A loopback server that answers each request head with `response`

@@ -165,14 +165,15 @@ impl Connection {
             if let Some(head) = self.input.head(req.method())? {
                 return Ok(head);
             }
-            received |= self.input.has_surplus();
             if std::future::poll_fn(|cx| self.poll_fill(cx)).await? == 0 {
+                // After an interim response the server has seen the request.
                 return Err(if received {
                     ExchangeError::Protocol("connection closed inside the response head")
                 } else {
                     ExchangeError::ClosedBeforeResponse
                 });
             }
+            received = true;
         }
     }
 
@@ -869,6 +870,19 @@ mod tests {
         let mut conn = Connection::new(stream);
         let err = conn.exchange(&get("/")).await.err().expect("no response");
         assert!(matches!(err, ExchangeError::ClosedBeforeResponse), "{err}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_close_after_an_interim_response_is_not_taken_for_a_stale_connection() {
+        let (stream, server) = scripted(b"HTTP/1.1 100 Continue\r\n\r\n", true).await;
+        let mut conn = Connection::new(stream);
+        let err = conn
+            .exchange(&get("/"))
+            .await
+            .err()
+            .expect("no final response");
+        assert!(matches!(err, ExchangeError::Protocol(_)), "{err}");
         server.await.unwrap();
     }
 

@@ -315,6 +315,10 @@ pub async fn handle(
             apply_response_ops(&mut parts.headers, &rule.headers);
             apply_response_ops(&mut parts.headers, &dest.headers);
             parts.version = Version::HTTP_11;
+            let body = match deadline {
+                Some(d) => body.with_deadline(d),
+                None => body,
+            };
             let resp = Response::from_parts(parts, Either::Left(body));
             let outcome = Outcome {
                 flags: if attempt > 1 { "URX" } else { "-" },

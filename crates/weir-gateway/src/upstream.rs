@@ -29,7 +29,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::balance::UpstreamEndpoint;
 use crate::exchange::{self, ExchangeError, Framing};
@@ -264,7 +264,16 @@ async fn handshake(stream: TcpStream) -> Result<SendRequest<UpstreamBody>, SendE
 /// pool when it ends.
 pub struct PooledBody {
     inner: Inner,
+    /// The route timeout, when the body is still to come: Envoy's route
+    /// timeout covers the whole response, not only its head.
+    deadline: Option<Pin<Box<Sleep>>>,
 }
+
+/// The route timeout passed while the response body was still arriving;
+/// the stream is reset, as Envoy does.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream response not complete within the route timeout")]
+pub struct ResponseTimeout;
 
 enum Inner {
     /// A body read by hyper's client connection.
@@ -307,6 +316,7 @@ impl PooledBody {
             }
             Self {
                 inner: Inner::Streaming { body, checkin },
+                deadline: None,
             }
         })
     }
@@ -330,6 +340,7 @@ impl PooledBody {
             }
             return response.map(|()| Self {
                 inner: Inner::Buffered(buffered),
+                deadline: None,
             });
         }
         let checkin = keep_alive.then(|| Checkin {
@@ -343,6 +354,7 @@ impl PooledBody {
                 framing,
                 checkin,
             },
+            deadline: None,
         })
     }
 }
@@ -353,15 +365,20 @@ fn check_in_streaming(checkin: &mut Option<Checkin<SendRequest<UpstreamBody>>>) 
     }
 }
 
-impl Body for PooledBody {
-    type Data = Bytes;
-    type Error = BoxError;
+impl PooledBody {
+    /// Ends the body with [`ResponseTimeout`] (and closes its connection)
+    /// if it has not ended by `deadline`. A body already whole needs none.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        if !self.is_end_stream() && !matches!(self.inner, Inner::Buffered(_)) {
+            self.deadline = Some(Box::pin(tokio::time::sleep_until(deadline)));
+        }
+        self
+    }
+}
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.get_mut().inner {
+impl Inner {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
             Inner::Streaming { body, checkin } => {
                 let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
                 match &frame {
@@ -393,6 +410,32 @@ impl Body for PooledBody {
             }
             Inner::Buffered(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        let expired = this
+            .deadline
+            .as_mut()
+            .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+        if !expired {
+            return Poll::Pending;
+        }
+        // Dropping the rest closes the upstream connection too.
+        this.inner = Inner::Buffered(None);
+        this.deadline = None;
+        Poll::Ready(Some(Err(ResponseTimeout.into())))
     }
 
     fn is_end_stream(&self) -> bool {

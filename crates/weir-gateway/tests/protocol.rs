@@ -463,6 +463,53 @@ async fn upstream_responses_in_every_framing_reach_the_client_whole() {
 }
 
 #[tokio::test]
+async fn the_route_timeout_also_bounds_a_response_body_still_arriving() {
+    // `/stall` sends its head and part of its body, then nothing more.
+    let upstream = raw_server("127.0.0.76", Arc::default(), |mut stream| async move {
+        use tokio::io::AsyncWriteExt;
+        let mut pending = Vec::new();
+        while let Some(head) = next_head(&mut stream, &mut pending).await {
+            let answer: &[u8] = if head.starts_with(b"GET /stall ") {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nthe first part"
+            } else {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+            };
+            if stream.write_all(answer).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let timeout = Duration::from_millis(500);
+    let route = to_echo("    timeout: 500ms\n");
+    let (_gw, url) = gateway(&[GATEWAY, &route, &echo_backend(upstream)]).await;
+
+    // A response that completes in time is untouched.
+    let (status, _, body) = get(&format!("{url}/ok"), &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
+
+    // The stalled one: its head comes through, its body is cut at the
+    // deadline, as Envoy resets the stream.
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let started = Instant::now();
+    let resp = client
+        .request(
+            Request::get(format!("{url}/stall"))
+                .body(http_body_util::Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
+        .await
+        .expect("the body still open well past the route timeout");
+    assert!(body.is_err(), "a cut body must not look complete");
+    assert!(started.elapsed() >= timeout, "cut before the deadline");
+}
+
+#[tokio::test]
 async fn an_upstream_that_closes_after_each_response_gets_a_new_connection_each_time() {
     let (connections, _gw, url) = gateway_to_counting_echo("127.0.0.72", false).await;
     for _ in 0..20 {

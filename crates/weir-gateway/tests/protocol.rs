@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -361,6 +361,21 @@ async fn next_head(stream: &mut tokio::net::TcpStream, pending: &mut Vec<u8>) ->
     }
 }
 
+/// Sends a body-less request; the response comes back with its body unread.
+async fn response_to(method: Method, url: &str) -> Response<Incoming> {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>()
+        .request(
+            Request::builder()
+                .method(method)
+                .uri(url)
+                .body(http_body_util::Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
 /// A server that answers the first request on each connection (keep-alive)
 /// and closes the connection when the second arrives, unanswered: a server
 /// shutting down as a pooled connection is reused. Counts connections.
@@ -396,16 +411,7 @@ async fn an_idempotent_request_on_a_pooled_connection_closed_under_it_is_sent_ag
     assert_eq!(connections.load(Ordering::SeqCst), 3);
 
     // A POST is not idempotent: it is not sent twice.
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<http_body_util::Empty<Bytes>>();
-    let resp = client
-        .request(
-            Request::post(format!("{url}/"))
-                .body(http_body_util::Empty::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = response_to(Method::POST, &format!("{url}/")).await;
     assert_eq!(resp.status(), 503);
     assert_eq!(connections.load(Ordering::SeqCst), 3);
 }
@@ -490,17 +496,8 @@ async fn the_route_timeout_also_bounds_a_response_body_still_arriving() {
 
     // The stalled one: its head comes through, its body is cut at the
     // deadline, as Envoy resets the stream.
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<http_body_util::Empty<Bytes>>();
     let started = Instant::now();
-    let resp = client
-        .request(
-            Request::get(format!("{url}/stall"))
-                .body(http_body_util::Empty::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let resp = response_to(Method::GET, &format!("{url}/stall")).await;
     assert_eq!(resp.status(), 200);
     let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
         .await

@@ -13,6 +13,7 @@
 //! through hyper's client (`upstream`).
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
 
@@ -262,9 +263,16 @@ impl Input {
             if self.buf.is_empty() {
                 return Ok(None);
             }
-            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut fields);
-            let len = match parsed.parse(&self.buf) {
+            // Left uninitialised: httparse writes the fields it finds, so
+            // no 3 KiB are zeroed per response.
+            let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut []);
+            let parse = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut parsed,
+                &self.buf,
+                &mut fields,
+            );
+            let len = match parse {
                 Ok(httparse::Status::Complete(len)) => len,
                 Ok(httparse::Status::Partial) if self.buf.len() < MAX_HEAD_BYTES => {
                     return Ok(None);

@@ -93,6 +93,13 @@ mod tests {
         poll_fn(move |cx| Poll::Ready(sleep.as_mut().poll(cx).is_ready()))
     }
 
+    /// A head that arrives in time: its deadline is armed, found pending,
+    /// and dropped.
+    async fn head_in_time(timer: &HeadTimer, within: Duration) {
+        let mut sleep = timer.sleep(within);
+        assert!(!is_ready(&mut sleep).await);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_deadline_is_ready_exactly_when_it_passes() {
         let timer = HeadTimer::new();
@@ -108,9 +115,7 @@ mod tests {
         let timer = HeadTimer::new();
         let started = tokio::time::Instant::now();
         // The first head arms the timer for t+10 s and arrives in time.
-        let mut first = timer.sleep(Duration::from_secs(10));
-        assert!(!is_ready(&mut first).await);
-        drop(first);
+        head_in_time(&timer, Duration::from_secs(10)).await;
         // The next head starts at t+4 s: due at t+14 s, not at t+10 s.
         tokio::time::sleep(Duration::from_secs(4)).await;
         let mut second = timer.sleep(Duration::from_secs(10));
@@ -123,9 +128,7 @@ mod tests {
     async fn an_earlier_deadline_moves_the_armed_timer_forward() {
         let timer = HeadTimer::new();
         let started = tokio::time::Instant::now();
-        let mut long = timer.sleep(Duration::from_secs(60));
-        assert!(!is_ready(&mut long).await);
-        drop(long);
+        head_in_time(&timer, Duration::from_secs(60)).await;
         let mut short = timer.sleep(Duration::from_secs(1));
         short.as_mut().await;
         assert_eq!(started.elapsed(), Duration::from_secs(1));

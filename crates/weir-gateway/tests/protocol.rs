@@ -51,6 +51,11 @@ impl Connections {
     }
 }
 
+/// A gateway routing every request to the one upstream at `addr`.
+async fn gateway_to(addr: SocketAddr) -> (Arc<weir_gateway::Gateway>, String) {
+    gateway(&[GATEWAY, &to_echo(""), &echo_backend(addr)]).await
+}
+
 /// As [`echo_server`], counting its connections; `keep_alive: false`
 /// answers every request with `Connection: close` and closes.
 async fn echo_server_counting(
@@ -160,7 +165,7 @@ async fn gateway_to_counting_echo(
 ) -> (Arc<Connections>, Arc<weir_gateway::Gateway>, String) {
     let connections = Arc::new(Connections::default());
     let echo = echo_server_counting(ip, connections.clone(), keep_alive).await;
-    let (gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(echo)]).await;
+    let (gw, url) = gateway_to(echo).await;
     (connections, gw, url)
 }
 
@@ -203,7 +208,7 @@ fn to_echo(extra: &str) -> String {
 #[tokio::test]
 async fn forwarding_headers_hop_by_hop_and_trace_context() {
     let echo = echo_server("127.0.0.61").await;
-    let (_gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(echo)]).await;
+    let (_gw, url) = gateway_to(echo).await;
     let (status, headers, body) = get(
         &format!("{url}/headers"),
         &[
@@ -400,7 +405,7 @@ async fn closes_on_second_request(ip: &str, connections: Arc<AtomicUsize>) -> So
 async fn an_idempotent_request_on_a_pooled_connection_closed_under_it_is_sent_again() {
     let connections = Arc::new(AtomicUsize::new(0));
     let upstream = closes_on_second_request("127.0.0.74", connections.clone()).await;
-    let (_gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(upstream)]).await;
+    let (_gw, url) = gateway_to(upstream).await;
     for _ in 0..3 {
         let (status, _, body) = get(&format!("{url}/"), &[]).await;
         assert_eq!(status, 200);
@@ -445,7 +450,7 @@ async fn framing_server(ip: &str, connections: Arc<AtomicUsize>) -> SocketAddr {
 async fn upstream_responses_in_every_framing_reach_the_client_whole() {
     let connections = Arc::new(AtomicUsize::new(0));
     let upstream = framing_server("127.0.0.75", connections.clone()).await;
-    let (_gw, url) = gateway(&[GATEWAY, &to_echo(""), &echo_backend(upstream)]).await;
+    let (_gw, url) = gateway_to(upstream).await;
 
     let (status, _, body) = get(&format!("{url}/chunked"), &[]).await;
     assert_eq!((status.as_u16(), body.as_str()), (200, "hello world"));

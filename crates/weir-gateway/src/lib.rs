@@ -10,6 +10,7 @@
 pub mod access_log;
 pub mod balance;
 pub mod config;
+pub mod conn_guard;
 pub mod drain;
 pub mod exchange;
 pub mod head_timer;

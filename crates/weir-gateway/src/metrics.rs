@@ -1,7 +1,10 @@
 //! Istio's standard metrics, with its names, labels and buckets:
 //! `istio_requests_total`, `istio_request_duration_milliseconds`,
 //! `istio_request_bytes`, `istio_response_bytes`, reported as an ingress
-//! gateway reports them (`reporter="source"`).
+//! gateway reports them (`reporter="source"`). Mirrored copies are not
+//! requests any client made, and Istio reports none for them; weir counts
+//! them apart (`weir_mirror_requests_total`), so whatever reads the Istio
+//! metrics sees what clients saw.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -60,6 +63,7 @@ pub struct Metrics {
     duration: Family<RequestLabels, Histogram, Buckets>,
     request_bytes: Family<RequestLabels, Histogram, Buckets>,
     response_bytes: Family<RequestLabels, Histogram, Buckets>,
+    mirrors: Family<RequestLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -89,8 +93,15 @@ impl Default for Metrics {
             "Response body sizes.",
             response_bytes.clone(),
         );
+        let mirrors = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "weir_mirror_requests",
+            "Mirrored copies of requests (not counted as requests).",
+            mirrors.clone(),
+        );
         Self {
             registry,
+            mirrors,
             requests,
             duration,
             request_bytes,
@@ -140,6 +151,11 @@ impl Metrics {
     ) {
         self.handles(labels)
             .record(duration_ms, request_bytes, response_bytes);
+    }
+
+    /// Records one mirrored copy's answer; the Istio metrics never see it.
+    pub fn record_mirror(&self, labels: &RequestLabels) {
+        self.mirrors.get_or_create(labels).inc();
     }
 
     /// Everything, in the Prometheus/OpenMetrics text format.

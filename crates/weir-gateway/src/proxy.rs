@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -22,7 +22,7 @@ use crate::balance::{HashInput, UpstreamEndpoint, cookie_value};
 use crate::config::{Cluster, HeaderOps, Rule, Snapshot};
 use crate::matcher::RequestView;
 use crate::metrics::{Metrics, RequestLabels};
-use crate::upstream::{self, PooledBody, SendError, UpstreamBody, UpstreamSettings};
+use crate::upstream::{self, PooledBody, RequestBody, SendError, UpstreamBody, UpstreamSettings};
 
 /// The body returned downstream: the upstream's, streamed, or a local reply.
 pub type DownstreamBody = Either<PooledBody, Full<Bytes>>;
@@ -109,6 +109,15 @@ pub async fn handle(
     ensure_request_id(req.headers_mut());
     let log = RequestLog::new(&req, shared.access_log.is_some());
 
+    if normalize_host(&mut req).is_err() {
+        return finish(
+            &shared,
+            &log,
+            started,
+            protocol_error(),
+            Outcome::local("DPE"),
+        );
+    }
     let Some(listener) = snapshot.listeners.get(&port) else {
         return no_route(&shared, &log, started);
     };
@@ -210,7 +219,8 @@ pub async fn handle(
 
     // forward: attempts with retries, within the route timeout.
     let (parts, body) = req.into_parts();
-    let mut body = Some(body);
+    let body_failed = Arc::new(AtomicBool::new(false));
+    let mut body = (!body_is_empty).then(|| RequestBody::new(body, body_failed.clone()));
     let deadline = rule.timeout.map(|t| started + t);
     let hash_input = HashInput {
         headers: &parts.headers,
@@ -245,7 +255,7 @@ pub async fn handle(
         }
         tried.push(index);
         let endpoint = &cluster.endpoints[index];
-        let upstream_body = match body.take() {
+        let upstream_body: UpstreamBody = match body.take() {
             Some(b) => Either::Left(b),
             None => Either::Right(Empty::new()),
         };
@@ -266,6 +276,11 @@ pub async fn handle(
         endpoint.active.fetch_sub(1, Ordering::Relaxed);
         let can_retry = attempt < max_attempts && deadline.is_none_or(|d| Instant::now() < d);
         let on = &rule.retry.on;
+        // A body the client sent malformed is its error, whatever the
+        // upstream made of the cut-off request.
+        if !matches!(outcome, Ok(Ok(_))) && body_failed.load(Ordering::Relaxed) {
+            break Attempt::Malformed;
+        }
         match outcome {
             Ok(Ok(resp)) => {
                 let code = resp.status().as_u16();
@@ -328,6 +343,7 @@ pub async fn handle(
             };
             (resp, outcome)
         }
+        Attempt::Malformed => (protocol_error(), Outcome::local("DPE")),
         Attempt::Failed(flags, endpoint) => {
             let (status, text) = match flags {
                 "UT" => (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
@@ -361,6 +377,26 @@ pub async fn handle(
 enum Attempt<'a> {
     Answered(Response<PooledBody>, &'a UpstreamEndpoint, usize),
     Failed(&'static str, &'a UpstreamEndpoint),
+    /// The client's body could not be read: its error, not the destination's.
+    Malformed,
+}
+
+/// One authority per request, as RFC 9112 §3.2 asks: an absolute-form
+/// target's (or h2's `:authority`) replaces any Host header; otherwise an
+/// HTTP/1.1 request must carry exactly one Host, and no request two.
+/// `Err` is a 400 for the client.
+fn normalize_host<B>(req: &mut Request<B>) -> Result<(), ()> {
+    if let Some(authority) = req.uri().authority() {
+        let value = HeaderValue::from_str(authority.as_str()).map_err(|_| ())?;
+        req.headers_mut().insert(header::HOST, value);
+        return Ok(());
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), None) => Ok(()),
+        (None, _) if req.version() < Version::HTTP_11 => Ok(()),
+        _ => Err(()),
+    }
 }
 
 /// Methods whose requests may be sent twice (RFC 9110 §9.2.2).
@@ -592,14 +628,11 @@ fn send_mirror(
         0,
         "-",
     );
-    let started = Instant::now();
     tokio::spawn(async move {
         if let Ok(resp) = upstream::send(&endpoint, shared.upstream, mirror).await {
             let mut labels = labels;
             labels.response_code = resp.status().as_u16();
-            shared
-                .metrics
-                .record(&labels, started.elapsed().as_secs_f64() * 1000.0, 0, 0);
+            shared.metrics.record_mirror(&labels);
             // Read to the end, so the connection goes back to the pool.
             let mut body = resp.into_body();
             while body.frame().await.is_some_and(|f| f.is_ok()) {}
@@ -616,6 +649,15 @@ fn no_route(shared: &Shared, log: &RequestLog, started: Instant) -> Response<Dow
         local_reply(StatusCode::NOT_FOUND, ""),
         Outcome::local("NR"),
     )
+}
+
+/// Envoy's answer to a downstream protocol error (flag DPE): 400, and the
+/// connection closes, as what follows on it cannot be trusted.
+fn protocol_error() -> Response<DownstreamBody> {
+    let mut resp = local_reply(StatusCode::BAD_REQUEST, "Bad Request");
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// An Envoy-style local reply.

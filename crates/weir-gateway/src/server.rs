@@ -1,6 +1,6 @@
 //! Listeners: one accept loop per Gateway port, serving HTTP/1.1 and h2c
-//! (prior knowledge) on the same port, with a deadline for request headers
-//! and a cap on their size.
+//! (prior knowledge) on the same port, with a deadline for request headers,
+//! a cap on their size, and the connection deadlines of [`conn_guard`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::conn_guard::{self, Activity, GuardLimits, Guarded};
 use crate::drain::Drain;
 use crate::head_timer::HeadTimer;
 use crate::proxy::{Peer, Shared, handle};
@@ -22,6 +23,8 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// The largest request head accepted; larger gets 431.
     pub max_header_bytes: usize,
+    /// The first-bytes and idle deadlines.
+    pub guard: GuardLimits,
 }
 
 impl Default for ConnectionLimits {
@@ -29,6 +32,7 @@ impl Default for ConnectionLimits {
         Self {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 60 * 1024,
+            guard: GuardLimits::default(),
         }
     }
 }
@@ -55,7 +59,12 @@ pub async fn serve(
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
-                Err(_) => continue,
+                Err(e) => {
+                    if let Some(pause) = conn_guard::accept_backoff(&e) {
+                        tokio::time::sleep(pause).await;
+                    }
+                    continue;
+                }
             },
             () = stopped(&mut stop) => break,
         };
@@ -71,9 +80,12 @@ pub async fn serve(
                 let peer = peer.clone();
                 async move { Ok::<_, Infallible>(handle(shared, port, peer, req).await) }
             });
-            let _ = drain
-                .run(builder.serve_connection(TokioIo::new(stream), service))
-                .await;
+            let activity = Activity::new();
+            let io = TokioIo::new(Guarded::new(stream, activity.clone()));
+            tokio::select! {
+                _ = drain.run(builder.serve_connection(io, service)) => {}
+                _ = conn_guard::watch(activity, limits.guard) => {}
+            }
         });
     }
     drain.begin();

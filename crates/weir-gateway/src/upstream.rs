@@ -18,6 +18,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -35,7 +36,47 @@ use crate::balance::UpstreamEndpoint;
 use crate::exchange::{self, ExchangeError, Framing};
 
 /// The body sent upstream: the client's, streamed, or empty for retries and mirrors.
-pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+pub type UpstreamBody = Either<RequestBody, Empty<Bytes>>;
+
+/// A client's request body on its way upstream, remembering whether
+/// reading it failed: a malformed body is the client's error (Envoy's 400
+/// `DPE`), not the destination's, and the request path must tell the two
+/// apart when the upstream exchange fails.
+pub struct RequestBody {
+    inner: Incoming,
+    failed: Arc<AtomicBool>,
+}
+
+impl RequestBody {
+    /// Wraps `inner`; `failed` turns true if reading it fails.
+    pub fn new(inner: Incoming, failed: Arc<AtomicBool>) -> Self {
+        Self { inner, failed }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &frame {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// Any error, boxed: what a response body reports to the server writing it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -605,24 +605,32 @@ async fn mirror_copies_a_share_of_requests_to_the_shadow() {
     versions(&format!("{url}/"), 200, &[]).await;
     // Mirrors finish after their clients' answers: wait (bounded) until every
     // mirrored request the gateway recorded has been counted by v2 too.
-    let recorded_v2 = |text: String| -> f64 {
+    // They are recorded apart: the Istio metrics show only what clients saw.
+    let recorded_v2 = |text: &str, metric: &str| -> f64 {
         text.lines()
             .filter(|l| {
-                l.starts_with("istio_requests_total{")
+                l.starts_with(&format!("{metric}{{"))
                     && l.contains("destination_version=\"v2.0.0\"")
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
+    let mirrors =
+        |gw: &weir_gateway::Gateway| recorded_v2(&gw.metrics(), "weir_mirror_requests_total");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while v2.served().await != recorded_v2(gw.metrics()) && Instant::now() < deadline {
+    while v2.served().await != mirrors(&gw) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mirrored = v2.served().await - 50.0;
     assert_eq!(
         v2.served().await,
-        recorded_v2(gw.metrics()),
-        "every mirror is recorded"
+        mirrors(&gw),
+        "every mirror is recorded, all 50 of the first round too"
+    );
+    assert_eq!(
+        recorded_v2(&gw.metrics(), "istio_requests_total"),
+        0.0,
+        "no mirrored copy counts as a request to v2"
     );
     assert!(
         (15.0..=70.0).contains(&mirrored),
@@ -762,5 +770,111 @@ async fn hundred_megabytes_stream_both_ways_in_bounded_memory() {
     assert!(
         grown < 8 * 1024,
         "the gateway's peak RSS grew by {grown} KiB while streaming 200 MB"
+    );
+}
+
+/// Writes `bytes` (a request the gateway answers with a close: HTTP/1.0,
+/// `Connection: close`, or an error) on a fresh connection to `addr`, and
+/// returns everything the gateway answered until it closed.
+async fn raw_exchange(addr: &str, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
+        .await
+        .expect("the gateway closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn one_authority_per_request_two_hosts_or_none_are_refused() {
+    let echo = echo_server("127.0.0.73").await;
+    let (gw, url) = gateway_to(echo).await;
+    let addr = url.trim_start_matches("http://").to_owned();
+    let cases: &[(&str, &str)] = &[
+        // (request, what the answer must contain)
+        (
+            "GET /headers HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+        ("GET /headers HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+        // HTTP/1.0 needs no Host (upstream, HTTP/1.1, gets an empty one).
+        ("GET /headers HTTP/1.0\r\n\r\n", "host: \n"),
+        // Absolute form: the target's authority is the Host sent upstream.
+        (
+            "GET http://a.example/headers HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+            "host: a.example\n",
+        ),
+        (
+            "GET http://a.example:8000/headers HTTP/1.1\r\nHost: b.example\r\nHost: c.example\r\nConnection: close\r\n\r\n",
+            "host: a.example:8000\n",
+        ),
+        (
+            "GET /headers HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+            "host: b.example\n",
+        ),
+    ];
+    for (request, expected) in cases {
+        let answer = raw_exchange(&addr, request.as_bytes()).await;
+        assert!(answer.contains(expected), "{request:?} -> {answer:?}");
+        assert_eq!(
+            answer.matches("\nhost: ").count(),
+            usize::from(expected.starts_with("host")),
+            "exactly one Host upstream: {answer:?}"
+        );
+    }
+    let metrics = gw.metrics();
+    let bad: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("istio_requests_total{")
+                && l.contains("response_code=\"400\"")
+                && l.contains("response_flags=\"DPE\"")
+                && l.contains("destination_service=\"unknown\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(bad, 2.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn a_malformed_request_body_is_the_clients_400_not_the_destinations_503() {
+    let echo = echo_server("127.0.0.74").await;
+    let (gw, url) = gateway_to(echo).await;
+    let addr = url.trim_start_matches("http://").to_owned();
+    for body in [
+        // Not a chunk size.
+        "zz\r\nhello\r\n0\r\n\r\n",
+        // A chunk longer than announced.
+        "2\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let request = format!(
+            "POST /upload HTTP/1.1\r\nHost: echo\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
+        );
+        let answer = raw_exchange(&addr, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{body:?} -> {answer:?}");
+    }
+    let metrics = gw.metrics();
+    let count = |code: &str, flags: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("istio_requests_total{")
+                    && l.contains(&format!("response_code=\"{code}\""))
+                    && l.contains(&format!("response_flags=\"{flags}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(count("400", "DPE"), 2.0, "{metrics}");
+    assert_eq!(count("503", "UC"), 0.0, "{metrics}");
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total{")
+                && l.contains("destination_service=\"echo")),
+        "not counted against the destination: {metrics}"
     );
 }

@@ -249,6 +249,7 @@ async fn malformed_oversized_and_slow_requests() {
         limits: ConnectionLimits {
             header_read_timeout: Duration::from_millis(300),
             max_header_bytes: 16 * 1024,
+            ..ConnectionLimits::default()
         },
         ..GatewayOptions::default()
     };
@@ -327,6 +328,7 @@ async fn each_request_head_on_a_kept_alive_connection_gets_the_full_header_timeo
         limits: ConnectionLimits {
             header_read_timeout: Duration::from_secs(1),
             max_header_bytes: 16 * 1024,
+            ..ConnectionLimits::default()
         },
         ..GatewayOptions::default()
     };
@@ -521,4 +523,164 @@ async fn a_request_in_flight_on_a_removed_endpoint_completes() {
     let (_, _, body) = get(&format!("{url}/"), &[]).await;
     assert!(body.starts_with("Host: my-app-v1-other"), "{body}");
     drop(both);
+}
+
+/// Connects to `addr`, writes `bytes`, and returns how long the gateway
+/// took to close the connection (bounded at 10 s) and what it sent.
+fn time_to_close(addr: &str, bytes: &[u8]) -> (Duration, Vec<u8>) {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    (started.elapsed(), out)
+}
+
+#[tokio::test]
+async fn connections_that_say_nothing_or_go_silent_are_closed() {
+    let v1 = App::start("127.0.0.53", "v1.0.0", "my-app-v1-a", &[]);
+    let apps = backends(&[(&v1, &[("version", "v1.0.0")])]);
+    let options = GatewayOptions {
+        limits: ConnectionLimits {
+            guard: weir_gateway::conn_guard::GuardLimits {
+                first_bytes_timeout: Duration::from_millis(300),
+                idle_timeout: Duration::from_millis(800),
+            },
+            ..ConnectionLimits::default()
+        },
+        ..GatewayOptions::default()
+    };
+    let (_gw, url) = gateway_with(&[GATEWAY, &split(100, 0), SUBSETS, &apps], options).await;
+    let addr = url.trim_start_matches("http://").to_owned();
+
+    // Nothing at all, and part of the h2 preface: closed at the first-bytes deadline.
+    for opening in [&b""[..], b"PRI * HT"] {
+        let a = addr.clone();
+        let (elapsed, answer) = tokio::task::spawn_blocking(move || time_to_close(&a, opening))
+            .await
+            .unwrap();
+        assert!(
+            (Duration::from_millis(290)..Duration::from_secs(3)).contains(&elapsed),
+            "{opening:?}: {elapsed:?}"
+        );
+        assert!(answer.is_empty(), "{answer:?}");
+    }
+
+    // A kept-alive connection in use stays open past the idle timeout...
+    let a = addr.clone();
+    let (kept, closed_after) = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&a).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let started = Instant::now();
+        let mut answers = 0;
+        while started.elapsed() < Duration::from_millis(1600) {
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            if read_one_response(&mut stream).starts_with("HTTP/1.1 200") {
+                answers += 1;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // ...and once silent, closes after it.
+        let silent = Instant::now();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        (answers, silent.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(kept >= 10, "one connection served {kept} requests");
+    assert!(
+        (Duration::from_millis(790)..Duration::from_secs(5)).contains(&closed_after),
+        "{closed_after:?}"
+    );
+}
+
+/// User and system CPU time of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_the_accept_loop_waits_instead_of_spinning() {
+    let v1 = App::start("127.0.0.54", "v1.0.0", "my-app-v1-a", &[]);
+    let apps = backends(&[(&v1, &[("version", "v1.0.0")])]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        [GATEWAY, &split(100, 0), SUBSETS, &apps].join("\n---\n"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // 64 descriptors: the runtime's own take a few dozen, so a few dozen
+    // clients exhaust the rest.
+    let mut child = std::process::Command::new("prlimit")
+        .args(["--nofile=64:64", "--"])
+        .arg(env!("CARGO_BIN_EXE_weir-gateway"))
+        .args(["-f", dir.path().to_str().unwrap()])
+        .args(["--port-map", &format!("80={port}")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "gateway exited"
+        );
+        if line.starts_with("listening:") {
+            break;
+        }
+    }
+    let addr = format!("127.0.0.1:{port}");
+    let pid = child.id();
+    let result = tokio::task::spawn_blocking(move || {
+        // Enough connections to run the gateway out of descriptors; the
+        // kernel completes them into the backlog either way.
+        let clients: Vec<TcpStream> = (0..120)
+            .filter_map(|_| TcpStream::connect(&addr).ok())
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let before = cpu_ticks(pid);
+        let watched = Instant::now();
+        std::thread::sleep(Duration::from_secs(2));
+        let used = cpu_ticks(pid) - before;
+        let ticks_per_second = 100.0;
+        let share = used as f64 / ticks_per_second / watched.elapsed().as_secs_f64();
+        drop(clients);
+        // Descriptors free again: it serves.
+        let (_, answer) = time_to_close(
+            &addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        (share, String::from_utf8_lossy(&answer).into_owned())
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let (share, answer) = result;
+    assert!(
+        share < 0.25,
+        "the gateway used {share:.2} of a CPU at its fd limit"
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
 }

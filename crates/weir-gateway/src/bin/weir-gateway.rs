@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use weir_api::load::load_paths;
+use weir_gateway::conn_guard::GuardLimits;
 use weir_gateway::{
     AccessLogTarget, ConnectionLimits, Gateway, GatewayOptions, RouteInputs, static_endpoints,
 };
@@ -39,6 +40,13 @@ struct Args {
     /// Seconds a client has to send its request headers.
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
+    /// Seconds a new connection has to send bytes that tell HTTP/1.1 from h2.
+    #[arg(long, default_value_t = 10)]
+    first_bytes_timeout: u64,
+    /// Seconds a connection may stay open with no byte moving either way
+    /// (Envoy's default idle timeout: 1 hour).
+    #[arg(long, default_value_t = 3600)]
+    idle_timeout: u64,
 }
 
 #[global_allocator]
@@ -110,6 +118,10 @@ async fn run(args: Args) -> Result<(), u8> {
         port_map: args.port_map.iter().copied().collect::<BTreeMap<_, _>>(),
         limits: ConnectionLimits {
             header_read_timeout: Duration::from_secs(args.header_timeout),
+            guard: GuardLimits {
+                first_bytes_timeout: Duration::from_secs(args.first_bytes_timeout),
+                idle_timeout: Duration::from_secs(args.idle_timeout),
+            },
             ..ConnectionLimits::default()
         },
         access_log: args.access_log.as_deref().map(|p| match p {

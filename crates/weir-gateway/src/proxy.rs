@@ -583,16 +583,37 @@ fn apply_response_ops(headers: &mut HeaderMap, ops: &HeaderOps) {
 /// The upstream request: HTTP/1.1 in origin form (the Host header names
 /// the service), same method, path, headers.
 fn build_upstream(parts: &http::request::Parts, body: UpstreamBody) -> Request<UpstreamBody> {
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let path = origin_form(&parts.uri);
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = Uri::from(path);
     *req.headers_mut() = parts.headers.clone();
     req
+}
+
+/// The target sent upstream (RFC 9112 §3.2.1): the path and query, and an
+/// empty path is `/` (`*` stays `*`). An absolute-form target may have no
+/// path (`http://h?q`, `http://h#fragment`); for those the `http` crate's
+/// path reads `/` but the URI prints an empty target, which hyper's client
+/// then wrote as a malformed request line (found by the listener fuzz
+/// target). So an absolute-form target is rebuilt from its text; an
+/// origin-form one (nearly every request) is shared as it is.
+fn origin_form(uri: &Uri) -> http::uri::PathAndQuery {
+    let slash = || http::uri::PathAndQuery::from_static("/");
+    match uri.path_and_query() {
+        Some(pq) if uri.authority().is_none() && pq.as_str().starts_with('/') => pq.clone(),
+        Some(pq) if pq.as_str() == "*" => pq.clone(),
+        Some(pq) => {
+            let text = pq.as_str();
+            let text = if text.starts_with('/') {
+                text.to_owned()
+            } else {
+                format!("/{text}")
+            };
+            text.parse().unwrap_or_else(|_| slash())
+        }
+        None => slash(),
+    }
 }
 
 /// Copies a body-less request to a mirror cluster, fire and forget, with
@@ -894,6 +915,23 @@ mod tests {
             ("", ""),
         ] {
             assert_eq!(strip_port(authority), host, "{authority}");
+        }
+    }
+
+    #[test]
+    fn the_upstream_target_is_never_empty() {
+        for (target, sent) in [
+            ("/a?b=1", "/a?b=1"),
+            ("http://h", "/"),
+            ("http://h?q=1", "/?q=1"),
+            ("http://h/p", "/p"),
+            ("hstp://abs.exa#ple:81~/p?q=1", "/"),
+            // OPTIONS' asterisk form stays as it is.
+            ("*", "*"),
+        ] {
+            let uri: Uri = target.parse().unwrap();
+            assert_eq!(origin_form(&uri).as_str(), sent, "{target}");
+            assert_eq!(Uri::from(origin_form(&uri)).to_string(), sent, "{target}");
         }
     }
 

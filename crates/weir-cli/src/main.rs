@@ -10,11 +10,30 @@ fn main() -> ExitCode {
         .nth(1)
         .is_some_and(|a| a == weir_runtime::process::POD_EXEC_ARG)
     {
-        // The runtime starts pods through this shim (parent-death signal).
-        let error = weir_runtime::process::pod_exec(args);
-        eprintln!("weir: cannot start the pod's program: {error}");
-        return ExitCode::from(127);
+        // Each container runs under this supervisor (weir_runtime::supervisor).
+        return ExitCode::from(weir_runtime::supervisor::run(args));
     }
+    quiet_on_closed_stdout();
     let cli = weir_cli::Cli::parse();
     weir_cli::run(cli)
+}
+
+/// `weir get pods | head -1`: once the reader of stdout is gone, Rust's
+/// print macros panic (SIGPIPE is ignored in Rust programs); end quietly
+/// with the status a shell reports for a process killed by SIGPIPE
+/// (128 + 13), as `ls | head` does, instead of a panic message and 101.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

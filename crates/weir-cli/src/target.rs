@@ -30,7 +30,7 @@ pub struct TargetArgs {
     /// Drive the cluster of this kubeconfig file (its current context unless --context).
     #[arg(long, global = true, env = weir_kube::cluster::KUBECONFIG_ENV)]
     pub kubeconfig: Option<PathBuf>,
-    /// On a cluster: the longest wait for one API call.
+    /// The longest wait for one answer from the runtime or the cluster's API.
     #[arg(long, global = true, default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 }
@@ -69,9 +69,10 @@ impl TargetArgs {
     ) -> Result<AnyBackend, BackendError> {
         let cluster = self.cluster();
         if !cluster.is_chosen() {
-            return Ok(AnyBackend::Local(LocalBackend::new(&state_dir::resolve(
-                self.state.state_dir.clone(),
-            ))));
+            return Ok(AnyBackend::Local(LocalBackend::new(
+                &state_dir::resolve(self.state.state_dir.clone()),
+                self.request_timeout,
+            )));
         }
         let conn = weir_kube::connect(&cluster, self.request_timeout).await?;
         Ok(AnyBackend::Kube(KubeBackend::new(

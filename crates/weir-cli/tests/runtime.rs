@@ -93,7 +93,8 @@ async fn the_walkthrough_on_a_fresh_state_dir_answers_v1_nine_times_in_ten() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_and_restart_bring_back_the_same_state_with_no_process_left_behind() {
+async fn a_runtime_killed_under_load_comes_back_to_the_same_pods_and_loses_only_what_nobody_listened_for()
+ {
     let mut cluster = Cluster::up(&[]);
     assert!(cluster.apply(&examples()).status.success());
     cluster
@@ -105,46 +106,125 @@ async fn sigkill_and_restart_bring_back_the_same_state_with_no_process_left_behi
     let old = cluster.pod_pids();
     assert_eq!(old.len(), 2);
     assert_eq!(pods_of(cluster.dir.path()).len(), 2);
+    let meta = |c: &Cluster| -> Vec<(String, String)> {
+        c.json("deployments")
+            .iter()
+            .map(|d| {
+                (
+                    d["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    d["metadata"]["uid"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let meta_before = meta(&cluster);
+    let pods_before = cluster.json("pods");
 
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addr = cluster.addr();
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || load_until(addr, &stop, 200_000))
+    };
+    // Under load: kill -9, then a new `weir up` on the same state dir.
+    std::thread::sleep(Duration::from_millis(500));
     cluster.kill9();
-    // The kernel's parent-death signal takes the pods down with the runtime.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while old.iter().any(|p| alive(*p)) {
-        assert!(
-            Instant::now() < deadline,
-            "pods of the killed run survive: {old:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
+    assert!(
+        old.iter().all(|p| alive(*p)),
+        "the pods outlive their runtime"
+    );
     cluster.start();
-    cluster
-        .wait_for(
-            "both deployments ready again",
-            Duration::from_secs(20),
-            |c| c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1,
-        )
-        .await;
-    let names: Vec<String> = cluster
-        .json("deployments")
-        .iter()
-        .map(|d| d["metadata"]["name"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(names, ["my-app-v1", "my-app-v2"]);
-    assert_eq!(cluster.json("hpa").len(), 2);
-    let new = cluster.pod_pids();
-    assert!(new.iter().all(|p| !old.contains(p)), "pods were recreated");
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let outcome = load.join().unwrap();
+    assert!(outcome.ok > 100, "{outcome:?}");
+    assert!(
+        outcome.refused > 0,
+        "some requests found nothing listening: {outcome:?}"
+    );
+    assert!(
+        outcome.statuses.is_empty(),
+        "no request answered with an error: {outcome:?}"
+    );
+    assert!(
+        outcome.other <= 1,
+        "at most the one request in flight at the kill is cut: {outcome:?}"
+    );
+
+    assert_eq!(cluster.pod_pids(), old, "the same processes");
+    let pods_after = cluster.json("pods");
+    for (a, b) in pods_before.iter().zip(&pods_after) {
+        for field in [
+            "/metadata/name",
+            "/status/podIP",
+            "/metadata/creationTimestamp",
+        ] {
+            assert_eq!(a.pointer(field), b.pointer(field), "{field}");
+        }
+        assert_eq!(b["status"]["containerStatuses"][0]["restartCount"], 0);
+    }
+    assert_eq!(
+        meta(&cluster),
+        meta_before,
+        "objects keep creationTimestamp and uid"
+    );
     let mut running = pods_of(cluster.dir.path());
     running.sort();
-    let mut expected = new.clone();
+    let mut expected = old.clone();
     expected.sort();
-    assert_eq!(running, expected, "exactly the new run's pods are running");
+    assert_eq!(running, expected, "exactly the adopted pods are running");
     // The route change survived too: 50/50 is exact over every 2 requests.
     let answers: Vec<String> = (0..4).map(|_| curl(&cluster.url())).collect();
     assert_eq!(
         answers.iter().filter(|a| a.contains("v2.0.0")).count(),
         2,
         "{answers:#?}"
+    );
+    // `weir down` stops them: no orphan outlives both.
+    assert!(cluster.weir(&["down"]).status.success());
+    assert!(old.iter().all(|p| !alive(*p)), "weir down stops the pods");
+    assert!(pods_of(cluster.dir.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_a_runtime_gone_longer_than_the_orphan_grace_stop() {
+    let mut cluster = Cluster::up(&["--orphan-grace", "2s"]);
+    assert!(cluster.apply(&examples()).status.success());
+    cluster
+        .wait_for("both deployments ready", Duration::from_secs(20), |c| {
+            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
+        })
+        .await;
+    let pods = cluster.pod_pids();
+    cluster.kill9();
+    let killed = Instant::now();
+    while pods.iter().any(|p| alive(*p)) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "orphaned pods still run after {:?}",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopped_after = killed.elapsed();
+    assert!(
+        stopped_after >= Duration::from_millis(1900),
+        "stopped before the grace ran out: {stopped_after:?}"
+    );
+    // And what they ran (my-app) is gone with them.
+    let log_dir = cluster.dir.path().join("logs");
+    let logs: Vec<String> = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("no runtime for the orphan grace")),
+        "{logs:?}"
     );
 }
 

@@ -25,6 +25,19 @@ use crate::runtime::{Runtime, RuntimeError};
 /// The admin socket's file name in the state dir.
 pub const SOCKET: &str = "admin.sock";
 
+/// The largest request body the admin API reads (manifests for an apply:
+/// Kubernetes' own limit on one object is 1.5 MiB).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a client of the admin API has to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the CLI waits for the runtime's answer by default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a stopping runtime lets requests in flight finish.
+const FINISH_GRACE: Duration = Duration::from_secs(30);
+
 /// `POST /apply`.
 #[derive(Serialize, Deserialize)]
 pub struct ApplyRequest {
@@ -113,11 +126,25 @@ fn query<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
 async fn body_json<T: for<'de> Deserialize<'de>>(
     req: Request<Incoming>,
 ) -> Result<T, Response<Full<Bytes>>> {
-    let bytes = req
-        .into_body()
+    let bytes = http_body_util::Limited::new(req.into_body(), MAX_BODY_BYTES)
         .collect()
         .await
-        .map_err(|e| bad_request(e.to_string()))?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                json(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &ErrorBody {
+                        errors: vec![format!(
+                            "request body over {} MiB: apply fewer manifests at once",
+                            MAX_BODY_BYTES >> 20
+                        )],
+                        invalid: true,
+                    },
+                )
+            } else {
+                bad_request(e.to_string())
+            }
+        })?
         .to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| bad_request(format!("bad request body: {e}")))
 }
@@ -213,35 +240,61 @@ async fn route(
     }
 }
 
-/// Serves the admin API on the state dir's socket until `stop` turns true
-/// (which `POST /shutdown` also does).
+/// Serves the admin API on the state dir's socket (0600) until `stop` turns
+/// true (which `POST /shutdown` also does); requests in flight then get
+/// their answers (bounded), so an apply that committed is never reported
+/// as failed because the runtime was stopping. Only the holder of the state
+/// dir's lock calls this, so a socket file found there is a dead one's.
 pub async fn serve(
     runtime: Arc<Runtime>,
     state_dir: PathBuf,
     stop: watch::Sender<bool>,
 ) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let socket = state_dir.join(SOCKET);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
     let mut stopped = stop.subscribe();
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let stream = tokio::select! {
-            accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
-            _ = stopped.wait_for(|&s| s) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stop_requested(&mut stopped) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let (runtime, dir, stop) = (runtime.clone(), state_dir.clone(), stop.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let (runtime, dir, stop) = (runtime.clone(), dir.clone(), stop.clone());
                 async move { Ok::<_, Infallible>(route(runtime, dir, stop, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
+    drop(listener);
     let _ = std::fs::remove_file(&socket);
+    let _ = tokio::time::timeout(FINISH_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     Ok(())
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|&s| s).await;
 }
 
 /// Why a call to the runtime failed.
@@ -260,14 +313,23 @@ pub enum ClientError {
 /// The CLI's side of the admin API.
 pub struct AdminClient {
     socket: PathBuf,
+    timeout: Duration,
 }
 
 impl AdminClient {
-    /// A client for the runtime of `state_dir`.
+    /// A client for the runtime of `state_dir`, waiting at most
+    /// [`DEFAULT_REQUEST_TIMEOUT`] for an answer.
     pub fn new(state_dir: &Path) -> Self {
         Self {
             socket: state_dir.join(SOCKET),
+            timeout: DEFAULT_REQUEST_TIMEOUT,
         }
+    }
+
+    /// The same client with another answer timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     async fn call<T: for<'de> Deserialize<'de>>(
@@ -288,6 +350,25 @@ impl AdminClient {
     }
 
     async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, ClientError> {
+        tokio::time::timeout(self.timeout, self.exchange(method, path, body))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Unreachable(
+                    self.socket.clone(),
+                    format!(
+                        "no answer within {} (a stopped or hung runtime?)",
+                        humantime::format_duration(self.timeout)
+                    ),
+                ))
+            })
+    }
+
+    async fn exchange(
         &self,
         method: Method,
         path: &str,

@@ -24,10 +24,10 @@ pub struct LocalBackend {
 }
 
 impl LocalBackend {
-    /// The runtime of `state_dir`.
-    pub fn new(state_dir: &Path) -> Self {
+    /// The runtime of `state_dir`; each call waits at most `timeout` for its answer.
+    pub fn new(state_dir: &Path, timeout: std::time::Duration) -> Self {
         Self {
-            client: AdminClient::new(state_dir),
+            client: AdminClient::new(state_dir).with_timeout(timeout),
         }
     }
 

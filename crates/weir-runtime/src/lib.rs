@@ -3,9 +3,14 @@
 pub mod admin;
 pub mod backend;
 pub mod cpu;
+pub mod crashloop;
 pub mod hpa;
+pub mod pod_log;
 pub mod pods;
 pub mod probe;
+pub mod proc_info;
 pub mod process;
 pub mod runtime;
+pub mod state_dir;
 pub mod store;
+pub mod supervisor;

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use weir_api::images::ImageMap;
@@ -72,9 +73,135 @@ pub struct Pod {
     pub prober: Option<JoinHandle<()>>,
     /// Generation of the current container (probe results of older ones are stale).
     pub generation: u64,
+    /// The private token of its supervisor ([`crate::process`]).
+    pub token: String,
+    /// Crashes since the restart backoff last reset ([`crate::crashloop`]).
+    pub crash_streak: u32,
+    /// Whether its record in the store is out of date.
+    pub dirty: bool,
+}
+
+/// What the store keeps of a pod, so that the next `weir up` adopts its
+/// running container (same name, IP and process) or, if the container
+/// died meanwhile, restarts it in the same pod.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PodRecord {
+    name: String,
+    namespace: String,
+    deployment: String,
+    template_hash: String,
+    labels: BTreeMap<String, String>,
+    ip: IpAddr,
+    container: Container,
+    grace: Duration,
+    launch: Launch,
+    created: SystemTime,
+    restarts: u32,
+    crash_streak: u32,
+    token: String,
+    ready: bool,
+    terminating: bool,
+    process: Option<RecordedProcess>,
+}
+
+/// The supervisor process a record names.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct RecordedProcess {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time (clock ticks since boot).
+    pub start_time: u64,
+    /// When the container started.
+    pub started: SystemTime,
+}
+
+impl PodRecord {
+    /// The recorded process, to adopt.
+    pub fn process(&self) -> Option<RecordedProcess> {
+        self.process
+    }
+
+    /// The supervisor's token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The launch (for the launcher check and the exit file).
+    pub fn launch(&self) -> &Launch {
+        &self.launch
+    }
+
+    /// The pod again, with its container `process` if it was adopted, else
+    /// waiting to be restarted (counted as a restart).
+    pub fn into_pod(self, process: Option<Process>, now: Instant) -> Pod {
+        let started = self.process.filter(|_| process.is_some()).map(|p| {
+            let age = SystemTime::now()
+                .duration_since(p.started)
+                .unwrap_or_default();
+            (now.checked_sub(age).unwrap_or(now), p.started)
+        });
+        let adopted = process.is_some();
+        Pod {
+            name: self.name,
+            namespace: self.namespace,
+            deployment: self.deployment,
+            template_hash: self.template_hash,
+            labels: self.labels,
+            ip: self.ip,
+            container: self.container,
+            grace: self.grace,
+            launch: self.launch,
+            created: self.created,
+            phase: match (self.terminating, adopted) {
+                (true, _) => Phase::Terminating,
+                (false, true) => Phase::Running,
+                (false, false) => Phase::Pending,
+            },
+            process,
+            started,
+            ready: self.ready && adopted && !self.terminating,
+            ready_since: now,
+            restarts: self.restarts + u32::from(!adopted && self.process.is_some()),
+            last_exit: None,
+            backoff_until: None,
+            terminating_since: None,
+            sigterm_sent: false,
+            prober: None,
+            generation: 0,
+            token: self.token,
+            crash_streak: self.crash_streak,
+            dirty: true,
+        }
+    }
 }
 
 impl Pod {
+    /// Its record for the store.
+    pub fn record(&self) -> PodRecord {
+        PodRecord {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            deployment: self.deployment.clone(),
+            template_hash: self.template_hash.clone(),
+            labels: self.labels.clone(),
+            ip: self.ip,
+            container: self.container.clone(),
+            grace: self.grace,
+            launch: self.launch.clone(),
+            created: self.created,
+            restarts: self.restarts,
+            crash_streak: self.crash_streak,
+            token: self.token.clone(),
+            ready: self.ready,
+            terminating: self.phase == Phase::Terminating,
+            process: self.process.as_ref().map(|p| RecordedProcess {
+                pid: p.pid(),
+                start_time: p.start_time(),
+                started: self.started.map_or_else(SystemTime::now, |s| s.1),
+            }),
+        }
+    }
+
     /// `READY` as kubectl prints it (`1/1`).
     pub fn ready_column(&self) -> String {
         format!("{}/1", u8::from(self.ready && self.phase == Phase::Running))
@@ -137,7 +264,7 @@ impl Pod {
                     "ready": self.ready,
                     "restartCount": self.restarts,
                     "state": state,
-                    "pid": self.process.as_ref().and_then(Process::pid),
+                    "pid": self.process.as_ref().map(Process::pid),
                 }],
             },
         })

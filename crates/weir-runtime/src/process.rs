@@ -1,25 +1,37 @@
-//! Pods as OS processes: each container runs in its own process group (so
-//! every process it forks is signalled with it), with stdout and stderr
-//! appended to a log file, and dies with the runtime: started through
-//! [`pod_exec`], which asks the kernel to kill it when its parent goes.
+//! Pods as OS processes. Each container runs under its own supervisor
+//! (`weir __pod-exec`, [`crate::supervisor`]) in a process group of its
+//! own, so every process it forks is signalled with it. The supervisor, not
+//! the runtime, holds the container's output and exit status, so a
+//! container outlives a crash of `weir up` (as containers outlive a kubelet
+//! restart) and the next `weir up` adopts it.
+//!
+//! A process is only ever signalled or adopted as the runtime's own when it
+//! is known by more than its pid: its start time (a reused pid has another),
+//! the private token the runtime gave its supervisor, readable only by the
+//! same user ([`POD_TOKEN_ENV`]), and its executable being the launcher.
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
+use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
-/// The environment variable that marks a process as started by the runtime
-/// whose state dir it names, so a restarted runtime can find leftovers.
-pub const RUN_MARKER: &str = "WEIR_STATE_DIR";
+use crate::pod_log::LogLimits;
+use crate::proc_info;
 
-/// The hidden argument that makes the `weir` binary act as [`pod_exec`].
+/// The variable that carries a supervisor's private token. The runtime
+/// records the token with the pod; the supervisor does not pass it on to
+/// the container.
+pub const POD_TOKEN_ENV: &str = "WEIR_POD_TOKEN";
+
+/// The hidden argument that makes the `weir` binary act as a supervisor.
 pub const POD_EXEC_ARG: &str = "__pod-exec";
 
 /// What to run for one container.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Launch {
     /// The program (resolved path).
     pub program: PathBuf,
@@ -33,127 +45,237 @@ pub struct Launch {
     pub log: PathBuf,
 }
 
-/// A running container process.
+impl Launch {
+    /// Where the supervisor records the container's exit status.
+    pub fn exit_file(&self) -> PathBuf {
+        exit_file_of(&self.log)
+    }
+}
+
+/// The exit-status file beside the log at `log`.
+pub fn exit_file_of(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".exit");
+    PathBuf::from(name)
+}
+
+/// How supervisors watch over their containers.
+#[derive(Clone, Debug)]
+pub struct Supervision {
+    /// The `weir` binary.
+    pub launcher: PathBuf,
+    /// The state dir, whose lock file names the living runtime.
+    pub state_dir: PathBuf,
+    /// Log rotation.
+    pub log_limits: LogLimits,
+    /// How long a container outlives its runtime before it is stopped.
+    pub orphan_grace: Duration,
+}
+
+/// A fresh private token for one supervisor.
+pub fn new_token() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+/// A running container, through its supervisor.
 pub struct Process {
-    child: Child,
-    pgid: Option<Pid>,
+    pid: Pid,
+    start_time: u64,
+    exit_file: PathBuf,
+    /// Present when this runtime started it (it can wait for it).
+    child: Option<Child>,
 }
 
 impl Process {
-    /// Starts `launch` through `launcher` (the `weir` binary, for the
-    /// parent-death signal) or directly when there is none.
+    /// Starts `launch` under a supervisor (or, with no launcher, directly),
+    /// in a process group of its own.
     pub fn spawn(
         launch: &Launch,
-        launcher: Option<&Path>,
-        state_dir: &Path,
+        supervision: Option<&Supervision>,
+        token: &str,
     ) -> std::io::Result<Self> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&launch.log)?;
-        let mut cmd = match launcher {
-            Some(weir) => {
-                let mut c = Command::new(weir);
-                c.arg(POD_EXEC_ARG).arg(&launch.program).args(&launch.args);
+        let mut cmd = match supervision {
+            Some(s) => {
+                let mut c = Command::new(&s.launcher);
+                c.arg(POD_EXEC_ARG)
+                    .args(crate::supervisor::Orders::new(launch, s).to_args())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
                 c
             }
             None => {
+                let log = crate::pod_log::RotatingLog::open(&launch.log, LogLimits::default())?;
+                drop(log);
+                let file = std::fs::OpenOptions::new().append(true).open(&launch.log)?;
                 let mut c = Command::new(&launch.program);
-                c.args(&launch.args);
+                c.args(&launch.args).stdout(file.try_clone()?).stderr(file);
                 c
             }
         };
         cmd.env_clear()
             .envs(&launch.env)
-            .env(RUN_MARKER, state_dir)
+            .env(POD_TOKEN_ENV, token)
             .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
             .process_group(0)
             .kill_on_drop(false);
         if let Some(dir) = &launch.working_dir {
             cmd.current_dir(dir);
         }
+        let _ = std::fs::remove_file(launch.exit_file());
         let child = cmd.spawn()?;
-        let pgid = child.id().and_then(|id| Pid::from_raw(id as i32));
-        Ok(Self { child, pgid })
+        let pid = child
+            .id()
+            .and_then(|id| Pid::from_raw(id as i32))
+            .ok_or_else(|| std::io::Error::other("the pod exited at once"))?;
+        let start_time = proc_info::start_time(pid.as_raw_nonzero().get() as u32).unwrap_or(0);
+        Ok(Self {
+            pid,
+            start_time,
+            exit_file: launch.exit_file(),
+            child: Some(child),
+        })
     }
 
-    /// The process id (and group id).
-    pub fn pid(&self) -> Option<u32> {
-        self.pgid.map(|p| p.as_raw_nonzero().get() as u32)
+    /// A supervisor a previous run started, if `pid` still is exactly that
+    /// process: same start time, carrying `token`, running the launcher.
+    pub fn adopt(
+        pid: u32,
+        start_time: u64,
+        token: &str,
+        launcher: &Path,
+        launch: &Launch,
+    ) -> Option<Self> {
+        if !is_ours(pid, Some(start_time), token, launcher) {
+            return None;
+        }
+        Some(Self {
+            pid: Pid::from_raw(pid as i32)?,
+            start_time,
+            exit_file: launch.exit_file(),
+            child: None,
+        })
     }
 
-    /// Sends `signal` to the whole process group.
+    /// The supervisor's pid (and process group).
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw_nonzero().get() as u32
+    }
+
+    /// When it started (clock ticks since boot), with its pid its identity.
+    pub fn start_time(&self) -> u64 {
+        self.start_time
+    }
+
+    /// Sends `signal` to the whole process group, if the process is still
+    /// the one started (an adopted pid is checked again first).
     pub fn signal(&self, signal: Signal) {
-        if let Some(pgid) = self.pgid {
-            let _ = rustix::process::kill_process_group(pgid, signal);
+        if self.child.is_none() && proc_info::start_time(self.pid()) != Some(self.start_time) {
+            return;
         }
+        let _ = rustix::process::kill_process_group(self.pid, signal);
     }
 
-    /// Waits for the process to exit; its exit code, or `None` if killed by a signal.
-    pub async fn wait(&mut self) -> Option<i32> {
-        self.child.wait().await.ok().and_then(|s| s.code())
-    }
-
-    /// Whether it has exited, without waiting.
+    /// Whether it has exited, without waiting: `Some(code)` once it has
+    /// (`None` inside when killed by a signal or the code is unknown).
     pub fn try_exit(&mut self) -> Option<Option<i32>> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(status.code()),
-            Ok(None) => None,
-            Err(_) => Some(None),
+        match &mut self.child {
+            Some(child) => match child.try_wait() {
+                Ok(Some(status)) => Some(status.code()),
+                Ok(None) => None,
+                Err(_) => Some(None),
+            },
+            None => {
+                let alive = proc_info::is_running(self.pid())
+                    && proc_info::start_time(self.pid()) == Some(self.start_time);
+                (!alive).then(|| {
+                    std::fs::read_to_string(&self.exit_file)
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                })
+            }
         }
     }
 }
 
-/// Runs as the pod's process: asks the kernel to SIGKILL it when its parent
-/// (the runtime) dies, then becomes `program args...`. Returns only on error.
-pub fn pod_exec(mut args: impl Iterator<Item = OsString>) -> std::io::Error {
-    use std::os::unix::process::CommandExt;
-    if let Err(e) = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)) {
-        return e.into();
-    }
-    // The parent may already have died between fork and the call above.
-    if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
-        return std::io::Error::other("the runtime exited before the pod started");
-    }
-    let Some(program) = args.next() else {
-        return std::io::Error::other("no program given");
-    };
-    std::process::Command::new(program).args(args).exec()
+/// Whether `pid` is a supervisor of this state dir's runtime: it carries
+/// `token`, runs the launcher, leads its process group, and (when known)
+/// started at `start_time`.
+fn is_ours(pid: u32, start_time: Option<u64>, token: &str, launcher: &Path) -> bool {
+    proc_info::is_running(pid)
+        && start_time.is_none_or(|t| proc_info::start_time(pid) == Some(t))
+        && proc_info::process_group(pid) == Some(pid)
+        && proc_info::has_env(pid, &format!("{POD_TOKEN_ENV}={token}"))
+        && proc_info::executable(pid).is_some_and(|exe| same_program(&exe, launcher))
 }
 
-/// Kills (SIGKILL, whole group) every process a previous run with this state
-/// dir left behind, found by the [`RUN_MARKER`] in its environment.
-pub fn kill_leftovers(state_dir: &Path) -> usize {
-    let marker = format!("{RUN_MARKER}={}", state_dir.display());
-    let mut killed = 0;
+/// `/proc/PID/exe` of a binary replaced since it started reads
+/// `PATH (deleted)`; a rebuilt `weir` is still the launcher.
+fn same_program(exe: &Path, launcher: &Path) -> bool {
+    let exe = exe.to_string_lossy();
+    let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe);
+    Path::new(exe).file_name() == launcher.file_name()
+}
+
+/// Kills (SIGKILL, whole group) every supervisor carrying one of `tokens`
+/// that is not in `adopted`: containers a previous run started but did not
+/// record, or could not adopt. Returns how many.
+pub fn kill_unadopted(tokens: &HashSet<String>, adopted: &HashSet<u32>, launcher: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
-    let me = std::process::id();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
+    let mut killed = 0;
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        if adopted.contains(&pid) || pid == std::process::id() {
+            continue;
+        }
+        let Some(token) = tokens
+            .iter()
+            .find(|t| proc_info::has_env(pid, &format!("{POD_TOKEN_ENV}={t}")))
         else {
             continue;
         };
-        if pid == me {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        let ours = environ
-            .split(|&b| b == 0)
-            .any(|var| var == marker.as_bytes());
-        if ours && let Some(pid) = Pid::from_raw(pid as i32) {
-            let _ = rustix::process::kill_process_group(pid, Signal::KILL);
-            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        if is_ours(pid, None, token, launcher)
+            && let Some(group) = Pid::from_raw(pid as i32)
+        {
+            let _ = rustix::process::kill_process_group(group, Signal::KILL);
             killed += 1;
         }
     }
     killed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebuilt_launcher_is_still_the_launcher() {
+        let weir = Path::new("/home/u/weir/target/release/weir");
+        for (exe, same) in [
+            ("/home/u/weir/target/release/weir", true),
+            ("/home/u/weir/target/release/weir (deleted)", true),
+            ("/usr/bin/weir", true),
+            ("/usr/bin/bash", false),
+            ("/usr/bin/weir-gateway", false),
+        ] {
+            assert_eq!(same_program(Path::new(exe), weir), same, "{exe}");
+        }
+    }
+
+    #[test]
+    fn a_process_without_the_token_is_never_ours() {
+        let me = std::process::id();
+        let exe = std::env::current_exe().unwrap();
+        assert!(!is_ours(
+            me,
+            proc_info::start_time(me),
+            "no-such-token",
+            &exe
+        ));
+        let tokens = HashSet::from(["no-such-token".to_owned()]);
+        assert_eq!(kill_unadopted(&tokens, &HashSet::new(), &exe), 0);
+    }
 }

@@ -3,7 +3,7 @@
 //! graceful termination), probes, Service endpoints pushed to the gateway,
 //! CPU metrics and the HPA controller, all driven by one control loop.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -24,9 +24,11 @@ use weir_api::resource::{Kind, ObjectRef, Resource};
 use weir_gateway::{Endpoint, Gateway, GatewayOptions, RouteInputs, ServiceKey};
 
 use crate::hpa::{self, HpaHistory, HpaSpec, PodSample, Settings, Usage};
-use crate::pods::{self, Phase, Pod};
+use crate::pod_log::LogLimits;
+use crate::pods::{self, Phase, Pod, PodRecord};
 use crate::probe::{self, ProbeEvent, ProbeKind, ProbeTarget};
-use crate::process::Process;
+use crate::process::{Process, Supervision};
+use crate::state_dir::{ClaimError, StateDir};
 use crate::store::{Store, StoredObject, Written};
 
 /// How the runtime runs.
@@ -48,6 +50,10 @@ pub struct RuntimeConfig {
     pub program_dirs: Vec<PathBuf>,
     /// `--image IMAGE=PROGRAM` entries (win over the manifests' map).
     pub images: ImageMap,
+    /// Pod log rotation (10 MiB × 5 files, as the kubelet's defaults).
+    pub log_limits: LogLimits,
+    /// How long pods outlive a `weir up` that died without stopping them.
+    pub orphan_grace: Duration,
 }
 
 impl RuntimeConfig {
@@ -62,6 +68,8 @@ impl RuntimeConfig {
             launcher: None,
             program_dirs: Vec::new(),
             images: ImageMap::default(),
+            log_limits: LogLimits::default(),
+            orphan_grace: Duration::from_secs(300),
         }
     }
 }
@@ -84,6 +92,9 @@ pub enum RuntimeError {
     /// Files or processes.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The state dir is another user's, unsafe, or in use.
+    #[error(transparent)]
+    StateDir(#[from] ClaimError),
 }
 
 struct HpaState {
@@ -94,6 +105,9 @@ struct HpaState {
 struct State {
     objects: BTreeMap<ObjectRef, Resource>,
     created: BTreeMap<ObjectRef, SystemTime>,
+    uids: BTreeMap<ObjectRef, String>,
+    /// Pods gone since their records were last synced to the store.
+    removed: Vec<(String, String)>,
     images: ImageMap,
     pods: BTreeMap<(String, String), Pod>,
     hpas: HashMap<ObjectRef, HpaState>,
@@ -109,6 +123,8 @@ type RouteInputsKey = String;
 /// The embedded cluster.
 pub struct Runtime {
     config: RuntimeConfig,
+    supervision: Option<Supervision>,
+    _state_dir: StateDir,
     store: Store,
     gateway: Arc<Gateway>,
     state: Mutex<State>,
@@ -118,13 +134,19 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Opens the state dir, kills what a previous run left behind, restores
-    /// the stored objects and starts the gateway. Call [`Runtime::run`] next.
+    /// Claims the state dir (private, locked), restores the stored objects,
+    /// adopts the pods a previous run left running, and starts the gateway
+    /// (already routing to the adopted pods). Call [`Runtime::run`] next.
     pub async fn start(config: RuntimeConfig) -> Result<Arc<Self>, RuntimeError> {
-        std::fs::create_dir_all(config.state_dir.join("logs"))?;
-        let killed = crate::process::kill_leftovers(&config.state_dir);
-        if killed > 0 {
-            tracing_like_log(&format!("killed {killed} processes left by a previous run"));
+        let claimed = StateDir::claim(&config.state_dir)?;
+        // Everything the runtime creates from here on is private to its user.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(config.state_dir.join("logs"))?;
         }
         let store = Store::open(&config.state_dir.join("state.db"))?;
         let gateway = Arc::new(Gateway::new(config.gateway.clone())?);
@@ -147,19 +169,27 @@ impl Runtime {
             }
         }
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
-        let created = objects
-            .keys()
-            .map(|k| (k.clone(), SystemTime::now()))
-            .collect();
+        let (created, uids) = object_meta(&store)?;
+        let supervision = config.launcher.clone().map(|launcher| Supervision {
+            launcher,
+            state_dir: config.state_dir.clone(),
+            log_limits: config.log_limits,
+            orphan_grace: config.orphan_grace,
+        });
+        let (pods, removed) = adopt_pods(&store, supervision.as_ref())?;
         let runtime = Arc::new(Self {
             config,
+            supervision,
+            _state_dir: claimed,
             store,
             gateway,
             state: Mutex::new(State {
                 objects,
                 created,
+                uids,
+                removed,
                 images,
-                pods: BTreeMap::new(),
+                pods,
                 hpas: HashMap::new(),
                 cpu: HashMap::new(),
                 next_ip: fastrand::u32(..POD_IP_SPACE),
@@ -172,9 +202,59 @@ impl Runtime {
         });
         {
             let mut state = runtime.state.lock().await;
+            let mut generation = state.next_generation;
+            for (key, pod) in state.pods.iter_mut() {
+                if pod.process.is_some() && pod.phase == Phase::Running {
+                    generation += 1;
+                    pod.generation = generation;
+                    pod.prober = runtime.start_probes(key, pod);
+                }
+            }
+            state.next_generation = generation;
             runtime.push_gateway(&mut state).await?;
+            runtime.persist_pods(&mut state);
         }
         Ok(runtime)
+    }
+
+    /// Writes the records of pods that changed, removes those of pods gone
+    /// (and their logs), in one store transaction.
+    fn persist_pods(&self, state: &mut State) {
+        let upserts: Vec<(String, String, String)> = state
+            .pods
+            .iter_mut()
+            .filter(|(_, p)| p.dirty)
+            .map(|(key, pod)| {
+                pod.dirty = false;
+                let record = serde_json::to_string(&pod.record()).unwrap_or_default();
+                (key.0.clone(), key.1.clone(), record)
+            })
+            .collect();
+        let removals = std::mem::take(&mut state.removed);
+        if upserts.is_empty() && removals.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.sync_pods(&upserts, &removals) {
+            tracing_like_log(&format!("cannot record pods: {e}"));
+        }
+        for (ns, name) in &removals {
+            let log = self.log_file(ns, name);
+            let exit = crate::process::exit_file_of(&log);
+            for file in crate::pod_log::all_files(&log, self.config.log_limits)
+                .into_iter()
+                .chain([exit])
+            {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+    }
+
+    /// Where a pod's log is written.
+    fn log_file(&self, namespace: &str, pod: &str) -> PathBuf {
+        self.config
+            .state_dir
+            .join("logs")
+            .join(format!("{namespace}_{pod}.log"))
     }
 
     /// The gateway's listeners (Gateway port → address).
@@ -232,11 +312,15 @@ impl Runtime {
         let now = Instant::now();
         self.reap(&mut state, now);
         self.reconcile_deployments(&mut state);
+        // Recorded (with their tokens) before their processes start, so a
+        // crash in between leaves nothing the next run cannot find.
+        self.persist_pods(&mut state);
         self.start_containers(&mut state, now);
         self.finish_terminations(&mut state, now);
         if let Err(e) = self.push_gateway(&mut state).await {
             tracing_like_log(&format!("gateway update failed: {e}"));
         }
+        self.persist_pods(&mut state);
     }
 
     /// Exited containers: restart count, CrashLoopBackOff, or removal when terminating.
@@ -261,13 +345,22 @@ impl Runtime {
             pod.ready = false;
             pod.ready_since = now;
             pod.restarts += 1;
-            let factor = 1u32 << (pod.restarts - 1).min(5);
-            let backoff = (self.config.restart_backoff * factor).min(Duration::from_secs(300));
-            pod.backoff_until = Some(now + backoff);
+            let ran_for = pod
+                .started
+                .map_or(Duration::ZERO, |s| now.duration_since(s.0));
+            let (streak, delay) = crate::crashloop::after_exit(
+                pod.crash_streak,
+                ran_for,
+                self.config.restart_backoff,
+            );
+            pod.crash_streak = streak;
+            pod.backoff_until = Some(now + delay);
+            pod.dirty = true;
         }
         for key in gone {
             state.pods.remove(&key);
             state.cpu.remove(&key);
+            state.removed.push(key);
         }
     }
 
@@ -280,11 +373,8 @@ impl Runtime {
             if pod.backoff_until.is_some_and(|t| t > now) {
                 continue;
             }
-            match Process::spawn(
-                &pod.launch,
-                self.config.launcher.as_deref(),
-                &self.config.state_dir,
-            ) {
+            pod.dirty = true;
+            match Process::spawn(&pod.launch, self.supervision.as_ref(), &pod.token) {
                 Ok(process) => {
                     pod.process = Some(process);
                     pod.phase = Phase::Running;
@@ -301,7 +391,13 @@ impl Runtime {
                 Err(e) => {
                     tracing_like_log(&format!("pod {}: cannot start: {e}", pod.name));
                     pod.restarts += 1;
-                    pod.backoff_until = Some(now + self.config.restart_backoff);
+                    let (streak, delay) = crate::crashloop::after_exit(
+                        pod.crash_streak,
+                        Duration::ZERO,
+                        self.config.restart_backoff,
+                    );
+                    pod.crash_streak = streak;
+                    pod.backoff_until = Some(now + delay);
                 }
             }
         }
@@ -355,6 +451,7 @@ impl Runtime {
                 if pod.ready != event.passing {
                     pod.ready = event.passing;
                     pod.ready_since = Instant::now();
+                    pod.dirty = true;
                 }
             }
             ProbeKind::Liveness if !event.passing => {
@@ -382,9 +479,17 @@ impl Runtime {
                 process.signal(Signal::KILL);
             }
         }
-        state
+        let gone: Vec<(String, String)> = state
             .pods
-            .retain(|_, p| !(p.phase == Phase::Terminating && p.process.is_none()));
+            .iter()
+            .filter(|(_, p)| p.phase == Phase::Terminating && p.process.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            state.pods.remove(&key);
+            state.cpu.remove(&key);
+            state.removed.push(key);
+        }
     }
 
     /// Starts graceful termination: out of the endpoints now (the gateway
@@ -395,6 +500,7 @@ impl Runtime {
         }
         pod.phase = Phase::Terminating;
         pod.ready = false;
+        pod.dirty = true;
         pod.terminating_since = Some(now);
         if let Some(p) = pod.prober.take() {
             p.abort();
@@ -552,11 +658,7 @@ impl Runtime {
         let ip = allocate_ip(&mut state.next_ip, &container);
         let mut images = state.images.clone();
         images.merge(self.config.images.clone());
-        let log = self
-            .config
-            .state_dir
-            .join("logs")
-            .join(format!("{ns}_{name}.log"));
+        let log = self.log_file(ns, &name);
         let launch = pods::launch_for(
             &container,
             &name,
@@ -601,6 +703,9 @@ impl Runtime {
             sigterm_sent: false,
             prober: None,
             generation: 0,
+            token: crate::process::new_token(),
+            crash_streak: 0,
+            dirty: true,
         })
     }
 
@@ -666,11 +771,12 @@ impl Runtime {
         let pids: Vec<((String, String), u32)> = state
             .pods
             .iter()
-            .filter_map(|(k, p)| Some((k.clone(), p.process.as_ref()?.pid()?)))
+            .filter_map(|(k, p)| Some((k.clone(), p.process.as_ref()?.pid())))
             .collect();
         for (key, pid) in pids {
             let samples = state.cpu.entry(key).or_default();
-            samples.push_back((now, ticks.get(&pid).copied().unwrap_or(0)));
+            let supervised = self.supervision.is_some();
+            samples.push_back((now, ticks.get(&pid).map_or(0, |g| g.container(supervised))));
             while samples
                 .front()
                 .is_some_and(|(t, _)| now.duration_since(*t) > keep)
@@ -748,7 +854,7 @@ impl Runtime {
                 .hpas
                 .entry(hpa_ref.clone())
                 .or_insert_with(|| HpaState {
-                    history: HpaHistory::default(),
+                    history: HpaHistory::first_seen(current, now),
                     status: serde_json::Value::Null,
                 });
             let decision = hpa::reconcile(
@@ -834,11 +940,12 @@ impl Runtime {
                 return Err(e.into());
             }
         };
-        for o in &manifests.objects {
-            state
-                .created
-                .entry(o.resource.object_ref())
-                .or_insert_with(SystemTime::now);
+        match object_meta(&self.store) {
+            Ok((created, uids)) => {
+                state.created = created;
+                state.uids = uids;
+            }
+            Err(e) => tracing_like_log(&format!("cannot read object metadata: {e}")),
         }
         state.images.merge(manifests.images);
         drop(state);
@@ -922,6 +1029,8 @@ impl Runtime {
         for o in objects {
             state.objects.remove(o);
             state.hpas.remove(o);
+            state.created.remove(o);
+            state.uids.remove(o);
         }
         drop(state);
         self.wake.notify_one();
@@ -955,6 +1064,9 @@ impl Runtime {
             .copied()
             .unwrap_or_else(SystemTime::now);
         v["metadata"]["creationTimestamp"] = serde_json::json!(pods::humantime_rfc3339(created));
+        if let Some(uid) = state.uids.get(&r.object_ref()) {
+            v["metadata"]["uid"] = serde_json::json!(uid);
+        }
         match r {
             Resource::Deployment(d) => {
                 let pods: Vec<&Pod> = state
@@ -1033,11 +1145,7 @@ impl Runtime {
 
     /// The log file of a pod.
     pub async fn log_path(&self, namespace: &str, pod: &str) -> Option<PathBuf> {
-        let path = self
-            .config
-            .state_dir
-            .join("logs")
-            .join(format!("{namespace}_{pod}.log"));
+        let path = self.log_file(namespace, pod);
         path.exists().then_some(path)
     }
 
@@ -1063,6 +1171,10 @@ impl Runtime {
                             p.signal(Signal::KILL);
                         }
                     }
+                    // Stopped: no record is left for a next run to adopt.
+                    let left: Vec<(String, String)> = state.pods.keys().cloned().collect();
+                    state.removed.extend(left);
+                    self.persist_pods(&mut state);
                     break;
                 }
             }
@@ -1070,6 +1182,74 @@ impl Runtime {
         }
         self.gateway.shutdown().await;
     }
+}
+
+/// Every stored object's creation time and uid.
+#[allow(clippy::type_complexity)]
+fn object_meta(
+    store: &Store,
+) -> Result<(BTreeMap<ObjectRef, SystemTime>, BTreeMap<ObjectRef, String>), RuntimeError> {
+    let mut created = BTreeMap::new();
+    let mut uids = BTreeMap::new();
+    for (object, meta) in store.object_meta()? {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(meta.created.max(0) as u64);
+        created.insert(object.clone(), at);
+        uids.insert(object, meta.uid);
+    }
+    Ok((created, uids))
+}
+
+/// The pods a previous run recorded: each adopted if its supervisor still
+/// runs (and is exactly the recorded process), else kept to be restarted.
+/// Supervisors carrying a recorded token that could not be adopted are
+/// killed. Records that cannot be read are returned for removal.
+#[allow(clippy::type_complexity)]
+fn adopt_pods(
+    store: &Store,
+    supervision: Option<&Supervision>,
+) -> Result<(BTreeMap<(String, String), Pod>, Vec<(String, String)>), RuntimeError> {
+    let now = Instant::now();
+    let mut pods = BTreeMap::new();
+    let mut unreadable = Vec::new();
+    let mut tokens = HashSet::new();
+    let mut adopted = HashSet::new();
+    for (ns, name, text) in store.pods()? {
+        let Ok(record) = serde_json::from_str::<PodRecord>(&text) else {
+            unreadable.push((ns, name));
+            continue;
+        };
+        tokens.insert(record.token().to_owned());
+        let process = match (record.process(), supervision) {
+            (Some(p), Some(s)) => Process::adopt(
+                p.pid,
+                p.start_time,
+                record.token(),
+                &s.launcher,
+                record.launch(),
+            ),
+            _ => None,
+        };
+        if let Some(p) = &process {
+            adopted.insert(p.pid());
+        }
+        pods.insert((ns, name), record.into_pod(process, now));
+    }
+    if !pods.is_empty() {
+        tracing_like_log(&format!(
+            "adopted {} of {} recorded pods",
+            adopted.len(),
+            pods.len()
+        ));
+    }
+    if let Some(s) = supervision {
+        let killed = crate::process::kill_unadopted(&tokens, &adopted, &s.launcher);
+        if killed > 0 {
+            tracing_like_log(&format!(
+                "stopped {killed} pod processes of a previous run that could not be adopted"
+            ));
+        }
+    }
+    Ok((pods, unreadable))
 }
 
 /// Pod IPs come from 127.1.0.0–127.254.255.255 (never 127.0.0.0/16).

@@ -39,8 +39,19 @@ pub enum Written {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed, 0600) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // Created private before SQLite opens it; its -wal and -shm files
+        // take the database file's permissions.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path);
+        }
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -50,7 +61,14 @@ impl Store {
                 manifest TEXT NOT NULL, revision INTEGER NOT NULL,
                 PRIMARY KEY (kind, namespace, name));
              CREATE TABLE IF NOT EXISTS images (image TEXT PRIMARY KEY, program TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS revision (id INTEGER PRIMARY KEY AUTOINCREMENT);",
+             CREATE TABLE IF NOT EXISTS revision (id INTEGER PRIMARY KEY AUTOINCREMENT);
+             CREATE TABLE IF NOT EXISTS object_meta (
+                kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+                created INTEGER NOT NULL, uid TEXT NOT NULL,
+                PRIMARY KEY (kind, namespace, name));
+             CREATE TABLE IF NOT EXISTS pods (
+                namespace TEXT NOT NULL, name TEXT NOT NULL, record TEXT NOT NULL,
+                PRIMARY KEY (namespace, name));",
         )?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -126,6 +144,17 @@ impl Store {
                 Some(old) if old == o.manifest => Written::Unchanged,
                 Some(_) => Written::Configured,
             };
+            if outcome == Written::Created {
+                let created = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let uid = random_uid();
+                tx.execute(
+                    "INSERT INTO object_meta (kind, namespace, name, created, uid) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (kind, namespace, name) DO UPDATE SET created = excluded.created, uid = excluded.uid",
+                    params![kind, o.object.namespace, o.object.name, created, uid],
+                )?;
+            }
             if outcome != Written::Unchanged {
                 tx.execute(
                     "INSERT INTO objects (kind, namespace, name, manifest, revision) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -155,11 +184,110 @@ impl Store {
                 "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
                 params![o.kind.name(), o.namespace, o.name],
             )?;
+            tx.execute(
+                "DELETE FROM object_meta WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                params![o.kind.name(), o.namespace, o.name],
+            )?;
             existed.push(n > 0);
         }
         tx.commit()?;
         Ok(existed)
     }
+}
+
+/// An object's identity beyond its manifest: when it was created (Unix
+/// seconds) and its `metadata.uid`, kept across `weir up` restarts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// `creationTimestamp`, Unix seconds.
+    pub created: i64,
+    /// `metadata.uid`.
+    pub uid: String,
+}
+
+impl Store {
+    /// Every object's creation time and uid.
+    pub fn object_meta(&self) -> Result<Vec<(ObjectRef, ObjectMeta)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare("SELECT kind, namespace, name, created, uid FROM object_meta")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                ObjectMeta {
+                    created: row.get(3)?,
+                    uid: row.get(4)?,
+                },
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (kind, namespace, name, meta) = row?;
+            if let Ok(kind) = kind.parse() {
+                out.push((
+                    ObjectRef {
+                        kind,
+                        namespace,
+                        name,
+                    },
+                    meta,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every recorded pod: `(namespace, name, record)`.
+    pub fn pods(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT namespace, name, record FROM pods")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        rows.collect::<Result<_, _>>().map_err(StoreError)
+    }
+
+    /// Writes pod records and removes others, in one transaction.
+    pub fn sync_pods(
+        &self,
+        upserts: &[(String, String, String)],
+        removals: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for (namespace, name, record) in upserts {
+            tx.execute(
+                "INSERT INTO pods (namespace, name, record) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (namespace, name) DO UPDATE SET record = excluded.record",
+                params![namespace, name, record],
+            )?;
+        }
+        for (namespace, name) in removals {
+            tx.execute(
+                "DELETE FROM pods WHERE namespace = ?1 AND name = ?2",
+                params![namespace, name],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// A random RFC 4122 version 4 UUID, as Kubernetes' `metadata.uid`.
+fn random_uid() -> String {
+    let b = fastrand::u128(..).to_be_bytes();
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let v = |i: usize, j: usize| &hex[i..j];
+    let variant = (u8::from_str_radix(v(16, 17), 16).unwrap_or(0) & 0x3) | 0x8;
+    format!(
+        "{}-{}-4{}-{:x}{}-{}",
+        v(0, 8),
+        v(8, 12),
+        v(13, 16),
+        variant,
+        v(17, 20),
+        v(20, 32)
+    )
 }
 
 #[cfg(test)]
@@ -219,5 +347,55 @@ mod tests {
             vec![true, false]
         );
         assert_eq!(store.objects().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn creation_time_and_uid_survive_reopen_and_updates_and_go_with_the_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = Store::open(&path).unwrap();
+        store.apply(&[obj("a", "1")], &[]).unwrap();
+        let first = store.object_meta().unwrap();
+        assert_eq!(first.len(), 1);
+        let uid = &first[0].1.uid;
+        assert_eq!(uid.len(), 36);
+        assert_eq!(&uid[14..15], "4", "{uid}");
+        store.apply(&[obj("a", "2")], &[]).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.object_meta().unwrap(), first);
+        store.delete(&[obj("a", "").object]).unwrap();
+        assert!(store.object_meta().unwrap().is_empty());
+        store.apply(&[obj("a", "1")], &[]).unwrap();
+        assert_ne!(store.object_meta().unwrap()[0].1.uid, first[0].1.uid);
+    }
+
+    #[test]
+    fn pod_records_are_written_replaced_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let rec = |n: &str, r: &str| ("default".to_owned(), n.to_owned(), r.to_owned());
+        store
+            .sync_pods(&[rec("p1", "a"), rec("p2", "b")], &[])
+            .unwrap();
+        store
+            .sync_pods(&[rec("p1", "c")], &[("default".into(), "p2".into())])
+            .unwrap();
+        assert_eq!(store.pods().unwrap(), vec![rec("p1", "c")]);
+    }
+
+    #[test]
+    fn the_database_is_private_whatever_the_umask() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let old = rustix::process::umask(rustix::fs::Mode::empty());
+        let store = Store::open(&dir.path().join("state.db"));
+        rustix::process::umask(old);
+        let store = store.unwrap();
+        store.apply(&[obj("a", "1")], &[]).unwrap();
+        for name in ["state.db", "state.db-wal"] {
+            let mode = std::fs::metadata(dir.path().join(name)).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
     }
 }

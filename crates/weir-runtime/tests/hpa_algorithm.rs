@@ -285,6 +285,50 @@ fn the_algorithm_rule_by_rule() {
         3,
     );
     {
+        // recordInitialRecommendation: an HPA first seen (created, or the
+        // controller restarted) does not scale down within the window.
+        let spec = legacy(1, 10, 50);
+        let mut h = HpaHistory::first_seen(4, now);
+        let first = sync(&spec, 4, &pods(4, 5, 100, now), now, &mut h);
+        case(
+            "an HPA first seen keeps its current replicas as a recommendation: no scale-down at the first sync",
+            first.desired.into(),
+            4,
+        );
+        let later = sync(
+            &spec,
+            4,
+            &pods(4, 5, 100, now + secs(299)),
+            now + secs(299),
+            &mut h,
+        );
+        case(
+            "... nor within the 5-minute window",
+            later.desired.into(),
+            4,
+        );
+        let after = sync(
+            &spec,
+            4,
+            &pods(4, 5, 100, now + secs(301)),
+            now + secs(301),
+            &mut h,
+        );
+        case("... but after it", after.desired.into(), 1);
+        let fresh = sync(
+            &spec,
+            4,
+            &pods(4, 5, 100, now),
+            now,
+            &mut HpaHistory::default(),
+        );
+        case(
+            "(an empty history would scale down at once)",
+            fresh.desired.into(),
+            1,
+        );
+    }
+    {
         let spec = legacy(1, 10, 50);
         let mut h = HpaHistory::default();
         sync(&spec, 5, &pods(5, 50, 100, now), now, &mut h);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio::sync::watch;
 use weir_gateway::AccessLogTarget;
-use weir_runtime::admin::{self, AdminClient};
+use weir_runtime::admin;
 use weir_runtime::runtime::{Runtime, RuntimeConfig};
 
 use crate::{StateArgs, exit, parse_duration, state_dir};
@@ -41,6 +41,22 @@ pub struct UpArgs {
     /// Gateway access log: a file, or `-` for stdout.
     #[arg(long)]
     pub access_log: Option<String>,
+    /// How long pods keep running after `weir up` died without stopping
+    /// them (a restart within it adopts them); `weir down` stops them at once.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub orphan_grace: Duration,
+    /// A pod's log file is rotated at this many bytes.
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    pub pod_log_max_bytes: u64,
+    /// Log files kept per pod, the current one included.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pod_log_max_files: u32,
+    /// A gateway connection's first bytes must tell HTTP/1.1 from h2 within this.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub first_bytes_timeout: Duration,
+    /// A gateway connection with no byte moving for this long is closed (Envoy's default: 1h).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
 }
 
 fn parse_image(s: &str) -> Result<(String, String), String> {
@@ -53,10 +69,6 @@ fn parse_image(s: &str) -> Result<(String, String), String> {
 /// Runs the runtime until told to stop.
 pub async fn run(args: UpArgs) -> u8 {
     let dir = state_dir::resolve(args.state.state_dir.clone());
-    if AdminClient::new(&dir).status().await.is_ok() {
-        eprintln!("weir is already up with state dir {}", dir.display());
-        return exit::FAILED;
-    }
     let mut config = RuntimeConfig::new(dir.clone());
     config.gateway.port_map = args.port_map.iter().copied().collect::<BTreeMap<_, _>>();
     config.gateway.access_log = args.access_log.as_deref().map(|p| match p {
@@ -66,6 +78,15 @@ pub async fn run(args: UpArgs) -> u8 {
     config.hpa_sync_period = args.hpa_sync_period;
     config.restart_backoff = args.restart_backoff;
     config.metrics_window = args.metrics_window;
+    config.orphan_grace = args.orphan_grace;
+    config.log_limits = weir_runtime::pod_log::LogLimits {
+        max_bytes: args.pod_log_max_bytes,
+        max_files: args.pod_log_max_files,
+    };
+    config.gateway.limits.guard = weir_gateway::conn_guard::GuardLimits {
+        first_bytes_timeout: args.first_bytes_timeout,
+        idle_timeout: args.idle_timeout,
+    };
     let exe = std::env::current_exe().ok();
     config.program_dirs = exe
         .iter()

@@ -38,7 +38,13 @@ impl Cluster {
             child: None,
             dir,
             port,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            // Pods of a test that ends with its runtime killed stop soon.
+            extra: ["--orphan-grace", "15s"]
+                .iter()
+                .filter(|_| !extra.contains(&"--orphan-grace"))
+                .chain(extra)
+                .map(|s| s.to_string())
+                .collect(),
         };
         cluster.start();
         cluster
@@ -101,6 +107,15 @@ impl Cluster {
         );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The pid of the `weir up` this cluster runs.
+    pub fn child_pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     pub fn url(&self) -> String {
@@ -183,17 +198,82 @@ pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
 
-/// Processes (by PID) whose environment marks them as pods of `dir`.
+/// The pod supervisors (by PID) of the runtime of `dir`: `weir __pod-exec DIR ...`.
 pub fn pods_of(dir: &Path) -> Vec<u32> {
-    let marker = format!("WEIR_STATE_DIR={}", dir.display());
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
+                args.len() > 2
+                    && args[1] == b"__pod-exec"
+                    && args[2] == dir.as_os_str().as_encoded_bytes()
+            })
         })
         .filter(|pid| alive(*pid))
         .collect()
+}
+
+/// Sequential requests to `url`'s host and port (HTTP/1.1, one connection
+/// each) until `stop`, at most `limit`; what became of them.
+pub fn load_until(
+    addr: std::net::SocketAddr,
+    stop: &std::sync::atomic::AtomicBool,
+    limit: usize,
+) -> LoadOutcome {
+    use std::io::{Read, Write};
+    let mut outcome = LoadOutcome::default();
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) && outcome.total() < limit {
+        let mut stream = match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                outcome.refused += 1;
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            Err(_) => {
+                outcome.other += 1;
+                continue;
+            }
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut answer = Vec::new();
+        let sent = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let read = sent.and_then(|()| stream.read_to_end(&mut answer));
+        let text = String::from_utf8_lossy(&answer);
+        match (read, text.split(' ').nth(1)) {
+            (Ok(_), Some("200")) => {
+                outcome.ok += 1;
+                if text.contains("v2.0.0") {
+                    outcome.v2 += 1;
+                }
+            }
+            (Ok(_), Some(code)) => *outcome.statuses.entry(code.to_owned()).or_default() += 1,
+            _ => outcome.other += 1,
+        }
+    }
+    outcome
+}
+
+/// What became of the requests of [`load_until`].
+#[derive(Debug, Default)]
+pub struct LoadOutcome {
+    /// Answered 200.
+    pub ok: usize,
+    /// Of which by v2.
+    pub v2: usize,
+    /// Connection refused: nothing listened.
+    pub refused: usize,
+    /// Answered with another status.
+    pub statuses: std::collections::BTreeMap<String, usize>,
+    /// Reset, timed out, cut short.
+    pub other: usize,
+}
+
+impl LoadOutcome {
+    pub fn total(&self) -> usize {
+        self.ok + self.refused + self.other + self.statuses.values().sum::<usize>()
+    }
 }

@@ -24,6 +24,20 @@ pub struct HpaHistory {
     scale_down_events: Vec<(Instant, i32)>,
 }
 
+impl HpaHistory {
+    /// The history of an HPA the controller sees for the first time (it
+    /// was just created, or the controller just started): the target's
+    /// current replicas recorded as a recommendation at `now`, as
+    /// Kubernetes' `recordInitialRecommendation` does. Within the
+    /// downscale stabilization window that follows, nothing scales below it.
+    pub fn first_seen(current: i32, now: Instant) -> Self {
+        Self {
+            recommendations: vec![(now, current)],
+            ..Self::default()
+        }
+    }
+}
+
 /// A status condition, as `kubectl describe hpa` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Condition {

@@ -1,0 +1,170 @@
+//! The runtime as a hostile local user would try it: whose the state dir
+//! is, who may read it, who holds it, and whose processes get signalled.
+
+mod support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_in_the_state_dir_is_private_whatever_the_umask() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("state");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut up = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" up --state-dir \"$1\" --port-map \"80=$2\"")
+        .arg(weir_bin())
+        .arg(&dir)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let weir = |args: &[&str]| {
+        Command::new(weir_bin())
+            .args(args)
+            .args(["--state-dir", dir.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !weir(&["get", "pods"]).status.success() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "weir up did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        weir(&["apply", "-f", examples().to_str().unwrap()])
+            .status
+            .success()
+    );
+    let logs = dir.join("logs");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir(&logs).unwrap().count() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no pod logs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(mode(&dir), 0o700, "state dir");
+    assert_eq!(mode(&logs), 0o700, "logs dir");
+    for entry in std::fs::read_dir(&dir)
+        .unwrap()
+        .chain(std::fs::read_dir(&logs).unwrap())
+    {
+        let path = entry.unwrap().path();
+        if path.is_file() || path.ends_with("admin.sock") {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+    assert!(weir(&["down"]).status.success());
+    let _ = up.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_weir_up_on_a_held_state_dir_exits_1_naming_the_holder() {
+    let cluster = Cluster::up(&[]);
+    let holder = cluster.child_pid();
+    let out = Command::new(weir_bin())
+        .args(["up", "--state-dir", cluster.dir.path().to_str().unwrap()])
+        .args(["--port-map", "80=0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("in use by another `weir up` (pid {holder})")),
+        "{stderr}"
+    );
+    // The first one still answers: its socket was not taken over.
+    assert!(cluster.weir(&["get", "pods"]).status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_dir_others_may_write_to_or_another_user_owns_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let open = root.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, PermissionsExt::from_mode(0o777)).unwrap();
+    let up = |dir: &std::path::Path| {
+        Command::new(weir_bin())
+            .args([
+                "up",
+                "--state-dir",
+                dir.to_str().unwrap(),
+                "--port-map",
+                "80=0",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = up(&open);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("writable by group or others"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&open).unwrap().count(),
+        0,
+        "nothing written there"
+    );
+    // Another user's dir: only root can make one to try.
+    if rustix_is_root() {
+        let theirs = root.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, PermissionsExt::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let out = up(&theirs);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("belongs to uid 65534"), "{stderr}");
+        assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0);
+    }
+}
+
+fn rustix_is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_that_are_not_the_runtimes_pods_survive_its_restarts() {
+    let mut cluster = Cluster::up(&[]);
+    assert!(cluster.apply(&examples()).status.success());
+    cluster
+        .wait_for("both deployments ready", Duration::from_secs(20), |c| {
+            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
+        })
+        .await;
+    // A user's process that exported WEIR_STATE_DIR, as the README says,
+    // in a process group of its own (as `setsid` or a shell job makes it).
+    let mut bystander = Command::new("sleep")
+        .arg("120")
+        .env("WEIR_STATE_DIR", cluster.dir.path())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = bystander.id();
+    cluster.kill9();
+    cluster.start();
+    assert!(cluster.weir(&["down"]).status.success());
+    cluster.start();
+    assert!(
+        alive(pid),
+        "a process carrying WEIR_STATE_DIR was signalled"
+    );
+    assert!(bystander.try_wait().unwrap().is_none());
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+}

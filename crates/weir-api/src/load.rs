@@ -409,6 +409,15 @@ impl Loader {
                 return;
             }
         };
+        let too_big = validate::limits::check(&document);
+        if !too_big.is_empty() {
+            for (field, message) in too_big {
+                let mut diagnostic = error_at(at(&field), field, message);
+                diagnostic.object = Some(format!("{}/{name}", schema.kind().qualified()));
+                self.diagnostics.push(diagnostic);
+            }
+            return;
+        }
         let object = Object {
             resource,
             pos: doc_pos(1, 1),

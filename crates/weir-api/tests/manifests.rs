@@ -360,3 +360,20 @@ fn problems_between_resources_are_warnings_as_istioctl_analyze_reports_them() {
         );
     }
 }
+
+#[test]
+fn an_annotation_over_kubernetes_limit_is_refused_with_its_file_and_line() {
+    let text = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: ok}}\nspec:\n  ports: [{{port: 80}}]\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: big\n  annotations:\n    note: {}\nspec:\n  ports: [{{port: 80}}]\n",
+        "x".repeat(300 * 1024)
+    );
+    let err = load_str(Path::new("big.yaml"), &text).unwrap_err();
+    let errors: Vec<String> = err.errors().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(
+            "big.yaml:11:3: error: service/big: metadata.annotations: Too long: must have at most 262144 bytes"
+        ),
+        "{errors:?}"
+    );
+}

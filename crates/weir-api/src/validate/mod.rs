@@ -5,6 +5,7 @@
 pub mod analyze;
 pub mod istio;
 pub mod kube;
+pub mod limits;
 
 use crate::diagnostic::Severity;
 use crate::path::FieldPath;

@@ -24,7 +24,9 @@ pub fn check(document: &Value) -> Vec<(FieldPath, String)> {
             at = at.key(key);
             meta = meta.and_then(|m| m.get(key));
         }
-        let Some(annotations) = meta.and_then(|m| m.get("annotations")).and_then(Value::as_object)
+        let Some(annotations) = meta
+            .and_then(|m| m.get("annotations"))
+            .and_then(Value::as_object)
         else {
             continue;
         };
@@ -83,7 +85,10 @@ mod tests {
             ),
         ];
         for (document, fields) in cases {
-            let found: Vec<String> = check(&document).iter().map(|(f, _)| f.to_string()).collect();
+            let found: Vec<String> = check(&document)
+                .iter()
+                .map(|(f, _)| f.to_string())
+                .collect();
             assert_eq!(found, fields);
         }
     }

@@ -1,0 +1,152 @@
+//! Everything bounded: pod logs in size and life, the admin API's bodies,
+//! the CLI's waits, and output to a reader that went away.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+use tokio::time::Instant;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_logs_rotate_at_their_size_and_go_with_their_pod() {
+    let cluster = Cluster::up(&["--pod-log-max-bytes", "4096", "--pod-log-max-files", "3"]);
+    assert!(cluster.apply(&examples()).status.success());
+    cluster
+        .wait_for("both deployments ready", Duration::from_secs(20), |c| {
+            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
+        })
+        .await;
+    // Each answer is one access-log line: enough for several rotations.
+    for _ in 0..200 {
+        curl(&cluster.url());
+    }
+    let logs = cluster.dir.path().join("logs");
+    let files = || -> Vec<(String, u64)> {
+        let mut files: Vec<(String, u64)> = std::fs::read_dir(&logs)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .filter(|(name, _)| name.contains("my-app-v1") && !name.ends_with(".exit"))
+            .collect();
+        files.sort();
+        files
+    };
+    cluster
+        .wait_for("v1's log rotated twice", Duration::from_secs(10), |_| {
+            files().len() == 3
+        })
+        .await;
+    let v1 = files();
+    assert!(v1.iter().all(|(_, size)| *size <= 4096), "{v1:?}");
+    assert!(
+        v1[0].0.ends_with(".log") && v1[1].0.ends_with(".log.1") && v1[2].0.ends_with(".log.2"),
+        "{v1:?}"
+    );
+    // `weir logs` reads the current file.
+    let pod = v1[0]
+        .0
+        .trim_start_matches("default_")
+        .trim_end_matches(".log")
+        .to_owned();
+    let out = cluster.weir(&["logs", &pod]);
+    assert!(out.status.success());
+    assert!(!out.stdout.is_empty());
+
+    // The Deployment deleted: its pod's logs go with it.
+    let out = cluster.weir(&[
+        "delete",
+        "-f",
+        examples().join("app-v1.yaml").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster
+        .wait_for("v1's logs removed", Duration::from_secs(40), |_| {
+            files().is_empty()
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_never_answers_is_given_up_on_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    // Accepts, then says nothing: a stopped (SIGSTOP) or hung runtime.
+    let listener = std::os::unix::net::UnixListener::bind(dir.path().join("admin.sock")).unwrap();
+    let held = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+        drop(stream);
+    });
+    let started = Instant::now();
+    let out = Command::new(weir_bin())
+        .args(["get", "pods", "--request-timeout", "1s", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no answer within 1s"), "{stderr}");
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    held.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_refuses_an_oversized_body_and_keeps_serving() {
+    let cluster = Cluster::up(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    // 20 files of 1 MiB each: every one within an object's limit, the
+    // request over the admin API's 16 MiB.
+    for i in 0..20 {
+        std::fs::write(
+            dir.path().join(format!("svc-{i}.yaml")),
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: s{i}\n  labels:\n    filler: x\nspec:\n  ports: [{{port: 80}}]\n# {}\n",
+                "x".repeat(1024 * 1024)
+            ),
+        )
+        .unwrap();
+    }
+    let out = cluster.apply(dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("request body over 16 MiB"), "{stderr}");
+    // Nothing applied, and the runtime answers.
+    let out = cluster.weir(&["get", "services"]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("s0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_went_away_ends_weir_quietly() {
+    let cluster = Cluster::up(&[]);
+    assert!(cluster.apply(&examples()).status.success());
+    // `weir get pods | head -0`: the pipe's reader is gone before weir writes.
+    let mut child = Command::new(weir_bin())
+        .args(["get", "deployments", "--state-dir"])
+        .arg(cluster.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}

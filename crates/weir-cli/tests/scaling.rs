@@ -203,3 +203,66 @@ async fn the_walkthroughs_v2_scales_up_under_load_and_back_down_after_its_window
     // v1 got none of the load: it never scaled.
     assert_eq!(replicas_of(&cluster, "my-app-v1"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_runtime_keeps_the_replicas_its_autoscaler_had_within_the_window() {
+    let mut cluster = Cluster::up(&["--hpa-sync-period", "1s", "--metrics-window", "2s"]);
+    let dir = walkthrough_copy(|file, text| {
+        match file {
+        "app-v2.yaml" => text.replace(
+            "        - name: VERSION\n          value: v2.0.0\n",
+            "        - name: VERSION\n          value: v2.0.0\n        - name: CPU_BURN\n          value: 10ms\n",
+        ),
+        _ => text,
+    }
+    });
+    std::fs::write(
+        dir.path().join("hpa.yaml"),
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: my-app-v2\nspec:\n  minReplicas: 1\n  maxReplicas: 4\n  scaleTargetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: my-app-v2\n  metrics:\n  - type: Resource\n    resource:\n      name: cpu\n      target:\n        type: Utilization\n        averageUtilization: 50\n  behavior:\n    scaleDown:\n      stabilizationWindowSeconds: 60\n",
+    )
+    .unwrap();
+    assert!(cluster.apply(dir.path()).status.success());
+    cluster
+        .wait_for("v2 ready", Duration::from_secs(30), |c| {
+            c.ready("my-app-v2") == 1
+        })
+        .await;
+    assert!(
+        cluster
+            .weir(&["route", "my-app", "v1=0", "v2=100"])
+            .status
+            .success()
+    );
+    let load = Load::start(cluster.url(), 2);
+    cluster
+        .wait_for("v2 to scale up under load", Duration::from_secs(60), |c| {
+            replicas_of(c, "my-app-v2") >= 2
+        })
+        .await;
+    let (ok, _) = load.finish().await;
+    assert!(ok > 0);
+    let scaled = replicas_of(&cluster, "my-app-v2");
+    // No load any more: a fresh autoscaler would scale down at its first
+    // sync. Kubernetes' records the current scale as a recommendation when
+    // it first sees an HPA, so nothing shrinks within the 60 s window.
+    cluster.kill9();
+    cluster.start();
+    let restarted = Instant::now();
+    let mut observed = 0;
+    while restarted.elapsed() < Duration::from_secs(8) {
+        let now = replicas_of(&cluster, "my-app-v2");
+        assert_eq!(
+            now,
+            scaled,
+            "replicas changed {:?} after the restart",
+            restarted.elapsed()
+        );
+        observed += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(observed > 10);
+    let hpa = cluster.json("hpa");
+    let status = &hpa[0]["status"];
+    assert_eq!(status["currentCPUUtilizationPercentage"], 0, "{status}");
+    assert_eq!(status["desiredReplicas"], scaled as u64, "{status}");
+}

@@ -55,6 +55,11 @@ impl Store {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // The write-ahead log is checkpointed every 256 pages (1 MiB) and cut
+        // back to 1 MiB after: the state dir's size stays bounded however
+        // many applies and pod changes it sees.
+        conn.pragma_update(None, "wal_autocheckpoint", 256)?;
+        conn.pragma_update(None, "journal_size_limit", 1024 * 1024)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS objects (
                 kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
@@ -129,6 +134,8 @@ impl Store {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute("INSERT INTO revision DEFAULT VALUES", [])?;
         let revision = tx.last_insert_rowid();
+        // Only the counter matters (AUTOINCREMENT never reuses a number).
+        tx.execute("DELETE FROM revision WHERE id < ?1", params![revision])?;
         let mut written = Vec::new();
         for o in objects {
             let kind = o.object.kind.name();

@@ -53,7 +53,16 @@ pub async fn serve(
         .max_buf_size(limits.max_header_bytes.max(8192))
         .writev(false)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    // h2's own guards, set here so they are ours to see: the same header
+    // cap as HTTP/1.1 (hyper's h2 default is 16 KiB), and connections that
+    // open streams only to reset them (CVE-2023-44487, "rapid reset") or
+    // make the server reset them are closed with GOAWAY.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024);
     let drain = Drain::new();
     loop {
         let (stream, peer) = tokio::select! {

@@ -249,15 +249,17 @@ async fn read_chunked(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> 
     }
 }
 
-/// The last inputs, for the upstream's Host check: a request of the
-/// previous input may still reach the upstream after its client closed.
+/// The last inputs, for the upstream's Host check: a request of an input
+/// may still reach the upstream after its client closed, several inputs
+/// later on a busy machine (a pooled connection, a slow task).
+const RECENT: usize = 4096;
 static RECENT_INPUTS: Mutex<VecDeque<Vec<u8>>> = Mutex::new(VecDeque::new());
 
 fuzz_target!(|data: &[u8]| {
     let h = harness();
     {
         let mut recent = RECENT_INPUTS.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() == 16 {
+        if recent.len() == RECENT {
             recent.pop_front();
         }
         recent.push_back(data.to_vec());

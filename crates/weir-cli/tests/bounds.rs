@@ -12,12 +12,7 @@ use tokio::time::Instant;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_logs_rotate_at_their_size_and_go_with_their_pod() {
     let cluster = Cluster::up(&["--pod-log-max-bytes", "4096", "--pod-log-max-files", "3"]);
-    assert!(cluster.apply(&examples()).status.success());
-    cluster
-        .wait_for("both deployments ready", Duration::from_secs(20), |c| {
-            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
-        })
-        .await;
+    cluster.walkthrough_ready().await;
     // Each answer is one access-log line: enough for several rotations.
     for _ in 0..200 {
         curl(&cluster.url());
@@ -126,6 +121,21 @@ async fn the_admin_api_refuses_an_oversized_body_and_keeps_serving() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("request body over 16 MiB"), "{stderr}");
+    // Another client declaring such a body is answered 413 before it sends it.
+    let socket = cluster.dir.path().join("admin.sock");
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"POST /apply HTTP/1.1\r\nHost: weir\r\nContent-Length: 20971520\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     // Nothing applied, and the runtime answers.
     let out = cluster.weir(&["get", "services"]);
     assert!(out.status.success());

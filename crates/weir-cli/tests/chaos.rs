@@ -25,29 +25,9 @@ fn signal_group(sig: &str, pgid: u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_only_pod_of_a_version_at_100_percent_killed_is_back_within_seconds() {
     let cluster = Cluster::up(&[]);
-    assert!(cluster.apply(&examples()).status.success());
-    cluster
-        .wait_for("both deployments ready", Duration::from_secs(20), |c| {
-            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
-        })
-        .await;
-    assert!(
-        cluster
-            .weir(&["route", "my-app", "v1=100", "v2=0"])
-            .status
-            .success()
-    );
-    let v1 = cluster
-        .json("pods")
-        .iter()
-        .find(|p| {
-            p["metadata"]["name"]
-                .as_str()
-                .unwrap()
-                .starts_with("my-app-v1")
-        })
-        .map(|p| p["status"]["containerStatuses"][0]["pid"].as_u64().unwrap() as u32)
-        .unwrap();
+    cluster.walkthrough_ready().await;
+    cluster.route(&["v1=100", "v2=0"]);
+    let (_, v1) = cluster.pod("my-app-v1");
 
     // Timestamped outcomes, one request at a time.
     let stop = Arc::new(AtomicBool::new(false));
@@ -127,28 +107,8 @@ async fn a_stopped_pod_is_taken_out_by_readiness_and_the_other_serves_everything
             c.ready("my-app-v1") == 2
         })
         .await;
-    assert!(
-        cluster
-            .weir(&["route", "my-app", "v1=100", "v2=0"])
-            .status
-            .success()
-    );
-    let pods = cluster.json("pods");
-    let (frozen_name, frozen) = pods
-        .iter()
-        .find(|p| {
-            p["metadata"]["name"]
-                .as_str()
-                .unwrap()
-                .starts_with("my-app-v1")
-        })
-        .map(|p| {
-            (
-                p["metadata"]["name"].as_str().unwrap().to_owned(),
-                p["status"]["containerStatuses"][0]["pid"].as_u64().unwrap() as u32,
-            )
-        })
-        .unwrap();
+    cluster.route(&["v1=100", "v2=0"]);
+    let (frozen_name, frozen) = cluster.pod("my-app-v1");
     signal_group("STOP", frozen);
     let stopped = Instant::now();
     cluster

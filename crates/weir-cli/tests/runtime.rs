@@ -96,12 +96,7 @@ async fn the_walkthrough_on_a_fresh_state_dir_answers_v1_nine_times_in_ten() {
 async fn a_runtime_killed_under_load_comes_back_to_the_same_pods_and_loses_only_what_nobody_listened_for()
  {
     let mut cluster = Cluster::up(&[]);
-    assert!(cluster.apply(&examples()).status.success());
-    cluster
-        .wait_for("both deployments ready", Duration::from_secs(20), |c| {
-            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
-        })
-        .await;
+    cluster.walkthrough_ready().await;
     cluster.weir(&["route", "my-app", "v1=50", "v2=50"]);
     let old = cluster.pod_pids();
     assert_eq!(old.len(), 2);
@@ -192,12 +187,7 @@ async fn a_runtime_killed_under_load_comes_back_to_the_same_pods_and_loses_only_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_of_a_runtime_gone_longer_than_the_orphan_grace_stop() {
     let mut cluster = Cluster::up(&["--orphan-grace", "2s"]);
-    assert!(cluster.apply(&examples()).status.success());
-    cluster
-        .wait_for("both deployments ready", Duration::from_secs(20), |c| {
-            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
-        })
-        .await;
+    cluster.walkthrough_ready().await;
     let pods = cluster.pod_pids();
     cluster.kill9();
     let killed = Instant::now();
@@ -231,12 +221,7 @@ async fn pods_of_a_runtime_gone_longer_than_the_orphan_grace_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_apply_changes_nothing_and_what_was_serving_keeps_serving() {
     let cluster = Cluster::up(&[]);
-    assert!(cluster.apply(&examples()).status.success());
-    cluster
-        .wait_for("both deployments ready", Duration::from_secs(20), |c| {
-            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
-        })
-        .await;
+    cluster.walkthrough_ready().await;
     let dir = tempfile::tempdir().unwrap();
     let istio = std::fs::read_to_string(examples().join("istio.yaml")).unwrap();
     std::fs::write(

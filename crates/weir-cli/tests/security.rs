@@ -141,12 +141,7 @@ fn rustix_is_root() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_that_are_not_the_runtimes_pods_survive_its_restarts() {
     let mut cluster = Cluster::up(&[]);
-    assert!(cluster.apply(&examples()).status.success());
-    cluster
-        .wait_for("both deployments ready", Duration::from_secs(20), |c| {
-            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
-        })
-        .await;
+    cluster.walkthrough_ready().await;
     // A user's process that exported WEIR_STATE_DIR, as the README says,
     // in a process group of its own (as `setsid` or a shell job makes it).
     let mut bystander = Command::new("sleep")

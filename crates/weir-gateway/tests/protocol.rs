@@ -10,7 +10,6 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -715,27 +714,7 @@ async fn hundred_megabytes_stream_both_ways_in_bounded_memory() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir-gateway"))
-        .args([
-            "-f",
-            dir.path().to_str().unwrap(),
-            "--port-map",
-            &format!("80={port}"),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    loop {
-        let mut line = String::new();
-        assert!(
-            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
-            "gateway exited"
-        );
-        if line.starts_with("listening:") {
-            break;
-        }
-    }
+    let mut child = gateway_process(dir.path(), port, &[]);
     let url = format!("http://127.0.0.1:{port}");
     get(&format!("{url}/headers"), &[]).await;
     let baseline = vm_hwm_kib(child.id());

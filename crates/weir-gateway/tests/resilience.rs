@@ -631,25 +631,7 @@ async fn out_of_file_descriptors_the_accept_loop_waits_instead_of_spinning() {
         .port();
     // 64 descriptors: the runtime's own take a few dozen, so a few dozen
     // clients exhaust the rest.
-    let mut child = std::process::Command::new("prlimit")
-        .args(["--nofile=64:64", "--"])
-        .arg(env!("CARGO_BIN_EXE_weir-gateway"))
-        .args(["-f", dir.path().to_str().unwrap()])
-        .args(["--port-map", &format!("80={port}")])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    loop {
-        let mut line = String::new();
-        assert!(
-            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
-            "gateway exited"
-        );
-        if line.starts_with("listening:") {
-            break;
-        }
-    }
+    let mut child = gateway_process(dir.path(), port, &["prlimit", "--nofile=64:64", "--"]);
     let addr = format!("127.0.0.1:{port}");
     let pid = child.id();
     let result = tokio::task::spawn_blocking(move || {

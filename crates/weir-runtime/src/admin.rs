@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tokio::net::{UnixListener, UnixStream};
@@ -123,24 +123,42 @@ fn query<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
     })
 }
 
+/// The answer to a body over [`MAX_BODY_BYTES`].
+fn too_large() -> Response<Full<Bytes>> {
+    json(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &ErrorBody {
+            errors: vec![too_large_message()],
+            invalid: true,
+        },
+    )
+}
+
+fn too_large_message() -> String {
+    format!(
+        "request body over {} MiB: apply fewer manifests at once",
+        MAX_BODY_BYTES >> 20
+    )
+}
+
 async fn body_json<T: for<'de> Deserialize<'de>>(
     req: Request<Incoming>,
 ) -> Result<T, Response<Full<Bytes>>> {
+    // A declared length over the limit is refused before a byte is read.
+    if req
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(too_large());
+    }
     let bytes = http_body_util::Limited::new(req.into_body(), MAX_BODY_BYTES)
         .collect()
         .await
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
-                json(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &ErrorBody {
-                        errors: vec![format!(
-                            "request body over {} MiB: apply fewer manifests at once",
-                            MAX_BODY_BYTES >> 20
-                        )],
-                        invalid: true,
-                    },
-                )
+                too_large()
             } else {
                 bad_request(e.to_string())
             }
@@ -426,6 +444,13 @@ impl AdminClient {
         sources: Vec<Source>,
     ) -> Result<Vec<(ObjectRef, ApplyOutcome)>, ClientError> {
         let body = serde_json::to_vec(&ApplyRequest { sources }).unwrap_or_default();
+        // The runtime would refuse it; say so without sending it.
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ClientError::Rejected(ErrorBody {
+                errors: vec![too_large_message()],
+                invalid: true,
+            }));
+        }
         self.call(Method::POST, "/apply", Some(body)).await
     }
 

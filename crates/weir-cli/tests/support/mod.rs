@@ -136,6 +136,54 @@ impl Cluster {
         }
     }
 
+    /// Applies the walkthrough's manifests and waits (bounded) until both
+    /// versions have a ready pod.
+    pub async fn walkthrough_ready(&self) {
+        let out = self.apply(&examples());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.wait_for("both deployments ready", Duration::from_secs(30), |c| {
+            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
+        })
+        .await;
+    }
+
+    /// The name and supervisor pid of the first pod whose name starts with `prefix`.
+    pub fn pod(&self, prefix: &str) -> (String, u32) {
+        self.json("pods")
+            .iter()
+            .find(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(prefix))
+            })
+            .map(|p| {
+                (
+                    p["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    p["status"]["containerStatuses"][0]["pid"]
+                        .as_u64()
+                        .unwrap_or_default() as u32,
+                )
+            })
+            .unwrap_or_else(|| panic!("no pod {prefix}*"))
+    }
+
+    /// `weir route my-app` with these weights; asserts success.
+    pub fn route(&self, weights: &[&str]) {
+        let out = self.weir(&[&["route", "my-app"][..], weights].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn ready(&self, deployment: &str) -> i64 {
         self.json("deployments")
             .iter()

@@ -244,3 +244,40 @@ pub fn split(v1: u32, v2: u32) -> String {
         "  - route:\n    - destination:\n        host: my-app\n        subset: v1\n      weight: {v1}\n    - destination:\n        host: my-app\n        subset: v2\n      weight: {v2}\n"
     ))
 }
+
+/// The standalone `weir-gateway` binary (a process of its own, whose memory
+/// and CPU can be read from /proc) serving the manifests in `dir` on
+/// 127.0.0.1:`port`, started through `wrapper` (e.g. `prlimit ...`) if
+/// given; returns once it listens.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is returned to the caller, who stops and waits for it"
+)]
+pub fn gateway_process(dir: &Path, port: u16, wrapper: &[&str]) -> std::process::Child {
+    let binary = env!("CARGO_BIN_EXE_weir-gateway");
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(args).arg(binary);
+            c
+        }
+        None => std::process::Command::new(binary),
+    };
+    let mut child = command
+        .args(["-f", dir.to_str().unwrap()])
+        .args(["--port-map", &format!("80={port}")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    loop {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
+            let status = child.wait();
+            panic!("gateway exited: {status:?}");
+        }
+        if line.starts_with("listening:") {
+            return child;
+        }
+    }
+}

@@ -461,3 +461,35 @@ async fn a_crashing_container_shows_crash_loop_back_off_and_restarts() {
             >= 2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_racing_a_stopping_runtime_reports_exactly_what_it_committed() {
+    // SIGTERM lands before, during and after the apply reaches the runtime
+    // (a debug `weir apply` needs some 40-60 ms to load the manifests here):
+    // whichever it was, what the apply reports is what was stored.
+    for delay_ms in (0..20u64).map(|i| 20 + 4 * i) {
+        let mut cluster = Cluster::up(&[]);
+        let mut apply = Command::new(weir_bin())
+            .args(["apply", "-f", examples().to_str().unwrap(), "--state-dir"])
+            .arg(cluster.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let status = Command::new("kill")
+            .args(["-TERM", &cluster.child_pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let applied = apply.wait().unwrap();
+        cluster.stopped();
+        cluster.start();
+        let stored = cluster.json("deployments").len();
+        assert_eq!(
+            applied.success(),
+            stored == 2,
+            "after {delay_ms} ms: apply {applied:?}, {stored} deployments stored"
+        );
+    }
+}

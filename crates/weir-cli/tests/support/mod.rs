@@ -200,6 +200,13 @@ impl Cluster {
             .collect()
     }
 
+    /// Waits for a `weir up` that was told to stop to exit.
+    pub fn stopped(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

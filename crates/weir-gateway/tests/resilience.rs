@@ -578,6 +578,7 @@ async fn connections_that_say_nothing_or_go_silent_are_closed() {
             .unwrap();
         let started = Instant::now();
         let mut answers = 0;
+        let mut silent = Instant::now();
         while started.elapsed() < Duration::from_millis(1600) {
             stream
                 .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -585,10 +586,11 @@ async fn connections_that_say_nothing_or_go_silent_are_closed() {
             if read_one_response(&mut stream).starts_with("HTTP/1.1 200") {
                 answers += 1;
             }
+            // The last byte moved: the idle time counts from here.
+            silent = Instant::now();
             std::thread::sleep(Duration::from_millis(100));
         }
         // ...and once silent, closes after it.
-        let silent = Instant::now();
         let mut rest = Vec::new();
         let _ = stream.read_to_end(&mut rest);
         (answers, silent.elapsed())

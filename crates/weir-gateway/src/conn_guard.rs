@@ -239,6 +239,21 @@ pub async fn watch(activity: Arc<Activity>, limits: GuardLimits) -> CloseReason 
     }
 }
 
+/// Watches `connection` (a task serving the connection that `activity`
+/// counts) and aborts it — closing its socket — when [`watch`] says so;
+/// returns when either ends. Run as a task of its own, so the connection's
+/// task does no work for its deadlines.
+pub async fn enforce(
+    activity: Arc<Activity>,
+    limits: GuardLimits,
+    mut connection: tokio::task::JoinHandle<()>,
+) {
+    tokio::select! {
+        _ = &mut connection => {}
+        _ = watch(activity, limits) => connection.abort(),
+    }
+}
+
 /// How long the accept loop waits after an accept error: connection-level
 /// errors (the client gave up before the accept) not at all; anything else
 /// (out of file descriptors, buffers or memory) is the machine's state and

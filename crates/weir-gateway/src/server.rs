@@ -82,20 +82,20 @@ pub async fn serve(
         let mut builder = builder.clone();
         builder.http1().timer(HeadTimer::new());
         let drain = drain.clone();
-        tokio::spawn(async move {
+        let activity = Activity::new();
+        let io = TokioIo::new(Guarded::new(stream, activity.clone()));
+        let connection = tokio::spawn(async move {
             let peer = Peer::new(peer);
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 let peer = peer.clone();
                 async move { Ok::<_, Infallible>(handle(shared, port, peer, req).await) }
             });
-            let activity = Activity::new();
-            let io = TokioIo::new(Guarded::new(stream, activity.clone()));
-            tokio::select! {
-                _ = drain.run(builder.serve_connection(io, service)) => {}
-                _ = conn_guard::watch(activity, limits.guard) => {}
-            }
+            let _ = drain.run(builder.serve_connection(io, service)).await;
         });
+        // The deadlines run beside the connection, not inside it: its task
+        // is polled as often as before, the guard's only when its timer fires.
+        tokio::spawn(conn_guard::enforce(activity, limits.guard, connection));
     }
     drain.begin();
 }

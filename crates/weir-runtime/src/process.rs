@@ -104,9 +104,12 @@ impl Process {
                 c
             }
             None => {
-                let log = crate::pod_log::RotatingLog::open(&launch.log, LogLimits::default())?;
-                drop(log);
-                let file = std::fs::OpenOptions::new().append(true).open(&launch.log)?;
+                use std::os::unix::fs::OpenOptionsExt;
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(&launch.log)?;
                 let mut c = Command::new(&launch.program);
                 c.args(&launch.args).stdout(file.try_clone()?).stderr(file);
                 c

@@ -1184,11 +1184,14 @@ impl Runtime {
     }
 }
 
+/// Objects' creation times and uids.
+type ObjectMetaMaps = (BTreeMap<ObjectRef, SystemTime>, BTreeMap<ObjectRef, String>);
+
+/// Pods by (namespace, name), and records to remove.
+type AdoptedPods = (BTreeMap<(String, String), Pod>, Vec<(String, String)>);
+
 /// Every stored object's creation time and uid.
-#[allow(clippy::type_complexity)]
-fn object_meta(
-    store: &Store,
-) -> Result<(BTreeMap<ObjectRef, SystemTime>, BTreeMap<ObjectRef, String>), RuntimeError> {
+fn object_meta(store: &Store) -> Result<ObjectMetaMaps, RuntimeError> {
     let mut created = BTreeMap::new();
     let mut uids = BTreeMap::new();
     for (object, meta) in store.object_meta()? {
@@ -1203,11 +1206,10 @@ fn object_meta(
 /// runs (and is exactly the recorded process), else kept to be restarted.
 /// Supervisors carrying a recorded token that could not be adopted are
 /// killed. Records that cannot be read are returned for removal.
-#[allow(clippy::type_complexity)]
 fn adopt_pods(
     store: &Store,
     supervision: Option<&Supervision>,
-) -> Result<(BTreeMap<(String, String), Pod>, Vec<(String, String)>), RuntimeError> {
+) -> Result<AdoptedPods, RuntimeError> {
     let now = Instant::now();
     let mut pods = BTreeMap::new();
     let mut unreadable = Vec::new();

@@ -144,9 +144,12 @@ async fn a_runtime_killed_under_load_comes_back_to_the_same_pods_and_loses_only_
         outcome.statuses.is_empty(),
         "no request answered with an error: {outcome:?}"
     );
+    // Cut, not refused: the request in flight when the runtime died, and
+    // one whose connection the kernel completed on the dying listener
+    // before it was torn down (the client is sequential, so no more).
     assert!(
-        outcome.other <= 1,
-        "at most the one request in flight at the kill is cut: {outcome:?}"
+        outcome.other <= 2,
+        "only requests that met the dying gateway are cut: {outcome:?}"
     );
 
     assert_eq!(cluster.pod_pids(), old, "the same processes");

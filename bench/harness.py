@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""weir's benchmark harness: the anchor method (shared/anchor-bench) with
-weir as one more target. One proxy worker pinned to CPU 1; load generator and
+"""weir's benchmark harness: weir, Envoy, HAProxy, nginx and a direct
+connection measured side by side by one method. One proxy worker pinned to CPU 1; load generator and
 backends pinned to CPU 0; interleaved rounds; medians and ratios from one run.
 
 Scenarios: saturated throughput (wrk, 64 connections) with proxy CPU µs per

@@ -117,7 +117,7 @@ pub enum BackendError {
 }
 
 impl BackendError {
-    /// The process exit code design.md §6 gives this failure.
+    /// The process exit code `docs/CLI.md` gives this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
             BackendError::Unreachable { .. } => 3,

@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::target::TargetArgs;
 
-/// Exit codes of design.md §6.
+/// Exit codes (`docs/CLI.md`).
 pub mod exit {
     /// Success.
     pub const OK: u8 = 0;

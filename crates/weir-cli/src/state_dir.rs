@@ -1,5 +1,5 @@
 //! Where the runtime keeps its state: `--state-dir`, else `WEIR_STATE_DIR`,
-//! else `$XDG_STATE_HOME/weir`, else `~/.local/state/weir` (design.md §4).
+//! else `$XDG_STATE_HOME/weir`, else `~/.local/state/weir` (`docs/CLI.md`).
 
 use std::path::PathBuf;
 

@@ -1,5 +1,5 @@
 //! API server answers turned into weir's errors, one exit code each
-//! (design.md §6), with the object and the server's own message.
+//! (`docs/CLI.md`), with the object and the server's own message.
 
 use weir_api::backend::BackendError;
 use weir_api::resource::ObjectRef;

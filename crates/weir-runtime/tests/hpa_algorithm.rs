@@ -1,6 +1,7 @@
 //! Kubernetes' HPA algorithm, rule by rule: each case names the rule it
 //! checks and where Kubernetes states it (`replica_calculator.go`,
-//! `horizontal.go`, the HPA docs; quoted in `shared/reference/canary-anchors.md` §2b).
+//! `horizontal.go` in kubernetes/kubernetes `pkg/controller/podautoscaler`, and the
+//! HorizontalPodAutoscaler walkthrough in the Kubernetes docs).
 
 use std::time::Duration;
 

@@ -17,7 +17,7 @@ use weir_runtime::admin::{AdminClient, ClientError};
 
 use crate::{Command, exit, state_dir};
 
-/// Prints a backend error and returns its exit code (design.md §6).
+/// Prints a backend error and returns its exit code (`docs/CLI.md`).
 pub fn fail(e: BackendError) -> u8 {
     eprintln!("{e}");
     e.exit_code()

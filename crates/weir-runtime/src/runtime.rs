@@ -29,7 +29,7 @@ use crate::pods::{self, Phase, Pod, PodRecord};
 use crate::probe::{self, ProbeEvent, ProbeKind, ProbeTarget};
 use crate::process::{Process, Supervision};
 use crate::state_dir::{ClaimError, StateDir};
-use crate::store::{Store, StoredObject, Written};
+use crate::store::{ObjectMeta, Store, StoredObject, Written};
 
 /// How the runtime runs.
 #[derive(Clone, Debug)]
@@ -104,8 +104,8 @@ struct HpaState {
 
 struct State {
     objects: BTreeMap<ObjectRef, Resource>,
-    created: BTreeMap<ObjectRef, SystemTime>,
-    uids: BTreeMap<ObjectRef, String>,
+    /// Each object's creation time and uid, as the store keeps them.
+    meta: BTreeMap<ObjectRef, ObjectMeta>,
     /// Pods gone since their records were last synced to the store.
     removed: Vec<(String, String)>,
     images: ImageMap,
@@ -169,7 +169,7 @@ impl Runtime {
             }
         }
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
-        let (created, uids) = object_meta(&store)?;
+        let meta = store.object_meta()?.into_iter().collect();
         let supervision = config.launcher.clone().map(|launcher| Supervision {
             launcher,
             state_dir: config.state_dir.clone(),
@@ -185,8 +185,7 @@ impl Runtime {
             gateway,
             state: Mutex::new(State {
                 objects,
-                created,
-                uids,
+                meta,
                 removed,
                 images,
                 pods,
@@ -358,10 +357,15 @@ impl Runtime {
             pod.dirty = true;
         }
         for key in gone {
-            state.pods.remove(&key);
-            state.cpu.remove(&key);
-            state.removed.push(key);
+            Self::forget_pod(state, key);
         }
+    }
+
+    /// A pod gone: out of memory now, its record and logs at the next sync.
+    fn forget_pod(state: &mut State, key: (String, String)) {
+        state.pods.remove(&key);
+        state.cpu.remove(&key);
+        state.removed.push(key);
     }
 
     fn start_containers(&self, state: &mut State, now: Instant) {
@@ -486,9 +490,7 @@ impl Runtime {
             .map(|(k, _)| k.clone())
             .collect();
         for key in gone {
-            state.pods.remove(&key);
-            state.cpu.remove(&key);
-            state.removed.push(key);
+            Self::forget_pod(state, key);
         }
     }
 
@@ -940,11 +942,8 @@ impl Runtime {
                 return Err(e.into());
             }
         };
-        match object_meta(&self.store) {
-            Ok((created, uids)) => {
-                state.created = created;
-                state.uids = uids;
-            }
+        match self.store.object_meta() {
+            Ok(meta) => state.meta = meta.into_iter().collect(),
             Err(e) => tracing_like_log(&format!("cannot read object metadata: {e}")),
         }
         state.images.merge(manifests.images);
@@ -1029,8 +1028,7 @@ impl Runtime {
         for o in objects {
             state.objects.remove(o);
             state.hpas.remove(o);
-            state.created.remove(o);
-            state.uids.remove(o);
+            state.meta.remove(o);
         }
         drop(state);
         self.wake.notify_one();
@@ -1058,14 +1056,13 @@ impl Runtime {
 
     fn object_json(&self, state: &State, r: &Resource) -> serde_json::Value {
         let mut v = serde_json::to_value(r).unwrap_or_default();
-        let created = state
-            .created
-            .get(&r.object_ref())
-            .copied()
-            .unwrap_or_else(SystemTime::now);
+        let meta = state.meta.get(&r.object_ref());
+        let created = meta.map_or_else(SystemTime::now, |m| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(m.created.max(0) as u64)
+        });
         v["metadata"]["creationTimestamp"] = serde_json::json!(pods::humantime_rfc3339(created));
-        if let Some(uid) = state.uids.get(&r.object_ref()) {
-            v["metadata"]["uid"] = serde_json::json!(uid);
+        if let Some(m) = meta {
+            v["metadata"]["uid"] = serde_json::json!(m.uid);
         }
         match r {
             Resource::Deployment(d) => {
@@ -1184,23 +1181,8 @@ impl Runtime {
     }
 }
 
-/// Objects' creation times and uids.
-type ObjectMetaMaps = (BTreeMap<ObjectRef, SystemTime>, BTreeMap<ObjectRef, String>);
-
 /// Pods by (namespace, name), and records to remove.
 type AdoptedPods = (BTreeMap<(String, String), Pod>, Vec<(String, String)>);
-
-/// Every stored object's creation time and uid.
-fn object_meta(store: &Store) -> Result<ObjectMetaMaps, RuntimeError> {
-    let mut created = BTreeMap::new();
-    let mut uids = BTreeMap::new();
-    for (object, meta) in store.object_meta()? {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(meta.created.max(0) as u64);
-        created.insert(object.clone(), at);
-        uids.insert(object, meta.uid);
-    }
-    Ok((created, uids))
-}
 
 /// The pods a previous run recorded: each adopted if its supervisor still
 /// runs (and is exactly the recorded process), else kept to be restarted.

@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use weir_gateway::config::{Compiler, Snapshot};
+use weir_gateway::compile::Compiler;
+use weir_gateway::snapshot::Snapshot;
 use weir_gateway::matcher::RequestView;
 use weir_gateway::RouteInputs;
 

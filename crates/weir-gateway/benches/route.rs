@@ -11,7 +11,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 use weir_api::load::load_paths;
 use weir_gateway::balance::HashInput;
-use weir_gateway::config::Compiler;
+use weir_gateway::compile::Compiler;
 use weir_gateway::matcher::RequestView;
 use weir_gateway::{Endpoint, RouteInputs};
 

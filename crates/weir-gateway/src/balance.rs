@@ -4,9 +4,8 @@
 //! Maglev) of a header, cookie, source IP or query parameter. As in Istio,
 //! hashing picks an endpoint within the subset the split already chose.
 
-use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -14,52 +13,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use http::header::{COOKIE, HeaderName};
 
-use crate::upstream::ConnectionPool;
-
-/// One upstream endpoint, shared by every snapshot that includes it, so its
-/// in-flight count survives reconfiguration.
-#[derive(Debug)]
-pub struct UpstreamEndpoint {
-    /// Where to connect.
-    pub addr: SocketAddr,
-    /// The pod (or WorkloadEntry) name, for logs.
-    pub name: String,
-    /// The workload (Deployment) it belongs to: `destination_workload`.
-    pub workload: String,
-    /// Its `version` label: `destination_version`.
-    pub version: String,
-    /// The endpoint's labels.
-    pub labels: BTreeMap<String, String>,
-    /// Requests in flight to it (for LEAST_REQUEST).
-    pub active: AtomicUsize,
-    /// Its idle keep-alive connections.
-    pub pool: ConnectionPool,
-}
-
-impl UpstreamEndpoint {
-    /// A new endpoint with nothing in flight.
-    pub fn new(
-        addr: SocketAddr,
-        name: String,
-        workload: String,
-        labels: BTreeMap<String, String>,
-    ) -> Self {
-        let version = labels
-            .get("version")
-            .or_else(|| labels.get("app.kubernetes.io/version"))
-            .cloned()
-            .unwrap_or_else(|| "unknown".to_owned());
-        Self {
-            addr,
-            name,
-            workload,
-            version,
-            labels,
-            active: AtomicUsize::new(0),
-            pool: ConnectionPool::default(),
-        }
-    }
-}
+use crate::upstream::UpstreamEndpoint;
 
 /// What a consistent hash is computed from.
 #[derive(Clone, Debug)]
@@ -274,6 +228,9 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+
     use super::*;
     use http::HeaderValue;
 

@@ -9,16 +9,20 @@
 
 pub mod access_log;
 pub mod balance;
-pub mod config;
+pub mod compile;
 pub mod conn_guard;
 pub mod drain;
 pub mod exchange;
 pub mod head_timer;
+pub mod headers;
 pub mod matcher;
 pub mod metrics;
 pub mod metrics_server;
 pub mod proxy;
+pub mod report;
+pub mod retry;
 pub mod server;
+pub mod snapshot;
 pub mod split;
 pub mod static_endpoints;
 pub mod upstream;
@@ -34,8 +38,9 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 pub use access_log::AccessLogTarget;
-pub use config::{ConfigError, Endpoint, RouteInputs, ServiceKey};
+pub use compile::ConfigError;
 pub use server::ConnectionLimits;
+pub use snapshot::{Endpoint, RouteInputs, ServiceKey};
 
 /// Parses `GATEWAY_PORT=LOCAL_PORT` (`--port-map 80=8080`).
 pub fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
@@ -104,7 +109,7 @@ struct RunningListener {
 }
 
 struct Control {
-    compiler: config::Compiler,
+    compiler: compile::Compiler,
     inputs: RouteInputs,
     endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
     listeners: BTreeMap<u16, RunningListener>,
@@ -128,7 +133,7 @@ impl Gateway {
             .map_err(GatewayError::AccessLog)?;
         Ok(Self {
             shared: Arc::new(proxy::Shared {
-                snapshot: ArcSwap::from_pointee(config::Snapshot::default()),
+                snapshot: ArcSwap::from_pointee(snapshot::Snapshot::default()),
                 upstream: upstream::UpstreamSettings {
                     connect_timeout: options.connect_timeout,
                     ..upstream::UpstreamSettings::default()
@@ -139,7 +144,7 @@ impl Gateway {
             }),
             options,
             control: Mutex::new(Control {
-                compiler: config::Compiler::default(),
+                compiler: compile::Compiler::default(),
                 inputs: RouteInputs::default(),
                 endpoints: HashMap::new(),
                 listeners: BTreeMap::new(),

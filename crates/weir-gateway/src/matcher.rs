@@ -124,11 +124,10 @@ impl MatchBlock {
                 .filter_map(|(k, s)| Some((k.clone(), StrMatch::compile(s)?)))
                 .collect(),
             port: m.port.and_then(|p| u16::try_from(p).ok()),
-            gateways: m.gateways.as_ref().map(|gs| {
-                gs.iter()
-                    .map(|g| crate::config::qualify(g, namespace))
-                    .collect()
-            }),
+            gateways: m
+                .gateways
+                .as_ref()
+                .map(|gs| gs.iter().map(|g| qualify(g, namespace)).collect()),
         })
     }
 
@@ -214,6 +213,15 @@ impl RuleMatch {
     #[inline]
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
         self.0.is_empty() || self.0.iter().any(|b| b.matches(req))
+    }
+}
+
+/// Qualifies a gateway reference (`name` or `namespace/name`).
+pub fn qualify(gateway: &str, namespace: &str) -> String {
+    if gateway.contains('/') {
+        gateway.to_owned()
+    } else {
+        format!("{namespace}/{gateway}")
     }
 }
 

@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use crate::conn_guard::{self, Activity, GuardLimits, Guarded};
 use crate::drain::Drain;
 use crate::head_timer::HeadTimer;
-use crate::proxy::{Peer, Shared, handle};
+use crate::headers::Peer;
+use crate::proxy::{Shared, handle};
 
 /// Limits applied to every downstream connection.
 #[derive(Clone, Copy, Debug)]

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use weir_api::resource::Resource;
 
-use crate::config::{Endpoint, ServiceKey};
+use crate::snapshot::{Endpoint, ServiceKey};
 
 /// Every Service's endpoints among the WorkloadEntries of its namespace.
 pub fn from_workload_entries<'a>(

@@ -14,11 +14,11 @@
 //! body goes through hyper's client, whose connection task streams it. The
 //! two kinds of connection are pooled apart.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -32,8 +32,52 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::balance::UpstreamEndpoint;
 use crate::exchange::{self, ExchangeError, Framing};
+
+/// One upstream endpoint, shared by every snapshot that includes it, so its
+/// in-flight count survives reconfiguration.
+#[derive(Debug)]
+pub struct UpstreamEndpoint {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// The pod (or WorkloadEntry) name, for logs.
+    pub name: String,
+    /// The workload (Deployment) it belongs to: `destination_workload`.
+    pub workload: String,
+    /// Its `version` label: `destination_version`.
+    pub version: String,
+    /// The endpoint's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Requests in flight to it (for LEAST_REQUEST).
+    pub active: AtomicUsize,
+    /// Its idle keep-alive connections.
+    pub pool: ConnectionPool,
+}
+
+impl UpstreamEndpoint {
+    /// A new endpoint with nothing in flight.
+    pub fn new(
+        addr: SocketAddr,
+        name: String,
+        workload: String,
+        labels: BTreeMap<String, String>,
+    ) -> Self {
+        let version = labels
+            .get("version")
+            .or_else(|| labels.get("app.kubernetes.io/version"))
+            .cloned()
+            .unwrap_or_else(|| "unknown".to_owned());
+        Self {
+            addr,
+            name,
+            workload,
+            version,
+            labels,
+            active: AtomicUsize::new(0),
+            pool: ConnectionPool::default(),
+        }
+    }
+}
 
 /// The body sent upstream: the client's, streamed, or empty for retries and mirrors.
 pub type UpstreamBody = Either<RequestBody, Empty<Bytes>>;

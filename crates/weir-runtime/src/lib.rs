@@ -1,7 +1,9 @@
 //! weir's embedded runtime: the walkthrough's cluster on one machine.
 
 pub mod admin;
+pub mod api;
 pub mod backend;
+pub mod controllers;
 pub mod cpu;
 pub mod crashloop;
 pub mod hpa;
@@ -11,6 +13,8 @@ pub mod probe;
 pub mod proc_info;
 pub mod process;
 pub mod runtime;
+pub mod state;
 pub mod state_dir;
 pub mod store;
 pub mod supervisor;
+pub mod usage;

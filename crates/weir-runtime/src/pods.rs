@@ -3,6 +3,7 @@
 //! downward-API variables), and its status in Kubernetes' shape.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -15,6 +16,31 @@ use weir_api::k8s_openapi::api::core::v1::Container;
 use weir_api::quantity;
 
 use crate::process::{Launch, Process};
+
+/// A pod's identity: its namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PodKey {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl PodKey {
+    /// The pod `name` in `namespace`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for PodKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
 
 /// Where a pod is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,41 +167,117 @@ impl PodRecord {
             (now.checked_sub(age).unwrap_or(now), p.started)
         });
         let adopted = process.is_some();
-        Pod {
-            name: self.name,
-            namespace: self.namespace,
-            deployment: self.deployment,
-            template_hash: self.template_hash,
-            labels: self.labels,
-            ip: self.ip,
-            container: self.container,
-            grace: self.grace,
-            launch: self.launch,
-            created: self.created,
-            phase: match (self.terminating, adopted) {
-                (true, _) => Phase::Terminating,
-                (false, true) => Phase::Running,
-                (false, false) => Phase::Pending,
+        let mut pod = Pod::fresh(
+            PodIdentity {
+                name: self.name,
+                namespace: self.namespace,
+                deployment: self.deployment,
+                template_hash: self.template_hash,
+                labels: self.labels,
+                ip: self.ip,
+                container: self.container,
+                grace: self.grace,
+                launch: self.launch,
+                created: self.created,
+                token: self.token,
             },
-            process,
-            started,
-            ready: self.ready && adopted && !self.terminating,
+            now,
+        );
+        pod.phase = match (self.terminating, adopted) {
+            (true, _) => Phase::Terminating,
+            (false, true) => Phase::Running,
+            (false, false) => Phase::Pending,
+        };
+        // A pod found terminating gets its grace period from now.
+        pod.terminating_since = self.terminating.then_some(now);
+        pod.process = process;
+        pod.started = started;
+        pod.ready = self.ready && adopted && !self.terminating;
+        pod.restarts = self.restarts + u32::from(!adopted && self.process.is_some());
+        pod.crash_streak = self.crash_streak;
+        pod
+    }
+}
+
+/// What a pod is born with and keeps for life.
+pub struct PodIdentity {
+    /// Pod name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// The Deployment that owns it.
+    pub deployment: String,
+    /// `pod-template-hash`.
+    pub template_hash: String,
+    /// Labels (the template's plus `pod-template-hash`).
+    pub labels: BTreeMap<String, String>,
+    /// Its loopback address.
+    pub ip: IpAddr,
+    /// The container spec.
+    pub container: Container,
+    /// `terminationGracePeriodSeconds`.
+    pub grace: Duration,
+    /// What to run.
+    pub launch: Launch,
+    /// When it was created.
+    pub created: SystemTime,
+    /// The private token of its supervisor.
+    pub token: String,
+}
+
+impl Pod {
+    /// A pod that has not started its container yet (Pending, unready,
+    /// no restarts), to be written to the store.
+    pub fn fresh(id: PodIdentity, now: Instant) -> Self {
+        Pod {
+            name: id.name,
+            namespace: id.namespace,
+            deployment: id.deployment,
+            template_hash: id.template_hash,
+            labels: id.labels,
+            ip: id.ip,
+            container: id.container,
+            grace: id.grace,
+            launch: id.launch,
+            created: id.created,
+            phase: Phase::Pending,
+            process: None,
+            started: None,
+            ready: false,
             ready_since: now,
-            restarts: self.restarts + u32::from(!adopted && self.process.is_some()),
+            restarts: 0,
             last_exit: None,
             backoff_until: None,
             terminating_since: None,
             sigterm_sent: false,
             prober: None,
             generation: 0,
-            token: self.token,
-            crash_streak: self.crash_streak,
+            token: id.token,
+            crash_streak: 0,
             dirty: true,
         }
     }
-}
 
-impl Pod {
+    /// Its key in the runtime's state.
+    pub fn key(&self) -> PodKey {
+        PodKey::new(&self.namespace, &self.name)
+    }
+
+    /// Starts graceful termination: unready (out of the endpoints at the
+    /// next push, before any signal), probes stopped. Idempotent.
+    pub fn begin_termination(&mut self, now: Instant) {
+        if self.phase == Phase::Terminating {
+            return;
+        }
+        self.phase = Phase::Terminating;
+        self.ready = false;
+        self.dirty = true;
+        self.terminating_since = Some(now);
+        if let Some(p) = self.prober.take() {
+            p.abort();
+        }
+    }
+
     /// Its record for the store.
     pub fn record(&self) -> PodRecord {
         PodRecord {
@@ -358,6 +460,46 @@ pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// Whether a container can run here: its program (its command's first
+/// word, else its image's mapped program) exists. Nothing is started.
+pub fn check_runnable(
+    container: &Container,
+    images: &ImageMap,
+    program_dirs: &[PathBuf],
+) -> Result<PathBuf, LaunchError> {
+    let image = container.image.clone().unwrap_or_default();
+    // The command's first word may name the container's own variables.
+    let mut env = BTreeMap::new();
+    for e in container.env.iter().flatten() {
+        let value = expand(e.value.as_deref().unwrap_or_default(), &env);
+        env.insert(e.name.clone(), value);
+    }
+    let program = match container.command.as_ref().and_then(|c| c.first()) {
+        Some(first) => expand(first, &env),
+        None => image_program(&image, images)?.to_owned(),
+    };
+    find_program(&program, &image, program_dirs)
+}
+
+/// The program an image is mapped to.
+fn image_program<'a>(image: &str, images: &'a ImageMap) -> Result<&'a str, LaunchError> {
+    images
+        .program_for(image)
+        .ok_or_else(|| LaunchError::UnmappedImage(image.to_owned()))
+}
+
+/// A program's path, searched in `program_dirs` then PATH.
+fn find_program(
+    program: &str,
+    image: &str,
+    program_dirs: &[PathBuf],
+) -> Result<PathBuf, LaunchError> {
+    resolve_program(program, program_dirs).ok_or_else(|| LaunchError::ProgramNotFound {
+        program: program.to_owned(),
+        image: image.to_owned(),
+    })
+}
+
 /// The launch of a pod's container.
 pub fn launch_for(
     container: &Container,
@@ -393,19 +535,9 @@ pub fn launch_for(
     let args = expand_all(&container.args);
     let (program, args) = match command.split_first() {
         Some((first, rest)) => (first.clone(), [rest, &args].concat()),
-        None => (
-            images
-                .program_for(&image)
-                .ok_or_else(|| LaunchError::UnmappedImage(image.clone()))?
-                .to_owned(),
-            args,
-        ),
+        None => (image_program(&image, images)?.to_owned(), args),
     };
-    let resolved =
-        resolve_program(&program, program_dirs).ok_or_else(|| LaunchError::ProgramNotFound {
-            program: program.clone(),
-            image: image.clone(),
-        })?;
+    let resolved = find_program(&program, &image, program_dirs)?;
     Ok(Launch {
         program: resolved,
         args,

@@ -13,6 +13,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 use weir_api::k8s_openapi::api::core::v1::Probe;
+
+use crate::pods::PodKey;
 use weir_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// Which probe.
@@ -28,7 +30,7 @@ pub enum ProbeKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeEvent {
     /// Pod namespace and name.
-    pub pod: (String, String),
+    pub pod: PodKey,
     /// The container generation probed.
     pub generation: u64,
     /// Which probe.
@@ -133,7 +135,7 @@ async fn attempt(
 /// Everything a probe task needs.
 pub struct ProbeTarget {
     /// Pod namespace and name.
-    pub pod: (String, String),
+    pub pod: PodKey,
     /// Container generation.
     pub generation: u64,
     /// Pod IP.

@@ -31,7 +31,7 @@ pub const POD_TOKEN_ENV: &str = "WEIR_POD_TOKEN";
 pub const POD_EXEC_ARG: &str = "__pod-exec";
 
 /// What to run for one container.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Launch {
     /// The program (resolved path).
     pub program: PathBuf,

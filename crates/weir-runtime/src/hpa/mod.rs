@@ -7,7 +7,9 @@
 mod calculate;
 mod reconcile;
 mod spec;
+mod status;
 
 pub use calculate::{Calculation, CalculationError, PodSample, Usage, calculate};
 pub use reconcile::{Condition, Decision, HpaHistory, reconcile};
 pub use spec::{Behavior, HpaSpec, Policy, PolicyKind, Rules, SelectPolicy, Settings, Target};
+pub use status::{HpaStatus, StatusCondition};

@@ -1,106 +1,37 @@
-//! The gateway's inputs (Istio resources, Services, endpoints) and their
-//! compilation into an immutable [`Snapshot`] that the request path reads
-//! without locks. Compiling happens off the request path, on every change.
+//! Compiling the gateway's inputs (Istio resources, Services, endpoints)
+//! into a [`Snapshot`], off the request path, on every change: hosts
+//! intersected with the Gateways' servers, rules in order, clusters per
+//! subset and port, load-balancing and retry policies, faults, mirrors.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
-use k8s_openapi_types::*;
 use weir_api::istio::{
-    Destination, DestinationRuleSpec, GatewaySpec, Headers, HttpRoute, IstioObject,
-    LoadBalancerSettings, TrafficPolicy, VirtualServiceSpec, service_for_host,
+    Destination, Headers, HttpRoute, IstioObject, LoadBalancerSettings, TrafficPolicy,
+    VirtualServiceSpec, service_for_host,
 };
-use weir_api::resource::{DEFAULT_NAMESPACE, Resource};
+use weir_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use weir_api::resource::DEFAULT_NAMESPACE;
 
-use crate::balance::{HashKey, Policy, UpstreamEndpoint};
-use crate::matcher::{BadMatch, RuleMatch};
+use crate::balance::{HashKey, Policy};
+use crate::matcher::{BadMatch, RuleMatch, qualify};
+use crate::retry::{RetryOn, RetryPolicy};
+use crate::snapshot::{
+    Cluster, Domain, Endpoint, Fault, HeaderOps, Listener, Mirror, RouteDestination, RouteInputs,
+    Rule, ServiceKey, Snapshot, VirtualHost,
+};
 use crate::split::SmoothSplit;
-
-mod k8s_openapi_types {
-    pub use weir_api::k8s_openapi::api::core::v1::Service;
-    pub use weir_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-}
+use crate::upstream::UpstreamEndpoint;
 
 /// The annotation that opts a VirtualService into version affinity; its
 /// value names the cookie (empty: [`DEFAULT_AFFINITY_COOKIE`]).
 pub const AFFINITY_ANNOTATION: &str = "weir.dev/version-affinity";
 /// The affinity cookie's name when the annotation leaves it empty.
 pub const DEFAULT_AFFINITY_COOKIE: &str = "weir-version";
-
-/// `(namespace, name)` of a Service.
-pub type ServiceKey = (String, String);
-
-/// Qualifies a gateway reference (`name` or `namespace/name`).
-pub fn qualify(gateway: &str, namespace: &str) -> String {
-    if gateway.contains('/') {
-        gateway.to_owned()
-    } else {
-        format!("{namespace}/{gateway}")
-    }
-}
-
-/// A ready endpoint of a Service, as the runtime (or a WorkloadEntry) gives it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    /// The pod's IP.
-    pub ip: IpAddr,
-    /// The pod's (or WorkloadEntry's) name.
-    pub name: String,
-    /// The workload (Deployment) name.
-    pub workload: String,
-    /// The pod's labels.
-    pub labels: BTreeMap<String, String>,
-    /// Named ports: container port names for pods, Service port names for
-    /// WorkloadEntries (Istio's meaning for them).
-    pub ports: BTreeMap<String, u16>,
-}
-
-/// Routing inputs: everything but the endpoints.
-#[derive(Clone, Debug, Default)]
-pub struct RouteInputs {
-    /// Istio Gateways: which ports to listen on, for which hosts.
-    pub gateways: Vec<IstioObject<GatewaySpec>>,
-    /// Routing rules.
-    pub virtual_services: Vec<IstioObject<VirtualServiceSpec>>,
-    /// Subsets and load-balancing policies.
-    pub destination_rules: Vec<IstioObject<DestinationRuleSpec>>,
-    /// Services: ports and target ports.
-    pub services: Vec<Service>,
-}
-
-impl RouteInputs {
-    /// Picks the routing kinds out of loaded resources.
-    pub fn from_resources<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Self {
-        let mut inputs = Self::default();
-        for r in resources {
-            match r {
-                Resource::Gateway(g) => inputs.gateways.push(g.clone()),
-                Resource::VirtualService(v) => inputs.virtual_services.push(v.clone()),
-                Resource::DestinationRule(d) => inputs.destination_rules.push(d.clone()),
-                Resource::Service(s) => inputs.services.push((**s).clone()),
-                _ => {}
-            }
-        }
-        inputs
-    }
-
-    /// The Gateway ports to listen on.
-    pub fn ports(&self) -> Vec<u16> {
-        let mut ports: Vec<u16> = self
-            .gateways
-            .iter()
-            .flat_map(|g| g.spec.servers.iter())
-            .filter_map(|s| u16::try_from(s.port.number).ok())
-            .collect();
-        ports.sort_unstable();
-        ports.dedup();
-        ports
-    }
-}
 
 /// Why inputs could not be compiled (validation catches these first; this
 /// guards the data plane against anything that slips through).
@@ -118,298 +49,6 @@ pub enum ConfigError {
     /// A duration did not parse.
     #[error("{0}: {1}")]
     Duration(String, String),
-}
-
-/// What a rule does to headers.
-#[derive(Clone, Debug, Default)]
-pub struct HeaderOps {
-    /// Request headers to overwrite.
-    pub request_set: Vec<(HeaderName, HeaderValue)>,
-    /// Request headers to append.
-    pub request_add: Vec<(HeaderName, HeaderValue)>,
-    /// Request headers to remove.
-    pub request_remove: Vec<HeaderName>,
-    /// Response headers to overwrite.
-    pub response_set: Vec<(HeaderName, HeaderValue)>,
-    /// Response headers to append.
-    pub response_add: Vec<(HeaderName, HeaderValue)>,
-    /// Response headers to remove.
-    pub response_remove: Vec<HeaderName>,
-}
-
-impl HeaderOps {
-    fn compile(headers: Option<&Headers>, owner: &str) -> Result<Self, ConfigError> {
-        let Some(headers) = headers else {
-            return Ok(Self::default());
-        };
-        let pairs = |map: &Option<BTreeMap<String, String>>| {
-            map.iter()
-                .flatten()
-                .map(|(k, v)| {
-                    let name = HeaderName::from_bytes(k.as_bytes())
-                        .map_err(|_| ConfigError::Header(owner.to_owned(), k.clone()))?;
-                    let value = HeaderValue::from_str(v)
-                        .map_err(|_| ConfigError::Header(owner.to_owned(), v.clone()))?;
-                    Ok((name, value))
-                })
-                .collect::<Result<Vec<_>, ConfigError>>()
-        };
-        let names = |list: &Option<Vec<String>>| {
-            list.iter()
-                .flatten()
-                .map(|k| {
-                    HeaderName::from_bytes(k.as_bytes())
-                        .map_err(|_| ConfigError::Header(owner.to_owned(), k.clone()))
-                })
-                .collect::<Result<Vec<_>, ConfigError>>()
-        };
-        let req = headers.request.clone().unwrap_or_default();
-        let resp = headers.response.clone().unwrap_or_default();
-        Ok(Self {
-            request_set: pairs(&req.set)?,
-            request_add: pairs(&req.add)?,
-            request_remove: names(&req.remove)?,
-            response_set: pairs(&resp.set)?,
-            response_add: pairs(&resp.add)?,
-            response_remove: names(&resp.remove)?,
-        })
-    }
-
-    /// Whether there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.request_set.is_empty()
-            && self.request_add.is_empty()
-            && self.request_remove.is_empty()
-            && self.response_set.is_empty()
-            && self.response_add.is_empty()
-            && self.response_remove.is_empty()
-    }
-}
-
-/// A Service subset on one port, with its endpoints and policy.
-#[derive(Debug)]
-pub struct Cluster {
-    /// Istio's name: `outbound|80|v1|my-app.default.svc.cluster.local`.
-    pub name: String,
-    /// `my-app.default.svc.cluster.local`: `destination_service`.
-    pub service_fqdn: String,
-    /// The Service.
-    pub service: ServiceKey,
-    /// The endpoints, ready ones only.
-    pub endpoints: Vec<Arc<UpstreamEndpoint>>,
-    /// How an endpoint is chosen.
-    pub policy: Policy,
-    /// Per endpoint, the metrics of a plain 200 answer, resolved on first use.
-    pub ok_metrics: Vec<std::sync::OnceLock<crate::metrics::Handles>>,
-}
-
-impl Cluster {
-    /// Whether retries may pick another host (not with consistent hashing).
-    pub fn is_consistent_hash(&self) -> bool {
-        matches!(self.policy, Policy::RingHash { .. } | Policy::Maglev { .. })
-    }
-}
-
-/// Which failures are retried.
-#[derive(Clone, Debug, Default)]
-pub struct RetryOn {
-    /// Connection could not be made.
-    pub connect_failure: bool,
-    /// Any 5xx answer (and resets).
-    pub five_xx: bool,
-    /// 502, 503, 504.
-    pub gateway_error: bool,
-    /// The upstream reset the connection.
-    pub reset: bool,
-    /// 503 (Envoy's `unavailable` for gRPC; weir treats an HTTP 503 so too).
-    pub unavailable: bool,
-    /// These statuses.
-    pub statuses: Vec<u16>,
-}
-
-/// A rule's retry policy.
-#[derive(Clone, Debug)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt.
-    pub attempts: u32,
-    /// Timeout per attempt.
-    pub per_try_timeout: Option<Duration>,
-    /// What is retried.
-    pub on: RetryOn,
-    /// Base backoff between attempts.
-    pub backoff: Duration,
-    /// Whether a retry avoids hosts already tried.
-    pub ignore_previous_hosts: bool,
-}
-
-impl RetryPolicy {
-    /// Istio's default when a route sets no `retries`: 2 attempts on
-    /// connect-failure, refused-stream, unavailable, cancelled.
-    pub fn istio_default() -> Self {
-        Self {
-            attempts: 2,
-            per_try_timeout: None,
-            on: RetryOn {
-                connect_failure: true,
-                reset: false,
-                unavailable: true,
-                ..RetryOn::default()
-            },
-            backoff: Duration::from_millis(25),
-            ignore_previous_hosts: true,
-        }
-    }
-}
-
-/// Fault injection.
-#[derive(Clone, Debug, Default)]
-pub struct Fault {
-    /// Delay and the share of requests delayed (0–100).
-    pub delay: Option<(Duration, f64)>,
-    /// Status and the share of requests aborted (0–100).
-    pub abort: Option<(u16, f64)>,
-}
-
-/// A mirror target.
-#[derive(Debug)]
-pub struct Mirror {
-    /// The cluster; `None` when it does not exist.
-    pub cluster: Option<Arc<Cluster>>,
-    /// The share of requests copied (0–100).
-    pub percent: f64,
-}
-
-/// A weighted destination of a rule.
-#[derive(Debug)]
-pub struct RouteDestination {
-    /// The subset name, or the host when there is none: what the affinity
-    /// cookie records.
-    pub label: String,
-    /// The weight.
-    pub weight: u64,
-    /// The cluster; `None` when the subset or Service does not exist (503 NC).
-    pub cluster: Option<Arc<Cluster>>,
-    /// Header operations when this destination is picked.
-    pub headers: HeaderOps,
-}
-
-/// One compiled http rule.
-#[derive(Debug)]
-pub struct Rule {
-    /// `namespace/name` of its VirtualService.
-    pub virtual_service: String,
-    /// Its index in `spec.http`.
-    pub index: usize,
-    /// When it applies.
-    pub matcher: RuleMatch,
-    /// Where it sends requests.
-    pub destinations: Vec<RouteDestination>,
-    /// Which destination is next.
-    pub split: SmoothSplit,
-    /// Version affinity cookie name, when opted in.
-    pub affinity: Option<String>,
-    /// Route timeout; `None` = no timeout (Istio's default).
-    pub timeout: Option<Duration>,
-    /// Retry policy.
-    pub retry: RetryPolicy,
-    /// Fault injection.
-    pub fault: Option<Fault>,
-    /// Mirror targets.
-    pub mirrors: Vec<Mirror>,
-    /// Rule-level header operations.
-    pub headers: HeaderOps,
-}
-
-/// How a virtual host's domain is compared with the request's host.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Domain {
-    /// This host exactly.
-    Exact(String),
-    /// Any host ending in this (`.example.com` for `*.example.com`).
-    Suffix(String),
-    /// Every host.
-    Any,
-}
-
-impl Domain {
-    fn parse(host: &str) -> Self {
-        let host = host.to_ascii_lowercase();
-        if host == "*" {
-            Domain::Any
-        } else if let Some(suffix) = host.strip_prefix('*') {
-            Domain::Suffix(suffix.to_owned())
-        } else {
-            Domain::Exact(host)
-        }
-    }
-
-    fn matches(&self, host: &str) -> bool {
-        match self {
-            Domain::Exact(h) => h.eq_ignore_ascii_case(host),
-            Domain::Suffix(s) => {
-                host.len() > s.len()
-                    && host
-                        .get(host.len() - s.len()..)
-                        .is_some_and(|tail| tail.eq_ignore_ascii_case(s))
-            }
-            Domain::Any => true,
-        }
-    }
-
-    /// Envoy's order: exact, then longer suffixes, then `*`.
-    fn rank(&self) -> (u8, usize) {
-        match self {
-            Domain::Exact(_) => (0, 0),
-            Domain::Suffix(s) => (1, usize::MAX - s.len()),
-            Domain::Any => (2, 0),
-        }
-    }
-}
-
-/// A domain and its rules, in order.
-#[derive(Debug)]
-pub struct VirtualHost {
-    /// Which hosts.
-    pub domain: Domain,
-    /// The rules of every VirtualService for this domain, in order.
-    pub rules: Vec<Arc<Rule>>,
-}
-
-/// The routes of one Gateway port.
-#[derive(Debug, Default)]
-pub struct Listener {
-    /// The Gateways (`namespace/name`) with a server on this port.
-    pub gateways: Vec<String>,
-    /// Virtual hosts, most specific first.
-    pub virtual_hosts: Vec<VirtualHost>,
-}
-
-impl Listener {
-    /// The virtual host for a request's host (port stripped).
-    pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
-        self.virtual_hosts.iter().find(|v| v.domain.matches(host))
-    }
-
-    /// The rule for a request: the first matching rule of the most
-    /// specific virtual host for `host`; `None` is Envoy's NR.
-    #[inline]
-    pub fn route(
-        &self,
-        host: &str,
-        request: &crate::matcher::RequestView<'_>,
-    ) -> Option<&Arc<Rule>> {
-        self.virtual_host(host)?
-            .rules
-            .iter()
-            .find(|r| r.matcher.matches(request))
-    }
-}
-
-/// Everything the request path needs, immutable once built.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    /// Routes by Gateway port.
-    pub listeners: HashMap<u16, Listener>,
 }
 
 /// State kept across compilations so shared counters survive them.
@@ -543,7 +182,7 @@ impl Compiler {
                     .unwrap_or_else(|| d.destination.host.clone()),
                 weight: d.weight.unwrap_or(0).max(0) as u64,
                 cluster: self.cluster(&d.destination, ns, inputs, endpoints, clusters, live),
-                headers: HeaderOps::compile(d.headers.as_ref(), &owner)?,
+                headers: header_ops(d.headers.as_ref(), &owner)?,
             });
         }
         let mut weights: Vec<u64> = destinations.iter().map(|d| d.weight).collect();
@@ -567,7 +206,7 @@ impl Compiler {
             Some(r) => RetryPolicy {
                 attempts: r.attempts.unwrap_or(0).max(0) as u32,
                 per_try_timeout: r.per_try_timeout.as_ref().map(duration).transpose()?,
-                on: retry_on(r.retry_on.as_deref()),
+                on: RetryOn::parse(r.retry_on.as_deref()),
                 backoff: r
                     .backoff
                     .as_ref()
@@ -641,7 +280,7 @@ impl Compiler {
             retry,
             fault,
             mirrors,
-            headers: HeaderOps::compile(route.headers.as_ref(), &owner)?,
+            headers: header_ops(route.headers.as_ref(), &owner)?,
         })
     }
 
@@ -738,6 +377,44 @@ impl Compiler {
     }
 }
 
+/// A rule's (or destination's) header operations, checked.
+fn header_ops(headers: Option<&Headers>, owner: &str) -> Result<HeaderOps, ConfigError> {
+    let Some(headers) = headers else {
+        return Ok(HeaderOps::default());
+    };
+    let pairs = |map: &Option<BTreeMap<String, String>>| {
+        map.iter()
+            .flatten()
+            .map(|(k, v)| {
+                let name = HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| ConfigError::Header(owner.to_owned(), k.clone()))?;
+                let value = HeaderValue::from_str(v)
+                    .map_err(|_| ConfigError::Header(owner.to_owned(), v.clone()))?;
+                Ok((name, value))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()
+    };
+    let names = |list: &Option<Vec<String>>| {
+        list.iter()
+            .flatten()
+            .map(|k| {
+                HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| ConfigError::Header(owner.to_owned(), k.clone()))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()
+    };
+    let req = headers.request.clone().unwrap_or_default();
+    let resp = headers.response.clone().unwrap_or_default();
+    Ok(HeaderOps {
+        request_set: pairs(&req.set)?,
+        request_add: pairs(&req.add)?,
+        request_remove: names(&req.remove)?,
+        response_set: pairs(&resp.set)?,
+        response_add: pairs(&resp.add)?,
+        response_remove: names(&resp.remove)?,
+    })
+}
+
 /// The endpoint's port for a Service port: a WorkloadEntry's port for the
 /// Service port's name, else the target port (named ports looked up).
 fn target_port(
@@ -801,25 +478,6 @@ fn lb_policy(lb: Option<&LoadBalancerSettings>, endpoints: &[Arc<UpstreamEndpoin
         Some("RANDOM") => Policy::Random,
         _ => Policy::LeastRequest,
     }
-}
-
-fn retry_on(text: Option<&str>) -> RetryOn {
-    let mut on = RetryOn::default();
-    for token in text.unwrap_or("").split(',').map(str::trim) {
-        match token {
-            "connect-failure" => on.connect_failure = true,
-            "5xx" => on.five_xx = true,
-            "gateway-error" => on.gateway_error = true,
-            "reset" | "reset-before-request" | "refused-stream" => on.reset = true,
-            "unavailable" => on.unavailable = true,
-            code => {
-                if let Ok(c) = code.parse() {
-                    on.statuses.push(c);
-                }
-            }
-        }
-    }
-    on
 }
 
 /// A fault's share: `percentage.value`, else the legacy integer, else 0

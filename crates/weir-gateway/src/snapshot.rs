@@ -1,0 +1,283 @@
+//! The gateway's compiled configuration: an immutable [`Snapshot`] of
+//! listeners, virtual hosts, rules and clusters that the request path reads
+//! without locks, and the inputs it is compiled from ([`crate::compile`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use weir_api::istio::{DestinationRuleSpec, GatewaySpec, IstioObject, VirtualServiceSpec};
+use weir_api::k8s_openapi::api::core::v1::Service;
+use weir_api::resource::Resource;
+
+use crate::balance::Policy;
+use crate::matcher::{RequestView, RuleMatch};
+use crate::retry::RetryPolicy;
+use crate::split::SmoothSplit;
+use crate::upstream::UpstreamEndpoint;
+
+/// `(namespace, name)` of a Service.
+pub type ServiceKey = (String, String);
+
+/// A ready endpoint of a Service, as the runtime (or a WorkloadEntry) gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The pod's IP.
+    pub ip: IpAddr,
+    /// The pod's (or WorkloadEntry's) name.
+    pub name: String,
+    /// The workload (Deployment) name.
+    pub workload: String,
+    /// The pod's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Named ports: container port names for pods, Service port names for
+    /// WorkloadEntries (Istio's meaning for them).
+    pub ports: BTreeMap<String, u16>,
+}
+
+/// Routing inputs: everything but the endpoints.
+#[derive(Clone, Debug, Default)]
+pub struct RouteInputs {
+    /// Istio Gateways: which ports to listen on, for which hosts.
+    pub gateways: Vec<IstioObject<GatewaySpec>>,
+    /// Routing rules.
+    pub virtual_services: Vec<IstioObject<VirtualServiceSpec>>,
+    /// Subsets and load-balancing policies.
+    pub destination_rules: Vec<IstioObject<DestinationRuleSpec>>,
+    /// Services: ports and target ports.
+    pub services: Vec<Service>,
+}
+
+impl RouteInputs {
+    /// Picks the routing kinds out of loaded resources.
+    pub fn from_resources<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Self {
+        let mut inputs = Self::default();
+        for r in resources {
+            match r {
+                Resource::Gateway(g) => inputs.gateways.push(g.clone()),
+                Resource::VirtualService(v) => inputs.virtual_services.push(v.clone()),
+                Resource::DestinationRule(d) => inputs.destination_rules.push(d.clone()),
+                Resource::Service(s) => inputs.services.push((**s).clone()),
+                _ => {}
+            }
+        }
+        inputs
+    }
+
+    /// The Gateway ports to listen on.
+    pub fn ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self
+            .gateways
+            .iter()
+            .flat_map(|g| g.spec.servers.iter())
+            .filter_map(|s| u16::try_from(s.port.number).ok())
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+}
+
+/// What a rule does to headers.
+#[derive(Clone, Debug, Default)]
+pub struct HeaderOps {
+    /// Request headers to overwrite.
+    pub request_set: Vec<(HeaderName, HeaderValue)>,
+    /// Request headers to append.
+    pub request_add: Vec<(HeaderName, HeaderValue)>,
+    /// Request headers to remove.
+    pub request_remove: Vec<HeaderName>,
+    /// Response headers to overwrite.
+    pub response_set: Vec<(HeaderName, HeaderValue)>,
+    /// Response headers to append.
+    pub response_add: Vec<(HeaderName, HeaderValue)>,
+    /// Response headers to remove.
+    pub response_remove: Vec<HeaderName>,
+}
+
+impl HeaderOps {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.request_set.is_empty()
+            && self.request_add.is_empty()
+            && self.request_remove.is_empty()
+            && self.response_set.is_empty()
+            && self.response_add.is_empty()
+            && self.response_remove.is_empty()
+    }
+}
+
+/// A Service subset on one port, with its endpoints and policy.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Istio's name: `outbound|80|v1|my-app.default.svc.cluster.local`.
+    pub name: String,
+    /// `my-app.default.svc.cluster.local`: `destination_service`.
+    pub service_fqdn: String,
+    /// The Service.
+    pub service: ServiceKey,
+    /// The endpoints, ready ones only.
+    pub endpoints: Vec<Arc<UpstreamEndpoint>>,
+    /// How an endpoint is chosen.
+    pub policy: Policy,
+    /// Per endpoint, the metrics of a plain 200 answer, resolved on first use.
+    pub ok_metrics: Vec<std::sync::OnceLock<crate::metrics::Handles>>,
+}
+
+impl Cluster {
+    /// Whether retries may pick another host (not with consistent hashing).
+    pub fn is_consistent_hash(&self) -> bool {
+        matches!(self.policy, Policy::RingHash { .. } | Policy::Maglev { .. })
+    }
+}
+
+/// Fault injection.
+#[derive(Clone, Debug, Default)]
+pub struct Fault {
+    /// Delay and the share of requests delayed (0–100).
+    pub delay: Option<(Duration, f64)>,
+    /// Status and the share of requests aborted (0–100).
+    pub abort: Option<(u16, f64)>,
+}
+
+/// A mirror target.
+#[derive(Debug)]
+pub struct Mirror {
+    /// The cluster; `None` when it does not exist.
+    pub cluster: Option<Arc<Cluster>>,
+    /// The share of requests copied (0–100).
+    pub percent: f64,
+}
+
+/// A weighted destination of a rule.
+#[derive(Debug)]
+pub struct RouteDestination {
+    /// The subset name, or the host when there is none: what the affinity
+    /// cookie records.
+    pub label: String,
+    /// The weight.
+    pub weight: u64,
+    /// The cluster; `None` when the subset or Service does not exist (503 NC).
+    pub cluster: Option<Arc<Cluster>>,
+    /// Header operations when this destination is picked.
+    pub headers: HeaderOps,
+}
+
+/// One compiled http rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// `namespace/name` of its VirtualService.
+    pub virtual_service: String,
+    /// Its index in `spec.http`.
+    pub index: usize,
+    /// When it applies.
+    pub matcher: RuleMatch,
+    /// Where it sends requests.
+    pub destinations: Vec<RouteDestination>,
+    /// Which destination is next.
+    pub split: SmoothSplit,
+    /// Version affinity cookie name, when opted in.
+    pub affinity: Option<String>,
+    /// Route timeout; `None` = no timeout (Istio's default).
+    pub timeout: Option<Duration>,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Fault injection.
+    pub fault: Option<Fault>,
+    /// Mirror targets.
+    pub mirrors: Vec<Mirror>,
+    /// Rule-level header operations.
+    pub headers: HeaderOps,
+}
+
+/// How a virtual host's domain is compared with the request's host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Domain {
+    /// This host exactly.
+    Exact(String),
+    /// Any host ending in this (`.example.com` for `*.example.com`).
+    Suffix(String),
+    /// Every host.
+    Any,
+}
+
+impl Domain {
+    /// A VirtualService host as a domain (`*` and `*.suffix` are wildcards).
+    pub fn parse(host: &str) -> Self {
+        let host = host.to_ascii_lowercase();
+        if host == "*" {
+            Domain::Any
+        } else if let Some(suffix) = host.strip_prefix('*') {
+            Domain::Suffix(suffix.to_owned())
+        } else {
+            Domain::Exact(host)
+        }
+    }
+
+    /// Whether a request's host (port stripped) is in this domain.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            Domain::Exact(h) => h.eq_ignore_ascii_case(host),
+            Domain::Suffix(s) => {
+                host.len() > s.len()
+                    && host
+                        .get(host.len() - s.len()..)
+                        .is_some_and(|tail| tail.eq_ignore_ascii_case(s))
+            }
+            Domain::Any => true,
+        }
+    }
+
+    /// Envoy's order: exact, then longer suffixes, then `*`.
+    pub fn rank(&self) -> (u8, usize) {
+        match self {
+            Domain::Exact(_) => (0, 0),
+            Domain::Suffix(s) => (1, usize::MAX - s.len()),
+            Domain::Any => (2, 0),
+        }
+    }
+}
+
+/// A domain and its rules, in order.
+#[derive(Debug)]
+pub struct VirtualHost {
+    /// Which hosts.
+    pub domain: Domain,
+    /// The rules of every VirtualService for this domain, in order.
+    pub rules: Vec<Arc<Rule>>,
+}
+
+/// The routes of one Gateway port.
+#[derive(Debug, Default)]
+pub struct Listener {
+    /// The Gateways (`namespace/name`) with a server on this port.
+    pub gateways: Vec<String>,
+    /// Virtual hosts, most specific first.
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+impl Listener {
+    /// The virtual host for a request's host (port stripped).
+    pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
+        self.virtual_hosts.iter().find(|v| v.domain.matches(host))
+    }
+
+    /// The rule for a request: the first matching rule of the most
+    /// specific virtual host for `host`; `None` is Envoy's NR.
+    #[inline]
+    pub fn route(&self, host: &str, request: &RequestView<'_>) -> Option<&Arc<Rule>> {
+        self.virtual_host(host)?
+            .rules
+            .iter()
+            .find(|r| r.matcher.matches(request))
+    }
+}
+
+/// Everything the request path needs, immutable once built.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Routes by Gateway port.
+    pub listeners: HashMap<u16, Listener>,
+}

@@ -1,0 +1,262 @@
+//! The runtime's API side, what the admin socket serves: apply, delete,
+//! list and route changes. Every write goes through one persistence helper
+//! ([`Runtime::store_objects`]) and, for routes, through the gateway before
+//! it is answered; a rejected write changes nothing.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use weir_api::backend::{ApplyOutcome, RouteChange, RuleSelector};
+use weir_api::diagnostic::{Diagnostic, Severity};
+use weir_api::load::{Manifests, Source, load_sources};
+use weir_api::path::FieldPath;
+use weir_api::resource::{Kind, ObjectRef, Resource};
+
+use crate::controllers::deployment::template_hash;
+use crate::pods::{self, Phase, Pod};
+use crate::runtime::{Runtime, RuntimeError};
+use crate::state::State;
+use crate::store::{StoredObject, Written};
+
+impl Runtime {
+    /// Stores objects (and image mappings) in one transaction.
+    pub(crate) fn store_objects(
+        &self,
+        resources: &[Resource],
+        images: &[(String, String)],
+    ) -> Result<Vec<Written>, RuntimeError> {
+        let stored: Vec<StoredObject> = resources
+            .iter()
+            .map(|r| StoredObject {
+                object: r.object_ref(),
+                manifest: serde_json::to_string(r).unwrap_or_default(),
+            })
+            .collect();
+        Ok(self.store.apply(&stored, images)?)
+    }
+
+    /// Applies manifests (the texts the CLI loaded, loaded again here
+    /// through the same typed path), all or nothing.
+    pub async fn apply(
+        &self,
+        sources: &[Source],
+    ) -> Result<Vec<(ObjectRef, ApplyOutcome)>, RuntimeError> {
+        let manifests = load_sources(sources).map_err(|e| RuntimeError::Invalid(e.diagnostics))?;
+        let mut state = self.state.lock().await;
+        self.check_runnable(&manifests, &state)?;
+        let resources: Vec<Resource> = manifests.resources().cloned().collect();
+        let images: Vec<(String, String)> = manifests
+            .images
+            .entries()
+            .iter()
+            .map(|e| (e.image.clone(), e.program.clone()))
+            .collect();
+        // The gateway must accept the new routes (and bind any new Gateway
+        // port) before anything is stored; if it cannot, nothing changes.
+        let previous = state.objects.clone();
+        for r in &resources {
+            state.objects.insert(r.clone());
+        }
+        let written = match self.sync_gateway(&mut state).await {
+            Ok(()) => self.store_objects(&resources, &images),
+            Err(e) => Err(e),
+        };
+        let written = match written {
+            Ok(w) => w,
+            Err(e) => {
+                state.objects = previous;
+                let _ = self.sync_gateway(&mut state).await;
+                return Err(e);
+            }
+        };
+        match self.store.object_meta() {
+            Ok(meta) => state.meta = meta.into_iter().collect(),
+            Err(e) => crate::runtime::log(&format!("cannot read object metadata: {e}")),
+        }
+        state.images.merge(manifests.images);
+        drop(state);
+        self.wake.notify_one();
+        Ok(resources
+            .iter()
+            .zip(written)
+            .map(|(r, w)| {
+                let outcome = match w {
+                    Written::Created => ApplyOutcome::Created,
+                    Written::Configured => ApplyOutcome::Configured,
+                    Written::Unchanged => ApplyOutcome::Unchanged,
+                };
+                (r.object_ref(), outcome)
+            })
+            .collect())
+    }
+
+    /// Every Deployment's container must have a program: an error naming
+    /// the file, line and field otherwise.
+    fn check_runnable(&self, manifests: &Manifests, state: &State) -> Result<(), RuntimeError> {
+        let mut images = state.images.clone();
+        images.merge(manifests.images.clone());
+        images.merge(self.config.images.clone());
+        let mut errors = Vec::new();
+        for o in &manifests.objects {
+            let Resource::Deployment(d) = &o.resource else {
+                continue;
+            };
+            let containers = d
+                .spec
+                .template
+                .spec
+                .as_ref()
+                .map(|s| s.containers.as_slice())
+                .unwrap_or_default();
+            if containers.len() > 1 {
+                errors.push(o.diagnostic(
+                    Severity::Error,
+                    FieldPath::parse("spec.template.spec.containers[1]"),
+                    "weir runs one container per pod; more are not implemented".into(),
+                ));
+            }
+            for (i, c) in containers.iter().enumerate() {
+                if let Err(e) = pods::check_runnable(c, &images, &self.config.program_dirs) {
+                    errors.push(
+                        o.diagnostic(
+                            Severity::Error,
+                            FieldPath::parse("spec.template.spec.containers")
+                                .index(i)
+                                .key("image"),
+                            e.to_string(),
+                        ),
+                    );
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Invalid(errors))
+        }
+    }
+
+    /// Deletes objects (their pods terminate); absent ones are reported.
+    pub async fn delete(
+        &self,
+        objects: &[ObjectRef],
+    ) -> Result<Vec<(ObjectRef, bool)>, RuntimeError> {
+        let existed = self.store.delete(objects)?;
+        let mut state = self.state.lock().await;
+        for o in objects {
+            state.objects.remove(o);
+            state.hpa_status.remove(o);
+            state.meta.remove(o);
+        }
+        drop(state);
+        self.wake.notify_one();
+        Ok(objects.iter().cloned().zip(existed).collect())
+    }
+
+    /// Objects of a kind in a namespace, in Kubernetes' JSON shape with status.
+    pub async fn list(&self, kind: Kind, namespace: &str) -> Vec<serde_json::Value> {
+        let state = self.state.lock().await;
+        if kind == Kind::Pod {
+            return state
+                .pods
+                .values()
+                .filter(|p| p.namespace == namespace)
+                .map(Pod::to_json)
+                .collect();
+        }
+        state
+            .objects
+            .iter()
+            .filter(|r| r.kind() == kind && r.namespace() == namespace)
+            .map(|r| object_json(&state, r))
+            .collect()
+    }
+
+    /// Changes the weights of one rule of a VirtualService, persists them
+    /// and returns once the gateway serves them.
+    pub async fn set_route_weights(
+        &self,
+        vs: &ObjectRef,
+        rule: &RuleSelector,
+        weights: &[(String, u32)],
+    ) -> Result<RouteChange, RuntimeError> {
+        let started = Instant::now();
+        let mut state = self.state.lock().await;
+        let Some(Resource::VirtualService(current)) = state.objects.get(vs) else {
+            return Err(RuntimeError::NotFound(vs.clone()));
+        };
+        let mut updated = current.clone();
+        let invalid = |message: String| {
+            RuntimeError::Invalid(vec![Diagnostic {
+                severity: Severity::Error,
+                pos: weir_api::diagnostic::file_pos(Path::new(&vs.to_string())),
+                object: Some(vs.to_string()),
+                field: FieldPath::parse("spec.http"),
+                message,
+                embedded_only: false,
+            }])
+        };
+        let change = weir_api::route::reweigh(&mut updated.spec, rule, weights).map_err(invalid)?;
+        let resource = Resource::VirtualService(updated);
+        self.store_objects(std::slice::from_ref(&resource), &[])?;
+        state.objects.insert(resource);
+        self.sync_gateway(&mut state).await?;
+        Ok(RouteChange {
+            rule_index: change.rule_index,
+            before: change.before,
+            after: change.after,
+            confirmed_by:
+                "gateway snapshot swapped: every request from now on uses the new weights".into(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// The log file of a pod.
+    pub async fn log_path(&self, namespace: &str, pod: &str) -> Option<std::path::PathBuf> {
+        let path = self.log_file(namespace, pod);
+        path.exists().then_some(path)
+    }
+}
+
+/// An object in Kubernetes' JSON shape: creation time and uid as stored,
+/// and the status its controller keeps.
+fn object_json(state: &State, r: &Resource) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    let meta = state.meta.get(&r.object_ref());
+    let created = meta.map_or_else(SystemTime::now, |m| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(m.created.max(0) as u64)
+    });
+    v["metadata"]["creationTimestamp"] = serde_json::json!(pods::humantime_rfc3339(created));
+    if let Some(m) = meta {
+        v["metadata"]["uid"] = serde_json::json!(m.uid);
+    }
+    match r {
+        Resource::Deployment(d) => {
+            let pods: Vec<&Pod> = state
+                .pods
+                .values()
+                .filter(|p| {
+                    p.namespace == r.namespace()
+                        && p.deployment == r.name()
+                        && p.phase != Phase::Terminating
+                })
+                .collect();
+            let hash = template_hash(&d.spec.template);
+            let ready = pods.iter().filter(|p| p.ready).count();
+            v["status"] = serde_json::json!({
+                "replicas": pods.len(),
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+                "updatedReplicas": pods.iter().filter(|p| p.template_hash == hash).count(),
+            });
+        }
+        Resource::HpaV1(_) | Resource::HpaV2(_) => {
+            if let Some(status) = state.hpa_status.get(&r.object_ref()) {
+                v["status"] = serde_json::to_value(status).unwrap_or_default();
+            }
+        }
+        _ => {}
+    }
+    v
+}

@@ -1,0 +1,168 @@
+//! What the runtime knows: the desired objects (with a generation that
+//! moves whenever a route-deciding object is written), the pods, and what
+//! the controllers keep between passes. Controllers read it; only the
+//! runtime's executor writes it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use weir_api::images::ImageMap;
+use weir_api::resource::{Kind, ObjectRef, Resource};
+use weir_gateway::{Endpoint, ServiceKey};
+
+use crate::hpa::HpaStatus;
+use crate::pods::{Pod, PodKey};
+use crate::store::ObjectMeta;
+use crate::usage::CpuHistory;
+
+/// The desired objects. Writing one of the kinds the gateway's routes are
+/// built from bumps [`Objects::route_generation`], so a change of routes
+/// is seen by comparing two numbers, not by re-encoding the objects.
+#[derive(Clone, Debug, Default)]
+pub struct Objects {
+    by_ref: BTreeMap<ObjectRef, Resource>,
+    route_generation: u64,
+}
+
+impl Objects {
+    /// Whether objects of `kind` decide the gateway's routes.
+    pub fn shapes_routes(kind: Kind) -> bool {
+        matches!(
+            kind,
+            Kind::Gateway | Kind::VirtualService | Kind::DestinationRule | Kind::Service
+        )
+    }
+
+    /// The object `r`, if stored.
+    pub fn get(&self, r: &ObjectRef) -> Option<&Resource> {
+        self.by_ref.get(r)
+    }
+
+    /// Every object, ordered by reference.
+    pub fn iter(&self) -> impl Iterator<Item = &Resource> {
+        self.by_ref.values()
+    }
+
+    /// Stores (or replaces) an object.
+    pub fn insert(&mut self, resource: Resource) {
+        if Self::shapes_routes(resource.kind()) {
+            self.route_generation += 1;
+        }
+        self.by_ref.insert(resource.object_ref(), resource);
+    }
+
+    /// Removes an object; whether it was there.
+    pub fn remove(&mut self, r: &ObjectRef) -> bool {
+        let removed = self.by_ref.remove(r).is_some();
+        if removed && Self::shapes_routes(r.kind) {
+            self.route_generation += 1;
+        }
+        removed
+    }
+
+    /// Replaces a Deployment's replica count (the HPA's scale subresource).
+    pub fn set_replicas(&mut self, deployment: &ObjectRef, replicas: i32) -> Option<&Resource> {
+        let resource = self.by_ref.get_mut(deployment)?;
+        let Resource::Deployment(d) = resource else {
+            return None;
+        };
+        d.spec.replicas = Some(replicas);
+        Some(resource)
+    }
+
+    /// A number that changes whenever the routes' objects do.
+    pub fn route_generation(&self) -> u64 {
+        self.route_generation
+    }
+}
+
+/// The HPA controller's status of one HorizontalPodAutoscaler.
+pub type HpaStatuses = HashMap<ObjectRef, HpaStatus>;
+
+/// What was last pushed to the gateway.
+#[derive(Debug, PartialEq)]
+pub struct Published {
+    /// [`Objects::route_generation`] of the routes pushed.
+    pub route_generation: u64,
+    /// The ready endpoints of each Service.
+    pub endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
+}
+
+/// Everything the runtime holds under its one lock.
+#[derive(Default)]
+pub struct State {
+    /// The desired objects.
+    pub objects: Objects,
+    /// Each object's creation time and uid, as the store keeps them.
+    pub meta: BTreeMap<ObjectRef, ObjectMeta>,
+    /// The applied image maps.
+    pub images: ImageMap,
+    /// The pods.
+    pub pods: BTreeMap<PodKey, Pod>,
+    /// Pods gone since their records were last synced to the store.
+    pub removed: Vec<PodKey>,
+    /// The HPA controller's last status for each HPA.
+    pub hpa_status: HpaStatuses,
+    /// CPU samples per pod.
+    pub cpu: CpuHistory,
+    /// The last pod IP handed out (a position in the pod IP space).
+    pub next_ip: u32,
+    /// The last container generation handed out (probe events name theirs).
+    pub next_generation: u64,
+    /// What the gateway serves.
+    pub published: Option<Published>,
+}
+
+impl State {
+    /// A pod gone: out of memory now, its record and logs at the next sync.
+    pub fn forget_pod(&mut self, key: &PodKey) {
+        self.pods.remove(key);
+        self.cpu.forget(key);
+        self.removed.push(key.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Vec<Resource> {
+        weir_api::load::load_str(std::path::Path::new("t.yaml"), yaml)
+            .expect("valid")
+            .objects
+            .into_iter()
+            .map(|o| o.resource)
+            .collect()
+    }
+
+    #[test]
+    fn route_generation_moves_only_for_route_kinds() {
+        let resources = load(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n---\n\
+             apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: i}]}\n",
+        );
+        let mut objects = Objects::default();
+        let g0 = objects.route_generation();
+        objects.insert(resources[1].clone());
+        assert_eq!(
+            objects.route_generation(),
+            g0,
+            "a Deployment shapes no route"
+        );
+        objects.insert(resources[0].clone());
+        let g1 = objects.route_generation();
+        assert!(g1 > g0, "a Service does");
+        assert!(
+            objects
+                .set_replicas(&resources[1].object_ref(), 3)
+                .is_some()
+        );
+        assert_eq!(
+            objects.route_generation(),
+            g1,
+            "scaling is not a route change"
+        );
+        assert!(objects.remove(&resources[0].object_ref()));
+        assert!(objects.route_generation() > g1);
+        assert!(!objects.remove(&resources[0].object_ref()));
+    }
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_core::Stream;
 use serde::{Deserialize, Serialize};
 
-use crate::load::Source;
+use crate::load::Manifests;
 use crate::resource::{Kind, ObjectRef};
 
 /// An object as the backend holds it now, in Kubernetes' JSON shape with
@@ -143,11 +143,11 @@ pub type LogStream = Pin<Box<dyn Stream<Item = Result<String, BackendError>> + S
 /// stored (pods start asynchronously, as on a cluster), `set_route_weights`
 /// once the data plane serves the new weights.
 pub trait Backend: Send + Sync {
-    /// Creates or updates the objects in these files (as read by
-    /// `load::read_sources`), all or nothing; errors name the same files.
+    /// Creates or updates the loaded objects, all or nothing; errors name
+    /// the files they were loaded from.
     fn apply(
         &self,
-        sources: &[Source],
+        manifests: &Manifests,
     ) -> impl Future<Output = Result<Vec<(ObjectRef, ApplyOutcome)>, BackendError>> + Send;
 
     /// Deletes the objects; absent ones are reported, not an error.

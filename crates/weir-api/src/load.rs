@@ -68,6 +68,10 @@ pub struct Manifests {
     pub images: ImageMap,
     /// Problems that do not reject the manifests.
     pub warnings: Vec<Diagnostic>,
+    /// The texts these were loaded from, under the paths they are reported
+    /// with: what a backend in another process (the embedded runtime)
+    /// loads again, so its own errors name the user's files and lines.
+    pub sources: Vec<Source>,
 }
 
 impl Manifests {
@@ -151,10 +155,7 @@ pub fn load_sources(sources: &[Source]) -> Result<Manifests, LoadError> {
     let mut loader = Loader::default();
     for (path, text) in sources {
         if path.file_name().is_some_and(|n| n == IMAGE_MAP_FILE) {
-            match ImageMap::parse(path, text) {
-                Ok(map) => loader.images.merge(map),
-                Err(errors) => errors.into_iter().for_each(|e| loader.diagnostics.push(e)),
-            }
+            loader.load_image_map_text(path, text);
         } else {
             loader.load_text(path, text);
         }
@@ -172,6 +173,7 @@ pub fn load_str(file: &Path, text: &str) -> Result<Manifests, LoadError> {
 #[derive(Default)]
 struct Loader {
     objects: Vec<Object>,
+    sources: Vec<Source>,
     diagnostics: Diagnostics,
     images: ImageMap,
     image_maps_read: Vec<PathBuf>,
@@ -270,10 +272,7 @@ impl Loader {
 
     fn load_image_map(&mut self, path: &Path) {
         match std::fs::read_to_string(path) {
-            Ok(text) => match ImageMap::parse(path, &text) {
-                Ok(map) => self.images.merge(map),
-                Err(errors) => errors.into_iter().for_each(|e| self.diagnostics.push(e)),
-            },
+            Ok(text) => self.load_image_map_text(path, &text),
             Err(e) => self.diagnostics.push(error_at(
                 file_pos(path),
                 FieldPath::root(),
@@ -300,7 +299,16 @@ impl Loader {
         }
     }
 
+    fn load_image_map_text(&mut self, path: &Path, text: &str) {
+        self.sources.push((path.to_owned(), text.to_owned()));
+        match ImageMap::parse(path, text) {
+            Ok(map) => self.images.merge(map),
+            Err(errors) => errors.into_iter().for_each(|e| self.diagnostics.push(e)),
+        }
+    }
+
     fn load_text(&mut self, path: &Path, text: &str) {
+        self.sources.push((path.to_owned(), text.to_owned()));
         let file: Arc<Path> = Arc::from(path);
         let documents = yaml::split_documents(text);
         if documents.is_empty() {
@@ -468,6 +476,7 @@ impl Loader {
             objects: self.objects,
             images: self.images,
             warnings: self.diagnostics.sorted(),
+            sources: self.sources,
         })
     }
 }

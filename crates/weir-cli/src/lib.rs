@@ -1,30 +1,22 @@
-//! The `weir` command line: parsing and dispatch. Each command lives in its
-//! own module under `commands`.
+//! The `weir` command line: parsing and dispatch. Each command is an
+//! `XArgs` and a `run` in its own module under `commands`; what several
+//! commands share lives beside them (`checks`, `drive`, `output`, ...),
+//! never in another command.
 
+pub mod checks;
 pub mod commands;
+pub mod drive;
+pub mod exit;
+pub mod manifest_files;
+pub mod output;
+pub mod show;
 pub mod state_dir;
 pub mod table;
 pub mod target;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-
-use crate::target::TargetArgs;
-
-/// Exit codes (`docs/CLI.md`).
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// A verification failed (or the runtime failed at a task).
-    pub const FAILED: u8 = 1;
-    /// Bad input or usage.
-    pub const BAD_INPUT: u8 = 2;
-    /// The runtime is unreachable.
-    pub const UNREACHABLE: u8 = 3;
-}
+use clap::{Parser, Subcommand};
 
 /// weir: canary deployments from Istio manifests, on one machine or a cluster.
 #[derive(Debug, Parser)]
@@ -35,75 +27,26 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where the embedded runtime keeps its state.
-#[derive(Debug, Clone, Args)]
-pub struct StateArgs {
-    /// State dir (else $WEIR_STATE_DIR, else $XDG_STATE_HOME/weir, else ~/.local/state/weir).
-    #[arg(long, global = true)]
-    pub state_dir: Option<PathBuf>,
-}
-
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load and check manifests without applying them: like
     /// `kubectl apply --dry-run=server` plus `istioctl analyze`.
-    Validate {
-        /// Files or directories of YAML manifests.
-        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
-        paths: Vec<PathBuf>,
-    },
+    Validate(commands::validate::ValidateArgs),
     /// Run the embedded cluster (control plane, gateway, admin API) in the foreground.
     Up(commands::up::UpArgs),
     /// Stop the running `weir up`: pods terminate gracefully.
-    Down {
-        /// State dir.
-        #[command(flatten)]
-        state: StateArgs,
-    },
+    Down(commands::down::DownArgs),
     /// Create or update objects from files or directories.
     Apply(commands::apply::ApplyArgs),
     /// Delete the objects the files describe.
-    Delete {
-        /// Files or directories of YAML manifests.
-        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
-        paths: Vec<PathBuf>,
-        /// Namespace of objects whose manifest names none (default: the backend's).
-        #[arg(short = 'n', long)]
-        namespace: Option<String>,
-        /// Which backend.
-        #[command(flatten)]
-        target: TargetArgs,
-    },
+    Delete(commands::delete::DeleteArgs),
     /// List objects: pods, deployments, services, hpa, gateways, virtualservices, destinationrules.
     Get(commands::get::GetArgs),
     /// Show one object in detail.
-    Describe {
-        /// The kind.
-        kind: String,
-        /// The name.
-        name: String,
-        /// Namespace (default: the backend's).
-        #[arg(short = 'n', long)]
-        namespace: Option<String>,
-        /// Which backend.
-        #[command(flatten)]
-        target: TargetArgs,
-    },
+    Describe(commands::describe::DescribeArgs),
     /// Print a pod's log.
-    Logs {
-        /// The pod.
-        pod: String,
-        /// Keep printing new lines.
-        #[arg(short = 'f', long)]
-        follow: bool,
-        /// Namespace (default: the backend's).
-        #[arg(short = 'n', long)]
-        namespace: Option<String>,
-        /// Which backend.
-        #[command(flatten)]
-        target: TargetArgs,
-    },
+    Logs(commands::logs::LogsArgs),
     /// Send HTTP load and report throughput, latency and the split by version.
     Load(commands::load::LoadArgs),
     /// Check the split statistically (`--expect v1=90,v2=10`) and/or wait for
@@ -121,15 +64,10 @@ pub enum Command {
     Doctor(commands::doctor::DoctorArgs),
 }
 
-/// Parses durations such as `15s`, `500ms`, `2m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    weir_api::duration::parse(s)
-}
-
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
-        Command::Validate { paths } => commands::validate::run(&paths),
+        Command::Validate(args) => commands::validate::run(args),
         other => match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -9,12 +9,12 @@ use weir_api::backend::{
     ApplyOutcome, Backend, BackendError, LiveObject, LogStream, RouteChange, RuleSelector,
     WatchStream,
 };
-use weir_api::load::Source;
+use weir_api::load::Manifests;
 use weir_api::resource::{Kind, ObjectRef};
 use weir_kube::{ApplyOptions, ClusterTarget, ConfirmOptions, KubeBackend};
 use weir_runtime::backend::LocalBackend;
 
-use crate::{StateArgs, parse_duration, state_dir};
+use crate::state_dir::{self, StateArgs};
 
 /// Where a command sends its work. A cluster is chosen by `--kubeconfig`
 /// or `--context` (flags first, then `WEIR_KUBECONFIG` / `WEIR_CONTEXT`);
@@ -31,7 +31,7 @@ pub struct TargetArgs {
     #[arg(long, global = true, env = weir_kube::cluster::KUBECONFIG_ENV)]
     pub kubeconfig: Option<PathBuf>,
     /// The longest wait for one answer from the runtime or the cluster's API.
-    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, global = true, default_value = "30s", value_parser = weir_api::duration::parse)]
     pub request_timeout: Duration,
 }
 
@@ -123,11 +123,11 @@ impl AnyBackend {
 impl Backend for AnyBackend {
     async fn apply(
         &self,
-        sources: &[Source],
+        manifests: &Manifests,
     ) -> Result<Vec<(ObjectRef, ApplyOutcome)>, BackendError> {
         match self {
-            AnyBackend::Local(b) => b.apply(sources).await,
-            AnyBackend::Kube(b) => b.apply(sources).await,
+            AnyBackend::Local(b) => b.apply(manifests).await,
+            AnyBackend::Kube(b) => b.apply(manifests).await,
         }
     }
 

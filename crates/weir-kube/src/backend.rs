@@ -15,7 +15,7 @@ use weir_api::backend::{
     ApplyOutcome, Backend, BackendError, LiveObject, LogStream, RouteChange, RuleSelector,
     WatchEvent, WatchStream,
 };
-use weir_api::load::{Source, load_sources};
+use weir_api::load::Manifests;
 use weir_api::resource::{Kind, ObjectRef};
 
 use crate::cluster::Connection;
@@ -184,13 +184,12 @@ fn resource_version(o: &DynamicObject) -> Option<&str> {
 }
 
 impl Backend for KubeBackend {
+    /// Each object's document is sent as it was loaded.
     async fn apply(
         &self,
-        sources: &[Source],
+        manifests: &Manifests,
     ) -> Result<Vec<(ObjectRef, ApplyOutcome)>, BackendError> {
-        let manifests = load_sources(sources)
-            .map_err(|e| BackendError::Invalid(e.errors().map(ToString::to_string).collect()))?;
-        let outgoing = outgoing(&manifests, &self.conn.namespace, &self.apply);
+        let outgoing = outgoing(manifests, &self.conn.namespace, &self.apply);
         // First every object as a dry run, so a rejection changes nothing.
         let mut before = Vec::with_capacity(outgoing.len());
         for o in &outgoing {

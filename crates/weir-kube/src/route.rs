@@ -11,8 +11,9 @@ use weir_api::backend::{BackendError, RuleSelector};
 use weir_api::istio::VirtualServiceSpec;
 use weir_api::resource::ObjectRef;
 use weir_api::route::{WeightChange, reweigh};
-use weir_load::classify::{Classifier, belongs};
+use weir_load::classify::Classifier;
 use weir_load::generator::LoadOptions;
+use weir_load::split::{SplitCounts, sample_matches};
 
 use crate::backend::KubeBackend;
 
@@ -94,43 +95,6 @@ pub fn reconciled(object: &Value, generation: i64) -> Option<bool> {
     Some(condition["status"] == "True" && observed.is_some_and(|g| g >= generation))
 }
 
-/// Whether a sample shows the new weights: a destination at 0 % or 100 %
-/// must get exactly none or all of the requests; any other share must be
-/// within `tolerance(share, n)` of its weight. Requests that no
-/// destination claims (errors, other versions) fail the sample.
-pub fn sample_matches(after: &[(String, u32)], versions: &[(String, u64)], other: u64) -> bool {
-    let total: u32 = after.iter().map(|(_, w)| w).sum();
-    let counts: Vec<u64> = after
-        .iter()
-        .map(|(name, _)| {
-            versions
-                .iter()
-                .filter(|(v, _)| belongs(v, name))
-                .map(|(_, c)| c)
-                .sum()
-        })
-        .collect();
-    let n: u64 = counts.iter().sum::<u64>() + other;
-    if n == 0 || other > 0 || total == 0 {
-        return false;
-    }
-    after.iter().zip(&counts).all(|((_, w), &c)| {
-        let want = f64::from(*w) / f64::from(total);
-        let got = c as f64 / n as f64;
-        if *w == 0 || *w == total {
-            got == want
-        } else {
-            (got - want).abs() <= tolerance(want, n)
-        }
-    })
-}
-
-/// The allowed deviation of an observed share from its target: 3.29
-/// standard errors (a two-sided 99.9 % band) but at least 5 points.
-pub fn tolerance(share: f64, n: u64) -> f64 {
-    (3.29 * (share * (1.0 - share) / n as f64).sqrt()).max(0.05)
-}
-
 /// Waits until the data plane serves `change`; says how it knows.
 pub async fn confirm(
     backend: &KubeBackend,
@@ -192,22 +156,19 @@ pub async fn confirm(
         let report = weir_load::generator::run(load, Default::default())
             .await
             .map_err(|e| BackendError::Failed(format!("sampling through {url}: {e}")))?;
-        let versions: Vec<(String, u64)> = report.versions.clone().into_iter().collect();
-        let claimed: u64 = versions
-            .iter()
-            .filter(|(v, _)| change.after.iter().any(|(name, _)| belongs(v, name)))
-            .map(|(_, c)| c)
-            .sum();
-        let other = (report.requests + report.errors).saturating_sub(claimed);
-        let mut last = versions
+        let names: Vec<&str> = change.after.iter().map(|(n, _)| n.as_str()).collect();
+        let weights: Vec<u32> = change.after.iter().map(|(_, w)| *w).collect();
+        let sample = SplitCounts::of_report(&names, &report);
+        let mut last = report
+            .versions
             .iter()
             .map(|(v, c)| format!("{v}={c}"))
             .collect::<Vec<_>>()
             .join(" ");
-        if other > 0 {
-            last.push_str(&format!(" other={other}"));
+        if sample.other > 0 {
+            last.push_str(&format!(" other={}", sample.other));
         }
-        if sample_matches(&change.after, &versions, other) {
+        if sample_matches(&weights, &sample) {
             matched_in_a_row += 1;
             if matched_in_a_row == 2 {
                 return Ok(format!(
@@ -235,42 +196,6 @@ mod tests {
 
     fn w(pairs: &[(&str, u32)]) -> Vec<(String, u32)> {
         pairs.iter().map(|(n, w)| ((*n).to_owned(), *w)).collect()
-    }
-    fn v(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
-        pairs.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect()
-    }
-
-    #[test]
-    fn zero_and_hundred_are_exact() {
-        let after = w(&[("v1", 0), ("v2", 100)]);
-        assert!(sample_matches(&after, &v(&[("v2.0.0", 200)]), 0));
-        assert!(!sample_matches(
-            &after,
-            &v(&[("v1.0.0", 1), ("v2.0.0", 199)]),
-            0
-        ));
-        assert!(
-            !sample_matches(&after, &v(&[("v2.0.0", 199)]), 1),
-            "errors fail the sample"
-        );
-        assert!(!sample_matches(&after, &[], 0), "no answers prove nothing");
-    }
-
-    #[test]
-    fn other_shares_within_the_stated_tolerance() {
-        let after = w(&[("v1", 50), ("v2", 50)]);
-        assert!(sample_matches(
-            &after,
-            &v(&[("v1.0.0", 110), ("v2.0.0", 90)]),
-            0
-        ));
-        assert!(!sample_matches(
-            &after,
-            &v(&[("v1.0.0", 180), ("v2.0.0", 20)]),
-            0
-        ));
-        assert!((tolerance(0.5, 200) - 0.1163).abs() < 1e-3);
-        assert_eq!(tolerance(0.1, 100_000), 0.05);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use mock_apiserver::{MockApiServer, Reply};
 use serde_json::{Value, json};
 use weir_api::backend::{ApplyOutcome, Backend, BackendError, RuleSelector, WatchEvent};
-use weir_api::load::read_sources;
+use weir_api::load::load_paths;
 use weir_api::resource::{Kind, ObjectRef};
 use weir_kube::{ApplyOptions, ClusterTarget, ConfirmOptions, KubeBackend};
 
@@ -79,8 +79,8 @@ async fn apply_dry_runs_everything_then_applies_server_side_as_weir() {
     let mock = MockApiServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let backend = backend(&mock, &dir).await;
-    let sources = read_sources(&[examples()]).unwrap();
-    let outcomes = backend.apply(&sources).await.expect("apply");
+    let manifests = load_paths(&[examples()]).unwrap();
+    let outcomes = backend.apply(&manifests).await.expect("apply");
     assert_eq!(outcomes.len(), 8);
     assert!(
         outcomes.iter().all(|(_, o)| *o == ApplyOutcome::Created),
@@ -122,7 +122,7 @@ async fn apply_dry_runs_everything_then_applies_server_side_as_weir() {
     );
 
     // Applying again changes nothing.
-    let again = backend.apply(&sources).await.unwrap();
+    let again = backend.apply(&manifests).await.unwrap();
     assert!(
         again.iter().all(|(_, o)| *o == ApplyOutcome::Unchanged),
         "{again:?}"
@@ -145,8 +145,8 @@ async fn apply_can_rewrite_the_seeds_removed_scale_target_and_force_conflicts() 
         ConfirmOptions::default(),
     )
     .await;
-    let sources = read_sources(&[examples().join("hpa.yaml")]).unwrap();
-    backend.apply(&sources).await.unwrap();
+    let manifests = load_paths(&[examples().join("hpa.yaml")]).unwrap();
+    backend.apply(&manifests).await.unwrap();
     let stored = mock.object(SEED_PATHS[3]).unwrap();
     assert_eq!(stored["spec"]["scaleTargetRef"]["apiVersion"], "apps/v1");
     assert!(
@@ -163,8 +163,8 @@ async fn a_rejected_object_changes_nothing_and_names_its_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     mock.on("PATCH", SEED_PATHS[6], Reply::status(422, "Invalid", "VirtualService.networking.istio.io \"my-app\" is invalid: spec.http[0].route[0].weight: Invalid value"), None);
     let backend = backend(&mock, &dir).await;
-    let sources = read_sources(&[examples()]).unwrap();
-    let err = backend.apply(&sources).await.unwrap_err();
+    let manifests = load_paths(&[examples()]).unwrap();
+    let err = backend.apply(&manifests).await.unwrap_err();
     assert_eq!(err.exit_code(), 2);
     let message = err.to_string();
     assert!(message.contains("istio.yaml:15: virtualservice.networking.istio.io/my-app: VirtualService.networking.istio.io \"my-app\" is invalid"), "{message}");
@@ -184,12 +184,12 @@ async fn conflict_forbidden_and_timeout_have_their_exit_codes() {
     let mock = MockApiServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let service = examples().join("app-v1.yaml");
-    let sources = read_sources(&[service]).unwrap();
+    let manifests = load_paths(&[service]).unwrap();
 
     mock.on("PATCH", SEED_PATHS[0], Reply::status(409, "Conflict", "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using v1: .spec.selector"), Some(1));
     let err = backend(&mock, &dir)
         .await
-        .apply(&sources)
+        .apply(&manifests)
         .await
         .unwrap_err();
     assert!(matches!(err, BackendError::Conflict { .. }), "{err:?}");
@@ -212,7 +212,7 @@ async fn conflict_forbidden_and_timeout_have_their_exit_codes() {
     );
     let err = backend(&mock, &dir)
         .await
-        .apply(&sources)
+        .apply(&manifests)
         .await
         .unwrap_err();
     assert_eq!(err.exit_code(), 1);

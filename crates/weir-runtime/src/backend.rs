@@ -13,7 +13,7 @@ use weir_api::backend::{
     ApplyOutcome, Backend, BackendError, LiveObject, LogStream, RouteChange, RuleSelector,
     WatchEvent, WatchStream,
 };
-use weir_api::load::Source;
+use weir_api::load::Manifests;
 use weir_api::resource::{Kind, ObjectRef};
 
 use crate::admin::{AdminClient, ClientError, RouteRequest};
@@ -72,11 +72,13 @@ fn live(kind: Kind, objects: Vec<serde_json::Value>) -> Vec<LiveObject> {
 }
 
 impl Backend for LocalBackend {
+    /// The runtime is another process: it is sent the texts the manifests
+    /// were loaded from and loads them again through the same typed path.
     async fn apply(
         &self,
-        sources: &[Source],
+        manifests: &Manifests,
     ) -> Result<Vec<(ObjectRef, ApplyOutcome)>, BackendError> {
-        Ok(self.client.apply(sources.to_vec()).await?)
+        Ok(self.client.apply(manifests.sources.clone()).await?)
     }
 
     async fn delete(&self, objects: &[ObjectRef]) -> Result<Vec<(ObjectRef, bool)>, BackendError> {

@@ -852,3 +852,54 @@ impl Drop for AbortOnDrop {
 pub(crate) fn log(message: &str) {
     eprintln!("weir: {message}");
 }
+
+#[cfg(test)]
+mod tests {
+    use weir_api::resource::Kind;
+
+    use super::*;
+    use crate::store::StoredObject;
+
+    fn stored(kind: Kind, name: &str, manifest: &str) -> StoredObject {
+        StoredObject {
+            object: ObjectRef {
+                kind,
+                namespace: "default".into(),
+                name: name.into(),
+            },
+            manifest: manifest.into(),
+        }
+    }
+
+    #[test]
+    fn stored_objects_come_back_typed_and_an_unreadable_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let good = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"good"},"spec":{"ports":[{"port":80}]}}"#;
+        store
+            .apply(&[stored(Kind::Service, "good", good)], &[])
+            .unwrap();
+        let objects = restore_objects(&store).unwrap();
+        assert_eq!(
+            objects.iter().map(Resource::name).collect::<Vec<_>>(),
+            ["good"]
+        );
+
+        let bad =
+            r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"bad"},"spec":{"portz":[]}}"#;
+        store
+            .apply(&[stored(Kind::Service, "bad", bad)], &[])
+            .unwrap();
+        let Err(RuntimeError::Invalid(diagnostics)) = restore_objects(&store) else {
+            panic!("an unknown field must not be restored");
+        };
+        let text = diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(text.contains("stored service/bad"), "{text}");
+        assert!(text.contains("portz"), "{text}");
+        assert!(!text.contains("stored-object-"), "{text}");
+    }
+}

@@ -1,17 +1,16 @@
-//! `weir apply -f` and `weir delete -f`: files are checked here first (so
-//! mistakes are reported before anything is sent), then sent as read so the
-//! backend's own errors name the same files and lines.
+//! `weir apply -f`: files are loaded and checked here once (so mistakes
+//! are reported before anything is sent), and the loaded manifests go to
+//! the backend, whose own errors name the same files and lines.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use weir_api::backend::{ApplyOutcome, Backend};
-use weir_api::load::{load_sources, read_sources};
 use weir_kube::{ApplyOptions, ConfirmOptions};
 
-use crate::commands::fail;
-use crate::exit;
-use crate::target::{AnyBackend, TargetArgs};
+use crate::exit::{self, fail};
+use crate::manifest_files::{load, print_warnings};
+use crate::target::TargetArgs;
 
 /// `weir apply` arguments.
 #[derive(Debug, Args)]
@@ -35,38 +34,9 @@ pub struct ApplyArgs {
     pub target: TargetArgs,
 }
 
-fn load(paths: &[PathBuf]) -> Result<(Vec<weir_api::load::Source>, weir_api::load::Manifests), u8> {
-    let print = |e: weir_api::load::LoadError| {
-        for d in &e.diagnostics {
-            eprintln!("{d}");
-        }
-        let n = e.errors().count();
-        eprintln!(
-            "{n} error{}: nothing was applied",
-            if n == 1 { "" } else { "s" }
-        );
-        exit::BAD_INPUT
-    };
-    let sources = read_sources(paths).map_err(print)?;
-    let manifests = load_sources(&sources).map_err(print)?;
-    Ok((sources, manifests))
-}
-
-/// Prints the loader's warnings; on a cluster, without those that concern
-/// only the embedded runtime (an image with no local program, a field only a
-/// cluster acts on).
-fn print_warnings(manifests: &weir_api::load::Manifests, backend: &AnyBackend) {
-    let on_cluster = backend.is_cluster();
-    for w in &manifests.warnings {
-        if !(on_cluster && w.embedded_only) {
-            eprintln!("{w}");
-        }
-    }
-}
-
 /// `weir apply -f PATH...`.
-pub async fn apply(args: ApplyArgs) -> u8 {
-    let (sources, manifests) = match load(&args.paths) {
+pub async fn run(args: ApplyArgs) -> u8 {
+    let manifests = match load(&args.paths) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -84,7 +54,7 @@ pub async fn apply(args: ApplyArgs) -> u8 {
         Err(e) => return fail(e),
     };
     print_warnings(&manifests, &backend);
-    match backend.apply(&sources).await {
+    match backend.apply(&manifests).await {
         Ok(outcomes) => {
             for (object, outcome) in outcomes {
                 let word = match outcome {
@@ -93,46 +63,6 @@ pub async fn apply(args: ApplyArgs) -> u8 {
                     ApplyOutcome::Unchanged => "unchanged",
                 };
                 println!("{object} {word}");
-            }
-            exit::OK
-        }
-        Err(e) => fail(e),
-    }
-}
-
-/// `weir delete -f PATH...`.
-pub async fn delete(paths: &[PathBuf], namespace: Option<String>, target: TargetArgs) -> u8 {
-    let (_, manifests) = match load(paths) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let backend: AnyBackend = match target
-        .backend()
-        .await
-        .and_then(|b| b.in_namespace(namespace))
-    {
-        Ok(b) => b,
-        Err(e) => return fail(e),
-    };
-    print_warnings(&manifests, &backend);
-    let objects: Vec<_> = manifests
-        .resources()
-        .map(|r| {
-            let mut object = r.object_ref();
-            if r.metadata().namespace.is_none() {
-                object.namespace = backend.default_namespace().to_owned();
-            }
-            object
-        })
-        .collect();
-    match backend.delete(&objects).await {
-        Ok(outcomes) => {
-            for (object, existed) in outcomes {
-                if existed {
-                    println!("{object} deleted");
-                } else {
-                    eprintln!("Error from server (NotFound): {object} not found");
-                }
             }
             exit::OK
         }

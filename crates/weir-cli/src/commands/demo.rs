@@ -15,8 +15,8 @@ use weir_api::resource::{Kind, ObjectRef};
 use weir_load::generator::Progress;
 use weir_runtime::admin::{AdminClient, RouteRequest};
 
-use crate::commands::load::{LoadArgs, options};
-use crate::commands::verify::{check_split, wait_replicas};
+use crate::checks::{check_split, wait_replicas};
+use crate::drive::{LoadSpec, options};
 use crate::exit;
 use crate::target::TargetArgs;
 
@@ -48,7 +48,7 @@ const FILES: [(&str, &str); 5] = [
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// How long v2 may take to scale up under load.
-    #[arg(long, default_value = "90s", value_parser = crate::parse_duration)]
+    #[arg(long, default_value = "90s", value_parser = weir_api::duration::parse)]
     pub scale_within: Duration,
 }
 
@@ -321,10 +321,9 @@ pub async fn run(args: DemoArgs) -> u8 {
         "weir load -c 4 -z 90s & weir verify --replicas my-app-v2>=2 --within 90s",
     );
     let v1_before = v1_requests(&client.metrics().await.unwrap_or_default());
-    let load_args =
-        LoadArgs::closed_loop(Some(url.clone()), 4, Some(args.scale_within), None, &state);
+    let load_args = LoadSpec::closed_loop(Some(url.clone()), 4, Some(args.scale_within), None);
     let progress = std::sync::Arc::new(Progress::default());
-    let load = match options(&load_args).await {
+    let load = match options(&load_args, &state).await {
         Ok(o) => {
             let p = progress.clone();
             Some(tokio::spawn(async move {

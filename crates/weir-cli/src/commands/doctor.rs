@@ -5,8 +5,9 @@
 use clap::Args;
 use weir_kube::doctor;
 
-use crate::commands::fail;
 use crate::exit;
+use crate::exit::fail;
+use crate::output::{OutputFormat, output_arg};
 use crate::target::{AnyBackend, TargetArgs};
 
 /// `weir doctor` arguments.
@@ -25,6 +26,10 @@ pub struct DoctorArgs {
 
 /// Runs the checks.
 pub async fn run(args: DoctorArgs) -> u8 {
+    let json = match output_arg(args.output.as_deref(), &[OutputFormat::Json]) {
+        Ok(format) => format == Some(OutputFormat::Json),
+        Err(code) => return code,
+    };
     let backend = match args.target.backend().await {
         Ok(AnyBackend::Kube(b)) => b,
         Ok(AnyBackend::Local(_)) => {
@@ -42,7 +47,7 @@ pub async fn run(args: DoctorArgs) -> u8 {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    if args.output.as_deref() == Some("json") {
+    if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&checks).unwrap_or_default()

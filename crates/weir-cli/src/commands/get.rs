@@ -7,9 +7,11 @@ use std::time::{Duration, SystemTime};
 use clap::Args;
 use serde_json::Value;
 use weir_api::backend::{Backend, LiveObject, WatchEvent};
-use weir_api::resource::{Kind, ObjectRef};
+use weir_api::resource::Kind;
 
-use crate::commands::fail;
+use crate::exit::fail;
+use crate::output::{OutputFormat, output_arg};
+use crate::show::{text_at, yaml};
 use crate::target::TargetArgs;
 use crate::{exit, table};
 
@@ -32,12 +34,6 @@ pub struct GetArgs {
     /// Which backend.
     #[command(flatten)]
     pub target: TargetArgs,
-}
-
-fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 fn n(v: &Value, pointer: &str) -> i64 {
@@ -64,8 +60,8 @@ pub fn age(created: &str) -> String {
 
 /// Headers and one row per object, kubectl's columns for the kind.
 pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Vec<Vec<String>>) {
-    let name = |o: &Value| s(o, "/metadata/name").to_owned();
-    let created = |o: &Value| age(s(o, "/metadata/creationTimestamp"));
+    let name = |o: &Value| text_at(o, "/metadata/name").to_owned();
+    let created = |o: &Value| age(text_at(o, "/metadata/creationTimestamp"));
     match kind {
         Kind::Pod => {
             let mut headers = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
@@ -92,7 +88,7 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
                     {
                         "Error".to_owned()
                     } else {
-                        s(o, "/status/phase").to_owned()
+                        text_at(o, "/status/phase").to_owned()
                     };
                     let mut row = vec![
                         name(o),
@@ -102,7 +98,7 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
                         created(o),
                     ];
                     if wide {
-                        row.extend([s(o, "/status/podIP").to_owned(), "weir".to_owned()]);
+                        row.extend([text_at(o, "/status/podIP").to_owned(), "weir".to_owned()]);
                     }
                     row
                 })
@@ -151,19 +147,19 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
                             format!(
                                 "{}/{}",
                                 n(p, "/port"),
-                                s(p, "/protocol")
+                                text_at(p, "/protocol")
                                     .chars()
                                     .next()
-                                    .map_or("TCP", |_| s(p, "/protocol"))
+                                    .map_or("TCP", |_| text_at(p, "/protocol"))
                             )
                         })
                         .collect();
                     vec![
                         name(o),
-                        s(o, "/spec/type")
+                        text_at(o, "/spec/type")
                             .chars()
                             .next()
-                            .map_or("ClusterIP".into(), |_| s(o, "/spec/type").to_owned()),
+                            .map_or("ClusterIP".into(), |_| text_at(o, "/spec/type").to_owned()),
                         "<none>".into(),
                         "<none>".into(),
                         ports.join(","),
@@ -201,8 +197,8 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
                         name(o),
                         format!(
                             "{}/{}",
-                            s(o, "/spec/scaleTargetRef/kind"),
-                            s(o, "/spec/scaleTargetRef/name")
+                            text_at(o, "/spec/scaleTargetRef/kind"),
+                            text_at(o, "/spec/scaleTargetRef/name")
                         ),
                         format!("cpu: {current}/{target}%"),
                         o.pointer("/spec/minReplicas")
@@ -245,7 +241,7 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
             vec!["NAME", "HOST", "AGE"],
             objects
                 .iter()
-                .map(|o| vec![name(o), s(o, "/spec/host").to_owned(), created(o)])
+                .map(|o| vec![name(o), text_at(o, "/spec/host").to_owned(), created(o)])
                 .collect(),
         ),
         Kind::Gateway | Kind::WorkloadEntry => (
@@ -253,10 +249,6 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
             objects.iter().map(|o| vec![name(o), created(o)]).collect(),
         ),
     }
-}
-
-fn yaml(value: &Value) -> String {
-    serde_saphyr::to_string(value).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
 }
 
 fn print_rows(kind: Kind, objects: &[Value], wide: bool, header: bool) {
@@ -288,16 +280,14 @@ pub async fn run(args: GetArgs) -> u8 {
             return exit::BAD_INPUT;
         }
     };
-    let output = args.output.as_deref();
-    if let Some(o) = output
-        && !["wide", "yaml", "json"].contains(&o)
-    {
-        eprintln!(
-            "error: unable to match a printer suitable for the output format {o:?}, allowed formats are: json, wide, yaml"
-        );
-        return exit::BAD_INPUT;
-    }
-    let wide = output == Some("wide");
+    let output = match output_arg(
+        args.output.as_deref(),
+        &[OutputFormat::Wide, OutputFormat::Yaml, OutputFormat::Json],
+    ) {
+        Ok(format) => format,
+        Err(code) => return code,
+    };
+    let wide = output == Some(OutputFormat::Wide);
     let backend = match args.target.backend().await {
         Ok(b) => b,
         Err(e) => return fail(e),
@@ -323,11 +313,11 @@ pub async fn run(args: GetArgs) -> u8 {
         return exit::BAD_INPUT;
     }
     match output {
-        Some("json") => println!(
+        Some(OutputFormat::Json) => println!(
             "{}",
             serde_json::to_string_pretty(&document(&args.name, objects)).unwrap_or_default()
         ),
-        Some("yaml") => print!("{}", yaml(&document(&args.name, objects))),
+        Some(OutputFormat::Yaml) => print!("{}", yaml(&document(&args.name, objects))),
         _ if objects.is_empty() && !args.watch => {
             eprintln!("No resources found in {namespace} namespace.")
         }
@@ -363,80 +353,6 @@ pub async fn run(args: GetArgs) -> u8 {
         printed.insert(row[0][0].clone(), signature);
         print_rows(kind, &[object], wide, header);
         header = false;
-    }
-    exit::OK
-}
-
-/// Runs `weir describe`.
-pub async fn describe(kind: &str, name: &str, namespace: Option<&str>, target: TargetArgs) -> u8 {
-    let kind: Kind = match kind.parse() {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::BAD_INPUT;
-        }
-    };
-    let backend = match target.backend().await {
-        Ok(b) => b,
-        Err(e) => return fail(e),
-    };
-    let namespace = backend.namespace(namespace);
-    let wanted = ObjectRef {
-        kind,
-        namespace: namespace.clone(),
-        name: name.to_owned(),
-    };
-    let found = match backend.get(&wanted).await {
-        Ok(o) => o,
-        Err(e) => return fail(e),
-    };
-    let Some(LiveObject { object, .. }) = found else {
-        eprintln!(
-            "Error from server (NotFound): {} \"{name}\" not found",
-            kind.qualified()
-        );
-        return exit::BAD_INPUT;
-    };
-    println!("Name:         {name}");
-    println!("Namespace:    {namespace}");
-    println!("Kind:         {}", kind.name());
-    if let Some(labels) = object
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-    {
-        let labels: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-            .collect();
-        println!("Labels:       {}", labels.join(", "));
-    }
-    if let Some(conditions) = object
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-    {
-        println!("Conditions:");
-        println!("  {:<16} {:<7} {:<24} MESSAGE", "TYPE", "STATUS", "REASON");
-        for c in conditions {
-            println!(
-                "  {:<16} {:<7} {:<24} {}",
-                s(c, "/type"),
-                s(c, "/status"),
-                s(c, "/reason"),
-                s(c, "/message")
-            );
-        }
-    }
-    if let Some(spec) = object.get("spec") {
-        println!("Spec:");
-        for line in yaml(spec).lines() {
-            println!("  {line}");
-        }
-    }
-    if let Some(status) = object.get("status") {
-        println!("Status:");
-        for line in yaml(status).lines() {
-            println!("  {line}");
-        }
     }
     exit::OK
 }

@@ -2,15 +2,41 @@
 
 use std::io::Write;
 
+use clap::Args;
+
 use weir_api::backend::Backend;
 use weir_api::resource::{Kind, ObjectRef};
 
-use crate::commands::fail;
 use crate::exit;
+use crate::exit::fail;
 use crate::target::TargetArgs;
 
-/// Prints the log; with `follow`, keeps printing new output until interrupted.
-pub async fn run(pod: &str, follow: bool, namespace: Option<&str>, target: TargetArgs) -> u8 {
+/// `weir logs` arguments.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The pod.
+    pub pod: String,
+    /// Keep printing new lines.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Namespace (default: the backend's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Which backend.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Prints the log; with `--follow`, keeps printing new output until interrupted.
+pub async fn run(args: LogsArgs) -> u8 {
+    let LogsArgs {
+        pod,
+        follow,
+        namespace,
+        target,
+    } = args;
+    let pod = pod.as_str();
+    let namespace = namespace.as_deref();
     let backend = match target.backend().await {
         Ok(b) => b,
         Err(e) => return fail(e),

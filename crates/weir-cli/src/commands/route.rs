@@ -8,9 +8,9 @@ use weir_api::backend::{Backend, RuleSelector};
 use weir_api::resource::{Kind, ObjectRef};
 use weir_kube::{ApplyOptions, ConfirmOptions};
 
-use crate::commands::fail;
+use crate::exit;
+use crate::exit::fail;
 use crate::target::TargetArgs;
-use crate::{exit, parse_duration};
 
 /// `weir route` arguments.
 #[derive(Debug, Args)]
@@ -28,7 +28,7 @@ pub struct RouteArgs {
     pub namespace: Option<String>,
     /// On a cluster: the longest wait for the data plane to serve the new
     /// weights (Istio's Reconciled condition, else sampling); exit 1 after it.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = weir_api::duration::parse)]
     pub confirm_timeout: Duration,
     /// On a cluster: sample through this gateway URL instead of the
     /// istio-ingressgateway Service's address.

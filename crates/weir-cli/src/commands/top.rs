@@ -16,9 +16,10 @@ use serde::Serialize;
 use weir_api::backend::{Backend, BackendError};
 use weir_api::resource::Kind;
 
-use crate::commands::fail;
+use crate::exit;
+use crate::exit::fail;
+use crate::output::{OutputFormat, output_arg};
 use crate::target::{AnyBackend, TargetArgs};
-use crate::{exit, parse_duration};
 
 /// `weir top` arguments.
 #[derive(Debug, Args)]
@@ -30,7 +31,7 @@ pub struct TopArgs {
     #[arg(short = 'o', long)]
     pub output: Option<String>,
     /// Refresh interval.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = weir_api::duration::parse)]
     pub interval: Duration,
     /// Namespace of the Deployments (default: the backend's).
     #[arg(short = 'n', long)]
@@ -329,6 +330,10 @@ fn draw(frame: &mut ratatui::Frame<'_>, s: &Snapshot) {
 
 /// Runs `weir top`.
 pub async fn run(args: TopArgs) -> u8 {
+    let json = match output_arg(args.output.as_deref(), &[OutputFormat::Json]) {
+        Ok(format) => format == Some(OutputFormat::Json),
+        Err(code) => return code,
+    };
     let backend = match args.target.backend().await {
         Ok(b) => b,
         Err(e) => return fail(e),
@@ -337,7 +342,7 @@ pub async fn run(args: TopArgs) -> u8 {
     if args.once {
         return match snapshot(&backend, &namespace, args.interval).await {
             Ok(s) => {
-                if args.output.as_deref() == Some("json") {
+                if json {
                     println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
                 } else {
                     for v in &s.versions {

@@ -12,7 +12,8 @@ use weir_gateway::AccessLogTarget;
 use weir_runtime::admin;
 use weir_runtime::runtime::{Runtime, RuntimeConfig};
 
-use crate::{StateArgs, exit, parse_duration, state_dir};
+use crate::exit;
+use crate::state_dir::{self, StateArgs};
 
 /// `weir up` flags.
 #[derive(Debug, Args)]
@@ -27,13 +28,13 @@ pub struct UpArgs {
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
     /// HPA sync period.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = weir_api::duration::parse)]
     pub hpa_sync_period: Duration,
     /// First restart backoff of a crashing container (doubles up to 5 min).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = weir_api::duration::parse)]
     pub restart_backoff: Duration,
     /// Window CPU usage is averaged over for the HPA.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = weir_api::duration::parse)]
     pub metrics_window: Duration,
     /// Map an image to a local program, IMAGE=PROGRAM (repeatable).
     #[arg(long = "image", value_parser = parse_image)]
@@ -43,7 +44,7 @@ pub struct UpArgs {
     pub access_log: Option<String>,
     /// How long pods keep running after `weir up` died without stopping
     /// them (a restart within it adopts them); `weir down` stops them at once.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = weir_api::duration::parse)]
     pub orphan_grace: Duration,
     /// A pod's log file is rotated at this many bytes.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
@@ -52,10 +53,10 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub pod_log_max_files: u32,
     /// A gateway connection's first bytes must tell HTTP/1.1 from h2 within this.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = weir_api::duration::parse)]
     pub first_bytes_timeout: Duration,
     /// A gateway connection with no byte moving for this long is closed (Envoy's default: 1h).
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = weir_api::duration::parse)]
     pub idle_timeout: Duration,
 }
 

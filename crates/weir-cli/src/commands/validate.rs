@@ -4,14 +4,24 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use clap::Args;
+
 use weir_api::load::{Manifests, load_paths};
 
 use crate::exit;
 
-/// Loads and checks `paths`, printing to stdout (resources) and stderr
+/// `weir validate` arguments.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Files or directories of YAML manifests.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Loads and checks the files, printing to stdout (resources) and stderr
 /// (problems); returns the exit code.
-pub fn run(paths: &[PathBuf]) -> u8 {
-    match load_paths(paths) {
+pub fn run(args: ValidateArgs) -> u8 {
+    match load_paths(&args.paths) {
         Ok(manifests) => {
             print_ok(&manifests);
             exit::OK

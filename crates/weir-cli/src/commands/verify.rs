@@ -4,15 +4,12 @@
 use std::time::Duration;
 
 use clap::Args;
-use weir_api::backend::{Backend, BackendError};
-use weir_api::resource::{Kind, ObjectRef};
-use weir_load::classify::belongs;
-use weir_load::stats::{Verdict, sample_size, verdict};
+use weir_load::stats::Verdict;
 
-use crate::commands::fail;
-use crate::commands::load::{LoadArgs, options, run_with_progress};
+use crate::checks::{check_split, wait_replicas};
+use crate::exit::{self, fail};
+use crate::output::{OutputFormat, output_arg};
 use crate::target::TargetArgs;
-use crate::{exit, parse_duration};
 
 /// `weir verify` arguments.
 #[derive(Debug, Args)]
@@ -29,7 +26,7 @@ pub struct VerifyArgs {
     #[arg(long, value_parser = parse_replicas)]
     pub replicas: Option<(String, i64)>,
     /// How long to wait for `--replicas`.
-    #[arg(long, default_value = "90s", value_parser = parse_duration)]
+    #[arg(long, default_value = "90s", value_parser = weir_api::duration::parse)]
     pub within: Duration,
     /// Output: `json` for scripts.
     #[arg(short = 'o', long)]
@@ -80,36 +77,6 @@ fn parse_replicas(s: &str) -> Result<(String, i64), String> {
     Ok((name.trim().to_owned(), n))
 }
 
-/// Checks the split; returns the verdict (or an error message).
-pub async fn check_split(
-    url: Option<String>,
-    expect: &[(String, f64)],
-    requests: Option<u64>,
-    target: &TargetArgs,
-    show: bool,
-) -> Result<Verdict, String> {
-    let total: f64 = expect.iter().map(|(_, p)| p).sum();
-    let shares: Vec<f64> = expect.iter().map(|(_, p)| p / total).collect();
-    let n = requests.unwrap_or_else(|| sample_size(&shares, 0.05));
-    let load = LoadArgs::closed_loop(url, 4, Some(Duration::from_secs(120)), Some(n), target);
-    let options = options(&load).await?;
-    let report = run_with_progress(options, show).await?;
-    let counts: Vec<u64> = expect
-        .iter()
-        .map(|(name, _)| {
-            report
-                .versions
-                .iter()
-                .filter(|(v, _)| belongs(v, name))
-                .map(|(_, c)| c)
-                .sum()
-        })
-        .collect();
-    let answered: u64 = report.requests + report.errors;
-    let other = answered.saturating_sub(counts.iter().sum());
-    Ok(verdict(expect, &counts, other))
-}
-
 /// Prints a verdict as a table and a sentence.
 pub fn print_verdict(v: &Verdict) {
     println!(
@@ -136,45 +103,16 @@ pub fn print_verdict(v: &Verdict) {
     println!("{}: {}", if v.passed { "PASS" } else { "FAIL" }, v.reason);
 }
 
-/// Waits until a Deployment has at least `n` ready replicas; the seconds it took.
-pub async fn wait_replicas(
-    target: &TargetArgs,
-    namespace: Option<&str>,
-    deployment: &str,
-    n: i64,
-    within: Duration,
-) -> Result<Result<f64, i64>, BackendError> {
-    let backend = target.backend().await?;
-    let deployment = ObjectRef {
-        kind: Kind::Deployment,
-        namespace: backend.namespace(namespace),
-        name: deployment.to_owned(),
-    };
-    let started = tokio::time::Instant::now();
-    let mut ready = 0;
-    loop {
-        ready = backend
-            .get(&deployment)
-            .await?
-            .and_then(|d| d.object["status"]["readyReplicas"].as_i64())
-            .unwrap_or(ready);
-        if ready >= n {
-            return Ok(Ok(started.elapsed().as_secs_f64()));
-        }
-        if started.elapsed() >= within {
-            return Ok(Err(ready));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// Runs `weir verify`.
 pub async fn run(args: VerifyArgs) -> u8 {
     if args.expect.is_none() && args.replicas.is_none() {
         eprintln!("error: give --expect NAME=PCT,... and/or --replicas DEPLOYMENT>=N");
         return exit::BAD_INPUT;
     }
-    let json = args.output.as_deref() == Some("json");
+    let json = match output_arg(args.output.as_deref(), &[OutputFormat::Json]) {
+        Ok(format) => format == Some(OutputFormat::Json),
+        Err(code) => return code,
+    };
     let mut passed = true;
     let mut out = serde_json::Map::new();
     if let Some((deployment, n)) = &args.replicas {

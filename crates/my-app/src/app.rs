@@ -3,14 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode, header};
+use hyper::{Method, Request, StatusCode, header};
 use tokio::time::Instant;
 
 use crate::access_log::{AccessRecord, Logger};
 use crate::metrics::AppMetrics;
-use crate::serve::{Handler, Resp};
+use crate::serve::{Handler, Resp, not_found, text};
 
 /// The walkthrough's request handler, instrumented like the Go app's
 /// `promhttp` middleware chain and `hlog.AccessHandler`.
@@ -110,21 +109,4 @@ pub fn hostname() -> String {
                 .map(|h| h.trim().to_owned())
         })
         .unwrap_or_else(|| "localhost".to_owned())
-}
-
-/// A plain-text answer, as Go's `fmt.Fprintf` to a `ResponseWriter` gives.
-pub fn text(status: StatusCode, body: Bytes) -> Resp {
-    let mut builder = Response::builder().status(status);
-    if !body.is_empty() {
-        builder = builder.header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
-    }
-    builder.body(Full::new(body)).unwrap_or_default()
-}
-
-/// Go's `http.NotFound`.
-pub fn not_found() -> Resp {
-    text(
-        StatusCode::NOT_FOUND,
-        Bytes::from_static(b"404 page not found\n"),
-    )
 }

@@ -130,7 +130,7 @@ impl AppMetrics {
 impl Handler for AppMetrics {
     async fn handle(&self, req: Request<Incoming>) -> Resp {
         if req.uri().path() != "/metrics" {
-            return crate::app::not_found();
+            return crate::serve::not_found();
         }
         Response::builder()
             .header(

@@ -18,11 +18,11 @@ impl Handler for Probe {
                 .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
                 .body(Full::new(Bytes::from_static(b"{}\n")))
                 .unwrap_or_default(),
-            "/live" | "/ready" => crate::app::text(
+            "/live" | "/ready" => crate::serve::text(
                 StatusCode::METHOD_NOT_ALLOWED,
                 Bytes::from_static(b"method not allowed\n"),
             ),
-            _ => crate::app::not_found(),
+            _ => crate::serve::not_found(),
         }
     }
 }

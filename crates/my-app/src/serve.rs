@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response};
+use hyper::{Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -69,4 +69,21 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: H, shutdown: Shut
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// A plain-text answer, as Go's `fmt.Fprintf` to a `ResponseWriter` gives.
+pub fn text(status: StatusCode, body: Bytes) -> Resp {
+    let mut builder = Response::builder().status(status);
+    if !body.is_empty() {
+        builder = builder.header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    }
+    builder.body(Full::new(body)).unwrap_or_default()
+}
+
+/// Go's `http.NotFound`.
+pub fn not_found() -> Resp {
+    text(
+        StatusCode::NOT_FOUND,
+        Bytes::from_static(b"404 page not found\n"),
+    )
 }

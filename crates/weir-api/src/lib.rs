@@ -14,6 +14,7 @@ pub mod fields;
 pub mod images;
 pub mod istio;
 pub mod load;
+pub mod object;
 pub mod path;
 pub mod quantity;
 pub mod resource;

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     let mut args = std::env::args_os();
     if args
         .nth(1)
-        .is_some_and(|a| a == weir_runtime::process::POD_EXEC_ARG)
+        .is_some_and(|a| a == weir_runtime::launch::POD_EXEC_ARG)
     {
         // Each container runs under this supervisor (weir_runtime::supervisor).
         return ExitCode::from(weir_runtime::supervisor::run(args));

@@ -1,11 +1,10 @@
 //! One access-log line per request, in Envoy's default format, written by
 //! a background thread so a slow disk or pipe never blocks a worker. When
-//! the queue is full, lines are dropped and counted rather than stall traffic.
+//! the queue is full, lines are dropped rather than stall traffic.
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 
 /// Where access-log lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,7 +18,6 @@ pub enum AccessLogTarget {
 /// A handle that queues lines for the writer thread.
 pub struct AccessLog {
     tx: SyncSender<String>,
-    dropped: AtomicU64,
 }
 
 impl AccessLog {
@@ -53,21 +51,11 @@ impl AccessLog {
                     buf.clear();
                 }
             })?;
-        Ok(Self {
-            tx,
-            dropped: AtomicU64::new(0),
-        })
+        Ok(Self { tx })
     }
 
-    /// Queues one line (with its newline).
+    /// Queues one line (with its newline); a full queue drops it.
     pub fn write(&self, line: String) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Lines dropped because the writer could not keep up.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        let _ = self.tx.try_send(line);
     }
 }

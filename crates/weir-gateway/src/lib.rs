@@ -160,19 +160,6 @@ impl Gateway {
         self.apply(&mut control, inputs, endpoints).await
     }
 
-    /// Replaces the ready endpoints of one Service.
-    pub async fn set_endpoints(
-        &self,
-        service: ServiceKey,
-        endpoints: Vec<Endpoint>,
-    ) -> Result<(), GatewayError> {
-        let mut control = self.control.lock().await;
-        let inputs = control.inputs.clone();
-        let mut all = control.endpoints.clone();
-        all.insert(service, endpoints);
-        self.apply(&mut control, inputs, all).await
-    }
-
     /// Replaces routes and every Service's endpoints in one swap.
     pub async fn set_all(
         &self,
@@ -249,11 +236,6 @@ impl Gateway {
     /// Istio's metrics in the Prometheus text format.
     pub fn metrics(&self) -> String {
         self.shared.metrics.render()
-    }
-
-    /// Access-log lines dropped because the writer fell behind.
-    pub fn access_log_dropped(&self) -> u64 {
-        self.shared.access_log.as_ref().map_or(0, |a| a.dropped())
     }
 
     /// Stops every listener; open connections finish their requests.

@@ -20,7 +20,8 @@ use weir_api::backend::{ApplyOutcome, RouteChange, RuleSelector};
 use weir_api::load::Source;
 use weir_api::resource::{Kind, ObjectRef};
 
-use crate::runtime::{Runtime, RuntimeError};
+use crate::error::RuntimeError;
+use crate::runtime::Runtime;
 
 /// The admin socket's file name in the state dir.
 pub const SOCKET: &str = "admin.sock";

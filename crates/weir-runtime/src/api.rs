@@ -14,8 +14,9 @@ use weir_api::path::FieldPath;
 use weir_api::resource::{Kind, ObjectRef, Resource};
 
 use crate::controllers::deployment::template_hash;
+use crate::error::RuntimeError;
 use crate::pods::{self, Phase, Pod};
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::Runtime;
 use crate::state::State;
 use crate::store::{StoredObject, Written};
 
@@ -72,7 +73,7 @@ impl Runtime {
         };
         match self.store.object_meta() {
             Ok(meta) => state.meta = meta.into_iter().collect(),
-            Err(e) => crate::runtime::log(&format!("cannot read object metadata: {e}")),
+            Err(e) => crate::log(&format!("cannot read object metadata: {e}")),
         }
         state.images.merge(manifests.images);
         drop(state);

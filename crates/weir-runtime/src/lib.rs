@@ -1,20 +1,30 @@
 //! weir's embedded runtime: the walkthrough's cluster on one machine.
 
+pub mod actions;
 pub mod admin;
 pub mod api;
 pub mod backend;
 pub mod controllers;
 pub mod cpu;
 pub mod crashloop;
+pub mod error;
 pub mod hpa;
+pub mod launch;
+pub mod pod_ip;
 pub mod pod_log;
 pub mod pods;
 pub mod probe;
 pub mod proc_info;
 pub mod process;
+pub mod restore;
 pub mod runtime;
 pub mod state;
 pub mod state_dir;
 pub mod store;
 pub mod supervisor;
 pub mod usage;
+
+/// The runtime's own log lines, on stderr.
+pub(crate) fn log(message: &str) {
+    eprintln!("weir: {message}");
+}

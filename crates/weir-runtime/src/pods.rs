@@ -15,7 +15,8 @@ use weir_api::images::ImageMap;
 use weir_api::k8s_openapi::api::core::v1::Container;
 use weir_api::quantity;
 
-use crate::process::{Launch, Process};
+use crate::launch::Launch;
+use crate::process::Process;
 
 /// A pod's identity: its namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -301,25 +302,6 @@ impl Pod {
                 start_time: p.start_time(),
                 started: self.started.map_or_else(SystemTime::now, |s| s.1),
             }),
-        }
-    }
-
-    /// `READY` as kubectl prints it (`1/1`).
-    pub fn ready_column(&self) -> String {
-        format!("{}/1", u8::from(self.ready && self.phase == Phase::Running))
-    }
-
-    /// `STATUS` as kubectl prints it.
-    pub fn status_column(&self) -> &'static str {
-        match self.phase {
-            Phase::Terminating => "Terminating",
-            Phase::Pending if self.backoff_until.is_some() => "CrashLoopBackOff",
-            Phase::Pending => "ContainerCreating",
-            Phase::Running if self.process.is_none() && self.backoff_until.is_some() => {
-                "CrashLoopBackOff"
-            }
-            Phase::Running if self.process.is_none() => "Error",
-            Phase::Running => "Running",
         }
     }
 

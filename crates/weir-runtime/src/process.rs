@@ -10,72 +10,15 @@
 //! the private token the runtime gave its supervisor, readable only by the
 //! same user ([`POD_TOKEN_ENV`]), and its executable being the launcher.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
-use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
-use crate::pod_log::LogLimits;
+use crate::launch::{Launch, POD_EXEC_ARG, POD_TOKEN_ENV, Supervision};
 use crate::proc_info;
-
-/// The variable that carries a supervisor's private token. The runtime
-/// records the token with the pod; the supervisor does not pass it on to
-/// the container.
-pub const POD_TOKEN_ENV: &str = "WEIR_POD_TOKEN";
-
-/// The hidden argument that makes the `weir` binary act as a supervisor.
-pub const POD_EXEC_ARG: &str = "__pod-exec";
-
-/// What to run for one container.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Launch {
-    /// The program (resolved path).
-    pub program: PathBuf,
-    /// Its arguments.
-    pub args: Vec<String>,
-    /// The full environment.
-    pub env: BTreeMap<String, String>,
-    /// The working directory, if the container sets one.
-    pub working_dir: Option<PathBuf>,
-    /// Where stdout and stderr go.
-    pub log: PathBuf,
-}
-
-impl Launch {
-    /// Where the supervisor records the container's exit status.
-    pub fn exit_file(&self) -> PathBuf {
-        exit_file_of(&self.log)
-    }
-}
-
-/// The exit-status file beside the log at `log`.
-pub fn exit_file_of(log: &Path) -> PathBuf {
-    let mut name = log.as_os_str().to_owned();
-    name.push(".exit");
-    PathBuf::from(name)
-}
-
-/// How supervisors watch over their containers.
-#[derive(Clone, Debug)]
-pub struct Supervision {
-    /// The `weir` binary.
-    pub launcher: PathBuf,
-    /// The state dir, whose lock file names the living runtime.
-    pub state_dir: PathBuf,
-    /// Log rotation.
-    pub log_limits: LogLimits,
-    /// How long a container outlives its runtime before it is stopped.
-    pub orphan_grace: Duration,
-}
-
-/// A fresh private token for one supervisor.
-pub fn new_token() -> String {
-    format!("{:032x}", fastrand::u128(..))
-}
 
 /// A running container, through its supervisor.
 pub struct Process {

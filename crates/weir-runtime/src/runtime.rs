@@ -4,8 +4,7 @@
 //! actions: the only place pods are created, started, signalled or
 //! dropped and the gateway is updated. The API side is [`crate::api`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,23 +12,25 @@ use std::time::{Duration, SystemTime};
 use rustix::process::Signal;
 use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::time::Instant;
-use weir_api::diagnostic::Diagnostic;
 use weir_api::images::ImageMap;
-use weir_api::load::{Source, load_sources};
-use weir_api::resource::{ObjectRef, Resource};
-use weir_gateway::{Endpoint, Gateway, GatewayOptions, RouteInputs, ServiceKey};
+use weir_gateway::{Gateway, GatewayOptions};
 
-use crate::controllers::deployment::{DeploymentController, NAME_ALPHABET};
+use crate::controllers::deployment::DeploymentController;
 use crate::controllers::endpoints::{self, EndpointsController};
 use crate::controllers::hpa::HpaController;
 use crate::controllers::kubelet::{self, Kubelet, ProbeVerdict};
 use crate::controllers::{Action, Controller, Observed};
+use crate::error::RuntimeError;
+use crate::launch::Supervision;
+use crate::log;
+use crate::pod_ip::POD_IP_SPACE;
 use crate::pod_log::LogLimits;
-use crate::pods::{self, Phase, Pod, PodIdentity, PodKey, PodRecord};
-use crate::probe::{self, ProbeEvent, ProbeKind, ProbeTarget};
-use crate::process::{Process, Supervision};
-use crate::state::{Objects, Published, State};
-use crate::state_dir::{ClaimError, StateDir};
+use crate::pods::{Phase, PodKey};
+use crate::probe::ProbeEvent;
+use crate::process::Process;
+use crate::restore::{adopt_pods, restore_objects};
+use crate::state::State;
+use crate::state_dir::StateDir;
 use crate::store::Store;
 
 /// How the runtime runs.
@@ -75,32 +76,6 @@ impl RuntimeConfig {
     }
 }
 
-/// Why the runtime could not do something.
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    /// Bad input: nothing changed.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<Diagnostic>),
-    /// No such object.
-    #[error("{0} not found")]
-    NotFound(ObjectRef),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    /// The gateway refused the configuration.
-    #[error(transparent)]
-    Gateway(#[from] weir_gateway::GatewayError),
-    /// Files or processes.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    /// The state dir is another user's, unsafe, or in use.
-    #[error(transparent)]
-    StateDir(#[from] ClaimError),
-    /// A pod's container cannot be launched.
-    #[error(transparent)]
-    Launch(#[from] pods::LaunchError),
-}
-
 /// A controller and when it runs next.
 struct Scheduled {
     controller: Box<dyn Controller>,
@@ -110,14 +85,14 @@ struct Scheduled {
 /// The embedded cluster.
 pub struct Runtime {
     pub(crate) config: RuntimeConfig,
-    supervision: Option<Supervision>,
+    pub(crate) supervision: Option<Supervision>,
     _state_dir: StateDir,
     pub(crate) store: Store,
-    gateway: Arc<Gateway>,
+    pub(crate) gateway: Arc<Gateway>,
     pub(crate) state: Mutex<State>,
     controllers: Mutex<Vec<Scheduled>>,
     pub(crate) wake: Notify,
-    probe_tx: mpsc::UnboundedSender<ProbeEvent>,
+    pub(crate) probe_tx: mpsc::UnboundedSender<ProbeEvent>,
     probe_rx: Mutex<mpsc::UnboundedReceiver<ProbeEvent>>,
 }
 
@@ -233,7 +208,7 @@ impl Runtime {
         }
         for (ns, name) in &removals {
             let log = self.log_file(ns, name);
-            let exit = crate::process::exit_file_of(&log);
+            let exit = crate::launch::exit_file_of(&log);
             for file in crate::pod_log::all_files(&log, self.config.log_limits)
                 .into_iter()
                 .chain([exit])
@@ -325,250 +300,6 @@ impl Runtime {
             // Pods are recorded (with their tokens) before their processes start.
             self.persist_pods(&mut state);
         }
-    }
-
-    /// Does what a controller asked, in order; stops at the first failure
-    /// (a pod is never signalled after a failed gateway update).
-    async fn carry_out(
-        &self,
-        state: &mut State,
-        actions: Vec<Action>,
-        now: Instant,
-    ) -> Result<(), RuntimeError> {
-        let mut created = false;
-        let mut cannot_create: HashSet<ObjectRef> = HashSet::new();
-        for action in actions {
-            match action {
-                Action::CreatePod {
-                    deployment,
-                    template_hash,
-                } => {
-                    if cannot_create.contains(&deployment) {
-                        continue;
-                    }
-                    match self.new_pod(state, &deployment, &template_hash, now) {
-                        Ok(pod) => {
-                            state.pods.insert(pod.key(), pod);
-                            created = true;
-                        }
-                        Err(e) => {
-                            log(&format!("deployment {}: {e}", deployment.name));
-                            cannot_create.insert(deployment);
-                        }
-                    }
-                }
-                Action::Terminate(key) => {
-                    if let Some(pod) = state.pods.get_mut(&key) {
-                        pod.begin_termination(now);
-                    }
-                }
-                Action::RecordExit {
-                    pod,
-                    code,
-                    crash_streak,
-                    backoff_until,
-                } => {
-                    if let Some(pod) = state.pods.get_mut(&pod) {
-                        pod.last_exit = Some(code);
-                        pod.ready = false;
-                        pod.ready_since = now;
-                        pod.restarts += 1;
-                        pod.crash_streak = crash_streak;
-                        pod.backoff_until = Some(backoff_until);
-                        pod.dirty = true;
-                    }
-                }
-                Action::Start(key) => self.start_container(state, &key, now),
-                Action::Stop(key) => {
-                    if let Some(pod) = state.pods.get_mut(&key)
-                        && let Some(process) = &pod.process
-                    {
-                        process.signal(Signal::TERM);
-                        pod.sigterm_sent = true;
-                    }
-                }
-                Action::Kill(key) => {
-                    if let Some(process) = state.pods.get(&key).and_then(|p| p.process.as_ref()) {
-                        process.signal(Signal::KILL);
-                    }
-                }
-                Action::Forget(key) => state.forget_pod(&key),
-                Action::Publish(endpoints) => self.publish(state, endpoints).await?,
-                Action::Scale {
-                    deployment,
-                    replicas,
-                } => {
-                    if let Some(resource) = state.objects.set_replicas(&deployment, replicas) {
-                        let resource = resource.clone();
-                        if let Err(e) = self.store_objects(&[resource], &[]) {
-                            log(&format!(
-                                "cannot persist the new scale of {deployment}: {e}"
-                            ));
-                        }
-                    }
-                }
-                Action::SetHpaStatus(hpa, status) => {
-                    state.hpa_status.insert(hpa, status);
-                }
-            }
-        }
-        if created {
-            // The new pods' containers start on the next pass, after their records.
-            self.wake.notify_one();
-        }
-        Ok(())
-    }
-
-    /// Pushes routes and endpoints to the gateway.
-    async fn publish(
-        &self,
-        state: &mut State,
-        endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
-    ) -> Result<(), RuntimeError> {
-        let routes = RouteInputs::from_resources(state.objects.iter());
-        self.gateway.set_all(routes, endpoints.clone()).await?;
-        state.published = Some(Published {
-            route_generation: state.objects.route_generation(),
-            endpoints,
-        });
-        Ok(())
-    }
-
-    /// Pushes the current routes and endpoints if the gateway serves others
-    /// (the API side's path: it must know the gateway took them).
-    pub(crate) async fn sync_gateway(&self, state: &mut State) -> Result<(), RuntimeError> {
-        let endpoints = endpoints::ready_endpoints(&state.objects, &state.pods);
-        if endpoints::needs_publish(&state.objects, &endpoints, state.published.as_ref()) {
-            self.publish(state, endpoints).await?;
-        }
-        Ok(())
-    }
-
-    /// A new pod of `deployment` from its current template: name, IP,
-    /// program resolved, token; recorded before its container starts.
-    fn new_pod(
-        &self,
-        state: &mut State,
-        deployment: &ObjectRef,
-        template_hash: &str,
-        now: Instant,
-    ) -> Result<Pod, RuntimeError> {
-        let Some(Resource::Deployment(d)) = state.objects.get(deployment) else {
-            return Err(RuntimeError::NotFound(deployment.clone()));
-        };
-        let ns = &deployment.namespace;
-        let name = format!("{}-{template_hash}-{}", deployment.name, random_suffix());
-        let template = &d.spec.template;
-        let container = template
-            .spec
-            .as_ref()
-            .and_then(|s| s.containers.first())
-            .cloned()
-            .unwrap_or_default();
-        let mut labels = template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default();
-        labels.insert("pod-template-hash".into(), template_hash.to_owned());
-        let grace = template
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(30)
-            .max(0) as u64;
-        let ip = allocate_ip(&mut state.next_ip, &container);
-        let mut images = state.images.clone();
-        images.merge(self.config.images.clone());
-        let log = self.log_file(ns, &name);
-        let launch = pods::launch_for(
-            &container,
-            &name,
-            ns,
-            ip,
-            &images,
-            &self.config.program_dirs,
-            &log,
-        )?;
-        Ok(Pod::fresh(
-            PodIdentity {
-                name,
-                namespace: ns.clone(),
-                deployment: deployment.name.clone(),
-                template_hash: template_hash.to_owned(),
-                labels,
-                ip,
-                container,
-                grace: Duration::from_secs(grace),
-                launch,
-                created: SystemTime::now(),
-                token: crate::process::new_token(),
-            },
-            now,
-        ))
-    }
-
-    /// Starts a pod's container; a failure to start counts as a crash.
-    fn start_container(&self, state: &mut State, key: &PodKey, now: Instant) {
-        let Some(pod) = state.pods.get_mut(key) else {
-            return;
-        };
-        pod.dirty = true;
-        match Process::spawn(&pod.launch, self.supervision.as_ref(), &pod.token) {
-            Ok(process) => {
-                pod.process = Some(process);
-                pod.phase = Phase::Running;
-                pod.started = Some((now, SystemTime::now()));
-                pod.backoff_until = None;
-                state.next_generation += 1;
-                pod.generation = state.next_generation;
-                pod.prober = self.start_probes(pod);
-                if pod.container.readiness_probe.is_none() {
-                    pod.ready = true;
-                    pod.ready_since = now;
-                }
-            }
-            Err(e) => {
-                log(&format!("pod {}: cannot start: {e}", pod.name));
-                pod.restarts += 1;
-                let (streak, delay) = crate::crashloop::after_exit(
-                    pod.crash_streak,
-                    Duration::ZERO,
-                    self.config.restart_backoff,
-                );
-                pod.crash_streak = streak;
-                pod.backoff_until = Some(now + delay);
-            }
-        }
-    }
-
-    fn start_probes(&self, pod: &Pod) -> Option<tokio::task::JoinHandle<()>> {
-        let probes: Vec<(ProbeKind, weir_api::k8s_openapi::api::core::v1::Probe)> = [
-            (ProbeKind::Liveness, pod.container.liveness_probe.clone()),
-            (ProbeKind::Readiness, pod.container.readiness_probe.clone()),
-        ]
-        .into_iter()
-        .filter_map(|(k, p)| Some((k, p?)))
-        .collect();
-        if probes.is_empty() {
-            return None;
-        }
-        let target = || ProbeTarget {
-            pod: pod.key(),
-            generation: pod.generation,
-            ip: pod.ip,
-            named_ports: pod.named_ports(),
-            env: pod.launch.env.clone(),
-        };
-        let tasks: Vec<_> = probes
-            .into_iter()
-            .map(|(kind, p)| probe::run(kind, p, target(), self.probe_tx.clone()))
-            .collect();
-        Some(tokio::spawn(async move {
-            let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
-            let _guard = AbortOnDrop(handles);
-            std::future::pending::<()>().await;
-        }))
     }
 
     async fn on_probe(&self, event: ProbeEvent) {
@@ -691,215 +422,4 @@ fn reap(state: &mut State) -> Vec<(PodKey, Option<i32>)> {
         exits.push((key.clone(), code));
     }
     exits
-}
-
-/// The stored objects, typed again through the loader. Each is read as a
-/// source of its own, so a problem names the object, not a place in the
-/// database.
-fn restore_objects(store: &Store) -> Result<Objects, RuntimeError> {
-    let stored = store.objects()?;
-    let mut objects = Objects::default();
-    if stored.is_empty() {
-        return Ok(objects);
-    }
-    let sources: Vec<Source> = stored
-        .iter()
-        .enumerate()
-        .map(|(i, o)| {
-            (
-                PathBuf::from(format!("stored-object-{i}")),
-                o.manifest.clone(),
-            )
-        })
-        .collect();
-    let manifests = load_sources(&sources).map_err(|e| {
-        let named = e
-            .errors()
-            .map(|d| {
-                let object = sources
-                    .iter()
-                    .position(|(path, _)| path.as_path() == &*d.pos.file)
-                    .map(|i| stored[i].object.to_string())
-                    .unwrap_or_else(|| d.pos.file.display().to_string());
-                Diagnostic {
-                    pos: weir_api::diagnostic::file_pos(std::path::Path::new("state.db")),
-                    object: Some(format!("stored {object}")),
-                    message: format!("cannot be read back: {}", d.message),
-                    ..d.clone()
-                }
-            })
-            .collect();
-        RuntimeError::Invalid(named)
-    })?;
-    for o in manifests.objects {
-        objects.insert(o.resource);
-    }
-    Ok(objects)
-}
-
-/// Pods by key, and records to remove.
-type AdoptedPods = (BTreeMap<PodKey, Pod>, Vec<PodKey>);
-
-/// The pods a previous run recorded: each adopted if its supervisor still
-/// runs (and is exactly the recorded process), else kept to be restarted.
-/// Supervisors carrying a recorded token that could not be adopted are
-/// killed. Records that cannot be read are returned for removal.
-fn adopt_pods(
-    store: &Store,
-    supervision: Option<&Supervision>,
-) -> Result<AdoptedPods, RuntimeError> {
-    let now = Instant::now();
-    let mut pods = BTreeMap::new();
-    let mut unreadable = Vec::new();
-    let mut tokens = HashSet::new();
-    let mut adopted = HashSet::new();
-    for (ns, name, text) in store.pods()? {
-        let Ok(record) = serde_json::from_str::<PodRecord>(&text) else {
-            unreadable.push(PodKey::new(ns, name));
-            continue;
-        };
-        tokens.insert(record.token().to_owned());
-        let process = match (record.process(), supervision) {
-            (Some(p), Some(s)) => Process::adopt(
-                p.pid,
-                p.start_time,
-                record.token(),
-                &s.launcher,
-                record.launch(),
-            ),
-            _ => None,
-        };
-        if let Some(p) = &process {
-            adopted.insert(p.pid());
-        }
-        pods.insert(PodKey::new(ns, name), record.into_pod(process, now));
-    }
-    if !pods.is_empty() {
-        log(&format!(
-            "adopted {} of {} recorded pods",
-            adopted.len(),
-            pods.len()
-        ));
-    }
-    if let Some(s) = supervision {
-        let killed = crate::process::kill_unadopted(&tokens, &adopted, &s.launcher);
-        if killed > 0 {
-            log(&format!(
-                "stopped {killed} pod processes of a previous run that could not be adopted"
-            ));
-        }
-    }
-    Ok((pods, unreadable))
-}
-
-/// Pod IPs come from 127.1.0.0–127.254.255.255 (never 127.0.0.0/16).
-const POD_IP_SPACE: u32 = 254 << 16;
-
-/// The next pod IP on which every port the container declares is free:
-/// several runtimes (and other programs) share the loopback, so a
-/// runtime starts at a random place and skips addresses in use.
-fn allocate_ip(
-    next: &mut u32,
-    container: &weir_api::k8s_openapi::api::core::v1::Container,
-) -> IpAddr {
-    let ports: Vec<u16> = container
-        .ports
-        .iter()
-        .flatten()
-        .filter_map(|p| u16::try_from(p.container_port).ok())
-        .collect();
-    for _ in 0..1024 {
-        *next = (*next + 1) % POD_IP_SPACE;
-        let n = *next;
-        let ip = IpAddr::V4(Ipv4Addr::new(
-            127,
-            1 + (n >> 16) as u8,
-            (n >> 8) as u8,
-            n as u8,
-        ));
-        if (n & 0xff) == 0 || (n & 0xff) == 0xff {
-            continue;
-        }
-        if ports
-            .iter()
-            .all(|&p| std::net::TcpListener::bind((ip, p)).is_ok())
-        {
-            return ip;
-        }
-    }
-    IpAddr::V4(Ipv4Addr::new(127, 1, 0, 2))
-}
-
-/// The random part of a pod's name.
-fn random_suffix() -> String {
-    (0..5)
-        .map(|_| NAME_ALPHABET[fastrand::usize(..NAME_ALPHABET.len())] as char)
-        .collect()
-}
-
-/// Aborts the probe tasks when the container's prober is dropped or aborted.
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
-        }
-    }
-}
-
-/// The runtime's own log lines, on stderr.
-pub(crate) fn log(message: &str) {
-    eprintln!("weir: {message}");
-}
-
-#[cfg(test)]
-mod tests {
-    use weir_api::resource::Kind;
-
-    use super::*;
-    use crate::store::StoredObject;
-
-    fn stored(kind: Kind, name: &str, manifest: &str) -> StoredObject {
-        StoredObject {
-            object: ObjectRef {
-                kind,
-                namespace: "default".into(),
-                name: name.into(),
-            },
-            manifest: manifest.into(),
-        }
-    }
-
-    #[test]
-    fn stored_objects_come_back_typed_and_an_unreadable_one_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("state.db")).unwrap();
-        let good = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"good"},"spec":{"ports":[{"port":80}]}}"#;
-        store
-            .apply(&[stored(Kind::Service, "good", good)], &[])
-            .unwrap();
-        let objects = restore_objects(&store).unwrap();
-        assert_eq!(
-            objects.iter().map(Resource::name).collect::<Vec<_>>(),
-            ["good"]
-        );
-
-        let bad =
-            r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"bad"},"spec":{"portz":[]}}"#;
-        store
-            .apply(&[stored(Kind::Service, "bad", bad)], &[])
-            .unwrap();
-        let Err(RuntimeError::Invalid(diagnostics)) = restore_objects(&store) else {
-            panic!("an unknown field must not be restored");
-        };
-        let text = diagnostics
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert!(text.contains("stored service/bad"), "{text}");
-        assert!(text.contains("portz"), "{text}");
-        assert!(!text.contains("stored-object-"), "{text}");
-    }
 }

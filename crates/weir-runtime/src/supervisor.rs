@@ -21,8 +21,8 @@ use rustix::process::{Pid, Signal};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
+use crate::launch::{Launch, POD_TOKEN_ENV, Supervision};
 use crate::pod_log::{LogLimits, RotatingLog};
-use crate::process::{Launch, POD_TOKEN_ENV, Supervision};
 
 /// How long an orphaned container has between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);

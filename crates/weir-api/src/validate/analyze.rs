@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::images::ImageMap;
 use crate::istio::service_for_host;
-use crate::load::Object;
+use crate::object::Object;
 use crate::path::FieldPath;
 use crate::resource::Resource;
 use crate::validate::istio::MESH_GATEWAY;

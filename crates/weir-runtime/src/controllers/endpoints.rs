@@ -139,7 +139,7 @@ mod tests {
         .unwrap();
         objects.insert(m.objects[0].resource.clone());
         let dir = tempfile::tempdir().unwrap();
-        let launch = crate::process::Launch {
+        let launch = crate::launch::Launch {
             program: "/bin/sleep".into(),
             args: vec!["30".into()],
             log: dir.path().join("p.log"),

@@ -179,7 +179,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Two real processes (`sleep`), started and killed by this test.
         let sleeper = |name: &str| {
-            let launch = crate::process::Launch {
+            let launch = crate::launch::Launch {
                 program: "/bin/sleep".into(),
                 args: vec!["30".into()],
                 log: dir.path().join(format!("{name}.log")),

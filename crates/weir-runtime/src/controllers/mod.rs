@@ -112,8 +112,8 @@ pub(crate) mod testing {
     //! Observations for the controllers' tests.
 
     use super::*;
+    use crate::launch::Launch;
     use crate::pods::{Phase, Pod};
-    use crate::process::Launch;
 
     /// A pod of `deployment` with `template_hash`, created `age_s` seconds
     /// before the epoch + 1000 s, in `phase`.

@@ -1,0 +1,286 @@
+//! Carrying out the controllers' actions: the one place pods are created,
+//! started and signalled and the gateway is given routes and endpoints.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use rustix::process::Signal;
+use tokio::time::Instant;
+use weir_api::resource::{ObjectRef, Resource};
+use weir_gateway::{Endpoint, RouteInputs, ServiceKey};
+
+use crate::controllers::Action;
+use crate::controllers::deployment::NAME_ALPHABET;
+use crate::controllers::endpoints;
+use crate::error::RuntimeError;
+use crate::log;
+use crate::pod_ip::allocate_ip;
+use crate::pods::{self, Phase, Pod, PodIdentity, PodKey};
+use crate::probe::{self, ProbeKind, ProbeTarget};
+use crate::process::Process;
+use crate::runtime::Runtime;
+use crate::state::{Published, State};
+
+impl Runtime {
+    /// Does what a controller asked, in order; stops at the first failure
+    /// (a pod is never signalled after a failed gateway update).
+    pub(crate) async fn carry_out(
+        &self,
+        state: &mut State,
+        actions: Vec<Action>,
+        now: Instant,
+    ) -> Result<(), RuntimeError> {
+        let mut created = false;
+        let mut cannot_create: HashSet<ObjectRef> = HashSet::new();
+        for action in actions {
+            match action {
+                Action::CreatePod {
+                    deployment,
+                    template_hash,
+                } => {
+                    if cannot_create.contains(&deployment) {
+                        continue;
+                    }
+                    match self.new_pod(state, &deployment, &template_hash, now) {
+                        Ok(pod) => {
+                            state.pods.insert(pod.key(), pod);
+                            created = true;
+                        }
+                        Err(e) => {
+                            log(&format!("deployment {}: {e}", deployment.name));
+                            cannot_create.insert(deployment);
+                        }
+                    }
+                }
+                Action::Terminate(key) => {
+                    if let Some(pod) = state.pods.get_mut(&key) {
+                        pod.begin_termination(now);
+                    }
+                }
+                Action::RecordExit {
+                    pod,
+                    code,
+                    crash_streak,
+                    backoff_until,
+                } => {
+                    if let Some(pod) = state.pods.get_mut(&pod) {
+                        pod.last_exit = Some(code);
+                        pod.ready = false;
+                        pod.ready_since = now;
+                        pod.restarts += 1;
+                        pod.crash_streak = crash_streak;
+                        pod.backoff_until = Some(backoff_until);
+                        pod.dirty = true;
+                    }
+                }
+                Action::Start(key) => self.start_container(state, &key, now),
+                Action::Stop(key) => {
+                    if let Some(pod) = state.pods.get_mut(&key)
+                        && let Some(process) = &pod.process
+                    {
+                        process.signal(Signal::TERM);
+                        pod.sigterm_sent = true;
+                    }
+                }
+                Action::Kill(key) => {
+                    if let Some(process) = state.pods.get(&key).and_then(|p| p.process.as_ref()) {
+                        process.signal(Signal::KILL);
+                    }
+                }
+                Action::Forget(key) => state.forget_pod(&key),
+                Action::Publish(endpoints) => self.publish(state, endpoints).await?,
+                Action::Scale {
+                    deployment,
+                    replicas,
+                } => {
+                    if let Some(resource) = state.objects.set_replicas(&deployment, replicas) {
+                        let resource = resource.clone();
+                        if let Err(e) = self.store_objects(&[resource], &[]) {
+                            log(&format!(
+                                "cannot persist the new scale of {deployment}: {e}"
+                            ));
+                        }
+                    }
+                }
+                Action::SetHpaStatus(hpa, status) => {
+                    state.hpa_status.insert(hpa, status);
+                }
+            }
+        }
+        if created {
+            // The new pods' containers start on the next pass, after their records.
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Pushes routes and endpoints to the gateway.
+    async fn publish(
+        &self,
+        state: &mut State,
+        endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
+    ) -> Result<(), RuntimeError> {
+        let routes = RouteInputs::from_resources(state.objects.iter());
+        self.gateway.set_all(routes, endpoints.clone()).await?;
+        state.published = Some(Published {
+            route_generation: state.objects.route_generation(),
+            endpoints,
+        });
+        Ok(())
+    }
+
+    /// Pushes the current routes and endpoints if the gateway serves others
+    /// (the API side's path: it must know the gateway took them).
+    pub(crate) async fn sync_gateway(&self, state: &mut State) -> Result<(), RuntimeError> {
+        let endpoints = endpoints::ready_endpoints(&state.objects, &state.pods);
+        if endpoints::needs_publish(&state.objects, &endpoints, state.published.as_ref()) {
+            self.publish(state, endpoints).await?;
+        }
+        Ok(())
+    }
+
+    /// A new pod of `deployment` from its current template: name, IP,
+    /// program resolved, token; recorded before its container starts.
+    fn new_pod(
+        &self,
+        state: &mut State,
+        deployment: &ObjectRef,
+        template_hash: &str,
+        now: Instant,
+    ) -> Result<Pod, RuntimeError> {
+        let Some(Resource::Deployment(d)) = state.objects.get(deployment) else {
+            return Err(RuntimeError::NotFound(deployment.clone()));
+        };
+        let ns = &deployment.namespace;
+        let name = format!("{}-{template_hash}-{}", deployment.name, random_suffix());
+        let template = &d.spec.template;
+        let container = template
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .cloned()
+            .unwrap_or_default();
+        let mut labels = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        labels.insert("pod-template-hash".into(), template_hash.to_owned());
+        let grace = template
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0) as u64;
+        let ip = allocate_ip(&mut state.next_ip, &container);
+        let mut images = state.images.clone();
+        images.merge(self.config.images.clone());
+        let log = self.log_file(ns, &name);
+        let launch = pods::launch_for(
+            &container,
+            &name,
+            ns,
+            ip,
+            &images,
+            &self.config.program_dirs,
+            &log,
+        )?;
+        Ok(Pod::fresh(
+            PodIdentity {
+                name,
+                namespace: ns.clone(),
+                deployment: deployment.name.clone(),
+                template_hash: template_hash.to_owned(),
+                labels,
+                ip,
+                container,
+                grace: Duration::from_secs(grace),
+                launch,
+                created: SystemTime::now(),
+                token: crate::launch::new_token(),
+            },
+            now,
+        ))
+    }
+
+    /// Starts a pod's container; a failure to start counts as a crash.
+    fn start_container(&self, state: &mut State, key: &PodKey, now: Instant) {
+        let Some(pod) = state.pods.get_mut(key) else {
+            return;
+        };
+        pod.dirty = true;
+        match Process::spawn(&pod.launch, self.supervision.as_ref(), &pod.token) {
+            Ok(process) => {
+                pod.process = Some(process);
+                pod.phase = Phase::Running;
+                pod.started = Some((now, SystemTime::now()));
+                pod.backoff_until = None;
+                state.next_generation += 1;
+                pod.generation = state.next_generation;
+                pod.prober = self.start_probes(pod);
+                if pod.container.readiness_probe.is_none() {
+                    pod.ready = true;
+                    pod.ready_since = now;
+                }
+            }
+            Err(e) => {
+                log(&format!("pod {}: cannot start: {e}", pod.name));
+                pod.restarts += 1;
+                let (streak, delay) = crate::crashloop::after_exit(
+                    pod.crash_streak,
+                    Duration::ZERO,
+                    self.config.restart_backoff,
+                );
+                pod.crash_streak = streak;
+                pod.backoff_until = Some(now + delay);
+            }
+        }
+    }
+
+    pub(crate) fn start_probes(&self, pod: &Pod) -> Option<tokio::task::JoinHandle<()>> {
+        let probes: Vec<(ProbeKind, weir_api::k8s_openapi::api::core::v1::Probe)> = [
+            (ProbeKind::Liveness, pod.container.liveness_probe.clone()),
+            (ProbeKind::Readiness, pod.container.readiness_probe.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(k, p)| Some((k, p?)))
+        .collect();
+        if probes.is_empty() {
+            return None;
+        }
+        let target = || ProbeTarget {
+            pod: pod.key(),
+            generation: pod.generation,
+            ip: pod.ip,
+            named_ports: pod.named_ports(),
+            env: pod.launch.env.clone(),
+        };
+        let tasks: Vec<_> = probes
+            .into_iter()
+            .map(|(kind, p)| probe::run(kind, p, target(), self.probe_tx.clone()))
+            .collect();
+        Some(tokio::spawn(async move {
+            let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+            let _guard = AbortOnDrop(handles);
+            std::future::pending::<()>().await;
+        }))
+    }
+}
+
+/// The random part of a pod's name.
+fn random_suffix() -> String {
+    (0..5)
+        .map(|_| NAME_ALPHABET[fastrand::usize(..NAME_ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Aborts the probe tasks when the container's prober is dropped or aborted.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}

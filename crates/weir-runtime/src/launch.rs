@@ -1,0 +1,68 @@
+//! What a container's supervisor is told: the program and its
+//! environment ([`Launch`]), how supervision works ([`Supervision`]), and
+//! the private token that marks a supervisor as this runtime's. Shared by
+//! the runtime's side ([`crate::process`]) and the supervisor's
+//! ([`crate::supervisor`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pod_log::LogLimits;
+
+/// The variable that carries a supervisor's private token. The runtime
+/// records the token with the pod; the supervisor does not pass it on to
+/// the container.
+pub const POD_TOKEN_ENV: &str = "WEIR_POD_TOKEN";
+
+/// The hidden argument that makes the `weir` binary act as a supervisor.
+pub const POD_EXEC_ARG: &str = "__pod-exec";
+
+/// What to run for one container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Launch {
+    /// The program (resolved path).
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The full environment.
+    pub env: BTreeMap<String, String>,
+    /// The working directory, if the container sets one.
+    pub working_dir: Option<PathBuf>,
+    /// Where stdout and stderr go.
+    pub log: PathBuf,
+}
+
+impl Launch {
+    /// Where the supervisor records the container's exit status.
+    pub fn exit_file(&self) -> PathBuf {
+        exit_file_of(&self.log)
+    }
+}
+
+/// The exit-status file beside the log at `log`.
+pub fn exit_file_of(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".exit");
+    PathBuf::from(name)
+}
+
+/// How supervisors watch over their containers.
+#[derive(Clone, Debug)]
+pub struct Supervision {
+    /// The `weir` binary.
+    pub launcher: PathBuf,
+    /// The state dir, whose lock file names the living runtime.
+    pub state_dir: PathBuf,
+    /// Log rotation.
+    pub log_limits: LogLimits,
+    /// How long a container outlives its runtime before it is stopped.
+    pub orphan_grace: Duration,
+}
+
+/// A fresh private token for one supervisor.
+pub fn new_token() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}

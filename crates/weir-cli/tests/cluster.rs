@@ -4,6 +4,9 @@
 //! run on the test machines), and to a real `my-app` process standing in
 //! for the ingress gateway where requests are sampled. Tests that need a
 //! real cluster are at the end, ignored unless asked for.
+//!
+//! Over 600 lines: every command against the one mock API server setup,
+//! kept together so the setup's helpers stay private to them.
 
 mod support;
 

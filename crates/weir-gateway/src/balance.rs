@@ -13,7 +13,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use http::header::{COOKIE, HeaderName};
 
-use crate::upstream::UpstreamEndpoint;
+use crate::endpoint::UpstreamEndpoint;
 
 /// What a consistent hash is computed from.
 #[derive(Clone, Debug)]

@@ -18,6 +18,7 @@ use weir_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weir_api::resource::DEFAULT_NAMESPACE;
 
 use crate::balance::{HashKey, Policy};
+use crate::endpoint::UpstreamEndpoint;
 use crate::matcher::{BadMatch, RuleMatch, qualify};
 use crate::retry::{RetryOn, RetryPolicy};
 use crate::snapshot::{
@@ -25,7 +26,6 @@ use crate::snapshot::{
     Rule, ServiceKey, Snapshot, VirtualHost,
 };
 use crate::split::SmoothSplit;
-use crate::upstream::UpstreamEndpoint;
 
 /// The annotation that opts a VirtualService into version affinity; its
 /// value names the cookie (empty: [`DEFAULT_AFFINITY_COOKIE`]).

@@ -9,8 +9,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 use smallvec::SmallVec;
 
+use crate::endpoint::UpstreamBody;
 use crate::snapshot::HeaderOps;
-use crate::upstream::UpstreamBody;
 
 /// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::access_log::AccessLog;
 use crate::balance::{HashInput, cookie_value};
+use crate::endpoint::{RequestBody, UpstreamBody, UpstreamEndpoint};
 use crate::headers::{
     Peer, apply_request_ops, apply_response_ops, authority_value, build_upstream,
     ensure_request_id, is_idempotent, normalize_host, prepare_upstream_headers, strip_hop_by_hop,
@@ -30,9 +31,7 @@ use crate::metrics::Metrics;
 use crate::report::{Outcome, Recorders, RequestLog, ResponseFlag, finish, labels_for};
 use crate::retry::{Failure, backoff, should_retry};
 use crate::snapshot::{Cluster, RouteDestination, Rule, Snapshot};
-use crate::upstream::{
-    self, PooledBody, RequestBody, SendError, UpstreamBody, UpstreamEndpoint, UpstreamSettings,
-};
+use crate::upstream::{self, PooledBody, SendError, UpstreamSettings};
 
 /// The body returned downstream: the upstream's, streamed, or a local reply.
 pub type DownstreamBody = Either<PooledBody, Full<Bytes>>;

@@ -13,10 +13,10 @@ use weir_api::k8s_openapi::api::core::v1::Service;
 use weir_api::resource::Resource;
 
 use crate::balance::Policy;
+use crate::endpoint::UpstreamEndpoint;
 use crate::matcher::{RequestView, RuleMatch};
 use crate::retry::RetryPolicy;
 use crate::split::SmoothSplit;
-use crate::upstream::UpstreamEndpoint;
 
 /// `(namespace, name)` of a Service.
 pub type ServiceKey = (String, String);

@@ -5,6 +5,8 @@
 //! Where a test must see what reached the upstream (headers, body bytes) it
 //! uses a small echo server inside the test process instead of `my-app`,
 //! which cannot report those; it is a real HTTP server on a real socket.
+//!
+//! Over 600 lines: the echo server and its helpers serve every test here.
 
 mod support;
 

@@ -1,6 +1,9 @@
 //! Failures answered as Envoy answers them (status, response flag in the
 //! access log and metrics), timeouts, retries, fault injection, bad
 //! requests, and configuration swapped live under load.
+//!
+//! Over 600 lines: each failure needs its own misbehaving upstream, and
+//! those servers are shared by several tests here.
 
 mod support;
 

@@ -1,6 +1,10 @@
 //! Istio's validating-webhook rules for the fields weir implements, with
 //! Istio's own messages where it has one (`pkg/config/validation` in
 //! istio/istio; see docs/ISTIO-SEMANTICS.md).
+//!
+//! Over 600 lines on purpose: one rule after another for one webhook, in
+//! the order Istio's validation code checks them, so the two read side by
+//! side; cut in pieces, a rule's neighbours (and a missed one) would hide.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,5 +1,9 @@
 //! What a Kubernetes API server rejects in the kinds weir loads, with the
 //! API server's wording (`field: Invalid value: ...`, `Required value`).
+//!
+//! Over 600 lines on purpose: the API server's rules for four kinds, each
+//! kind's in one run as its validation code has them, sharing the small
+//! field checks at the top.
 
 use std::collections::BTreeMap;
 

@@ -25,7 +25,11 @@ RATES = [2000, 8000]
 PROXY_CPU, LG_CPU = "1", "0"
 RUN = tempfile.mkdtemp(prefix="weir-bench-")
 WEIR = os.path.join(ROOT, "target", "release")
-TARGETS = {"direct": 9001, "weir": 8004, "envoy": 8001, "envoy-bare": 8006, "nginx": 8002, "haproxy": 8003, "weir-up": 8005}
+TARGETS = {"direct": 9001, "weir": 8004, "envoy": 8001, "envoy-bare": 8006, "nginx": 8002, "haproxy": 8003, "weir-up": 8005,
+           "weir-baseline": 8007}
+# Another weir-gateway binary (an earlier commit's) measured beside this one,
+# to compare a change side by side: `WEIR_BASELINE_BIN=path bench/run --quick`.
+BASELINE = os.environ.get("WEIR_BASELINE_BIN")
 procs = {}
 
 
@@ -112,7 +116,8 @@ def rss_mib(name):
 
 
 def proxy_name(target):
-    return {"weir": "weir", "envoy": "envoy", "envoy-bare": "envoy-bare", "nginx": "nginx-proxy", "haproxy": "haproxy"}.get(target)
+    return {"weir": "weir", "weir-baseline": "weir-baseline", "envoy": "envoy", "envoy-bare": "envoy-bare", "nginx": "nginx-proxy",
+            "haproxy": "haproxy"}.get(target)
 
 
 def wrk(target):
@@ -274,6 +279,9 @@ def main():
         start("envoy", [envoy, "-c", render("envoy.yaml"), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"], PROXY_CPU)
         start("envoy-bare", [envoy, "-c", render("envoy-bare.yaml"), "--concurrency", "1", "--disable-hot-restart", "--base-id", "1", "-l", "warning"], PROXY_CPU)
         targets[2:2] = ["envoy", "envoy-bare"]
+    if BASELINE:
+        start("weir-baseline", [BASELINE, "-f", os.path.join(RUN, "weir"), "--port-map", "80=8007", "--workers", "1"], PROXY_CPU)
+        targets.append("weir-baseline")
     for t in targets:
         wait_port(TARGETS[t])
     versions = {
@@ -353,6 +361,13 @@ def main():
         "throughput_vs_envoy_bare": paired(raw["saturated"], "envoy-bare", "rps"),
         "p99_at_8000_vs_envoy_bare": paired(rate_8000, "envoy-bare", "p99"),
     }
+    if BASELINE:
+        against_bare_envoy["vs_baseline"] = {
+            "binary": BASELINE,
+            "throughput": paired(raw["saturated"], "weir-baseline", "rps"),
+            "cpu_per_request": paired(raw["saturated"], "weir-baseline", "cpu_us_per_request"),
+            "p99_at_8000": paired(rate_8000, "weir-baseline", "p99"),
+        }
     machine = {"cpus": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": QUICK, "rounds": ROUNDS, "duration_s": DURATION,
                "rate_rounds": RATE_ROUNDS, "rate_duration_s": RATE_DURATION}
     out = {**summary, **against_bare_envoy, "raw": {"saturated": sat, "saturated_rounds": raw["saturated"], "p99_at_8000_ms": p99_8000,
@@ -381,6 +396,10 @@ def main():
               f"{fmt(against_bare_envoy['throughput_vs_envoy_bare'])}×, p99 at 8,000 req/s {fmt(against_bare_envoy['p99_at_8000_vs_envoy_bare'])}×."]
     lines += ["", f"Route change: `weir route` itself took {fmt(med(route_command))} ms (median; process start, admin call, SQLite commit, snapshot swap); "
               f"weir-gateway's file reload (SIGHUP) served the change {fmt(med(reload_trials))} ms after the signal."]
+    if BASELINE:
+        b = against_bare_envoy["vs_baseline"]
+        lines += ["", f"Against the baseline binary ({BASELINE}), measured in the same rounds: throughput {fmt(b['throughput'])}×, "
+                  f"CPU per request {fmt(b['cpu_per_request'])}×, p99 at 8,000 req/s {fmt(b['p99_at_8000'])}×."]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v)]
     open(os.path.join(HERE, "results", "latest.md"), "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -209,7 +209,7 @@ impl Runtime {
             return;
         };
         pod.dirty = true;
-        match Process::spawn(&pod.launch, self.supervision.as_ref(), &pod.token) {
+        match Process::spawn(&pod.id.launch, self.supervision.as_ref(), &pod.id.token) {
             Ok(process) => {
                 pod.process = Some(process);
                 pod.phase = Phase::Running;
@@ -218,13 +218,13 @@ impl Runtime {
                 state.next_generation += 1;
                 pod.generation = state.next_generation;
                 pod.prober = self.start_probes(pod);
-                if pod.container.readiness_probe.is_none() {
+                if pod.id.container.readiness_probe.is_none() {
                     pod.ready = true;
                     pod.ready_since = now;
                 }
             }
             Err(e) => {
-                log(&format!("pod {}: cannot start: {e}", pod.name));
+                log(&format!("pod {}: cannot start: {e}", pod.id.name));
                 pod.restarts += 1;
                 let (streak, delay) = crate::crashloop::after_exit(
                     pod.crash_streak,
@@ -239,8 +239,11 @@ impl Runtime {
 
     pub(crate) fn start_probes(&self, pod: &Pod) -> Option<tokio::task::JoinHandle<()>> {
         let probes: Vec<(ProbeKind, weir_api::k8s_openapi::api::core::v1::Probe)> = [
-            (ProbeKind::Liveness, pod.container.liveness_probe.clone()),
-            (ProbeKind::Readiness, pod.container.readiness_probe.clone()),
+            (ProbeKind::Liveness, pod.id.container.liveness_probe.clone()),
+            (
+                ProbeKind::Readiness,
+                pod.id.container.readiness_probe.clone(),
+            ),
         ]
         .into_iter()
         .filter_map(|(k, p)| Some((k, p?)))
@@ -251,9 +254,9 @@ impl Runtime {
         let target = || ProbeTarget {
             pod: pod.key(),
             generation: pod.generation,
-            ip: pod.ip,
+            ip: pod.id.ip,
             named_ports: pod.named_ports(),
-            env: pod.launch.env.clone(),
+            env: pod.id.launch.env.clone(),
         };
         let tasks: Vec<_> = probes
             .into_iter()

@@ -162,7 +162,7 @@ impl Runtime {
             return state
                 .pods
                 .values()
-                .filter(|p| p.namespace == namespace)
+                .filter(|p| p.id.namespace == namespace)
                 .map(Pod::to_json)
                 .collect();
         }
@@ -238,8 +238,8 @@ fn object_json(state: &State, r: &Resource) -> serde_json::Value {
                 .pods
                 .values()
                 .filter(|p| {
-                    p.namespace == r.namespace()
-                        && p.deployment == r.name()
+                    p.id.namespace == r.namespace()
+                        && p.id.deployment == r.name()
                         && p.phase != Phase::Terminating
                 })
                 .collect();
@@ -249,7 +249,7 @@ fn object_json(state: &State, r: &Resource) -> serde_json::Value {
                 "replicas": pods.len(),
                 "readyReplicas": ready,
                 "availableReplicas": ready,
-                "updatedReplicas": pods.iter().filter(|p| p.template_hash == hash).count(),
+                "updatedReplicas": pods.iter().filter(|p| p.id.template_hash == hash).count(),
             });
         }
         Resource::HpaV1(_) | Resource::HpaV2(_) => {

@@ -54,28 +54,10 @@ pub enum Phase {
     Terminating,
 }
 
-/// One pod.
+/// One pod: what it was born with, and where it is in its life.
 pub struct Pod {
-    /// Pod name.
-    pub name: String,
-    /// Namespace.
-    pub namespace: String,
-    /// The Deployment that owns it.
-    pub deployment: String,
-    /// `pod-template-hash`: which template revision it runs.
-    pub template_hash: String,
-    /// Labels (the template's plus `pod-template-hash`).
-    pub labels: BTreeMap<String, String>,
-    /// Its loopback address.
-    pub ip: IpAddr,
-    /// The container spec.
-    pub container: Container,
-    /// `terminationGracePeriodSeconds`.
-    pub grace: Duration,
-    /// What to run.
-    pub launch: Launch,
-    /// When it was created.
-    pub created: SystemTime,
+    /// What it keeps for life.
+    pub id: PodIdentity,
     /// Life phase.
     pub phase: Phase,
     /// The container's process, when running.
@@ -100,8 +82,6 @@ pub struct Pod {
     pub prober: Option<JoinHandle<()>>,
     /// Generation of the current container (probe results of older ones are stale).
     pub generation: u64,
-    /// The private token of its supervisor ([`crate::process`]).
-    pub token: String,
     /// Crashes since the restart backoff last reset ([`crate::crashloop`]).
     pub crash_streak: u32,
     /// Whether its record in the store is out of date.
@@ -113,19 +93,10 @@ pub struct Pod {
 /// died meanwhile, restarts it in the same pod.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PodRecord {
-    name: String,
-    namespace: String,
-    deployment: String,
-    template_hash: String,
-    labels: BTreeMap<String, String>,
-    ip: IpAddr,
-    container: Container,
-    grace: Duration,
-    launch: Launch,
-    created: SystemTime,
+    #[serde(flatten)]
+    id: PodIdentity,
     restarts: u32,
     crash_streak: u32,
-    token: String,
     ready: bool,
     terminating: bool,
     process: Option<RecordedProcess>,
@@ -150,12 +121,12 @@ impl PodRecord {
 
     /// The supervisor's token.
     pub fn token(&self) -> &str {
-        &self.token
+        &self.id.token
     }
 
     /// The launch (for the launcher check and the exit file).
     pub fn launch(&self) -> &Launch {
-        &self.launch
+        &self.id.launch
     }
 
     /// The pod again, with its container `process` if it was adopted, else
@@ -168,22 +139,7 @@ impl PodRecord {
             (now.checked_sub(age).unwrap_or(now), p.started)
         });
         let adopted = process.is_some();
-        let mut pod = Pod::fresh(
-            PodIdentity {
-                name: self.name,
-                namespace: self.namespace,
-                deployment: self.deployment,
-                template_hash: self.template_hash,
-                labels: self.labels,
-                ip: self.ip,
-                container: self.container,
-                grace: self.grace,
-                launch: self.launch,
-                created: self.created,
-                token: self.token,
-            },
-            now,
-        );
+        let mut pod = Pod::fresh(self.id, now);
         pod.phase = match (self.terminating, adopted) {
             (true, _) => Phase::Terminating,
             (false, true) => Phase::Running,
@@ -201,6 +157,7 @@ impl PodRecord {
 }
 
 /// What a pod is born with and keeps for life.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PodIdentity {
     /// Pod name.
     pub name: String,
@@ -231,16 +188,7 @@ impl Pod {
     /// no restarts), to be written to the store.
     pub fn fresh(id: PodIdentity, now: Instant) -> Self {
         Pod {
-            name: id.name,
-            namespace: id.namespace,
-            deployment: id.deployment,
-            template_hash: id.template_hash,
-            labels: id.labels,
-            ip: id.ip,
-            container: id.container,
-            grace: id.grace,
-            launch: id.launch,
-            created: id.created,
+            id,
             phase: Phase::Pending,
             process: None,
             started: None,
@@ -253,7 +201,6 @@ impl Pod {
             sigterm_sent: false,
             prober: None,
             generation: 0,
-            token: id.token,
             crash_streak: 0,
             dirty: true,
         }
@@ -261,7 +208,7 @@ impl Pod {
 
     /// Its key in the runtime's state.
     pub fn key(&self) -> PodKey {
-        PodKey::new(&self.namespace, &self.name)
+        PodKey::new(&self.id.namespace, &self.id.name)
     }
 
     /// Starts graceful termination: unready (out of the endpoints at the
@@ -282,19 +229,9 @@ impl Pod {
     /// Its record for the store.
     pub fn record(&self) -> PodRecord {
         PodRecord {
-            name: self.name.clone(),
-            namespace: self.namespace.clone(),
-            deployment: self.deployment.clone(),
-            template_hash: self.template_hash.clone(),
-            labels: self.labels.clone(),
-            ip: self.ip,
-            container: self.container.clone(),
-            grace: self.grace,
-            launch: self.launch.clone(),
-            created: self.created,
+            id: self.id.clone(),
             restarts: self.restarts,
             crash_streak: self.crash_streak,
-            token: self.token.clone(),
             ready: self.ready,
             terminating: self.phase == Phase::Terminating,
             process: self.process.as_ref().map(|p| RecordedProcess {
@@ -323,11 +260,11 @@ impl Pod {
             Phase::Running | Phase::Terminating => "Running",
         };
         let mut meta = serde_json::json!({
-            "name": self.name,
-            "namespace": self.namespace,
-            "labels": self.labels,
-            "creationTimestamp": ts(self.created),
-            "ownerReferences": [{"kind": "ReplicaSet", "name": format!("{}-{}", self.deployment, self.template_hash)}],
+            "name": self.id.name,
+            "namespace": self.id.namespace,
+            "labels": self.id.labels,
+            "creationTimestamp": ts(self.id.created),
+            "ownerReferences": [{"kind": "ReplicaSet", "name": format!("{}-{}", self.id.deployment, self.id.template_hash)}],
         });
         if self.phase == Phase::Terminating {
             meta["deletionTimestamp"] = serde_json::json!(ts(SystemTime::now()));
@@ -336,15 +273,15 @@ impl Pod {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": meta,
-            "spec": {"containers": [self.container], "nodeName": "weir"},
+            "spec": {"containers": [self.id.container], "nodeName": "weir"},
             "status": {
                 "phase": phase,
-                "podIP": self.ip.to_string(),
+                "podIP": self.id.ip.to_string(),
                 "startTime": self.started.map(|s| ts(s.1)),
                 "conditions": [{"type": "Ready", "status": if self.ready { "True" } else { "False" }}],
                 "containerStatuses": [{
-                    "name": self.container.name,
-                    "image": self.container.image,
+                    "name": self.id.container.name,
+                    "image": self.id.container.image,
                     "ready": self.ready,
                     "restartCount": self.restarts,
                     "state": state,
@@ -356,18 +293,20 @@ impl Pod {
 
     /// Σ `resources.requests.cpu` in millicores, or the container lacking it.
     pub fn cpu_request(&self) -> Result<i64, String> {
-        self.container
+        self.id
+            .container
             .resources
             .as_ref()
             .and_then(|r| r.requests.as_ref())
             .and_then(|r| r.get("cpu"))
             .and_then(|q| quantity::cpu_millis(&q.0).ok())
-            .ok_or_else(|| self.container.name.clone())
+            .ok_or_else(|| self.id.container.name.clone())
     }
 
     /// The container's ports by name (for Services' named target ports).
     pub fn named_ports(&self) -> BTreeMap<String, u16> {
-        self.container
+        self.id
+            .container
             .ports
             .iter()
             .flatten()
@@ -546,6 +485,29 @@ mod tests {
         assert_eq!(expand("$(MISSING)-$(A)", &vars), "$(MISSING)-1");
         assert_eq!(expand("$$(A) $5", &vars), "$(A) $5");
         assert_eq!(expand("$(unclosed", &vars), "$(unclosed");
+    }
+
+    #[test]
+    fn a_record_keeps_its_flat_shape_and_comes_back() {
+        let pod = crate::controllers::testing::pod("p", "d", "h", Phase::Running);
+        let json = serde_json::to_value(pod.record()).unwrap();
+        // The shape earlier runtimes wrote: identity fields at the top level.
+        for key in [
+            "name",
+            "namespace",
+            "deployment",
+            "template_hash",
+            "ip",
+            "token",
+            "restarts",
+        ] {
+            assert!(json.get(key).is_some(), "{key} missing: {json}");
+        }
+        let back: PodRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back.token(), "t");
+        let again = back.into_pod(None, Instant::now());
+        assert_eq!(again.key(), pod.key());
+        assert_eq!(again.phase, Phase::Pending, "not adopted: waits to start");
     }
 
     #[test]

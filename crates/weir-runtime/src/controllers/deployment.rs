@@ -217,8 +217,8 @@ impl Controller for DeploymentController {
         for pod in observed.pods.values() {
             let owner = ObjectRef {
                 kind: Kind::Deployment,
-                namespace: pod.namespace.clone(),
-                name: pod.deployment.clone(),
+                namespace: pod.id.namespace.clone(),
+                name: pod.id.deployment.clone(),
             };
             if pod.phase != Phase::Terminating && observed.objects.get(&owner).is_none() {
                 actions.push(Action::Terminate(pod.key()));
@@ -230,13 +230,13 @@ impl Controller for DeploymentController {
             let pods: Vec<PodState> = observed
                 .pods
                 .values()
-                .filter(|p| p.namespace == r.namespace() && p.deployment == r.name())
+                .filter(|p| p.id.namespace == r.namespace() && p.id.deployment == r.name())
                 .map(|p| PodState {
                     key: p.key(),
-                    template_hash: p.template_hash.clone(),
+                    template_hash: p.id.template_hash.clone(),
                     ready: p.ready,
                     terminating: p.phase == Phase::Terminating,
-                    created: p.created,
+                    created: p.id.created,
                 })
                 .collect();
             let plan = plan(&desired, &pods);

@@ -27,17 +27,17 @@ pub fn ready_endpoints(
         let members = pods
             .values()
             .filter(|p| {
-                p.namespace == r.namespace()
+                p.id.namespace == r.namespace()
                     && p.ready
                     && p.phase == Phase::Running
                     && p.process.is_some()
             })
-            .filter(|p| selector.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
+            .filter(|p| selector.iter().all(|(k, v)| p.id.labels.get(k) == Some(v)))
             .map(|p| Endpoint {
-                ip: p.ip,
-                name: p.name.clone(),
-                workload: p.deployment.clone(),
-                labels: p.labels.clone(),
+                ip: p.id.ip,
+                name: p.id.name.clone(),
+                workload: p.id.deployment.clone(),
+                labels: p.id.labels.clone(),
                 ports: p.named_ports(),
             })
             .collect();

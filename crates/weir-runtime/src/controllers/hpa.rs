@@ -73,9 +73,9 @@ impl Controller for HpaController {
             let samples: Vec<PodSample> = observed
                 .pods
                 .iter()
-                .filter(|(_, p)| p.namespace == hpa_ref.namespace && p.deployment == *target)
+                .filter(|(_, p)| p.id.namespace == hpa_ref.namespace && p.id.deployment == *target)
                 .map(|(k, p)| PodSample {
-                    name: p.name.clone(),
+                    name: p.id.name.clone(),
                     pending: p.phase == Phase::Pending,
                     gone: p.phase == Phase::Terminating,
                     started: p.started.map(|s| s.0),

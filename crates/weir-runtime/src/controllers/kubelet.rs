@@ -57,7 +57,10 @@ impl Controller for Kubelet {
                 }
                 if pod.process.is_none() {
                     actions.push(Action::Forget(key.clone()));
-                } else if pod.terminating_since.is_some_and(|t| now >= t + pod.grace) {
+                } else if pod
+                    .terminating_since
+                    .is_some_and(|t| now >= t + pod.id.grace)
+                {
                     actions.push(Action::Kill(key.clone()));
                 }
                 continue;

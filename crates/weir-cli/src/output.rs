@@ -51,6 +51,11 @@ pub fn output_arg(
     })
 }
 
+/// `-o` of a command whose only other format is JSON: whether JSON was asked for.
+pub fn wants_json(text: Option<&str>) -> Result<bool, u8> {
+    output_arg(text, &[OutputFormat::Json]).map(|f| f == Some(OutputFormat::Json))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use weir_kube::doctor;
 
 use crate::exit;
 use crate::exit::fail;
-use crate::output::{OutputFormat, output_arg};
+use crate::output::wants_json;
 use crate::target::{AnyBackend, TargetArgs};
 
 /// `weir doctor` arguments.
@@ -26,8 +26,8 @@ pub struct DoctorArgs {
 
 /// Runs the checks.
 pub async fn run(args: DoctorArgs) -> u8 {
-    let json = match output_arg(args.output.as_deref(), &[OutputFormat::Json]) {
-        Ok(format) => format == Some(OutputFormat::Json),
+    let json = match wants_json(args.output.as_deref()) {
+        Ok(json) => json,
         Err(code) => return code,
     };
     let backend = match args.target.backend().await {

@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::drive::{LoadSpec, options, run_with_progress};
 use crate::exit;
-use crate::output::{OutputFormat, output_arg};
+use crate::output::wants_json;
 use crate::target::TargetArgs;
 
 /// `weir load` arguments.
@@ -25,8 +25,8 @@ pub struct LoadArgs {
 
 /// Runs `weir load`.
 pub async fn run(args: LoadArgs) -> u8 {
-    let json = match output_arg(args.output.as_deref(), &[OutputFormat::Json]) {
-        Ok(format) => format == Some(OutputFormat::Json),
+    let json = match wants_json(args.output.as_deref()) {
+        Ok(json) => json,
         Err(code) => return code,
     };
     let options = match options(&args.spec, &args.target).await {

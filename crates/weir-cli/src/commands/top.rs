@@ -18,7 +18,7 @@ use weir_api::resource::Kind;
 
 use crate::exit;
 use crate::exit::fail;
-use crate::output::{OutputFormat, output_arg};
+use crate::output::wants_json;
 use crate::target::{AnyBackend, TargetArgs};
 
 /// `weir top` arguments.
@@ -330,8 +330,8 @@ fn draw(frame: &mut ratatui::Frame<'_>, s: &Snapshot) {
 
 /// Runs `weir top`.
 pub async fn run(args: TopArgs) -> u8 {
-    let json = match output_arg(args.output.as_deref(), &[OutputFormat::Json]) {
-        Ok(format) => format == Some(OutputFormat::Json),
+    let json = match wants_json(args.output.as_deref()) {
+        Ok(json) => json,
         Err(code) => return code,
     };
     let backend = match args.target.backend().await {

@@ -8,7 +8,7 @@ use weir_load::stats::Verdict;
 
 use crate::checks::{check_split, wait_replicas};
 use crate::exit::{self, fail};
-use crate::output::{OutputFormat, output_arg};
+use crate::output::wants_json;
 use crate::target::TargetArgs;
 
 /// `weir verify` arguments.
@@ -109,8 +109,8 @@ pub async fn run(args: VerifyArgs) -> u8 {
         eprintln!("error: give --expect NAME=PCT,... and/or --replicas DEPLOYMENT>=N");
         return exit::BAD_INPUT;
     }
-    let json = match output_arg(args.output.as_deref(), &[OutputFormat::Json]) {
-        Ok(format) => format == Some(OutputFormat::Json),
+    let json = match wants_json(args.output.as_deref()) {
+        Ok(json) => json,
         Err(code) => return code,
     };
     let mut passed = true;

@@ -511,6 +511,40 @@ mod tests {
     }
 
     #[test]
+    fn a_container_is_runnable_when_its_program_resolves() {
+        let container = |image: &str, command: Option<&str>| Container {
+            name: "c".into(),
+            image: Some(image.into()),
+            command: command.map(|c| vec![c.to_owned()]),
+            ..Container::default()
+        };
+        let mut images = ImageMap::default();
+        images.insert("mapped", "sh");
+        let none: &[PathBuf] = &[];
+        assert_eq!(
+            check_runnable(&container("mapped", None), &images, none).unwrap(),
+            resolve_program("sh", none).unwrap()
+        );
+        assert!(matches!(
+            check_runnable(&container("unmapped", None), &images, none),
+            Err(LaunchError::UnmappedImage(i)) if i == "unmapped"
+        ));
+        assert!(check_runnable(&container("unmapped", Some("/bin/sh")), &images, none).is_ok());
+        assert!(matches!(
+            check_runnable(&container("x", Some("/no/such/program")), &images, none),
+            Err(LaunchError::ProgramNotFound { .. })
+        ));
+        // The command may name the container's own variables.
+        let mut with_env = container("x", Some("$(SHELL_PATH)"));
+        with_env.env = Some(vec![weir_api::k8s_openapi::api::core::v1::EnvVar {
+            name: "SHELL_PATH".into(),
+            value: Some("/bin/sh".into()),
+            ..Default::default()
+        }]);
+        assert!(check_runnable(&with_env, &images, none).is_ok());
+    }
+
+    #[test]
     fn dates_in_rfc3339() {
         assert_eq!(
             humantime_rfc3339(SystemTime::UNIX_EPOCH),

@@ -124,6 +124,7 @@ pub async fn handle(
 /// route: the first matching rule of the most specific virtual host of
 /// the port's listener, and the request's authority; a request without
 /// exactly one authority is malformed.
+#[inline(always)]
 fn route(
     snapshot: &Snapshot,
     port: u16,
@@ -157,6 +158,7 @@ fn route(
 
 /// fault: delay, then maybe abort (with this status), as Envoy's fault
 /// filter does.
+#[inline(always)]
 async fn fault(rule: &Rule) -> Result<(), StatusCode> {
     let Some(fault) = &rule.fault else {
         return Ok(());
@@ -185,6 +187,7 @@ struct Picked<'r> {
 /// pick: the destination (affinity cookie, else the shared smooth split)
 /// and its cluster, which must exist (else NC) and have a ready endpoint
 /// (else UH, with the cluster).
+#[inline(always)]
 fn pick<'r>(
     rule: &'r Rule,
     headers: &HeaderMap,
@@ -356,6 +359,7 @@ async fn forward<'r>(
 
 /// respond: the upstream's response with the route's header operations
 /// (or the local reply for a failure), plus the cookies picking chose.
+#[inline(always)]
 fn respond<'r>(
     rule: &Rule,
     picked: Picked<'r>,

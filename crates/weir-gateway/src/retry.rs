@@ -96,6 +96,7 @@ pub enum Failure {
 /// `5xx` covers every 5xx status, resets and per-try timeouts;
 /// `gateway-error` 502–504 and per-try timeouts; `connect-failure` failed
 /// connects; `reset` resets; `unavailable` a 503; listed codes themselves.
+#[inline]
 pub fn should_retry(on: &RetryOn, failure: Failure) -> bool {
     match failure {
         Failure::Status(code) => {

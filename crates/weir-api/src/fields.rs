@@ -33,6 +33,8 @@ pub enum Schema {
     DestinationRule,
     /// networking.istio.io WorkloadEntry.
     WorkloadEntry,
+    /// weir.dev/v1alpha1 Rollout.
+    Rollout,
 }
 
 impl Schema {
@@ -46,6 +48,7 @@ impl Schema {
             Schema::VirtualService => Kind::VirtualService,
             Schema::DestinationRule => Kind::DestinationRule,
             Schema::WorkloadEntry => Kind::WorkloadEntry,
+            Schema::Rollout => Kind::Rollout,
         }
     }
 }
@@ -295,6 +298,8 @@ fn tables(schema: Schema) -> Tables {
             &["spec.network", "spec.locality", "spec.serviceAccount"],
             &["spec.weight"],
         ),
+        // Typed for exactly its fields; its status is the runtime's.
+        Schema::Rollout => (vec![&["spec"]], &[], &[]),
     };
     let mut implemented_lists = vec![META_IMPLEMENTED];
     implemented_lists.extend(implemented);

@@ -18,6 +18,7 @@ pub mod object;
 pub mod path;
 pub mod quantity;
 pub mod resource;
+pub mod rollout;
 pub mod route;
 pub mod validate;
 pub mod yaml;

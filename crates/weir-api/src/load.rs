@@ -360,6 +360,7 @@ impl Loader {
                 typed(doc.text).map(|(r, i)| (Resource::DestinationRule(r), i))
             }
             Schema::WorkloadEntry => typed(doc.text).map(|(r, i)| (Resource::WorkloadEntry(r), i)),
+            Schema::Rollout => typed(doc.text).map(|(r, i)| (Resource::Rollout(r), i)),
         };
         let (resource, ignored) = match parsed {
             Ok(parsed) => parsed,
@@ -457,6 +458,7 @@ fn schema_for(api_version: &str, kind: &str) -> Option<Schema> {
         ("apps/v1", "Deployment") => Some(Schema::Deployment),
         ("autoscaling/v1", "HorizontalPodAutoscaler") => Some(Schema::HpaV1),
         ("autoscaling/v2", "HorizontalPodAutoscaler") => Some(Schema::HpaV2),
+        (crate::rollout::API_VERSION, "Rollout") => Some(Schema::Rollout),
         (version, kind) => {
             let (group, v) = version.split_once('/')?;
             if group != ISTIO_GROUP || !ISTIO_VERSIONS.contains(&v) {
@@ -484,8 +486,9 @@ fn unknown_kind_message(api_version: &str, kind: &str) -> String {
         "Gateway" | "VirtualService" | "DestinationRule" | "WorkloadEntry" => {
             "; Istio serves networking.istio.io/v1alpha3, v1beta1 and v1"
         }
+        "Rollout" => "; weir's Rollout is weir.dev/v1alpha1 (Argo Rollouts' argoproj.io Rollout is another kind)",
         _ => {
-            "; weir loads v1 Service, apps/v1 Deployment, autoscaling/v1 and v2 HorizontalPodAutoscaler, and networking.istio.io Gateway, VirtualService, DestinationRule and WorkloadEntry"
+            "; weir loads v1 Service, apps/v1 Deployment, autoscaling/v1 and v2 HorizontalPodAutoscaler, networking.istio.io Gateway, VirtualService, DestinationRule and WorkloadEntry, and weir.dev/v1alpha1 Rollout"
         }
     };
     format!("no matches for kind {kind:?} in version {api_version:?}{hint}")
@@ -542,5 +545,6 @@ fn check_semantics(resource: &Resource, out: &mut Findings) {
         }
         Resource::DestinationRule(dr) => validate::istio::destination_rule(&dr.spec, out),
         Resource::WorkloadEntry(we) => validate::istio::workload_entry(&we.spec, out),
+        Resource::Rollout(ro) => validate::rollout::rollout(&ro.spec, out),
     }
 }

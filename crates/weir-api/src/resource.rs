@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::istio::{
     DestinationRuleSpec, GatewaySpec, IstioObject, VirtualServiceSpec, WorkloadEntrySpec,
 };
+use crate::rollout::Rollout;
 
 /// The namespace of an object whose manifest names none, as kubectl assumes.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -36,6 +37,8 @@ pub enum Resource {
     DestinationRule(IstioObject<DestinationRuleSpec>),
     /// `networking.istio.io WorkloadEntry`: a static endpoint.
     WorkloadEntry(IstioObject<WorkloadEntrySpec>),
+    /// `weir.dev Rollout`: an automated canary over a VirtualService rule.
+    Rollout(Rollout),
 }
 
 impl Resource {
@@ -49,6 +52,7 @@ impl Resource {
             Resource::VirtualService(_) => Kind::VirtualService,
             Resource::DestinationRule(_) => Kind::DestinationRule,
             Resource::WorkloadEntry(_) => Kind::WorkloadEntry,
+            Resource::Rollout(_) => Kind::Rollout,
         }
     }
 
@@ -63,6 +67,7 @@ impl Resource {
             Resource::VirtualService(r) => &r.metadata,
             Resource::DestinationRule(r) => &r.metadata,
             Resource::WorkloadEntry(r) => &r.metadata,
+            Resource::Rollout(r) => &r.metadata,
         }
     }
 
@@ -108,6 +113,8 @@ pub enum Kind {
     DestinationRule,
     /// Istio WorkloadEntries (static endpoints).
     WorkloadEntry,
+    /// weir's Rollouts.
+    Rollout,
 }
 
 impl Kind {
@@ -120,7 +127,7 @@ impl Kind {
     }
 
     /// Every kind, in the order `weir get all` lists them.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Pod,
         Kind::Service,
         Kind::Deployment,
@@ -129,6 +136,7 @@ impl Kind {
         Kind::VirtualService,
         Kind::DestinationRule,
         Kind::WorkloadEntry,
+        Kind::Rollout,
     ];
 
     /// The kind as manifests write it (`Deployment`).
@@ -142,6 +150,7 @@ impl Kind {
             Kind::VirtualService => "VirtualService",
             Kind::DestinationRule => "DestinationRule",
             Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::Rollout => "Rollout",
         }
     }
 
@@ -157,6 +166,7 @@ impl Kind {
             Kind::VirtualService => "virtualservice.networking.istio.io",
             Kind::DestinationRule => "destinationrule.networking.istio.io",
             Kind::WorkloadEntry => "workloadentry.networking.istio.io",
+            Kind::Rollout => "rollout.weir.dev",
         }
     }
 
@@ -173,6 +183,7 @@ impl Kind {
             Kind::VirtualService => &["virtualservice", "virtualservices", "vs"],
             Kind::DestinationRule => &["destinationrule", "destinationrules", "dr"],
             Kind::WorkloadEntry => &["workloadentry", "workloadentries", "we"],
+            Kind::Rollout => &["rollout", "rollouts", "ro"],
         }
     }
 }
@@ -186,7 +197,7 @@ impl fmt::Display for Kind {
 /// A kind name that is none of [`Kind`]'s.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the server doesn't have a resource type {0:?} (known: pods, deployments, services, hpa, gateways, virtualservices, destinationrules)"
+    "the server doesn't have a resource type {0:?} (known: pods, deployments, services, hpa, gateways, virtualservices, destinationrules, rollouts)"
 )]
 pub struct UnknownKind(String);
 

@@ -377,3 +377,46 @@ fn an_annotation_over_kubernetes_limit_is_refused_with_its_file_and_line() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn the_example_rollout_loads_beside_the_walkthrough_and_names_its_rule() {
+    let rollout_dir = examples().join("../canary-istio-rollout");
+    let m = load_paths(&[examples(), rollout_dir]).expect("loads");
+    let rollouts: Vec<_> = m
+        .objects
+        .iter()
+        .filter_map(|o| match &o.resource {
+            Resource::Rollout(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rollouts.len(), 1);
+    assert!(
+        m.warnings.iter().all(|w| !w.to_string().contains("rollout")),
+        "{:?}",
+        m.warnings
+    );
+    let vs = m
+        .resources()
+        .find_map(|r| match r {
+            Resource::VirtualService(vs) => Some(vs),
+            _ => None,
+        })
+        .unwrap();
+    let target = weir_api::rollout::rollout_target(&rollouts[0].spec, &vs.spec).unwrap();
+    assert_eq!(target.rule_index, 0);
+    let kinds: Vec<_> = rollouts[0].spec.steps.iter().map(|s| s.kind().unwrap()).collect();
+    use weir_api::rollout::StepKind::*;
+    assert_eq!(
+        kinds,
+        [
+            SetWeight(10),
+            Analysis,
+            SetWeight(50),
+            Analysis,
+            Pause(Some(std::time::Duration::from_secs(10))),
+            SetWeight(100)
+        ]
+    );
+    assert_eq!("ro".parse::<Kind>().unwrap(), Kind::Rollout);
+}

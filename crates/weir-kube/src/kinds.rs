@@ -19,6 +19,9 @@ pub fn read_resource(kind: Kind) -> ApiResource {
         Kind::Gateway | Kind::VirtualService | Kind::DestinationRule | Kind::WorkloadEntry => {
             (ISTIO_GROUP, "v1")
         }
+        // The kind's CRD is not installed by weir yet: a cluster answers
+        // that it does not serve it.
+        Kind::Rollout => ("weir.dev", "v1alpha1"),
     };
     resource(group, version, kind)
 }
@@ -40,6 +43,7 @@ fn resource(group: &str, version: &str, kind: Kind) -> ApiResource {
         Kind::VirtualService => ("VirtualService", "virtualservices"),
         Kind::DestinationRule => ("DestinationRule", "destinationrules"),
         Kind::WorkloadEntry => ("WorkloadEntry", "workloadentries"),
+        Kind::Rollout => ("Rollout", "rollouts"),
     };
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, name), plural)
 }

@@ -12,6 +12,7 @@ use weir_api::diagnostic::{Diagnostic, Severity};
 use weir_api::load::{Manifests, Source, load_sources};
 use weir_api::path::FieldPath;
 use weir_api::resource::{Kind, ObjectRef, Resource};
+use weir_api::rollout::check_references;
 
 use crate::controllers::deployment::template_hash;
 use crate::error::RuntimeError;
@@ -92,8 +93,9 @@ impl Runtime {
             .collect())
     }
 
-    /// Every Deployment's container must have a program: an error naming
-    /// the file, line and field otherwise.
+    /// Every Deployment's container must have a program, and every
+    /// Rollout's references must resolve: an error naming the file, line
+    /// and field otherwise.
     fn check_runnable(&self, manifests: &Manifests, state: &State) -> Result<(), RuntimeError> {
         let mut images = state.images.clone();
         images.merge(manifests.images.clone());
@@ -129,6 +131,20 @@ impl Runtime {
                         ),
                     );
                 }
+            }
+        }
+        // A Rollout's VirtualService, rule and subsets must exist among what
+        // is applied and what this apply adds.
+        let mut after = state.objects.clone();
+        for r in manifests.resources() {
+            after.insert(r.clone());
+        }
+        for o in &manifests.objects {
+            let Resource::Rollout(ro) = &o.resource else {
+                continue;
+            };
+            for p in check_references(o.resource.namespace(), &ro.spec, after.iter()) {
+                errors.push(o.diagnostic(Severity::Error, p.field, p.message));
             }
         }
         if errors.is_empty() {

@@ -272,6 +272,20 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                     }
                 }
             }
+            Resource::Rollout(ro) => {
+                let resources = objects.iter().map(|o| &o.resource);
+                for p in crate::rollout::check_references(ns, &ro.spec, resources) {
+                    // An absent object may exist where the manifests are
+                    // applied; `weir apply` checks again against that.
+                    let severity = if p.absent { Severity::Warning } else { Severity::Error };
+                    let message = if p.absent {
+                        format!("{} in these manifests", p.message)
+                    } else {
+                        p.message
+                    };
+                    out.push(o.diagnostic(severity, p.field, message));
+                }
+            }
             Resource::Gateway(_) | Resource::WorkloadEntry(_) => {}
         }
     }

@@ -6,6 +6,7 @@ pub mod analyze;
 pub mod istio;
 pub mod kube;
 pub mod limits;
+pub mod rollout;
 
 use crate::diagnostic::Severity;
 use crate::path::FieldPath;

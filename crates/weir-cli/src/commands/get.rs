@@ -248,6 +248,44 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
             vec!["NAME", "AGE"],
             objects.iter().map(|o| vec![name(o), created(o)]).collect(),
         ),
+        Kind::Rollout => {
+            let mut headers = vec!["NAME", "STATUS", "STEP", "WEIGHT", "AGE"];
+            if wide {
+                headers.extend(["VIRTUALSERVICE", "STABLE", "CANARY", "MESSAGE"]);
+            }
+            let rows = objects
+                .iter()
+                .map(|o| {
+                    let steps = o
+                        .pointer("/spec/steps")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len);
+                    let step = o
+                        .pointer("/status/currentStep")
+                        .and_then(Value::as_u64)
+                        .map_or_else(|| "-".to_owned(), |s| format!("{}/{steps}", (s as usize).min(steps)));
+                    let phase = match text_at(o, "/status/phase") {
+                        "" => "Pending",
+                        phase => phase,
+                    };
+                    let weight = o
+                        .pointer("/status/canaryWeight")
+                        .and_then(Value::as_u64)
+                        .map_or_else(|| "-".to_owned(), |w| w.to_string());
+                    let mut row = vec![name(o), phase.to_owned(), step, weight, created(o)];
+                    if wide {
+                        row.extend([
+                            text_at(o, "/spec/virtualService").to_owned(),
+                            text_at(o, "/spec/stable").to_owned(),
+                            text_at(o, "/spec/canary").to_owned(),
+                            text_at(o, "/status/message").to_owned(),
+                        ]);
+                    }
+                    row
+                })
+                .collect();
+            (headers, rows)
+        }
     }
 }
 

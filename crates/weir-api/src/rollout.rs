@@ -1,0 +1,331 @@
+//! The `Rollout` kind (`weir.dev/v1alpha1`): the walkthrough's manual
+//! canary steps as one automated, analysed, reversible rollout. It drives
+//! the walkthrough's own objects — one VirtualService rule with a stable
+//! and a canary subset — in Argo Rollouts' step vocabulary (`setWeight`,
+//! `pause`, and `analysis` as a gate). This module holds its types, its
+//! defaults, and which rule of which VirtualService it drives
+//! ([`rollout_target`]), shared by validation and the runtime.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::{Deserialize, Serialize};
+
+use crate::istio::{DestinationRuleSpec, IstioObject, VirtualServiceSpec, service_for_host};
+use crate::path::FieldPath;
+use crate::resource::Resource;
+use crate::route::destination_label;
+
+/// The API group and version of the kind.
+pub const API_VERSION: &str = "weir.dev/v1alpha1";
+
+/// A Rollout: the envelope (apiVersion, kind, metadata) around its spec.
+pub type Rollout = IstioObject<RolloutSpec>;
+
+/// `Rollout.spec`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// The VirtualService it drives, in the Rollout's namespace.
+    pub virtual_service: String,
+    /// The http rule: its name or index; absent, the one rule that routes
+    /// to both subsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<IntOrString>,
+    /// The subset serving now.
+    pub stable: String,
+    /// The subset being rolled out.
+    pub canary: String,
+    /// What to do, in order.
+    pub steps: Vec<RolloutStep>,
+    /// How the canary is judged; required by `analysis` steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSpec>,
+    /// Load weir sends itself while a gate lacks requests; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficSpec>,
+    /// No progress for this long rolls back (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline: Option<String>,
+}
+
+/// One step: exactly one of its fields is set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStep {
+    /// Give the canary this share (percent); the next step waits until the
+    /// gateway serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_weight: Option<i64>,
+    /// Wait for a conclusive Pass of `spec.analysis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisGate>,
+    /// Wait this long, or, without a duration, for `weir rollout promote`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseStep>,
+}
+
+/// An `analysis: {}` step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisGate {}
+
+/// A `pause` step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PauseStep {
+    /// How long; absent waits for a promote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+}
+
+/// `spec.analysis`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisSpec {
+    /// How often the canary is judged (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Confidence of the intervals (default 0.95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// The least share of the canary's answers that are not 5xx, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<SuccessRateGoal>,
+    /// A latency percentile's bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyGoal>,
+    /// Fail verdicts in a row that roll back (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_limit: Option<u32>,
+}
+
+/// `analysis.successRate`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SuccessRateGoal {
+    /// Percent.
+    pub min: f64,
+}
+
+/// `analysis.latency`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencyGoal {
+    /// Which percentile (e.g. 99).
+    pub percentile: f64,
+    /// Its upper bound, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ms: Option<f64>,
+    /// Its upper bound relative to the stable's same percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ratio_to_stable: Option<f64>,
+}
+
+/// `spec.traffic`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrafficSpec {
+    /// Requests per second at most.
+    pub rate: f64,
+}
+
+/// What a step does, read from its one set field.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepKind {
+    /// Set the canary's weight (percent).
+    SetWeight(u32),
+    /// Wait for the analysis to pass.
+    Analysis,
+    /// Wait this long, or for a promote.
+    Pause(Option<Duration>),
+}
+
+impl RolloutStep {
+    /// The step's kind; `None` when not exactly one field is set or a value
+    /// is out of range (validation reports which).
+    pub fn kind(&self) -> Option<StepKind> {
+        match (self.set_weight, &self.analysis, &self.pause) {
+            (Some(w), None, None) => u32::try_from(w)
+                .ok()
+                .filter(|w| *w <= 100)
+                .map(StepKind::SetWeight),
+            (None, Some(_), None) => Some(StepKind::Analysis),
+            (None, None, Some(p)) => match &p.duration {
+                None => Some(StepKind::Pause(None)),
+                Some(d) => crate::duration::parse(d).ok().map(|d| StepKind::Pause(Some(d))),
+            },
+            _ => None,
+        }
+    }
+}
+
+/// Defaults of §analysis and the deadline, in one place.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `analysis.interval`.
+    pub const INTERVAL: Duration = Duration::from_secs(10);
+    /// `analysis.confidence`.
+    pub const CONFIDENCE: f64 = 0.95;
+    /// `analysis.failureLimit`.
+    pub const FAILURE_LIMIT: u32 = 1;
+    /// `progressDeadline`.
+    pub const PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+}
+
+/// The rule a Rollout drives, resolved against its VirtualService.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolloutTarget {
+    /// The rule's index in `spec.http`.
+    pub rule_index: usize,
+}
+
+/// Which rule of `vs` a Rollout drives, and that it routes to both of its
+/// subsets; the error says why not, in one sentence.
+pub fn rollout_target(spec: &RolloutSpec, vs: &VirtualServiceSpec) -> Result<RolloutTarget, String> {
+    let routes_to = |i: usize, subset: &str| {
+        vs.http[i]
+            .route
+            .iter()
+            .flatten()
+            .any(|d| destination_label(d) == subset)
+    };
+    let both = |i: usize| routes_to(i, &spec.stable) && routes_to(i, &spec.canary);
+    let rule_index = match &spec.route {
+        Some(IntOrString::Int(i)) => {
+            let i = usize::try_from(*i).map_err(|_| "a rule index cannot be negative".to_owned())?;
+            if i >= vs.http.len() {
+                return Err(format!(
+                    "the VirtualService {:?} has no http rule {i} (it has {})",
+                    spec.virtual_service,
+                    vs.http.len()
+                ));
+            }
+            i
+        }
+        Some(IntOrString::String(name)) => vs
+            .http
+            .iter()
+            .position(|r| r.name.as_deref() == Some(name))
+            .ok_or_else(|| {
+                format!(
+                    "the VirtualService {:?} has no http rule named {name:?}",
+                    spec.virtual_service
+                )
+            })?,
+        None => {
+            let candidates: Vec<usize> = (0..vs.http.len()).filter(|&i| both(i)).collect();
+            match candidates.as_slice() {
+                [one] => *one,
+                [] => {
+                    return Err(format!(
+                        "no http rule of the VirtualService {:?} routes to both {:?} and {:?}",
+                        spec.virtual_service, spec.stable, spec.canary
+                    ));
+                }
+                several => {
+                    return Err(format!(
+                        "http rules {several:?} of the VirtualService {:?} all route to both subsets; name one in spec.route",
+                        spec.virtual_service
+                    ));
+                }
+            }
+        }
+    };
+    if !both(rule_index) {
+        return Err(format!(
+            "http rule {rule_index} of the VirtualService {:?} does not route to both {:?} and {:?}",
+            spec.virtual_service, spec.stable, spec.canary
+        ));
+    }
+    Ok(RolloutTarget { rule_index })
+}
+
+/// A problem with what a Rollout refers to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReferenceProblem {
+    /// The Rollout's field.
+    pub field: FieldPath,
+    /// What is wrong.
+    pub message: String,
+    /// The referenced object is absent (rather than present and unusable):
+    /// when checking manifests alone it may exist where they are applied.
+    pub absent: bool,
+}
+
+/// Checks that the VirtualService, its rule and both subsets exist among
+/// `objects` and that the rule routes to both.
+pub fn check_references<'a>(
+    namespace: &str,
+    spec: &RolloutSpec,
+    objects: impl Iterator<Item = &'a Resource> + Clone,
+) -> Vec<ReferenceProblem> {
+    let at = FieldPath::root().key("spec");
+    let mut problems = Vec::new();
+    let vs = objects.clone().find_map(|r| match r {
+        Resource::VirtualService(vs)
+            if r.namespace() == namespace && r.name() == spec.virtual_service =>
+        {
+            Some(vs)
+        }
+        _ => None,
+    });
+    let Some(vs) = vs else {
+        problems.push(ReferenceProblem {
+            field: at.key("virtualService"),
+            message: format!(
+                "VirtualService {:?} not found in namespace {namespace:?}",
+                spec.virtual_service
+            ),
+            absent: true,
+        });
+        return problems;
+    };
+    let target = match rollout_target(spec, &vs.spec) {
+        Ok(t) => t,
+        Err(message) => {
+            let field = if spec.route.is_some() { at.key("route") } else { at.key("virtualService") };
+            problems.push(ReferenceProblem { field, message, absent: false });
+            return problems;
+        }
+    };
+    for (field, subset) in [("stable", &spec.stable), ("canary", &spec.canary)] {
+        let Some(dest) = vs.spec.http[target.rule_index]
+            .route
+            .iter()
+            .flatten()
+            .find(|d| destination_label(d) == *subset)
+        else {
+            continue;
+        };
+        let service = service_for_host(&dest.destination.host, namespace);
+        let rules: Vec<&DestinationRuleSpec> = objects
+            .clone()
+            .filter_map(|r| match r {
+                Resource::DestinationRule(dr)
+                    if service_for_host(&dr.spec.host, r.namespace()) == service =>
+                {
+                    Some(&dr.spec)
+                }
+                _ => None,
+            })
+            .collect();
+        if rules.is_empty() {
+            problems.push(ReferenceProblem {
+                field: at.key(field),
+                message: format!(
+                    "no DestinationRule for host {:?} defines subset {subset:?}",
+                    dest.destination.host
+                ),
+                absent: true,
+            });
+        } else if !rules.iter().any(|dr| dr.subsets.iter().any(|s| s.name == *subset)) {
+            problems.push(ReferenceProblem {
+                field: at.key(field),
+                message: format!(
+                    "the DestinationRule for host {:?} has no subset {subset:?}",
+                    dest.destination.host
+                ),
+                absent: false,
+            });
+        }
+    }
+    problems
+}

@@ -38,7 +38,7 @@ impl Objects {
     }
 
     /// Every object, ordered by reference.
-    pub fn iter(&self) -> impl Iterator<Item = &Resource> {
+    pub fn iter(&self) -> impl Iterator<Item = &Resource> + Clone {
         self.by_ref.values()
     }
 

@@ -486,7 +486,9 @@ fn unknown_kind_message(api_version: &str, kind: &str) -> String {
         "Gateway" | "VirtualService" | "DestinationRule" | "WorkloadEntry" => {
             "; Istio serves networking.istio.io/v1alpha3, v1beta1 and v1"
         }
-        "Rollout" => "; weir's Rollout is weir.dev/v1alpha1 (Argo Rollouts' argoproj.io Rollout is another kind)",
+        "Rollout" => {
+            "; weir's Rollout is weir.dev/v1alpha1 (Argo Rollouts' argoproj.io Rollout is another kind)"
+        }
         _ => {
             "; weir loads v1 Service, apps/v1 Deployment, autoscaling/v1 and v2 HorizontalPodAutoscaler, networking.istio.io Gateway, VirtualService, DestinationRule and WorkloadEntry, and weir.dev/v1alpha1 Rollout"
         }

@@ -149,7 +149,9 @@ impl RolloutStep {
             (None, Some(_), None) => Some(StepKind::Analysis),
             (None, None, Some(p)) => match &p.duration {
                 None => Some(StepKind::Pause(None)),
-                Some(d) => crate::duration::parse(d).ok().map(|d| StepKind::Pause(Some(d))),
+                Some(d) => crate::duration::parse(d)
+                    .ok()
+                    .map(|d| StepKind::Pause(Some(d))),
             },
             _ => None,
         }
@@ -179,7 +181,10 @@ pub struct RolloutTarget {
 
 /// Which rule of `vs` a Rollout drives, and that it routes to both of its
 /// subsets; the error says why not, in one sentence.
-pub fn rollout_target(spec: &RolloutSpec, vs: &VirtualServiceSpec) -> Result<RolloutTarget, String> {
+pub fn rollout_target(
+    spec: &RolloutSpec,
+    vs: &VirtualServiceSpec,
+) -> Result<RolloutTarget, String> {
     let routes_to = |i: usize, subset: &str| {
         vs.http[i]
             .route
@@ -190,7 +195,8 @@ pub fn rollout_target(spec: &RolloutSpec, vs: &VirtualServiceSpec) -> Result<Rol
     let both = |i: usize| routes_to(i, &spec.stable) && routes_to(i, &spec.canary);
     let rule_index = match &spec.route {
         Some(IntOrString::Int(i)) => {
-            let i = usize::try_from(*i).map_err(|_| "a rule index cannot be negative".to_owned())?;
+            let i =
+                usize::try_from(*i).map_err(|_| "a rule index cannot be negative".to_owned())?;
             if i >= vs.http.len() {
                 return Err(format!(
                     "the VirtualService {:?} has no http rule {i} (it has {})",
@@ -281,8 +287,16 @@ pub fn check_references<'a>(
     let target = match rollout_target(spec, &vs.spec) {
         Ok(t) => t,
         Err(message) => {
-            let field = if spec.route.is_some() { at.key("route") } else { at.key("virtualService") };
-            problems.push(ReferenceProblem { field, message, absent: false });
+            let field = if spec.route.is_some() {
+                at.key("route")
+            } else {
+                at.key("virtualService")
+            };
+            problems.push(ReferenceProblem {
+                field,
+                message,
+                absent: false,
+            });
             return problems;
         }
     };
@@ -316,7 +330,10 @@ pub fn check_references<'a>(
                 ),
                 absent: true,
             });
-        } else if !rules.iter().any(|dr| dr.subsets.iter().any(|s| s.name == *subset)) {
+        } else if !rules
+            .iter()
+            .any(|dr| dr.subsets.iter().any(|s| s.name == *subset))
+        {
             problems.push(ReferenceProblem {
                 field: at.key(field),
                 message: format!(

@@ -392,7 +392,9 @@ fn the_example_rollout_loads_beside_the_walkthrough_and_names_its_rule() {
         .collect();
     assert_eq!(rollouts.len(), 1);
     assert!(
-        m.warnings.iter().all(|w| !w.to_string().contains("rollout")),
+        m.warnings
+            .iter()
+            .all(|w| !w.to_string().contains("rollout")),
         "{:?}",
         m.warnings
     );
@@ -405,7 +407,12 @@ fn the_example_rollout_loads_beside_the_walkthrough_and_names_its_rule() {
         .unwrap();
     let target = weir_api::rollout::rollout_target(&rollouts[0].spec, &vs.spec).unwrap();
     assert_eq!(target.rule_index, 0);
-    let kinds: Vec<_> = rollouts[0].spec.steps.iter().map(|s| s.kind().unwrap()).collect();
+    let kinds: Vec<_> = rollouts[0]
+        .spec
+        .steps
+        .iter()
+        .map(|s| s.kind().unwrap())
+        .collect();
     use weir_api::rollout::StepKind::*;
     assert_eq!(
         kinds,

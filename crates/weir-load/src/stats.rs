@@ -1,24 +1,55 @@
-//! Split statistics: shares with 95% Wilson intervals, Pearson's
-//! chi-square goodness of fit, the sample size that detects a 5-point
-//! deviation, and the verdict in words.
+//! Split statistics: shares with Wilson intervals, Pearson's chi-square
+//! goodness of fit, the sample size that detects a 5-point deviation, the
+//! verdict in words; and the order-statistic interval of a percentile that
+//! rollout analysis judges latency by. Each is checked against scipy and
+//! statsmodels (`tests/stats_reference.rs`).
 
 use serde::Serialize;
-use statrs::distribution::{ChiSquared, ContinuousCDF};
+use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, DiscreteCDF, Normal};
 
-/// 1.96: the normal quantile for a two-sided 95% interval.
-const Z95: f64 = 1.959_963_984_540_054;
+/// The normal quantile for a two-sided interval at `confidence` (1.96 at 0.95).
+pub fn z_for(confidence: f64) -> f64 {
+    Normal::standard().inverse_cdf(0.5 + confidence / 2.0)
+}
 
 /// The Wilson score interval of `k` successes in `n` trials (95%).
 pub fn wilson(k: u64, n: u64) -> (f64, f64) {
+    wilson_at(k, n, 0.95)
+}
+
+/// The Wilson score interval of `k` successes in `n` trials at
+/// `confidence` (Wilson 1927; statsmodels' `proportion_confint(method="wilson")`).
+/// With no trials it is the whole of 0–1: nothing is known.
+pub fn wilson_at(k: u64, n: u64, confidence: f64) -> (f64, f64) {
     if n == 0 {
         return (0.0, 1.0);
     }
-    let (k, n) = (k as f64, n as f64);
+    let z = z_for(confidence);
+    let (k, n) = (k.min(n) as f64, n as f64);
     let p = k / n;
-    let z2 = Z95 * Z95;
+    let z2 = z * z;
     let center = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
-    let half = Z95 / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    let half = z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
     ((center - half).max(0.0), (center + half).min(1.0))
+}
+
+/// The distribution-free interval of the `q` quantile (0 < q < 1) of `n`
+/// samples at `confidence`, as 1-based ranks `(l, u)` of the sorted
+/// samples: l = B⁻¹(α/2), u = B⁻¹(1 − α/2) + 1 for B = Binomial(n, q)
+/// (scipy's `binom.ppf`; e.g. Conover, *Practical Nonparametric
+/// Statistics*, §3.2). `None` when `n` is too small for one of the ends:
+/// below rank 1 or above rank n, the interval is unbounded on that side.
+pub fn quantile_ranks(n: u64, q: f64, confidence: f64) -> (Option<u64>, Option<u64>) {
+    if n == 0 || !(q > 0.0 && q < 1.0) {
+        return (None, None);
+    }
+    let Ok(b) = Binomial::new(q, n) else {
+        return (None, None);
+    };
+    let alpha = 1.0 - confidence;
+    let l = b.inverse_cdf(alpha / 2.0);
+    let u = b.inverse_cdf(1.0 - alpha / 2.0) + 1;
+    ((l >= 1).then_some(l), (u <= n).then_some(u))
 }
 
 /// Pearson's chi-square statistic and its p-value for observed counts

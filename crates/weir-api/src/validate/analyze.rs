@@ -277,7 +277,11 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                 for p in crate::rollout::check_references(ns, &ro.spec, resources) {
                     // An absent object may exist where the manifests are
                     // applied; `weir apply` checks again against that.
-                    let severity = if p.absent { Severity::Warning } else { Severity::Error };
+                    let severity = if p.absent {
+                        Severity::Warning
+                    } else {
+                        Severity::Error
+                    };
                     let message = if p.absent {
                         format!("{} in these manifests", p.message)
                     } else {

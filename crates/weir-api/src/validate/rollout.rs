@@ -22,14 +22,20 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
     if !spec.stable.is_empty() && spec.stable == spec.canary {
         out.error(
             &at.key("canary"),
-            format!("Invalid value: {:?}: the canary must be another subset than the stable", spec.canary),
+            format!(
+                "Invalid value: {:?}: the canary must be another subset than the stable",
+                spec.canary
+            ),
         );
     }
     if let Some(weir_route) = &spec.route
         && let k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) = weir_route
         && *i < 0
     {
-        out.error(&at.key("route"), format!("Invalid value: {i}: a rule index cannot be negative"));
+        out.error(
+            &at.key("route"),
+            format!("Invalid value: {i}: a rule index cannot be negative"),
+        );
     }
     if spec.steps.is_empty() {
         out.error(&at.key("steps"), "Required value: at least one step");
@@ -79,7 +85,10 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
     {
         out.error(
             &at.key("traffic").key("rate"),
-            format!("Invalid value: {}: requests per second, above 0 and at most 10000", t.rate),
+            format!(
+                "Invalid value: {}: requests per second, above 0 and at most 10000",
+                t.rate
+            ),
         );
     }
     let Some(a) = &spec.analysis else { return };
@@ -114,17 +123,26 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
         if !(l.percentile > 0.0 && l.percentile < 100.0) {
             out.error(
                 &at.key("percentile"),
-                format!("Invalid value: {}: a percentile above 0 and below 100", l.percentile),
+                format!(
+                    "Invalid value: {}: a percentile above 0 and below 100",
+                    l.percentile
+                ),
             );
         }
         if l.max_ms.is_none() && l.max_ratio_to_stable.is_none() {
             out.error(&at, "Required value: maxMs and/or maxRatioToStable");
         }
-        for (field, value) in [("maxMs", l.max_ms), ("maxRatioToStable", l.max_ratio_to_stable)] {
+        for (field, value) in [
+            ("maxMs", l.max_ms),
+            ("maxRatioToStable", l.max_ratio_to_stable),
+        ] {
             if let Some(v) = value
                 && !(v > 0.0 && v.is_finite())
             {
-                out.error(&at.key(field), format!("Invalid value: {v}: must be above 0"));
+                out.error(
+                    &at.key(field),
+                    format!("Invalid value: {v}: must be above 0"),
+                );
             }
         }
     }
@@ -133,7 +151,10 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
 fn positive_duration(text: &str, field: &FieldPath, out: &mut Findings) {
     match duration::parse(text) {
         Ok(d) if !d.is_zero() => {}
-        Ok(_) => out.error(field, format!("Invalid value: {text:?}: must be longer than 0")),
+        Ok(_) => out.error(
+            field,
+            format!("Invalid value: {text:?}: must be longer than 0"),
+        ),
         Err(e) => out.error(field, format!("Invalid value: {text:?}: {e}")),
     }
 }

@@ -263,7 +263,10 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
                     let step = o
                         .pointer("/status/currentStep")
                         .and_then(Value::as_u64)
-                        .map_or_else(|| "-".to_owned(), |s| format!("{}/{steps}", (s as usize).min(steps)));
+                        .map_or_else(
+                            || "-".to_owned(),
+                            |s| format!("{}/{steps}", (s as usize).min(steps)),
+                        );
                     let phase = match text_at(o, "/status/phase") {
                         "" => "Pending",
                         phase => phase,

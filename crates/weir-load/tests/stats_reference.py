@@ -24,6 +24,7 @@ def ranks(n, q, c):
 
 print(json.dumps({
     "wilson": [[k, n, c, *proportion_confint(k, n, alpha=1 - c, method="wilson")] for k, n, c in WILSON],
+    "clopper_pearson": [[k, n, c, *proportion_confint(k, n, alpha=1 - c, method="beta")] for k, n, c in WILSON],
     "quantile_ranks": [[n, q, c, *ranks(n, q, c)] for n, q, c in QUANTILES],
     "z": [[c, norm.ppf(0.5 + c / 2)] for c in Z],
 }))

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use weir_load::stats::{quantile_ranks, wilson_at, z_for};
+use weir_load::stats::{clopper_pearson, quantile_ranks, wilson_at, z_for};
 
 fn references() -> serde_json::Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -46,6 +46,15 @@ fn every_statistic_agrees_with_scipy_and_statsmodels() {
         assert!(
             close(lo, rlo) && close(hi, rhi),
             "wilson({k}, {n}, {c}) = ({lo}, {hi}), statsmodels ({rlo}, {rhi})"
+        );
+    }
+    for case in r["clopper_pearson"].as_array().unwrap() {
+        let (k, n, c) = (case[0].as_u64().unwrap(), case[1].as_u64().unwrap(), case[2].as_f64().unwrap());
+        let (lo, hi) = clopper_pearson(k, n, c);
+        let (rlo, rhi) = (case[3].as_f64().unwrap(), case[4].as_f64().unwrap());
+        assert!(
+            (lo - rlo).abs() <= 1e-7 && (hi - rhi).abs() <= 1e-7,
+            "clopper_pearson({k}, {n}, {c}) = ({lo}, {hi}), statsmodels ({rlo}, {rhi})"
         );
     }
     for case in r["quantile_ranks"].as_array().unwrap() {

@@ -28,6 +28,7 @@ pub mod snapshot;
 pub mod split;
 pub mod static_endpoints;
 pub mod upstream;
+pub mod version_stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -233,6 +234,11 @@ impl Gateway {
             .iter()
             .map(|(p, l)| (*p, l.addr))
             .collect()
+    }
+
+    /// Every Service version's request counters now, for rollout analysis.
+    pub fn version_counts(&self) -> Vec<(version_stats::VersionKey, version_stats::VersionCounts)> {
+        self.shared.metrics.versions.snapshot()
     }
 
     /// Istio's metrics in the Prometheus text format.

@@ -6,11 +6,15 @@
 //! them apart (`weir_mirror_requests_total`), so whatever reads the Istio
 //! metrics sees what clients saw.
 
+use std::sync::Arc;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::version_stats::{VersionStats, VersionTable};
 
 /// The labels of every request metric.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,6 +63,8 @@ const SIZE_BYTES: &[f64] = &[
 /// The gateway's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
+    /// Per-version counters for rollout analysis.
+    pub versions: VersionTable,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram, Buckets>,
     request_bytes: Family<RequestLabels, Histogram, Buckets>,
@@ -101,6 +107,7 @@ impl Default for Metrics {
         );
         Self {
             registry,
+            versions: VersionTable::default(),
             mirrors,
             requests,
             duration,
@@ -118,6 +125,8 @@ pub struct Handles {
     duration: Histogram,
     request_bytes: Histogram,
     response_bytes: Histogram,
+    /// The version's analysis counters, when the request reached a version.
+    version: Option<(Arc<VersionStats>, bool)>,
 }
 
 impl Handles {
@@ -127,6 +136,9 @@ impl Handles {
         self.duration.observe(duration_ms);
         self.request_bytes.observe(request_bytes as f64);
         self.response_bytes.observe(response_bytes as f64);
+        if let Some((version, server_error)) = &self.version {
+            version.record(duration_ms, *server_error);
+        }
     }
 }
 
@@ -138,6 +150,14 @@ impl Metrics {
             duration: self.duration.get_or_create(labels).clone(),
             request_bytes: self.request_bytes.get_or_create(labels).clone(),
             response_bytes: self.response_bytes.get_or_create(labels).clone(),
+            version: (labels.destination_version != "unknown").then(|| {
+                let key = (
+                    labels.destination_service_namespace.clone(),
+                    labels.destination_service_name.clone(),
+                    labels.destination_version.clone(),
+                );
+                (self.versions.stats(&key), labels.response_code >= 500)
+            }),
         }
     }
 

@@ -49,7 +49,11 @@ fn every_statistic_agrees_with_scipy_and_statsmodels() {
         );
     }
     for case in r["clopper_pearson"].as_array().unwrap() {
-        let (k, n, c) = (case[0].as_u64().unwrap(), case[1].as_u64().unwrap(), case[2].as_f64().unwrap());
+        let (k, n, c) = (
+            case[0].as_u64().unwrap(),
+            case[1].as_u64().unwrap(),
+            case[2].as_f64().unwrap(),
+        );
         let (lo, hi) = clopper_pearson(k, n, c);
         let (rlo, rhi) = (case[3].as_f64().unwrap(), case[4].as_f64().unwrap());
         assert!(

@@ -17,6 +17,7 @@ pub mod probe;
 pub mod proc_info;
 pub mod process;
 pub mod restore;
+pub mod rollout;
 pub mod runtime;
 pub mod state;
 pub mod state_dir;

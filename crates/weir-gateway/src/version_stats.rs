@@ -34,7 +34,8 @@ pub fn bucket_lower_ms(i: usize) -> f64 {
 
 /// The bucket a latency falls in.
 pub fn bucket_of(ms: f64) -> usize {
-    if !(ms > FIRST_EDGE_MS) {
+    // NaN and anything up to the first edge land in the first bucket.
+    if ms.is_nan() || ms <= FIRST_EDGE_MS {
         return 0;
     }
     let i = ((ms / FIRST_EDGE_MS).ln() / GROWTH.ln()).ceil() as usize;

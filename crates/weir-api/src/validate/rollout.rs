@@ -97,7 +97,7 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
         positive_duration(d, &at.key("interval"), out);
     }
     if let Some(c) = a.confidence
-        && !(c >= 0.5 && c < 1.0)
+        && !(0.5..1.0).contains(&c)
     {
         out.error(
             &at.key("confidence"),

@@ -3,3 +3,4 @@
 //! [`engine`] decides each step; both are pure.
 
 pub mod analysis;
+pub mod engine;

@@ -1,0 +1,723 @@
+//! The rollout state machine: given a Rollout's spec, its status, the time,
+//! the weight the gateway serves, the gateway's cumulative per-version
+//! counters and at most one user command, the next status and the weight
+//! to set. Pure: the runtime's Rollout controller supplies every input and
+//! carries out the weight change through the same path as `weir route`;
+//! the next step starts only once the gateway serves the new weight.
+//!
+//! Choices where Argo Rollouts and Flagger differ or are silent:
+//! - analysis runs in the background from the first non-zero canary weight
+//!   over the traffic since the current step began, every interval; a
+//!   `analysis` step waits for a Pass; `failureLimit` Fail verdicts in a
+//!   row roll back (Inconclusive neither counts nor resets the row);
+//! - `pause: {}` and `weir rollout pause` set phase Paused, which stops the
+//!   progress deadline's clock (as Argo's pauses do);
+//! - a rollback (Fail, deadline, abort) shifts all weight to the stable at
+//!   once; `retry` starts again from step 0;
+//! - editing the spec of a running Rollout restarts it from step 0.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use weir_api::rollout::{RolloutSpec, StepKind, defaults};
+use weir_gateway::version_stats::VersionCounts;
+
+use super::analysis::{Goals, Judgement, Verdict, judge, overall};
+
+/// Where a rollout is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Working through its steps.
+    Progressing,
+    /// Waiting for `weir rollout promote` or `resume`.
+    Paused,
+    /// Every step done.
+    Succeeded,
+    /// Rolled back by a Fail verdict or the progress deadline.
+    RolledBack,
+    /// Rolled back by `weir rollout abort`.
+    Aborted,
+}
+
+impl Phase {
+    /// Whether it is over (until `retry`).
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::RolledBack | Phase::Aborted)
+    }
+}
+
+/// A user's command (`weir rollout ...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Past the current pause or analysis gate.
+    Promote,
+    /// Straight to the end: all weight to the canary.
+    PromoteFull,
+    /// Stop where it is.
+    Pause,
+    /// Go on after a pause.
+    Resume,
+    /// All weight to the stable now.
+    Abort,
+    /// Start again after RolledBack or Aborted.
+    Retry,
+}
+
+/// The counters at the start of the current step: the analysis window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// The canary's.
+    pub canary: VersionCounts,
+    /// The stable's.
+    pub stable: VersionCounts,
+}
+
+/// One line of the rollout's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When (RFC 3339).
+    pub time: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// How many history lines are kept.
+pub const HISTORY: usize = 20;
+
+/// A Rollout's status: what the runtime stores and `weir rollout status` shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// Where it is.
+    pub phase: Phase,
+    /// The step it is on (the number of steps when done).
+    pub current_step: usize,
+    /// The canary's weight the gateway serves.
+    pub canary_weight: u32,
+    /// Which spec this status is about (an edit restarts the rollout).
+    pub spec_hash: String,
+    /// When the current step began.
+    pub step_started: SystemTime,
+    /// When it last moved forward (the progress deadline's clock).
+    pub last_progress: SystemTime,
+    /// When the canary was last judged.
+    pub last_analysis: Option<SystemTime>,
+    /// Fail verdicts in a row.
+    pub failures_in_row: u32,
+    /// The counters at the start of the current step.
+    pub baseline: Baseline,
+    /// The last judgement of each goal.
+    pub verdicts: Vec<Judgement>,
+    /// What it is doing or waiting for, or why it ended.
+    pub message: String,
+    /// The latest events, oldest first.
+    pub history: Vec<Event>,
+}
+
+/// What the engine observes at one moment.
+pub struct Observation<'a> {
+    /// The wall clock.
+    pub now: SystemTime,
+    /// The canary's weight the gateway serves now.
+    pub served_weight: u32,
+    /// The canary's cumulative counters.
+    pub canary: &'a VersionCounts,
+    /// The stable's cumulative counters.
+    pub stable: &'a VersionCounts,
+    /// A user's command, if one came.
+    pub command: Option<Command>,
+}
+
+/// What the engine asks of the runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RolloutAction {
+    /// Route this share (percent) to the canary, the rest to the stable.
+    SetCanaryWeight(u32),
+}
+
+/// A short stable digest of a spec (FNV-1a over its JSON): an edit changes it.
+pub fn spec_hash(spec: &RolloutSpec) -> String {
+    let text = serde_json::to_string(spec).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+impl RolloutStatus {
+    fn start(spec: &RolloutSpec, obs: &Observation<'_>, why: &str) -> Self {
+        let mut s = Self {
+            phase: Phase::Progressing,
+            current_step: 0,
+            canary_weight: obs.served_weight,
+            spec_hash: spec_hash(spec),
+            step_started: obs.now,
+            last_progress: obs.now,
+            last_analysis: None,
+            failures_in_row: 0,
+            baseline: Baseline {
+                canary: obs.canary.clone(),
+                stable: obs.stable.clone(),
+            },
+            verdicts: Vec::new(),
+            message: why.to_owned(),
+            history: Vec::new(),
+        };
+        s.record(obs.now, why);
+        s
+    }
+
+    fn record(&mut self, now: SystemTime, message: &str) {
+        self.history.push(Event {
+            time: rfc3339(now),
+            message: message.to_owned(),
+        });
+        if self.history.len() > HISTORY {
+            self.history.remove(0);
+        }
+    }
+
+    fn advance(&mut self, obs: &Observation<'_>) {
+        self.current_step += 1;
+        self.step_started = obs.now;
+        self.last_progress = obs.now;
+        self.last_analysis = None;
+        self.baseline = Baseline {
+            canary: obs.canary.clone(),
+            stable: obs.stable.clone(),
+        };
+    }
+
+    fn roll_back(&mut self, phase: Phase, why: String, obs: &Observation<'_>) {
+        self.phase = phase;
+        self.message = why.clone();
+        self.record(obs.now, &why);
+    }
+}
+
+/// One decision. `status` is `None` for a Rollout never seen before.
+pub fn step(
+    spec: &RolloutSpec,
+    status: Option<&RolloutStatus>,
+    obs: &Observation<'_>,
+) -> (RolloutStatus, Vec<RolloutAction>) {
+    let mut s = match status {
+        None => RolloutStatus::start(spec, obs, "started"),
+        Some(s) if s.spec_hash != spec_hash(spec) => {
+            let mut fresh = RolloutStatus::start(spec, obs, "spec changed: restarted from step 0");
+            fresh.history = [s.history.clone(), fresh.history].concat();
+            fresh
+                .history
+                .drain(..fresh.history.len().saturating_sub(HISTORY));
+            fresh
+        }
+        Some(s) => s.clone(),
+    };
+    s.canary_weight = obs.served_weight;
+    let steps: Vec<Option<StepKind>> = spec.steps.iter().map(|st| st.kind()).collect();
+    let final_weight = |s: &RolloutStatus| match s.phase {
+        Phase::RolledBack | Phase::Aborted => Some(0),
+        _ => None,
+    };
+
+    match obs.command {
+        Some(Command::Abort) if !s.phase.is_final() => {
+            s.roll_back(
+                Phase::Aborted,
+                "aborted by `weir rollout abort`: all traffic to the stable".into(),
+                obs,
+            );
+        }
+        Some(Command::Retry) if matches!(s.phase, Phase::RolledBack | Phase::Aborted) => {
+            let history = s.history.clone();
+            s = RolloutStatus::start(spec, obs, "retried from step 0");
+            s.history = [history, s.history].concat();
+            s.history.drain(..s.history.len().saturating_sub(HISTORY));
+        }
+        Some(Command::Pause) if s.phase == Phase::Progressing => {
+            s.phase = Phase::Paused;
+            s.message = "paused by `weir rollout pause`".into();
+            s.record(obs.now, "paused by `weir rollout pause`");
+        }
+        Some(Command::Resume) if s.phase == Phase::Paused => {
+            s.phase = Phase::Progressing;
+            s.last_progress = obs.now;
+            s.record(obs.now, "resumed");
+            // An indefinite pause step is what held it: resuming passes it.
+            if matches!(steps.get(s.current_step), Some(Some(StepKind::Pause(None)))) {
+                s.advance(obs);
+            }
+        }
+        Some(Command::Promote) if !s.phase.is_final() => {
+            s.phase = Phase::Progressing;
+            s.record(obs.now, &format!("promoted past step {}", s.current_step));
+            s.advance(obs);
+        }
+        Some(Command::PromoteFull) if !s.phase.is_final() => {
+            s.phase = Phase::Progressing;
+            s.current_step = spec.steps.len();
+            s.last_progress = obs.now;
+            s.record(obs.now, "promoted to the end: all traffic to the canary");
+            if obs.served_weight != 100 {
+                s.message = "promoted to the end: setting the canary's weight to 100".into();
+                return (s, vec![RolloutAction::SetCanaryWeight(100)]);
+            }
+        }
+        _ => {}
+    }
+
+    if let Some(w) = final_weight(&s) {
+        let actions = if obs.served_weight != w {
+            vec![RolloutAction::SetCanaryWeight(w)]
+        } else {
+            vec![]
+        };
+        return (s, actions);
+    }
+    if s.phase == Phase::Succeeded || s.phase == Phase::Paused {
+        return (s, vec![]);
+    }
+
+    let deadline = spec
+        .progress_deadline
+        .as_deref()
+        .and_then(|d| weir_api::duration::parse(d).ok())
+        .unwrap_or(defaults::PROGRESS_DEADLINE);
+    if obs.now.duration_since(s.last_progress).unwrap_or_default() > deadline {
+        let why = format!(
+            "no progress for {}: rolled back at step {} ({})",
+            humantime::format_duration(deadline),
+            s.current_step,
+            s.message
+        );
+        s.roll_back(Phase::RolledBack, why, obs);
+        return (s, vec![RolloutAction::SetCanaryWeight(0)]);
+    }
+
+    // Background analysis, from the first non-zero canary weight.
+    if let Some(analysis) = &spec.analysis
+        && obs.served_weight > 0
+    {
+        let interval = analysis
+            .interval
+            .as_deref()
+            .and_then(|d| weir_api::duration::parse(d).ok())
+            .unwrap_or(defaults::INTERVAL);
+        let due = s
+            .last_analysis
+            .is_none_or(|t| obs.now.duration_since(t).unwrap_or_default() >= interval)
+            && obs.now.duration_since(s.step_started).unwrap_or_default() >= interval;
+        if due {
+            let canary = obs.canary.since(&s.baseline.canary);
+            let stable = obs.stable.since(&s.baseline.stable);
+            s.verdicts = judge(&Goals::of(analysis), &canary, &stable);
+            s.last_analysis = Some(obs.now);
+            match overall(&s.verdicts) {
+                Verdict::Fail => {
+                    s.failures_in_row += 1;
+                    let limit = analysis
+                        .failure_limit
+                        .unwrap_or(defaults::FAILURE_LIMIT)
+                        .max(1);
+                    if s.failures_in_row >= limit {
+                        let why = format!(
+                            "analysis failed ({}): all traffic to the stable",
+                            summary(&s.verdicts)
+                        );
+                        s.roll_back(Phase::RolledBack, why, obs);
+                        return (s, vec![RolloutAction::SetCanaryWeight(0)]);
+                    }
+                }
+                Verdict::Pass => s.failures_in_row = 0,
+                Verdict::Inconclusive => {}
+            }
+        }
+    }
+
+    // The steps, as far as they go now.
+    loop {
+        let Some(kind) = steps.get(s.current_step) else {
+            if s.phase != Phase::Succeeded {
+                s.phase = Phase::Succeeded;
+                s.message = format!("succeeded: the canary serves {} %", obs.served_weight);
+                s.record(obs.now, &s.message.clone());
+            }
+            return (s, vec![]);
+        };
+        match kind {
+            // Validation refuses these; a stored one is skipped.
+            None => s.advance(obs),
+            Some(StepKind::SetWeight(w)) if obs.served_weight == *w => {
+                s.record(
+                    obs.now,
+                    &format!("step {}: the gateway serves canary {w} %", s.current_step),
+                );
+                s.advance(obs);
+            }
+            Some(StepKind::SetWeight(w)) => {
+                s.message = format!(
+                    "step {}: setting the canary's weight to {w} %",
+                    s.current_step
+                );
+                return (s, vec![RolloutAction::SetCanaryWeight(*w)]);
+            }
+            Some(StepKind::Analysis) => {
+                let judged_here = s.last_analysis.is_some_and(|t| t >= s.step_started);
+                if judged_here && overall(&s.verdicts) == Verdict::Pass {
+                    s.record(
+                        obs.now,
+                        &format!(
+                            "step {}: analysis passed ({})",
+                            s.current_step,
+                            summary(&s.verdicts)
+                        ),
+                    );
+                    s.advance(obs);
+                } else {
+                    s.message = if judged_here {
+                        format!(
+                            "step {}: waiting for a conclusive analysis ({})",
+                            s.current_step,
+                            summary(&s.verdicts)
+                        )
+                    } else {
+                        format!("step {}: analysing the canary", s.current_step)
+                    };
+                    return (s, vec![]);
+                }
+            }
+            Some(StepKind::Pause(Some(d))) => {
+                if obs.now.duration_since(s.step_started).unwrap_or_default() >= *d {
+                    s.advance(obs);
+                } else {
+                    s.message = format!(
+                        "step {}: pausing for {}",
+                        s.current_step,
+                        humantime::format_duration(*d)
+                    );
+                    return (s, vec![]);
+                }
+            }
+            Some(StepKind::Pause(None)) => {
+                s.phase = Phase::Paused;
+                s.message = format!(
+                    "step {}: paused until `weir rollout promote`",
+                    s.current_step
+                );
+                s.record(obs.now, &s.message.clone());
+                return (s, vec![]);
+            }
+        }
+    }
+}
+
+/// Verdicts in a few words: `success-rate Fail (95.0 %, n 200, needs ≥ 99)`.
+fn summary(verdicts: &[Judgement]) -> String {
+    verdicts
+        .iter()
+        .map(|j| {
+            let estimate = j.estimate.map_or("-".to_owned(), |e| format!("{e:.3}"));
+            let needed = j
+                .requests_needed
+                .map_or(String::new(), |n| format!(", conclusive at ~{n} requests"));
+            format!(
+                "{} {:?}: {estimate} over {} requests against {}{needed}",
+                j.metric, j.verdict, j.n, j.threshold
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use weir_api::rollout::{AnalysisGate, AnalysisSpec, PauseStep, RolloutStep, SuccessRateGoal};
+    use weir_gateway::version_stats::{LATENCY_BUCKETS, bucket_of};
+
+    use super::*;
+
+    fn weight(w: i64) -> RolloutStep {
+        RolloutStep {
+            set_weight: Some(w),
+            ..RolloutStep::default()
+        }
+    }
+    fn gate() -> RolloutStep {
+        RolloutStep {
+            analysis: Some(AnalysisGate {}),
+            ..RolloutStep::default()
+        }
+    }
+    fn pause(d: Option<&str>) -> RolloutStep {
+        RolloutStep {
+            pause: Some(PauseStep {
+                duration: d.map(str::to_owned),
+            }),
+            ..RolloutStep::default()
+        }
+    }
+
+    fn spec(steps: Vec<RolloutStep>, failure_limit: u32) -> RolloutSpec {
+        RolloutSpec {
+            virtual_service: "my-app".into(),
+            stable: "v1".into(),
+            canary: "v2".into(),
+            steps,
+            analysis: Some(AnalysisSpec {
+                interval: Some("5s".into()),
+                success_rate: Some(SuccessRateGoal { min: 99.0 }),
+                failure_limit: Some(failure_limit),
+                ..AnalysisSpec::default()
+            }),
+            progress_deadline: Some("2m".into()),
+            ..RolloutSpec::default()
+        }
+    }
+
+    /// A rollout driven through time; the runtime's part (the gateway
+    /// serving a weight change at once) is played here.
+    struct Sim {
+        spec: RolloutSpec,
+        status: Option<RolloutStatus>,
+        now: SystemTime,
+        served: u32,
+        canary: VersionCounts,
+        stable: VersionCounts,
+        set: Vec<u32>,
+    }
+
+    impl Sim {
+        fn new(spec: RolloutSpec) -> Self {
+            let empty = VersionCounts {
+                latency: vec![0; LATENCY_BUCKETS],
+                ..VersionCounts::default()
+            };
+            Self {
+                spec,
+                status: None,
+                now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+                served: 0,
+                canary: empty.clone(),
+                stable: empty,
+                set: Vec::new(),
+            }
+        }
+
+        /// `secs` later, with `requests` canary requests of which `errors` 5xx.
+        fn tick(
+            &mut self,
+            secs: u64,
+            requests: u64,
+            errors: u64,
+            command: Option<Command>,
+        ) -> Phase {
+            self.now += Duration::from_secs(secs);
+            self.canary.requests += requests;
+            self.canary.server_errors += errors;
+            self.canary.latency[bucket_of(1.0)] += requests;
+            let obs = Observation {
+                now: self.now,
+                served_weight: self.served,
+                canary: &self.canary,
+                stable: &self.stable,
+                command,
+            };
+            let (status, actions) = step(&self.spec, self.status.as_ref(), &obs);
+            for RolloutAction::SetCanaryWeight(w) in actions {
+                self.served = w;
+                self.set.push(w);
+            }
+            let phase = status.phase;
+            self.status = Some(status);
+            phase
+        }
+
+        fn step_index(&self) -> usize {
+            self.status.as_ref().unwrap().current_step
+        }
+    }
+
+    #[test]
+    fn steps_run_in_order_each_weight_served_before_the_next() {
+        let mut sim = Sim::new(spec(
+            vec![
+                weight(10),
+                gate(),
+                weight(50),
+                pause(Some("10s")),
+                weight(100),
+            ],
+            1,
+        ));
+        assert_eq!(sim.tick(0, 0, 0, None), Phase::Progressing);
+        assert_eq!(sim.set, [10], "the first step asks for 10 %");
+        assert_eq!(
+            sim.step_index(),
+            0,
+            "not past it until the gateway serves it"
+        );
+        sim.tick(1, 0, 0, None);
+        assert_eq!(sim.step_index(), 1, "served: on to the analysis gate");
+        // The gate waits for a conclusive Pass: 500 good requests do it.
+        sim.tick(5, 500, 0, None);
+        assert_eq!(
+            sim.step_index(),
+            2,
+            "{:?}",
+            sim.status.as_ref().unwrap().verdicts
+        );
+        assert_eq!(sim.set, [10, 50]);
+        sim.tick(1, 0, 0, None);
+        assert_eq!(sim.step_index(), 3);
+        sim.tick(5, 0, 0, None);
+        assert_eq!(sim.step_index(), 3, "pausing 10 s");
+        sim.tick(5, 0, 0, None);
+        assert_eq!(sim.set, [10, 50, 100]);
+        assert_eq!(sim.tick(1, 0, 0, None), Phase::Succeeded);
+        assert_eq!(sim.served, 100);
+    }
+
+    #[test]
+    fn an_analysis_that_stays_inconclusive_never_succeeds_and_the_deadline_rolls_back() {
+        let mut sim = Sim::new(spec(vec![weight(10), gate(), weight(100)], 1));
+        sim.tick(0, 0, 0, None);
+        for _ in 0..23 {
+            assert_eq!(sim.tick(5, 1, 0, None), Phase::Progressing);
+        }
+        let status = sim.status.clone().unwrap();
+        assert_eq!(status.current_step, 1, "still at the gate");
+        assert_eq!(status.verdicts[0].verdict, Verdict::Inconclusive);
+        assert!(status.verdicts[0].requests_needed.is_some());
+        assert!(
+            status.message.contains("waiting for a conclusive analysis"),
+            "{}",
+            status.message
+        );
+        assert_eq!(sim.tick(20, 1, 0, None), Phase::RolledBack);
+        assert_eq!(sim.served, 0, "all traffic back to the stable");
+        assert!(
+            sim.status
+                .unwrap()
+                .message
+                .starts_with("no progress for 2m")
+        );
+    }
+
+    #[test]
+    fn fail_verdicts_roll_back_at_the_failure_limit() {
+        let mut sim = Sim::new(spec(vec![weight(10), gate(), weight(100)], 2));
+        sim.tick(0, 0, 0, None);
+        sim.tick(1, 0, 0, None);
+        // 10 % errors: a conclusive Fail at the first analysis.
+        assert_eq!(
+            sim.tick(5, 300, 30, None),
+            Phase::Progressing,
+            "one Fail of two allowed"
+        );
+        assert_eq!(sim.status.as_ref().unwrap().failures_in_row, 1);
+        assert_eq!(sim.tick(5, 300, 30, None), Phase::RolledBack);
+        assert_eq!(sim.set, [10, 0]);
+        let status = sim.status.clone().unwrap();
+        assert!(
+            status
+                .message
+                .starts_with("analysis failed (success-rate Fail"),
+            "{}",
+            status.message
+        );
+        // Retry starts again from step 0.
+        assert_eq!(sim.tick(1, 0, 0, Some(Command::Retry)), Phase::Progressing);
+        assert_eq!(sim.step_index(), 0);
+        assert_eq!(sim.set, [10, 0, 10]);
+    }
+
+    #[test]
+    fn pause_resume_promote_and_promote_full() {
+        let mut sim = Sim::new(spec(
+            vec![
+                weight(10),
+                pause(None),
+                weight(50),
+                pause(Some("1h")),
+                weight(100),
+            ],
+            1,
+        ));
+        sim.tick(0, 0, 0, None);
+        assert_eq!(sim.tick(1, 0, 0, None), Phase::Paused, "pause: {{}} waits");
+        // A paused rollout's deadline does not run.
+        assert_eq!(sim.tick(600, 0, 0, None), Phase::Paused);
+        assert_eq!(
+            sim.tick(1, 0, 0, Some(Command::Promote)),
+            Phase::Progressing
+        );
+        assert_eq!(sim.set, [10, 50]);
+        sim.tick(1, 0, 0, None);
+        assert_eq!(sim.step_index(), 3, "the hour-long pause");
+        assert_eq!(sim.tick(1, 0, 0, Some(Command::Pause)), Phase::Paused);
+        assert_eq!(sim.tick(1, 0, 0, Some(Command::Resume)), Phase::Progressing);
+        assert_eq!(sim.step_index(), 3, "a timed pause goes on after resume");
+        assert_eq!(
+            sim.tick(1, 0, 0, Some(Command::PromoteFull)),
+            Phase::Progressing
+        );
+        assert_eq!(sim.served, 100);
+        assert_eq!(sim.tick(1, 0, 0, None), Phase::Succeeded);
+        // Commands after the end change nothing.
+        assert_eq!(sim.tick(1, 0, 0, Some(Command::Abort)), Phase::Succeeded);
+        assert_eq!(sim.served, 100);
+    }
+
+    #[test]
+    fn abort_rolls_back_at_once_and_retry_starts_over() {
+        let mut sim = Sim::new(spec(vec![weight(30), pause(Some("1m")), weight(100)], 1));
+        sim.tick(0, 0, 0, None);
+        sim.tick(1, 0, 0, None);
+        assert_eq!(sim.tick(1, 0, 0, Some(Command::Abort)), Phase::Aborted);
+        assert_eq!(sim.served, 0);
+        assert_eq!(sim.tick(100, 0, 0, None), Phase::Aborted, "stays aborted");
+        assert_eq!(sim.tick(1, 0, 0, Some(Command::Retry)), Phase::Progressing);
+        assert_eq!(sim.served, 30);
+        assert_eq!(sim.step_index(), 0);
+    }
+
+    #[test]
+    fn a_spec_edit_restarts_from_step_zero() {
+        let mut sim = Sim::new(spec(vec![weight(10), pause(Some("1h")), weight(100)], 1));
+        sim.tick(0, 0, 0, None);
+        sim.tick(1, 0, 0, None);
+        assert_eq!(sim.step_index(), 1);
+        sim.spec.steps[1] = pause(Some("30m"));
+        sim.tick(1, 0, 0, None);
+        let status = sim.status.clone().unwrap();
+        assert_eq!(
+            status.current_step, 1,
+            "restarted, and its first weight is already served"
+        );
+        assert!(
+            status
+                .history
+                .iter()
+                .any(|e| e.message == "spec changed: restarted from step 0")
+        );
+    }
+
+    #[test]
+    fn a_rollback_keeps_the_stable_at_all_traffic_until_retried() {
+        let mut sim = Sim::new(spec(vec![weight(50), gate(), weight(100)], 1));
+        sim.tick(0, 0, 0, None);
+        sim.tick(1, 0, 0, None);
+        assert_eq!(sim.tick(5, 200, 100, None), Phase::RolledBack);
+        // Someone sets the weights by hand afterwards: the rollback holds.
+        sim.served = 20;
+        sim.tick(1, 0, 0, None);
+        assert_eq!(sim.served, 0);
+    }
+}

@@ -1,6 +1,7 @@
 //! The application server: `GET /` answers `Host: <hostname>, Version: <VERSION>`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper::body::{Bytes, Incoming};
@@ -20,7 +21,21 @@ struct Inner {
     body: Bytes,
     metrics: AppMetrics,
     log: Logger,
-    cpu_burn: Option<Duration>,
+    faults: Faults,
+    served: AtomicU64,
+}
+
+/// What the app does on purpose beyond the Go app: burn CPU (the
+/// autoscaling demo), answer a share of requests 500 and answer late (a bad
+/// canary for rollouts). All off by default.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// CPU time burned per `GET /`.
+    pub cpu_burn: Option<Duration>,
+    /// Percent of `GET /` answered 500, spread evenly.
+    pub error_percent: u8,
+    /// Time added before each `GET /` answer.
+    pub extra_latency: Option<Duration>,
 }
 
 impl App {
@@ -30,14 +45,15 @@ impl App {
         version: String,
         metrics: AppMetrics,
         log: Logger,
-        cpu_burn: Option<Duration>,
+        faults: Faults,
     ) -> Self {
         let body = Bytes::from(format!("Host: {hostname}, Version: {version}\n"));
         Self(Arc::new(Inner {
             body,
             metrics,
             log,
-            cpu_burn,
+            faults,
+            served: AtomicU64::new(0),
         }))
     }
 }
@@ -57,10 +73,22 @@ impl Handler for App {
 
         let response = match (req.uri().path(), &method) {
             ("/", &Method::GET) => {
-                if let Some(burn) = self.0.cpu_burn {
+                let faults = &self.0.faults;
+                if let Some(burn) = faults.cpu_burn {
                     burn_cpu(burn).await;
                 }
-                text(StatusCode::OK, self.0.body.clone())
+                if let Some(late) = faults.extra_latency {
+                    tokio::time::sleep(late).await;
+                }
+                // Request i fails when the running share of failures is
+                // below the asked one: exactly N of every 100, evenly spread.
+                let i = self.0.served.fetch_add(1, Ordering::Relaxed);
+                let pct = u64::from(faults.error_percent);
+                if (i + 1) * pct / 100 > i * pct / 100 {
+                    text(StatusCode::INTERNAL_SERVER_ERROR, self.0.body.clone())
+                } else {
+                    text(StatusCode::OK, self.0.body.clone())
+                }
             }
             // gorilla/mux answers a known path with the wrong method 405, no body.
             ("/", _) => text(StatusCode::METHOD_NOT_ALLOWED, Bytes::new()),

@@ -38,6 +38,15 @@ struct Args {
     /// drive the autoscaling demo. Off unless set.
     #[arg(long, env = "CPU_BURN", value_parser = parse_burn)]
     cpu_burn: Option<Duration>,
+    /// The share of `GET /` requests answered 500, percent (every
+    /// 100/N-th, evenly), to play a bad canary. Off unless set; the Go app
+    /// has no such knob.
+    #[arg(long, env = "ERROR_PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    error_percent: Option<u8>,
+    /// Time added before every `GET /` answer (e.g. `200ms`), to play a
+    /// slow canary. Off unless set; the Go app has no such knob.
+    #[arg(long, env = "EXTRA_LATENCY", value_parser = parse_burn)]
+    extra_latency: Option<Duration>,
 }
 
 /// How long in-flight requests may take to finish after a shutdown signal,
@@ -126,7 +135,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         version,
         metrics.clone(),
         log.clone(),
-        args.cpu_burn,
+        app::Faults {
+            cpu_burn: args.cpu_burn,
+            error_percent: args.error_percent.unwrap_or(0),
+            extra_latency: args.extra_latency,
+        },
     );
     let app_task = tokio::spawn(serve::serve(app_listener, app, shutdown.clone()));
     let probe_task = tokio::spawn(serve::serve(probe_listener, probe::Probe, shutdown.clone()));

@@ -355,3 +355,44 @@ async fn port_only_addresses_bind_the_pod_ip_when_set() {
     }
     assert_eq!(get(app.app, "/").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_bad_canary_answers_its_share_of_500s_evenly_and_late_when_asked() {
+    let addresses = [
+        "--listen-address",
+        "127.0.0.1:0",
+        "--probe-address",
+        "127.0.0.1:0",
+        "--metrics-address",
+        "127.0.0.1:0",
+    ];
+    let app = MyApp::start_with(
+        &addresses,
+        &[("ERROR_PERCENT", "25"), ("EXTRA_LATENCY", "30ms")],
+    );
+    let mut statuses = Vec::new();
+    let started = tokio::time::Instant::now();
+    for _ in 0..20 {
+        statuses.push(get(app.app, "/").await.status);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(20 * 30),
+        "each answer waited 30 ms"
+    );
+    let errors = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::INTERNAL_SERVER_ERROR)
+        .count();
+    assert_eq!(errors, 5, "25 % of 20, exactly: {statuses:?}");
+    // Evenly: never two 500s in a row at 25 %.
+    assert!(
+        statuses
+            .windows(2)
+            .all(|w| w[0] == StatusCode::OK || w[1] == StatusCode::OK)
+    );
+    // Off by default: the plain app never fails.
+    let plain = MyApp::start(&[]);
+    for _ in 0..20 {
+        assert_eq!(get(plain.app, "/").await.status, StatusCode::OK);
+    }
+}

@@ -59,6 +59,9 @@ pub enum Command {
     /// Set a VirtualService rule's weights, e.g. `weir route my-app v1=0 v2=100`;
     /// returns once the gateway serves them.
     Route(commands::route::RouteArgs),
+    /// A Rollout's progress and controls: status [-w], promote [--full],
+    /// pause, resume, abort, retry.
+    Rollout(commands::rollout::RolloutArgs),
     /// Check that a cluster can run the walkthrough: API, Istio CRDs, ingress
     /// gateway address, metrics-server, sidecar injection, subset labels.
     Doctor(commands::doctor::DoctorArgs),

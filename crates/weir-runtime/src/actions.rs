@@ -105,6 +105,35 @@ impl Runtime {
                 Action::SetHpaStatus(hpa, status) => {
                     state.hpa_status.insert(hpa, status);
                 }
+                Action::SetRouteWeights {
+                    virtual_service,
+                    rule_index,
+                    weights,
+                } => {
+                    self.change_weights(
+                        state,
+                        &virtual_service,
+                        &weir_api::backend::RuleSelector::Index(rule_index),
+                        &weights,
+                    )
+                    .await?;
+                }
+                Action::SetRolloutStatus {
+                    rollout,
+                    status,
+                    took_command,
+                } => {
+                    if took_command {
+                        state.rollout_commands.remove(&rollout);
+                    }
+                    if state.rollout_status.get(&rollout) != Some(&*status) {
+                        let text = serde_json::to_string(&*status).unwrap_or_default();
+                        if let Err(e) = self.store.set_status(&rollout, &text) {
+                            log(&format!("cannot record the status of {rollout}: {e}"));
+                        }
+                        state.rollout_status.insert(rollout, *status);
+                    }
+                }
             }
         }
         if created {

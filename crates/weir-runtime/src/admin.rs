@@ -21,6 +21,7 @@ use weir_api::load::Source;
 use weir_api::resource::{Kind, ObjectRef};
 
 use crate::error::RuntimeError;
+use crate::rollout::engine::Command;
 use crate::runtime::Runtime;
 
 /// The admin socket's file name in the state dir.
@@ -62,6 +63,15 @@ pub struct RouteRequest {
     pub rule: RuleSelector,
     /// `(subset, weight)` pairs.
     pub weights: Vec<(String, u32)>,
+}
+
+/// `POST /rollout`: a command for a Rollout.
+#[derive(Serialize, Deserialize)]
+pub struct RolloutRequest {
+    /// The Rollout.
+    pub rollout: ObjectRef,
+    /// What to do.
+    pub command: Command,
 }
 
 /// An error answer: the problems, one per line.
@@ -212,6 +222,13 @@ async fn route(
                 .await
             {
                 Ok(change) => json(StatusCode::OK, &change),
+                Err(e) => error(e),
+            },
+            Err(resp) => resp,
+        },
+        (Method::POST, "/rollout") => match body_json::<RolloutRequest>(req).await {
+            Ok(r) => match runtime.rollout_command(&r.rollout, r.command).await {
+                Ok(status) => json(StatusCode::OK, &status),
                 Err(e) => error(e),
             },
             Err(resp) => resp,
@@ -492,6 +509,15 @@ impl AdminClient {
     pub async fn route(&self, request: RouteRequest) -> Result<RouteChange, ClientError> {
         let body = serde_json::to_vec(&request).unwrap_or_default();
         self.call(Method::POST, "/route", Some(body)).await
+    }
+
+    /// Gives a Rollout a command; its status once the controller acted on it.
+    pub async fn rollout(
+        &self,
+        request: RolloutRequest,
+    ) -> Result<Option<serde_json::Value>, ClientError> {
+        let body = serde_json::to_vec(&request).unwrap_or_default();
+        self.call(Method::POST, "/rollout", Some(body)).await
     }
 
     /// The log file of a pod.

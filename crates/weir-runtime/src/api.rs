@@ -13,10 +13,12 @@ use weir_api::load::{Manifests, Source, load_sources};
 use weir_api::path::FieldPath;
 use weir_api::resource::{Kind, ObjectRef, Resource};
 use weir_api::rollout::check_references;
+use weir_api::route::WeightChange;
 
 use crate::controllers::deployment::template_hash;
 use crate::error::RuntimeError;
 use crate::pods::{self, Phase, Pod};
+use crate::rollout::engine::{Command, RolloutStatus};
 use crate::runtime::Runtime;
 use crate::state::State;
 use crate::store::{StoredObject, Written};
@@ -165,6 +167,8 @@ impl Runtime {
             state.objects.remove(o);
             state.hpa_status.remove(o);
             state.meta.remove(o);
+            state.rollout_status.remove(o);
+            state.rollout_commands.remove(o);
         }
         drop(state);
         self.wake.notify_one();
@@ -200,6 +204,26 @@ impl Runtime {
     ) -> Result<RouteChange, RuntimeError> {
         let started = Instant::now();
         let mut state = self.state.lock().await;
+        let change = self.change_weights(&mut state, vs, rule, weights).await?;
+        Ok(RouteChange {
+            rule_index: change.rule_index,
+            before: change.before,
+            after: change.after,
+            confirmed_by:
+                "gateway snapshot swapped: every request from now on uses the new weights".into(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// The one path a weight change takes (`weir route` and Rollouts):
+    /// computed, stored, and served by the gateway before it returns.
+    pub(crate) async fn change_weights(
+        &self,
+        state: &mut State,
+        vs: &ObjectRef,
+        rule: &RuleSelector,
+        weights: &[(String, u32)],
+    ) -> Result<WeightChange, RuntimeError> {
         let Some(Resource::VirtualService(current)) = state.objects.get(vs) else {
             return Err(RuntimeError::NotFound(vs.clone()));
         };
@@ -218,15 +242,35 @@ impl Runtime {
         let resource = Resource::VirtualService(updated);
         self.store_objects(std::slice::from_ref(&resource), &[])?;
         state.objects.insert(resource);
-        self.sync_gateway(&mut state).await?;
-        Ok(RouteChange {
-            rule_index: change.rule_index,
-            before: change.before,
-            after: change.after,
-            confirmed_by:
-                "gateway snapshot swapped: every request from now on uses the new weights".into(),
-            elapsed: started.elapsed(),
-        })
+        self.sync_gateway(state).await?;
+        Ok(change)
+    }
+
+    /// Hands a command to a Rollout and returns its status once the
+    /// controller has acted on it (within 10 s).
+    pub async fn rollout_command(
+        &self,
+        rollout: &ObjectRef,
+        command: Command,
+    ) -> Result<Option<RolloutStatus>, RuntimeError> {
+        {
+            let mut state = self.state.lock().await;
+            if !matches!(state.objects.get(rollout), Some(Resource::Rollout(_))) {
+                return Err(RuntimeError::NotFound(rollout.clone()));
+            }
+            state.rollout_commands.insert(rollout.clone(), command);
+        }
+        self.wake.notify_one();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            {
+                let state = self.state.lock().await;
+                if !state.rollout_commands.contains_key(rollout) || Instant::now() > deadline {
+                    return Ok(state.rollout_status.get(rollout).cloned());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The log file of a pod.
@@ -270,6 +314,11 @@ fn object_json(state: &State, r: &Resource) -> serde_json::Value {
         }
         Resource::HpaV1(_) | Resource::HpaV2(_) => {
             if let Some(status) = state.hpa_status.get(&r.object_ref()) {
+                v["status"] = serde_json::to_value(status).unwrap_or_default();
+            }
+        }
+        Resource::Rollout(_) => {
+            if let Some(status) = state.rollout_status.get(&r.object_ref()) {
                 v["status"] = serde_json::to_value(status).unwrap_or_default();
             }
         }

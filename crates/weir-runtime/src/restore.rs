@@ -1,18 +1,20 @@
 //! What a runtime finds when it starts: the stored objects, typed again,
 //! and the pods a previous run left, adopted or to be restarted.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use tokio::time::Instant;
 use weir_api::diagnostic::Diagnostic;
 use weir_api::load::{Source, load_sources};
+use weir_api::resource::{Kind, ObjectRef};
 
 use crate::error::RuntimeError;
 use crate::launch::Supervision;
 use crate::log;
 use crate::pods::{Pod, PodKey, PodRecord};
 use crate::process::Process;
+use crate::rollout::engine::RolloutStatus;
 use crate::state::Objects;
 use crate::store::Store;
 
@@ -58,6 +60,27 @@ pub fn restore_objects(store: &Store) -> Result<Objects, RuntimeError> {
         objects.insert(o.resource);
     }
     Ok(objects)
+}
+
+/// The Rollouts' statuses as last recorded, so each resumes at its step
+/// with its weights; one that cannot be read starts its Rollout afresh.
+pub fn restore_rollout_statuses(
+    store: &Store,
+) -> Result<HashMap<ObjectRef, RolloutStatus>, RuntimeError> {
+    Ok(store
+        .statuses()?
+        .into_iter()
+        .filter(|(o, _)| o.kind == Kind::Rollout)
+        .filter_map(|(o, text)| match serde_json::from_str(&text) {
+            Ok(status) => Some((o, status)),
+            Err(e) => {
+                log(&format!(
+                    "the recorded status of {o} cannot be read ({e}): it starts afresh"
+                ));
+                None
+            }
+        })
+        .collect())
 }
 
 /// Pods by key, and records to remove.
@@ -117,7 +140,7 @@ pub fn adopt_pods(
 
 #[cfg(test)]
 mod tests {
-    use weir_api::resource::{Kind, ObjectRef, Resource};
+    use weir_api::resource::Resource;
 
     use super::*;
     use crate::store::StoredObject;

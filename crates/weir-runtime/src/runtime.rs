@@ -4,7 +4,7 @@
 //! actions: the only place pods are created, started, signalled or
 //! dropped and the gateway is updated. The API side is [`crate::api`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,12 +13,14 @@ use rustix::process::Signal;
 use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::time::Instant;
 use weir_api::images::ImageMap;
+use weir_gateway::version_stats::{VersionCounts, VersionKey};
 use weir_gateway::{Gateway, GatewayOptions};
 
 use crate::controllers::deployment::DeploymentController;
 use crate::controllers::endpoints::{self, EndpointsController};
 use crate::controllers::hpa::HpaController;
 use crate::controllers::kubelet::{self, Kubelet, ProbeVerdict};
+use crate::controllers::rollout::RolloutController;
 use crate::controllers::{Action, Controller, Observed};
 use crate::error::RuntimeError;
 use crate::launch::Supervision;
@@ -28,7 +30,7 @@ use crate::pod_log::LogLimits;
 use crate::pods::{Phase, PodKey};
 use crate::probe::ProbeEvent;
 use crate::process::Process;
-use crate::restore::{adopt_pods, restore_objects};
+use crate::restore::{adopt_pods, restore_objects, restore_rollout_statuses};
 use crate::state::State;
 use crate::state_dir::StateDir;
 use crate::store::Store;
@@ -127,6 +129,7 @@ impl Runtime {
             orphan_grace: config.orphan_grace,
         });
         let (pods, removed) = adopt_pods(&store, supervision.as_ref())?;
+        let rollout_status = restore_rollout_statuses(&store)?;
         let now = Instant::now();
         let controllers: Vec<Box<dyn Controller>> = vec![
             Box::new(HpaController::new(
@@ -139,6 +142,7 @@ impl Runtime {
             }),
             Box::new(DeploymentController),
             Box::new(EndpointsController),
+            Box::new(RolloutController),
         ];
         let controllers = controllers
             .into_iter()
@@ -160,6 +164,7 @@ impl Runtime {
                 images,
                 pods,
                 next_ip: fastrand::u32(..POD_IP_SPACE),
+                rollout_status,
                 ..State::default()
             }),
             controllers: Mutex::new(controllers),
@@ -284,6 +289,8 @@ impl Runtime {
         let mut controllers = self.controllers.lock().await;
         let now = Instant::now();
         let exits = reap(&mut state);
+        let versions: HashMap<VersionKey, VersionCounts> =
+            self.gateway.version_counts().into_iter().collect();
         for scheduled in controllers.iter_mut() {
             if scheduled.next_due > now {
                 continue;
@@ -293,7 +300,7 @@ impl Runtime {
             }
             let actions = scheduled
                 .controller
-                .reconcile(&observe(&state, &exits, now));
+                .reconcile(&observe(&state, &exits, &versions, now));
             if let Err(e) = self.carry_out(&mut state, actions, now).await {
                 log(&format!("{}: {e}", scheduled.controller.name()));
             }
@@ -371,7 +378,7 @@ impl Runtime {
                 let mut state = self.state.lock().await;
                 let now = Instant::now();
                 let exits = reap(&mut state);
-                let actions = kubelet.reconcile(&observe(&state, &exits, now));
+                let actions = kubelet.reconcile(&observe(&state, &exits, &HashMap::new(), now));
                 let _ = self.carry_out(&mut state, actions, now).await;
                 if state.pods.is_empty() || now > deadline {
                     for pod in state.pods.values() {
@@ -393,7 +400,12 @@ impl Runtime {
 }
 
 /// What the controllers see now.
-fn observe<'a>(state: &'a State, exits: &'a [(PodKey, Option<i32>)], now: Instant) -> Observed<'a> {
+fn observe<'a>(
+    state: &'a State,
+    exits: &'a [(PodKey, Option<i32>)],
+    versions: &'a HashMap<VersionKey, VersionCounts>,
+    now: Instant,
+) -> Observed<'a> {
     Observed {
         now,
         wall: SystemTime::now(),
@@ -404,6 +416,9 @@ fn observe<'a>(state: &'a State, exits: &'a [(PodKey, Option<i32>)], now: Instan
         cpu: &state.cpu,
         hpa_status: &state.hpa_status,
         published: state.published.as_ref(),
+        versions,
+        rollout_status: &state.rollout_status,
+        rollout_commands: &state.rollout_commands,
     }
 }
 

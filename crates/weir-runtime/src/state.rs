@@ -11,6 +11,7 @@ use weir_gateway::{Endpoint, ServiceKey};
 
 use crate::hpa::HpaStatus;
 use crate::pods::{Pod, PodKey};
+use crate::rollout::engine::{Command, RolloutStatus};
 use crate::store::ObjectMeta;
 use crate::usage::CpuHistory;
 
@@ -110,6 +111,10 @@ pub struct State {
     pub next_generation: u64,
     /// What the gateway serves.
     pub published: Option<Published>,
+    /// Each Rollout's status.
+    pub rollout_status: HashMap<ObjectRef, RolloutStatus>,
+    /// Commands for Rollouts, each waiting for the controller to take it.
+    pub rollout_commands: HashMap<ObjectRef, Command>,
 }
 
 impl State {

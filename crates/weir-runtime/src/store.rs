@@ -73,7 +73,11 @@ impl Store {
                 PRIMARY KEY (kind, namespace, name));
              CREATE TABLE IF NOT EXISTS pods (
                 namespace TEXT NOT NULL, name TEXT NOT NULL, record TEXT NOT NULL,
-                PRIMARY KEY (namespace, name));",
+                PRIMARY KEY (namespace, name));
+             CREATE TABLE IF NOT EXISTS object_status (
+                kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+                status TEXT NOT NULL,
+                PRIMARY KEY (kind, namespace, name));",
         )?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -191,14 +195,60 @@ impl Store {
                 "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
                 params![o.kind.name(), o.namespace, o.name],
             )?;
-            tx.execute(
-                "DELETE FROM object_meta WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                params![o.kind.name(), o.namespace, o.name],
-            )?;
+            for table in ["object_meta", "object_status"] {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE kind = ?1 AND namespace = ?2 AND name = ?3"
+                    ),
+                    params![o.kind.name(), o.namespace, o.name],
+                )?;
+            }
             existed.push(n > 0);
         }
         tx.commit()?;
         Ok(existed)
+    }
+}
+
+impl Store {
+    /// Records the status a controller keeps for an object (a Rollout's),
+    /// so a restarted runtime resumes where it was.
+    pub fn set_status(&self, object: &ObjectRef, status: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO object_status (kind, namespace, name, status) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (kind, namespace, name) DO UPDATE SET status = excluded.status",
+            params![object.kind.name(), object.namespace, object.name, status],
+        )?;
+        Ok(())
+    }
+
+    /// Every recorded status.
+    pub fn statuses(&self) -> Result<Vec<(ObjectRef, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT kind, namespace, name, status FROM object_status")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (kind, namespace, name, status) = row?;
+            if let Ok(kind) = kind.parse() {
+                out.push((
+                    ObjectRef {
+                        kind,
+                        namespace,
+                        name,
+                    },
+                    status,
+                ));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -311,6 +361,30 @@ mod tests {
             },
             manifest: manifest.into(),
         }
+    }
+
+    #[test]
+    fn statuses_survive_reopen_and_go_with_their_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let a = obj("a", "1");
+        {
+            let store = Store::open(&path).unwrap();
+            store.apply(&[a.clone()], &[]).unwrap();
+            store
+                .set_status(&a.object, "{\"phase\":\"Progressing\"}")
+                .unwrap();
+            store
+                .set_status(&a.object, "{\"phase\":\"Paused\"}")
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.statuses().unwrap(),
+            [(a.object.clone(), "{\"phase\":\"Paused\"}".to_owned())]
+        );
+        store.delete(std::slice::from_ref(&a.object)).unwrap();
+        assert!(store.statuses().unwrap().is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod down;
 pub mod get;
 pub mod load;
 pub mod logs;
+pub mod rollout;
 pub mod route;
 pub mod top;
 pub mod up;
@@ -29,6 +30,7 @@ pub async fn run_async(command: Command) -> u8 {
         Command::Describe(args) => describe::run(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Route(args) => route::run(args).await,
+        Command::Rollout(args) => rollout::run(args).await,
         Command::Load(args) => load::run(args).await,
         Command::Top(args) => top::run(args).await,
         Command::Demo(args) => demo::run(args).await,

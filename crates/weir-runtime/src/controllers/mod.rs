@@ -10,17 +10,20 @@ pub mod deployment;
 pub mod endpoints;
 pub mod hpa;
 pub mod kubelet;
+pub mod rollout;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use weir_api::resource::ObjectRef;
+use weir_gateway::version_stats::{VersionCounts, VersionKey};
 use weir_gateway::{Endpoint, ServiceKey};
 
 use crate::hpa::HpaStatus;
 use crate::pods::Pod;
 use crate::pods::PodKey;
+use crate::rollout::engine::{Command, RolloutStatus};
 use crate::state::{HpaStatuses, Objects, Published};
 use crate::store::ObjectMeta;
 use crate::usage::CpuHistory;
@@ -46,6 +49,12 @@ pub struct Observed<'a> {
     pub hpa_status: &'a HpaStatuses,
     /// What the gateway serves.
     pub published: Option<&'a Published>,
+    /// Each Service version's request counters, as the gateway counts them.
+    pub versions: &'a HashMap<VersionKey, VersionCounts>,
+    /// Each Rollout's status.
+    pub rollout_status: &'a HashMap<ObjectRef, RolloutStatus>,
+    /// Commands waiting for Rollouts.
+    pub rollout_commands: &'a HashMap<ObjectRef, Command>,
 }
 
 /// Something a controller wants done; the runtime does it.
@@ -90,6 +99,25 @@ pub enum Action {
     },
     /// An HPA's status after a sync.
     SetHpaStatus(ObjectRef, HpaStatus),
+    /// Set a VirtualService rule's weights, as `weir route` does: stored,
+    /// and served by the gateway before the next action.
+    SetRouteWeights {
+        /// The VirtualService.
+        virtual_service: ObjectRef,
+        /// The rule's index.
+        rule_index: usize,
+        /// `(subset, weight)`.
+        weights: Vec<(String, u32)>,
+    },
+    /// A Rollout's status after a decision (stored when it changed).
+    SetRolloutStatus {
+        /// The Rollout.
+        rollout: ObjectRef,
+        /// Its status.
+        status: Box<RolloutStatus>,
+        /// Whether the decision took the waiting command.
+        took_command: bool,
+    },
 }
 
 /// A controller: a decision over observations.
@@ -149,6 +177,12 @@ pub(crate) mod testing {
             std::sync::OnceLock::new();
         static CPU: std::sync::OnceLock<CpuHistory> = std::sync::OnceLock::new();
         static HPA: std::sync::OnceLock<HpaStatuses> = std::sync::OnceLock::new();
+        static VERSIONS: std::sync::OnceLock<HashMap<VersionKey, VersionCounts>> =
+            std::sync::OnceLock::new();
+        static ROLLOUTS: std::sync::OnceLock<HashMap<ObjectRef, RolloutStatus>> =
+            std::sync::OnceLock::new();
+        static COMMANDS: std::sync::OnceLock<HashMap<ObjectRef, Command>> =
+            std::sync::OnceLock::new();
         Observed {
             now,
             wall: SystemTime::UNIX_EPOCH,
@@ -159,6 +193,9 @@ pub(crate) mod testing {
             cpu: CPU.get_or_init(CpuHistory::default),
             hpa_status: HPA.get_or_init(HashMap::new),
             published: None,
+            versions: VERSIONS.get_or_init(HashMap::new),
+            rollout_status: ROLLOUTS.get_or_init(HashMap::new),
+            rollout_commands: COMMANDS.get_or_init(HashMap::new),
         }
     }
 }

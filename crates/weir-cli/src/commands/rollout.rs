@@ -1,0 +1,227 @@
+//! `weir rollout`: a Rollout's progress and the controls Argo Rollouts
+//! users know — `status [-w]`, `promote [--full]`, `pause`, `resume`,
+//! `abort`, `retry`. Rollouts run in the embedded runtime; `status` exits 1
+//! when the rollout was rolled back or aborted, so scripts can gate on it.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use weir_api::resource::{Kind, ObjectRef};
+use weir_runtime::admin::{AdminClient, RolloutRequest};
+use weir_runtime::rollout::engine::Command;
+
+use crate::exit::{self, report};
+use crate::show::text_at;
+use crate::state_dir::{self, StateArgs};
+
+/// `weir rollout` arguments.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub verb: Verb,
+    /// Namespace (default: default).
+    #[arg(short = 'n', long, global = true, default_value = "default")]
+    pub namespace: String,
+    /// State dir of the running `weir up`.
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Steps (done, current, pending), weights, last verdicts, what it waits for.
+    Status {
+        /// The Rollout.
+        name: String,
+        /// Keep printing until the rollout ends.
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
+    /// Past the current pause or analysis gate (`--full`: straight to 100 %).
+    Promote {
+        /// The Rollout.
+        name: String,
+        /// Skip every remaining step.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Stop where it is (the progress deadline stops too).
+    Pause {
+        /// The Rollout.
+        name: String,
+    },
+    /// Go on after a pause.
+    Resume {
+        /// The Rollout.
+        name: String,
+    },
+    /// All traffic to the stable now.
+    Abort {
+        /// The Rollout.
+        name: String,
+    },
+    /// Start again from step 0 after a rollback or abort.
+    Retry {
+        /// The Rollout.
+        name: String,
+    },
+}
+
+/// Runs `weir rollout`.
+pub async fn run(args: RolloutArgs) -> u8 {
+    let client = AdminClient::new(&state_dir::resolve(args.state.state_dir));
+    let rollout = |name: &str| ObjectRef {
+        kind: Kind::Rollout,
+        namespace: args.namespace.clone(),
+        name: name.to_owned(),
+    };
+    let (name, command, done) = match &args.verb {
+        Verb::Status { name, watch } => return status(&client, &rollout(name), *watch).await,
+        Verb::Promote { name, full: false } => (name, Command::Promote, "promoted"),
+        Verb::Promote { name, full: true } => (name, Command::PromoteFull, "promoted to the end"),
+        Verb::Pause { name } => (name, Command::Pause, "paused"),
+        Verb::Resume { name } => (name, Command::Resume, "resumed"),
+        Verb::Abort { name } => (name, Command::Abort, "aborted"),
+        Verb::Retry { name } => (name, Command::Retry, "retried"),
+    };
+    let target = rollout(name);
+    match client
+        .rollout(RolloutRequest {
+            rollout: target.clone(),
+            command,
+        })
+        .await
+    {
+        Ok(status) => {
+            let phase = status
+                .as_ref()
+                .map_or("Pending", |s| s["phase"].as_str().unwrap_or("Pending"));
+            println!("{target} {done} (phase {phase})");
+            exit::OK
+        }
+        Err(e) => report(e),
+    }
+}
+
+async fn status(client: &AdminClient, rollout: &ObjectRef, watch: bool) -> u8 {
+    let mut last = String::new();
+    loop {
+        let object = match client.list(Kind::Rollout, &rollout.namespace).await {
+            Ok(list) => list
+                .into_iter()
+                .find(|o| text_at(o, "/metadata/name") == rollout.name),
+            Err(e) => return report(e),
+        };
+        let Some(object) = object else {
+            eprintln!(
+                "Error from server (NotFound): {} \"{}\" not found",
+                Kind::Rollout.qualified(),
+                rollout.name
+            );
+            return exit::BAD_INPUT;
+        };
+        let text = render(&object);
+        if text != last {
+            print!("{text}");
+            last = text;
+        }
+        let phase = text_at(&object, "/status/phase");
+        let ended = matches!(phase, "Succeeded" | "RolledBack" | "Aborted");
+        if !watch || ended {
+            return if matches!(phase, "RolledBack" | "Aborted") {
+                exit::FAILED
+            } else {
+                exit::OK
+            };
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The status as `weir rollout status` prints it.
+pub fn render(o: &Value) -> String {
+    let mut out = String::new();
+    let phase = match text_at(o, "/status/phase") {
+        "" => "Pending",
+        p => p,
+    };
+    let current = o["status"]["currentStep"].as_u64().map(|s| s as usize);
+    let weight = o["status"]["canaryWeight"].as_u64().unwrap_or(0);
+    let (stable, canary) = (text_at(o, "/spec/stable"), text_at(o, "/spec/canary"));
+    out.push_str(&format!("Name:      {}\n", text_at(o, "/metadata/name")));
+    out.push_str(&format!("Phase:     {phase}\n"));
+    out.push_str(&format!(
+        "Weights:   {stable} {} %, {canary} {weight} %\n",
+        100 - weight.min(100)
+    ));
+    out.push_str(&format!("Message:   {}\n", text_at(o, "/status/message")));
+    out.push_str("Steps:\n");
+    for (i, step) in o["spec"]["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let mark = match current {
+            Some(c) if i < c => "done   ",
+            Some(c) if i == c && phase != "Succeeded" => "current",
+            _ => "pending",
+        };
+        let what = if let Some(w) = step.get("setWeight") {
+            format!("setWeight: {w}")
+        } else if step.get("analysis").is_some() {
+            "analysis".to_owned()
+        } else {
+            match step.pointer("/pause/duration").and_then(Value::as_str) {
+                Some(d) => format!("pause: {d}"),
+                None => "pause (until promote)".to_owned(),
+            }
+        };
+        out.push_str(&format!("  {i:>2} {mark}  {what}\n"));
+    }
+    let verdicts = o["status"]["verdicts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !verdicts.is_empty() {
+        out.push_str("Analysis (last):\n");
+        for v in verdicts {
+            let num = |p: &str| {
+                v.pointer(p)
+                    .and_then(Value::as_f64)
+                    .map_or("-".to_owned(), |x| format!("{x:.3}"))
+            };
+            let needed = v["requestsNeeded"]
+                .as_u64()
+                .map_or(String::new(), |n| format!(", conclusive at ~{n} requests"));
+            out.push_str(&format!(
+                "  {:<22} {:<12} estimate {} in [{}, {}] over {} requests, threshold {}{needed}\n",
+                text_at(&v, "/metric"),
+                text_at(&v, "/verdict"),
+                num("/estimate"),
+                num("/interval/0"),
+                num("/interval/1"),
+                v["n"].as_u64().unwrap_or(0),
+                num("/threshold"),
+            ));
+        }
+    }
+    let history = o["status"]["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !history.is_empty() {
+        out.push_str("History:\n");
+        for e in history {
+            out.push_str(&format!(
+                "  {}  {}\n",
+                text_at(&e, "/time"),
+                text_at(&e, "/message")
+            ));
+        }
+    }
+    out
+}

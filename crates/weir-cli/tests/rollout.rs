@@ -1,0 +1,165 @@
+//! Rollouts end to end, as a user runs them: a real `weir up`, real pods,
+//! the real gateway, and requests from real sockets the whole time.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use support::{Cluster, LoadOutcome, examples, load_until};
+
+/// A Rollout of my-app from v1 to v2 in `steps`, judged every second.
+fn write_rollout(dir: &Path, steps: &str, deadline: &str) -> std::path::PathBuf {
+    let path = dir.join("rollout.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: weir.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: my-app\nspec:\n  virtualService: my-app\n  stable: v1\n  canary: v2\n  steps:\n{steps}  analysis:\n    interval: 1s\n    confidence: 0.9\n    successRate: {{min: 90}}\n  progressDeadline: {deadline}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn phase(cluster: &Cluster) -> String {
+    cluster
+        .json("rollouts")
+        .first()
+        .and_then(|r| r["status"]["phase"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Sequential requests through the gateway on a thread until stopped.
+fn background_load(cluster: &Cluster) -> (Arc<AtomicBool>, std::thread::JoinHandle<LoadOutcome>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = cluster.addr();
+    let flag = stop.clone();
+    let load = std::thread::spawn(move || load_until(addr, &flag, 400_000));
+    (stop, load)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_good_canary_rolls_out_through_its_steps_under_load_without_a_failed_request() {
+    let cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = write_rollout(
+        dir.path(),
+        "  - setWeight: 10\n  - analysis: {}\n  - setWeight: 50\n  - analysis: {}\n  - setWeight: 100\n",
+        "2m",
+    );
+    let (stop, load) = background_load(&cluster);
+    let out = cluster.apply(&rollout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster
+        .wait_for("the rollout to succeed", Duration::from_secs(90), |c| {
+            let p = phase(c);
+            assert!(
+                p != "RolledBack" && p != "Aborted",
+                "{}",
+                String::from_utf8_lossy(&c.weir(&["rollout", "status", "my-app"]).stdout)
+            );
+            p == "Succeeded"
+        })
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    let outcome = load.join().unwrap();
+    assert!(outcome.ok > 500, "{outcome:?}");
+    assert_eq!(
+        (outcome.refused, outcome.other, outcome.statuses.len()),
+        (0, 0, 0),
+        "every request answered 200: {outcome:?}"
+    );
+    assert!(outcome.v2 > 0);
+    let status = cluster.weir(&["rollout", "status", "my-app"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("Phase:     Succeeded") && text.contains("v1 0 %, v2 100 %"),
+        "{text}"
+    );
+    let vs = &cluster.json("virtualservices")[0];
+    assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], 100);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_answering_errors_is_rolled_back_and_then_gets_no_routed_request() {
+    let cluster = Cluster::up(&[]);
+    let manifests = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(examples()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, manifests.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let v2 = manifests.path().join("app-v2.yaml");
+    let text = std::fs::read_to_string(&v2).unwrap();
+    std::fs::write(
+        &v2,
+        text.replace(
+            "        - name: VERSION\n          value: v2.0.0\n",
+            "        - name: VERSION\n          value: v2.0.0\n        - name: ERROR_PERCENT\n          value: \"20\"\n",
+        ),
+    )
+    .unwrap();
+    let out = cluster.apply(manifests.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster
+        .wait_for("both deployments ready", Duration::from_secs(30), |c| {
+            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
+        })
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = write_rollout(
+        dir.path(),
+        "  - setWeight: 20\n  - analysis: {}\n  - setWeight: 100\n",
+        "2m",
+    );
+    let (stop, load) = background_load(&cluster);
+    let out = cluster.apply(&rollout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster
+        .wait_for("the rollback", Duration::from_secs(60), |c| {
+            phase(c) == "RolledBack"
+        })
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    load.join().unwrap();
+    // Rolled back and confirmed: the canary serves none of the routed traffic.
+    let stop = AtomicBool::new(false);
+    let after = load_until(cluster.addr(), &stop, 500);
+    assert_eq!(after.ok, 500, "{after:?}");
+    assert_eq!(after.v2, 0, "{after:?}");
+    let status = cluster.weir(&["rollout", "status", "my-app"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(
+        status.status.code(),
+        Some(1),
+        "status exits 1 after a rollback: {text}"
+    );
+    assert!(
+        text.contains("analysis failed (success-rate Fail"),
+        "{text}"
+    );
+    assert!(text.contains("v1 100 %, v2 0 %"), "{text}");
+    // Retry starts again from step 0 (and v2 gets its 20 % again).
+    let retry = cluster.weir(&["rollout", "retry", "my-app"]);
+    assert!(
+        retry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retry.stderr)
+    );
+    assert!(String::from_utf8_lossy(&retry.stdout).contains("retried (phase Progressing)"));
+}

@@ -163,3 +163,87 @@ async fn a_canary_answering_errors_is_rolled_back_and_then_gets_no_routed_reques
     );
     assert!(String::from_utf8_lossy(&retry.stdout).contains("retried (phase Progressing)"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_traffic_a_rollout_never_succeeds_and_its_deadline_rolls_it_back() {
+    let cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = write_rollout(
+        dir.path(),
+        "  - setWeight: 10\n  - analysis: {}\n  - setWeight: 100\n",
+        "4s",
+    );
+    let out = cluster.apply(&rollout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster
+        .wait_for("the deadline's rollback", Duration::from_secs(30), |c| {
+            let p = phase(c);
+            assert_ne!(p, "Succeeded", "no requests must never pass");
+            p == "RolledBack"
+        })
+        .await;
+    let r = &cluster.json("rollouts")[0];
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(message.starts_with("no progress for 4s"), "{message}");
+    assert_eq!(r["status"]["verdicts"][0]["verdict"], "Inconclusive", "{r}");
+    assert_eq!(r["status"]["verdicts"][0]["n"], 0);
+    assert_eq!(r["status"]["canaryWeight"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_resumes_at_its_step_with_its_weights_after_weir_up_is_killed() {
+    let mut cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = write_rollout(
+        dir.path(),
+        "  - setWeight: 30\n  - pause: {}\n  - setWeight: 100\n",
+        "2m",
+    );
+    let out = cluster.apply(&rollout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster
+        .wait_for("the pause", Duration::from_secs(20), |c| {
+            phase(c) == "Paused"
+        })
+        .await;
+    cluster.kill9();
+    cluster.start();
+    let r = &cluster.json("rollouts")[0];
+    assert_eq!(
+        (
+            r["status"]["phase"].as_str(),
+            r["status"]["currentStep"].as_u64()
+        ),
+        (Some("Paused"), Some(1)),
+        "{r}"
+    );
+    let vs = &cluster.json("virtualservices")[0];
+    assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], 30, "{vs}");
+    let promote = cluster.weir(&["rollout", "promote", "my-app"]);
+    assert!(
+        promote.status.success(),
+        "{}",
+        String::from_utf8_lossy(&promote.stderr)
+    );
+    cluster
+        .wait_for("the end", Duration::from_secs(20), |c| {
+            phase(c) == "Succeeded"
+        })
+        .await;
+    let missing = cluster.weir(&["rollout", "abort", "nope"]);
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "an unknown Rollout is bad input"
+    );
+}

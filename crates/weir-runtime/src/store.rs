@@ -370,7 +370,7 @@ mod tests {
         let a = obj("a", "1");
         {
             let store = Store::open(&path).unwrap();
-            store.apply(&[a.clone()], &[]).unwrap();
+            store.apply(std::slice::from_ref(&a), &[]).unwrap();
             store
                 .set_status(&a.object, "{\"phase\":\"Progressing\"}")
                 .unwrap();

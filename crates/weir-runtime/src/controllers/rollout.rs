@@ -126,9 +126,12 @@ impl Controller for RolloutController {
                 stable: &t.stable,
                 command,
             };
-            let (status, wanted) =
+            let (mut status, wanted) =
                 engine::step(&ro.spec, observed.rollout_status.get(&rollout), &obs);
             for RolloutAction::SetCanaryWeight(w) in wanted {
+                // Carried out (and served) before the status is stored; a
+                // failed change ends the batch, and the status is not stored.
+                status.canary_weight = w.min(100);
                 actions.push(Action::SetRouteWeights {
                     virtual_service: t.virtual_service.clone(),
                     rule_index: t.rule_index,

@@ -74,9 +74,26 @@ pub fn quantile_ranks(n: u64, q: f64, confidence: f64) -> (Option<u64>, Option<u
         return (None, None);
     };
     let alpha = 1.0 - confidence;
-    let l = b.inverse_cdf(alpha / 2.0);
-    let u = b.inverse_cdf(1.0 - alpha / 2.0) + 1;
+    let l = binomial_ppf(&b, n, q, alpha / 2.0);
+    let u = binomial_ppf(&b, n, q, 1.0 - alpha / 2.0) + 1;
     ((l >= 1).then_some(l), (u <= n).then_some(u))
+}
+
+/// The least k with P(B ≤ k) ≥ p (scipy's `binom.ppf`), found by stepping
+/// from the normal approximation's guess: a few CDF evaluations where a
+/// bisection over 0..n takes dozens.
+fn binomial_ppf(b: &Binomial, n: u64, q: f64, p: f64) -> u64 {
+    let nf = n as f64;
+    let z = Normal::standard().inverse_cdf(p.clamp(1e-12, 1.0 - 1e-12));
+    let guess = (nf * q + z * (nf * q * (1.0 - q)).sqrt()).round();
+    let mut k = guess.clamp(0.0, nf) as u64;
+    while k > 0 && b.cdf(k - 1) >= p {
+        k -= 1;
+    }
+    while k < n && b.cdf(k) < p {
+        k += 1;
+    }
+    k
 }
 
 /// Pearson's chi-square statistic and its p-value for observed counts

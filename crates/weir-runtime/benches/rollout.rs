@@ -1,5 +1,6 @@
-//! The rollout engine's costs: one decision for the example Rollout (with
-//! its analysis falling due) and one verdict over a 10,000-request window.
+//! The rollout engine's costs: one decision for the example Rollout (the
+//! common one, every pass of the loop, and one with its analysis falling
+//! due) and one verdict over a 10,000-request window.
 //! Targets: a decision under 10 µs, a verdict under 50 µs
 //! (`cargo bench -p weir-runtime --bench rollout`; figures in bench/README.md).
 
@@ -61,6 +62,20 @@ fn benches(c: &mut Criterion) {
         stable: &stable_later,
         command: None,
     };
+    let (judged, _) = step(&spec, Some(&status), &later);
+    let quiet = Observation {
+        now: t0 + Duration::from_secs(7),
+        ..later
+    };
+    c.bench_function("one decision, nothing due", |b| {
+        b.iter(|| {
+            step(
+                black_box(&spec),
+                black_box(Some(&judged)),
+                black_box(&quiet),
+            )
+        })
+    });
     c.bench_function("one decision with the analysis due", |b| {
         b.iter(|| {
             step(

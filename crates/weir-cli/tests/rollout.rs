@@ -86,6 +86,34 @@ async fn a_good_canary_rolls_out_through_its_steps_under_load_without_a_failed_r
     );
     let vs = &cluster.json("virtualservices")[0];
     assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], 100);
+    // What a dashboard sees: the metrics and `weir top`.
+    let metrics = std::process::Command::new("curl")
+        .args(["-s", "--unix-socket"])
+        .arg(cluster.dir.path().join("admin.sock"))
+        .arg("http://weir/metrics")
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    for line in [
+        r#"weir_rollout_phase{namespace="default",rollout="my-app",phase="Succeeded"} 1"#,
+        r#"weir_rollout_phase{namespace="default",rollout="my-app",phase="Progressing"} 0"#,
+        r#"weir_rollout_canary_weight{namespace="default",rollout="my-app"} 100"#,
+        r#"weir_rollout_step{namespace="default",rollout="my-app"} 5"#,
+        r#"weir_rollout_info{namespace="default",rollout="my-app",virtual_service="my-app",stable="v1",canary="v2"} 1"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.lines().any(|l| l.starts_with(r#"weir_rollout_verdicts_total{namespace="default",rollout="my-app",metric="success-rate",verdict="Pass"}"#)),
+        "{metrics}"
+    );
+    let top = cluster.weir(&["top", "--once", "-o", "json", "--interval", "200ms"]);
+    let top: serde_json::Value = serde_json::from_slice(&top.stdout).unwrap();
+    assert_eq!(top["rollouts"][0]["phase"], "Succeeded", "{top}");
+    assert_eq!(top["rollouts"][0]["canary_weight"], 100, "{top}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -236,6 +236,11 @@ impl Gateway {
             .collect()
     }
 
+    /// The Rollout metrics the runtime keeps, served with the gateway's.
+    pub fn rollout_metrics(&self) -> &metrics::RolloutMetrics {
+        &self.shared.metrics.rollouts
+    }
+
     /// Every Service version's request counters now, for rollout analysis.
     pub fn version_counts(&self) -> Vec<(version_stats::VersionKey, version_stats::VersionCounts)> {
         self.shared.metrics.versions.snapshot()

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -60,11 +61,76 @@ const SIZE_BYTES: &[f64] = &[
     1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1e6, 1e7, 1e8, 1e9,
 ];
 
+/// The labels naming one Rollout.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutLabels {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub rollout: String,
+}
+
+/// A Rollout and what it drives (`weir_rollout_info`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutInfoLabels {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub rollout: String,
+    /// The VirtualService.
+    pub virtual_service: String,
+    /// The stable subset.
+    pub stable: String,
+    /// The canary subset.
+    pub canary: String,
+}
+
+/// A Rollout in one phase (`weir_rollout_phase`, 1 for the current one).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutPhaseLabels {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub rollout: String,
+    /// The phase.
+    pub phase: String,
+}
+
+/// A Rollout's verdicts of one kind for one goal (`weir_rollout_verdicts_total`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutVerdictLabels {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub rollout: String,
+    /// The goal (`success-rate`, `latency-p99`, ...).
+    pub metric: String,
+    /// Pass, Fail or Inconclusive.
+    pub verdict: String,
+}
+
+/// The runtime's Rollout metrics, served with the gateway's.
+#[derive(Default)]
+pub struct RolloutMetrics {
+    /// `weir_rollout_info`: 1 per Rollout.
+    pub info: Family<RolloutInfoLabels, Gauge>,
+    /// `weir_rollout_phase`: 1 for the current phase, 0 for the others.
+    pub phase: Family<RolloutPhaseLabels, Gauge>,
+    /// `weir_rollout_canary_weight`: the weight the gateway serves the canary.
+    pub canary_weight: Family<RolloutLabels, Gauge>,
+    /// `weir_rollout_step`: the current step's index.
+    pub step: Family<RolloutLabels, Gauge>,
+    /// `weir_rollout_verdicts`: verdicts given, by goal and kind.
+    pub verdicts: Family<RolloutVerdictLabels, Counter>,
+}
+
 /// The gateway's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
     /// Per-version counters for rollout analysis.
     pub versions: VersionTable,
+    /// The runtime's Rollout metrics.
+    pub rollouts: RolloutMetrics,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram, Buckets>,
     request_bytes: Family<RequestLabels, Histogram, Buckets>,
@@ -105,8 +171,35 @@ impl Default for Metrics {
             "Mirrored copies of requests (not counted as requests).",
             mirrors.clone(),
         );
+        let rollouts = RolloutMetrics::default();
+        registry.register(
+            "weir_rollout_info",
+            "A Rollout and what it drives",
+            rollouts.info.clone(),
+        );
+        registry.register(
+            "weir_rollout_phase",
+            "1 for a Rollout's current phase, 0 for the others",
+            rollouts.phase.clone(),
+        );
+        registry.register(
+            "weir_rollout_canary_weight",
+            "The weight the gateway serves a Rollout's canary, percent",
+            rollouts.canary_weight.clone(),
+        );
+        registry.register(
+            "weir_rollout_step",
+            "A Rollout's current step",
+            rollouts.step.clone(),
+        );
+        registry.register(
+            "weir_rollout_verdicts",
+            "Verdicts a Rollout's analysis gave, by goal",
+            rollouts.verdicts.clone(),
+        );
         Self {
             registry,
+            rollouts,
             versions: VersionTable::default(),
             mirrors,
             requests,

@@ -18,8 +18,13 @@ use crate::pod_ip::allocate_ip;
 use crate::pods::{self, Phase, Pod, PodIdentity, PodKey};
 use crate::probe::{self, ProbeKind, ProbeTarget};
 use crate::process::Process;
+use crate::rollout::engine::{ALL_PHASES, RolloutStatus};
 use crate::runtime::Runtime;
 use crate::state::{Published, State};
+use weir_api::rollout::RolloutSpec;
+use weir_gateway::metrics::{
+    RolloutInfoLabels, RolloutLabels, RolloutMetrics, RolloutPhaseLabels, RolloutVerdictLabels,
+};
 
 impl Runtime {
     /// Does what a controller asked, in order; stops at the first failure
@@ -127,6 +132,15 @@ impl Runtime {
                         state.rollout_commands.remove(&rollout);
                     }
                     if state.rollout_status.get(&rollout) != Some(&*status) {
+                        if let Some(Resource::Rollout(ro)) = state.objects.get(&rollout) {
+                            record_rollout_metrics(
+                                self.gateway.rollout_metrics(),
+                                &rollout,
+                                &ro.spec,
+                                state.rollout_status.get(&rollout),
+                                &status,
+                            );
+                        }
                         let text = serde_json::to_string(&*status).unwrap_or_default();
                         if let Err(e) = self.store.set_status(&rollout, &text) {
                             log(&format!("cannot record the status of {rollout}: {e}"));
@@ -297,6 +311,91 @@ impl Runtime {
             std::future::pending::<()>().await;
         }))
     }
+}
+
+/// Brings the `weir_rollout_*` metrics up to a Rollout's new status; a new
+/// analysis counts its verdicts.
+fn record_rollout_metrics(
+    metrics: &RolloutMetrics,
+    rollout: &ObjectRef,
+    spec: &RolloutSpec,
+    previous: Option<&RolloutStatus>,
+    status: &RolloutStatus,
+) {
+    let labels = RolloutLabels {
+        namespace: rollout.namespace.clone(),
+        rollout: rollout.name.clone(),
+    };
+    metrics
+        .info
+        .get_or_create(&RolloutInfoLabels {
+            namespace: rollout.namespace.clone(),
+            rollout: rollout.name.clone(),
+            virtual_service: spec.virtual_service.clone(),
+            stable: spec.stable.clone(),
+            canary: spec.canary.clone(),
+        })
+        .set(1);
+    for phase in ALL_PHASES {
+        metrics
+            .phase
+            .get_or_create(&RolloutPhaseLabels {
+                namespace: rollout.namespace.clone(),
+                rollout: rollout.name.clone(),
+                phase: format!("{phase:?}"),
+            })
+            .set(i64::from(phase == status.phase));
+    }
+    metrics
+        .canary_weight
+        .get_or_create(&labels)
+        .set(i64::from(status.canary_weight));
+    metrics
+        .step
+        .get_or_create(&labels)
+        .set(status.current_step as i64);
+    if status.analyses > previous.map_or(0, |p| p.analyses) {
+        for j in &status.verdicts {
+            metrics
+                .verdicts
+                .get_or_create(&RolloutVerdictLabels {
+                    namespace: rollout.namespace.clone(),
+                    rollout: rollout.name.clone(),
+                    metric: j.metric.clone(),
+                    verdict: format!("{:?}", j.verdict),
+                })
+                .inc();
+        }
+    }
+}
+
+/// Removes a deleted Rollout's `weir_rollout_*` series (its verdict counts
+/// stay, as counters do).
+pub(crate) fn forget_rollout_metrics(
+    metrics: &RolloutMetrics,
+    rollout: &ObjectRef,
+    spec: &RolloutSpec,
+) {
+    let labels = RolloutLabels {
+        namespace: rollout.namespace.clone(),
+        rollout: rollout.name.clone(),
+    };
+    metrics.info.remove(&RolloutInfoLabels {
+        namespace: rollout.namespace.clone(),
+        rollout: rollout.name.clone(),
+        virtual_service: spec.virtual_service.clone(),
+        stable: spec.stable.clone(),
+        canary: spec.canary.clone(),
+    });
+    for phase in ALL_PHASES {
+        metrics.phase.remove(&RolloutPhaseLabels {
+            namespace: rollout.namespace.clone(),
+            rollout: rollout.name.clone(),
+            phase: format!("{phase:?}"),
+        });
+    }
+    metrics.canary_weight.remove(&labels);
+    metrics.step.remove(&labels);
 }
 
 /// The random part of a pod's name.

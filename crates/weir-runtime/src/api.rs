@@ -164,6 +164,9 @@ impl Runtime {
         let existed = self.store.delete(objects)?;
         let mut state = self.state.lock().await;
         for o in objects {
+            if let Some(Resource::Rollout(ro)) = state.objects.get(o) {
+                crate::actions::forget_rollout_metrics(self.gateway.rollout_metrics(), o, &ro.spec);
+            }
             state.objects.remove(o);
             state.hpa_status.remove(o);
             state.meta.remove(o);

@@ -56,6 +56,19 @@ pub struct VersionRow {
     pub error_rate: f64,
 }
 
+/// One Rollout's progress.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RolloutRow {
+    /// Its name.
+    pub name: String,
+    /// Its phase (`Pending` before the controller saw it).
+    pub phase: String,
+    /// The current step, of how many.
+    pub step: String,
+    /// The canary's served weight, percent.
+    pub canary_weight: u64,
+}
+
 /// One Deployment's scale.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DeploymentRow {
@@ -81,6 +94,8 @@ pub struct Snapshot {
     pub versions: Vec<VersionRow>,
     /// Per Deployment.
     pub deployments: Vec<DeploymentRow>,
+    /// Per Rollout.
+    pub rollouts: Vec<RolloutRow>,
 }
 
 /// Per version: (requests, 5xx answers, cumulative duration buckets by upper bound in µs).
@@ -262,6 +277,36 @@ async fn deployments(
         .collect())
 }
 
+/// The Rollouts of a namespace; none where the backend has no such kind
+/// (a cluster without weir's CRD).
+async fn rollouts(backend: &AnyBackend, namespace: &str) -> Vec<RolloutRow> {
+    let Ok(list) = backend.list(Kind::Rollout, namespace).await else {
+        return Vec::new();
+    };
+    list.into_iter()
+        .map(|o| {
+            let o = o.object;
+            let steps = o["spec"]["steps"].as_array().map_or(0, Vec::len);
+            RolloutRow {
+                name: o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                phase: o["status"]["phase"]
+                    .as_str()
+                    .unwrap_or("Pending")
+                    .to_owned(),
+                step: o["status"]["currentStep"]
+                    .as_u64()
+                    .map_or("-".to_owned(), |s| {
+                        format!("{}/{steps}", (s as usize).min(steps))
+                    }),
+                canary_weight: o["status"]["canaryWeight"].as_u64().unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
 /// One snapshot: two scrapes `interval` apart.
 pub async fn snapshot(
     backend: &AnyBackend,
@@ -275,6 +320,7 @@ pub async fn snapshot(
     Ok(Snapshot {
         versions: version_rows(&before, &after, started.elapsed().as_secs_f64()),
         deployments: deployments(backend, namespace).await?,
+        rollouts: rollouts(backend, namespace).await,
     })
 }
 
@@ -325,6 +371,22 @@ fn draw(frame: &mut ratatui::Frame<'_>, s: &Snapshot) {
     )
     .header(Row::new(["DEPLOYMENT", "READY", "HPA", "CPU"]).style(bold))
     .block(Block::bordered().title(" deployments "));
+    let rollout_lines: Vec<String> = s
+        .rollouts
+        .iter()
+        .map(|r| {
+            format!(
+                "rollout {}: {} step {} canary {} %",
+                r.name, r.phase, r.step, r.canary_weight
+            )
+        })
+        .collect();
+    let title = if rollout_lines.is_empty() {
+        " deployments ".to_owned()
+    } else {
+        format!(" deployments — {} ", rollout_lines.join("; "))
+    };
+    let deployments = deployments.block(Block::bordered().title(title));
     frame.render_widget(deployments, bottom);
 }
 
@@ -364,6 +426,12 @@ pub async fn run(args: TopArgs) -> u8 {
                             d.cpu_utilization,
                             d.cpu_target,
                             d.cpu_millis
+                        );
+                    }
+                    for r in &s.rollouts {
+                        println!(
+                            "rollout {:<12} {}  step {}  canary {} %",
+                            r.name, r.phase, r.step, r.canary_weight
                         );
                     }
                 }

@@ -39,6 +39,15 @@ pub enum Phase {
     Aborted,
 }
 
+/// Every phase, for metrics that show one as 1 and the others as 0.
+pub const ALL_PHASES: [Phase; 5] = [
+    Phase::Progressing,
+    Phase::Paused,
+    Phase::Succeeded,
+    Phase::RolledBack,
+    Phase::Aborted,
+];
+
 impl Phase {
     /// Whether it is over (until `retry`).
     pub fn is_final(self) -> bool {
@@ -100,8 +109,11 @@ pub struct RolloutStatus {
     pub step_started: SystemTime,
     /// When it last moved forward (the progress deadline's clock).
     pub last_progress: SystemTime,
-    /// When the canary was last judged.
+    /// When the canary was last judged in the current step.
     pub last_analysis: Option<SystemTime>,
+    /// How many times it was judged since the rollout started.
+    #[serde(default)]
+    pub analyses: u64,
     /// Fail verdicts in a row.
     pub failures_in_row: u32,
     /// The counters at the start of the current step.
@@ -159,6 +171,7 @@ impl RolloutStatus {
             step_started: obs.now,
             last_progress: obs.now,
             last_analysis: None,
+            analyses: 0,
             failures_in_row: 0,
             baseline: Baseline {
                 canary: obs.canary.clone(),
@@ -317,6 +330,7 @@ pub fn step(
             let stable = obs.stable.since(&s.baseline.stable);
             s.verdicts = judge(&Goals::of(analysis), &canary, &stable);
             s.last_analysis = Some(obs.now);
+            s.analyses += 1;
             match overall(&s.verdicts) {
                 Verdict::Fail => {
                     s.failures_in_row += 1;

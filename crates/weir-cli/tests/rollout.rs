@@ -275,3 +275,47 @@ async fn a_rollout_resumes_at_its_step_with_its_weights_after_weir_up_is_killed(
         "an unknown Rollout is bad input"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_spec_traffic_a_rollout_concludes_on_its_own_load_alone() {
+    let cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = write_rollout(
+        dir.path(),
+        "  - setWeight: 20\n  - analysis: {}\n  - setWeight: 100\n",
+        "2m",
+    );
+    let text = std::fs::read_to_string(&rollout).unwrap();
+    std::fs::write(&rollout, format!("{text}  traffic: {{rate: 200}}\n")).unwrap();
+    let out = cluster.apply(&rollout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No load from the test: weir's own gets the gate its requests.
+    cluster
+        .wait_for(
+            "the gate to pass on weir's own traffic",
+            Duration::from_secs(60),
+            |c| {
+                let r = &c.json("rollouts")[0];
+                assert_ne!(r["status"]["phase"], "RolledBack", "{r}");
+                r["status"]["currentStep"].as_u64() >= Some(2)
+            },
+        )
+        .await;
+    cluster
+        .wait_for("the end", Duration::from_secs(20), |c| {
+            phase(c) == "Succeeded"
+        })
+        .await;
+    let r = &cluster.json("rollouts")[0];
+    assert_eq!(
+        r["status"]["trafficRate"],
+        serde_json::Value::Null,
+        "stopped once concluded: {r}"
+    );
+    assert!(r["status"]["verdicts"][0]["n"].as_u64().unwrap() > 0, "{r}");
+}

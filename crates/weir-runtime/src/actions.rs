@@ -123,6 +123,16 @@ impl Runtime {
                     )
                     .await?;
                 }
+                Action::SetTraffic { rollout, rate } => match rate {
+                    Some(rate) if state.traffic.get(&rollout).is_some_and(|(r, _)| *r == rate) => {}
+                    Some(rate) => {
+                        state.stop_traffic(&rollout);
+                        if let Some(task) = self.own_traffic(rate).await {
+                            state.traffic.insert(rollout, (rate, task));
+                        }
+                    }
+                    None => state.stop_traffic(&rollout),
+                },
                 Action::SetRolloutStatus {
                     rollout,
                     status,
@@ -155,6 +165,39 @@ impl Runtime {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// A task sending `rate` requests per second through the gateway (its
+    /// port 80 listener, else its first), in bounded one-second runs of
+    /// weir's load generator, until aborted.
+    async fn own_traffic(&self, rate: f64) -> Option<tokio::task::JoinHandle<()>> {
+        let listeners = self.gateway.listeners().await;
+        let addr = listeners
+            .get(&80)
+            .or_else(|| listeners.values().next())
+            .copied()?;
+        let url: http::Uri = format!("http://{addr}/").parse().ok()?;
+        Some(tokio::spawn(async move {
+            loop {
+                let options = weir_load::generator::LoadOptions {
+                    url: url.clone(),
+                    connections: 2,
+                    duration: Some(Duration::from_secs(1)),
+                    requests: None,
+                    rate: Some(rate),
+                    users: None,
+                    http2: false,
+                    classifier: weir_load::classify::Classifier::default(),
+                    timeout: Duration::from_secs(5),
+                };
+                if weir_load::generator::run(options, Default::default())
+                    .await
+                    .is_err()
+                {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }))
     }
 
     /// Pushes routes and endpoints to the gateway.

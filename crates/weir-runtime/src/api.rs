@@ -172,6 +172,7 @@ impl Runtime {
             state.meta.remove(o);
             state.rollout_status.remove(o);
             state.rollout_commands.remove(o);
+            state.stop_traffic(o);
         }
         drop(state);
         self.wake.notify_one();

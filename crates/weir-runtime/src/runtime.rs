@@ -357,6 +357,9 @@ impl Runtime {
     async fn stop_all(&self) {
         {
             let mut state = self.state.lock().await;
+            for (_, (_, task)) in state.traffic.drain() {
+                task.abort();
+            }
             let now = Instant::now();
             for pod in state.pods.values_mut() {
                 pod.begin_termination(now);

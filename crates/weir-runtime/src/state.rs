@@ -115,6 +115,18 @@ pub struct State {
     pub rollout_status: HashMap<ObjectRef, RolloutStatus>,
     /// Commands for Rollouts, each waiting for the controller to take it.
     pub rollout_commands: HashMap<ObjectRef, Command>,
+    /// The load weir sends itself for Rollouts (`spec.traffic`): its rate
+    /// and the task sending it.
+    pub traffic: HashMap<ObjectRef, (f64, tokio::task::JoinHandle<()>)>,
+}
+
+impl State {
+    /// Stops the load weir sends for a Rollout, if any.
+    pub fn stop_traffic(&mut self, rollout: &ObjectRef) {
+        if let Some((_, task)) = self.traffic.remove(rollout) {
+            task.abort();
+        }
+    }
 }
 
 impl State {

@@ -109,6 +109,14 @@ pub enum Action {
         /// `(subset, weight)`.
         weights: Vec<(String, u32)>,
     },
+    /// Send (or stop sending) weir's own load through the gateway for a
+    /// Rollout whose analysis gate lacks requests (`spec.traffic`).
+    SetTraffic {
+        /// The Rollout.
+        rollout: ObjectRef,
+        /// Requests per second; `None`: stop.
+        rate: Option<f64>,
+    },
     /// A Rollout's status after a decision (stored when it changed).
     SetRolloutStatus {
         /// The Rollout.

@@ -141,6 +141,10 @@ impl Controller for RolloutController {
                     ],
                 });
             }
+            actions.push(Action::SetTraffic {
+                rollout: rollout.clone(),
+                rate: status.traffic_rate,
+            });
             actions.push(Action::SetRolloutStatus {
                 rollout,
                 status: Box::new(status),

@@ -120,6 +120,10 @@ pub struct RolloutStatus {
     pub baseline: Baseline,
     /// The last judgement of each goal.
     pub verdicts: Vec<Judgement>,
+    /// The rate (req/s) of the load weir sends itself while an analysis
+    /// gate lacks requests (`spec.traffic`); `None`: none now.
+    #[serde(default)]
+    pub traffic_rate: Option<f64>,
     /// What it is doing or waiting for, or why it ended.
     pub message: String,
     /// The latest events, oldest first.
@@ -178,6 +182,7 @@ impl RolloutStatus {
                 stable: obs.stable.clone(),
             },
             verdicts: Vec::new(),
+            traffic_rate: None,
             message: why.to_owned(),
             history: Vec::new(),
         };
@@ -232,6 +237,8 @@ pub fn step(
         Some(s) => s.clone(),
     };
     s.canary_weight = obs.served_weight;
+    // Only a waiting analysis gate asks for traffic, below.
+    s.traffic_rate = None;
     let steps: Vec<Option<StepKind>> = spec.steps.iter().map(|st| st.kind()).collect();
     let final_weight = |s: &RolloutStatus| match s.phase {
         Phase::RolledBack | Phase::Aborted => Some(0),
@@ -393,6 +400,7 @@ pub fn step(
                     );
                     s.advance(obs);
                 } else {
+                    s.traffic_rate = spec.traffic.as_ref().map(|t| t.rate);
                     s.message = if judged_here {
                         format!(
                             "step {}: waiting for a conclusive analysis ({})",
@@ -721,6 +729,37 @@ mod tests {
                 .iter()
                 .any(|e| e.message == "spec changed: restarted from step 0")
         );
+    }
+
+    #[test]
+    fn own_traffic_is_asked_for_only_while_a_gate_waits() {
+        let mut with_traffic = spec(vec![weight(10), gate(), weight(100)], 1);
+        with_traffic.traffic = Some(weir_api::rollout::TrafficSpec { rate: 50.0 });
+        let mut sim = Sim::new(with_traffic);
+        sim.tick(0, 0, 0, None);
+        assert_eq!(
+            sim.status.as_ref().unwrap().traffic_rate,
+            None,
+            "setting a weight"
+        );
+        sim.tick(1, 0, 0, None);
+        assert_eq!(
+            sim.status.as_ref().unwrap().traffic_rate,
+            Some(50.0),
+            "the gate lacks requests"
+        );
+        sim.tick(5, 500, 0, None);
+        assert_eq!(sim.step_index(), 2);
+        assert_eq!(
+            sim.status.as_ref().unwrap().traffic_rate,
+            None,
+            "concluded: no more"
+        );
+        // Without spec.traffic, a waiting gate asks for nothing.
+        let mut plain = Sim::new(spec(vec![weight(10), gate()], 1));
+        plain.tick(0, 0, 0, None);
+        plain.tick(1, 0, 0, None);
+        assert_eq!(plain.status.as_ref().unwrap().traffic_rate, None);
     }
 
     #[test]

@@ -14,6 +14,16 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+/// Every listener on a free loopback port.
+const LOOPBACK: [&str; 6] = [
+    "--listen-address",
+    "127.0.0.1:0",
+    "--probe-address",
+    "127.0.0.1:0",
+    "--metrics-address",
+    "127.0.0.1:0",
+];
+
 /// A running `my-app` and the addresses it reported binding.
 struct MyApp {
     child: Child,
@@ -25,15 +35,7 @@ struct MyApp {
 
 impl MyApp {
     fn start(extra_args: &[&str]) -> MyApp {
-        let addresses = [
-            "--listen-address",
-            "127.0.0.1:0",
-            "--probe-address",
-            "127.0.0.1:0",
-            "--metrics-address",
-            "127.0.0.1:0",
-        ];
-        Self::start_with(&[&addresses, extra_args].concat(), &[])
+        Self::start_with(&[&LOOPBACK, extra_args].concat(), &[])
     }
 
     fn start_with(args: &[&str], env: &[(&str, &str)]) -> MyApp {

@@ -23,6 +23,22 @@ fn write_rollout(dir: &Path, steps: &str, deadline: &str) -> std::path::PathBuf 
     path
 }
 
+/// Writes a Rollout (see [`write_rollout`], plus `extra` spec lines) and
+/// applies it; the returned dir holds its file.
+fn apply_rollout(cluster: &Cluster, steps: &str, deadline: &str, extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = write_rollout(dir.path(), steps, deadline);
+    let text = std::fs::read_to_string(&rollout).unwrap();
+    std::fs::write(&rollout, format!("{text}{extra}")).unwrap();
+    let out = cluster.apply(&rollout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
 fn phase(cluster: &Cluster) -> String {
     cluster
         .json("rollouts")
@@ -44,18 +60,12 @@ fn background_load(cluster: &Cluster) -> (Arc<AtomicBool>, std::thread::JoinHand
 async fn a_good_canary_rolls_out_through_its_steps_under_load_without_a_failed_request() {
     let cluster = Cluster::up(&[]);
     cluster.walkthrough_ready().await;
-    let dir = tempfile::tempdir().unwrap();
-    let rollout = write_rollout(
-        dir.path(),
+    let (stop, load) = background_load(&cluster);
+    let _rollout = apply_rollout(
+        &cluster,
         "  - setWeight: 10\n  - analysis: {}\n  - setWeight: 50\n  - analysis: {}\n  - setWeight: 100\n",
         "2m",
-    );
-    let (stop, load) = background_load(&cluster);
-    let out = cluster.apply(&rollout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "",
     );
     cluster
         .wait_for("the rollout to succeed", Duration::from_secs(90), |c| {
@@ -145,18 +155,12 @@ async fn a_canary_answering_errors_is_rolled_back_and_then_gets_no_routed_reques
             c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
         })
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let rollout = write_rollout(
-        dir.path(),
+    let (stop, load) = background_load(&cluster);
+    let _rollout = apply_rollout(
+        &cluster,
         "  - setWeight: 20\n  - analysis: {}\n  - setWeight: 100\n",
         "2m",
-    );
-    let (stop, load) = background_load(&cluster);
-    let out = cluster.apply(&rollout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "",
     );
     cluster
         .wait_for("the rollback", Duration::from_secs(60), |c| {
@@ -196,17 +200,11 @@ async fn a_canary_answering_errors_is_rolled_back_and_then_gets_no_routed_reques
 async fn without_traffic_a_rollout_never_succeeds_and_its_deadline_rolls_it_back() {
     let cluster = Cluster::up(&[]);
     cluster.walkthrough_ready().await;
-    let dir = tempfile::tempdir().unwrap();
-    let rollout = write_rollout(
-        dir.path(),
+    let _rollout = apply_rollout(
+        &cluster,
         "  - setWeight: 10\n  - analysis: {}\n  - setWeight: 100\n",
         "4s",
-    );
-    let out = cluster.apply(&rollout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "",
     );
     cluster
         .wait_for("the deadline's rollback", Duration::from_secs(30), |c| {
@@ -227,17 +225,11 @@ async fn without_traffic_a_rollout_never_succeeds_and_its_deadline_rolls_it_back
 async fn a_rollout_resumes_at_its_step_with_its_weights_after_weir_up_is_killed() {
     let mut cluster = Cluster::up(&[]);
     cluster.walkthrough_ready().await;
-    let dir = tempfile::tempdir().unwrap();
-    let rollout = write_rollout(
-        dir.path(),
+    let _rollout = apply_rollout(
+        &cluster,
         "  - setWeight: 30\n  - pause: {}\n  - setWeight: 100\n",
         "2m",
-    );
-    let out = cluster.apply(&rollout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "",
     );
     cluster
         .wait_for("the pause", Duration::from_secs(20), |c| {
@@ -280,19 +272,11 @@ async fn a_rollout_resumes_at_its_step_with_its_weights_after_weir_up_is_killed(
 async fn with_spec_traffic_a_rollout_concludes_on_its_own_load_alone() {
     let cluster = Cluster::up(&[]);
     cluster.walkthrough_ready().await;
-    let dir = tempfile::tempdir().unwrap();
-    let rollout = write_rollout(
-        dir.path(),
+    let _rollout = apply_rollout(
+        &cluster,
         "  - setWeight: 20\n  - analysis: {}\n  - setWeight: 100\n",
         "2m",
-    );
-    let text = std::fs::read_to_string(&rollout).unwrap();
-    std::fs::write(&rollout, format!("{text}  traffic: {{rate: 200}}\n")).unwrap();
-    let out = cluster.apply(&rollout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "  traffic: {rate: 200}\n",
     );
     // No load from the test: weir's own gets the gate its requests.
     cluster

@@ -226,30 +226,28 @@ impl Store {
     pub fn statuses(&self) -> Result<Vec<(ObjectRef, String)>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare("SELECT kind, namespace, name, status FROM object_status")?;
-        let rows = stmt.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-            ))
-        })?;
+        let rows = stmt.query_map([], |row| Ok((keyed(row)?, row.get::<_, String>(3)?)))?;
         let mut out = Vec::new();
         for row in rows {
-            let (kind, namespace, name, status) = row?;
-            if let Ok(kind) = kind.parse() {
-                out.push((
-                    ObjectRef {
-                        kind,
-                        namespace,
-                        name,
-                    },
-                    status,
-                ));
-            }
+            let (object, status) = row?;
+            out.extend(object.map(|o| (o, status)));
         }
         Ok(out)
     }
+}
+
+/// The object a row's first three columns (kind, namespace, name) name;
+/// `None` for a kind this weir does not know.
+fn keyed(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<ObjectRef>> {
+    let kind: String = row.get(0)?;
+    let Ok(kind) = kind.parse() else {
+        return Ok(None);
+    };
+    Ok(Some(ObjectRef {
+        kind,
+        namespace: row.get(1)?,
+        name: row.get(2)?,
+    }))
 }
 
 /// An object's identity beyond its manifest: when it was created (Unix
@@ -269,29 +267,16 @@ impl Store {
         let mut stmt =
             conn.prepare("SELECT kind, namespace, name, created, uid FROM object_meta")?;
         let rows = stmt.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                ObjectMeta {
-                    created: row.get(3)?,
-                    uid: row.get(4)?,
-                },
-            ))
+            let meta = ObjectMeta {
+                created: row.get(3)?,
+                uid: row.get(4)?,
+            };
+            Ok((keyed(row)?, meta))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (kind, namespace, name, meta) = row?;
-            if let Ok(kind) = kind.parse() {
-                out.push((
-                    ObjectRef {
-                        kind,
-                        namespace,
-                        name,
-                    },
-                    meta,
-                ));
-            }
+            let (object, meta) = row?;
+            out.extend(object.map(|o| (o, meta)));
         }
         Ok(out)
     }

@@ -360,16 +360,8 @@ async fn port_only_addresses_bind_the_pod_ip_when_set() {
 
 #[tokio::test]
 async fn a_bad_canary_answers_its_share_of_500s_evenly_and_late_when_asked() {
-    let addresses = [
-        "--listen-address",
-        "127.0.0.1:0",
-        "--probe-address",
-        "127.0.0.1:0",
-        "--metrics-address",
-        "127.0.0.1:0",
-    ];
     let app = MyApp::start_with(
-        &addresses,
+        &LOOPBACK,
         &[("ERROR_PERCENT", "25"), ("EXTRA_LATENCY", "30ms")],
     );
     let mut statuses = Vec::new();

@@ -30,12 +30,7 @@ fn apply_rollout(cluster: &Cluster, steps: &str, deadline: &str, extra: &str) ->
     let rollout = write_rollout(dir.path(), steps, deadline);
     let text = std::fs::read_to_string(&rollout).unwrap();
     std::fs::write(&rollout, format!("{text}{extra}")).unwrap();
-    let out = cluster.apply(&rollout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.apply_ok(&rollout);
     dir
 }
 
@@ -144,17 +139,8 @@ async fn a_canary_answering_errors_is_rolled_back_and_then_gets_no_routed_reques
         ),
     )
     .unwrap();
-    let out = cluster.apply(manifests.path());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    cluster
-        .wait_for("both deployments ready", Duration::from_secs(30), |c| {
-            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
-        })
-        .await;
+    cluster.apply_ok(manifests.path());
+    cluster.both_versions_ready().await;
     let (stop, load) = background_load(&cluster);
     let _rollout = apply_rollout(
         &cluster,

@@ -13,6 +13,7 @@ use rustix::process::Signal;
 use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::time::Instant;
 use weir_api::images::ImageMap;
+use weir_api::resource::Kind;
 use weir_gateway::version_stats::{VersionCounts, VersionKey};
 use weir_gateway::{Gateway, GatewayOptions};
 
@@ -289,8 +290,13 @@ impl Runtime {
         let mut controllers = self.controllers.lock().await;
         let now = Instant::now();
         let exits = reap(&mut state);
+        // Only Rollouts read the per-version counters: no copy without one.
         let versions: HashMap<VersionKey, VersionCounts> =
-            self.gateway.version_counts().into_iter().collect();
+            if state.objects.iter().any(|r| r.kind() == Kind::Rollout) {
+                self.gateway.version_counts().into_iter().collect()
+            } else {
+                HashMap::new()
+            };
         for scheduled in controllers.iter_mut() {
             if scheduled.next_due > now {
                 continue;

@@ -85,6 +85,24 @@ impl Cluster {
         self.weir(&["apply", "-f", path.to_str().unwrap()])
     }
 
+    /// Applies `path`; asserts success.
+    pub fn apply_ok(&self, path: &Path) {
+        let out = self.apply(path);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Waits (bounded) until both versions of the walkthrough have a ready pod.
+    pub async fn both_versions_ready(&self) {
+        self.wait_for("both deployments ready", Duration::from_secs(30), |c| {
+            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
+        })
+        .await;
+    }
+
     /// Replaces `from` with `to` in `file` and applies the file; asserts success.
     pub fn edit_and_apply(&self, file: &Path, from: &str, to: &str) {
         let text = std::fs::read_to_string(file).unwrap();
@@ -139,16 +157,8 @@ impl Cluster {
     /// Applies the walkthrough's manifests and waits (bounded) until both
     /// versions have a ready pod.
     pub async fn walkthrough_ready(&self) {
-        let out = self.apply(&examples());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        self.wait_for("both deployments ready", Duration::from_secs(30), |c| {
-            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
-        })
-        .await;
+        self.apply_ok(&examples());
+        self.both_versions_ready().await;
     }
 
     /// The name and supervisor pid of the first pod whose name starts with `prefix`.

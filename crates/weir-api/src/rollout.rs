@@ -87,7 +87,8 @@ pub struct AnalysisSpec {
     /// Confidence of the intervals (default 0.95).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
-    /// The least share of the canary's answers that are not 5xx, percent.
+    /// The canary's share of answers that are not 5xx: its least value,
+    /// and/or how far below the stable's it may be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_rate: Option<SuccessRateGoal>,
     /// A latency percentile's bounds.
@@ -98,11 +99,17 @@ pub struct AnalysisSpec {
     pub failure_limit: Option<u32>,
 }
 
-/// `analysis.successRate`.
+/// `analysis.successRate`: at least one bound.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SuccessRateGoal {
-    /// Percent.
-    pub min: f64,
+    /// The least non-5xx share, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// How many percentage points the canary's non-5xx share may be below
+    /// the stable's over the same window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_drop_from_stable: Option<f64>,
 }
 
 /// `analysis.latency`.

@@ -110,13 +110,24 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
             "Required value: successRate and/or latency (what to judge the canary by)",
         );
     }
-    if let Some(s) = &a.success_rate
-        && !(0.0..=100.0).contains(&s.min)
-    {
-        out.error(
-            &at.key("successRate").key("min"),
-            format!("Invalid value: {}: a percentage from 0 to 100", s.min),
-        );
+    if let Some(s) = &a.success_rate {
+        let at = at.key("successRate");
+        if s.min.is_none() && s.max_drop_from_stable.is_none() {
+            out.error(&at, "Required value: min and/or maxDropFromStable");
+        }
+        for (field, value) in [
+            ("min", s.min),
+            ("maxDropFromStable", s.max_drop_from_stable),
+        ] {
+            if let Some(v) = value
+                && !(0.0..=100.0).contains(&v)
+            {
+                out.error(
+                    &at.key(field),
+                    format!("Invalid value: {v}: a percentage from 0 to 100"),
+                );
+            }
+        }
     }
     if let Some(l) = &a.latency {
         let at = at.key("latency");

@@ -10,6 +10,10 @@
 //! - Success rate: the Clopper–Pearson interval of the non-5xx share
 //!   (conservative at small n; Wilson's would fail 2 successes of 3
 //!   against 99 %).
+//! - Success rate relative to the stable: the interval of the stable's
+//!   share minus the canary's (`weir_load::stats::difference_interval`:
+//!   both exact intervals at 1 − (1 − confidence)/2), in percentage points,
+//!   against the drop allowed.
 //! - Latency percentile: the distribution-free order-statistic interval
 //!   (ranks from the binomial, `weir_load::stats::quantile_ranks`) read
 //!   off the gateway's 10 %-wide latency buckets: the lower bound is the
@@ -23,7 +27,7 @@
 use serde::{Deserialize, Serialize};
 use weir_api::rollout::AnalysisSpec;
 use weir_gateway::version_stats::{VersionCounts, bucket_lower_ms, bucket_upper_ms};
-use weir_load::stats::{clopper_pearson, quantile_ranks};
+use weir_load::stats::{clopper_pearson, difference_interval, quantile_ranks};
 
 /// A goal's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +44,7 @@ pub enum Verdict {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Judgement {
-    /// `success-rate`, `latency-p99`, `latency-p99-ratio`.
+    /// `success-rate`, `success-rate-drop`, `latency-p99`, `latency-p99-ratio`.
     pub metric: String,
     /// The verdict.
     pub verdict: Verdict,
@@ -63,6 +67,9 @@ pub struct Goals {
     pub confidence: f64,
     /// Least non-5xx share, percent.
     pub success_min: Option<f64>,
+    /// Most percentage points the canary's non-5xx share may be below the
+    /// stable's.
+    pub success_max_drop: Option<f64>,
     /// Percentile (0–100), its bound in ms, its bound relative to the stable.
     pub latency: Option<(f64, Option<f64>, Option<f64>)>,
 }
@@ -74,7 +81,11 @@ impl Goals {
             confidence: spec
                 .confidence
                 .unwrap_or(weir_api::rollout::defaults::CONFIDENCE),
-            success_min: spec.success_rate.as_ref().map(|s| s.min),
+            success_min: spec.success_rate.as_ref().and_then(|s| s.min),
+            success_max_drop: spec
+                .success_rate
+                .as_ref()
+                .and_then(|s| s.max_drop_from_stable),
             latency: spec
                 .latency
                 .as_ref()
@@ -89,6 +100,11 @@ pub fn judge(goals: &Goals, canary: &VersionCounts, stable: &VersionCounts) -> V
     if let Some(min) = goals.success_min {
         out.push(with_needed(canary, |c| {
             success_rate(min, goals.confidence, c)
+        }));
+    }
+    if let Some(max_drop) = goals.success_max_drop {
+        out.push(with_needed(canary, |c| {
+            success_rate_drop(max_drop, goals.confidence, c, stable)
         }));
     }
     if let Some((percentile, max_ms, max_ratio)) = goals.latency {
@@ -155,6 +171,38 @@ fn success_rate(min_percent: f64, confidence: f64, c: &VersionCounts) -> Judgeme
         estimate: (n > 0).then(|| ok as f64 / n as f64 * 100.0),
         interval,
         threshold: min_percent,
+        requests_needed: None,
+    }
+}
+
+fn success_rate_drop(
+    max_drop: f64,
+    confidence: f64,
+    canary: &VersionCounts,
+    stable: &VersionCounts,
+) -> Judgement {
+    let ok = |c: &VersionCounts| c.requests.saturating_sub(c.server_errors);
+    let (lo, hi) = difference_interval(
+        ok(stable),
+        stable.requests,
+        ok(canary),
+        canary.requests,
+        confidence,
+    );
+    let known = canary.requests > 0 && stable.requests > 0;
+    let interval = if known {
+        (Some(lo * 100.0), Some(hi * 100.0))
+    } else {
+        (None, None)
+    };
+    let share = |c: &VersionCounts| ok(c) as f64 / c.requests as f64 * 100.0;
+    Judgement {
+        metric: "success-rate-drop".into(),
+        verdict: verdict_of(interval, max_drop, false),
+        n: canary.requests,
+        estimate: known.then(|| share(stable) - share(canary)),
+        interval,
+        threshold: max_drop,
         requests_needed: None,
     }
 }
@@ -301,6 +349,7 @@ mod tests {
         Goals {
             confidence: 0.95,
             success_min: success,
+            success_max_drop: None,
             latency,
         }
     }
@@ -334,6 +383,47 @@ mod tests {
             judge(&g, &counts(needed - 1, 0, 1.0), &stable)[0].verdict,
             Verdict::Inconclusive
         );
+    }
+
+    #[test]
+    fn the_success_rate_against_the_stable_is_a_difference_of_exact_intervals() {
+        let g = Goals {
+            success_max_drop: Some(1.0),
+            ..goals(None, None)
+        };
+        let judged =
+            |canary: VersionCounts, stable: VersionCounts| judge(&g, &canary, &stable)[0].clone();
+        // Nothing on either side: no verdict, no numbers.
+        let j = judged(counts(0, 0, 1.0), counts(1000, 0, 1.0));
+        assert_eq!((j.verdict, j.estimate), (Verdict::Inconclusive, None));
+        let j = judged(counts(1000, 0, 1.0), counts(0, 0, 1.0));
+        assert_eq!(j.verdict, Verdict::Inconclusive);
+        // One error in three against a clean stable: never a Fail.
+        let j = judged(counts(3, 1, 1.0), counts(1000, 0, 1.0));
+        assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
+        // 5 % errors where the stable has none fails within a few hundred.
+        let first_fail = (10..=1000)
+            .step_by(10)
+            .find(|&n| {
+                judged(counts(n, n / 20, 1.0), counts(9 * n, 0, 1.0)).verdict == Verdict::Fail
+            })
+            .unwrap();
+        assert!(first_fail <= 300, "failed only at {first_fail}");
+        // As bad as the stable (both 2 % errors) passes a 1-point drop once
+        // n suffices, at the number the status announced.
+        let early = judged(counts(100, 2, 1.0), counts(900, 18, 1.0));
+        assert_eq!(early.verdict, Verdict::Inconclusive);
+        let needed = early.requests_needed.unwrap();
+        let scaled = |n: u64| counts(n, (2 * n + 50) / 100, 1.0);
+        assert_eq!(
+            judged(scaled(needed), counts(900, 18, 1.0)).verdict,
+            Verdict::Pass
+        );
+        // An absolute minimum the stable itself misses would fail both;
+        // the relative goal passes a canary no worse than it.
+        let j = judged(counts(20_000, 400, 1.0), counts(20_000, 400, 1.0));
+        assert_eq!(j.verdict, Verdict::Pass, "{j:?}");
+        assert_eq!(j.estimate, Some(0.0));
     }
 
     #[test]

@@ -494,7 +494,10 @@ mod tests {
             steps,
             analysis: Some(AnalysisSpec {
                 interval: Some("5s".into()),
-                success_rate: Some(SuccessRateGoal { min: 99.0 }),
+                success_rate: Some(SuccessRateGoal {
+                    min: Some(99.0),
+                    max_drop_from_stable: None,
+                }),
                 failure_limit: Some(failure_limit),
                 ..AnalysisSpec::default()
             }),

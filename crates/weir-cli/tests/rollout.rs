@@ -122,6 +122,82 @@ async fn a_good_canary_rolls_out_through_its_steps_under_load_without_a_failed_r
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_one_replica_canary_gets_the_replicas_its_full_share_needs_before_the_shift() {
+    let cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    let replicas_of_v2 = |c: &Cluster| {
+        c.json("deployments")
+            .iter()
+            .find(|d| d["metadata"]["name"] == "my-app-v2")
+            .and_then(|d| d["spec"]["replicas"].as_i64())
+            .unwrap()
+    };
+    assert_eq!(replicas_of_v2(&cluster), 1);
+    let (stop, load) = background_load(&cluster);
+    let _rollout = apply_rollout(
+        &cluster,
+        "  - setWeight: 10\n  - setWeight: 100\n",
+        "2m",
+        "",
+    );
+    cluster
+        .wait_for("the rollout to succeed", Duration::from_secs(120), |c| {
+            let p = phase(c);
+            assert!(
+                p != "RolledBack" && p != "Aborted",
+                "{}",
+                String::from_utf8_lossy(&c.weir(&["rollout", "status", "my-app"]).stdout)
+            );
+            p == "Succeeded"
+        })
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    let outcome = load.join().unwrap();
+    assert!(outcome.ok > 500, "{outcome:?}");
+    assert_eq!(
+        (outcome.refused, outcome.other, outcome.statuses.len()),
+        (0, 0, 0),
+        "no request failed for lack of capacity: {outcome:?}"
+    );
+    let status = cluster.json("rollouts")[0]["status"].clone();
+    let history: Vec<String> = status["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect();
+    let at = |what: &dyn Fn(&str) -> bool| {
+        history
+            .iter()
+            .position(|m| what(m))
+            .unwrap_or_else(|| panic!("not in the history: {history:#?}"))
+    };
+    let scaled = at(&|m| m.contains("canary 100 % needs") && m.contains("scaling the canary"));
+    let ready = at(&|m| m.contains("canary replicas ready for canary 100 %"));
+    let served = at(&|m| m.contains("the gateway serves canary 100 %"));
+    assert!(scaled < ready && ready < served, "{history:#?}");
+    let estimate = &status["capacity"];
+    assert_eq!(estimate["share"], 100, "{status}");
+    assert_eq!(estimate["decision"], "shift", "{status}");
+    let needed = estimate["needed"].as_i64().unwrap();
+    assert!(
+        needed >= 2,
+        "the full share needs more than one replica: {status}"
+    );
+    assert!(
+        estimate["ready"].as_i64().unwrap() >= needed,
+        "shifted only with the replicas ready: {status}"
+    );
+    assert!(replicas_of_v2(&cluster) >= needed);
+    let shown = cluster.weir(&["rollout", "status", "my-app"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!("Capacity:  canary 100 %: needs {needed} replicas")),
+        "{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_canary_answering_errors_is_rolled_back_and_then_gets_no_routed_request() {
     let cluster = Cluster::up(&[]);
     let manifests = tempfile::tempdir().unwrap();

@@ -51,6 +51,7 @@ fn benches(c: &mut Criterion) {
         canary: &canary,
         stable: &stable,
         command: None,
+        capacity: None,
     };
     let (status, _) = step(&spec, None, &start(t0));
     // Six seconds on, 10,000 more canary requests to judge.
@@ -61,6 +62,7 @@ fn benches(c: &mut Criterion) {
         canary: &canary_later,
         stable: &stable_later,
         command: None,
+        capacity: None,
     };
     let (judged, _) = step(&spec, Some(&status), &later);
     let quiet = Observation {

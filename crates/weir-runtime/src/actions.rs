@@ -107,6 +107,20 @@ impl Runtime {
                         }
                     }
                 }
+                Action::ScaleAhead {
+                    deployment,
+                    replicas,
+                } => {
+                    if let Some(resource) = state.objects.set_replicas(&deployment, replicas) {
+                        let resource = resource.clone();
+                        if let Err(e) = self.store_objects(&[resource], &[]) {
+                            log(&format!(
+                                "cannot persist the new scale of {deployment}: {e}"
+                            ));
+                        }
+                        state.scaled_ahead.insert(deployment, (now, replicas));
+                    }
+                }
                 Action::SetHpaStatus(hpa, status) => {
                     state.hpa_status.insert(hpa, status);
                 }

@@ -143,7 +143,10 @@ impl Runtime {
             }),
             Box::new(DeploymentController),
             Box::new(EndpointsController),
-            Box::new(RolloutController),
+            Box::new(RolloutController::new(
+                config.metrics_window,
+                crate::cpu::ticks_per_second(),
+            )),
         ];
         let controllers = controllers
             .into_iter()
@@ -428,6 +431,7 @@ fn observe<'a>(
         versions,
         rollout_status: &state.rollout_status,
         rollout_commands: &state.rollout_commands,
+        scaled_ahead: &state.scaled_ahead,
     }
 }
 

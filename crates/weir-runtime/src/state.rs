@@ -118,6 +118,9 @@ pub struct State {
     /// The load weir sends itself for Rollouts (`spec.traffic`): its rate
     /// and the task sending it.
     pub traffic: HashMap<ObjectRef, (f64, tokio::task::JoinHandle<()>)>,
+    /// Replicas raised ahead of traffic for Rollouts, by Deployment: when,
+    /// and to what (the latest per Deployment; its HPA holds them).
+    pub scaled_ahead: HashMap<ObjectRef, (tokio::time::Instant, i32)>,
 }
 
 impl State {

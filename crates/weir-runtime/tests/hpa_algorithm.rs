@@ -330,6 +330,35 @@ fn the_algorithm_rule_by_rule() {
         );
     }
     {
+        // weir's own: replicas a Rollout raised ahead of traffic count as a
+        // recommendation, so the quiet CPU before the shift does not undo them.
+        let spec = legacy(1, 10, 50);
+        let mut h = HpaHistory::default();
+        sync(&spec, 1, &pods(1, 5, 100, now), now, &mut h);
+        h.hold(now + secs(10), 4);
+        h.hold(now + secs(10), 4);
+        let held = sync(
+            &spec,
+            4,
+            &pods(4, 5, 100, now + secs(15)),
+            now + secs(15),
+            &mut h,
+        );
+        case(
+            "a raise ahead of traffic is held through the downscale window",
+            held.desired.into(),
+            4,
+        );
+        let after = sync(
+            &spec,
+            4,
+            &pods(4, 5, 100, now + secs(311)),
+            now + secs(311),
+            &mut h,
+        );
+        case("... and not after it", after.desired.into(), 1);
+    }
+    {
         let spec = legacy(1, 10, 50);
         let mut h = HpaHistory::default();
         sync(&spec, 5, &pods(5, 50, 100, now), now, &mut h);

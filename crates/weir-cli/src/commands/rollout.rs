@@ -209,6 +209,29 @@ pub fn render(o: &Value) -> String {
             ));
         }
     }
+    let capacity = &o["status"]["capacity"];
+    if capacity.is_object() {
+        let needed = capacity["needed"]
+            .as_i64()
+            .map_or("not estimated".to_owned(), |n| {
+                format!("needs {n} replicas")
+            });
+        let decision = match &capacity["decision"] {
+            Value::String(d) => d.clone(),
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| format!("{k} to {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => "-".to_owned(),
+        };
+        out.push_str(&format!(
+            "Capacity:  canary {} %: {needed}, {} ready, {decision}: {}\n",
+            capacity["share"].as_u64().unwrap_or(0),
+            capacity["ready"].as_i64().unwrap_or(0),
+            text_at(capacity, "/reason"),
+        ));
+    }
     let history = o["status"]["history"]
         .as_array()
         .cloned()

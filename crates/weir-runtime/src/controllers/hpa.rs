@@ -95,6 +95,9 @@ impl Controller for HpaController {
                 .histories
                 .entry(uid)
                 .or_insert_with(|| HpaHistory::first_seen(current, observed.now));
+            if let Some(&(at, replicas)) = observed.scaled_ahead.get(&deployment) {
+                history.hold(at, replicas);
+            }
             let decision = hpa::reconcile(
                 &spec,
                 current,

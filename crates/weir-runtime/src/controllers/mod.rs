@@ -55,6 +55,8 @@ pub struct Observed<'a> {
     pub rollout_status: &'a HashMap<ObjectRef, RolloutStatus>,
     /// Commands waiting for Rollouts.
     pub rollout_commands: &'a HashMap<ObjectRef, Command>,
+    /// Replicas raised ahead of traffic, by Deployment: when, and to what.
+    pub scaled_ahead: &'a HashMap<ObjectRef, (Instant, i32)>,
 }
 
 /// Something a controller wants done; the runtime does it.
@@ -92,6 +94,15 @@ pub enum Action {
     Publish(HashMap<ServiceKey, Vec<Endpoint>>),
     /// Set a Deployment's replicas (the HPA's scale).
     Scale {
+        /// The Deployment.
+        deployment: ObjectRef,
+        /// Its new replica count.
+        replicas: i32,
+    },
+    /// Raise a Deployment's replicas ahead of traffic (a Rollout's
+    /// capacity before traffic); its HPA holds them as one of its own
+    /// recommendations, through its downscale stabilization window.
+    ScaleAhead {
         /// The Deployment.
         deployment: ObjectRef,
         /// Its new replica count.
@@ -191,6 +202,8 @@ pub(crate) mod testing {
             std::sync::OnceLock::new();
         static COMMANDS: std::sync::OnceLock<HashMap<ObjectRef, Command>> =
             std::sync::OnceLock::new();
+        static AHEAD: std::sync::OnceLock<HashMap<ObjectRef, (Instant, i32)>> =
+            std::sync::OnceLock::new();
         Observed {
             now,
             wall: SystemTime::UNIX_EPOCH,
@@ -204,6 +217,7 @@ pub(crate) mod testing {
             versions: VERSIONS.get_or_init(HashMap::new),
             rollout_status: ROLLOUTS.get_or_init(HashMap::new),
             rollout_commands: COMMANDS.get_or_init(HashMap::new),
+            scaled_ahead: AHEAD.get_or_init(HashMap::new),
         }
     }
 }

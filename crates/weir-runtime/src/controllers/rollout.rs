@@ -2,19 +2,60 @@
 //! rule's canary weight), the stable's and canary's request counters (the
 //! versions their DestinationRule subsets select), and any waiting user
 //! command go through the engine ([`crate::rollout::engine::step`]); a
-//! weight it asks for becomes a route change, the status is kept.
+//! weight it asks for becomes a route change, the status is kept. For
+//! capacity before traffic it also measures what the estimate needs: the
+//! rule's recent request rate, the CPU a request costs on the stable's
+//! pods, and the canary Deployment with its HPA and ready pods.
 
-use weir_api::istio::{DestinationRuleSpec, IstioObject, VirtualServiceSpec, service_for_host};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use weir_api::istio::{IstioObject, VirtualServiceSpec, service_for_host};
+use weir_api::k8s_openapi::api::apps::v1::Deployment;
+use weir_api::quantity;
 use weir_api::resource::{Kind, ObjectRef, Resource};
 use weir_api::rollout::{RolloutSpec, rollout_target};
 use weir_api::route::destination_label;
 use weir_gateway::version_stats::VersionCounts;
 
 use super::{Action, Controller, Observed};
+use crate::hpa::{HpaSpec, Settings};
+use crate::pods::Phase;
+use crate::rollout::capacity::{CanaryHpa, CapacityInputs};
 use crate::rollout::engine::{self, Observation, RolloutAction};
 
-/// Drives every Rollout.
-pub struct RolloutController;
+/// Request-count samples kept per Rollout, at most.
+const MAX_SAMPLES: usize = 256;
+
+/// Drives every Rollout, remembering each one's recent request counts.
+pub struct RolloutController {
+    /// The window rates and CPU are measured over (the HPA's).
+    pub window: Duration,
+    /// The kernel's clock ticks per second (CPU samples are in ticks).
+    pub ticks_per_second: u64,
+    /// `(when, stable requests, canary requests)`, oldest first, per Rollout.
+    samples: HashMap<ObjectRef, VecDeque<(Instant, u64, u64)>>,
+}
+
+impl RolloutController {
+    /// A controller measuring over `window`.
+    pub fn new(window: Duration, ticks_per_second: u64) -> Self {
+        Self {
+            window,
+            ticks_per_second,
+            samples: HashMap::new(),
+        }
+    }
+}
+
+/// A subset as the runtime sees it: the version its requests are counted
+/// under, and the labels its pods carry (the Service's selector and the
+/// subset's labels).
+struct Subset {
+    version: Option<String>,
+    selector: Option<BTreeMap<String, String>>,
+}
 
 /// What a Rollout acts on, found from its VirtualService.
 struct Targets {
@@ -23,6 +64,8 @@ struct Targets {
     served_weight: u32,
     stable: VersionCounts,
     canary: VersionCounts,
+    stable_selector: Option<BTreeMap<String, String>>,
+    canary_selector: Option<BTreeMap<String, String>>,
 }
 
 fn targets(observed: &Observed<'_>, ns: &str, spec: &RolloutSpec) -> Option<Targets> {
@@ -51,58 +94,243 @@ fn targets(observed: &Observed<'_>, ns: &str, spec: &RolloutSpec) -> Option<Targ
     } else {
         0
     };
-    let counts = |subset: &str| version_counts(observed, ns, vs, rule_index, subset);
+    let stable = subset(observed, ns, vs, rule_index, &spec.stable);
+    let canary = subset(observed, ns, vs, rule_index, &spec.canary);
     Some(Targets {
         virtual_service,
         rule_index,
         served_weight,
-        stable: counts(&spec.stable),
-        canary: counts(&spec.canary),
+        stable: stable.counts,
+        canary: canary.counts,
+        stable_selector: stable.selector,
+        canary_selector: canary.selector,
     })
 }
 
-/// A subset's counters: the version its DestinationRule subset selects
-/// (its `version` label) on the rule's destination Service.
-fn version_counts(
+/// A subset's counters and pod selector.
+struct SubsetCounts {
+    counts: VersionCounts,
+    selector: Option<BTreeMap<String, String>>,
+}
+
+/// A subset of the rule's destination Service: its counters (under the
+/// version its DestinationRule subset selects, its `version` label) and
+/// the labels its pods carry.
+fn subset(
     observed: &Observed<'_>,
     ns: &str,
     vs: &IstioObject<VirtualServiceSpec>,
     rule_index: usize,
-    subset: &str,
-) -> VersionCounts {
+    name: &str,
+) -> SubsetCounts {
+    let found = subset_of(observed, ns, vs, rule_index, name);
+    let counts = match (&found.0, &found.1.version) {
+        (Some((svc_ns, svc)), Some(version)) => observed
+            .versions
+            .get(&(svc_ns.clone(), svc.clone(), version.clone()))
+            .cloned()
+            .unwrap_or_default(),
+        _ => VersionCounts::default(),
+    };
+    SubsetCounts {
+        counts,
+        selector: found.1.selector,
+    }
+}
+
+fn subset_of(
+    observed: &Observed<'_>,
+    ns: &str,
+    vs: &IstioObject<VirtualServiceSpec>,
+    rule_index: usize,
+    name: &str,
+) -> (Option<(String, String)>, Subset) {
+    let none = Subset {
+        version: None,
+        selector: None,
+    };
     let Some(dest) = vs.spec.http[rule_index]
         .route
         .iter()
         .flatten()
-        .find(|d| destination_label(d) == subset)
+        .find(|d| destination_label(d) == name)
     else {
-        return VersionCounts::default();
+        return (None, none);
     };
     let (svc_ns, svc) = service_for_host(&dest.destination.host, ns);
-    let subset_labels = observed.objects.iter().find_map(|r| match r {
+    let labels = observed.objects.iter().find_map(|r| match r {
         Resource::DestinationRule(dr)
             if service_for_host(&dr.spec.host, r.namespace()) == (svc_ns.clone(), svc.clone()) =>
         {
-            subset_version(&dr.spec, subset)
+            dr.spec
+                .subsets
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.labels.clone())
         }
         _ => None,
     });
-    let Some(version) = subset_labels else {
-        return VersionCounts::default();
+    let Some(labels) = labels else {
+        return (Some((svc_ns, svc)), none);
     };
-    observed
-        .versions
-        .get(&(svc_ns, svc, version))
-        .cloned()
-        .unwrap_or_default()
+    let version = labels
+        .get("version")
+        .or_else(|| labels.get("app.kubernetes.io/version"))
+        .cloned();
+    let service = ObjectRef {
+        kind: Kind::Service,
+        namespace: svc_ns.clone(),
+        name: svc.clone(),
+    };
+    let selector = match observed.objects.get(&service) {
+        Some(Resource::Service(s)) => {
+            s.spec
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .map(|mut selector| {
+                    selector.extend(labels);
+                    selector
+                })
+        }
+        _ => None,
+    };
+    (Some((svc_ns, svc)), Subset { version, selector })
 }
 
-fn subset_version(dr: &DestinationRuleSpec, subset: &str) -> Option<String> {
-    let s = dr.subsets.iter().find(|s| s.name == subset)?;
-    s.labels
-        .get("version")
-        .or_else(|| s.labels.get("app.kubernetes.io/version"))
-        .cloned()
+fn matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Σ `resources.requests.cpu` of a Deployment's pod template, millicores;
+/// `None` when a container has none.
+fn template_cpu_request(d: &Deployment) -> Option<i64> {
+    let containers = &d.spec.template.spec.as_ref()?.containers;
+    containers
+        .iter()
+        .map(|c| {
+            let q = c.resources.as_ref()?.requests.as_ref()?.get("cpu")?;
+            quantity::cpu_millis(&q.0).ok()
+        })
+        .sum()
+}
+
+impl RolloutController {
+    /// Records the counters now and gives the rule's recent rates,
+    /// `(stable + canary, stable)` requests per second.
+    fn rates(&mut self, rollout: &ObjectRef, now: Instant, t: &Targets) -> Option<(f64, f64)> {
+        let samples = self.samples.entry(rollout.clone()).or_default();
+        samples.push_back((now, t.stable.requests, t.canary.requests));
+        while samples.len() > MAX_SAMPLES
+            || samples
+                .front()
+                .is_some_and(|(at, ..)| now.duration_since(*at) > self.window)
+        {
+            samples.pop_front();
+        }
+        let &(oldest_at, s0, c0) = samples.front()?;
+        let span = now.duration_since(oldest_at).as_secs_f64();
+        if span < 1.0 {
+            return None;
+        }
+        let stable = t.stable.requests.saturating_sub(s0) as f64 / span;
+        let canary = t.canary.requests.saturating_sub(c0) as f64 / span;
+        Some((stable + canary, stable))
+    }
+
+    /// What the canary's capacity is estimated from; `None` when its
+    /// Deployment is not one known Deployment.
+    fn capacity(
+        &mut self,
+        observed: &Observed<'_>,
+        rollout: &ObjectRef,
+        t: &Targets,
+    ) -> Option<(ObjectRef, CapacityInputs)> {
+        let rates = self.rates(rollout, observed.now, t);
+        let ns = &rollout.namespace;
+        let canary_selector = t.canary_selector.as_ref()?;
+        let mut deployments = observed.objects.iter().filter_map(|r| match r {
+            Resource::Deployment(d)
+                if r.namespace() == ns
+                    && d.spec
+                        .template
+                        .metadata
+                        .as_ref()
+                        .and_then(|m| m.labels.as_ref())
+                        .is_some_and(|labels| matches(canary_selector, labels)) =>
+            {
+                Some((r.object_ref(), d))
+            }
+            _ => None,
+        });
+        let (deployment, d) = deployments.next()?;
+        if deployments.next().is_some() {
+            return None;
+        }
+        let hpa = observed.objects.iter().find_map(|r| {
+            let (spec, kind, name) = match r {
+                Resource::HpaV1(h) => (
+                    HpaSpec::from_v1(h),
+                    &h.spec.scale_target_ref.kind,
+                    &h.spec.scale_target_ref.name,
+                ),
+                Resource::HpaV2(h) => (
+                    HpaSpec::from_v2(h, &Settings::default()),
+                    &h.spec.scale_target_ref.kind,
+                    &h.spec.scale_target_ref.name,
+                ),
+                _ => return None,
+            };
+            (r.namespace() == ns && kind == "Deployment" && *name == deployment.name).then_some(
+                CanaryHpa {
+                    min: spec.min,
+                    max: spec.max,
+                    targets: spec.targets,
+                },
+            )
+        });
+        let ready = observed
+            .pods
+            .values()
+            .filter(|p| {
+                p.id.namespace == *ns
+                    && p.id.deployment == deployment.name
+                    && p.phase == Phase::Running
+                    && p.ready
+            })
+            .count();
+        let stable_cpu: Option<f64> = t.stable_selector.as_ref().and_then(|selector| {
+            observed
+                .pods
+                .iter()
+                .filter(|(_, p)| {
+                    p.id.namespace == *ns
+                        && p.phase == Phase::Running
+                        && matches(selector, &p.id.labels)
+                })
+                .map(|(k, _)| {
+                    observed
+                        .cpu
+                        .usage(k, self.window, self.ticks_per_second)
+                        .map(|u| u.millis as f64)
+                })
+                .sum()
+        });
+        let cpu_per_request = match (stable_cpu, rates) {
+            (Some(millis), Some((_, stable_rate))) if stable_rate > 0.0 => {
+                Some(millis / stable_rate)
+            }
+            _ => None,
+        };
+        let inputs = CapacityInputs {
+            rate: rates.map(|(all, _)| all),
+            cpu_per_request,
+            hpa,
+            cpu_request: template_cpu_request(d),
+            replicas: d.spec.replicas.unwrap_or(1),
+            ready: i32::try_from(ready).unwrap_or(i32::MAX),
+        };
+        Some((deployment, inputs))
+    }
 }
 
 impl Controller for RolloutController {
@@ -112,12 +340,15 @@ impl Controller for RolloutController {
 
     fn reconcile(&mut self, observed: &Observed<'_>) -> Vec<Action> {
         let mut actions = Vec::new();
+        let mut seen = Vec::new();
         for r in observed.objects.iter() {
             let Resource::Rollout(ro) = r else { continue };
             let rollout = r.object_ref();
             let Some(t) = targets(observed, r.namespace(), &ro.spec) else {
                 continue;
             };
+            seen.push(rollout.clone());
+            let capacity = self.capacity(observed, &rollout, &t);
             let command = observed.rollout_commands.get(&rollout).copied();
             let obs = Observation {
                 now: observed.wall,
@@ -125,21 +356,35 @@ impl Controller for RolloutController {
                 canary: &t.canary,
                 stable: &t.stable,
                 command,
+                capacity: capacity.as_ref().map(|(_, inputs)| inputs),
             };
             let (mut status, wanted) =
                 engine::step(&ro.spec, observed.rollout_status.get(&rollout), &obs);
-            for RolloutAction::SetCanaryWeight(w) in wanted {
-                // Carried out (and served) before the status is stored; a
-                // failed change ends the batch, and the status is not stored.
-                status.canary_weight = w.min(100);
-                actions.push(Action::SetRouteWeights {
-                    virtual_service: t.virtual_service.clone(),
-                    rule_index: t.rule_index,
-                    weights: vec![
-                        (ro.spec.stable.clone(), 100 - w.min(100)),
-                        (ro.spec.canary.clone(), w.min(100)),
-                    ],
-                });
+            for action in wanted {
+                match action {
+                    // Carried out (and served) before the status is stored;
+                    // a failed change ends the batch, and the status is not
+                    // stored.
+                    RolloutAction::SetCanaryWeight(w) => {
+                        status.canary_weight = w.min(100);
+                        actions.push(Action::SetRouteWeights {
+                            virtual_service: t.virtual_service.clone(),
+                            rule_index: t.rule_index,
+                            weights: vec![
+                                (ro.spec.stable.clone(), 100 - w.min(100)),
+                                (ro.spec.canary.clone(), w.min(100)),
+                            ],
+                        });
+                    }
+                    RolloutAction::ScaleCanary(replicas) => {
+                        if let Some((deployment, _)) = &capacity {
+                            actions.push(Action::ScaleAhead {
+                                deployment: deployment.clone(),
+                                replicas,
+                            });
+                        }
+                    }
+                }
             }
             actions.push(Action::SetTraffic {
                 rollout: rollout.clone(),
@@ -151,6 +396,7 @@ impl Controller for RolloutController {
                 took_command: command.is_some(),
             });
         }
+        self.samples.retain(|r, _| seen.contains(r));
         actions
     }
 }

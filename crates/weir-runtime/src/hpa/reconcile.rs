@@ -38,6 +38,19 @@ impl HpaHistory {
     }
 }
 
+impl HpaHistory {
+    /// Counts replicas raised ahead of traffic at `at` (a Rollout's
+    /// capacity before traffic) as a recommendation of the HPA's own, so its
+    /// downscale stabilization holds them while the new share's load
+    /// arrives, instead of undoing them at the next sync from a CPU average
+    /// over the quiet minutes before. Recorded once per raise.
+    pub fn hold(&mut self, at: Instant, replicas: i32) {
+        if !self.recommendations.contains(&(at, replicas)) {
+            self.recommendations.push((at, replicas));
+        }
+    }
+}
+
 /// A status condition, as `kubectl describe hpa` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Condition {

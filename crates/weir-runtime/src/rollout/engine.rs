@@ -14,7 +14,11 @@
 //!   progress deadline's clock (as Argo's pauses do);
 //! - a rollback (Fail, deadline, abort) shifts all weight to the stable at
 //!   once; `retry` starts again from step 0;
-//! - editing the spec of a running Rollout restarts it from step 0.
+//! - editing the spec of a running Rollout restarts it from step 0;
+//! - before a `setWeight` raises the canary's weight, the canary gets the
+//!   replicas its new share needs ([`super::capacity`]) and the shift waits
+//!   for them to be ready (the wait counts against the progress deadline);
+//!   lowering it, rolling back and `promote --full` shift at once.
 
 use std::time::SystemTime;
 
@@ -23,6 +27,7 @@ use weir_api::rollout::{RolloutSpec, StepKind, defaults};
 use weir_gateway::version_stats::VersionCounts;
 
 use super::analysis::{Goals, Judgement, Verdict, judge, overall};
+use super::capacity::{CapacityDecision, CapacityEstimate, CapacityInputs, replicas_for_share};
 
 /// Where a rollout is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +129,9 @@ pub struct RolloutStatus {
     /// gate lacks requests (`spec.traffic`); `None`: none now.
     #[serde(default)]
     pub traffic_rate: Option<f64>,
+    /// The last capacity estimate before raising the canary's weight.
+    #[serde(default)]
+    pub capacity: Option<CapacityEstimate>,
     /// What it is doing or waiting for, or why it ended.
     pub message: String,
     /// The latest events, oldest first.
@@ -142,6 +150,9 @@ pub struct Observation<'a> {
     pub stable: &'a VersionCounts,
     /// A user's command, if one came.
     pub command: Option<Command>,
+    /// What the canary's capacity is estimated from; `None`: the canary's
+    /// Deployment is not known, and weights move without an estimate.
+    pub capacity: Option<&'a CapacityInputs>,
 }
 
 /// What the engine asks of the runtime.
@@ -149,6 +160,8 @@ pub struct Observation<'a> {
 pub enum RolloutAction {
     /// Route this share (percent) to the canary, the rest to the stable.
     SetCanaryWeight(u32),
+    /// Raise the canary Deployment's replicas to this before its share grows.
+    ScaleCanary(i32),
 }
 
 /// A short stable digest of a spec (FNV-1a over its JSON): an edit changes it.
@@ -183,6 +196,7 @@ impl RolloutStatus {
             },
             verdicts: Vec::new(),
             traffic_rate: None,
+            capacity: None,
             message: why.to_owned(),
             history: Vec::new(),
         };
@@ -381,6 +395,12 @@ pub fn step(
                 s.advance(obs);
             }
             Some(StepKind::SetWeight(w)) => {
+                if *w > obs.served_weight
+                    && let Some(inputs) = obs.capacity
+                    && let Some(wait) = make_room(&mut s, inputs, *w, obs)
+                {
+                    return wait;
+                }
                 s.message = format!(
                     "step {}: setting the canary's weight to {w} %",
                     s.current_step
@@ -434,6 +454,63 @@ pub fn step(
                 s.record(obs.now, &s.message.clone());
                 return (s, vec![]);
             }
+        }
+    }
+}
+
+/// Capacity before traffic: the estimate for canary `share` %, kept in
+/// the status (a new decision also in the history). `Some`: what to return
+/// instead of shifting now.
+fn make_room(
+    s: &mut RolloutStatus,
+    inputs: &CapacityInputs,
+    share: u32,
+    obs: &Observation<'_>,
+) -> Option<(RolloutStatus, Vec<RolloutAction>)> {
+    let estimate = replicas_for_share(inputs, share);
+    let same_kind = |a: &CapacityDecision, b: &CapacityDecision| {
+        std::mem::discriminant(a) == std::mem::discriminant(b)
+    };
+    let new = s
+        .capacity
+        .as_ref()
+        .is_none_or(|c| c.share != share || !same_kind(&c.decision, &estimate.decision));
+    let step = s.current_step;
+    let needed = estimate.needed.unwrap_or(inputs.ready);
+    let line = match estimate.decision {
+        CapacityDecision::Scale(n) => format!(
+            "step {step}: canary {share} % needs {n} replicas ({}): scaling the canary from {} first",
+            estimate.reason, inputs.replicas
+        ),
+        CapacityDecision::Wait if estimate.needed.is_some() => format!(
+            "step {step}: waiting for {needed} ready canary replicas ({} ready) before canary {share} %",
+            inputs.ready
+        ),
+        CapacityDecision::Wait => {
+            format!("step {step}: {} before canary {share} %", estimate.reason)
+        }
+        CapacityDecision::Shift if estimate.needed.is_some() => format!(
+            "step {step}: {} canary replicas ready for canary {share} % ({})",
+            inputs.ready, estimate.reason
+        ),
+        CapacityDecision::Shift => {
+            format!("step {step}: capacity not estimated: {}", estimate.reason)
+        }
+    };
+    let decision = estimate.decision.clone();
+    s.capacity = Some(estimate);
+    if new {
+        s.record(obs.now, &line);
+    }
+    match decision {
+        CapacityDecision::Shift => None,
+        CapacityDecision::Scale(n) => {
+            s.message = line;
+            Some((s.clone(), vec![RolloutAction::ScaleCanary(n)]))
+        }
+        CapacityDecision::Wait => {
+            s.message = line;
+            Some((s.clone(), vec![]))
         }
     }
 }
@@ -516,6 +593,8 @@ mod tests {
         canary: VersionCounts,
         stable: VersionCounts,
         set: Vec<u32>,
+        capacity: Option<CapacityInputs>,
+        scaled: Vec<i32>,
     }
 
     impl Sim {
@@ -532,6 +611,8 @@ mod tests {
                 canary: empty.clone(),
                 stable: empty,
                 set: Vec::new(),
+                capacity: None,
+                scaled: Vec::new(),
             }
         }
 
@@ -553,11 +634,22 @@ mod tests {
                 canary: &self.canary,
                 stable: &self.stable,
                 command,
+                capacity: self.capacity.as_ref(),
             };
             let (status, actions) = step(&self.spec, self.status.as_ref(), &obs);
-            for RolloutAction::SetCanaryWeight(w) in actions {
-                self.served = w;
-                self.set.push(w);
+            for action in actions {
+                match action {
+                    RolloutAction::SetCanaryWeight(w) => {
+                        self.served = w;
+                        self.set.push(w);
+                    }
+                    RolloutAction::ScaleCanary(n) => {
+                        self.scaled.push(n);
+                        if let Some(c) = &mut self.capacity {
+                            c.replicas = n;
+                        }
+                    }
+                }
             }
             let phase = status.phase;
             self.status = Some(status);
@@ -607,6 +699,89 @@ mod tests {
         assert_eq!(sim.set, [10, 50, 100]);
         assert_eq!(sim.tick(1, 0, 0, None), Phase::Succeeded);
         assert_eq!(sim.served, 100);
+    }
+
+    /// 100 req/s at 1 ms of CPU each; one canary pod may use 50m.
+    fn one_ready_canary_replica() -> CapacityInputs {
+        CapacityInputs {
+            rate: Some(100.0),
+            cpu_per_request: Some(1.0),
+            hpa: Some(super::super::capacity::CanaryHpa {
+                min: 1,
+                max: 10,
+                targets: vec![crate::hpa::Target::Utilization(50)],
+            }),
+            cpu_request: Some(100),
+            replicas: 1,
+            ready: 1,
+        }
+    }
+
+    #[test]
+    fn the_canary_gets_its_replicas_before_its_share_grows() {
+        let mut sim = Sim::new(spec(vec![weight(10), weight(100), weight(0)], 1));
+        sim.capacity = Some(one_ready_canary_replica());
+        sim.tick(0, 0, 0, None);
+        assert_eq!(sim.set, [10], "10 % fits the one ready replica");
+        sim.tick(1, 0, 0, None);
+        assert_eq!(sim.scaled, [2], "100 % needs two: scaled first");
+        assert_eq!(sim.set, [10], "and not shifted yet");
+        sim.tick(1, 0, 0, None);
+        assert_eq!(sim.set, [10], "one of two ready: waiting");
+        let status = sim.status.clone().unwrap();
+        assert!(
+            status
+                .message
+                .contains("waiting for 2 ready canary replicas"),
+            "{}",
+            status.message
+        );
+        sim.capacity.as_mut().unwrap().ready = 2;
+        sim.tick(1, 0, 0, None);
+        assert_eq!(sim.set, [10, 100], "both ready: shifted");
+        let status = sim.status.clone().unwrap();
+        let estimate = status.capacity.clone().unwrap();
+        assert_eq!(
+            (estimate.share, estimate.needed, estimate.decision),
+            (100, Some(2), CapacityDecision::Shift)
+        );
+        let history: Vec<&str> = status.history.iter().map(|e| e.message.as_str()).collect();
+        let scaling = history
+            .iter()
+            .position(|m| m.contains("needs 2 replicas") && m.contains("scaling the canary from 1"))
+            .unwrap();
+        let ready = history
+            .iter()
+            .position(|m| m.contains("2 canary replicas ready for canary 100 %"))
+            .unwrap();
+        assert!(scaling < ready, "{history:#?}");
+        // Lowering the weight never waits for capacity.
+        sim.capacity.as_mut().unwrap().ready = 0;
+        sim.tick(1, 0, 0, None);
+        sim.tick(1, 0, 0, None);
+        assert_eq!(sim.set, [10, 100, 0]);
+    }
+
+    #[test]
+    fn a_canary_that_never_gets_ready_is_rolled_back_at_the_deadline() {
+        let mut sim = Sim::new(spec(vec![weight(10), weight(100)], 1));
+        sim.capacity = Some(one_ready_canary_replica());
+        sim.tick(0, 0, 0, None);
+        sim.tick(1, 0, 0, None);
+        assert_eq!(sim.scaled, [2]);
+        for _ in 0..23 {
+            assert_eq!(sim.tick(5, 0, 0, None), Phase::Progressing);
+        }
+        assert_eq!(sim.tick(6, 0, 0, None), Phase::RolledBack);
+        assert_eq!(sim.set, [10, 0]);
+        let status = sim.status.clone().unwrap();
+        assert!(
+            status
+                .message
+                .contains("waiting for 2 ready canary replicas"),
+            "{}",
+            status.message
+        );
     }
 
     #[test]

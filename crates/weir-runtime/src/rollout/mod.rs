@@ -1,6 +1,8 @@
 //! Rollouts: the walkthrough's manual canary steps as one automated,
 //! analysed, reversible rollout. [`analysis`] judges the canary;
-//! [`engine`] decides each step; both are pure.
+//! [`capacity`] sizes it before its share grows; [`engine`] decides each
+//! step; all are pure.
 
 pub mod analysis;
+pub mod capacity;
 pub mod engine;

@@ -200,6 +200,49 @@ fn the_demo_runs_in_full_twice_at_the_same_time() {
     );
 }
 
+#[test]
+fn the_rollout_demo_rolls_a_good_canary_out_and_a_bad_one_back() {
+    let out = Command::new(weir_bin())
+        .args(["demo", "rollout"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for check in [
+        "the good canary rolls out to 100 %",
+        "no failed request during the good rollout",
+        "v1 serves everything, the bad v2 is ready",
+        "the bad canary is rolled back on its own",
+        "the rolled-back v2 receives none of the traffic",
+        "clean up",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(check) && l.contains(" pass ")),
+            "{check}\n{stdout}"
+        );
+    }
+    // The live view showed the bad canary's failing verdict.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("RolledBack") && l.contains("success-rate Fail")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("PASS in "), "{stdout}");
+    let unknown = Command::new(weir_bin())
+        .args(["demo", "no-such-scenario"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_names_the_rule_it_changes_and_get_watch_prints_changes() {
     let cluster = Cluster::up(&[]);

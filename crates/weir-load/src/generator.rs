@@ -52,6 +52,8 @@ pub struct Progress {
     pub answered: AtomicU64,
     /// Failures so far.
     pub failed: AtomicU64,
+    /// Answers with a 5xx status so far (counted in `answered` too).
+    pub server_errors: AtomicU64,
 }
 
 /// Why a run could not start.
@@ -236,6 +238,12 @@ async fn worker(shared: Arc<Shared>) -> WorkerResult {
                             jar.insert(k.trim().to_owned(), v.trim().to_owned());
                         }
                     }
+                }
+                if parts.status.is_server_error() {
+                    shared
+                        .progress
+                        .server_errors
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 shared.progress.answered.fetch_add(1, Ordering::Relaxed);
             }

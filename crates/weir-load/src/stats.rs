@@ -65,14 +65,24 @@ pub fn clopper_pearson(k: u64, n: u64, confidence: f64) -> (f64, f64) {
 }
 
 /// The `p` quantile of Beta(a, b): Newton's method on the regularized
-/// incomplete beta function, kept inside a shrinking bracket (a bisection
+/// incomplete beta function from the normal approximation, kept inside a
+/// shrinking bracket (a bisection
 /// step whenever Newton would leave it), at most 200 steps. statrs'
 /// `inv_beta_reg` has no step limit and does not finish for shares within
 /// 10⁻⁴ of 0 or 1 (1 error in 10⁷ requests), so it is not used.
 fn beta_quantile(a: f64, b: f64, p: f64) -> f64 {
     let ln_beta = statrs::function::beta::ln_beta(a, b);
     let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
-    let mut x = a / (a + b);
+    // Start from the normal approximation of the quantile (within a few
+    // Newton steps of it at any n), or the mean where that falls outside 0–1.
+    let mean = a / (a + b);
+    let sd = (a * b / ((a + b) * (a + b) * (a + b + 1.0))).sqrt();
+    let guess = mean + Normal::standard().inverse_cdf(p) * sd;
+    let mut x = if guess > 0.0 && guess < 1.0 {
+        guess
+    } else {
+        mean
+    };
     for _ in 0..200 {
         let f = statrs::function::beta::beta_reg(a, b, x) - p;
         if f == 0.0 {

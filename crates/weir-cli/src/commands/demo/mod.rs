@@ -1,0 +1,342 @@
+//! `weir demo [SCENARIO]`: a scenario on the embedded runtime, in a
+//! temporary state dir on free ports — start `weir up`, apply the
+//! walkthrough's manifests, wait for ready pods, run the scenario, clean up —
+//! each step shown with its command, then a table of checks. Exit 0 only if
+//! every check passed. Scenarios: `canary-istio` (the walkthrough by hand,
+//! the default) and `rollout` (the same canary as an automated Rollout, a
+//! good one and a bad one).
+
+mod rollout;
+mod walkthrough;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use tokio::time::Instant;
+use weir_api::load::read_sources;
+use weir_api::resource::ObjectRef;
+use weir_runtime::admin::AdminClient;
+
+use crate::checks::wait_replicas;
+use crate::exit;
+use crate::target::TargetArgs;
+
+/// The walkthrough's manifests, verbatim, and the image map.
+const FILES: [(&str, &str); 5] = [
+    (
+        "app-v1.yaml",
+        include_str!("../../../../../examples/canary-istio/app-v1.yaml"),
+    ),
+    (
+        "app-v2.yaml",
+        include_str!("../../../../../examples/canary-istio/app-v2.yaml"),
+    ),
+    (
+        "hpa.yaml",
+        include_str!("../../../../../examples/canary-istio/hpa.yaml"),
+    ),
+    (
+        "istio.yaml",
+        include_str!("../../../../../examples/canary-istio/istio.yaml"),
+    ),
+    (
+        "weir-images.conf",
+        include_str!("../../../../../examples/canary-istio/weir-images.conf"),
+    ),
+];
+
+/// What `weir demo` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// The walkthrough by hand: verify 90/10, shift to 0/100, load, v2 scales.
+    CanaryIstio,
+    /// The canary as an automated Rollout: a good v2 succeeds, a bad one is
+    /// rolled back.
+    Rollout,
+}
+
+/// `weir demo` arguments.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// What to show.
+    #[arg(value_enum, default_value = "canary-istio")]
+    pub scenario: Scenario,
+    /// How long v2 may take to scale up under load (canary-istio).
+    #[arg(long, default_value = "90s", value_parser = weir_api::duration::parse)]
+    pub scale_within: Duration,
+}
+
+struct Check {
+    step: &'static str,
+    passed: bool,
+    detail: String,
+    seconds: f64,
+}
+
+/// The checks so far, printed as they pass or fail and as a table at the end.
+pub struct Demo {
+    checks: Vec<Check>,
+    started: Instant,
+}
+
+impl Demo {
+    fn step(&self, name: &str, command: &str) -> Instant {
+        println!("\n▶ {name}\n  $ {command}");
+        Instant::now()
+    }
+
+    fn record(&mut self, step: &'static str, since: Instant, passed: bool, detail: String) -> bool {
+        let seconds = since.elapsed().as_secs_f64();
+        println!(
+            "  {} {detail} ({seconds:.1}s)",
+            if passed { "✓" } else { "✗" }
+        );
+        self.checks.push(Check {
+            step,
+            passed,
+            detail,
+            seconds,
+        });
+        passed
+    }
+
+    fn summary(&self) -> u8 {
+        println!("\n{:<46} {:<6} {:>7}  DETAIL", "CHECK", "RESULT", "TIME");
+        for c in &self.checks {
+            println!(
+                "{:<46} {:<6} {:>6.1}s  {}",
+                c.step,
+                if c.passed { "pass" } else { "FAIL" },
+                c.seconds,
+                c.detail
+            );
+        }
+        let all = !self.checks.is_empty() && self.checks.iter().all(|c| c.passed);
+        println!(
+            "\n{} in {:.0}s: {} of {} checks passed",
+            if all { "PASS" } else { "FAIL" },
+            self.started.elapsed().as_secs_f64(),
+            self.checks.iter().filter(|c| c.passed).count(),
+            self.checks.len()
+        );
+        if all { exit::OK } else { exit::FAILED }
+    }
+}
+
+/// Stops the demo's `weir up` however the demo ends.
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running demo: its `weir up`, state dir, manifests and gateway URL.
+pub struct Session {
+    /// The walkthrough's manifests, written out.
+    pub manifests: PathBuf,
+    /// The state dir of its `weir up`.
+    pub state_dir: PathBuf,
+    /// The same, as commands take it.
+    pub state: TargetArgs,
+    /// The gateway's URL.
+    pub url: String,
+    /// The admin API.
+    pub client: AdminClient,
+    _up: Up,
+    _dir: tempfile::TempDir,
+}
+
+/// The `istio_requests_total` answered by one version, from the gateway's
+/// metrics text.
+pub fn requests_of_version(metrics: &str, version: &str) -> f64 {
+    let label = format!("destination_version=\"{version}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Starts `weir up`, applies the walkthrough's manifests and waits for both
+/// pods; `None` when a step failed (recorded).
+async fn start(demo: &mut Demo, title: &str) -> Option<Session> {
+    let Ok(dir) = tempfile::Builder::new().prefix("weir-demo-").tempdir() else {
+        eprintln!("weir demo: cannot create a temporary state dir");
+        return None;
+    };
+    let manifests = dir.path().join("canary-istio");
+    if std::fs::create_dir_all(&manifests).is_err()
+        || FILES
+            .iter()
+            .any(|(f, t)| std::fs::write(manifests.join(f), t).is_err())
+    {
+        eprintln!(
+            "weir demo: cannot write the manifests to {}",
+            manifests.display()
+        );
+        return None;
+    }
+    let state_dir = dir.path().join("state");
+    let state = TargetArgs::local(state_dir.clone());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(18080, |a| a.port());
+    let url = format!("http://127.0.0.1:{port}/");
+    println!("weir demo: {title} (state dir {})", state_dir.display());
+
+    // 1. Deploy the mesh.
+    let t = demo.step(
+        "Deploy the mesh: control plane, gateway, autoscaler",
+        &format!("weir up --port-map 80={port} --hpa-sync-period 5s --metrics-window 5s"),
+    );
+    let exe = std::env::current_exe().ok()?;
+    let log = std::fs::File::create(dir.path().join("up.log")).ok();
+    let child = Command::new(exe)
+        .args([
+            "up",
+            "--state-dir",
+            &state_dir.display().to_string(),
+            "--port-map",
+            &format!("80={port}"),
+            "--hpa-sync-period",
+            "5s",
+            "--metrics-window",
+            "5s",
+        ])
+        .stdout(
+            log.as_ref()
+                .and_then(|f| f.try_clone().ok())
+                .map_or(Stdio::null(), Stdio::from),
+        )
+        .stderr(log.map_or(Stdio::null(), Stdio::from))
+        .spawn();
+    let up = match child {
+        Ok(c) => Up(c),
+        Err(e) => {
+            demo.record(
+                "weir up starts",
+                t,
+                false,
+                format!("cannot start weir up: {e}"),
+            );
+            return None;
+        }
+    };
+    let client = AdminClient::new(&state_dir);
+    let mut answered = false;
+    while t.elapsed() < Duration::from_secs(20) {
+        if client.status().await.is_ok() {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !demo.record(
+        "weir up starts",
+        t,
+        answered,
+        if answered {
+            "control plane and admin API up".into()
+        } else {
+            "no answer within 20s".into()
+        },
+    ) {
+        return None;
+    }
+
+    // 2. Deploy the two versions, the routing rule and the autoscalers.
+    let t = demo.step(
+        "Deploy two versions, the 90/10 route and the autoscalers",
+        "weir apply -f canary-istio/",
+    );
+    let applied = match read_sources(&[&manifests]) {
+        Ok(sources) => client.apply(sources).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let ok = applied.is_ok();
+    let detail = match applied {
+        Ok(objects) => format!(
+            "{} objects applied from the walkthrough's unmodified manifests",
+            objects.len()
+        ),
+        Err(e) => e,
+    };
+    if !demo.record("apply the walkthrough's manifests", t, ok, detail) {
+        return None;
+    }
+
+    // 3. Both pods ready.
+    let t = demo.step("Wait for both application pods", "weir get pods -w");
+    let v1 = wait_replicas(&state, None, "my-app-v1", 1, Duration::from_secs(30)).await;
+    let v2 = wait_replicas(&state, None, "my-app-v2", 1, Duration::from_secs(30)).await;
+    let ok = matches!((&v1, &v2), (Ok(Ok(_)), Ok(Ok(_))));
+    if !demo.record(
+        "both deployments have a ready pod",
+        t,
+        ok,
+        if ok {
+            "my-app-v1 1/1, my-app-v2 1/1".into()
+        } else {
+            "pods did not become ready within 30s".into()
+        },
+    ) {
+        return None;
+    }
+    Some(Session {
+        manifests,
+        state_dir,
+        state,
+        url,
+        client,
+        _up: up,
+        _dir: dir,
+    })
+}
+
+/// Deletes what the demo applied and stops its `weir up`.
+async fn clean_up(demo: &mut Demo, session: &Session, extra: Vec<ObjectRef>) {
+    let t = demo.step("Clean up", "weir delete -f canary-istio/ && weir down");
+    let mut objects: Vec<ObjectRef> = match weir_api::load::load_paths(&[&session.manifests]) {
+        Ok(m) => m.resources().map(|r| r.object_ref()).collect(),
+        Err(_) => Vec::new(),
+    };
+    objects.extend(extra);
+    let deleted = session.client.delete(objects).await.is_ok();
+    let down = session.client.shutdown().await.is_ok();
+    demo.record(
+        "clean up",
+        t,
+        deleted && down,
+        "objects deleted, pods stopped, weir down".into(),
+    );
+}
+
+/// Runs the demo.
+pub async fn run(args: DemoArgs) -> u8 {
+    let mut demo = Demo {
+        checks: Vec::new(),
+        started: Instant::now(),
+    };
+    let title = match args.scenario {
+        Scenario::CanaryIstio => "the Istio canary walkthrough on this machine",
+        Scenario::Rollout => "the canary as an automated Rollout: a good v2, then a bad one",
+    };
+    let Some(session) = start(&mut demo, title).await else {
+        return demo.summary();
+    };
+    let extra = match args.scenario {
+        Scenario::CanaryIstio => {
+            walkthrough::run(&mut demo, &session, args.scale_within).await;
+            Vec::new()
+        }
+        Scenario::Rollout => rollout::run(&mut demo, &session).await,
+    };
+    clean_up(&mut demo, &session, extra).await;
+    demo.summary()
+}

@@ -65,6 +65,9 @@ pub enum Command {
     /// Check that a cluster can run the walkthrough: API, Istio CRDs, ingress
     /// gateway address, metrics-server, sidecar injection, subset labels.
     Doctor(commands::doctor::DoctorArgs),
+    /// Print a Prometheus configuration that scrapes every pod and the
+    /// gateway of the local runtime, found as `weir up` keeps them listed.
+    PrometheusConfig(commands::prometheus_config::PrometheusConfigArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.

@@ -266,6 +266,11 @@ impl Runtime {
             .and_then(|m| m.labels.clone())
             .unwrap_or_default();
         labels.insert("pod-template-hash".into(), template_hash.to_owned());
+        let annotations = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default();
         let grace = template
             .spec
             .as_ref()
@@ -292,6 +297,7 @@ impl Runtime {
                 deployment: deployment.name.clone(),
                 template_hash: template_hash.to_owned(),
                 labels,
+                annotations,
                 ip,
                 container,
                 grace: Duration::from_secs(grace),

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod controllers;
 pub mod cpu;
 pub mod crashloop;
+pub mod discovery;
 pub mod error;
 pub mod hpa;
 pub mod launch;

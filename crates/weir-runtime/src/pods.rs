@@ -169,6 +169,9 @@ pub struct PodIdentity {
     pub template_hash: String,
     /// Labels (the template's plus `pod-template-hash`).
     pub labels: BTreeMap<String, String>,
+    /// The template's annotations (e.g. `prometheus.io/scrape`).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// Its loopback address.
     pub ip: IpAddr,
     /// The container spec.
@@ -263,6 +266,7 @@ impl Pod {
             "name": self.id.name,
             "namespace": self.id.namespace,
             "labels": self.id.labels,
+            "annotations": self.id.annotations,
             "creationTimestamp": ts(self.id.created),
             "ownerReferences": [{"kind": "ReplicaSet", "name": format!("{}-{}", self.id.deployment, self.id.template_hash)}],
         });

@@ -316,6 +316,20 @@ impl Runtime {
             // Pods are recorded (with their tokens) before their processes start.
             self.persist_pods(&mut state);
         }
+        self.publish_pod_targets(&mut state);
+    }
+
+    /// Rewrites the pods' Prometheus target list when it changed.
+    fn publish_pod_targets(&self, state: &mut State) {
+        let groups = crate::discovery::pod_targets(state.pods.values());
+        if state.pod_targets.as_ref() == Some(&groups) {
+            return;
+        }
+        match crate::discovery::write(&self.config.state_dir, crate::discovery::PODS_FILE, &groups)
+        {
+            Ok(()) => state.pod_targets = Some(groups),
+            Err(e) => log(&format!("cannot write the Prometheus target list: {e}")),
+        }
     }
 
     async fn on_probe(&self, event: ProbeEvent) {
@@ -406,6 +420,12 @@ impl Runtime {
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Nothing runs any more: nothing for Prometheus to scrape.
+        if let Err(e) =
+            crate::discovery::write(&self.config.state_dir, crate::discovery::PODS_FILE, &[])
+        {
+            log(&format!("cannot write the Prometheus target list: {e}"));
         }
         self.gateway.shutdown().await;
     }

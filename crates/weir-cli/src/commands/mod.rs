@@ -9,6 +9,7 @@ pub mod down;
 pub mod get;
 pub mod load;
 pub mod logs;
+pub mod prometheus_config;
 pub mod rollout;
 pub mod route;
 pub mod top;
@@ -36,5 +37,6 @@ pub async fn run_async(command: Command) -> u8 {
         Command::Demo(args) => demo::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Doctor(args) => doctor::run(args).await,
+        Command::PrometheusConfig(args) => prometheus_config::run(args),
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::Args;
 use tokio::sync::watch;
 use weir_gateway::AccessLogTarget;
-use weir_runtime::admin;
 use weir_runtime::runtime::{Runtime, RuntimeConfig};
+use weir_runtime::{admin, discovery};
 
 use crate::exit;
 use crate::state_dir::{self, StateArgs};
@@ -24,9 +24,14 @@ pub struct UpArgs {
     /// Gateway port to local port (repeatable).
     #[arg(long = "port-map", default_value = "80=8080", value_parser = weir_gateway::parse_port_map)]
     pub port_map: Vec<(u16, u16)>,
-    /// Serve the gateway's Istio metrics at http://ADDR/metrics.
-    #[arg(long)]
+    /// Serve the gateway's Istio metrics at http://ADDR/metrics [default:
+    /// 127.0.0.1:15090, Envoy's Prometheus port, or a free port when that
+    /// one is taken].
+    #[arg(long, conflicts_with = "no_metrics")]
     pub metrics: Option<SocketAddr>,
+    /// Serve no metrics.
+    #[arg(long)]
+    pub no_metrics: bool,
     /// HPA sync period.
     #[arg(long, default_value = "15s", value_parser = weir_api::duration::parse)]
     pub hpa_sync_period: Duration,
@@ -106,20 +111,40 @@ pub async fn run(args: UpArgs) -> u8 {
     };
     let (stop, stop_rx) = watch::channel(false);
     let admin_task = tokio::spawn(admin::serve(runtime.clone(), dir.clone(), stop.clone()));
-    if let Some(addr) = args.metrics {
-        match tokio::net::TcpListener::bind(addr).await {
+    let metrics = if args.no_metrics {
+        None
+    } else {
+        match bind_metrics(args.metrics).await {
             Ok(l) => {
-                println!("metrics: http://{}/metrics", l.local_addr().unwrap_or(addr));
+                let addr = l.local_addr().ok();
                 tokio::spawn(weir_gateway::metrics_server::serve(l, runtime.gateway()));
+                addr
             }
-            Err(e) => eprintln!("weir: cannot serve metrics on {addr}: {e}"),
+            Err(e) => {
+                eprintln!("weir: {e}");
+                None
+            }
         }
+    };
+    if let Err(e) = discovery::write(
+        &dir,
+        discovery::GATEWAY_FILE,
+        &discovery::gateway_targets(metrics),
+    ) {
+        eprintln!("weir: cannot write the gateway's Prometheus target list: {e}");
     }
     println!("weir is up (state dir {})", dir.display());
     for (port, addr) in runtime.gateway_listeners().await {
         println!("gateway: Gateway port {port} on http://{addr}/");
     }
     println!("admin socket: {}", dir.join(admin::SOCKET).display());
+    if let Some(addr) = metrics {
+        println!("metrics: http://{addr}/metrics");
+    }
+    println!(
+        "prometheus targets: {} (weir prometheus-config prints a configuration that reads them)",
+        dir.join(discovery::DIR).display()
+    );
     let signals = {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -148,4 +173,21 @@ pub async fn run(args: UpArgs) -> u8 {
     let _ = admin_task.await;
     println!("weir is down");
     exit::OK
+}
+
+/// The gateway's metrics listener: `addr` when given (its failure is an
+/// error), else Envoy's Prometheus port on loopback or, when another
+/// program holds it, a free port.
+async fn bind_metrics(addr: Option<SocketAddr>) -> Result<tokio::net::TcpListener, String> {
+    if let Some(addr) = addr {
+        return tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"));
+    }
+    match tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 15090)).await {
+        Ok(l) => Ok(l),
+        Err(_) => tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .await
+            .map_err(|e| format!("cannot serve metrics on a loopback port: {e}")),
+    }
 }

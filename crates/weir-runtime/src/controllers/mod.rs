@@ -172,6 +172,7 @@ pub(crate) mod testing {
                 deployment: deployment.into(),
                 template_hash: template_hash.into(),
                 labels: [("app".to_owned(), deployment.to_owned())].into(),
+                annotations: BTreeMap::new(),
                 ip: std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 1, 0, 2)),
                 container: Default::default(),
                 grace: Duration::from_secs(30),

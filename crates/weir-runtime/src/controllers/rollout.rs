@@ -49,14 +49,6 @@ impl RolloutController {
     }
 }
 
-/// A subset as the runtime sees it: the version its requests are counted
-/// under, and the labels its pods carry (the Service's selector and the
-/// subset's labels).
-struct Subset {
-    version: Option<String>,
-    selector: Option<BTreeMap<String, String>>,
-}
-
 /// What a Rollout acts on, found from its VirtualService.
 struct Targets {
     virtual_service: ObjectRef,
@@ -107,7 +99,8 @@ fn targets(observed: &Observed<'_>, ns: &str, spec: &RolloutSpec) -> Option<Targ
     })
 }
 
-/// A subset's counters and pod selector.
+/// A subset's counters and the labels its pods carry.
+#[derive(Default)]
 struct SubsetCounts {
     counts: VersionCounts,
     selector: Option<BTreeMap<String, String>>,
@@ -115,7 +108,7 @@ struct SubsetCounts {
 
 /// A subset of the rule's destination Service: its counters (under the
 /// version its DestinationRule subset selects, its `version` label) and
-/// the labels its pods carry.
+/// its pods' labels (the Service's selector and the subset's labels).
 fn subset(
     observed: &Observed<'_>,
     ns: &str,
@@ -123,39 +116,13 @@ fn subset(
     rule_index: usize,
     name: &str,
 ) -> SubsetCounts {
-    let found = subset_of(observed, ns, vs, rule_index, name);
-    let counts = match (&found.0, &found.1.version) {
-        (Some((svc_ns, svc)), Some(version)) => observed
-            .versions
-            .get(&(svc_ns.clone(), svc.clone(), version.clone()))
-            .cloned()
-            .unwrap_or_default(),
-        _ => VersionCounts::default(),
-    };
-    SubsetCounts {
-        counts,
-        selector: found.1.selector,
-    }
-}
-
-fn subset_of(
-    observed: &Observed<'_>,
-    ns: &str,
-    vs: &IstioObject<VirtualServiceSpec>,
-    rule_index: usize,
-    name: &str,
-) -> (Option<(String, String)>, Subset) {
-    let none = Subset {
-        version: None,
-        selector: None,
-    };
     let Some(dest) = vs.spec.http[rule_index]
         .route
         .iter()
         .flatten()
         .find(|d| destination_label(d) == name)
     else {
-        return (None, none);
+        return SubsetCounts::default();
     };
     let (svc_ns, svc) = service_for_host(&dest.destination.host, ns);
     let labels = observed.objects.iter().find_map(|r| match r {
@@ -171,30 +138,30 @@ fn subset_of(
         _ => None,
     });
     let Some(labels) = labels else {
-        return (Some((svc_ns, svc)), none);
+        return SubsetCounts::default();
     };
-    let version = labels
-        .get("version")
-        .or_else(|| labels.get("app.kubernetes.io/version"))
-        .cloned();
     let service = ObjectRef {
         kind: Kind::Service,
         namespace: svc_ns.clone(),
         name: svc.clone(),
     };
     let selector = match observed.objects.get(&service) {
-        Some(Resource::Service(s)) => {
-            s.spec
-                .as_ref()
-                .and_then(|s| s.selector.clone())
-                .map(|mut selector| {
-                    selector.extend(labels);
-                    selector
-                })
-        }
+        Some(Resource::Service(s)) => s.spec.as_ref().and_then(|s| s.selector.clone()),
         _ => None,
     };
-    (Some((svc_ns, svc)), Subset { version, selector })
+    let counts = labels
+        .get("version")
+        .or_else(|| labels.get("app.kubernetes.io/version"))
+        .and_then(|version| observed.versions.get(&(svc_ns, svc, version.clone())))
+        .cloned()
+        .unwrap_or_default();
+    SubsetCounts {
+        counts,
+        selector: selector.map(|mut selector| {
+            selector.extend(labels);
+            selector
+        }),
+    }
 }
 
 fn matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {

@@ -10,6 +10,8 @@ pub enum OutputFormat {
     Yaml,
     /// The table with more columns.
     Wide,
+    /// `KIND/NAME` per object.
+    Name,
 }
 
 impl OutputFormat {
@@ -18,6 +20,7 @@ impl OutputFormat {
             OutputFormat::Json => "json",
             OutputFormat::Yaml => "yaml",
             OutputFormat::Wide => "wide",
+            OutputFormat::Name => "name",
         }
     }
 

@@ -200,6 +200,71 @@ fn the_demo_runs_in_full_twice_at_the_same_time() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_selects_by_label_and_prints_names_jsonpath_and_bare_rows() {
+    let cluster = walkthrough().await;
+    let text = |args: &[&str]| {
+        let out = cluster.weir(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let names = text(&[
+        "get",
+        "pods",
+        "-l",
+        "app=my-app,version=v2.0.0",
+        "-o",
+        "name",
+    ]);
+    let names: Vec<&str> = names.lines().collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("pod/my-app-v2-"), "{names:?}");
+    let both = text(&[
+        "get",
+        "pods",
+        "-l",
+        "version in (v1.0.0,v2.0.0)",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(both.lines().count(), 2, "{both}");
+    let none = text(&["get", "pods", "-l", "!app", "-o", "name"]);
+    assert_eq!(none, "");
+    assert_eq!(
+        text(&["get", "deploy", "-o", "name"]),
+        "deployment.apps/my-app-v1\ndeployment.apps/my-app-v2\n"
+    );
+    let rows = text(&["get", "deploy", "--no-headers"]);
+    assert_eq!(rows.lines().count(), 2, "{rows}");
+    assert!(rows.lines().all(|l| l.starts_with("my-app-v")), "{rows}");
+    assert_eq!(
+        text(&["get", "deploy", "-o", "jsonpath={.items[*].metadata.name}"]),
+        "my-app-v1 my-app-v2"
+    );
+    assert_eq!(
+        text(&[
+            "get",
+            "deploy",
+            "my-app-v2",
+            "-o",
+            r#"jsonpath={.spec.template.metadata.labels.version}{"\n"}"#
+        ]),
+        "v2.0.0\n"
+    );
+    for bad in [
+        ["get", "pods", "-l", "app in my-app"],
+        ["get", "pods", "-o", "jsonpath={range .items[*]}"],
+    ] {
+        let out = cluster.weir(&bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(!out.stderr.is_empty());
+    }
+}
+
 #[test]
 fn the_rollout_demo_rolls_a_good_canary_out_and_a_bad_one_back() {
     let out = Command::new(weir_bin())

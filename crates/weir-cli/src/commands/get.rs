@@ -1,5 +1,6 @@
-//! `weir get` and `weir describe`: kubectl's columns, `-o wide|yaml|json`,
-//! `-w` to keep printing rows as they change.
+//! `weir get` and `weir describe`: kubectl's columns, `-o
+//! wide|yaml|json|name|jsonpath=`, `-l` selectors, `--no-headers`, `-w` to
+//! keep printing rows as they change.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -11,6 +12,7 @@ use weir_api::resource::Kind;
 
 use crate::exit::fail;
 use crate::output::{OutputFormat, output_arg};
+use crate::selector::LabelSelector;
 use crate::show::{text_at, yaml};
 use crate::target::TargetArgs;
 use crate::{exit, table};
@@ -22,9 +24,15 @@ pub struct GetArgs {
     pub kind: String,
     /// Only this object.
     pub name: Option<String>,
-    /// Output: wide, yaml or json.
+    /// Output: wide, yaml, json, name or jsonpath=TEMPLATE.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
+    /// Only objects whose labels match, e.g. `app=my-app,version!=v1.0.0`.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Print rows without the header line.
+    #[arg(long)]
+    pub no_headers: bool,
     /// Watch: print changed rows until interrupted.
     #[arg(short = 'w', long)]
     pub watch: bool,
@@ -305,6 +313,17 @@ fn print_rows(kind: Kind, objects: &[Value], wide: bool, header: bool) {
     }
 }
 
+/// An object's `metadata.labels`.
+fn labels_of(object: &Value) -> BTreeMap<String, String> {
+    object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect()
+}
+
 fn document(name: &Option<String>, objects: Vec<Value>) -> Value {
     match (name, objects.as_slice()) {
         (Some(_), [one]) => one.clone(),
@@ -321,12 +340,31 @@ pub async fn run(args: GetArgs) -> u8 {
             return exit::BAD_INPUT;
         }
     };
-    let output = match output_arg(
-        args.output.as_deref(),
-        &[OutputFormat::Wide, OutputFormat::Yaml, OutputFormat::Json],
-    ) {
-        Ok(format) => format,
-        Err(code) => return code,
+    let template = args
+        .output
+        .as_deref()
+        .and_then(|o| o.strip_prefix("jsonpath="));
+    let output = match template {
+        Some(_) => None,
+        None => match output_arg(
+            args.output.as_deref(),
+            &[
+                OutputFormat::Wide,
+                OutputFormat::Yaml,
+                OutputFormat::Json,
+                OutputFormat::Name,
+            ],
+        ) {
+            Ok(format) => format,
+            Err(code) => return code,
+        },
+    };
+    let selector = match LabelSelector::parse(args.selector.as_deref().unwrap_or_default()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BAD_INPUT;
+        }
     };
     let wide = output == Some(OutputFormat::Wide);
     let backend = match args.target.backend().await {
@@ -334,7 +372,10 @@ pub async fn run(args: GetArgs) -> u8 {
         Err(e) => return fail(e),
     };
     let namespace = backend.namespace(args.namespace.as_deref());
-    let keep = |o: &LiveObject| args.name.as_deref().is_none_or(|n| o.name() == n);
+    let keep = |o: &LiveObject| {
+        args.name.as_deref().is_none_or(|n| o.name() == n)
+            && selector.matches(&labels_of(&o.object))
+    };
     let objects: Vec<Value> = match backend.list(kind, &namespace).await {
         Ok(list) => list
             .into_iter()
@@ -353,7 +394,24 @@ pub async fn run(args: GetArgs) -> u8 {
         );
         return exit::BAD_INPUT;
     }
+    if let Some(template) = template {
+        return match crate::jsonpath::render(template, &document(&args.name, objects)) {
+            Ok(text) => {
+                print!("{text}");
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::BAD_INPUT
+            }
+        };
+    }
     match output {
+        Some(OutputFormat::Name) => {
+            for o in &objects {
+                println!("{}/{}", kind.qualified(), text_at(o, "/metadata/name"));
+            }
+        }
         Some(OutputFormat::Json) => println!(
             "{}",
             serde_json::to_string_pretty(&document(&args.name, objects)).unwrap_or_default()
@@ -362,7 +420,7 @@ pub async fn run(args: GetArgs) -> u8 {
         _ if objects.is_empty() && !args.watch => {
             eprintln!("No resources found in {namespace} namespace.")
         }
-        _ if !args.watch => print_rows(kind, &objects, wide, true),
+        _ if !args.watch => print_rows(kind, &objects, wide, !args.no_headers),
         _ => {}
     }
     if !args.watch {
@@ -373,7 +431,7 @@ pub async fn run(args: GetArgs) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let mut header = true;
+    let mut header = !args.no_headers;
     let mut printed: BTreeMap<String, Vec<String>> = BTreeMap::new();
     while let Some(event) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
         let object = match event {

@@ -8,21 +8,20 @@ use weir_api::resource::{Kind, ObjectRef};
 use weir_load::split::SplitCounts;
 use weir_load::stats::{Verdict, sample_size, verdict};
 
-use crate::drive::{LoadSpec, options, run_with_progress};
+use crate::drive::{DriveError, LoadSpec, options, run_with_progress};
 use crate::target::TargetArgs;
 
-/// Checks the split; returns the verdict (or an error message).
+/// Checks the split with `load` (its URL, Host and headers; its request
+/// count, else enough to detect a 5-point deviation); returns the verdict.
 pub async fn check_split(
-    url: Option<String>,
+    mut load: LoadSpec,
     expect: &[(String, f64)],
-    requests: Option<u64>,
     target: &TargetArgs,
     show: bool,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, DriveError> {
     let total: f64 = expect.iter().map(|(_, p)| p).sum();
     let shares: Vec<f64> = expect.iter().map(|(_, p)| p / total).collect();
-    let n = requests.unwrap_or_else(|| sample_size(&shares, 0.05));
-    let load = LoadSpec::closed_loop(url, 4, Some(Duration::from_secs(120)), Some(n));
+    load.requests = Some(load.requests.unwrap_or_else(|| sample_size(&shares, 0.05)));
     let options = options(&load, target).await?;
     let report = run_with_progress(options, show).await?;
     let names: Vec<&str> = expect.iter().map(|(name, _)| name.as_str()).collect();

@@ -265,6 +265,99 @@ async fn get_selects_by_label_and_prints_names_jsonpath_and_bare_rows() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_and_verify_find_their_target_or_say_so_and_send_what_they_are_told() {
+    // Nothing running: exit 3 and why, never a default URL.
+    let nowhere = tempfile::tempdir().unwrap();
+    let state = nowhere.path().to_str().unwrap();
+    for args in [
+        vec!["load", "-n", "5", "--state-dir", state],
+        vec!["verify", "--expect", "v1=90,v2=10", "--state-dir", state],
+        vec!["load", "http://127.0.0.1:1/", "-n", "3"],
+    ] {
+        let out = Command::new(weir_bin()).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot reach") || stderr.contains("nothing answered"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // The walkthrough, its VirtualService for one host only, with a header
+    // rule sending testers to v2.
+    let cluster = Cluster::up(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["app-v1.yaml", "app-v2.yaml", "weir-images.conf"] {
+        std::fs::copy(examples().join(file), dir.path().join(file)).unwrap();
+    }
+    let istio = std::fs::read_to_string(examples().join("istio.yaml")).unwrap();
+    let istio = istio
+        .replacen("  hosts:\n    - \"*\"", "  hosts:\n    - shop.example.com", 1)
+        .replacen(
+            "  http:\n  - route:",
+            "  http:\n  - match:\n    - headers:\n        x-tester: {exact: \"yes\"}\n    route:\n    - destination:\n        host: my-app\n        subset: v2\n  - route:",
+            1,
+        );
+    assert!(istio.contains("shop.example.com") && istio.contains("x-tester"));
+    std::fs::write(dir.path().join("istio.yaml"), istio).unwrap();
+    cluster.apply_ok(dir.path());
+    cluster.both_versions_ready().await;
+    let load = |extra: &[&str]| {
+        let out = cluster.weir(&[&["load", "-n", "40", "-c", "2", "-o", "json"], extra].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let no_host = load(&[]);
+    assert_eq!(no_host["status"]["404"], 40, "{no_host}");
+    let host = load(&["--host", "shop.example.com"]);
+    assert_eq!(host["status"]["200"], 40, "{host}");
+    let tester = load(&["--host", "shop.example.com", "-H", "x-tester: yes"]);
+    assert_eq!(tester["versions"]["v2.0.0"], 40, "{tester}");
+    let verified = cluster.weir(&[
+        "verify",
+        "--expect",
+        "v2=100",
+        "-n",
+        "100",
+        "--host",
+        "shop.example.com",
+        "-H",
+        "x-tester: yes",
+    ]);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    // An expectation that cannot hold is a usage error before any request.
+    for expect in ["v1=50,v2=40", "v1=90,v3=10"] {
+        let out = cluster.weir(&["verify", "--expect", expect]);
+        assert_eq!(out.status.code(), Some(2), "{expect}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("100")
+                || String::from_utf8_lossy(&out.stderr).contains("no destination has"),
+            "{expect}"
+        );
+    }
+    for bad in [["-H", "no-colon"], ["--host", "a b"]] {
+        let out = cluster.weir(&[&["load", "-n", "1"], &bad[..]].concat());
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+    // Naming one subset shows what every destination now gets.
+    let route = cluster.weir(&["route", "my-app", "--rule", "1", "v2=50"]);
+    let text = String::from_utf8_lossy(&route.stdout);
+    assert!(
+        text.contains("shares: v1 64.3 %, v2 35.7 % (weights add up to 140)"),
+        "{text}{}",
+        String::from_utf8_lossy(&route.stderr)
+    );
+}
+
 #[test]
 fn the_rollout_demo_rolls_a_good_canary_out_and_a_bad_one_back() {
     let out = Command::new(weir_bin())

@@ -152,6 +152,8 @@ pub async fn confirm(
             http2: false,
             classifier: Classifier::default(),
             timeout: Duration::from_secs(5),
+            host: None,
+            headers: Vec::new(),
         };
         let report = weir_load::generator::run(load, Default::default())
             .await

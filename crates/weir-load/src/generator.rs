@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http::header::{COOKIE, HOST, SET_COOKIE};
+use http::header::{COOKIE, HOST, HeaderName, SET_COOKIE};
 use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -43,6 +43,10 @@ pub struct LoadOptions {
     pub classifier: Classifier,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// The Host (HTTP/1.1) or `:authority` (h2) to send instead of the URL's.
+    pub host: Option<HeaderValue>,
+    /// Headers added to every request.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Live counters, for a progress line.
@@ -195,6 +199,9 @@ async fn worker(shared: Arc<Shared>) -> WorkerResult {
         } else {
             req.headers_mut().insert(HOST, shared.host.clone());
         }
+        for (name, value) in &shared.options.headers {
+            req.headers_mut().append(name.clone(), value.clone());
+        }
         if let Some(u) = user {
             let jar = shared.jars[u].lock().unwrap_or_else(|e| e.into_inner());
             if !jar.is_empty() {
@@ -276,8 +283,11 @@ pub async fn run(options: LoadOptions, progress: Arc<Progress>) -> Result<Report
         .map_err(|e| LoadError::Resolve(authority.to_string(), e.to_string()))?
         .next()
         .ok_or_else(|| LoadError::Resolve(authority.to_string(), "no address".into()))?;
-    let host = HeaderValue::from_str(authority.as_str())
-        .map_err(|_| LoadError::Url(options.url.to_string()))?;
+    let host = match &options.host {
+        Some(host) => host.clone(),
+        None => HeaderValue::from_str(authority.as_str())
+            .map_err(|_| LoadError::Url(options.url.to_string()))?,
+    };
     let start = Instant::now();
     let users = options.users.unwrap_or(0);
     let shared = Arc::new(Shared {

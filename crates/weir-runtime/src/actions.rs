@@ -203,6 +203,8 @@ impl Runtime {
                     http2: false,
                     classifier: weir_load::classify::Classifier::default(),
                     timeout: Duration::from_secs(5),
+                    host: None,
+                    headers: Vec::new(),
                 };
                 if weir_load::generator::run(options, Default::default())
                     .await

@@ -31,10 +31,7 @@ pub async fn run(args: LoadArgs) -> u8 {
     };
     let options = match options(&args.spec, &args.target).await {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::BAD_INPUT;
-        }
+        Err(e) => return e.report(),
     };
     match run_with_progress(options, !json && std::io::stderr().is_terminal()).await {
         Ok(report) => {
@@ -48,9 +45,6 @@ pub async fn run(args: LoadArgs) -> u8 {
             }
             exit::OK
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::BAD_INPUT
-        }
+        Err(e) => e.report(),
     }
 }

@@ -90,6 +90,10 @@ pub async fn run(args: RouteArgs) -> u8 {
                 .map(|((s, b), (_, a))| format!("{s} {b}→{a}"))
                 .collect();
             println!("{vs} http[{}]: {}", change.rule_index, pairs.join(", "));
+            let named: Vec<&str> = args.weights.iter().map(|(s, _)| s.as_str()).collect();
+            if let Some(line) = shares_line(&change.after, &named) {
+                println!("{line}");
+            }
             println!(
                 "served: {} ({:.1} ms)",
                 change.confirmed_by,
@@ -98,5 +102,54 @@ pub async fn run(args: RouteArgs) -> u8 {
             exit::OK
         }
         Err(e) => fail(e),
+    }
+}
+
+/// What each destination now gets, when the command line alone does not
+/// say it: some destination was not named, or the weights do not add up
+/// to 100 (the gateway splits by weight ÷ total, as Envoy does).
+fn shares_line(after: &[(String, u32)], named: &[&str]) -> Option<String> {
+    let total: u32 = after.iter().map(|(_, w)| w).sum();
+    let all_named = after.iter().all(|(s, _)| named.contains(&s.as_str()));
+    if all_named && total == 100 {
+        return None;
+    }
+    let shares: Vec<String> = after
+        .iter()
+        .map(|(s, w)| {
+            let share = if total == 0 {
+                0.0
+            } else {
+                f64::from(*w) * 100.0 / f64::from(total)
+            };
+            format!("{s} {share:.1} %")
+        })
+        .collect();
+    Some(format!(
+        "shares: {} (weights add up to {total})",
+        shares.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_are_shown_when_the_command_line_does_not_say_them() {
+        let after = |a: u32, b: u32| vec![("v1".to_owned(), a), ("v2".to_owned(), b)];
+        assert_eq!(shares_line(&after(0, 100), &["v1", "v2"]), None);
+        assert_eq!(
+            shares_line(&after(90, 50), &["v2"]).unwrap(),
+            "shares: v1 64.3 %, v2 35.7 % (weights add up to 140)"
+        );
+        assert_eq!(
+            shares_line(&after(10, 90), &["v2"]).unwrap(),
+            "shares: v1 10.0 %, v2 90.0 % (weights add up to 100)"
+        );
+        assert_eq!(
+            shares_line(&after(1, 1), &["v1", "v2"]).unwrap(),
+            "shares: v1 50.0 %, v2 50.0 % (weights add up to 2)"
+        );
     }
 }

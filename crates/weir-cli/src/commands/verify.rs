@@ -6,7 +6,11 @@ use std::time::Duration;
 use clap::Args;
 use weir_load::stats::Verdict;
 
+use weir_api::backend::Backend;
+use weir_api::resource::Kind;
+
 use crate::checks::{check_split, wait_replicas};
+use crate::drive::LoadSpec;
 use crate::exit::{self, fail};
 use crate::output::wants_json;
 use crate::target::TargetArgs;
@@ -34,6 +38,12 @@ pub struct VerifyArgs {
     /// Namespace of the --replicas Deployment (default: the backend's).
     #[arg(long)]
     pub namespace: Option<String>,
+    /// A header for every request, `NAME: VALUE` (repeatable).
+    #[arg(short = 'H', long = "header", value_parser = crate::drive::parse_header)]
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The Host header to send instead of the URL's.
+    #[arg(long, value_parser = crate::drive::parse_host)]
+    pub host: Option<http::HeaderValue>,
     /// Which backend.
     #[command(flatten)]
     pub target: TargetArgs,
@@ -60,10 +70,58 @@ fn parse_expect(s: &str) -> Result<Expectation, String> {
         })
         .collect();
     let pairs = pairs?;
-    if pairs.iter().map(|(_, p)| p).sum::<f64>() <= 0.0 {
-        return Err("the expected shares total 0".into());
+    let total: f64 = pairs.iter().map(|(_, p)| p).sum();
+    if (total - 100.0).abs() > 0.01 {
+        return Err(format!(
+            "the expected shares add up to {total}, not 100 (every version that answers must be named)"
+        ));
     }
     Ok(Expectation(pairs))
+}
+
+/// Every name in `expect` is a version some destination has: a subset of
+/// a DestinationRule, or a prefix of a `version` label it selects (`v1` ⊇
+/// `v1.0.0`), as the split check matches answers. Unchecked when the
+/// backend cannot say (the load then reports why).
+async fn known_versions(target: &TargetArgs, expect: &[(String, f64)]) -> Result<(), String> {
+    let Ok(backend) = target.backend().await else {
+        return Ok(());
+    };
+    let namespace = backend.namespace(None);
+    let Ok(rules) = backend.list(Kind::DestinationRule, &namespace).await else {
+        return Ok(());
+    };
+    let mut known: Vec<String> = Vec::new();
+    for rule in &rules {
+        for subset in rule.object["spec"]["subsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            known.extend(subset["name"].as_str().map(str::to_owned));
+            known.extend(
+                subset["labels"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(_, v)| v.as_str().map(str::to_owned)),
+            );
+        }
+    }
+    if known.is_empty() {
+        return Ok(());
+    }
+    for (name, _) in expect {
+        if !known.iter().any(|k| k.starts_with(name.as_str())) {
+            known.sort();
+            known.dedup();
+            return Err(format!(
+                "--expect names {name:?}, which no destination has (subsets and versions: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_replicas(s: &str) -> Result<(String, i64), String> {
@@ -147,10 +205,21 @@ pub async fn run(args: VerifyArgs) -> u8 {
         }
     }
     if let Some(expect) = &args.expect {
-        match check_split(
+        if let Err(e) = known_versions(&args.target, &expect.0).await {
+            eprintln!("error: {e}");
+            return exit::BAD_INPUT;
+        }
+        let mut load = LoadSpec::closed_loop(
             args.url.clone(),
-            &expect.0,
+            4,
+            Some(Duration::from_secs(120)),
             args.requests,
+        );
+        load.headers = args.headers.clone();
+        load.host = args.host.clone();
+        match check_split(
+            load,
+            &expect.0,
             &args.target,
             !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         )
@@ -164,10 +233,7 @@ pub async fn run(args: VerifyArgs) -> u8 {
                     print_verdict(&v);
                 }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::BAD_INPUT;
-            }
+            Err(e) => return e.report(),
         }
     }
     if json {

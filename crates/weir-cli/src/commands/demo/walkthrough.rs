@@ -24,16 +24,20 @@ pub async fn run(demo: &mut Demo, session: &Session, scale_within: Duration) {
     );
     let expect = |a: f64, b: f64| vec![("v1".to_owned(), a), ("v2".to_owned(), b)];
     match check_split(
-        Some(url.to_string()),
+        LoadSpec::closed_loop(
+            Some(url.to_string()),
+            4,
+            Some(Duration::from_secs(120)),
+            None,
+        ),
         &expect(90.0, 10.0),
-        None,
         state,
         false,
     )
     .await
     {
         Ok(v) => demo.record("traffic splits 90/10", t, v.passed, v.reason),
-        Err(e) => demo.record("traffic splits 90/10", t, false, e),
+        Err(e) => demo.record("traffic splits 90/10", t, false, e.to_string()),
     };
 
     // 5. Shift to 0/100.
@@ -73,16 +77,20 @@ pub async fn run(demo: &mut Demo, session: &Session, scale_within: Duration) {
         "weir verify --expect v1=0,v2=100",
     );
     match check_split(
-        Some(url.to_string()),
+        LoadSpec::closed_loop(
+            Some(url.to_string()),
+            4,
+            Some(Duration::from_secs(120)),
+            None,
+        ),
         &expect(0.0, 100.0),
-        None,
         state,
         false,
     )
     .await
     {
         Ok(v) => demo.record("traffic splits 0/100", t, v.passed, v.reason),
-        Err(e) => demo.record("traffic splits 0/100", t, false, e),
+        Err(e) => demo.record("traffic splits 0/100", t, false, e.to_string()),
     };
 
     // 7. Raise the load; v2 scales up.

@@ -32,6 +32,8 @@ pub struct UpstreamEndpoint {
     pub workload: String,
     /// Its `version` label: `destination_version`.
     pub version: String,
+    /// What Istio's metrics call it: app, canonical service and revision.
+    pub identity: WorkloadIdentity,
     /// The endpoint's labels.
     pub labels: BTreeMap<String, String>,
     /// Requests in flight to it (for LEAST_REQUEST).
@@ -53,14 +55,55 @@ impl UpstreamEndpoint {
             .or_else(|| labels.get("app.kubernetes.io/version"))
             .cloned()
             .unwrap_or_else(|| "unknown".to_owned());
+        let identity = WorkloadIdentity::of(&labels, &workload);
         Self {
             addr,
             name,
             workload,
             version,
+            identity,
             labels,
             active: AtomicUsize::new(0),
             pool: ConnectionPool::default(),
+        }
+    }
+}
+
+/// A workload as Istio's standard metrics name it, from its pod's labels
+/// (Istio's sidecar injection template and metadata exchange):
+/// `destination_app` is the `app` label (else `app.kubernetes.io/name`);
+/// the canonical service is `service.istio.io/canonical-name`, else
+/// `app.kubernetes.io/name`, else `app`, else the workload's name; the
+/// canonical revision is `service.istio.io/canonical-revision`, else
+/// `app.kubernetes.io/version`, else `version`, else `latest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadIdentity {
+    /// `destination_app` (`unknown` without an app label).
+    pub app: String,
+    /// `destination_canonical_service`.
+    pub canonical_service: String,
+    /// `destination_canonical_revision`.
+    pub canonical_revision: String,
+}
+
+impl WorkloadIdentity {
+    /// The identity of a workload with these pod labels.
+    pub fn of(labels: &BTreeMap<String, String>, workload: &str) -> Self {
+        let first = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k).cloned());
+        Self {
+            app: first(&["app", "app.kubernetes.io/name"]).unwrap_or_else(|| "unknown".into()),
+            canonical_service: first(&[
+                "service.istio.io/canonical-name",
+                "app.kubernetes.io/name",
+                "app",
+            ])
+            .unwrap_or_else(|| workload.to_owned()),
+            canonical_revision: first(&[
+                "service.istio.io/canonical-revision",
+                "app.kubernetes.io/version",
+                "version",
+            ])
+            .unwrap_or_else(|| "latest".into()),
         }
     }
 }
@@ -168,5 +211,65 @@ impl ConnectionPool {
     pub fn idle_count(&self) -> usize {
         self.streaming.lock().map_or(0, |idle| idle.len())
             + self.direct.lock().map_or(0, |idle| idle.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workload_is_named_as_istio_names_it() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        // (pod labels, workload) → (app, canonical service, canonical revision)
+        let cases = [
+            (
+                labels(&[("app", "my-app"), ("version", "v2.0.0")]),
+                ("my-app", "my-app", "v2.0.0"),
+            ),
+            (labels(&[]), ("unknown", "my-app-v2", "latest")),
+            (
+                labels(&[
+                    ("app.kubernetes.io/name", "shop"),
+                    ("app.kubernetes.io/version", "1.2"),
+                ]),
+                ("shop", "shop", "1.2"),
+            ),
+            (
+                labels(&[
+                    ("app", "my-app"),
+                    ("app.kubernetes.io/name", "shop"),
+                    ("version", "v1"),
+                    ("app.kubernetes.io/version", "1.2"),
+                ]),
+                ("my-app", "shop", "1.2"),
+            ),
+            (
+                labels(&[
+                    ("app", "my-app"),
+                    ("service.istio.io/canonical-name", "checkout"),
+                    ("service.istio.io/canonical-revision", "canary"),
+                    ("version", "v2"),
+                ]),
+                ("my-app", "checkout", "canary"),
+            ),
+        ];
+        for (pod_labels, (app, service, revision)) in cases {
+            let id = WorkloadIdentity::of(&pod_labels, "my-app-v2");
+            assert_eq!(
+                (
+                    id.app.as_str(),
+                    id.canonical_service.as_str(),
+                    id.canonical_revision.as_str()
+                ),
+                (app, service, revision),
+                "{pod_labels:?}"
+            );
+        }
     }
 }

@@ -17,29 +17,61 @@ use prometheus_client::registry::Registry;
 
 use crate::version_stats::{VersionStats, VersionTable};
 
-/// The labels of every request metric.
+/// The labels of every request metric: Istio's standard labels, in the
+/// order Istio's stats plugin writes them. weir has no mTLS and one
+/// cluster, so principals and the security policy are `unknown` (what Istio
+/// reports without mTLS and, for `reporter="source"`, always) and the
+/// clusters `Kubernetes` (Istio's default cluster ID).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// Always `source`: a gateway reports as the client side.
     pub reporter: String,
     /// The gateway's workload name.
     pub source_workload: String,
+    /// The gateway's namespace.
+    pub source_workload_namespace: String,
+    /// `unknown`: no mTLS.
+    pub source_principal: String,
+    /// The gateway's `app` label.
+    pub source_app: String,
+    /// The gateway's `version` label (`unknown`).
+    pub source_version: String,
+    /// The destination pod's workload (Deployment), or `unknown`.
+    pub destination_workload: String,
+    /// The destination workload's namespace, or `unknown`.
+    pub destination_workload_namespace: String,
+    /// `unknown`: no mTLS.
+    pub destination_principal: String,
+    /// The destination pod's `app` label, or `unknown`.
+    pub destination_app: String,
+    /// The destination pod's `version` label, or `unknown`.
+    pub destination_version: String,
     /// FQDN of the destination Service, or `unknown`.
     pub destination_service: String,
     /// The destination Service's name.
     pub destination_service_name: String,
     /// The destination Service's namespace.
     pub destination_service_namespace: String,
-    /// The destination pod's workload (Deployment), or `unknown`.
-    pub destination_workload: String,
-    /// The destination pod's `version` label, or `unknown`.
-    pub destination_version: String,
     /// `http` or `http2`... as Istio writes it (`http`, `grpc`).
     pub request_protocol: String,
     /// The response status.
     pub response_code: u16,
+    /// `unknown`: what Istio reports on the source side.
+    pub connection_security_policy: String,
     /// Envoy's response flags (`-` when none).
     pub response_flags: String,
+    /// The gateway's canonical service.
+    pub source_canonical_service: String,
+    /// The destination's canonical service, or `unknown`.
+    pub destination_canonical_service: String,
+    /// The gateway's canonical revision (`latest`).
+    pub source_canonical_revision: String,
+    /// The destination's canonical revision, or `unknown`.
+    pub destination_canonical_revision: String,
+    /// `Kubernetes`.
+    pub source_cluster: String,
+    /// `Kubernetes`, or `unknown` without a destination.
+    pub destination_cluster: String,
 }
 
 #[derive(Clone)]

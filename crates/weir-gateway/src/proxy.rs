@@ -384,7 +384,7 @@ fn respond<'r>(
                     ResponseFlag::None
                 },
                 cluster,
-                upstream: Some((endpoint.addr, &endpoint.workload, &endpoint.version)),
+                upstream: Some(endpoint),
                 endpoint_index: Some(index),
             };
             (Response::from_parts(parts, Either::Left(body)), outcome)
@@ -397,7 +397,7 @@ fn respond<'r>(
             let outcome = Outcome {
                 flag,
                 cluster,
-                upstream: Some((endpoint.addr, &endpoint.workload, &endpoint.version)),
+                upstream: Some(endpoint),
                 endpoint_index: None,
             };
             (reply_for(flag), outcome)
@@ -466,7 +466,7 @@ fn send_mirror(ctx: &RequestContext<'_>, cluster: &Cluster, req: &Request<Incomi
     let labels = labels_for(
         &shared.recorders(),
         Some(cluster),
-        Some((endpoint.addr, &endpoint.workload, &endpoint.version)),
+        Some(&endpoint),
         0,
         ResponseFlag::None.as_str(),
     );

@@ -1,7 +1,7 @@
 //! How a request ended and what is recorded of it: Envoy's response
 //! flags, Istio's request metrics and the access-log line.
 
-use std::net::SocketAddr;
+use crate::endpoint::UpstreamEndpoint;
 use std::time::SystemTime;
 
 use http::header;
@@ -61,7 +61,7 @@ impl ResponseFlag {
 pub(crate) struct Outcome<'a> {
     pub(crate) flag: ResponseFlag,
     pub(crate) cluster: Option<&'a Cluster>,
-    pub(crate) upstream: Option<(SocketAddr, &'a str, &'a str)>,
+    pub(crate) upstream: Option<&'a UpstreamEndpoint>,
     /// The endpoint's index in the cluster, for the resolved metrics of a 200.
     pub(crate) endpoint_index: Option<usize>,
 }
@@ -139,26 +139,50 @@ impl RequestLog {
     }
 }
 
+/// The ingress gateway's own identity in Istio's metrics: its workload
+/// (`istio-ingressgateway` by default), namespace and labels as Istio's
+/// installation gives them.
+const SOURCE_NAMESPACE: &str = "istio-system";
+
 /// Istio's labels for a request's metrics.
 pub(crate) fn labels_for(
     recorders: &Recorders<'_>,
     cluster: Option<&Cluster>,
-    upstream: Option<(SocketAddr, &str, &str)>,
+    upstream: Option<&UpstreamEndpoint>,
     code: u16,
     flags: &str,
 ) -> RequestLabels {
     let unknown = || "unknown".to_owned();
+    let of_upstream =
+        |f: fn(&UpstreamEndpoint) -> &str| upstream.map_or_else(unknown, |u| f(u).to_owned());
     RequestLabels {
         reporter: "source".to_owned(),
         source_workload: recorders.workload.to_owned(),
+        source_workload_namespace: SOURCE_NAMESPACE.to_owned(),
+        source_principal: unknown(),
+        source_app: recorders.workload.to_owned(),
+        source_version: unknown(),
+        destination_workload: of_upstream(|u| &u.workload),
+        destination_workload_namespace: match (cluster, upstream) {
+            (Some(c), Some(_)) => c.service.0.clone(),
+            _ => unknown(),
+        },
+        destination_principal: unknown(),
+        destination_app: of_upstream(|u| &u.identity.app),
+        destination_version: of_upstream(|u| &u.version),
         destination_service: cluster.map_or_else(unknown, |c| c.service_fqdn.clone()),
         destination_service_name: cluster.map_or_else(unknown, |c| c.service.1.clone()),
         destination_service_namespace: cluster.map_or_else(unknown, |c| c.service.0.clone()),
-        destination_workload: upstream.map_or_else(unknown, |u| u.1.to_owned()),
-        destination_version: upstream.map_or_else(unknown, |u| u.2.to_owned()),
         request_protocol: "http".to_owned(),
         response_code: code,
+        connection_security_policy: unknown(),
         response_flags: flags.to_owned(),
+        source_canonical_service: recorders.workload.to_owned(),
+        destination_canonical_service: of_upstream(|u| &u.identity.canonical_service),
+        source_canonical_revision: "latest".to_owned(),
+        destination_canonical_revision: of_upstream(|u| &u.identity.canonical_revision),
+        source_cluster: "Kubernetes".to_owned(),
+        destination_cluster: cluster.map_or_else(unknown, |_| "Kubernetes".to_owned()),
     }
 }
 
@@ -198,7 +222,7 @@ pub(crate) fn finish<B: Body>(
     if let (Some(access_log), Some(detail)) = (recorders.access_log, &log.detail) {
         let upstream = outcome
             .upstream
-            .map_or_else(|| "-".to_owned(), |u| u.0.to_string());
+            .map_or_else(|| "-".to_owned(), |u| u.addr.to_string());
         let cluster = outcome.cluster.map_or("-", |c| c.name.as_str());
         access_log.write(format!(
             "[{}] \"{} {} {:?}\" {} {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {}\n",

@@ -664,17 +664,54 @@ async fn metrics_are_valid_prometheus_text_with_istio_names() {
         matches!(total.value, prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) if v == 3.0),
         "{total:?}"
     );
-    assert_eq!(total.labels.get("destination_version"), Some("v1.0.0"));
+    // Istio's standard labels ("Istio Standard Metrics": every label of
+    // istio_requests_total), valued as an ingress gateway without mTLS
+    // reports them, the destination's from its labels.
+    let istio_labels = [
+        ("reporter", "source"),
+        ("source_workload", "istio-ingressgateway"),
+        ("source_workload_namespace", "istio-system"),
+        ("source_principal", "unknown"),
+        ("source_app", "istio-ingressgateway"),
+        ("source_version", "unknown"),
+        ("destination_workload", "my-app-v1-a"),
+        ("destination_workload_namespace", "default"),
+        ("destination_principal", "unknown"),
+        ("destination_app", "my-app"),
+        ("destination_version", "v1.0.0"),
+        ("destination_service", "my-app.default.svc.cluster.local"),
+        ("destination_service_name", "my-app"),
+        ("destination_service_namespace", "default"),
+        ("request_protocol", "http"),
+        ("response_code", "200"),
+        ("connection_security_policy", "unknown"),
+        ("response_flags", "-"),
+        ("source_canonical_service", "istio-ingressgateway"),
+        ("destination_canonical_service", "my-app"),
+        ("source_canonical_revision", "latest"),
+        ("destination_canonical_revision", "v1.0.0"),
+        ("source_cluster", "Kubernetes"),
+        ("destination_cluster", "Kubernetes"),
+    ];
+    for (label, value) in istio_labels {
+        assert_eq!(total.labels.get(label), Some(value), "{label}");
+    }
     assert_eq!(
-        total.labels.get("destination_workload"),
-        Some("my-app-v1-a")
+        total.labels.iter().count(),
+        istio_labels.len(),
+        "no other label: {:?}",
+        total.labels
     );
-    assert_eq!(
-        total.labels.get("destination_service"),
-        Some("my-app.default.svc.cluster.local")
-    );
-    assert_eq!(total.labels.get("response_flags"), Some("-"));
-    assert_eq!(total.labels.get("reporter"), Some("source"));
+    // The app's own 404 is still a request to it, with its labels.
+    let not_found = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "istio_requests_total" && s.labels.get("response_code") == Some("404")
+        })
+        .expect("istio_requests_total for 404");
+    assert_eq!(not_found.labels.get("destination_app"), Some("my-app"));
+    assert_eq!(not_found.labels.get("response_flags"), Some("-"));
     for name in [
         "istio_request_duration_milliseconds",
         "istio_request_bytes",

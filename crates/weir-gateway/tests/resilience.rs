@@ -124,6 +124,30 @@ async fn failures_answer_like_envoy_with_response_flags() {
             "{flags}\n{metrics}"
         );
     }
+    // No route: no destination, every destination label `unknown`, as Istio.
+    let no_route = metrics
+        .lines()
+        .find(|l| l.starts_with("istio_requests_total{") && l.contains("response_flags=\"NR\""))
+        .unwrap();
+    for label in [
+        "destination_service",
+        "destination_workload",
+        "destination_workload_namespace",
+        "destination_app",
+        "destination_version",
+        "destination_canonical_service",
+        "destination_canonical_revision",
+        "destination_cluster",
+    ] {
+        assert!(
+            no_route.contains(&format!("{label}=\"unknown\"")),
+            "{label}: {no_route}"
+        );
+    }
+    assert!(
+        no_route.contains("source_workload=\"istio-ingressgateway\""),
+        "{no_route}"
+    );
 }
 
 #[tokio::test]

@@ -61,24 +61,24 @@ impl AppMetrics {
         let in_flight = Gauge::default();
         registry.register(
             "in_flight_requests",
-            "A gauge of requests currently being served by the wrapped handler.",
+            "A gauge of requests currently being served by the wrapped handler",
             in_flight.clone(),
         );
         let versioned =
             registry.sub_registry_with_label(("version".into(), version.to_owned().into()));
         versioned.register(
             "http_requests",
-            "A counter for requests to the wrapped handler.",
+            "A counter for requests to the wrapped handler",
             requests.clone(),
         );
         versioned.register(
             "request_duration_seconds",
-            "A histogram of latencies for requests.",
+            "A histogram of latencies for requests",
             duration.clone(),
         );
         versioned.register(
             "response_size_bytes",
-            "A histogram of response sizes for requests.",
+            "A histogram of response sizes for requests",
             size.clone(),
         );
         Self(Arc::new(Inner {

@@ -211,6 +211,16 @@ async fn metrics_have_the_go_apps_names_labels_and_buckets() {
     send(Method::POST, app.app, "/").await;
     let metrics = get(app.metrics, "/metrics").await.body;
 
+    // The Go app's help texts, word for word (one period, not two).
+    assert!(
+        metrics.contains("# HELP http_requests A counter for requests to the wrapped handler.\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("# HELP") && l.ends_with(".."))
+    );
     let get_200 = [("version", "v1.0.0"), ("code", "200"), ("method", "get")];
     let post_405 = [("version", "v1.0.0"), ("code", "405"), ("method", "post")];
     assert_eq!(

@@ -179,28 +179,28 @@ impl Default for Metrics {
         let response_bytes = Family::new_with_constructor(Buckets(SIZE_BYTES));
         registry.register(
             "istio_requests",
-            "Requests through the gateway.",
+            "Requests through the gateway",
             requests.clone(),
         );
         registry.register(
             "istio_request_duration_milliseconds",
-            "Time from request start to response headers.",
+            "Time from request start to response headers",
             duration.clone(),
         );
         registry.register(
             "istio_request_bytes",
-            "Request body sizes.",
+            "Request body sizes",
             request_bytes.clone(),
         );
         registry.register(
             "istio_response_bytes",
-            "Response body sizes.",
+            "Response body sizes",
             response_bytes.clone(),
         );
         let mirrors = Family::<RequestLabels, Counter>::default();
         registry.register(
             "weir_mirror_requests",
-            "Mirrored copies of requests (not counted as requests).",
+            "Mirrored copies of requests (not counted as requests)",
             mirrors.clone(),
         );
         let rollouts = RolloutMetrics::default();

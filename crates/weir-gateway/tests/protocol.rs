@@ -651,6 +651,13 @@ async fn metrics_are_valid_prometheus_text_with_istio_names() {
     let text = gw.metrics();
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    assert!(
+        text.contains("# HELP istio_requests Requests through the gateway.\n")
+            && !text
+                .lines()
+                .any(|l| l.starts_with("# HELP") && l.ends_with("..")),
+        "help texts end with one period\n{text}"
+    );
     let total = scrape
         .samples
         .iter()

@@ -101,8 +101,9 @@ async fn a_runtime_killed_under_load_comes_back_to_the_same_pods_and_loses_only_
     let old = cluster.pod_pids();
     assert_eq!(old.len(), 2);
     assert_eq!(pods_of(cluster.dir.path()).len(), 2);
-    let meta = |c: &Cluster| -> Vec<(String, String)> {
-        c.json("deployments")
+    let meta = |c: &Cluster| -> Vec<(String, String, i64)> {
+        [c.json("deployments"), c.json("virtualservices")]
+            .concat()
             .iter()
             .map(|d| {
                 (
@@ -111,11 +112,17 @@ async fn a_runtime_killed_under_load_comes_back_to_the_same_pods_and_loses_only_
                         .unwrap()
                         .to_owned(),
                     d["metadata"]["uid"].as_str().unwrap().to_owned(),
+                    d["metadata"]["generation"].as_i64().unwrap(),
                 )
             })
             .collect()
     };
     let meta_before = meta(&cluster);
+    assert_eq!(
+        meta_before.iter().map(|m| m.2).collect::<Vec<_>>(),
+        [1, 1, 2],
+        "two Deployments as created, the VirtualService's route changed once"
+    );
     let pods_before = cluster.json("pods");
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -167,7 +174,7 @@ async fn a_runtime_killed_under_load_comes_back_to_the_same_pods_and_loses_only_
     assert_eq!(
         meta(&cluster),
         meta_before,
-        "objects keep creationTimestamp and uid"
+        "objects keep creationTimestamp, uid and generation"
     );
     let mut running = pods_of(cluster.dir.path());
     running.sort();

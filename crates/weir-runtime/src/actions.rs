@@ -100,7 +100,7 @@ impl Runtime {
                 } => {
                     if let Some(resource) = state.objects.set_replicas(&deployment, replicas) {
                         let resource = resource.clone();
-                        if let Err(e) = self.store_objects(&[resource], &[]) {
+                        if let Err(e) = self.store_objects(state, &[resource], &[]) {
                             log(&format!(
                                 "cannot persist the new scale of {deployment}: {e}"
                             ));
@@ -113,7 +113,7 @@ impl Runtime {
                 } => {
                     if let Some(resource) = state.objects.set_replicas(&deployment, replicas) {
                         let resource = resource.clone();
-                        if let Err(e) = self.store_objects(&[resource], &[]) {
+                        if let Err(e) = self.store_objects(state, &[resource], &[]) {
                             log(&format!(
                                 "cannot persist the new scale of {deployment}: {e}"
                             ));

@@ -27,6 +27,7 @@ impl Runtime {
     /// Stores objects (and image mappings) in one transaction.
     pub(crate) fn store_objects(
         &self,
+        state: &mut State,
         resources: &[Resource],
         images: &[(String, String)],
     ) -> Result<Vec<Written>, RuntimeError> {
@@ -37,7 +38,13 @@ impl Runtime {
                 manifest: serde_json::to_string(r).unwrap_or_default(),
             })
             .collect();
-        Ok(self.store.apply(&stored, images)?)
+        let written = self.store.apply(&stored, images)?;
+        // Creation times, uids and generations as the store now has them.
+        match self.store.object_meta() {
+            Ok(meta) => state.meta = meta.into_iter().collect(),
+            Err(e) => crate::log(&format!("cannot read object metadata: {e}")),
+        }
+        Ok(written)
     }
 
     /// Applies manifests (the texts the CLI loaded, loaded again here
@@ -63,7 +70,7 @@ impl Runtime {
             state.objects.insert(r.clone());
         }
         let written = match self.sync_gateway(&mut state).await {
-            Ok(()) => self.store_objects(&resources, &images),
+            Ok(()) => self.store_objects(&mut state, &resources, &images),
             Err(e) => Err(e),
         };
         let written = match written {
@@ -74,10 +81,6 @@ impl Runtime {
                 return Err(e);
             }
         };
-        match self.store.object_meta() {
-            Ok(meta) => state.meta = meta.into_iter().collect(),
-            Err(e) => crate::log(&format!("cannot read object metadata: {e}")),
-        }
         state.images.merge(manifests.images);
         drop(state);
         self.wake.notify_one();
@@ -244,7 +247,7 @@ impl Runtime {
         };
         let change = weir_api::route::reweigh(&mut updated.spec, rule, weights).map_err(invalid)?;
         let resource = Resource::VirtualService(updated);
-        self.store_objects(std::slice::from_ref(&resource), &[])?;
+        self.store_objects(state, std::slice::from_ref(&resource), &[])?;
         state.objects.insert(resource);
         self.sync_gateway(state).await?;
         Ok(change)
@@ -295,6 +298,7 @@ fn object_json(state: &State, r: &Resource) -> serde_json::Value {
     v["metadata"]["creationTimestamp"] = serde_json::json!(pods::humantime_rfc3339(created));
     if let Some(m) = meta {
         v["metadata"]["uid"] = serde_json::json!(m.uid);
+        v["metadata"]["generation"] = serde_json::json!(m.generation);
     }
     match r {
         Resource::Deployment(d) => {
@@ -314,6 +318,8 @@ fn object_json(state: &State, r: &Resource) -> serde_json::Value {
                 "readyReplicas": ready,
                 "availableReplicas": ready,
                 "updatedReplicas": pods.iter().filter(|p| p.id.template_hash == hash).count(),
+                // The controller acts on every change at once.
+                "observedGeneration": meta.map_or(1, |m| m.generation),
             });
         }
         Resource::HpaV1(_) | Resource::HpaV2(_) => {

@@ -79,6 +79,15 @@ impl Store {
                 status TEXT NOT NULL,
                 PRIMARY KEY (kind, namespace, name));",
         )?;
+        // `generation` came after the table: a state dir from before gets it.
+        let has_generation = conn
+            .prepare("SELECT 1 FROM pragma_table_info('object_meta') WHERE name = 'generation'")?
+            .exists([])?;
+        if !has_generation {
+            conn.execute_batch(
+                "ALTER TABLE object_meta ADD COLUMN generation INTEGER NOT NULL DEFAULT 1",
+            )?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -150,20 +159,29 @@ impl Store {
                     |row| row.get(0),
                 )
                 .optional()?;
-            let outcome = match old {
+            let outcome = match &old {
                 None => Written::Created,
-                Some(old) if old == o.manifest => Written::Unchanged,
+                Some(old) if *old == o.manifest => Written::Unchanged,
                 Some(_) => Written::Configured,
             };
+            let old_manifest = old;
             if outcome == Written::Created {
                 let created = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
                 let uid = random_uid();
                 tx.execute(
-                    "INSERT INTO object_meta (kind, namespace, name, created, uid) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (kind, namespace, name) DO UPDATE SET created = excluded.created, uid = excluded.uid",
+                    "INSERT INTO object_meta (kind, namespace, name, created, uid, generation) VALUES (?1, ?2, ?3, ?4, ?5, 1)
+                     ON CONFLICT (kind, namespace, name) DO UPDATE SET created = excluded.created, uid = excluded.uid, generation = 1",
                     params![kind, o.object.namespace, o.object.name, created, uid],
+                )?;
+            }
+            if outcome == Written::Configured
+                && spec_changed(old_manifest.as_deref().unwrap_or_default(), &o.manifest)
+            {
+                tx.execute(
+                    "UPDATE object_meta SET generation = generation + 1 WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                    params![kind, o.object.namespace, o.object.name],
                 )?;
             }
             if outcome != Written::Unchanged {
@@ -251,25 +269,44 @@ fn keyed(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<ObjectRef>> {
 }
 
 /// An object's identity beyond its manifest: when it was created (Unix
-/// seconds) and its `metadata.uid`, kept across `weir up` restarts.
+/// seconds), its `metadata.uid` and `metadata.generation`, kept across
+/// `weir up` restarts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectMeta {
     /// `creationTimestamp`, Unix seconds.
     pub created: i64,
     /// `metadata.uid`.
     pub uid: String,
+    /// `metadata.generation`: 1 when created, one more for every change
+    /// of its spec (as the API server counts; metadata-only edits do not).
+    pub generation: i64,
+}
+
+/// Whether two stored manifests differ in their `spec` (what bumps a
+/// generation); unreadable ones count as changed.
+fn spec_changed(old: &str, new: &str) -> bool {
+    let spec = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .map(|v| v["spec"].clone())
+    };
+    match (spec(old), spec(new)) {
+        (Some(a), Some(b)) => a != b,
+        _ => true,
+    }
 }
 
 impl Store {
     /// Every object's creation time and uid.
     pub fn object_meta(&self) -> Result<Vec<(ObjectRef, ObjectMeta)>, StoreError> {
         let conn = self.lock();
-        let mut stmt =
-            conn.prepare("SELECT kind, namespace, name, created, uid FROM object_meta")?;
+        let mut stmt = conn
+            .prepare("SELECT kind, namespace, name, created, uid, generation FROM object_meta")?;
         let rows = stmt.query_map([], |row| {
             let meta = ObjectMeta {
                 created: row.get(3)?,
                 uid: row.get(4)?,
+                generation: row.get(5)?,
             };
             Ok((keyed(row)?, meta))
         })?;
@@ -434,6 +471,63 @@ mod tests {
         assert!(store.object_meta().unwrap().is_empty());
         store.apply(&[obj("a", "1")], &[]).unwrap();
         assert_ne!(store.object_meta().unwrap()[0].1.uid, first[0].1.uid);
+    }
+
+    #[test]
+    fn the_generation_counts_spec_changes_and_survives_reopen_and_old_state_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        // A state dir from before generations: the column is added, at 1.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE object_meta (kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+                 created INTEGER NOT NULL, uid TEXT NOT NULL, PRIMARY KEY (kind, namespace, name));
+                 INSERT INTO object_meta VALUES ('Service', 'default', 'old', 1, 'u-old');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let generation = |store: &Store, name: &str| {
+            store
+                .object_meta()
+                .unwrap()
+                .into_iter()
+                .find(|(o, _)| o.name == name)
+                .map(|(_, m)| m.generation)
+        };
+        assert_eq!(generation(&store, "old"), Some(1));
+        let with = |spec: &str, label: &str| {
+            format!(r#"{{"metadata":{{"labels":{{"l":"{label}"}}}},"spec":{spec}}}"#)
+        };
+        store.apply(&[obj("a", &with("1", "x"))], &[]).unwrap();
+        assert_eq!(generation(&store, "a"), Some(1), "created");
+        store.apply(&[obj("a", &with("2", "x"))], &[]).unwrap();
+        assert_eq!(generation(&store, "a"), Some(2), "spec changed");
+        store.apply(&[obj("a", &with("2", "y"))], &[]).unwrap();
+        assert_eq!(
+            generation(&store, "a"),
+            Some(2),
+            "a label alone does not count"
+        );
+        store.apply(&[obj("a", &with("2", "y"))], &[]).unwrap();
+        assert_eq!(generation(&store, "a"), Some(2), "unchanged");
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(generation(&store, "a"), Some(2), "kept across a restart");
+        store
+            .delete(&[ObjectRef {
+                kind: Kind::Service,
+                namespace: "default".into(),
+                name: "a".into(),
+            }])
+            .unwrap();
+        store.apply(&[obj("a", &with("3", "y"))], &[]).unwrap();
+        assert_eq!(
+            generation(&store, "a"),
+            Some(1),
+            "a new object starts again"
+        );
     }
 
     #[test]

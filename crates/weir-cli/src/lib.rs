@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 
 /// weir: canary deployments from Istio manifests, on one machine or a cluster.
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about)]
+#[command(name = "weir", version)]
 pub struct Cli {
     /// The command.
     #[command(subcommand)]
@@ -43,18 +43,22 @@ pub enum Command {
     Apply(commands::apply::ApplyArgs),
     /// Delete the objects the files describe.
     Delete(commands::delete::DeleteArgs),
-    /// List objects: pods, deployments, services, hpa, gateways, virtualservices, destinationrules.
+    /// List objects (pods, deployments, services, hpa, gateways,
+    /// virtualservices, destinationrules, rollouts) as kubectl does: columns,
+    /// `-l` selectors, `-o wide|yaml|json|name|jsonpath=`, `-w`.
     Get(commands::get::GetArgs),
     /// Show one object in detail.
     Describe(commands::describe::DescribeArgs),
-    /// Print a pod's log.
+    /// Print a pod's log (`-f` to follow it).
     Logs(commands::logs::LogsArgs),
     /// Send HTTP load and report throughput, latency and the split by version.
     Load(commands::load::LoadArgs),
     /// Check the split statistically (`--expect v1=90,v2=10`) and/or wait for
     /// scaling (`--replicas my-app-v2>=2 --within 90s`); exit 0 pass, 1 fail.
     Verify(commands::verify::VerifyArgs),
-    /// The whole walkthrough in one command, with a pass/fail summary.
+    /// Run a scenario end to end on a throwaway runtime, with a table of
+    /// checks: the walkthrough by hand (default) or `rollout`, the same
+    /// canary as an automated Rollout.
     Demo(commands::demo::DemoArgs),
     /// Live dashboard: traffic by version, replicas and HPA utilization.
     Top(commands::top::TopArgs),
@@ -88,4 +92,28 @@ pub fn run(cli: Cli) -> ExitCode {
         },
     };
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_says_what_it_does_in_a_sentence() {
+        let cli = super::Cli::command();
+        assert!(
+            cli.get_about()
+                .is_some_and(|a| a.to_string().starts_with("weir: ")),
+            "{:?}",
+            cli.get_about()
+        );
+        for command in cli.get_subcommands() {
+            let about = command.get_about().map(|a| a.to_string()).unwrap_or_default();
+            assert!(
+                about.split_whitespace().count() >= 4,
+                "{}: {about:?}",
+                command.get_name()
+            );
+        }
+    }
 }

@@ -136,6 +136,15 @@ pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, BackendError
 /// A pod's log lines.
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<String, BackendError>> + Send>>;
 
+/// What part of a pod's log to show, as kubectl's `logs` flags say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep the stream open for new lines (`-f`).
+    pub follow: bool,
+    /// Start with only the last this many lines (`--tail`).
+    pub tail_lines: Option<u64>,
+}
+
 /// The operations the CLI needs from whatever runs the walkthrough.
 ///
 /// Every mutating call either applies completely or changes nothing, and
@@ -186,11 +195,11 @@ pub trait Backend: Send + Sync {
         weights: &[(String, u32)],
     ) -> impl Future<Output = Result<RouteChange, BackendError>> + Send;
 
-    /// A pod's log; with `follow`, the stream stays open for new lines.
+    /// A pod's log, as `options` ask (follow, the last lines only).
     fn logs(
         &self,
         pod: &ObjectRef,
-        follow: bool,
+        options: &LogOptions,
     ) -> impl Future<Output = Result<LogStream, BackendError>> + Send;
 
     /// Where the ingress gateway takes requests (`http://host:port`), for

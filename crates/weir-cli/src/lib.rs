@@ -108,7 +108,10 @@ mod tests {
             cli.get_about()
         );
         for command in cli.get_subcommands() {
-            let about = command.get_about().map(|a| a.to_string()).unwrap_or_default();
+            let about = command
+                .get_about()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
             assert!(
                 about.split_whitespace().count() >= 4,
                 "{}: {about:?}",

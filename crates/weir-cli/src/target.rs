@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 use weir_api::backend::{
-    ApplyOutcome, Backend, BackendError, LiveObject, LogStream, RouteChange, RuleSelector,
-    WatchStream,
+    ApplyOutcome, Backend, BackendError, LiveObject, LogOptions, LogStream, RouteChange,
+    RuleSelector, WatchStream,
 };
 use weir_api::load::Manifests;
 use weir_api::resource::{Kind, ObjectRef};
@@ -171,10 +171,10 @@ impl Backend for AnyBackend {
         }
     }
 
-    async fn logs(&self, pod: &ObjectRef, follow: bool) -> Result<LogStream, BackendError> {
+    async fn logs(&self, pod: &ObjectRef, options: &LogOptions) -> Result<LogStream, BackendError> {
         match self {
-            AnyBackend::Local(b) => b.logs(pod, follow).await,
-            AnyBackend::Kube(b) => b.logs(pod, follow).await,
+            AnyBackend::Local(b) => b.logs(pod, options).await,
+            AnyBackend::Kube(b) => b.logs(pod, options).await,
         }
     }
 

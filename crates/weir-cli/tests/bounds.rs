@@ -13,9 +13,34 @@ use tokio::time::Instant;
 async fn pod_logs_rotate_at_their_size_and_go_with_their_pod() {
     let cluster = Cluster::up(&["--pod-log-max-bytes", "4096", "--pod-log-max-files", "3"]);
     cluster.walkthrough_ready().await;
+    // `weir logs -f deployment/...` follows v1's log across its rotations.
+    let mut follower = Command::new(weir_bin())
+        .args(["logs", "-f", "deployment/my-app-v1", "--state-dir"])
+        .arg(cluster.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let followed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader = {
+        use std::io::BufRead;
+        let stdout = follower.stdout.take().unwrap();
+        let followed = followed.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains(r#""message":"request""#) {
+                    followed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        })
+    };
     // Each answer is one access-log line: enough for several rotations.
+    let mut answered_by_v1 = 0;
     for _ in 0..200 {
-        curl(&cluster.url());
+        answered_by_v1 += usize::from(curl(&cluster.url()).contains("Version: v1.0.0"));
     }
     let logs = cluster.dir.path().join("logs");
     let files = || -> Vec<(String, u64)> {
@@ -53,6 +78,31 @@ async fn pod_logs_rotate_at_their_size_and_go_with_their_pod() {
     let out = cluster.weir(&["logs", &pod]);
     assert!(out.status.success());
     assert!(!out.stdout.is_empty());
+    // The follower saw every request v1 answered, across the rotations.
+    cluster
+        .wait_for(
+            "the follower to see every v1 request",
+            Duration::from_secs(10),
+            |_| followed.load(std::sync::atomic::Ordering::SeqCst) >= answered_by_v1,
+        )
+        .await;
+    assert_eq!(
+        followed.load(std::sync::atomic::Ordering::SeqCst),
+        answered_by_v1
+    );
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    reader.join().unwrap();
+    // --tail: the last lines only.
+    let out = cluster.weir(&["logs", "deployment/my-app-v1", "--tail", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let out = cluster.weir(&["logs", "service/my-app"]);
+    assert_eq!(out.status.code(), Some(2));
 
     // The Deployment deleted: its pod's logs go with it.
     let out = cluster.weir(&[

@@ -12,8 +12,8 @@ use kube::api::{
 };
 use kube::core::{ApiResource, ObjectList};
 use weir_api::backend::{
-    ApplyOutcome, Backend, BackendError, LiveObject, LogStream, RouteChange, RuleSelector,
-    WatchEvent, WatchStream,
+    ApplyOutcome, Backend, BackendError, LiveObject, LogOptions, LogStream, RouteChange,
+    RuleSelector, WatchEvent, WatchStream,
 };
 use weir_api::load::Manifests;
 use weir_api::resource::{Kind, ObjectRef};
@@ -344,10 +344,13 @@ impl Backend for KubeBackend {
         })
     }
 
-    async fn logs(&self, pod: &ObjectRef, follow: bool) -> Result<LogStream, BackendError> {
+    async fn logs(&self, pod: &ObjectRef, options: &LogOptions) -> Result<LogStream, BackendError> {
         let api: Api<Pod> = Api::namespaced(self.conn.client.clone(), &pod.namespace);
         let params = LogParams {
-            follow,
+            follow: options.follow,
+            tail_lines: options
+                .tail_lines
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
             ..LogParams::default()
         };
         let reader = self

@@ -515,7 +515,13 @@ async fn logs_gateway_metrics_and_pod_cpu() {
         None,
     );
     let mut logs = backend
-        .logs(&object(Kind::Pod, "my-app-v1-a"), true)
+        .logs(
+            &object(Kind::Pod, "my-app-v1-a"),
+            &weir_api::backend::LogOptions {
+                follow: true,
+                tail_lines: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(logs.next().await.unwrap().unwrap(), "first\n");

@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures_core::Stream;
 use tokio::sync::mpsc;
 use weir_api::backend::{
-    ApplyOutcome, Backend, BackendError, LiveObject, LogStream, RouteChange, RuleSelector,
-    WatchEvent, WatchStream,
+    ApplyOutcome, Backend, BackendError, LiveObject, LogOptions, LogStream, RouteChange,
+    RuleSelector, WatchEvent, WatchStream,
 };
 use weir_api::load::Manifests;
 use weir_api::resource::{Kind, ObjectRef};
@@ -158,32 +158,58 @@ impl Backend for LocalBackend {
     }
 
     /// The pod's log file, read and (with `follow`) tailed.
-    async fn logs(&self, pod: &ObjectRef, follow: bool) -> Result<LogStream, BackendError> {
+    async fn logs(&self, pod: &ObjectRef, options: &LogOptions) -> Result<LogStream, BackendError> {
         let path = self.client.log_path(&pod.namespace, &pod.name).await?;
         let (tx, rx) = mpsc::channel(64);
+        let options = *options;
         tokio::spawn(async move {
             use tokio::io::AsyncReadExt;
             let Ok(mut file) = tokio::fs::File::open(&path).await else {
                 return;
             };
             let mut buf = Vec::new();
+            let mut first = true;
             loop {
                 buf.clear();
                 if file.read_to_end(&mut buf).await.is_err() {
                     return;
                 }
-                if !buf.is_empty()
-                    && tx
-                        .send(Ok(String::from_utf8_lossy(&buf).into_owned()))
-                        .await
-                        .is_err()
-                {
+                let text = String::from_utf8_lossy(&buf);
+                let text = match options.tail_lines {
+                    Some(n) if first => last_lines(&text, n),
+                    _ => &text,
+                };
+                first = false;
+                if !text.is_empty() && tx.send(Ok(text.to_owned())).await.is_err() {
                     return;
                 }
-                if !follow {
+                if !options.follow {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                // Rotated: what is left of the old file was read above; the
+                // log goes on in a new file at the same path.
+                if rotated_away(&file, &path).await
+                    && let Ok(next) = tokio::fs::File::open(&path).await
+                {
+                    let mut rest = Vec::new();
+                    let _ = file.read_to_end(&mut rest).await;
+                    // Files rotated since, oldest first, before the new one.
+                    for newer in rotated_since(&file, &path).await {
+                        if let Ok(mut f) = tokio::fs::File::open(&newer).await {
+                            let _ = f.read_to_end(&mut rest).await;
+                        }
+                    }
+                    if !rest.is_empty()
+                        && tx
+                            .send(Ok(String::from_utf8_lossy(&rest).into_owned()))
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                    file = next;
+                }
             }
         });
         Ok(Box::pin(ChannelStream(rx)))
@@ -213,5 +239,71 @@ impl Backend for LocalBackend {
 
     fn default_namespace(&self) -> &str {
         weir_api::resource::DEFAULT_NAMESPACE
+    }
+}
+
+/// The last `n` lines of `text` (all of it when it has fewer).
+fn last_lines(text: &str, n: u64) -> &str {
+    if n == 0 {
+        return "";
+    }
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let mut seen = 0;
+    for (i, c) in body.char_indices().rev() {
+        if c == '\n' {
+            seen += 1;
+            if seen == n {
+                return &text[i + 1..];
+            }
+        }
+    }
+    text
+}
+
+/// Whether the file at `path` is no longer the one `open` reads (the log
+/// rotated it to `path.1`).
+async fn rotated_away(open: &tokio::fs::File, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (open.metadata().await, tokio::fs::metadata(path).await) {
+        (Ok(a), Ok(b)) => a.ino() != b.ino() || a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+/// The files rotated after the one `open` reads, oldest first: `path.1`
+/// is the newest rotated file, so those before the one that is `open`'s
+/// (all found, when it was already deleted). Reading them before `path`
+/// loses nothing when several rotations came between two reads.
+async fn rotated_since(open: &tokio::fs::File, path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(mine) = open.metadata().await else {
+        return Vec::new();
+    };
+    let mut newer = Vec::new();
+    // The kubelet's default keeps 5 files; a bound well past any setting.
+    for i in 1..=64 {
+        let candidate = crate::pod_log::rotated(path, i);
+        match tokio::fs::metadata(&candidate).await {
+            Ok(m) if m.ino() == mine.ino() && m.dev() == mine.dev() => break,
+            Ok(_) => newer.push(candidate),
+            Err(_) => break,
+        }
+    }
+    newer.reverse();
+    newer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_lines;
+
+    #[test]
+    fn the_last_lines_as_tail_counts_them() {
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(last_lines("a\nb\nc", 2), "b\nc");
+        assert_eq!(last_lines("a\nb\n", 5), "a\nb\n");
+        assert_eq!(last_lines("a\nb\n", 0), "");
+        assert_eq!(last_lines("", 3), "");
+        assert_eq!(last_lines("only\n", 1), "only\n");
     }
 }

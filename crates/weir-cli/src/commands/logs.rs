@@ -1,10 +1,13 @@
-//! `weir logs POD [-f]`: the pod's stdout and stderr.
+//! `weir logs POD|pod/NAME|deployment/NAME [-f] [--tail N]`: a pod's
+//! stdout and stderr; for a Deployment, one of its pods, chosen as kubectl
+//! chooses (ready and running first, then the oldest), saying which.
 
 use std::io::Write;
 
 use clap::Args;
 
-use weir_api::backend::Backend;
+use serde_json::Value;
+use weir_api::backend::{Backend, LogOptions};
 use weir_api::resource::{Kind, ObjectRef};
 
 use crate::exit;
@@ -14,11 +17,14 @@ use crate::target::TargetArgs;
 /// `weir logs` arguments.
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// The pod.
+    /// The pod: `NAME`, `pod/NAME`, or `deployment/NAME` for one of its pods.
     pub pod: String,
     /// Keep printing new lines.
     #[arg(short = 'f', long)]
     pub follow: bool,
+    /// Only the last this many lines (then new ones with `-f`).
+    #[arg(long)]
+    pub tail: Option<u64>,
     /// Namespace (default: the backend's).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
@@ -32,21 +38,39 @@ pub async fn run(args: LogsArgs) -> u8 {
     let LogsArgs {
         pod,
         follow,
+        tail,
         namespace,
         target,
     } = args;
-    let pod = pod.as_str();
-    let namespace = namespace.as_deref();
     let backend = match target.backend().await {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
+    let namespace = backend.namespace(namespace.as_deref());
+    let name = match pod.split_once('/') {
+        None => pod,
+        Some(("pod" | "pods" | "po", name)) => name.to_owned(),
+        Some(("deployment" | "deployments" | "deploy", name)) => {
+            match pod_of_deployment(&backend, &namespace, name).await {
+                Ok(name) => name,
+                Err(code) => return code,
+            }
+        }
+        Some((kind, _)) => {
+            eprintln!("error: logs of a {kind:?}: name a pod, pod/NAME or deployment/NAME");
+            return exit::BAD_INPUT;
+        }
+    };
     let pod = ObjectRef {
         kind: Kind::Pod,
-        namespace: backend.namespace(namespace),
-        name: pod.to_owned(),
+        namespace,
+        name,
     };
-    let mut stream = match backend.logs(&pod, follow).await {
+    let options = LogOptions {
+        follow,
+        tail_lines: tail,
+    };
+    let mut stream = match backend.logs(&pod, &options).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -66,4 +90,63 @@ pub async fn run(args: LogsArgs) -> u8 {
         }
     }
     exit::OK
+}
+
+/// The pod of a Deployment whose log `kubectl logs deployment/NAME` shows:
+/// among those its selector matches, ready and running first, then the
+/// oldest; the others are named on stderr, as kubectl does.
+async fn pod_of_deployment(
+    backend: &impl Backend,
+    namespace: &str,
+    name: &str,
+) -> Result<String, u8> {
+    let deployment = ObjectRef {
+        kind: Kind::Deployment,
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    };
+    let Some(d) = backend.get(&deployment).await.map_err(fail)? else {
+        eprintln!("Error from server (NotFound): deployments.apps \"{name}\" not found");
+        return Err(exit::BAD_INPUT);
+    };
+    let selector = d.object["spec"]["selector"]["matchLabels"].clone();
+    let matches = |pod: &Value| {
+        selector.as_object().is_some_and(|wanted| {
+            wanted
+                .iter()
+                .all(|(k, v)| pod["metadata"]["labels"][k] == *v)
+        })
+    };
+    let mut pods: Vec<Value> = backend
+        .list(Kind::Pod, namespace)
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .map(|p| p.object)
+        .filter(|p| matches(p))
+        .collect();
+    let ready = |p: &Value| {
+        p["status"]["containerStatuses"][0]["ready"] == true && p["status"]["phase"] == "Running"
+    };
+    pods.sort_by_key(|p| {
+        (
+            !ready(p),
+            p["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    });
+    let Some(first) = pods.first() else {
+        eprintln!("error: deployment/{name} has no pods");
+        return Err(exit::FAILED);
+    };
+    let chosen = first["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if pods.len() > 1 {
+        eprintln!("Found {} pods, using pod/{chosen}", pods.len());
+    }
+    Ok(chosen)
 }

@@ -87,6 +87,44 @@ pub struct DeploymentRow {
     pub cpu_millis: Option<i64>,
 }
 
+/// `weir top --once` as text: numbers with their units, `<unknown>` for
+/// what is not measured yet (as `kubectl get hpa` writes it), `-` for
+/// what does not exist (no HPA, no p99 without requests).
+pub fn once_lines(s: &Snapshot) -> Vec<String> {
+    let mut lines = Vec::new();
+    for v in &s.versions {
+        lines.push(format!(
+            "{:<12} {:>8.1} req/s {:>6.1}%  p99 {:>8}  5xx {:.2}%",
+            v.version,
+            v.rps,
+            v.share,
+            v.p99_ms.map_or("-".into(), |p| format!("{p:.2}ms")),
+            v.error_rate
+        ));
+    }
+    for d in &s.deployments {
+        let hpa = match (d.cpu_utilization, d.cpu_target) {
+            (_, None) => "-".to_owned(),
+            (Some(u), Some(t)) => format!("{u}%/{t}%"),
+            (None, Some(t)) => format!("<unknown>/{t}%"),
+        };
+        let cpu = d
+            .cpu_millis
+            .map_or("<unknown>".to_owned(), |m| format!("{m}m"));
+        lines.push(format!(
+            "{:<12} {}/{} ready  hpa cpu {hpa}  pods cpu {cpu}",
+            d.name, d.ready, d.desired
+        ));
+    }
+    for r in &s.rollouts {
+        lines.push(format!(
+            "rollout {:<12} {}  step {}  canary {} %",
+            r.name, r.phase, r.step, r.canary_weight
+        ));
+    }
+    lines
+}
+
 /// Everything `weir top` shows.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Snapshot {
@@ -407,32 +445,8 @@ pub async fn run(args: TopArgs) -> u8 {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
                 } else {
-                    for v in &s.versions {
-                        println!(
-                            "{:<12} {:>8.1} req/s {:>6.1}%  p99 {:>8}  5xx {:.2}%",
-                            v.version,
-                            v.rps,
-                            v.share,
-                            v.p99_ms.map_or("-".into(), |p| format!("{p:.2}ms")),
-                            v.error_rate
-                        );
-                    }
-                    for d in &s.deployments {
-                        println!(
-                            "{:<12} {}/{} ready  hpa cpu {:?}/{:?}  pods cpu {:?}m",
-                            d.name,
-                            d.ready,
-                            d.desired,
-                            d.cpu_utilization,
-                            d.cpu_target,
-                            d.cpu_millis
-                        );
-                    }
-                    for r in &s.rollouts {
-                        println!(
-                            "rollout {:<12} {}  step {}  canary {} %",
-                            r.name, r.phase, r.step, r.canary_weight
-                        );
+                    for line in once_lines(&s) {
+                        println!("{line}");
                     }
                 }
                 exit::OK
@@ -470,6 +484,54 @@ pub async fn run(args: TopArgs) -> u8 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn once_prints_numbers_with_units_never_options() {
+        let deployment =
+            |name: &str, u: Option<i64>, t: Option<i64>, m: Option<i64>| DeploymentRow {
+                name: name.into(),
+                ready: 1,
+                desired: 2,
+                cpu_utilization: u,
+                cpu_target: t,
+                cpu_millis: m,
+            };
+        let s = Snapshot {
+            versions: vec![VersionRow {
+                version: "v1.0.0".into(),
+                rps: 12.34,
+                share: 90.0,
+                p99_ms: None,
+                error_rate: 0.0,
+            }],
+            deployments: vec![
+                deployment("measured", Some(12), Some(50), Some(10)),
+                deployment("warming", None, Some(50), None),
+                deployment("no-hpa", None, None, Some(3)),
+            ],
+            ..Snapshot::default()
+        };
+        let lines = once_lines(&s);
+        assert_eq!(
+            lines[0],
+            "v1.0.0           12.3 req/s   90.0%  p99        -  5xx 0.00%"
+        );
+        assert_eq!(
+            lines[1],
+            "measured     1/2 ready  hpa cpu 12%/50%  pods cpu 10m"
+        );
+        assert_eq!(
+            lines[2],
+            "warming      1/2 ready  hpa cpu <unknown>/50%  pods cpu <unknown>"
+        );
+        assert_eq!(lines[3], "no-hpa       1/2 ready  hpa cpu -  pods cpu 3m");
+        assert!(
+            lines
+                .iter()
+                .all(|l| !l.contains("Some(") && !l.contains("None"))
+        );
+    }
+
     use super::*;
 
     #[test]

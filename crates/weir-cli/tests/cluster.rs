@@ -326,6 +326,86 @@ async fn get_hpa_has_the_local_columns() {
     );
 }
 
+/// A stand-in ingress gateway that routes as a VirtualService for host
+/// `shop.example.com` with a rule on `x-tester: yes` would: v2 answers such
+/// requests, v1 every other. Keep-alive HTTP/1.1, as weir-load speaks it.
+async fn host_routing_gateway() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&pending[..end]).to_lowercase();
+                        pending.drain(..end + 4);
+                        let matched = head.contains("\r\nhost: shop.example.com")
+                            && head.contains("\r\nx-tester: yes");
+                        let body = if matched {
+                            "Host: gw, Version: v2.0.0\n"
+                        } else {
+                            "Host: gw, Version: v1.0.0\n"
+                        };
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if conn.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn route_confirmation_samples_with_the_host_and_headers_given() {
+    let s = setup().await;
+    let port = host_routing_gateway().await;
+    s.mock.put(VS, seed_vs());
+    s.mock.put(INGRESS, ingress_service(port));
+    // Without them the samples reach only v1: never confirmed.
+    let out = s
+        .weir(&[
+            "route",
+            "my-app",
+            "v1=0",
+            "v2=100",
+            "--confirm-timeout",
+            "3s",
+        ])
+        .await;
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = s
+        .weir(&[
+            "route",
+            "my-app",
+            "v1=0",
+            "v2=100",
+            "--host",
+            "shop.example.com",
+            "-H",
+            "x-tester: yes",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("served: sampled through the ingress gateway"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn route_confirms_by_sampling_through_the_ingress_gateway() {
     let s = setup().await;

@@ -26,6 +26,10 @@ pub struct ConfirmOptions {
     pub sample: u64,
     /// The gateway to sample through; found from the ingress Service when absent.
     pub gateway_url: Option<String>,
+    /// The Host the samples carry (a VirtualService's host), else the URL's.
+    pub host: Option<http::HeaderValue>,
+    /// Headers every sample carries (to match a rule's header match).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Default for ConfirmOptions {
@@ -34,6 +38,8 @@ impl Default for ConfirmOptions {
             timeout: Duration::from_secs(60),
             sample: 200,
             gateway_url: None,
+            host: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -152,8 +158,8 @@ pub async fn confirm(
             http2: false,
             classifier: Classifier::default(),
             timeout: Duration::from_secs(5),
-            host: None,
-            headers: Vec::new(),
+            host: options.host.clone(),
+            headers: options.headers.clone(),
         };
         let report = weir_load::generator::run(load, Default::default())
             .await

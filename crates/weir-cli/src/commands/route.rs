@@ -34,6 +34,14 @@ pub struct RouteArgs {
     /// istio-ingressgateway Service's address.
     #[arg(long)]
     pub gateway_url: Option<String>,
+    /// On a cluster: the Host the confirming samples carry (the
+    /// VirtualService's host when it is not `*`).
+    #[arg(long, value_parser = crate::drive::parse_host)]
+    pub host: Option<http::HeaderValue>,
+    /// On a cluster: a header every confirming sample carries, `NAME: VALUE`
+    /// (repeatable), to reach a rule that matches on headers.
+    #[arg(short = 'H', long = "header", value_parser = crate::drive::parse_header)]
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Which backend.
     #[command(flatten)]
     pub target: TargetArgs,
@@ -66,6 +74,8 @@ pub async fn run(args: RouteArgs) -> u8 {
     let confirm = ConfirmOptions {
         timeout: args.confirm_timeout,
         gateway_url: args.gateway_url,
+        host: args.host,
+        headers: args.headers,
         ..ConfirmOptions::default()
     };
     let backend = match args

@@ -75,12 +75,12 @@ impl TargetArgs {
             )));
         }
         let conn = weir_kube::connect(&cluster, self.request_timeout).await?;
-        Ok(AnyBackend::Kube(KubeBackend::new(
+        Ok(AnyBackend::Kube(Box::new(KubeBackend::new(
             conn,
             self.request_timeout,
             apply,
             confirm,
-        )))
+        ))))
     }
 }
 
@@ -88,8 +88,9 @@ impl TargetArgs {
 pub enum AnyBackend {
     /// The embedded runtime.
     Local(LocalBackend),
-    /// A Kubernetes cluster with Istio.
-    Kube(KubeBackend),
+    /// A Kubernetes cluster with Istio (boxed: its connection and options
+    /// are several times the size of the local backend).
+    Kube(Box<KubeBackend>),
 }
 
 impl AnyBackend {
@@ -109,7 +110,7 @@ impl AnyBackend {
     pub fn in_namespace(self, namespace: Option<String>) -> Result<Self, BackendError> {
         match (self, namespace) {
             (backend, None) => Ok(backend),
-            (AnyBackend::Kube(b), Some(ns)) => Ok(AnyBackend::Kube(b.in_namespace(ns))),
+            (AnyBackend::Kube(b), Some(ns)) => Ok(AnyBackend::Kube(Box::new(b.in_namespace(ns)))),
             (AnyBackend::Local(b), Some(ns)) if ns == b.default_namespace() => {
                 Ok(AnyBackend::Local(b))
             }

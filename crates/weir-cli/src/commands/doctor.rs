@@ -42,7 +42,7 @@ pub async fn run(args: DoctorArgs) -> u8 {
     };
     let namespace = args
         .namespace
-        .unwrap_or_else(|| weir_api::backend::Backend::default_namespace(&backend).to_owned());
+        .unwrap_or_else(|| weir_api::backend::Backend::default_namespace(&*backend).to_owned());
     let checks = match doctor::run(&backend, &namespace).await {
         Ok(c) => c,
         Err(e) => return fail(e),

@@ -206,6 +206,13 @@ pub trait Backend: Send + Sync {
     /// `weir load` and `weir verify` when no URL is given.
     fn gateway_url(&self) -> impl Future<Output = Result<String, BackendError>> + Send;
 
+    /// An object's events (`core/v1` Event JSON), oldest first, for
+    /// `describe`.
+    fn events(
+        &self,
+        object: &ObjectRef,
+    ) -> impl Future<Output = Result<Vec<serde_json::Value>, BackendError>> + Send;
+
     /// The ingress gateway's Istio metrics as Prometheus text (several
     /// replicas' samples are concatenated; readers add them up).
     fn gateway_metrics(&self) -> impl Future<Output = Result<String, BackendError>> + Send;

@@ -186,6 +186,13 @@ impl Backend for AnyBackend {
         }
     }
 
+    async fn events(&self, object: &ObjectRef) -> Result<Vec<serde_json::Value>, BackendError> {
+        match self {
+            AnyBackend::Local(b) => b.events(object).await,
+            AnyBackend::Kube(b) => b.events(object).await,
+        }
+    }
+
     async fn gateway_metrics(&self) -> Result<String, BackendError> {
         match self {
             AnyBackend::Local(b) => b.gateway_metrics().await,

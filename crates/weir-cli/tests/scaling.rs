@@ -205,6 +205,52 @@ async fn the_walkthroughs_v2_scales_up_under_load_and_back_down_after_its_window
     );
     // v1 got none of the load: it never scaled.
     assert_eq!(replicas_of(&cluster, "my-app-v1"), 1);
+    // What happened is in the events `describe` shows, as kubectl's.
+    let describe = |args: &[&str]| {
+        let out = cluster.weir(&[&["describe"], args].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let hpa = describe(&["hpa", "my-app-v2"]);
+    assert!(
+        hpa.contains("Events:")
+            && hpa.contains("SuccessfulRescale")
+            && hpa.contains("New size: 1; reason: All metrics below target"),
+        "{hpa}"
+    );
+    let deployment = describe(&["deploy", "my-app-v2"]);
+    assert!(
+        deployment.contains("ScalingReplicaSet")
+            && deployment.contains("Scaled up replica set my-app-v2-")
+            && deployment.contains("Scaled down replica set my-app-v2-"),
+        "{deployment}"
+    );
+    let pod = cluster
+        .json("pods")
+        .iter()
+        .find_map(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .filter(|n| n.starts_with("my-app-v1-"))
+                .map(str::to_owned)
+        })
+        .unwrap();
+    let pod = describe(&["pod", &pod]);
+    for reason in ["Scheduled", "Started"] {
+        assert!(
+            pod.lines()
+                .any(|l| l.contains("Normal") && l.contains(reason)),
+            "{reason}: {pod}"
+        );
+    }
+    assert!(
+        pod.contains("default-scheduler") && pod.contains("kubelet"),
+        "{pod}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams,
     WatchEvent as KubeWatchEvent, WatchParams,
@@ -372,6 +372,25 @@ impl Backend for KubeBackend {
     /// The first address of `istio-system/istio-ingressgateway` that accepts connections.
     async fn gateway_url(&self) -> Result<String, BackendError> {
         Ok(format!("{}/", self.ingress_url().await?.url))
+    }
+
+    /// From the Events API, filtered on the server by the involved object.
+    async fn events(&self, object: &ObjectRef) -> Result<Vec<serde_json::Value>, BackendError> {
+        let api: Api<Event> = Api::namespaced(self.conn.client.clone(), &object.namespace);
+        let params = ListParams::default().fields(&format!(
+            "involvedObject.kind={},involvedObject.name={}",
+            object.kind.name(),
+            object.name
+        ));
+        let list = self
+            .timed(None, &format!("events of {object}"), api.list(&params))
+            .await?;
+        let mut events: Vec<Event> = list.items;
+        events.sort_by(|a, b| a.last_timestamp.cmp(&b.last_timestamp));
+        Ok(events
+            .iter()
+            .filter_map(|e| serde_json::to_value(e).ok())
+            .collect())
     }
 
     /// Every ingress gateway replica's metrics, through the API server's pod proxy.

@@ -13,6 +13,7 @@ use crate::controllers::Action;
 use crate::controllers::deployment::NAME_ALPHABET;
 use crate::controllers::endpoints;
 use crate::error::RuntimeError;
+use crate::events::{EventType, Happened};
 use crate::log;
 use crate::pod_ip::allocate_ip;
 use crate::pods::{self, Phase, Pod, PodIdentity, PodKey};
@@ -48,8 +49,22 @@ impl Runtime {
                     }
                     match self.new_pod(state, &deployment, &template_hash, now) {
                         Ok(pod) => {
+                            let pod_ref = pod_object(&pod.key());
+                            let message = format!(
+                                "Successfully assigned {}/{} to weir",
+                                pod_ref.namespace, pod_ref.name
+                            );
                             state.pods.insert(pod.key(), pod);
                             created = true;
+                            note(
+                                state,
+                                &pod_ref,
+                                EventType::Normal,
+                                "Scheduled",
+                                message,
+                                "default-scheduler",
+                            );
+                            scaled_event(state, &deployment, &template_hash, "up");
                         }
                         Err(e) => {
                             log(&format!("deployment {}: {e}", deployment.name));
@@ -60,6 +75,24 @@ impl Runtime {
                 Action::Terminate(key) => {
                     if let Some(pod) = state.pods.get_mut(&key) {
                         pod.begin_termination(now);
+                        let (container, deployment, hash) = (
+                            pod.id.container.name.clone(),
+                            ObjectRef {
+                                kind: weir_api::resource::Kind::Deployment,
+                                namespace: pod.id.namespace.clone(),
+                                name: pod.id.deployment.clone(),
+                            },
+                            pod.id.template_hash.clone(),
+                        );
+                        note(
+                            state,
+                            &pod_object(&key),
+                            EventType::Normal,
+                            "Killing",
+                            format!("Stopping container {container}"),
+                            "kubelet",
+                        );
+                        scaled_event(state, &deployment, &hash, "down");
                     }
                 }
                 Action::RecordExit {
@@ -68,6 +101,21 @@ impl Runtime {
                     crash_streak,
                     backoff_until,
                 } => {
+                    if let Some(container) =
+                        state.pods.get(&pod).map(|p| p.id.container.name.clone())
+                    {
+                        note(
+                            state,
+                            &pod_object(&pod),
+                            EventType::Warning,
+                            "BackOff",
+                            format!(
+                                "Back-off restarting failed container {container} in pod {}",
+                                pod.name
+                            ),
+                            "kubelet",
+                        );
+                    }
                     if let Some(pod) = state.pods.get_mut(&pod) {
                         pod.last_exit = Some(code);
                         pod.ready = false;
@@ -78,7 +126,24 @@ impl Runtime {
                         pod.dirty = true;
                     }
                 }
-                Action::Start(key) => self.start_container(state, &key, now),
+                Action::Start(key) => {
+                    self.start_container(state, &key, now);
+                    if let Some(container) = state
+                        .pods
+                        .get(&key)
+                        .filter(|p| p.process.is_some())
+                        .map(|p| p.id.container.name.clone())
+                    {
+                        note(
+                            state,
+                            &pod_object(&key),
+                            EventType::Normal,
+                            "Started",
+                            format!("Started container {container}"),
+                            "kubelet",
+                        );
+                    }
+                }
                 Action::Stop(key) => {
                     if let Some(pod) = state.pods.get_mut(&key)
                         && let Some(process) = &pod.process
@@ -92,12 +157,16 @@ impl Runtime {
                         process.signal(Signal::KILL);
                     }
                 }
-                Action::Forget(key) => state.forget_pod(&key),
+                Action::Forget(key) => {
+                    state.events.forget(&pod_object(&key));
+                    state.forget_pod(&key);
+                }
                 Action::Publish(endpoints) => self.publish(state, endpoints).await?,
                 Action::Scale {
                     deployment,
                     replicas,
                 } => {
+                    rescale_event(state, &deployment, replicas);
                     if let Some(resource) = state.objects.set_replicas(&deployment, replicas) {
                         let resource = resource.clone();
                         if let Err(e) = self.store_objects(state, &[resource], &[]) {
@@ -478,5 +547,96 @@ impl Drop for AbortOnDrop {
         for h in &self.0 {
             h.abort();
         }
+    }
+}
+
+/// A pod's object reference.
+fn pod_object(key: &PodKey) -> ObjectRef {
+    ObjectRef {
+        kind: weir_api::resource::Kind::Pod,
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+    }
+}
+
+/// Records an event now.
+fn note(
+    state: &mut State,
+    object: &ObjectRef,
+    kind: EventType,
+    reason: &str,
+    message: String,
+    source: &'static str,
+) {
+    state.events.record(
+        object,
+        Happened {
+            kind,
+            reason,
+            message,
+            source,
+        },
+        std::time::SystemTime::now(),
+    );
+}
+
+/// The Deployment controller's event for a pod of `template_hash` created
+/// or terminated: its replica set's new size.
+fn scaled_event(state: &mut State, deployment: &ObjectRef, template_hash: &str, direction: &str) {
+    let size = state
+        .pods
+        .values()
+        .filter(|p| {
+            p.id.namespace == deployment.namespace
+                && p.id.deployment == deployment.name
+                && p.id.template_hash == template_hash
+                && p.phase != crate::pods::Phase::Terminating
+        })
+        .count();
+    note(
+        state,
+        deployment,
+        EventType::Normal,
+        "ScalingReplicaSet",
+        format!(
+            "Scaled {direction} replica set {}-{template_hash} to {size}",
+            deployment.name
+        ),
+        "deployment-controller",
+    );
+}
+
+/// The HPA controller's event for a rescale of `deployment`, on each HPA
+/// that targets it.
+fn rescale_event(state: &mut State, deployment: &ObjectRef, replicas: i32) {
+    let current = match state.objects.get(deployment) {
+        Some(Resource::Deployment(d)) => d.spec.replicas.unwrap_or(1),
+        _ => return,
+    };
+    let hpas: Vec<ObjectRef> = state
+        .objects
+        .iter()
+        .filter(|r| r.namespace() == deployment.namespace)
+        .filter(|r| match r {
+            Resource::HpaV1(h) => h.spec.scale_target_ref.name == deployment.name,
+            Resource::HpaV2(h) => h.spec.scale_target_ref.name == deployment.name,
+            _ => false,
+        })
+        .map(|r| r.object_ref())
+        .collect();
+    let why = if replicas > current {
+        "cpu resource utilization (percentage of request) above target"
+    } else {
+        "All metrics below target"
+    };
+    for hpa in hpas {
+        note(
+            state,
+            &hpa,
+            EventType::Normal,
+            "SuccessfulRescale",
+            format!("New size: {replicas}; reason: {why}"),
+            "horizontal-pod-autoscaler",
+        );
     }
 }

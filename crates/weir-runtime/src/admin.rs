@@ -255,6 +255,20 @@ async fn route(
                 ),
             }
         }
+        (Method::GET, "/events") => {
+            let kind = query(&req, "kind").and_then(|k| k.parse::<Kind>().ok());
+            match kind {
+                Some(kind) => {
+                    let object = ObjectRef {
+                        kind,
+                        namespace: query(&req, "namespace").unwrap_or("default").to_owned(),
+                        name: query(&req, "name").unwrap_or_default().to_owned(),
+                    };
+                    json(StatusCode::OK, &runtime.events(&object).await)
+                }
+                None => bad_request("unknown kind".into()),
+            }
+        }
         (Method::GET, "/pod-cpu") => {
             let ns = query(&req, "namespace").unwrap_or("default");
             json(StatusCode::OK, &runtime.pod_cpu(ns).await)
@@ -490,6 +504,21 @@ impl AdminClient {
         self.call(
             Method::GET,
             &format!("/list?kind={}&namespace={namespace}", kind.name()),
+            None,
+        )
+        .await
+    }
+
+    /// An object's events, oldest first.
+    pub async fn events(&self, object: &ObjectRef) -> Result<Vec<serde_json::Value>, ClientError> {
+        self.call(
+            Method::GET,
+            &format!(
+                "/events?kind={}&namespace={}&name={}",
+                object.kind.name(),
+                object.namespace,
+                object.name
+            ),
             None,
         )
         .await

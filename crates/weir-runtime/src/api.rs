@@ -175,6 +175,7 @@ impl Runtime {
             state.meta.remove(o);
             state.rollout_status.remove(o);
             state.rollout_commands.remove(o);
+            state.events.forget(o);
             state.stop_traffic(o);
         }
         drop(state);
@@ -278,6 +279,17 @@ impl Runtime {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// An object's events, oldest first, as the Kubernetes API shows them.
+    pub async fn events(&self, object: &ObjectRef) -> Vec<serde_json::Value> {
+        let state = self.state.lock().await;
+        state
+            .events
+            .of(object)
+            .iter()
+            .map(|e| e.to_json())
+            .collect()
     }
 
     /// The log file of a pod.

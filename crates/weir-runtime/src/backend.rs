@@ -233,6 +233,10 @@ impl Backend for LocalBackend {
         Ok(self.client.metrics().await?)
     }
 
+    async fn events(&self, object: &ObjectRef) -> Result<Vec<serde_json::Value>, BackendError> {
+        Ok(self.client.events(object).await?)
+    }
+
     async fn pod_cpu(&self, namespace: &str) -> Result<BTreeMap<String, i64>, BackendError> {
         Ok(self.client.pod_cpu(namespace).await?)
     }

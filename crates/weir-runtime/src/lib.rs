@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod crashloop;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod hpa;
 pub mod launch;
 pub mod pod_ip;

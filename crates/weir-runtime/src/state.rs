@@ -121,6 +121,8 @@ pub struct State {
     /// Replicas raised ahead of traffic for Rollouts, by Deployment: when,
     /// and to what (the latest per Deployment; its HPA holds them).
     pub scaled_ahead: HashMap<ObjectRef, (tokio::time::Instant, i32)>,
+    /// Events for `describe`, bounded.
+    pub events: crate::events::EventLog,
     /// What the pods' Prometheus target list holds (written when it changes).
     pub pod_targets: Option<Vec<crate::discovery::TargetGroup>>,
 }

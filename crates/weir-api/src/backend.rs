@@ -143,6 +143,10 @@ pub struct LogOptions {
     pub follow: bool,
     /// Start with only the last this many lines (`--tail`).
     pub tail_lines: Option<u64>,
+    /// Only lines from this long ago on (`--since`).
+    pub since: Option<std::time::Duration>,
+    /// Each line with its timestamp (`--timestamps`).
+    pub timestamps: bool,
 }
 
 /// The operations the CLI needs from whatever runs the walkthrough.

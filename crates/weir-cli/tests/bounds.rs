@@ -103,6 +103,23 @@ async fn pod_logs_rotate_at_their_size_and_go_with_their_pod() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
     let out = cluster.weir(&["logs", "service/my-app"]);
     assert_eq!(out.status.code(), Some(2));
+    // Lines carry their time: --timestamps shows it, --since filters by it.
+    let lines = |args: &[&str]| {
+        let out = cluster.weir(&[&["logs", "deployment/my-app-v1"], args].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let stamped = lines(&["--timestamps"]);
+    assert!(!stamped.is_empty());
+    for line in stamped.lines() {
+        let ts = line.split(' ').next().unwrap();
+        assert!(humantime::parse_rfc3339(ts).is_ok(), "{line}");
+    }
+    assert_eq!(
+        lines(&["--since", "1h"]).lines().count(),
+        stamped.lines().count()
+    );
+    assert_eq!(lines(&["--since", "1ms"]), "", "nothing logged in the last millisecond");
 
     // The Deployment deleted: its pod's logs go with it.
     let out = cluster.weir(&[

@@ -351,6 +351,10 @@ impl Backend for KubeBackend {
             tail_lines: options
                 .tail_lines
                 .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            since_seconds: options
+                .since
+                .map(|d| i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX)),
+            timestamps: options.timestamps,
             ..LogParams::default()
         };
         let reader = self

@@ -519,7 +519,7 @@ async fn logs_gateway_metrics_and_pod_cpu() {
             &object(Kind::Pod, "my-app-v1-a"),
             &weir_api::backend::LogOptions {
                 follow: true,
-                tail_lines: None,
+                ..Default::default()
             },
         )
         .await

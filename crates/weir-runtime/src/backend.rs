@@ -17,6 +17,7 @@ use weir_api::load::Manifests;
 use weir_api::resource::{Kind, ObjectRef};
 
 use crate::admin::{AdminClient, ClientError, RouteRequest};
+use crate::pod_log::CriReader;
 
 /// A `weir up` reached through its admin socket.
 pub struct LocalBackend {
@@ -169,15 +170,21 @@ impl Backend for LocalBackend {
             };
             let mut buf = Vec::new();
             let mut first = true;
+            let mut reader = CriReader::new(
+                options
+                    .since
+                    .and_then(|d| std::time::SystemTime::now().checked_sub(d)),
+                options.timestamps,
+            );
             loop {
                 buf.clear();
                 if file.read_to_end(&mut buf).await.is_err() {
                     return;
                 }
-                let text = String::from_utf8_lossy(&buf);
+                let shown = reader.read(&String::from_utf8_lossy(&buf));
                 let text = match options.tail_lines {
-                    Some(n) if first => last_lines(&text, n),
-                    _ => &text,
+                    Some(n) if first => last_lines(&shown, n),
+                    _ => &shown,
                 };
                 first = false;
                 if !text.is_empty() && tx.send(Ok(text.to_owned())).await.is_err() {
@@ -200,12 +207,8 @@ impl Backend for LocalBackend {
                             let _ = f.read_to_end(&mut rest).await;
                         }
                     }
-                    if !rest.is_empty()
-                        && tx
-                            .send(Ok(String::from_utf8_lossy(&rest).into_owned()))
-                            .await
-                            .is_err()
-                    {
+                    let shown = reader.read(&String::from_utf8_lossy(&rest));
+                    if !shown.is_empty() && tx.send(Ok(shown)).await.is_err() {
                         return;
                     }
                     file = next;

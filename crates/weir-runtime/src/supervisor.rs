@@ -22,7 +22,7 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use crate::launch::{Launch, POD_TOKEN_ENV, Supervision};
-use crate::pod_log::{LogLimits, RotatingLog};
+use crate::pod_log::{LogLimits, RotatingLog, Stream};
 
 /// How long an orphaned container has between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -185,7 +185,10 @@ async fn supervise(orders: Orders) -> u8 {
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let _ = log.write(format!("weir: cannot start the pod's program: {e}\n").as_bytes());
+            let _ = log.append(
+                Stream::Stderr,
+                format!("weir: cannot start the pod's program: {e}\n").as_bytes(),
+            );
             write_exit(&orders, 127);
             return 127;
         }
@@ -198,8 +201,8 @@ async fn supervise(orders: Orders) -> u8 {
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
-            n = read_some(&mut out, &mut out_buf) => copy(n, &mut out, &out_buf, &mut log),
-            n = read_some(&mut err, &mut err_buf) => copy(n, &mut err, &err_buf, &mut log),
+            n = read_some(&mut out, &mut out_buf) => copy(n, &mut out, &out_buf, &mut log, Stream::Stdout),
+            n = read_some(&mut err, &mut err_buf) => copy(n, &mut err, &err_buf, &mut log, Stream::Stderr),
             _ = term.recv() => {}
             _ = int.recv() => {}
             _ = hup.recv() => {}
@@ -213,7 +216,10 @@ async fn supervise(orders: Orders) -> u8 {
                 match orphan_step(now, orphaned, terminated, orders.orphan_grace) {
                     OrphanStep::Wait => {}
                     OrphanStep::Terminate => {
-                        let _ = log.write(b"weir: no runtime for the orphan grace: stopping the container\n");
+                        let _ = log.append(
+                            Stream::Stderr,
+                            b"weir: no runtime for the orphan grace: stopping the container\n",
+                        );
                         let group = rustix::process::getpgrp();
                         let _ = rustix::process::kill_process_group(group, Signal::TERM);
                         terminated = Some(now);
@@ -232,8 +238,8 @@ async fn supervise(orders: Orders) -> u8 {
     let drain = async {
         while out.is_some() || err.is_some() {
             tokio::select! {
-                n = read_some(&mut out, &mut out_buf) => copy(n, &mut out, &out_buf, &mut log),
-                n = read_some(&mut err, &mut err_buf) => copy(n, &mut err, &err_buf, &mut log),
+                n = read_some(&mut out, &mut out_buf) => copy(n, &mut out, &out_buf, &mut log, Stream::Stdout),
+                n = read_some(&mut err, &mut err_buf) => copy(n, &mut err, &err_buf, &mut log, Stream::Stderr),
             }
         }
     };
@@ -262,11 +268,17 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-fn copy<R>(n: std::io::Result<usize>, pipe: &mut Option<R>, buf: &[u8], log: &mut RotatingLog) {
+fn copy<R>(
+    n: std::io::Result<usize>,
+    pipe: &mut Option<R>,
+    buf: &[u8],
+    log: &mut RotatingLog,
+    stream: Stream,
+) {
     match n {
         Ok(0) | Err(_) => *pipe = None,
         Ok(n) => {
-            let _ = log.write(&buf[..n]);
+            let _ = log.append(stream, &buf[..n]);
         }
     }
 }

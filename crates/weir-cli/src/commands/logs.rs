@@ -1,4 +1,5 @@
-//! `weir logs POD|pod/NAME|deployment/NAME [-f] [--tail N]`: a pod's
+//! `weir logs POD|pod/NAME|deployment/NAME [-f] [--tail N] [--since D]
+//! [--timestamps]`: a pod's
 //! stdout and stderr; for a Deployment, one of its pods, chosen as kubectl
 //! chooses (ready and running first, then the oldest), saying which.
 
@@ -25,6 +26,12 @@ pub struct LogsArgs {
     /// Only the last this many lines (then new ones with `-f`).
     #[arg(long)]
     pub tail: Option<u64>,
+    /// Only lines from this long ago on, e.g. `5m`.
+    #[arg(long, value_parser = weir_api::duration::parse)]
+    pub since: Option<std::time::Duration>,
+    /// Each line with its timestamp (RFC 3339, nanoseconds).
+    #[arg(long)]
+    pub timestamps: bool,
     /// Namespace (default: the backend's).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
@@ -39,6 +46,8 @@ pub async fn run(args: LogsArgs) -> u8 {
         pod,
         follow,
         tail,
+        since,
+        timestamps,
         namespace,
         target,
     } = args;
@@ -69,6 +78,8 @@ pub async fn run(args: LogsArgs) -> u8 {
     let options = LogOptions {
         follow,
         tail_lines: tail,
+        since,
+        timestamps,
     };
     let mut stream = match backend.logs(&pod, &options).await {
         Ok(s) => s,

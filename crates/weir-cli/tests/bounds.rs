@@ -106,7 +106,11 @@ async fn pod_logs_rotate_at_their_size_and_go_with_their_pod() {
     // Lines carry their time: --timestamps shows it, --since filters by it.
     let lines = |args: &[&str]| {
         let out = cluster.weir(&[&["logs", "deployment/my-app-v1"], args].concat());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let stamped = lines(&["--timestamps"]);
@@ -119,7 +123,11 @@ async fn pod_logs_rotate_at_their_size_and_go_with_their_pod() {
         lines(&["--since", "1h"]).lines().count(),
         stamped.lines().count()
     );
-    assert_eq!(lines(&["--since", "1ms"]), "", "nothing logged in the last millisecond");
+    assert_eq!(
+        lines(&["--since", "1ms"]),
+        "",
+        "nothing logged in the last millisecond"
+    );
 
     // The Deployment deleted: its pod's logs go with it.
     let out = cluster.weir(&[

@@ -13,6 +13,8 @@ pub mod prometheus_config;
 pub mod rollout;
 pub mod route;
 pub mod top;
+pub mod top_story;
+pub mod top_view;
 pub mod up;
 pub mod validate;
 pub mod verify;

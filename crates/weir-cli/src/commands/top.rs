@@ -1,7 +1,9 @@
 //! `weir top`: what the walkthrough's Grafana graph shows and more, live —
 //! per version: request rate, share, p99 latency, error rate (from the
 //! gateway's Istio metrics, over the last interval); per Deployment: ready
-//! and desired replicas and HPA utilization against target.
+//! and desired replicas and HPA utilization against target; and, live, how
+//! each changed over the last minutes (sparklines) and when a route's
+//! weights changed (`top_story`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,13 +11,11 @@ use std::time::Duration;
 use clap::Args;
 use prometheus_parse::{Scrape, Value as PromValue};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyModifiers};
-use ratatui::layout::{Constraint, Layout};
-use ratatui::style::{Modifier, Style};
-use ratatui::widgets::{Block, Cell, Row, Table};
 use serde::Serialize;
 use weir_api::backend::{Backend, BackendError};
 use weir_api::resource::Kind;
 
+use super::top_story::Story;
 use crate::exit;
 use crate::exit::fail;
 use crate::output::wants_json;
@@ -134,6 +134,57 @@ pub struct Snapshot {
     pub deployments: Vec<DeploymentRow>,
     /// Per Rollout.
     pub rollouts: Vec<RolloutRow>,
+    /// Each weighted route's weights.
+    pub weights: Vec<RouteWeights>,
+}
+
+/// The weights of one VirtualService rule with several destinations.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RouteWeights {
+    /// `VIRTUALSERVICE http[i]`.
+    pub route: String,
+    /// `v1 90, v2 10`.
+    pub weights: String,
+}
+
+/// Every rule with several destinations, and its weights.
+async fn route_weights(backend: &AnyBackend, namespace: &str) -> Vec<RouteWeights> {
+    let Ok(list) = backend.list(Kind::VirtualService, namespace).await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for vs in list {
+        let name = vs.object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        for (i, rule) in vs.object["spec"]["http"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let destinations = rule["route"].as_array().cloned().unwrap_or_default();
+            if destinations.len() < 2 {
+                continue;
+            }
+            let weights: Vec<String> = destinations
+                .iter()
+                .map(|d| {
+                    let who = d["destination"]["subset"]
+                        .as_str()
+                        .or_else(|| d["destination"]["host"].as_str())
+                        .unwrap_or_default();
+                    format!("{who} {}", d["weight"].as_i64().unwrap_or(0))
+                })
+                .collect();
+            out.push(RouteWeights {
+                route: format!("{name} http[{i}]"),
+                weights: weights.join(", "),
+            });
+        }
+    }
+    out
 }
 
 /// Per version: (requests, 5xx answers, cumulative duration buckets by upper bound in µs).
@@ -359,73 +410,8 @@ pub async fn snapshot(
         versions: version_rows(&before, &after, started.elapsed().as_secs_f64()),
         deployments: deployments(backend, namespace).await?,
         rollouts: rollouts(backend, namespace).await,
+        weights: route_weights(backend, namespace).await,
     })
-}
-
-fn draw(frame: &mut ratatui::Frame<'_>, s: &Snapshot) {
-    let [top, bottom] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)])
-        .areas(frame.area());
-    let bold = Style::default().add_modifier(Modifier::BOLD);
-    let versions = Table::new(
-        s.versions.iter().map(|v| {
-            Row::new(vec![
-                Cell::from(v.version.clone()),
-                Cell::from(format!("{:.1}", v.rps)),
-                Cell::from(format!("{:.1}%", v.share)),
-                Cell::from(v.p99_ms.map_or("-".into(), |p| format!("{p:.2} ms"))),
-                Cell::from(format!("{:.2}%", v.error_rate)),
-            ])
-        }),
-        [
-            Constraint::Length(14),
-            Constraint::Length(10),
-            Constraint::Length(8),
-            Constraint::Length(12),
-            Constraint::Length(8),
-        ],
-    )
-    .header(Row::new(["VERSION", "REQ/S", "SHARE", "P99", "5XX"]).style(bold))
-    .block(Block::bordered().title(" traffic by version (q to quit) "));
-    frame.render_widget(versions, top);
-    let deployments = Table::new(
-        s.deployments.iter().map(|d| {
-            Row::new(vec![
-                Cell::from(d.name.clone()),
-                Cell::from(format!("{}/{}", d.ready, d.desired)),
-                Cell::from(match (d.cpu_utilization, d.cpu_target) {
-                    (Some(u), Some(t)) => format!("cpu: {u}%/{t}%"),
-                    (None, Some(t)) => format!("cpu: <unknown>/{t}%"),
-                    _ => "-".into(),
-                }),
-                Cell::from(d.cpu_millis.map_or("-".into(), |m| format!("{m}m"))),
-            ])
-        }),
-        [
-            Constraint::Length(24),
-            Constraint::Length(8),
-            Constraint::Length(20),
-            Constraint::Length(10),
-        ],
-    )
-    .header(Row::new(["DEPLOYMENT", "READY", "HPA", "CPU"]).style(bold))
-    .block(Block::bordered().title(" deployments "));
-    let rollout_lines: Vec<String> = s
-        .rollouts
-        .iter()
-        .map(|r| {
-            format!(
-                "rollout {}: {} step {} canary {} %",
-                r.name, r.phase, r.step, r.canary_weight
-            )
-        })
-        .collect();
-    let title = if rollout_lines.is_empty() {
-        " deployments ".to_owned()
-    } else {
-        format!(" deployments — {} ", rollout_lines.join("; "))
-    };
-    let deployments = deployments.block(Block::bordered().title(title));
-    frame.render_widget(deployments, bottom);
 }
 
 /// Runs `weir top`.
@@ -458,10 +444,10 @@ pub async fn run(args: TopArgs) -> u8 {
         return fail(e);
     }
     let mut terminal = ratatui::init();
-    let mut current = Snapshot::default();
-    let code = loop {
-        if terminal.draw(|f| draw(f, &current)).is_err() {
-            break exit::FAILED;
+    let mut story = Story::default();
+    let (code, why) = loop {
+        if let Err(e) = terminal.draw(|f| super::top_view::draw(f, &story)) {
+            break (exit::FAILED, format!("cannot draw: {e}"));
         }
         let quit = tokio::task::spawn_blocking(|| {
             event::poll(Duration::from_millis(10)).ok().filter(|&ready| ready).and_then(|_| event::read().ok()).is_some_and(|e| {
@@ -471,14 +457,15 @@ pub async fn run(args: TopArgs) -> u8 {
         .await
         .unwrap_or(true);
         if quit {
-            break exit::OK;
+            break (exit::OK, "stopped: quit".to_owned());
         }
         match snapshot(&backend, &namespace, args.interval).await {
-            Ok(s) => current = s,
-            Err(_) => break exit::UNREACHABLE,
+            Ok(s) => story.push(std::time::SystemTime::now(), s),
+            Err(e) => break (e.exit_code(), format!("stopped: {e}")),
         }
     };
     ratatui::restore();
+    eprintln!("weir top: {why}");
     code
 }
 

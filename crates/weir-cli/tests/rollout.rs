@@ -51,19 +51,17 @@ fn background_load(cluster: &Cluster) -> (Arc<AtomicBool>, std::thread::JoinHand
     (stop, load)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_good_canary_rolls_out_through_its_steps_under_load_without_a_failed_request() {
-    let cluster = Cluster::up(&[]);
-    cluster.walkthrough_ready().await;
-    let (stop, load) = background_load(&cluster);
-    let _rollout = apply_rollout(
-        &cluster,
-        "  - setWeight: 10\n  - analysis: {}\n  - setWeight: 50\n  - analysis: {}\n  - setWeight: 100\n",
-        "2m",
-        "",
-    );
+/// Waits (bounded) until the Rollout succeeded — never RolledBack or
+/// Aborted on the way — then stops the load and checks every request was
+/// answered 200.
+async fn succeeded_under_load(
+    cluster: &Cluster,
+    within: Duration,
+    stop: Arc<AtomicBool>,
+    load: std::thread::JoinHandle<LoadOutcome>,
+) -> LoadOutcome {
     cluster
-        .wait_for("the rollout to succeed", Duration::from_secs(90), |c| {
+        .wait_for("the rollout to succeed", within, |c| {
             let p = phase(c);
             assert!(
                 p != "RolledBack" && p != "Aborted",
@@ -81,6 +79,21 @@ async fn a_good_canary_rolls_out_through_its_steps_under_load_without_a_failed_r
         (0, 0, 0),
         "every request answered 200: {outcome:?}"
     );
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_good_canary_rolls_out_through_its_steps_under_load_without_a_failed_request() {
+    let cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    let (stop, load) = background_load(&cluster);
+    let _rollout = apply_rollout(
+        &cluster,
+        "  - setWeight: 10\n  - analysis: {}\n  - setWeight: 50\n  - analysis: {}\n  - setWeight: 100\n",
+        "2m",
+        "",
+    );
+    let outcome = succeeded_under_load(&cluster, Duration::from_secs(90), stop, load).await;
     assert!(outcome.v2 > 0);
     let status = cluster.weir(&["rollout", "status", "my-app"]);
     let text = String::from_utf8_lossy(&status.stdout);
@@ -140,25 +153,7 @@ async fn a_one_replica_canary_gets_the_replicas_its_full_share_needs_before_the_
         "2m",
         "",
     );
-    cluster
-        .wait_for("the rollout to succeed", Duration::from_secs(120), |c| {
-            let p = phase(c);
-            assert!(
-                p != "RolledBack" && p != "Aborted",
-                "{}",
-                String::from_utf8_lossy(&c.weir(&["rollout", "status", "my-app"]).stdout)
-            );
-            p == "Succeeded"
-        })
-        .await;
-    stop.store(true, Ordering::SeqCst);
-    let outcome = load.join().unwrap();
-    assert!(outcome.ok > 500, "{outcome:?}");
-    assert_eq!(
-        (outcome.refused, outcome.other, outcome.statuses.len()),
-        (0, 0, 0),
-        "no request failed for lack of capacity: {outcome:?}"
-    );
+    succeeded_under_load(&cluster, Duration::from_secs(120), stop, load).await;
     let status = cluster.json("rollouts")[0]["status"].clone();
     let history: Vec<String> = status["history"]
         .as_array()

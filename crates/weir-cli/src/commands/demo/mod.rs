@@ -151,6 +151,26 @@ pub struct Session {
     _dir: tempfile::TempDir,
 }
 
+/// `weir route my-app v1=V1 v2=V2` through the admin API: returns once
+/// the gateway serves the new weights.
+pub async fn route_my_app(
+    client: &AdminClient,
+    v1: u32,
+    v2: u32,
+) -> Result<weir_api::backend::RouteChange, weir_runtime::admin::ClientError> {
+    client
+        .route(weir_runtime::admin::RouteRequest {
+            virtual_service: ObjectRef {
+                kind: weir_api::resource::Kind::VirtualService,
+                namespace: "default".into(),
+                name: "my-app".into(),
+            },
+            rule: weir_api::backend::RuleSelector::Default,
+            weights: vec![("v1".into(), v1), ("v2".into(), v2)],
+        })
+        .await
+}
+
 /// The `istio_requests_total` answered by one version, from the gateway's
 /// metrics text.
 pub fn requests_of_version(metrics: &str, version: &str) -> f64 {

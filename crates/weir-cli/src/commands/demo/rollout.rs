@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
-use weir_api::backend::RuleSelector;
 use weir_api::load::read_sources;
 use weir_api::resource::{Kind, ObjectRef};
 use weir_load::generator::Progress;
-use weir_runtime::admin::{AdminClient, RouteRequest};
+use weir_runtime::admin::AdminClient;
 
-use super::{Demo, Session, requests_of_version};
+use super::{Demo, Session, requests_of_version, route_my_app};
 use crate::drive::{LoadSpec, options};
 
 /// The Rollout the demo applies, verbatim from the examples.
@@ -254,16 +253,7 @@ pub async fn run(demo: &mut Demo, session: &Session) -> Vec<ObjectRef> {
             .delete(vec![rollout_ref()])
             .await
             .map_err(|e| e.to_string())?;
-        client
-            .route(RouteRequest {
-                virtual_service: ObjectRef {
-                    kind: Kind::VirtualService,
-                    namespace: "default".into(),
-                    name: "my-app".into(),
-                },
-                rule: RuleSelector::Default,
-                weights: vec![("v1".into(), 100), ("v2".into(), 0)],
-            })
+        route_my_app(client, 100, 0)
             .await
             .map_err(|e| e.to_string())?;
         let v2 = super::FILES

@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use weir_api::backend::RuleSelector;
-use weir_api::resource::{Kind, ObjectRef};
+use weir_api::resource::Kind;
 use weir_load::generator::Progress;
-use weir_runtime::admin::{AdminClient, RouteRequest};
+use weir_runtime::admin::AdminClient;
 
-use super::{Demo, Session, requests_of_version};
+use super::{Demo, Session, requests_of_version, route_my_app};
 use crate::checks::{check_split, wait_replicas};
 use crate::drive::{LoadSpec, options};
 
@@ -45,17 +44,7 @@ pub async fn run(demo: &mut Demo, session: &Session, scale_within: Duration) {
         "Change the split so v2 serves everything",
         "weir route my-app v1=0 v2=100",
     );
-    let change = client
-        .route(RouteRequest {
-            virtual_service: ObjectRef {
-                kind: Kind::VirtualService,
-                namespace: "default".into(),
-                name: "my-app".into(),
-            },
-            rule: RuleSelector::Default,
-            weights: vec![("v1".into(), 0), ("v2".into(), 100)],
-        })
-        .await;
+    let change = route_my_app(client, 0, 100).await;
     let ok = change.is_ok();
     demo.record(
         "route change served by the gateway",

@@ -202,10 +202,8 @@ impl Backend for LocalBackend {
                     let mut rest = Vec::new();
                     let _ = file.read_to_end(&mut rest).await;
                     // Files rotated since, oldest first, before the new one.
-                    for newer in rotated_since(&file, &path).await {
-                        if let Ok(mut f) = tokio::fs::File::open(&newer).await {
-                            let _ = f.read_to_end(&mut rest).await;
-                        }
+                    for mut newer in rotated_since(&file, &next, &path).await {
+                        let _ = newer.read_to_end(&mut rest).await;
                     }
                     let shown = reader.read(&String::from_utf8_lossy(&rest));
                     if !shown.is_empty() && tx.send(Ok(shown)).await.is_err() {
@@ -277,23 +275,39 @@ async fn rotated_away(open: &tokio::fs::File, path: &std::path::Path) -> bool {
     }
 }
 
-/// The files rotated after the one `open` reads, oldest first: `path.1`
-/// is the newest rotated file, so those before the one that is `open`'s
-/// (all found, when it was already deleted). Reading them before `path`
-/// loses nothing when several rotations came between two reads.
-async fn rotated_since(open: &tokio::fs::File, path: &std::path::Path) -> Vec<std::path::PathBuf> {
+/// The files rotated after the one `open` reads, oldest first, opened:
+/// `path.1` is the newest rotated file, so those found before `open`'s own
+/// (all found, when it was already deleted), leaving out `next` (the
+/// current file, opened already, should it have rotated meanwhile).
+/// Reading them before `next` loses nothing and repeats nothing when
+/// several rotations came between two reads. Each is identified by its
+/// inode once open, so a rename during the scan cannot swap two files.
+async fn rotated_since(
+    open: &tokio::fs::File,
+    next: &tokio::fs::File,
+    path: &std::path::Path,
+) -> Vec<tokio::fs::File> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(mine) = open.metadata().await else {
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let (Ok(mine), Ok(current)) = (open.metadata().await, next.metadata().await) else {
         return Vec::new();
     };
+    let (mine, current) = (id(mine), id(current));
     let mut newer = Vec::new();
     // The kubelet's default keeps 5 files; a bound well past any setting.
     for i in 1..=64 {
-        let candidate = crate::pod_log::rotated(path, i);
-        match tokio::fs::metadata(&candidate).await {
-            Ok(m) if m.ino() == mine.ino() && m.dev() == mine.dev() => break,
-            Ok(_) => newer.push(candidate),
-            Err(_) => break,
+        let Ok(file) = tokio::fs::File::open(crate::pod_log::rotated(path, i)).await else {
+            break;
+        };
+        let Ok(meta) = file.metadata().await else {
+            break;
+        };
+        let this = id(meta);
+        if this == mine {
+            break;
+        }
+        if this != current {
+            newer.push(file);
         }
     }
     newer.reverse();

@@ -14,17 +14,19 @@ async fn pod_logs_rotate_at_their_size_and_go_with_their_pod() {
     let cluster = Cluster::up(&["--pod-log-max-bytes", "4096", "--pod-log-max-files", "3"]);
     cluster.walkthrough_ready().await;
     // `weir logs -f deployment/...` follows v1's log across its rotations.
-    let mut follower = Command::new(weir_bin())
-        .args(["logs", "-f", "deployment/my-app-v1", "--state-dir"])
-        .arg(cluster.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut follower = KillOnDrop(
+        Command::new(weir_bin())
+            .args(["logs", "-f", "deployment/my-app-v1", "--state-dir"])
+            .arg(cluster.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let followed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let reader = {
         use std::io::BufRead;
-        let stdout = follower.stdout.take().unwrap();
+        let stdout = follower.0.stdout.take().unwrap();
         let followed = followed.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout)
@@ -90,9 +92,6 @@ async fn pod_logs_rotate_at_their_size_and_go_with_their_pod() {
         followed.load(std::sync::atomic::Ordering::SeqCst),
         answered_by_v1
     );
-    follower.kill().unwrap();
-    follower.wait().unwrap();
-    reader.join().unwrap();
     // --tail: the last lines only.
     let out = cluster.weir(&["logs", "deployment/my-app-v1", "--tail", "2"]);
     assert!(
@@ -145,6 +144,15 @@ async fn pod_logs_rotate_at_their_size_and_go_with_their_pod() {
             files().is_empty()
         })
         .await;
+    // The follower ends with its pod, as `kubectl logs -f` does.
+    cluster
+        .wait_for(
+            "the follower to end with its pod",
+            Duration::from_secs(10),
+            |_| follower.0.try_wait().is_ok_and(|s| s.is_some()),
+        )
+        .await;
+    reader.join().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,4 +242,14 @@ async fn a_reader_that_went_away_ends_weir_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
+
+/// A child process of the test, killed if the test ends before it did.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -176,6 +176,7 @@ impl Backend for LocalBackend {
                     .and_then(|d| std::time::SystemTime::now().checked_sub(d)),
                 options.timestamps,
             );
+            let mut missing = 0;
             loop {
                 buf.clear();
                 if file.read_to_end(&mut buf).await.is_err() {
@@ -194,6 +195,24 @@ impl Backend for LocalBackend {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                // The pod is gone (its logs go with it): the stream ends, as
+                // `kubectl logs -f` ends with its pod, once what was left is
+                // read. Missing twice in a row, not in a rotation's instant
+                // between its rename and the new file.
+                if tokio::fs::metadata(&path).await.is_err() {
+                    missing += 1;
+                    if missing >= 2 {
+                        buf.clear();
+                        let _ = file.read_to_end(&mut buf).await;
+                        let rest = reader.read(&String::from_utf8_lossy(&buf));
+                        if !rest.is_empty() {
+                            let _ = tx.send(Ok(rest)).await;
+                        }
+                        return;
+                    }
+                    continue;
+                }
+                missing = 0;
                 // Rotated: what is left of the old file was read above; the
                 // log goes on in a new file at the same path.
                 if rotated_away(&file, &path).await

@@ -325,11 +325,11 @@ pub fn check(schema: Schema, positions: &Positions, ignored: &[FieldPath]) -> Ve
             .implemented
             .iter()
             .any(|p| p.covers(path) || p.passes_through(path));
-        if implemented && !unknown_to_type {
+        let cluster_only = tables.cluster_only.iter().any(|p| p.covers(path));
+        if implemented && !unknown_to_type && !cluster_only {
             continue;
         }
         let name = crate::yaml::last_key(path);
-        let cluster_only = tables.cluster_only.iter().any(|p| p.covers(path));
         let (severity, message) = if cluster_only {
             (
                 Severity::Warning,

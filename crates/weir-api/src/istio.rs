@@ -94,8 +94,14 @@ pub struct HttpRoute {
     /// The rule's name, for logs and `weir route --rule`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Match conditions, OR-ed; absent = match everything.
-    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    /// Match conditions, OR-ed; absent = match everything. A `null` block
+    /// reads as an empty one (it matches everything), as in Istio.
+    #[serde(
+        default,
+        rename = "match",
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "null_blocks_as_empty"
+    )]
     pub matches: Option<Vec<HttpMatchRequest>>,
     /// Weighted destinations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -369,6 +375,44 @@ pub struct TrafficPolicy {
     /// How an endpoint is chosen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<LoadBalancerSettings>,
+    /// TLS to the upstream: only a cluster's sidecars use it (weir's
+    /// embedded runtime warns and ignores it), typed so that Istio's rules
+    /// for it are checked before it reaches a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClientTlsSettings>,
+}
+
+/// Upstream TLS settings, as far as Istio's validation reads them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientTlsSettings {
+    /// DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Client certificate file (MUTUAL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    /// Client key file (MUTUAL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    /// CA bundle file verifying the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificates: Option<String>,
+    /// A Secret holding the above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_name: Option<String>,
+    /// Names the server certificate must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_alt_names: Option<Vec<String>>,
+    /// SNI sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Skip verifying the server's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+    /// Certificate revocation list file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_crl: Option<String>,
 }
 
 /// A simple policy or consistent hashing.
@@ -443,6 +487,15 @@ pub struct Maglev {
     pub table_size: Option<u64>,
 }
 
+/// Reads a `match` list whose `null` entries stand for empty blocks.
+fn null_blocks_as_empty<'de, D>(d: D) -> Result<Option<Vec<HttpMatchRequest>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let blocks: Option<Vec<Option<HttpMatchRequest>>> = Option::deserialize(d)?;
+    Ok(blocks.map(|b| b.into_iter().map(Option::unwrap_or_default).collect()))
+}
+
 /// The Service a destination `host` names, as `(namespace, name)`: a short
 /// name lives in the referring object's namespace; `name.ns` and
 /// `name.ns.svc[.cluster.local]` name another.
@@ -493,4 +546,8 @@ pub struct WorkloadEntrySpec {
     /// Labels Services and subsets select on.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The network the endpoint is in: only a multi-network cluster uses it
+    /// (weir warns and ignores it), typed so validation can read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }

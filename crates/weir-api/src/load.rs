@@ -399,6 +399,9 @@ impl Loader {
             positions,
         };
         let mut findings = Findings(fields::check(schema, &object.positions, &ignored));
+        if schema == Schema::DestinationRule {
+            validate::istio::empty_traffic_policies(&object.positions.fields(), &mut findings);
+        }
         check_metadata(&object.resource, &mut findings);
         check_semantics(&object.resource, &mut findings);
         for Finding {
@@ -541,7 +544,9 @@ fn check_semantics(resource: &Resource, out: &mut Findings) {
         Resource::Deployment(d) => validate::kube::deployment(d, out),
         Resource::HpaV1(h) => validate::kube::hpa_v1(h, out),
         Resource::HpaV2(h) => validate::kube::hpa_v2(h, out),
-        Resource::Gateway(g) => validate::istio::gateway(&g.spec, out),
+        Resource::Gateway(g) => {
+            validate::istio::gateway(g.metadata.name.as_deref().unwrap_or_default(), &g.spec, out)
+        }
         Resource::VirtualService(vs) => {
             validate::istio::virtual_service(&vs.spec, &vs.api_version, out)
         }

@@ -386,8 +386,13 @@ fn header_ops(headers: Option<&Headers>, owner: &str) -> Result<HeaderOps, Confi
         map.iter()
             .flatten()
             .map(|(k, v)| {
-                let name = HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|_| ConfigError::Header(owner.to_owned(), k.clone()))?;
+                // Istio treats setting `:authority` as setting Host.
+                let name = if k.eq_ignore_ascii_case(":authority") {
+                    http::header::HOST
+                } else {
+                    HeaderName::from_bytes(k.as_bytes())
+                        .map_err(|_| ConfigError::Header(owner.to_owned(), k.clone()))?
+                };
                 let value = HeaderValue::from_str(v)
                     .map_err(|_| ConfigError::Header(owner.to_owned(), v.clone()))?;
                 Ok((name, value))

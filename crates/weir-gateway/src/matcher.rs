@@ -82,11 +82,35 @@ pub struct MatchBlock {
     scheme: Option<StrMatch>,
     method: Option<StrMatch>,
     authority: Option<StrMatch>,
-    headers: Vec<(HeaderName, StrMatch)>,
-    without_headers: Vec<(HeaderName, StrMatch)>,
+    headers: Vec<(HeaderKey, StrMatch)>,
+    without_headers: Vec<(HeaderKey, StrMatch)>,
     query: Vec<(String, StrMatch)>,
     port: Option<u16>,
     gateways: Option<Vec<String>>,
+}
+
+/// What a header match reads: a header, or one of the HTTP/2
+/// pseudo-headers Envoy lets a header match name (`:authority` is the Host
+/// header, which the proxy sets from the authority of every request).
+#[derive(Clone, Debug)]
+enum HeaderKey {
+    Named(HeaderName),
+    Method,
+    Scheme,
+    /// `:path`: the path with its query string, as Envoy matches it.
+    PathAndQuery,
+}
+
+impl HeaderKey {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            ":authority" => HeaderKey::Named(http::header::HOST),
+            ":method" => HeaderKey::Method,
+            ":scheme" => HeaderKey::Scheme,
+            ":path" => HeaderKey::PathAndQuery,
+            _ => HeaderKey::Named(HeaderName::from_bytes(name.as_bytes()).ok()?),
+        })
+    }
 }
 
 /// Names a header match cannot be compiled for (not a valid header name).
@@ -102,9 +126,13 @@ impl MatchBlock {
             map.iter()
                 .flatten()
                 .map(|(name, s)| {
-                    let header = HeaderName::from_bytes(name.as_bytes())
-                        .map_err(|_| BadMatch(name.clone()))?;
-                    let matcher = StrMatch::compile(s).ok_or_else(|| BadMatch(name.clone()))?;
+                    let header = HeaderKey::parse(name).ok_or_else(|| BadMatch(name.clone()))?;
+                    // Istio reads `regex: "*"` on a header as "present".
+                    let matcher = if s.regex.as_deref() == Some("*") {
+                        StrMatch::Present
+                    } else {
+                        StrMatch::compile(s).ok_or_else(|| BadMatch(name.clone()))?
+                    };
                     Ok((header, matcher))
                 })
                 .collect::<Result<Vec<_>, BadMatch>>()
@@ -160,7 +188,18 @@ impl MatchBlock {
                 return false;
             }
         }
-        let header_matches = |name: &HeaderName, m: &StrMatch| {
+        let header_matches = |key: &HeaderKey, m: &StrMatch| {
+            let name = match key {
+                HeaderKey::Named(name) => name,
+                HeaderKey::Method => return m.matches(req.method),
+                HeaderKey::Scheme => return m.matches(req.scheme),
+                HeaderKey::PathAndQuery => {
+                    return match req.query {
+                        Some(q) => m.matches(&format!("{}?{q}", req.path)),
+                        None => m.matches(req.path),
+                    };
+                }
+            };
             let mut values = req.headers.get_all(name).iter().peekable();
             if values.peek().is_none() {
                 return false;
@@ -273,6 +312,34 @@ mod tests {
         // Regex is a full match, as RE2 in Envoy.
         assert!(m("regex", "/v[0-9]+", false).matches(&view("/v12", None, &h)));
         assert!(!m("regex", "/v[0-9]+", false).matches(&view("/v12/x", None, &h)));
+    }
+
+    #[test]
+    fn pseudo_headers_and_the_star_regex_match_as_in_envoy() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::HOST, HeaderValue::from_static("shop.example"));
+        let block = |name: &str, s: StringMatch| {
+            let req = HttpMatchRequest {
+                headers: Some([(name.to_owned(), s)].into()),
+                ..Default::default()
+            };
+            MatchBlock::compile(&req, "default").unwrap()
+        };
+        let cases = [
+            (":authority", sm("exact", "shop.example"), true),
+            (":authority", sm("exact", "other.example"), false),
+            (":method", sm("exact", "GET"), true),
+            (":method", sm("exact", "POST"), false),
+            (":scheme", sm("exact", "http"), true),
+            (":path", sm("exact", "/cart?id=7"), true),
+            (":path", sm("exact", "/cart"), false),
+            ("host", sm("regex", "*"), true),
+            ("x-absent", sm("regex", "*"), false),
+        ];
+        for (name, s, want) in cases {
+            let got = block(name, s.clone()).matches(&view("/cart", Some("id=7"), &h));
+            assert_eq!(got, want, "{name} {s:?}");
+        }
     }
 
     #[test]

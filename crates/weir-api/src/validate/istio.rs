@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::duration;
 use crate::istio::{
-    ConsistentHashLb, Destination, DestinationRuleSpec, GatewaySpec, HeaderOperations, Headers,
+    ClientTlsSettings, ConsistentHashLb, Destination, DestinationRuleSpec, GatewaySpec, HeaderOperations, Headers,
     HttpFaultInjection, HttpRetry, HttpRoute, Percent, StringMatch, TrafficPolicy,
     VirtualServiceSpec,
 };
@@ -51,12 +51,19 @@ pub const SIMPLE_LB: &[&str] = &[
     "LEAST_REQUEST",
 ];
 
-/// Checks a Gateway.
-pub fn gateway(spec: &GatewaySpec, out: &mut Findings) {
+/// Checks a Gateway named `name`.
+pub fn gateway(name: &str, spec: &GatewaySpec, out: &mut Findings) {
+    if !name.is_empty() && !valid_dns_label(name) {
+        out.error(
+            &FieldPath::root().key("metadata").key("name"),
+            format!("invalid gateway name {name:?}: a DNS-1123 label is expected (no dots)"),
+        );
+    }
     let servers = FieldPath::root().key("spec").key("servers");
     if spec.servers.is_empty() {
         out.error(&servers, "gateway must have at least one server");
     }
+    let mut port_names: Vec<&str> = Vec::new();
     for (i, server) in spec.servers.iter().enumerate() {
         let at = servers.index(i);
         if server.hosts.is_empty() {
@@ -70,8 +77,16 @@ pub fn gateway(spec: &GatewaySpec, out: &mut Findings) {
                 out.error(&at.key("hosts").index(h), e);
             }
         }
+        let unix_socket = server.bind.as_deref().is_some_and(|b| b.starts_with("unix://"));
         let port = at.key("port");
-        if !(1..=65535).contains(&server.port.number) {
+        if unix_socket {
+            if server.port.number != 0 {
+                out.error(
+                    &port.key("number"),
+                    "port number must be 0 for unix domain socket",
+                );
+            }
+        } else if !(1..=65535).contains(&server.port.number) {
             out.error(
                 &port.key("number"),
                 format!(
@@ -80,6 +95,18 @@ pub fn gateway(spec: &GatewaySpec, out: &mut Findings) {
                 ),
             );
         }
+        if server.port.name.is_empty() {
+            out.error(&port.key("name"), "port name must be set");
+        } else if port_names.contains(&server.port.name.as_str()) {
+            out.error(
+                &port.key("name"),
+                format!(
+                    "port names in servers must be unique: duplicate name {}",
+                    server.port.name
+                ),
+            );
+        }
+        port_names.push(&server.port.name);
         match server.port.protocol.to_ascii_uppercase().as_str() {
             "HTTP" | "HTTP2" | "GRPC" => {}
             "HTTPS" | "TLS" | "TCP" | "MONGO" | "REDIS" | "MYSQL" => out.error(
@@ -91,7 +118,7 @@ pub fn gateway(spec: &GatewaySpec, out: &mut Findings) {
             ),
             other => out.error(
                 &port.key("protocol"),
-                format!("unrecognized protocol {other:?}"),
+                format!("invalid protocol {other:?}"),
             ),
         }
         if server.port.target_port.is_some() {
@@ -100,22 +127,60 @@ pub fn gateway(spec: &GatewaySpec, out: &mut Findings) {
                 "targetPort has no impact on Gateways",
             );
         }
+        match server.bind.as_deref() {
+            Some(bind) if unix_socket => out.error(
+                &at.key("bind"),
+                format!("binding to the unix socket {bind:?} is not implemented by weir's gateway"),
+            ),
+            Some(bind) if bind.parse::<std::net::IpAddr>().is_err() => {
+                out.error(&at.key("bind"), format!("{bind} is not a valid IP"));
+            }
+            _ => {}
+        }
     }
 }
 
+/// A Gateway server host: `[namespace/]dnsName`, where the namespace is
+/// `*`, `.` or a DNS-1123 label and the name is `*`, a wildcard domain, a
+/// fully qualified name or an IP address (short names are refused).
 fn gateway_host(host: &str) -> Result<(), String> {
     let dns = match host.split_once('/') {
         Some((ns, dns)) if ns.is_empty() || dns.is_empty() => {
             return Err(format!("invalid host {host:?}: namespace/dnsName expected"));
         }
+        Some((ns, _)) if ns != "*" && ns != "." && !valid_dns_label(ns) => {
+            return Err(format!(
+                "invalid namespace value {ns:?} in host {host:?} (*, . or a namespace name)"
+            ));
+        }
         Some((_, dns)) => dns,
         None => host,
     };
-    if dns == "*" || dns.starts_with("*.") || valid_dns_name(dns) {
-        Ok(())
-    } else {
-        Err(format!("invalid host {host:?}"))
+    if dns == "*" || dns.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
     }
+    if dns.starts_with('*') && !dns.starts_with("*.") {
+        return Err(format!("partial wildcard {dns:?} not allowed"));
+    }
+    if !valid_dns_name(dns) {
+        return Err(format!("invalid host {host:?}: not a valid domain"));
+    }
+    if !dns.contains('.') {
+        return Err(format!(
+            "short names (non FQDN) are not allowed in Gateway server hosts: {host:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn valid_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 fn valid_dns_name(name: &str) -> bool {
@@ -131,51 +196,106 @@ fn valid_dns_name(name: &str) -> bool {
         })
 }
 
+/// Istio's wildcard domain: a domain whose first label may start with `*`
+/// (`*`, `*.foo.com`, `*foo.com`, `*-foo.com`); no `*` elsewhere, no IP.
+fn valid_wildcard_domain(name: &str) -> bool {
+    if name == "*" {
+        return true;
+    }
+    let rest = match name.strip_prefix('*') {
+        Some(rest) => rest.strip_prefix('.').unwrap_or(rest),
+        None => name,
+    };
+    let first_label_partial = name.starts_with('*') && !name.starts_with("*.");
+    let checked = if first_label_partial {
+        // `*foo.com`: the rest of the first label may start with a dash.
+        rest.trim_start_matches('-')
+    } else {
+        rest
+    };
+    name.parse::<std::net::IpAddr>().is_err()
+        && (checked.is_empty() && first_label_partial || valid_dns_name(checked))
+}
+
+/// Whether two hosts overlap (Istio's `host.Name.Matches`): equal, or a
+/// wildcard's suffix ends the other (`*.bar` and `*.foo.bar` overlap).
+pub fn hosts_overlap(a: &str, b: &str) -> bool {
+    match (a.strip_prefix('*'), b.strip_prefix('*')) {
+        (Some(a), Some(b)) => a.ends_with(b) || b.ends_with(a),
+        (Some(suffix), None) => b.ends_with(suffix),
+        (None, Some(suffix)) => a.ends_with(suffix),
+        (None, None) => a == b,
+    }
+}
+
+/// Whether every name `host` stands for is one `pattern` stands for
+/// (Istio's `host.Name.SubsetOf(pattern)`): `*` covers everything,
+/// `*.foo.com` covers `bar.foo.com` and `*.bar.foo.com`.
+pub fn covers(pattern: &str, host: &str) -> bool {
+    match (pattern.strip_prefix('*'), host.strip_prefix('*')) {
+        (Some(suffix), Some(host_suffix)) => host_suffix.ends_with(suffix),
+        (Some(suffix), None) => host.ends_with(suffix),
+        (None, Some(_)) => false,
+        (None, None) => pattern == host,
+    }
+}
+
 /// Checks a VirtualService; `api_version` decides how removed fields are treated.
 pub fn virtual_service(spec: &VirtualServiceSpec, api_version: &str, out: &mut Findings) {
     let root = FieldPath::root().key("spec");
     let hosts = root.key("hosts");
     if spec.hosts.is_empty() {
-        out.error(&hosts, "virtual service must have at least one host");
+        out.error(
+            &hosts,
+            "a VirtualService without hosts is a delegate; delegates are not implemented by weir",
+        );
     }
     let bound_to_mesh = spec
         .gateways
         .as_ref()
         .is_none_or(|g| g.iter().any(|g| g == MESH_GATEWAY));
-    let mut seen = Vec::new();
     for (i, host) in spec.hosts.iter().enumerate() {
         if host == "*" && bound_to_mesh {
             out.error(
                 &hosts.index(i),
                 "wildcard host * is not allowed for virtual services bound to the mesh gateway",
             );
-        } else if host != "*" && !valid_dns_name(host) && host.parse::<std::net::IpAddr>().is_err()
-        {
+        } else if !valid_wildcard_domain(host) && host.parse::<std::net::IpAddr>().is_err() {
             out.error(&hosts.index(i), format!("invalid host {host:?}"));
         }
-        if seen.contains(&host) {
+        if let Some(earlier) = spec.hosts[..i].iter().find(|h| hosts_overlap(h, host)) {
             out.error(
                 &hosts.index(i),
-                format!("duplicate hosts in virtual service: {host}"),
+                if earlier == host {
+                    format!("duplicate hosts in virtual service: {host}")
+                } else {
+                    format!("duplicate hosts in virtual service: {host} overlaps {earlier}")
+                },
             );
         }
-        seen.push(host);
     }
     if let Some(gateways) = &spec.gateways {
         for (i, g) in gateways.iter().enumerate() {
+            let at = root.key("gateways").index(i);
             if g == MESH_GATEWAY {
                 out.embedded_warning(
-                    &root.key("gateways").index(i),
+                    &at,
                     "the mesh gateway routes sidecar traffic; weir's embedded runtime has no sidecars, so only its gateways apply these rules",
                 );
-            } else if g.is_empty() {
-                out.error(
-                    &root.key("gateways").index(i),
-                    "gateway name must not be empty",
+            } else if let Err(e) = gateway_reference(g) {
+                out.error(&at, e);
+            } else if !g.contains('/') && g.contains('.') {
+                out.warning(
+                    &at,
+                    format!("gateway {g:?} is read as a name with dots, not as namespace/name: write namespace/name"),
                 );
             }
         }
     }
+    let jwt_routes_allowed = spec
+        .gateways
+        .as_ref()
+        .is_some_and(|g| g.iter().any(|g| g != MESH_GATEWAY));
     if spec.http.is_empty() {
         out.error(
             &root.key("http"),
@@ -183,9 +303,61 @@ pub fn virtual_service(spec: &VirtualServiceSpec, api_version: &str, out: &mut F
         );
     }
     for (i, route) in spec.http.iter().enumerate() {
-        http_route(route, api_version, &root.key("http").index(i), out);
+        let at = root.key("http").index(i);
+        http_route(route, api_version, &at, out);
+        jwt_claim_matches(route, jwt_routes_allowed, &at, out);
     }
 }
+
+/// A VirtualService's gateway reference: `name` or `namespace/name`, each
+/// part a DNS-1123 name (no `*`).
+fn gateway_reference(g: &str) -> Result<(), String> {
+    let (ns, name) = match g.split_once('/') {
+        Some((ns, name)) => (Some(ns), name),
+        None => (None, g),
+    };
+    if ns.is_some_and(|ns| !valid_dns_label(ns)) {
+        return Err(format!(
+            "invalid gateway {g:?}: the namespace part must be a namespace name"
+        ));
+    }
+    let subdomain = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(valid_dns_label);
+    if subdomain {
+        Ok(())
+    } else {
+        Err(format!("invalid gateway name {g:?}"))
+    }
+}
+
+/// JWT-claim header matches (`@request.auth.claims.*`): Istio allows them
+/// only on gateway routes; weir implements none.
+fn jwt_claim_matches(route: &HttpRoute, allowed: bool, at: &FieldPath, out: &mut Findings) {
+    for (m, block) in route.matches.iter().flatten().enumerate() {
+        for (map_name, map) in [
+            ("headers", &block.headers),
+            ("withoutHeaders", &block.without_headers),
+        ] {
+            for name in map.iter().flat_map(BTreeMap::keys) {
+                if name.starts_with(JWT_CLAIM_PREFIX) {
+                    let field = at.key("match").index(m).key(map_name).key(name.clone());
+                    if allowed {
+                        out.error(&field, "matching on JWT claims is not implemented by weir");
+                    } else {
+                        out.error(
+                            &field,
+                            "JWT claim based routing is only supported for gateway, found no gateways",
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The header-name prefix Istio reads as a JWT claim.
+const JWT_CLAIM_PREFIX: &str = "@request.auth.claims.";
 
 fn http_route(route: &HttpRoute, api_version: &str, at: &FieldPath, out: &mut Findings) {
     let routes = route.route.as_deref().unwrap_or_default();
@@ -246,13 +418,16 @@ fn http_route(route: &HttpRoute, api_version: &str, at: &FieldPath, out: &mut Fi
         ] {
             for (name, sm) in map.iter().flatten() {
                 let field = mat.key(map_name).key(name.clone());
+                if name.starts_with(JWT_CLAIM_PREFIX) {
+                    continue;
+                }
                 if name.chars().any(|c| c.is_ascii_uppercase()) {
                     out.error(&field, format!("header match {name} must be lowercase"));
                 }
-                if !valid_header_name(name) {
+                if !valid_header_name(name.strip_prefix(':').unwrap_or(name)) {
                     out.error(&field, format!("invalid header name {name:?}"));
                 }
-                string_match(sm, true, &field, out);
+                header_string_match(sm, &field, out);
             }
         }
         for (name, sm) in matcher.query_params.iter().flatten() {
@@ -346,6 +521,25 @@ fn http_route(route: &HttpRoute, api_version: &str, at: &FieldPath, out: &mut Fi
     }
 }
 
+/// A header match: `{}` means present, an empty exact value is allowed, an
+/// empty prefix is not, and `regex: "*"` means present (as Istio reads it).
+fn header_string_match(sm: &StringMatch, at: &FieldPath, out: &mut Findings) {
+    if sm.prefix.as_deref() == Some("") {
+        out.error(&at.key("prefix"), "header prefix match must not be empty");
+    }
+    if sm.regex.as_deref() == Some("*") {
+        let present = StringMatch {
+            regex: None,
+            ..sm.clone()
+        };
+        if present.exact.is_some() || present.prefix.is_some() {
+            out.error(at, "only one of exact, prefix or regex may be set");
+        }
+        return;
+    }
+    string_match(sm, true, at, out);
+}
+
 fn string_match(sm: &StringMatch, allow_empty: bool, at: &FieldPath, out: &mut Findings) {
     let set = [&sm.exact, &sm.prefix, &sm.regex]
         .iter()
@@ -382,7 +576,7 @@ fn string_match(sm: &StringMatch, allow_empty: bool, at: &FieldPath, out: &mut F
 fn destination(dest: &Destination, at: &FieldPath, out: &mut Findings) {
     if dest.host.is_empty() {
         out.error(&at.key("host"), "destination host is required");
-    } else if !valid_dns_name(&dest.host) {
+    } else if dest.host == "*" || !valid_wildcard_domain(&dest.host) {
         out.error(
             &at.key("host"),
             format!("invalid destination host {:?}", dest.host),
@@ -497,7 +691,7 @@ fn fault_injection(
     if let Some(abort) = &fault.abort {
         let at = at.key("abort");
         match abort.http_status {
-            Some(s) if !(200..=599).contains(&s) => {
+            Some(s) if !(200..=600).contains(&s) => {
                 out.error(
                     &at.key("httpStatus"),
                     format!("invalid abort http status {s}"),
@@ -579,22 +773,46 @@ fn header_ops(headers: &Headers, at: &FieldPath, out: &mut Findings) {
 }
 
 fn header_op_names(ops: &HeaderOperations, request: bool, at: &FieldPath, out: &mut Findings) {
-    let mut check = |name: &str, field: FieldPath, may_set_authority: bool| {
-        let internal = name.starts_with(':') || name.eq_ignore_ascii_case("host");
+    let check = |name: &str, field: FieldPath, may_set_authority: bool, out: &mut Findings| {
+        let authority =
+            name.eq_ignore_ascii_case("host") || name.eq_ignore_ascii_case(":authority");
+        let internal = name.starts_with(':') || authority;
         if name.is_empty() || (!internal && !valid_header_name(name)) {
             out.error(&field, format!("invalid header name {name:?}"));
-        } else if internal && !(may_set_authority && name.eq_ignore_ascii_case("host")) {
+        } else if internal && !(may_set_authority && authority) {
             out.error(&field, format!("header {name:?} cannot be modified"));
         }
     };
     for (op, map) in [("set", &ops.set), ("add", &ops.add)] {
-        for name in map.iter().flat_map(BTreeMap::keys) {
-            check(name, at.key(op).key(name.clone()), request);
+        for (name, value) in map.iter().flatten() {
+            let field = at.key(op).key(name.clone());
+            check(name, field.clone(), request, out);
+            if let Err(e) = envoy_header_value(value) {
+                out.error(&field, e);
+            }
         }
     }
     for (i, name) in ops.remove.iter().flatten().enumerate() {
-        check(name, at.key("remove").index(i), false);
+        check(name, at.key("remove").index(i), false, out);
     }
+}
+
+/// Envoy reads `%` in a header value as the start of a `%VARIABLE%` (or
+/// `%%`, a literal `%`): an unterminated one is refused, as Istio does.
+fn envoy_header_value(value: &str) -> Result<(), String> {
+    let mut rest = value;
+    while let Some(start) = rest.find('%') {
+        let after = &rest[start + 1..];
+        match after.find('%') {
+            Some(end) => rest = &after[end + 1..],
+            None => {
+                return Err(format!(
+                    "header value {value:?}: unterminated variable (write %% for a literal %)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An RFC 7230 token.
@@ -644,6 +862,9 @@ pub fn destination_rule(spec: &DestinationRuleSpec, out: &mut Findings) {
 }
 
 fn traffic_policy(tp: &TrafficPolicy, at: &FieldPath, out: &mut Findings) {
+    if let Some(tls) = &tp.tls {
+        client_tls(tls, &at.key("tls"), out);
+    }
     let Some(lb) = &tp.load_balancer else { return };
     let at = at.key("loadBalancer");
     if lb.simple.is_some() && lb.consistent_hash.is_some() {
@@ -675,10 +896,10 @@ fn consistent_hash(ch: &ConsistentHashLb, at: &FieldPath, out: &mut Findings) {
     .iter()
     .filter(|&&k| k)
     .count();
-    if keys != 1 {
+    if keys > 1 {
         out.error(
             at,
-            "exactly one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName is required",
+            "only one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName may be set",
         );
     }
     if let Some(cookie) = &ch.http_cookie {
@@ -713,14 +934,93 @@ fn consistent_hash(ch: &ConsistentHashLb, at: &FieldPath, out: &mut Findings) {
     }
 }
 
+/// Istio's rules for upstream TLS (checked although only a cluster uses it).
+fn client_tls(tls: &ClientTlsSettings, at: &FieldPath, out: &mut Findings) {
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+    let mode = tls.mode.as_deref().unwrap_or("DISABLE");
+    if !["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"].contains(&mode) {
+        out.error(&at.key("mode"), format!("unknown TLS mode {mode:?}"));
+    }
+    if mode == "MUTUAL" && !set(&tls.credential_name) {
+        if !set(&tls.client_certificate) {
+            out.error(
+                &at.key("clientCertificate"),
+                "client certificate required for mutual tls",
+            );
+        }
+        if !set(&tls.private_key) {
+            out.error(&at.key("privateKey"), "private key required for mutual tls");
+        }
+    }
+    if tls.insecure_skip_verify == Some(true) {
+        let sans = tls.subject_alt_names.as_ref().is_some_and(|s| !s.is_empty());
+        if sans {
+            out.error(
+                &at.key("subjectAltNames"),
+                "cannot specify SubjectAltNames when InsecureSkipVerify is set to true",
+            );
+        }
+        if set(&tls.ca_certificates) {
+            out.error(
+                &at.key("caCertificates"),
+                "cannot specify CaCertificates when InsecureSkipVerify is set to true",
+            );
+        }
+        if mode == "SIMPLE" && set(&tls.credential_name) {
+            out.error(
+                &at.key("credentialName"),
+                "cannot specify CredentialName when InsecureSkipVerify is set to true in SIMPLE mode",
+            );
+        }
+    }
+}
+
+/// Istio's error for a `trafficPolicy` with no field at all, found from
+/// the fields present in a DestinationRule's document.
+pub fn empty_traffic_policies(fields: &[&FieldPath], out: &mut Findings) {
+    for policy in fields.iter().filter(|f| {
+        matches!(f.segments().last(), Some(crate::path::Segment::Key(k)) if k == "trafficPolicy")
+    }) {
+        let has_child = fields
+            .iter()
+            .any(|f| f.segments().len() > policy.segments().len() && f.starts_with(policy));
+        if !has_child {
+            out.error(policy, "traffic policy must have at least one field");
+        }
+    }
+}
+
 /// Checks a WorkloadEntry.
 pub fn workload_entry(spec: &crate::istio::WorkloadEntrySpec, out: &mut Findings) {
     let root = FieldPath::root().key("spec");
-    if spec.address.parse::<std::net::IpAddr>().is_err() {
-        out.error(
-            &root.key("address"),
-            format!("address {:?} is not an IP address (weir does not resolve DNS names for static endpoints)", spec.address),
-        );
+    let address = spec.address.as_str();
+    let at = root.key("address");
+    if address.is_empty() {
+        if spec.network.is_some() {
+            out.error(
+                &at,
+                "a WorkloadEntry without an address (reached through its network's gateway) is not implemented by weir",
+            );
+        } else {
+            out.error(&at, "address is required");
+        }
+    } else if let Some(path) = address.strip_prefix("unix://") {
+        if !spec.ports.is_empty() {
+            out.error(&root.key("ports"), "unix endpoint cannot have ports");
+        } else if !path.starts_with('/') {
+            out.error(&at, format!("unix socket path {path:?} must be absolute"));
+        } else {
+            out.error(&at, "unix socket endpoints are not implemented by weir");
+        }
+    } else if address.parse::<std::net::IpAddr>().is_err() {
+        if valid_dns_name(address) {
+            out.error(
+                &at,
+                format!("address {address:?} is a DNS name: resolving names for static endpoints is not implemented by weir (write an IP address)"),
+            );
+        } else {
+            out.error(&at, format!("invalid address {address:?}"));
+        }
     }
     for (name, port) in &spec.ports {
         if !(1..=65535).contains(port) {

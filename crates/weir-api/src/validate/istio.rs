@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use crate::duration;
 use crate::istio::{
-    ClientTlsSettings, ConsistentHashLb, Destination, DestinationRuleSpec, GatewaySpec, HeaderOperations, Headers,
-    HttpFaultInjection, HttpRetry, HttpRoute, Percent, StringMatch, TrafficPolicy,
-    VirtualServiceSpec,
+    ClientTlsSettings, ConsistentHashLb, Destination, DestinationRuleSpec, GatewaySpec,
+    HeaderOperations, Headers, HttpFaultInjection, HttpRetry, HttpRoute, Percent, StringMatch,
+    TrafficPolicy, VirtualServiceSpec,
 };
 use crate::path::FieldPath;
 use crate::validate::Findings;
@@ -77,7 +77,10 @@ pub fn gateway(name: &str, spec: &GatewaySpec, out: &mut Findings) {
                 out.error(&at.key("hosts").index(h), e);
             }
         }
-        let unix_socket = server.bind.as_deref().is_some_and(|b| b.starts_with("unix://"));
+        let unix_socket = server
+            .bind
+            .as_deref()
+            .is_some_and(|b| b.starts_with("unix://"));
         let port = at.key("port");
         if unix_socket {
             if server.port.number != 0 {
@@ -116,10 +119,7 @@ pub fn gateway(name: &str, spec: &GatewaySpec, out: &mut Findings) {
                     server.port.protocol
                 ),
             ),
-            other => out.error(
-                &port.key("protocol"),
-                format!("invalid protocol {other:?}"),
-            ),
+            other => out.error(&port.key("protocol"), format!("invalid protocol {other:?}")),
         }
         if server.port.target_port.is_some() {
             out.warning(
@@ -321,9 +321,7 @@ fn gateway_reference(g: &str) -> Result<(), String> {
             "invalid gateway {g:?}: the namespace part must be a namespace name"
         ));
     }
-    let subdomain = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(valid_dns_label);
+    let subdomain = !name.is_empty() && name.len() <= 253 && name.split('.').all(valid_dns_label);
     if subdomain {
         Ok(())
     } else {
@@ -953,7 +951,10 @@ fn client_tls(tls: &ClientTlsSettings, at: &FieldPath, out: &mut Findings) {
         }
     }
     if tls.insecure_skip_verify == Some(true) {
-        let sans = tls.subject_alt_names.as_ref().is_some_and(|s| !s.is_empty());
+        let sans = tls
+            .subject_alt_names
+            .as_ref()
+            .is_some_and(|s| !s.is_empty());
         if sans {
             out.error(
                 &at.key("subjectAltNames"),

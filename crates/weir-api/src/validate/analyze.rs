@@ -14,7 +14,8 @@ use crate::istio::service_for_host;
 use crate::object::Object;
 use crate::path::FieldPath;
 use crate::resource::Resource;
-use crate::validate::istio::MESH_GATEWAY;
+use crate::validate::istio::{MESH_GATEWAY, hosts_overlap};
+use crate::validate::unreachable::unreachable_rules;
 
 type Labels = BTreeMap<String, String>;
 
@@ -122,26 +123,32 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                         ));
                         continue;
                     };
-                    let gw_hosts: Vec<&str> = gateway
-                        .spec
-                        .servers
-                        .iter()
-                        .flat_map(|s| s.hosts.iter())
-                        .map(|h| h.rsplit('/').next().unwrap_or(h))
-                        .collect();
-                    let missing: Vec<&String> = vs
-                        .spec
-                        .hosts
-                        .iter()
-                        .filter(|h| !gw_hosts.iter().any(|gh| host_matches(gh, h)))
-                        .collect();
-                    if !missing.is_empty() {
+                    let gw_hosts = gateway_hosts_for(&gateway.spec, g_ns, ns);
+                    let served = |h: &String| gw_hosts.iter().any(|gh| hosts_overlap(gh, h));
+                    if !vs.spec.hosts.iter().any(served) {
                         out.push(warn(
                             o,
-                            FieldPath::parse("spec.hosts"),
-                            format!("one or more host {missing:?} not found in Gateway {g_ns}/{g_name}: its listeners will not route them (IST0132)"),
+                            FieldPath::parse("spec.gateways").index(i),
+                            format!(
+                                "one or more host {:?} defined in VirtualService {ns}/{} not found in Gateway {g_ns}/{g_name} (IST0132)",
+                                vs.spec.hosts,
+                                o.resource.name()
+                            ),
                         ));
+                    } else {
+                        for (h, host) in vs.spec.hosts.iter().enumerate() {
+                            if !served(host) {
+                                out.push(warn(
+                                    o,
+                                    FieldPath::parse("spec.hosts").index(h),
+                                    format!("host {host:?} is not among Gateway {g_ns}/{g_name}'s hosts: its listeners will not route it"),
+                                ));
+                            }
+                        }
                     }
+                }
+                for (at, message) in unreachable_rules(&vs.spec.http) {
+                    out.push(warn(o, at, message));
                 }
                 for (r, rule) in vs.spec.http.iter().enumerate() {
                     let rule_at = FieldPath::parse("spec.http").index(r);
@@ -322,21 +329,25 @@ fn container_port_named(d: &Deployment, name: &str) -> bool {
         .any(|p| p.name.as_deref() == Some(name))
 }
 
-/// Whether a gateway host (`*`, `*.example.com`, `a.example.com`) admits a
-/// VirtualService host.
-pub fn host_matches(gateway_host: &str, vs_host: &str) -> bool {
-    if gateway_host == "*" || gateway_host == vs_host {
-        return true;
-    }
-    match gateway_host.strip_prefix('*') {
-        Some(suffix) => {
-            vs_host.ends_with(suffix)
-                || vs_host
-                    .strip_prefix('*')
-                    .is_some_and(|s| s.ends_with(suffix))
-        }
-        None => false,
-    }
+/// A Gateway's server hosts that apply to VirtualServices in `vs_ns`
+/// (`ns/host`: `*` is every namespace, `.` the Gateway's own), without
+/// their namespace part.
+fn gateway_hosts_for<'a>(
+    gateway: &'a crate::istio::GatewaySpec,
+    gateway_ns: &str,
+    vs_ns: &str,
+) -> Vec<&'a str> {
+    gateway
+        .servers
+        .iter()
+        .flat_map(|s| s.hosts.iter())
+        .filter_map(|h| match h.split_once('/') {
+            Some(("*", host)) => Some(host),
+            Some((".", host)) => (gateway_ns == vs_ns).then_some(host),
+            Some((ns, host)) => (ns == vs_ns).then_some(host),
+            None => Some(h.as_str()),
+        })
+        .collect()
 }
 
 fn show(labels: &Labels) -> String {

@@ -7,6 +7,7 @@ pub mod istio;
 pub mod kube;
 pub mod limits;
 pub mod rollout;
+pub mod unreachable;
 
 use crate::diagnostic::Severity;
 use crate::path::FieldPath;

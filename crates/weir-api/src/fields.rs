@@ -194,9 +194,11 @@ const HPA_V2_IMPLEMENTED: &[&str] = &[
     "spec.behavior.scaleUp.stabilizationWindowSeconds",
     "spec.behavior.scaleUp.selectPolicy",
     "spec.behavior.scaleUp.policies",
+    "spec.behavior.scaleUp.tolerance",
     "spec.behavior.scaleDown.stabilizationWindowSeconds",
     "spec.behavior.scaleDown.selectPolicy",
     "spec.behavior.scaleDown.policies",
+    "spec.behavior.scaleDown.tolerance",
 ];
 
 const VIRTUAL_SERVICE_CLUSTER_ONLY: &[&str] = &["spec.exportTo", "spec.http[].match[].statPrefix"];

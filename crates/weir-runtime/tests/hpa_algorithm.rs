@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use weir_runtime::hpa::{
     Behavior, Calculation, CalculationError, HpaHistory, HpaSpec, PodSample, Policy, PolicyKind,
-    Rules, SelectPolicy, Settings, Target, Usage, calculate, reconcile,
+    Rules, SelectPolicy, Settings, Target, Tolerances, Usage, calculate, reconcile,
 };
 
 fn secs(s: u64) -> Duration {
@@ -44,7 +44,14 @@ fn calc(
     pods: &[PodSample],
     now: Instant,
 ) -> Result<Calculation, CalculationError> {
-    calculate(current, target, pods, now, &Settings::default())
+    calculate(
+        current,
+        target,
+        pods,
+        now,
+        &Settings::default(),
+        Tolerances::both(0.1),
+    )
 }
 
 fn replicas(current: i32, target: Target, pods: &[PodSample], now: Instant) -> i32 {
@@ -71,11 +78,13 @@ fn v2_defaults() -> Behavior {
             window: Duration::ZERO,
             select: SelectPolicy::Max,
             policies: vec![p(PolicyKind::Percent, 100, 15), p(PolicyKind::Pods, 4, 15)],
+            tolerance: None,
         },
         scale_down: Rules {
             window: secs(300),
             select: SelectPolicy::Max,
             policies: vec![p(PolicyKind::Percent, 100, 15)],
+            tolerance: None,
         },
     }
 }
@@ -105,12 +114,17 @@ fn the_algorithm_rule_by_rule() {
         2,
     );
     case(
-        "tolerance float edge: |1 − 55/50| = 0.10000000000000009 > 0.1 scales",
+        "tolerance (Kubernetes 1.33+ compares the bounds): a ratio of exactly 55/50 = 1 + 0.1 holds",
         replicas(1, u50, &pods(1, 55, 100, now), now).into(),
+        1,
+    );
+    case(
+        "tolerance: 56/50 = 1.12 > 1.1 scales",
+        replicas(1, u50, &pods(1, 56, 100, now), now).into(),
         2,
     );
     case(
-        "tolerance float edge: |1 − 45/50| = 0.09999999999999998 ≤ 0.1 holds",
+        "tolerance: 45/50 = 0.9 = 1 − 0.1 holds",
         replicas(2, u50, &pods(2, 45, 100, now), now).into(),
         2,
     );
@@ -424,6 +438,45 @@ fn the_algorithm_rule_by_rule() {
         );
     }
 
+    // --- behavior.scaleUp/scaleDown.tolerance (Kubernetes 1.33+, KEP-4951) ---
+    {
+        let mut b = v2_defaults();
+        b.scale_up.tolerance = Some(0.05);
+        let spec = with_behavior(1, 20, 50, b);
+        let t = Tolerances::of(&spec, &Settings::default());
+        case(
+            "a scale-up tolerance of 5% applies upwards only: up 0.05, down the controller's 0.1",
+            (t.scale_up * 100.0).round() as i64 * 1000 + (t.scale_down * 100.0).round() as i64,
+            5010,
+        );
+        case(
+            "with scaleUp.tolerance 0.05, a ratio of 54/50 = 1.08 scales up (the default 0.1 would hold)",
+            sync(
+                &spec,
+                2,
+                &pods(2, 54, 100, now),
+                now,
+                &mut HpaHistory::default(),
+            )
+            .desired
+            .into(),
+            3,
+        );
+        case(
+            "with scaleUp.tolerance 0.05, 46/50 = 0.92 still holds downwards (scaleDown keeps 0.1)",
+            sync(
+                &spec,
+                2,
+                &pods(2, 46, 100, now),
+                now,
+                &mut HpaHistory::default(),
+            )
+            .desired
+            .into(),
+            2,
+        );
+    }
+
     // --- horizontal.go, behavior path (v2 defaults) ---
     case(
         "v2 default scale-up: Max(100% → 2, 4 pods → 5) per 15 s: 1 → 5",
@@ -465,6 +518,7 @@ fn the_algorithm_rule_by_rule() {
                     value: 10,
                     period: secs(60),
                 }],
+                tolerance: None,
             },
             ..v2_defaults()
         };
@@ -528,6 +582,7 @@ fn the_algorithm_rule_by_rule() {
                     value: 2,
                     period: secs(60),
                 }],
+                tolerance: None,
             },
             ..v2_defaults()
         };

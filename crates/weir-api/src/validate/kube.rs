@@ -573,6 +573,19 @@ fn scaling_rules(rules: &hpa_v2::HPAScalingRules, at: &FieldPath, out: &mut Find
             format!("Invalid value: {w}: must be between 0 and 3600 seconds"),
         );
     }
+    if let Some(tolerance) = &rules.tolerance {
+        let text = tolerance.0.trim();
+        if let Some(magnitude) = text.strip_prefix('-')
+            && crate::quantity::cpu_millis(magnitude).is_ok_and(|m| m > 0)
+        {
+            out.error(
+                &at.key("tolerance"),
+                format!("Invalid value: {text:?}: must be greater than or equal to 0"),
+            );
+        } else if let Err(e) = crate::quantity::cpu_millis(text.trim_start_matches('-')) {
+            out.error(&at.key("tolerance"), e);
+        }
+    }
     let select = rules.select_policy.as_deref().unwrap_or("Max");
     if !["Max", "Min", "Disabled"].contains(&select) {
         out.error(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::spec::{Settings, Target};
+use super::spec::{Settings, Target, Tolerances};
 
 /// One pod as the HPA sees it.
 #[derive(Clone, Debug)]
@@ -156,6 +156,7 @@ pub fn calculate(
     pods: &[PodSample],
     now: Instant,
     settings: &Settings,
+    tolerances: Tolerances,
 ) -> Result<Calculation, CalculationError> {
     let g = group(pods, now, settings);
     let mut requests = BTreeMap::new();
@@ -188,7 +189,7 @@ pub fn calculate(
     };
     let scale_up_with_unready = !g.unready.is_empty() && usage_ratio > 1.0;
     if !scale_up_with_unready && g.missing.is_empty() {
-        if (1.0 - usage_ratio).abs() <= settings.tolerance {
+        if tolerances.within(usage_ratio) {
             return Ok(report(current));
         }
         return Ok(report((usage_ratio * g.ready_count as f64).ceil() as i32));
@@ -216,7 +217,7 @@ pub fn calculate(
         }
     }
     let (new_ratio, _, _) = ratio(&metrics, &requests, target);
-    if (1.0 - new_ratio).abs() <= settings.tolerance
+    if tolerances.within(new_ratio)
         || (usage_ratio < 1.0 && new_ratio > 1.0)
         || (usage_ratio > 1.0 && new_ratio < 1.0)
     {

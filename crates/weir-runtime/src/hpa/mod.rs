@@ -11,5 +11,7 @@ mod status;
 
 pub use calculate::{Calculation, CalculationError, PodSample, Usage, calculate};
 pub use reconcile::{Condition, Decision, HpaHistory, reconcile};
-pub use spec::{Behavior, HpaSpec, Policy, PolicyKind, Rules, SelectPolicy, Settings, Target};
+pub use spec::{
+    Behavior, HpaSpec, Policy, PolicyKind, Rules, SelectPolicy, Settings, Target, Tolerances,
+};
 pub use status::{HpaStatus, StatusCondition};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::calculate::{CalculationError, PodSample, calculate};
-use super::spec::{HpaSpec, PolicyKind, Rules, SelectPolicy, Settings};
+use super::spec::{HpaSpec, PolicyKind, Rules, SelectPolicy, Settings, Tolerances};
 
 /// `scaleUpLimitFactor` and `scaleUpLimitMinimum` of the legacy path.
 const SCALE_UP_LIMIT_FACTOR: f64 = 2.0;
@@ -162,8 +162,9 @@ pub fn reconcile(
     // computeReplicasForMetrics: the largest recommendation over the targets.
     let mut recommendation: Option<i32> = None;
     let mut failure: Option<CalculationError> = None;
+    let tolerances = Tolerances::of(spec, settings);
     for &target in &spec.targets {
-        match calculate(current, target, pods, now, settings) {
+        match calculate(current, target, pods, now, settings, tolerances) {
             Ok(c) => {
                 recommendation = Some(recommendation.map_or(c.replicas, |r| r.max(c.replicas)));
                 decision.utilization = decision.utilization.or(c.utilization);

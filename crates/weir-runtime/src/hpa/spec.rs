@@ -55,6 +55,9 @@ pub struct Rules {
     pub select: SelectPolicy,
     /// `policies`.
     pub policies: Vec<Policy>,
+    /// `tolerance` (Kubernetes 1.33+): this direction's own tolerance;
+    /// `None` uses the controller's.
+    pub tolerance: Option<f64>,
 }
 
 /// `spec.behavior`, defaults filled in.
@@ -87,6 +90,41 @@ impl Default for Settings {
             initial_readiness_delay: Duration::from_secs(30),
             downscale_stabilization: Duration::from_secs(300),
         }
+    }
+}
+
+/// The band around a usage ratio of 1 in which the HPA holds
+/// (Kubernetes 1.33+: each direction's own tolerance, bounds compared
+/// directly, so a ratio of exactly 1 + tolerance holds).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerances {
+    /// How far above 1 the ratio may be.
+    pub scale_up: f64,
+    /// How far below 1 the ratio may be.
+    pub scale_down: f64,
+}
+
+impl Tolerances {
+    /// The tolerances for an HPA: its behavior's where set, else the controller's.
+    pub fn of(spec: &HpaSpec, settings: &Settings) -> Self {
+        let rule = |r: Option<&Rules>| r.and_then(|r| r.tolerance).unwrap_or(settings.tolerance);
+        Self {
+            scale_up: rule(spec.behavior.as_ref().map(|b| &b.scale_up)),
+            scale_down: rule(spec.behavior.as_ref().map(|b| &b.scale_down)),
+        }
+    }
+
+    /// The same tolerance both ways.
+    pub fn both(tolerance: f64) -> Self {
+        Self {
+            scale_up: tolerance,
+            scale_down: tolerance,
+        }
+    }
+
+    /// Whether `ratio` is close enough to 1 to hold.
+    pub fn within(&self, ratio: f64) -> bool {
+        1.0 - self.scale_down <= ratio && ratio <= 1.0 + self.scale_up
     }
 }
 
@@ -191,6 +229,10 @@ fn behavior_with_defaults(
                     .collect()
             })
             .unwrap_or(policies),
+        tolerance: r
+            .and_then(|r| r.tolerance.as_ref())
+            .and_then(|q| quantity::cpu_millis(&q.0).ok())
+            .map(|millis| millis as f64 / 1000.0),
     };
     Behavior {
         scale_up: rules(

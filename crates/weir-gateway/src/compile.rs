@@ -516,3 +516,25 @@ fn ns_of(meta: &weir_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Object
 fn name_of(meta: &weir_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
     meta.name.as_deref().unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_api::istio::HeaderOperations;
+
+    #[test]
+    fn setting_authority_sets_the_host_header_as_istio_does() {
+        let headers = Headers {
+            request: Some(HeaderOperations {
+                set: Some([(":authority".to_owned(), "shop.example".to_owned())].into()),
+                ..Default::default()
+            }),
+            response: None,
+        };
+        let ops = header_ops(Some(&headers), "default/vs").unwrap();
+        assert_eq!(
+            ops.request_set,
+            vec![(http::header::HOST, HeaderValue::from_static("shop.example"))]
+        );
+    }
+}

@@ -158,6 +158,11 @@ pub fn calculate(
     settings: &Settings,
     tolerances: Tolerances,
 ) -> Result<Calculation, CalculationError> {
+    // Kubernetes asks the metrics API first: no sample at all is that error,
+    // before any pod's requests are read.
+    if pods.iter().all(|p| p.usage.is_none()) {
+        return Err(CalculationError::NoMetrics);
+    }
     let g = group(pods, now, settings);
     let mut requests = BTreeMap::new();
     for pod in pods {

@@ -78,7 +78,13 @@ enum Expected {
 const CONTAINERS_PER_POD: i64 = 2;
 
 impl Case {
-    fn new(name: &'static str, current: i32, requests: &[i64], levels: &[i64], target: i32) -> Self {
+    fn new(
+        name: &'static str,
+        current: i32,
+        requests: &[i64],
+        levels: &[i64],
+        target: i32,
+    ) -> Self {
         Self {
             name,
             current,
@@ -150,8 +156,7 @@ impl Case {
                 PodSample {
                     name: format!("test-pod-{i}"),
                     pending: phase == Phase::Pending,
-                    gone: phase == Phase::Failed
-                        || self.deleting.get(i).copied().unwrap_or(false),
+                    gone: phase == Phase::Failed || self.deleting.get(i).copied().unwrap_or(false),
                     started: (phase != Phase::Pending).then_some(started),
                     ready: (phase != Phase::Pending).then_some((ready, transition)),
                     request_millis: self
@@ -193,6 +198,10 @@ impl Case {
                 Ok(())
             }
             (Expected::Error(_, weir), Err(e)) if e.to_string().contains(weir) => Ok(()),
+            (Expected::Error(kubernetes, weir), got) => Err(format!(
+                "{}: got {got:?}; Kubernetes fails with \"{kubernetes}\", weir should with \"{weir}\"",
+                self.name
+            )),
             (_, got) => Err(format!("{}: got {got:?}", self.name)),
         }
     }
@@ -205,35 +214,84 @@ fn cases() -> Vec<Case> {
     let one = |n: usize| vec![1000; n];
     vec![
         // The only metric is for a pod the lister does not know.
-        Case::new("TestReplicaCalcDisjointResourcesMetrics", 1, &[1000], &[], 100).fails(
+        Case::new(
+            "TestReplicaCalcDisjointResourcesMetrics",
+            1,
+            &[1000],
+            &[],
+            100,
+        )
+        .fails(
             "no metrics returned matched known pods",
             "did not receive metrics for any ready pods",
         ),
         Case::new("TestReplicaCalcScaleUp", 3, &one(3), &[300, 500, 700], 30).expect(5, 50, 1000),
-        Case::new("TestReplicaCalcScaleUpUnreadyLessScale", 3, &one(3), &[300, 500, 700], 30)
-            .readiness(&[false, true, true])
-            .expect(4, 60, 1200),
-        Case::new("TestReplicaCalcScaleUpHotCpuLessScale", 3, &one(3), &[300, 500, 700], 30)
-            .start(&[Hot, Cool, Cool])
-            .expect(4, 60, 1200),
-        Case::new("TestReplicaCalcScaleUpUnreadyNoScale", 3, &one(3), &[400, 500, 700], 30)
-            .readiness(&[true, false, false])
-            .expect(3, 40, 800),
-        Case::new("TestReplicaCalcScaleHotCpuNoScale", 3, &one(3), &[400, 500, 700], 30)
-            .readiness(&[true, false, false])
-            .start(&[Cool, Hot, Hot])
-            .expect(3, 40, 800),
-        Case::new("TestReplicaCalcScaleUpIgnoresFailedPods", 2, &one(4), &[500, 700], 30)
-            .readiness(&[true, true, false, false])
-            .phase(&[Running, Running, Failed, Failed])
-            .expect(4, 60, 1200),
-        Case::new("TestReplicaCalcScaleUpIgnoresDeletionPods", 2, &one(4), &[500, 700], 30)
-            .readiness(&[true, true, false, false])
-            .phase(&[Running; 4])
-            .deleting(&[false, false, true, true])
-            .expect(4, 60, 1200),
-        Case::new("TestReplicaCalcScaleDown", 5, &one(5), &[100, 300, 500, 250, 250], 50)
-            .expect(3, 28, 560),
+        Case::new(
+            "TestReplicaCalcScaleUpUnreadyLessScale",
+            3,
+            &one(3),
+            &[300, 500, 700],
+            30,
+        )
+        .readiness(&[false, true, true])
+        .expect(4, 60, 1200),
+        Case::new(
+            "TestReplicaCalcScaleUpHotCpuLessScale",
+            3,
+            &one(3),
+            &[300, 500, 700],
+            30,
+        )
+        .start(&[Hot, Cool, Cool])
+        .expect(4, 60, 1200),
+        Case::new(
+            "TestReplicaCalcScaleUpUnreadyNoScale",
+            3,
+            &one(3),
+            &[400, 500, 700],
+            30,
+        )
+        .readiness(&[true, false, false])
+        .expect(3, 40, 800),
+        Case::new(
+            "TestReplicaCalcScaleHotCpuNoScale",
+            3,
+            &one(3),
+            &[400, 500, 700],
+            30,
+        )
+        .readiness(&[true, false, false])
+        .start(&[Cool, Hot, Hot])
+        .expect(3, 40, 800),
+        Case::new(
+            "TestReplicaCalcScaleUpIgnoresFailedPods",
+            2,
+            &one(4),
+            &[500, 700],
+            30,
+        )
+        .readiness(&[true, true, false, false])
+        .phase(&[Running, Running, Failed, Failed])
+        .expect(4, 60, 1200),
+        Case::new(
+            "TestReplicaCalcScaleUpIgnoresDeletionPods",
+            2,
+            &one(4),
+            &[500, 700],
+            30,
+        )
+        .readiness(&[true, true, false, false])
+        .phase(&[Running; 4])
+        .deleting(&[false, false, true, true])
+        .expect(4, 60, 1200),
+        Case::new(
+            "TestReplicaCalcScaleDown",
+            5,
+            &one(5),
+            &[100, 300, 500, 250, 250],
+            50,
+        )
+        .expect(3, 28, 560),
         Case::new(
             "TestReplicaCalcScaleDownIncludeUnreadyPods",
             5,
@@ -243,10 +301,16 @@ fn cases() -> Vec<Case> {
         )
         .readiness(&[true, true, true, false, false])
         .expect(2, 30, 600),
-        Case::new("TestReplicaCalcScaleDownExcludeUnscheduledPods", 5, &one(5), &[100], 50)
-            .readiness(&[true, false, false, false, false])
-            .phase(&[Running, Pending, Pending, Pending, Pending])
-            .expect(1, 10, 200),
+        Case::new(
+            "TestReplicaCalcScaleDownExcludeUnscheduledPods",
+            5,
+            &one(5),
+            &[100],
+            50,
+        )
+        .readiness(&[true, false, false, false, false])
+        .phase(&[Running, Pending, Pending, Pending, Pending])
+        .expect(1, 10, 200),
         Case::new(
             "TestReplicaCalcScaleDownIgnoreHotCpuPods",
             5,
@@ -277,8 +341,14 @@ fn cases() -> Vec<Case> {
         .phase(&[Running; 7])
         .deleting(&[false, false, false, false, false, true, true])
         .expect(3, 28, 560),
-        Case::new("TestReplicaCalcTolerance", 3, &[900, 1000, 1100], &[1010, 1030, 1020], 100)
-            .expect(3, 102, 2040),
+        Case::new(
+            "TestReplicaCalcTolerance",
+            3,
+            &[900, 1000, 1100],
+            &[1010, 1030, 1020],
+            100,
+        )
+        .expect(3, 102, 2040),
         // Six metrics for four pods: the two without a pod count nowhere.
         Case::new(
             "TestReplicaCalcSuperfluousMetrics",
@@ -295,25 +365,67 @@ fn cases() -> Vec<Case> {
         ),
         Case::new("TestReplicaCalcEmptyCPURequest", 1, &[], &[200], 100)
             .fails("missing request for", "missing request for"),
-        Case::new("TestReplicaCalcMissingMetricsNoChangeEq", 2, &one(2), &[1000], 100)
-            .expect(2, 100, 2000),
-        Case::new("TestReplicaCalcMissingMetricsNoChangeGt", 2, &one(2), &[1900], 100)
-            .expect(2, 190, 3800),
-        Case::new("TestReplicaCalcMissingMetricsNoChangeLt", 2, &one(2), &[600], 100)
-            .expect(2, 60, 1200),
-        Case::new("TestReplicaCalcMissingMetricsUnreadyChange", 3, &one(3), &[100, 450], 50)
-            .readiness(&[false, true, true])
-            .expect(3, 45, 900),
-        Case::new("TestReplicaCalcMissingMetricsHotCpuNoChange", 3, &one(3), &[100, 450], 50)
-            .start(&[Hot, Cool, Cool])
-            .expect(3, 45, 900),
-        Case::new("TestReplicaCalcMissingMetricsUnreadyScaleUp", 3, &one(3), &[100, 2000], 50)
-            .readiness(&[false, true, true])
-            .expect(4, 200, 4000),
-        Case::new("TestReplicaCalcMissingMetricsHotCpuScaleUp", 3, &one(3), &[100, 2000], 50)
-            .readiness(&[false, true, true])
-            .start(&[Hot, Cool, Cool])
-            .expect(4, 200, 4000),
+        Case::new(
+            "TestReplicaCalcMissingMetricsNoChangeEq",
+            2,
+            &one(2),
+            &[1000],
+            100,
+        )
+        .expect(2, 100, 2000),
+        Case::new(
+            "TestReplicaCalcMissingMetricsNoChangeGt",
+            2,
+            &one(2),
+            &[1900],
+            100,
+        )
+        .expect(2, 190, 3800),
+        Case::new(
+            "TestReplicaCalcMissingMetricsNoChangeLt",
+            2,
+            &one(2),
+            &[600],
+            100,
+        )
+        .expect(2, 60, 1200),
+        Case::new(
+            "TestReplicaCalcMissingMetricsUnreadyChange",
+            3,
+            &one(3),
+            &[100, 450],
+            50,
+        )
+        .readiness(&[false, true, true])
+        .expect(3, 45, 900),
+        Case::new(
+            "TestReplicaCalcMissingMetricsHotCpuNoChange",
+            3,
+            &one(3),
+            &[100, 450],
+            50,
+        )
+        .start(&[Hot, Cool, Cool])
+        .expect(3, 45, 900),
+        Case::new(
+            "TestReplicaCalcMissingMetricsUnreadyScaleUp",
+            3,
+            &one(3),
+            &[100, 2000],
+            50,
+        )
+        .readiness(&[false, true, true])
+        .expect(4, 200, 4000),
+        Case::new(
+            "TestReplicaCalcMissingMetricsHotCpuScaleUp",
+            3,
+            &one(3),
+            &[100, 2000],
+            50,
+        )
+        .readiness(&[false, true, true])
+        .start(&[Hot, Cool, Cool])
+        .expect(4, 200, 4000),
         Case::new(
             "TestReplicaCalcMissingMetricsUnreadyScaleDown",
             4,
@@ -410,7 +522,13 @@ fn kubernetes_replica_calculator_cpu_cases_agree() {
 #[test]
 fn the_harness_can_fail() {
     let now = Instant::now();
-    let wrong = Case::new("ScaleUp with a wrong expectation", 3, &[1000; 3], &[300, 500, 700], 30)
-        .expect(4, 50, 1000);
+    let wrong = Case::new(
+        "ScaleUp with a wrong expectation",
+        3,
+        &[1000; 3],
+        &[300, 500, 700],
+        30,
+    )
+    .expect(4, 50, 1000);
     assert!(wrong.check(now).is_err());
 }

@@ -129,33 +129,19 @@ pub fn reconcile(
         return decision;
     }
     if current > spec.max || current < min {
+        // Out of range: straight to the bound, setting AbleToScale alone
+        // (the other conditions keep their last value, as in Kubernetes).
         decision.desired = current.clamp(min, spec.max);
         decision.rescale = true;
-        decision.conditions = vec![
-            condition(
-                "AbleToScale",
-                true,
-                "SucceededRescale",
-                format!(
-                    "the HPA controller was able to update the target scale to {}",
-                    decision.desired
-                ),
+        decision.conditions = vec![condition(
+            "AbleToScale",
+            true,
+            "SucceededRescale",
+            format!(
+                "the HPA controller was able to update the target scale to {}",
+                decision.desired
             ),
-            condition(
-                "ScalingLimited",
-                true,
-                if current > spec.max {
-                    "TooManyReplicas"
-                } else {
-                    "TooFewReplicas"
-                },
-                if current > spec.max {
-                    "the desired replica count is more than the maximum replica count"
-                } else {
-                    "the desired replica count is less than the minimum replica count"
-                },
-            ),
-        ];
+        )];
         return decision;
     }
 

@@ -69,9 +69,26 @@ impl HpaStatus {
             } else {
                 previous.and_then(|p| p.last_scale_time.clone())
             },
-            conditions: decision.conditions.iter().map(Into::into).collect(),
+            conditions: merged_conditions(previous, decision),
         }
     }
+}
+
+/// Kubernetes' `setCondition` for each condition of the sync: it replaces the
+/// previous status's condition of its type, or is appended; conditions the
+/// sync did not set (a sync that only rescales into range sets AbleToScale
+/// alone) keep their previous value.
+fn merged_conditions(previous: Option<&HpaStatus>, decision: &Decision) -> Vec<StatusCondition> {
+    let mut conditions: Vec<StatusCondition> =
+        previous.map(|p| p.conditions.clone()).unwrap_or_default();
+    for c in &decision.conditions {
+        let c = StatusCondition::from(c);
+        match conditions.iter_mut().find(|old| old.kind == c.kind) {
+            Some(old) => *old = c,
+            None => conditions.push(c),
+        }
+    }
+    conditions
 }
 
 #[cfg(test)]
@@ -91,6 +108,34 @@ mod tests {
                 message: "m".into(),
             }],
         }
+    }
+
+    #[test]
+    fn a_sync_replaces_the_conditions_it_sets_and_keeps_the_others() {
+        let limited = Condition {
+            kind: "ScalingLimited",
+            status: true,
+            reason: "TooFewReplicas",
+            message: "m".into(),
+        };
+        let mut full = decision(false);
+        full.conditions.push(limited);
+        let before = HpaStatus::after(3, &full, None, "t0");
+        let mut rescale = decision(true);
+        rescale.conditions[0].reason = "SucceededRescale";
+        let after = HpaStatus::after(3, &rescale, Some(&before), "t1");
+        let kinds: Vec<(&str, &str)> = after
+            .conditions
+            .iter()
+            .map(|c| (c.kind, c.reason))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("AbleToScale", "SucceededRescale"),
+                ("ScalingLimited", "TooFewReplicas")
+            ]
+        );
     }
 
     #[test]

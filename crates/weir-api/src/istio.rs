@@ -496,17 +496,18 @@ where
     Ok(blocks.map(|b| b.into_iter().map(Option::unwrap_or_default).collect()))
 }
 
-/// The Service a destination `host` names, as `(namespace, name)`: a short
-/// name lives in the referring object's namespace; `name.ns` and
-/// `name.ns.svc[.cluster.local]` name another.
+/// The Service a destination `host` names, as `(namespace, name)`, by
+/// Istio's rule: `name.ns.svc.cluster.local` names `name` in `ns`; any other
+/// host is read as a short name in the referring object's namespace, so a
+/// host with dots that is not such an FQDN (`my-app.prod`) names no Service
+/// (Service names have no dots) and is reported and answered as missing, as
+/// Istio does.
 pub fn service_for_host(host: &str, namespace: &str) -> (String, String) {
-    let host = host
-        .strip_suffix(".cluster.local")
-        .unwrap_or(host)
-        .strip_suffix(".svc")
-        .unwrap_or(host.strip_suffix(".cluster.local").unwrap_or(host));
-    match host.split_once('.') {
-        Some((name, ns)) if !ns.contains('.') => (ns.to_owned(), name.to_owned()),
+    match host
+        .strip_suffix(".svc.cluster.local")
+        .and_then(|rest| rest.rsplit_once('.'))
+    {
+        Some((name, ns)) if !name.is_empty() && !ns.is_empty() => (ns.to_owned(), name.to_owned()),
         _ => (namespace.to_owned(), host.to_owned()),
     }
 }
@@ -521,9 +522,15 @@ mod tests {
             service_for_host("my-app", "default"),
             ("default".into(), "my-app".into())
         );
+        // Not an FQDN: a (dotted) short name in the referring namespace,
+        // which no Service can have, as in Istio.
         assert_eq!(
             service_for_host("my-app.prod", "default"),
-            ("prod".into(), "my-app".into())
+            ("default".into(), "my-app.prod".into())
+        );
+        assert_eq!(
+            service_for_host("my-app.prod.svc", "default"),
+            ("default".into(), "my-app.prod.svc".into())
         );
         assert_eq!(
             service_for_host("my-app.prod.svc.cluster.local", "default"),

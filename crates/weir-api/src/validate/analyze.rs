@@ -51,6 +51,25 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
             _ => None,
         })
         .collect();
+    let service_ports = |ns: &str, name: &str| -> Vec<u32> {
+        objects
+            .iter()
+            .find_map(|o| match &o.resource {
+                Resource::Service(s)
+                    if o.resource.namespace() == ns && o.resource.name() == name =>
+                {
+                    Some(
+                        s.spec
+                            .iter()
+                            .flat_map(|spec| spec.ports.iter().flatten())
+                            .filter_map(|p| u32::try_from(p.port).ok())
+                            .collect(),
+                    )
+                }
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
     let service_selector = |ns: &str, name: &str| {
         objects.iter().find_map(|o| match &o.resource {
             Resource::Service(s) if o.resource.namespace() == ns && o.resource.name() == name => {
@@ -173,6 +192,15 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                             out.push(warn(o, at.key("host"), format!("Referenced host not found: {:?} (IST0101): requests routed here get 503", dest.host)));
                             continue;
                         }
+                        if let Some(port) = &dest.port
+                            && !service_ports(&d_ns, &d_name).contains(&port.number)
+                        {
+                            out.push(warn(
+                                o,
+                                at.key("port").key("number"),
+                                format!("Referenced host:port not found: \"{}:{}\" (IST0101): requests routed here get 503", dest.host, port.number),
+                            ));
+                        }
                         let Some(subset) = &dest.subset else { continue };
                         let defined = objects.iter().any(|o| match &o.resource {
                             Resource::DestinationRule(dr) => {
@@ -198,18 +226,30 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                     out.push(warn(
                         o,
                         FieldPath::parse("spec.host"),
-                        format!("Referenced host not found: {:?} (IST0101)", dr.spec.host),
+                        format!(
+                            "The host {:?} defined in the DestinationRule does not match any services in the mesh (IST0174)",
+                            dr.spec.host
+                        ),
                     ));
                     continue;
                 };
                 for (i, subset) in dr.spec.subsets.iter().enumerate() {
                     let mut wanted = selector.clone();
                     wanted.extend(subset.labels.clone());
-                    if !pods_in(objects, &d_ns).any(|(_, l)| selects(&wanted, &l)) {
+                    let at = FieldPath::parse("spec.subsets").index(i);
+                    // Istio looks for a matching pod in every namespace;
+                    // the Service's endpoints are only those of its own.
+                    if !all_pods(objects).any(|l| selects(&wanted, &l)) {
                         out.push(warn(
                             o,
-                            FieldPath::parse("spec.subsets").index(i),
+                            at,
                             format!("subset {:?} selects no pods (labels {}): requests routed to it get 503 UH (IST0173)", subset.name, show(&wanted)),
+                        ));
+                    } else if !pods_in(objects, &d_ns).any(|(_, l)| selects(&wanted, &l)) {
+                        out.push(warn(
+                            o,
+                            at,
+                            format!("subset {:?} selects pods only outside namespace {d_ns} (labels {}): the Service's endpoints are in {d_ns}, so requests routed to it get 503 UH", subset.name, show(&wanted)),
                         ));
                     }
                 }
@@ -317,6 +357,15 @@ fn pods_in<'a>(
             Resource::WorkloadEntry(we) => Some((None, we.spec.labels.clone())),
             _ => None,
         })
+}
+
+/// The labels of every pod the manifests make, in any namespace.
+fn all_pods(objects: &[Object]) -> impl Iterator<Item = Labels> + '_ {
+    objects.iter().filter_map(|o| match &o.resource {
+        Resource::Deployment(d) => Some(pod_labels(d)),
+        Resource::WorkloadEntry(we) => Some(we.spec.labels.clone()),
+        _ => None,
+    })
 }
 
 fn container_port_named(d: &Deployment, name: &str) -> bool {

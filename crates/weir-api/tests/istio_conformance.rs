@@ -200,3 +200,112 @@ fn the_table_diff_script_reads_go_tables_and_every_golden_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The discrepancies a review found beyond the rows of Istio's tables, each
+/// with Istio's verdict (from its validation code and CRD), run the same way.
+#[test]
+fn the_reviewed_discrepancies_agree_with_istio() {
+    let route = |extra: Value| {
+        let mut r = json!({ "route": [{ "destination": { "host": "foo.baz" } }] });
+        if let (Some(r), Some(extra)) = (r.as_object_mut(), extra.as_object()) {
+            r.extend(extra.clone());
+        }
+        r
+    };
+    let gateway = |name: &str| {
+        json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "Gateway",
+            "metadata": { "name": name, "namespace": "bar" },
+            "spec": { "servers": [{ "hosts": ["foo.bar.com"], "port": { "name": "http", "number": 80, "protocol": "HTTP" } }] },
+        })
+    };
+    // (what, document, Istio's verdict, weir refuses by design)
+    let cases: Vec<(&str, Value, Verdict, bool)> = vec![
+        (
+            "a Gateway named http.gateway",
+            gateway("http.gateway"),
+            Verdict::Invalid,
+            false,
+        ),
+        (
+            "a Gateway named http-gateway",
+            gateway("http-gateway"),
+            Verdict::Valid,
+            false,
+        ),
+        (
+            "withoutHeaders regex \"*\" (header present)",
+            object(
+                "VirtualService",
+                Wrap::Route,
+                &route(
+                    json!({ "match": [{ "withoutHeaders": { "x-canary": { "regex": "*" } } }] }),
+                ),
+            ),
+            Verdict::Valid,
+            false,
+        ),
+        (
+            "a JWT-claim header match on a gateway route",
+            object(
+                "VirtualService",
+                Wrap::Route,
+                &route(
+                    json!({ "match": [{ "headers": { "@request.auth.claims.group": { "exact": "beta" } } }] }),
+                ),
+            ),
+            Verdict::Valid,
+            true,
+        ),
+        (
+            "a consistent hash with only maglev.tableSize (prime)",
+            object(
+                "DestinationRule",
+                Wrap::LoadBalancer,
+                &json!({ "consistentHash": { "maglev": { "tableSize": 65537 } } }),
+            ),
+            Verdict::Valid,
+            false,
+        ),
+        (
+            "an empty subset trafficPolicy",
+            object(
+                "DestinationRule",
+                Wrap::Spec,
+                &json!({ "host": "reviews", "subsets": [{ "name": "v1", "labels": { "version": "v1" }, "trafficPolicy": {} }] }),
+            ),
+            Verdict::Invalid,
+            false,
+        ),
+        (
+            "an abort with httpStatus 600",
+            object(
+                "VirtualService",
+                Wrap::Route,
+                &route(
+                    json!({ "fault": { "abort": { "httpStatus": 600, "percentage": { "value": 1 } } } }),
+                ),
+            ),
+            Verdict::Valid,
+            false,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, document, istio, refused) in cases {
+        let text = serde_json::to_string_pretty(&document).unwrap();
+        let got = load_str(Path::new("case.yaml"), &text)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let agrees = match (&got, istio) {
+            (Err(e), _) if refused => e.contains("not implemented"),
+            (_, _) if refused => false,
+            (Ok(()), Verdict::Valid) | (Err(_), Verdict::Invalid) => true,
+            _ => false,
+        };
+        if !agrees {
+            failures.push(format!("{what}: Istio says {istio:?}, weir says {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

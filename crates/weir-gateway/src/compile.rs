@@ -90,6 +90,7 @@ impl Compiler {
         }
         for (port, listener) in &mut listeners {
             let mut hosts: Vec<VirtualHost> = Vec::new();
+            let mut host_index: HashMap<Domain, usize> = HashMap::new();
             for vs in &inputs.virtual_services {
                 let ns = ns_of(&vs.metadata);
                 let vs_name = format!("{ns}/{}", name_of(&vs.metadata));
@@ -133,24 +134,27 @@ impl Compiler {
                             continue;
                         };
                         let domain = Domain::parse(&domain);
-                        match hosts.iter_mut().find(|h| h.domain == domain) {
-                            Some(h) => {
+                        match host_index.get(&domain) {
+                            Some(&i) => {
+                                let h = &mut hosts[i];
                                 for r in &rules {
                                     if !h.rules.iter().any(|x| Arc::ptr_eq(x, r)) {
                                         h.rules.push(r.clone());
                                     }
                                 }
                             }
-                            None => hosts.push(VirtualHost {
-                                domain,
-                                rules: rules.clone(),
-                            }),
+                            None => {
+                                host_index.insert(domain.clone(), hosts.len());
+                                hosts.push(VirtualHost {
+                                    domain,
+                                    rules: rules.clone(),
+                                });
+                            }
                         }
                     }
                 }
             }
-            hosts.sort_by_key(|h| h.domain.rank());
-            listener.virtual_hosts = hosts;
+            listener.set_virtual_hosts(hosts);
         }
         self.endpoints = live_endpoints;
         Ok(Snapshot { listeners })

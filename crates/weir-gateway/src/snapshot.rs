@@ -193,7 +193,7 @@ pub struct Rule {
 }
 
 /// How a virtual host's domain is compared with the request's host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Domain {
     /// This host exactly.
     Exact(String),
@@ -255,13 +255,56 @@ pub struct Listener {
     /// The Gateways (`namespace/name`) with a server on this port.
     pub gateways: Vec<String>,
     /// Virtual hosts, most specific first.
-    pub virtual_hosts: Vec<VirtualHost>,
+    virtual_hosts: Vec<VirtualHost>,
+    /// Exact domains (lowercase) → index: found by hash, as Envoy does, so
+    /// a thousand hosts cost what one does.
+    exact: HashMap<String, usize>,
+    /// Indexes of the wildcard domains, longest suffix first, then `*`.
+    wildcards: Vec<usize>,
 }
 
 impl Listener {
-    /// The virtual host for a request's host (port stripped).
+    /// Installs the port's virtual hosts (any order: sorted here, most
+    /// specific first) and indexes their exact domains.
+    pub fn set_virtual_hosts(&mut self, mut hosts: Vec<VirtualHost>) {
+        hosts.sort_by_key(|h| h.domain.rank());
+        self.exact = hosts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| match &h.domain {
+                Domain::Exact(d) => Some((d.clone(), i)),
+                _ => None,
+            })
+            .collect();
+        self.wildcards = hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !matches!(h.domain, Domain::Exact(_)))
+            .map(|(i, _)| i)
+            .collect();
+        self.virtual_hosts = hosts;
+    }
+
+    /// The port's virtual hosts, most specific first.
+    pub fn virtual_hosts(&self) -> &[VirtualHost] {
+        &self.virtual_hosts
+    }
+
+    /// The virtual host for a request's host (port stripped): the exact
+    /// domain by hash, else the longest matching wildcard, else `*`.
     pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
-        self.virtual_hosts.iter().find(|v| v.domain.matches(host))
+        let exact = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.exact.get(&host.to_ascii_lowercase())
+        } else {
+            self.exact.get(host)
+        };
+        if let Some(&i) = exact {
+            return self.virtual_hosts.get(i);
+        }
+        self.wildcards
+            .iter()
+            .map(|&i| &self.virtual_hosts[i])
+            .find(|v| v.domain.matches(host))
     }
 
     /// The rule for a request: the first matching rule of the most
@@ -280,4 +323,41 @@ impl Listener {
 pub struct Snapshot {
     /// Routes by Gateway port.
     pub listeners: HashMap<u16, Listener>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_hosts_are_found_as_envoy_finds_them() {
+        let host = |d: &str| VirtualHost {
+            domain: Domain::parse(d),
+            rules: Vec::new(),
+        };
+        let mut listener = Listener::default();
+        listener.set_virtual_hosts(vec![
+            host("*"),
+            host("*.example.com"),
+            host("shop.example.com"),
+            host("*.a.example.com"),
+        ]);
+        let cases = [
+            ("shop.example.com", Domain::parse("shop.example.com")),
+            ("SHOP.Example.com", Domain::parse("shop.example.com")),
+            ("x.a.example.com", Domain::parse("*.a.example.com")),
+            ("y.example.com", Domain::parse("*.example.com")),
+            ("example.com", Domain::Any),
+            ("other", Domain::Any),
+        ];
+        for (request_host, want) in cases {
+            let got = listener
+                .virtual_host(request_host)
+                .map(|v| v.domain.clone());
+            assert_eq!(got, Some(want), "{request_host}");
+        }
+        let mut exact_only = Listener::default();
+        exact_only.set_virtual_hosts(vec![host("shop.example.com")]);
+        assert!(exact_only.virtual_host("other.example.com").is_none());
+    }
 }

@@ -135,10 +135,15 @@ async fn run(args: Args) -> Result<(), u8> {
         1u8
     })?);
     let (inputs, endpoints) = load(&args.paths)?;
+    let compiling = std::time::Instant::now();
     if let Err(e) = gateway.set_all(inputs, endpoints).await {
         eprintln!("weir-gateway: {e}");
         return Err(1);
     }
+    eprintln!(
+        "compiled in {:.1} ms",
+        compiling.elapsed().as_secs_f64() * 1000.0
+    );
     if let Some(addr) = args.metrics {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             eprintln!("weir-gateway: cannot serve metrics on {addr}: {e}");
@@ -162,10 +167,13 @@ async fn run(args: Args) -> Result<(), u8> {
             _ = int.recv() => break,
             _ = hup.recv() => {
                 match load(&args.paths) {
-                    Ok((inputs, endpoints)) => match gateway.set_all(inputs, endpoints).await {
-                        Ok(()) => eprintln!("reloaded"),
+                    Ok((inputs, endpoints)) => {
+                        let compiling = std::time::Instant::now();
+                        match gateway.set_all(inputs, endpoints).await {
+                        Ok(()) => eprintln!("reloaded (compiled in {:.1} ms)", compiling.elapsed().as_secs_f64() * 1000.0),
                         Err(e) => eprintln!("reload failed, still serving the previous configuration: {e}"),
-                    },
+                        }
+                    }
                     Err(_) => eprintln!("reload failed, still serving the previous configuration"),
                 }
             }

@@ -44,7 +44,7 @@ PROXY_CPU, LG_CPU = "1", "0"
 RUN = tempfile.mkdtemp(prefix="weir-bench-")
 WEIR = os.environ.get("WEIR_BIN_DIR", os.path.join(ROOT, "target", "release"))
 TARGETS = {"direct": 9001, "weir": 8004, "envoy": 8001, "envoy-bare": 8006, "nginx": 8002, "haproxy": 8003, "weir-up": 8005,
-           "weir-baseline": 8007, "weir-routes": 8008, "envoy-routes": 8009, "weir-up-routes": 8010,
+           "weir-baseline": 8007, "weir-routes": 8008, "envoy-routes": 8009, "weir-up-routes": 8010, "weir-single": 8011,
            "nginx-h2c": beyond.H2C_PORTS["nginx"], "haproxy-h2c": beyond.H2C_PORTS["haproxy"]}
 # Another weir-gateway binary (an earlier commit's) measured beside this one,
 # to compare a change side by side: `WEIR_BASELINE_BIN=path bench/run --quick`.
@@ -319,6 +319,12 @@ def beyond_phases(targets, envoy):
     start("weir-routes", [os.path.join(WEIR, "weir-gateway"), "-f", routes_dir, "--port-map", f"80={TARGETS['weir-routes']}", "--workers", "1"], PROXY_CPU)
     compile_ms = beyond.compiled_ms(os.path.join(RUN, "weir-routes.log"))
     wait_port(TARGETS["weir-routes"], timeout=60)
+    # A fresh gateway with the one-route configuration, loaded as much as the
+    # thousand-route one, for the snapshot's memory (the main `weir` has held
+    # thousands of connections by now).
+    start("weir-single", [os.path.join(WEIR, "weir-gateway"), "-f", os.path.join(RUN, "weir"), "--port-map", f"80={TARGETS['weir-single']}",
+                          "--workers", "1"], PROXY_CPU)
+    wait_port(TARGETS["weir-single"])
     routes_url = f"http://127.0.0.1:{TARGETS['weir-routes']}/items/42"
     single_url = f"http://127.0.0.1:{TARGETS['weir']}/"
     host_header = ("-H", f"Host: {last}.bench")
@@ -331,8 +337,12 @@ def beyond_phases(targets, envoy):
                 res = cpu_us_per_request("weir-routes", lambda: beyond._wrk(routes_url, B_DURATION, extra=host_header))
             cpu[which].append(res)
             log(f"routes cpu round {r + 1} {which}: {res}")
+    beyond._wrk(f"http://127.0.0.1:{TARGETS['weir-single']}/", B_DURATION)
     raw["routes"] = {"n": ROUTES_N, "compile_ms": compile_ms, "cpu_rounds": cpu,
-                     "rss_kib": {"single": beyond.rss_kib(pids_of("weir")), "routes": beyond.rss_kib(pids_of("weir-routes"))}}
+                     "rss_kib": {"single": beyond.rss_kib(pids_of("weir-single")), "routes": beyond.rss_kib(pids_of("weir-routes"))}}
+    p = procs.pop("weir-single")
+    p.send_signal(signal.SIGTERM)
+    p.wait(30)
     summary["routes1000_compile_ms"] = compile_ms
     summary["routes1000_snapshot_mib"] = (raw["routes"]["rss_kib"]["routes"] - raw["routes"]["rss_kib"]["single"]) / 1024
     summary["routes1000_cpu_vs_single"] = med([a["cpu_us_per_request"] / b["cpu_us_per_request"] for a, b in zip(cpu["routes"], cpu["single"])])
@@ -399,8 +409,12 @@ def main():
     ports_free()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    # The backends' workers (not root) read the 1 MiB file: the run
+    # directory is traversable (not listable), the file readable.
+    os.chmod(RUN, 0o711)
     with open(os.path.join(RUN, "large.bin"), "wb") as f:
         f.write(os.urandom(1 << 20))
+    os.chmod(os.path.join(RUN, "large.bin"), 0o644)
     envoy = os.environ.get("ENVOY_BIN") if not (SMOKE and "--no-envoy" in sys.argv) else None
     start("backends", ["nginx", "-c", render("backends-nginx.conf")], LG_CPU)
     shutil.copytree(os.path.join(HERE, "configs", "weir"), os.path.join(RUN, "weir"))

@@ -15,7 +15,7 @@ use crate::diagnostic::{Diagnostic, Diagnostics, Severity, SourcePos, file_pos};
 use crate::fields::{self, Schema};
 use crate::images::{IMAGE_MAP_FILE, ImageMap};
 use crate::path::FieldPath;
-use crate::resource::Resource;
+use crate::resource::{Kind, Resource};
 use crate::validate::{self, Finding, Findings};
 use crate::yaml::{self, Document, Positions};
 
@@ -420,12 +420,17 @@ impl Loader {
     }
 
     fn finish(mut self) -> Result<Manifests, LoadError> {
+        // The first object of each (kind, namespace, name), by hash: a
+        // thousand-object file is checked in one pass.
+        let mut firsts: std::collections::HashMap<(Kind, &str, &str), usize> =
+            std::collections::HashMap::new();
         for (i, object) in self.objects.iter().enumerate() {
-            let this = object.resource.object_ref();
-            if let Some(first) = self.objects[..i]
-                .iter()
-                .find(|o| o.resource.object_ref() == this)
-            {
+            let r = &object.resource;
+            let first = *firsts
+                .entry((r.kind(), r.namespace(), r.name()))
+                .or_insert(i);
+            if first != i {
+                let first = &self.objects[first];
                 self.diagnostics.push(object.diagnostic(
                     Severity::Error,
                     FieldPath::root().key("metadata").key("name"),

@@ -3,9 +3,10 @@
 //! since the manifests are valid and the gateway answers such traffic the
 //! way Envoy does (503 NC, 503 UH).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::diagnostic::{Diagnostic, Severity};
@@ -23,13 +24,73 @@ fn selects(selector: &Labels, labels: &Labels) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-fn pod_labels(d: &Deployment) -> Labels {
-    d.spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default()
+fn pod_labels(d: &Deployment) -> Option<&Labels> {
+    d.spec.template.metadata.as_ref()?.labels.as_ref()
+}
+
+/// Every pod template (of a Deployment) and WorkloadEntry, with its
+/// namespace and labels, indexed by label: built once per analysis, so
+/// selector checks across thousands of objects stay near-linear.
+struct Pods<'a> {
+    all: Vec<(&'a str, Option<&'a Deployment>, &'a Labels)>,
+    by_label: HashMap<(&'a str, &'a str), Vec<usize>>,
+}
+
+impl<'a> Pods<'a> {
+    fn of(objects: &'a [Object]) -> Self {
+        static NONE: std::sync::OnceLock<Labels> = std::sync::OnceLock::new();
+        let none = NONE.get_or_init(Labels::new);
+        let all: Vec<_> = objects
+            .iter()
+            .filter_map(|o| match &o.resource {
+                Resource::Deployment(d) => Some((
+                    o.resource.namespace(),
+                    Some(&**d),
+                    pod_labels(d).unwrap_or(none),
+                )),
+                Resource::WorkloadEntry(we) => {
+                    Some((o.resource.namespace(), None, &we.spec.labels))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut by_label: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        for (i, (_, _, labels)) in all.iter().enumerate() {
+            for (k, v) in labels.iter() {
+                by_label
+                    .entry((k.as_str(), v.as_str()))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        Self { all, by_label }
+    }
+
+    /// The pods `selector` selects, in `namespace` (any when `None`).
+    fn selected<'s>(
+        &'s self,
+        namespace: Option<&'s str>,
+        selector: &'s Labels,
+    ) -> Box<dyn Iterator<Item = (Option<&'a Deployment>, &'a Labels)> + 's> {
+        let in_ns = move |ns: &str| namespace.is_none_or(|n| n == ns);
+        match selector.iter().next() {
+            None => Box::new(
+                self.all
+                    .iter()
+                    .filter(move |(ns, _, _)| in_ns(ns))
+                    .map(|(_, d, l)| (*d, *l)),
+            ),
+            Some((k, v)) => Box::new(
+                self.by_label
+                    .get(&(k.as_str(), v.as_str()))
+                    .into_iter()
+                    .flatten()
+                    .map(|&i| self.all[i])
+                    .filter(move |(ns, _, l)| in_ns(ns) && selects(selector, l))
+                    .map(|(_, d, l)| (d, l)),
+            ),
+        }
+    }
 }
 
 /// All cross-resource warnings for a set of objects.
@@ -51,36 +112,41 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
             _ => None,
         })
         .collect();
+    // Services and DestinationRule subsets by (namespace, name), once.
+    let mut services: HashMap<(&str, &str), &Service> = HashMap::new();
+    let mut subsets: HashMap<(String, String), Vec<&str>> = HashMap::new();
+    for o in objects {
+        match &o.resource {
+            Resource::Service(s) => {
+                services.insert((o.resource.namespace(), o.resource.name()), &**s);
+            }
+            Resource::DestinationRule(dr) => subsets
+                .entry(service_for_host(&dr.spec.host, o.resource.namespace()))
+                .or_default()
+                .extend(dr.spec.subsets.iter().map(|s| s.name.as_str())),
+            _ => {}
+        }
+    }
+    let pods = Pods::of(objects);
     let service_ports = |ns: &str, name: &str| -> Vec<u32> {
-        objects
-            .iter()
-            .find_map(|o| match &o.resource {
-                Resource::Service(s)
-                    if o.resource.namespace() == ns && o.resource.name() == name =>
-                {
-                    Some(
-                        s.spec
-                            .iter()
-                            .flat_map(|spec| spec.ports.iter().flatten())
-                            .filter_map(|p| u32::try_from(p.port).ok())
-                            .collect(),
-                    )
-                }
-                _ => None,
+        services
+            .get(&(ns, name))
+            .map(|s| {
+                s.spec
+                    .iter()
+                    .flat_map(|spec| spec.ports.iter().flatten())
+                    .filter_map(|p| u32::try_from(p.port).ok())
+                    .collect()
             })
             .unwrap_or_default()
     };
-    let service_selector = |ns: &str, name: &str| {
-        objects.iter().find_map(|o| match &o.resource {
-            Resource::Service(s) if o.resource.namespace() == ns && o.resource.name() == name => {
-                Some(
-                    s.spec
-                        .as_ref()
-                        .and_then(|s| s.selector.clone())
-                        .unwrap_or_default(),
-                )
-            }
-            _ => None,
+    let empty = Labels::new();
+    let service_selector = |ns: &str, name: &str| -> Option<&Labels> {
+        services.get(&(ns, name)).map(|s| {
+            s.spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .unwrap_or(&empty)
         })
     };
 
@@ -94,9 +160,7 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                     out.push(warn_embedded(o, FieldPath::parse("spec.selector"), "no selector: weir has no endpoints for this Service (manual Endpoints are not implemented)".into()));
                     continue;
                 }
-                let selected: Vec<_> = pods_in(objects, ns)
-                    .filter(|(_, l)| selects(&selector, l))
-                    .collect();
+                let selected: Vec<_> = pods.selected(Some(ns), &selector).collect();
                 if selected.is_empty() {
                     out.push(warn(
                         o,
@@ -202,14 +266,9 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                             ));
                         }
                         let Some(subset) = &dest.subset else { continue };
-                        let defined = objects.iter().any(|o| match &o.resource {
-                            Resource::DestinationRule(dr) => {
-                                service_for_host(&dr.spec.host, o.resource.namespace())
-                                    == (d_ns.clone(), d_name.clone())
-                                    && dr.spec.subsets.iter().any(|s| &s.name == subset)
-                            }
-                            _ => false,
-                        });
+                        let defined = subsets
+                            .get(&(d_ns.clone(), d_name.clone()))
+                            .is_some_and(|names| names.contains(&subset.as_str()));
                         if !defined {
                             out.push(warn(
                                 o,
@@ -235,17 +294,17 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                 };
                 for (i, subset) in dr.spec.subsets.iter().enumerate() {
                     let mut wanted = selector.clone();
-                    wanted.extend(subset.labels.clone());
+                    wanted.extend(subset.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
                     let at = FieldPath::parse("spec.subsets").index(i);
                     // Istio looks for a matching pod in every namespace;
                     // the Service's endpoints are only those of its own.
-                    if !all_pods(objects).any(|l| selects(&wanted, &l)) {
+                    if pods.selected(None, &wanted).next().is_none() {
                         out.push(warn(
                             o,
                             at,
                             format!("subset {:?} selects no pods (labels {}): requests routed to it get 503 UH (IST0173)", subset.name, show(&wanted)),
                         ));
-                    } else if !pods_in(objects, &d_ns).any(|(_, l)| selects(&wanted, &l)) {
+                    } else if pods.selected(Some(&d_ns), &wanted).next().is_none() {
                         out.push(warn(
                             o,
                             at,
@@ -345,29 +404,6 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
 
 /// What a Service or subset can select in `namespace`: Deployments' pod
 /// templates and WorkloadEntries (the latter have no Deployment).
-fn pods_in<'a>(
-    objects: &'a [Object],
-    namespace: &'a str,
-) -> impl Iterator<Item = (Option<&'a Deployment>, Labels)> + 'a {
-    objects
-        .iter()
-        .filter(move |o| o.resource.namespace() == namespace)
-        .filter_map(|o| match &o.resource {
-            Resource::Deployment(d) => Some((Some(&**d), pod_labels(d))),
-            Resource::WorkloadEntry(we) => Some((None, we.spec.labels.clone())),
-            _ => None,
-        })
-}
-
-/// The labels of every pod the manifests make, in any namespace.
-fn all_pods(objects: &[Object]) -> impl Iterator<Item = Labels> + '_ {
-    objects.iter().filter_map(|o| match &o.resource {
-        Resource::Deployment(d) => Some(pod_labels(d)),
-        Resource::WorkloadEntry(we) => Some(we.spec.labels.clone()),
-        _ => None,
-    })
-}
-
 fn container_port_named(d: &Deployment, name: &str) -> bool {
     d.spec
         .template

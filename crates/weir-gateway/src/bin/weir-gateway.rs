@@ -135,7 +135,7 @@ async fn run(args: Args) -> Result<(), u8> {
         1u8
     })?);
     let (inputs, endpoints) = load(&args.paths)?;
-    let compiling = std::time::Instant::now();
+    let compiling = tokio::time::Instant::now();
     if let Err(e) = gateway.set_all(inputs, endpoints).await {
         eprintln!("weir-gateway: {e}");
         return Err(1);
@@ -168,7 +168,7 @@ async fn run(args: Args) -> Result<(), u8> {
             _ = hup.recv() => {
                 match load(&args.paths) {
                     Ok((inputs, endpoints)) => {
-                        let compiling = std::time::Instant::now();
+                        let compiling = tokio::time::Instant::now();
                         match gateway.set_all(inputs, endpoints).await {
                         Ok(()) => eprintln!("reloaded (compiled in {:.1} ms)", compiling.elapsed().as_secs_f64() * 1000.0),
                         Err(e) => eprintln!("reload failed, still serving the previous configuration: {e}"),

@@ -318,7 +318,7 @@ pub fn check(schema: Schema, positions: &Positions, ignored: &[FieldPath]) -> Ve
     let tables = tables(schema);
     let mut findings: Vec<Finding> = Vec::new();
     let mut reported: Vec<FieldPath> = Vec::new();
-    for path in positions.fields() {
+    for path in &positions.fields() {
         if reported.iter().any(|r| path.starts_with(r)) {
             continue;
         }

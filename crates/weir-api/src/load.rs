@@ -286,6 +286,9 @@ impl Loader {
                 embedded_only: false,
             });
         }
+        // Room for every document at once: growing a vector of a thousand
+        // objects step by step holds the old and the new copy together.
+        self.objects.reserve(documents.len());
         for doc in documents {
             self.load_document(&file, doc);
         }
@@ -392,6 +395,17 @@ impl Loader {
             }
             return;
         }
+        let document = match serde_json::value::to_raw_value(&document) {
+            Ok(document) => document,
+            Err(e) => {
+                self.diagnostics.push(error_at(
+                    doc_pos(1, 1),
+                    FieldPath::root(),
+                    format!("cannot be read as JSON: {e}"),
+                ));
+                return;
+            }
+        };
         let object = Object {
             resource,
             pos: doc_pos(1, 1),

@@ -13,13 +13,23 @@ pub struct Object {
     pub resource: Resource,
     /// The start of its document.
     pub pos: SourcePos,
-    /// The document as written, as JSON: what a backend that stores
-    /// manifests elsewhere (the Kubernetes API) sends on, unchanged.
-    pub document: serde_json::Value,
+    /// The document as written, as compact JSON text: what a backend that
+    /// stores manifests elsewhere (the Kubernetes API) sends on, unchanged.
+    /// Kept as text, not as a `serde_json::Value` (an order of magnitude
+    /// larger): a gateway loading a thousand VirtualServices holds every
+    /// document until the load ends.
+    pub(crate) document: Box<serde_json::value::RawValue>,
     pub(crate) positions: Positions,
 }
 
 impl Object {
+    /// The document as written, as JSON.
+    pub fn document(&self) -> serde_json::Value {
+        // Cannot fail: the text was written from a `Value` that the YAML
+        // reader's budget kept within 64 levels, below serde_json's 128.
+        serde_json::from_str(self.document.get()).unwrap_or_default()
+    }
+
     /// Where `field` of this object is written (or its nearest present parent).
     pub fn pos_of(&self, field: &FieldPath) -> SourcePos {
         let (line, column) = self.positions.locate(field);

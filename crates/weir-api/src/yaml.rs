@@ -71,26 +71,79 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-/// Where each field of one document is, by path (1-based line and column,
-/// relative to the document).
+/// Where each field of one document is (1-based line and column, relative
+/// to the document), as a tree of fields: every loaded object keeps one for
+/// its later diagnostics, so it is stored compactly — one node per field,
+/// not a full path per field (a thousand-VirtualService load held 27 MB of
+/// paths).
 #[derive(Clone, Debug, Default)]
-pub struct Positions(HashMap<FieldPath, (usize, usize)>);
+pub struct Positions {
+    /// Parents come before their children; the root, when present, is
+    /// node 0.
+    nodes: Vec<Node>,
+}
+
+#[derive(Clone, Debug)]
+struct Node {
+    parent: u32,
+    step: Step,
+    line: u32,
+    column: u32,
+}
+
+/// One step from a parent, as [`Segment`] but half its size.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Step {
+    Root,
+    Key(Box<str>),
+    Index(u32),
+}
+
+impl Step {
+    fn matches(&self, segment: &Segment) -> bool {
+        match (self, segment) {
+            (Step::Key(a), Segment::Key(b)) => **a == **b,
+            (Step::Index(a), Segment::Index(b)) => usize::try_from(*a).is_ok_and(|a| a == *b),
+            _ => false,
+        }
+    }
+}
 
 enum Frame {
-    Map {
-        path: FieldPath,
-        key: Option<String>,
-    },
-    Seq {
-        path: FieldPath,
-        next: usize,
-    },
+    Map { node: u32, key: Option<u32> },
+    Seq { node: u32, next: usize },
+}
+
+/// Builds the tree: a field seen twice (a duplicate key) keeps its first
+/// position, as a map from path to position would.
+#[derive(Default)]
+struct TreeBuilder {
+    nodes: Vec<Node>,
+    children: HashMap<(u32, Step), u32>,
+}
+
+impl TreeBuilder {
+    fn node(&mut self, parent: u32, step: Step, (line, column): (usize, usize)) -> u32 {
+        let next = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);
+        *self
+            .children
+            .entry((parent, step))
+            .or_insert_with_key(|(parent, step)| {
+                self.nodes.push(Node {
+                    parent: *parent,
+                    step: step.clone(),
+                    line: u32::try_from(line).unwrap_or(u32::MAX),
+                    column: u32::try_from(column).unwrap_or(u32::MAX),
+                });
+                next
+            })
+    }
 }
 
 impl Positions {
     /// Reads the document's events; fails on a syntax error.
     pub fn of(document: &str) -> Result<Self, SyntaxError> {
-        let mut positions = HashMap::new();
+        let mut tree = TreeBuilder::default();
         let mut stack: Vec<Frame> = Vec::new();
         let mut seen_root = false;
         for event in Parser::new_from_str(document) {
@@ -113,66 +166,86 @@ impl Positions {
             if !is_node {
                 continue;
             }
-            // Which path does this node stand at? `None` for a mapping key.
+            // Which node does this YAML node stand at? `None` for a mapping key.
             let mut complex_key = None;
-            let path = match stack.last_mut() {
+            let node = match stack.last_mut() {
                 None if seen_root => continue,
                 None => {
                     seen_root = true;
-                    Some(FieldPath::root())
+                    Some(tree.node(u32::MAX, Step::Root, at))
                 }
                 Some(Frame::Map {
                     key: key @ None,
-                    path,
+                    node,
                 }) => {
-                    let name = match &event {
-                        Event::Scalar(text, ..) => text.to_string(),
-                        _ => "?".to_owned(),
+                    let name: Box<str> = match &event {
+                        Event::Scalar(text, ..) => text.as_ref().into(),
+                        _ => "?".into(),
                     };
-                    positions.entry(path.key(name.clone())).or_insert(at);
-                    *key = Some(name);
+                    let parent = *node;
+                    *key = Some(tree.node(parent, Step::Key(name), at));
                     if opens.is_some() {
-                        complex_key = Some(path.key("?"));
+                        complex_key = Some(tree.node(parent, Step::Key("?".into()), at));
                     }
                     None
                 }
-                Some(Frame::Map { key, path }) => key.take().map(|k| path.key(k)),
-                Some(Frame::Seq { path, next }) => {
+                Some(Frame::Map { key, .. }) => key.take(),
+                Some(Frame::Seq { node, next }) => {
                     *next += 1;
-                    Some(path.index(*next - 1))
+                    let step = Step::Index(u32::try_from(*next - 1).unwrap_or(u32::MAX));
+                    let parent = *node;
+                    Some(tree.node(parent, step, at))
                 }
             };
-            if let Some(path) = complex_key {
+            if let Some(node) = complex_key {
                 // A complex key: its insides have no field path of their own.
-                stack.push(Frame::Seq { path, next: 0 });
+                stack.push(Frame::Seq { node, next: 0 });
             }
-            if let Some(path) = path {
-                positions.entry(path.clone()).or_insert(at);
+            if let Some(node) = node {
                 match opens {
-                    Some(true) => stack.push(Frame::Map { path, key: None }),
-                    Some(false) => stack.push(Frame::Seq { path, next: 0 }),
+                    Some(true) => stack.push(Frame::Map { node, key: None }),
+                    Some(false) => stack.push(Frame::Seq { node, next: 0 }),
                     None => {}
                 }
             }
         }
-        Ok(Self(positions))
+        let mut nodes = tree.nodes;
+        nodes.shrink_to_fit();
+        Ok(Self { nodes })
     }
 
     /// The position of `path`, or of its nearest ancestor that is present.
     pub fn locate(&self, path: &FieldPath) -> (usize, usize) {
-        let mut current = Some(path.clone());
-        while let Some(p) = current {
-            if let Some(&at) = self.0.get(&p) {
-                return at;
+        let Some(root) = self.nodes.first() else {
+            return (1, 1);
+        };
+        let mut found = (0usize, root);
+        for segment in path.segments() {
+            let parent = found.0;
+            let child = self.nodes[parent + 1..]
+                .iter()
+                .enumerate()
+                .find(|(_, n)| n.parent as usize == parent && n.step.matches(segment));
+            match child {
+                Some((offset, node)) => found = (parent + 1 + offset, node),
+                None => break,
             }
-            current = p.parent();
         }
-        (1, 1)
+        (found.1.line as usize, found.1.column as usize)
     }
 
     /// Every field present in the document, shallow ones first.
-    pub fn fields(&self) -> Vec<&FieldPath> {
-        let mut fields: Vec<_> = self.0.keys().filter(|p| !p.is_root()).collect();
+    pub fn fields(&self) -> Vec<FieldPath> {
+        let mut paths: Vec<FieldPath> = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let path = match (&node.step, paths.get(node.parent as usize)) {
+                (Step::Key(k), Some(parent)) => parent.key(&**k),
+                (Step::Index(i), Some(parent)) => parent.index(*i as usize),
+                _ => FieldPath::root(),
+            };
+            paths.push(path);
+        }
+        let mut fields: Vec<_> = paths.into_iter().filter(|p| !p.is_root()).collect();
         fields.sort_by(|a, b| {
             a.segments()
                 .len()
@@ -346,6 +419,18 @@ mod tests {
             positions.locate(&FieldPath::parse("spec.http[0].timeout")),
             (3, 5)
         );
+    }
+
+    #[test]
+    fn a_duplicate_key_keeps_its_first_position_and_fields_list_shallow_first() {
+        let doc = "b:\n  x: 1\na: [7, 8]\nb:\n  y: 2\n";
+        let positions = Positions::of(doc).unwrap();
+        assert_eq!(positions.locate(&FieldPath::parse("b")), (1, 1));
+        assert_eq!(positions.locate(&FieldPath::parse("b.y")), (5, 3));
+        assert_eq!(positions.locate(&FieldPath::parse("a[1]")), (3, 8));
+        assert_eq!(positions.locate(&FieldPath::parse("c.d")), (1, 1));
+        let fields: Vec<String> = positions.fields().iter().map(|f| f.to_string()).collect();
+        assert_eq!(fields, ["a", "b", "a[0]", "a[1]", "b.x", "b.y"]);
     }
 
     #[test]

@@ -38,7 +38,10 @@ fn walkthrough() -> (
         ("default".to_owned(), "my-app".to_owned()),
         vec![pods("v1", [127, 0, 0, 2]), pods("v2", [127, 0, 0, 3])],
     );
-    (RouteInputs::from_resources(&resources), endpoints)
+    (
+        RouteInputs::from_resources(resources.iter().cloned()),
+        endpoints,
+    )
 }
 
 fn route_decision(c: &mut Criterion) {

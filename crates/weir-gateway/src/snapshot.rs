@@ -51,15 +51,17 @@ pub struct RouteInputs {
 }
 
 impl RouteInputs {
-    /// Picks the routing kinds out of loaded resources.
-    pub fn from_resources<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Self {
+    /// Picks the routing kinds out of loaded resources, moving them (a
+    /// caller holding borrowed ones passes clones): a thousand-service load
+    /// should not hold every spec twice.
+    pub fn from_resources(resources: impl IntoIterator<Item = Resource>) -> Self {
         let mut inputs = Self::default();
         for r in resources {
             match r {
-                Resource::Gateway(g) => inputs.gateways.push(g.clone()),
-                Resource::VirtualService(v) => inputs.virtual_services.push(v.clone()),
-                Resource::DestinationRule(d) => inputs.destination_rules.push(d.clone()),
-                Resource::Service(s) => inputs.services.push((**s).clone()),
+                Resource::Gateway(g) => inputs.gateways.push(g),
+                Resource::VirtualService(v) => inputs.virtual_services.push(v),
+                Resource::DestinationRule(d) => inputs.destination_rules.push(d),
+                Resource::Service(s) => inputs.services.push(*s),
                 _ => {}
             }
         }

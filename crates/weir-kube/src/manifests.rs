@@ -40,7 +40,7 @@ pub fn outgoing(manifests: &Manifests, namespace: &str, options: &ApplyOptions) 
         .objects
         .iter()
         .map(|o| {
-            let mut body = o.document.clone();
+            let mut body = o.document();
             let named = o.resource.metadata().namespace.clone();
             let namespace = named.unwrap_or_else(|| namespace.to_owned());
             body["metadata"]["namespace"] = namespace.clone().into();

@@ -291,7 +291,7 @@ impl Runtime {
         state: &mut State,
         endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
     ) -> Result<(), RuntimeError> {
-        let routes = RouteInputs::from_resources(state.objects.iter());
+        let routes = RouteInputs::from_resources(state.objects.iter().cloned());
         self.gateway.set_all(routes, endpoints.clone()).await?;
         state.published = Some(Published {
             route_generation: state.objects.route_generation(),

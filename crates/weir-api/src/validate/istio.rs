@@ -978,7 +978,7 @@ fn client_tls(tls: &ClientTlsSettings, at: &FieldPath, out: &mut Findings) {
 
 /// Istio's error for a `trafficPolicy` with no field at all, found from
 /// the fields present in a DestinationRule's document.
-pub fn empty_traffic_policies(fields: &[&FieldPath], out: &mut Findings) {
+pub fn empty_traffic_policies(fields: &[FieldPath], out: &mut Findings) {
     for policy in fields.iter().filter(|f| {
         matches!(f.segments().last(), Some(crate::path::Segment::Key(k)) if k == "trafficPolicy")
     }) {

@@ -146,7 +146,7 @@ pub fn inputs(
         load_str(Path::new("test.yaml"), &yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let resources: Vec<_> = manifests.resources().cloned().collect();
     (
-        RouteInputs::from_resources(&resources),
+        RouteInputs::from_resources(resources.iter().cloned()),
         static_endpoints::from_workload_entries(&resources),
     )
 }

@@ -5,13 +5,16 @@
 //!
 //! It keeps objects by their API path and implements what weir uses: GET
 //! of an object or a collection, server-side apply (with `dryRun`), JSON
-//! patch (RFC 6902, `test` failures answer 422), DELETE, `/version`, and watches that
-//! stream given events and stay open. Every request is recorded (method,
+//! patch (RFC 6902, `test` failures answer 422 without causes), DELETE,
+//! `/version`, discovery of the groups it serves, and watches that stream
+//! given events and stay open. As a real API server it refuses to create an
+//! object in a namespace that does not exist (404 naming the namespace) and
+//! answers URLs it does not serve with a plain-text `404 page not found`. Every request is recorded (method,
 //! path, query, content type, body, authorization) for the tests to check
 //! the exact conversation, and rules can override answers (404, 409, 403,
 //! a server that never answers) for the failure paths.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -77,6 +80,9 @@ pub enum Reply {
     Text(u16, String),
     /// Watch events, one JSON object per line; the stream then stays open.
     Events(Vec<Value>),
+    /// Watch events, then the stream ends: a watch the server closed or
+    /// whose connection dropped.
+    EventsThenEnd(Vec<Value>),
     /// Never answers (for timeouts).
     Hang,
 }
@@ -107,6 +113,10 @@ struct Shared {
     log: Mutex<Vec<Recorded>>,
     rules: Mutex<Vec<Rule>>,
     hooks: Mutex<BTreeMap<String, ReadHook>>,
+    served: Mutex<Vec<String>>,
+    logs: Mutex<BTreeMap<(String, String), String>>,
+    bump_unchanged_custom: std::sync::atomic::AtomicBool,
+    managers: Mutex<BTreeMap<String, Managers>>,
     version: AtomicU64,
 }
 
@@ -173,6 +183,17 @@ impl MockApiServer {
         let addr = listener.local_addr().expect("local address");
         let shared = Arc::new(Shared::default());
         shared.version.store(100, Ordering::SeqCst);
+        *lock(&shared.served) = SERVED.iter().map(|s| (*s).to_owned()).collect();
+        {
+            // The namespaces every cluster has (and Istio's).
+            let mut objects = lock(&shared.objects);
+            for ns in NAMESPACES {
+                objects.insert(
+                    format!("/api/v1/namespaces/{ns}"),
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "resourceVersion": "1"}}),
+                );
+            }
+        }
         let serving = shared.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -244,6 +265,67 @@ impl MockApiServer {
         lock(&self.shared.hooks).insert(storage_key(path), Box::new(hook));
     }
 
+    /// Stops serving an API group version (a prefix such as
+    /// `/apis/networking.istio.io/v1/`): its URLs answer the API server's
+    /// plain-text 404, as on a cluster without that CRD or version.
+    pub fn unserve(&self, prefix: &str) {
+        lock(&self.shared.served).retain(|p| p != prefix);
+    }
+
+    /// Serves an API group version (a prefix as [`MockApiServer::unserve`]).
+    pub fn serve(&self, prefix: &str) {
+        lock(&self.shared.served).push(prefix.to_owned());
+    }
+
+    /// The log of one container of the pod stored at `pod_path`, served
+    /// at `POD_PATH/log?container=NAME`.
+    pub fn set_log(&self, pod_path: &str, container: &str, text: &str) {
+        lock(&self.shared.logs)
+            .insert((pod_path.to_owned(), container.to_owned()), text.to_owned());
+    }
+
+    /// Makes an apply that changes nothing in a custom resource still bump
+    /// its resourceVersion, as API servers before Kubernetes 1.31 did (the
+    /// managedFields timestamp changed).
+    pub fn bump_unchanged_custom_resources(&self) {
+        self.shared
+            .bump_unchanged_custom
+            .store(true, Ordering::SeqCst);
+    }
+
+    /// Changes the stored object as another writer does (a controller's
+    /// update, e.g. the HPA controller writing `spec.replicas` through the
+    /// `scale` subresource): the fields it changes become that owner's, so
+    /// a later apply that sets them to other values conflicts.
+    pub fn update_as(
+        &self,
+        path: &str,
+        manager: &str,
+        subresource: &str,
+        change: impl FnOnce(&mut Value),
+    ) {
+        let key = storage_key(path);
+        let mut objects = lock(&self.shared.objects);
+        let Some(object) = objects.get_mut(&key) else {
+            return;
+        };
+        let before = object.clone();
+        change(object);
+        let version = self.shared.version.fetch_add(1, Ordering::SeqCst) + 1;
+        object["metadata"]["resourceVersion"] = version.to_string().into();
+        let owner = (
+            manager.to_owned(),
+            "Update".to_owned(),
+            subresource.to_owned(),
+        );
+        record_update(
+            lock(&self.shared.managers).entry(key).or_default(),
+            owner,
+            &before,
+            object,
+        );
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.shared.log).clone()
@@ -305,6 +387,17 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
                     .body(BodyExt::boxed(StreamBody::new(lines)))
                     .unwrap_or_default()
             }
+            Reply::EventsThenEnd(events) => {
+                let lines = futures::stream::iter(
+                    events
+                        .into_iter()
+                        .map(|e| Ok::<_, Infallible>(Frame::data(Bytes::from(format!("{e}\n"))))),
+                );
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(BodyExt::boxed(StreamBody::new(lines)))
+                    .unwrap_or_default()
+            }
             Reply::Hang => {
                 futures::future::pending::<()>().await;
                 Response::default()
@@ -325,16 +418,236 @@ fn scripted(shared: &Shared, method: &Method, path: &str) -> Option<Reply> {
     Some(rule.reply.clone())
 }
 
-/// The API groups and versions the mock serves; others answer 404 as on a
-/// cluster that lacks them (metrics.k8s.io without metrics-server).
-const SERVED: [&str; 6] = [
+/// The API groups and versions the mock serves (Istio's three versions, as
+/// Istio 1.22 and later do); others answer the plain-text 404 of a cluster
+/// that lacks them (metrics.k8s.io without metrics-server).
+const SERVED: [&str; 8] = [
     "/api/v1/",
     "/apis/apps/v1/",
     "/apis/autoscaling/v1/",
     "/apis/autoscaling/v2/",
     "/apis/networking.istio.io/v1/",
+    "/apis/networking.istio.io/v1beta1/",
+    "/apis/networking.istio.io/v1alpha3/",
     "/apis/apiextensions.k8s.io/v1/",
 ];
+
+/// Who set which fields of one object, as the API server's managedFields
+/// record it: by (manager, operation, subresource), the leaf field paths
+/// (`.spec.replicas`). Lists are atomic, as Istio's CRDs make `spec.http`:
+/// a list is one field.
+type Managers = BTreeMap<Owner, BTreeSet<String>>;
+
+/// A field manager with its operation (`Apply`, `Update`) and subresource
+/// (`scale`, or empty): an apply and an update by the same name are two
+/// owners, as on a cluster.
+type Owner = (String, String, String);
+
+/// Fields no manager owns on an object's behalf.
+const UNOWNED: [&str; 4] = [
+    ".apiVersion",
+    ".kind",
+    ".metadata.name",
+    ".metadata.namespace",
+];
+
+/// The leaf fields of `value` under `at`: maps are walked, everything else
+/// (scalars, lists, empty maps) is one field.
+fn leaves(value: &Value, at: &str, out: &mut BTreeSet<String>) {
+    match value.as_object() {
+        Some(map) if !map.is_empty() => {
+            for (k, v) in map {
+                leaves(v, &format!("{at}.{k}"), out);
+            }
+        }
+        _ if !UNOWNED.contains(&at) && !at.is_empty() => {
+            out.insert(at.to_owned());
+        }
+        _ => {}
+    }
+}
+
+fn fields_of(value: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    leaves(value, "", &mut out);
+    out.retain(|f| !f.starts_with(".status"));
+    out
+}
+
+fn value_at<'a>(value: &'a Value, field: &str) -> Option<&'a Value> {
+    field
+        .split('.')
+        .filter(|k| !k.is_empty())
+        .try_fold(value, |v, k| v.get(k))
+}
+
+fn remove_at(value: &mut Value, field: &str) {
+    let Some((parents, last)) = field.rsplit_once('.') else {
+        return;
+    };
+    let parent = parents
+        .split('.')
+        .filter(|k| !k.is_empty())
+        .try_fold(value, |v, k| v.get_mut(k));
+    if let Some(map) = parent.and_then(Value::as_object_mut) {
+        map.remove(last);
+    }
+}
+
+/// Merges an applied configuration into an object: maps field by field,
+/// lists and scalars replaced whole.
+fn merge(target: &mut Value, applied: &Value) {
+    match (target.as_object_mut(), applied.as_object()) {
+        (Some(t), Some(a)) => {
+            for (k, v) in a {
+                merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        _ => *target = applied.clone(),
+    }
+}
+
+fn overlaps(a: &str, b: &str) -> bool {
+    a == b || a.starts_with(&format!("{b}.")) || b.starts_with(&format!("{a}."))
+}
+
+/// `apps/v1` of `/apis/apps/v1/...`, `v1` of `/api/v1/...`.
+fn group_version(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    match parts.as_slice() {
+        ["api", version, ..] => (*version).to_owned(),
+        ["apis", group, version, ..] => format!("{group}/{version}"),
+        _ => String::new(),
+    }
+}
+
+/// The fields an apply by `manager` would take from other owners with a
+/// different value: the API server's 409, unless forced.
+fn conflicts(
+    managers: &Managers,
+    manager: &str,
+    current: &Value,
+    applied: &Value,
+) -> Vec<(Owner, String)> {
+    let mut out = Vec::new();
+    for field in fields_of(applied) {
+        for (owner, owned) in managers {
+            if owner.0 == manager && owner.1 == "Apply" {
+                continue;
+            }
+            let taken = owned.iter().any(|o| overlaps(o, &field));
+            if taken && value_at(current, &field) != value_at(applied, &field) {
+                out.push((owner.clone(), field.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn conflict_response(path: &str, found: &[(Owner, String)]) -> Response<Body> {
+    let gv = group_version(path);
+    let cause = |(owner, field): &(Owner, String)| {
+        let subresource = if owner.2.is_empty() {
+            String::new()
+        } else {
+            format!(" with subresource \"{}\"", owner.2)
+        };
+        (
+            format!("conflict with \"{}\"{subresource} using {gv}", owner.0),
+            field.clone(),
+        )
+    };
+    let causes: Vec<(String, String)> = found.iter().map(cause).collect();
+    let listed: Vec<String> = causes.iter().map(|(m, f)| format!("{m}: {f}")).collect();
+    let message = format!(
+        "Apply failed with {} conflict{}: {}",
+        causes.len(),
+        if causes.len() == 1 { "" } else { "s" },
+        listed.join("; ")
+    );
+    let causes: Vec<Value> = causes
+        .into_iter()
+        .map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": m, "field": f}))
+        .collect();
+    json_response(
+        409,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": message, "reason": "Conflict", "details": {"causes": causes}, "code": 409}),
+    )
+}
+
+/// Records an update by `owner`: every field whose value it changed is
+/// now its alone.
+fn record_update(managers: &mut Managers, owner: Owner, before: &Value, after: &Value) {
+    let changed: Vec<String> = fields_of(before)
+        .union(&fields_of(after))
+        .filter(|f| value_at(before, f) != value_at(after, f))
+        .cloned()
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    for owned in managers.values_mut() {
+        owned.retain(|o| !changed.iter().any(|c| overlaps(o, c)));
+    }
+    managers
+        .entry(owner)
+        .or_default()
+        .extend(changed.into_iter().filter(|f| value_at(after, f).is_some()));
+    managers.retain(|_, owned| !owned.is_empty());
+}
+
+/// Namespaces that exist from the start.
+const NAMESPACES: [&str; 5] = [
+    "default",
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "istio-system",
+];
+
+/// The API server's answer to a URL it does not serve: plain text, not a
+/// `Status` (what kube's client cannot read as "not found").
+fn page_not_found() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::NOT_FOUND)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(full("404 page not found\n"))
+        .unwrap_or_default()
+}
+
+/// Discovery of one group (`/apis/GROUP`) or of the core API (`/api`):
+/// the versions served, or `None` when none is.
+fn discovery(served: &[String], path: &str) -> Option<Value> {
+    let prefix = format!("{}/", path.trim_end_matches('/'));
+    let versions: Vec<&str> = served
+        .iter()
+        .filter_map(|p| p.strip_prefix(prefix.as_str()))
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|v| !v.is_empty() && !v.contains('/'))
+        .collect();
+    if versions.is_empty() {
+        return None;
+    }
+    if path == "/api" {
+        return Some(json!({"kind": "APIVersions", "versions": versions}));
+    }
+    let group = path.trim_start_matches("/apis/");
+    let listed: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    Some(
+        json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": listed, "preferredVersion": listed[0]}),
+    )
+}
+
+/// The namespace of a namespaced object's path, when it is one.
+fn namespace_of(path: &str) -> Option<&str> {
+    let (_, rest) = path.split_once("/namespaces/")?;
+    let (namespace, rest) = rest.split_once('/')?;
+    (!rest.is_empty()).then_some(namespace)
+}
 
 /// Istio serves v1alpha3, v1beta1 and v1 of one stored object, as a real
 /// API server does for a CRD with several versions: they share a key.
@@ -354,6 +667,53 @@ fn not_found(path: &str) -> Response<Body> {
     status_response(404, "NotFound", &format!("{plural} \"{name}\" not found"))
 }
 
+/// A pod's log as the API server serves it: a pod of several containers
+/// needs `container` (400 otherwise, `pkg/registry/core/pod/strategy.go`),
+/// and a name that is none of its containers is refused.
+fn pod_log(shared: &Shared, pod_key: &str, pod: &Value, container: Option<&str>) -> Response<Body> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    let containers: Vec<&str> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|field| pod["spec"][field].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let main: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let chosen = match container {
+        Some(c) if containers.contains(&c) => c,
+        Some(c) => {
+            return status_response(
+                400,
+                "BadRequest",
+                &format!("container {c} is not valid for pod {name}"),
+            );
+        }
+        None if main.len() > 1 => {
+            return status_response(
+                400,
+                "BadRequest",
+                &format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    main.join(" ")
+                ),
+            );
+        }
+        None => main.first().copied().unwrap_or_default(),
+    };
+    let text = lock(&shared.logs)
+        .get(&(pod_key.to_owned(), chosen.to_owned()))
+        .cloned()
+        .unwrap_or_default();
+    Response::builder()
+        .header("content-type", "text/plain")
+        .body(full(text))
+        .unwrap_or_default()
+}
+
 fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
     if r.path == "/version" {
         return json_response(
@@ -361,17 +721,20 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
             &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0"}),
         );
     }
-    let key = storage_key(&r.path);
-    if !SERVED.iter().any(|prefix| key.starts_with(prefix)) {
-        return status_response(
-            404,
-            "NotFound",
-            &format!(
-                "the server could not find the requested resource ({method} {})",
-                r.path
-            ),
-        );
+    let served = lock(&shared.served).clone();
+    if method == Method::GET
+        && (r.path == "/api"
+            || (r.path.starts_with("/apis/") && r.path[6..].split('/').count() == 1))
+    {
+        return discovery(&served, &r.path).map_or_else(page_not_found, |v| json_response(200, &v));
     }
+    if !served
+        .iter()
+        .any(|prefix| r.path.starts_with(prefix.as_str()))
+    {
+        return page_not_found();
+    }
+    let key = storage_key(&r.path);
     let is_collection = key
         .rsplit('/')
         .next()
@@ -391,6 +754,13 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
                 &json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": items}),
             )
         }
+        ("GET", false) if key.ends_with("/log") => {
+            let pod_key = parent(&key);
+            let Some(pod) = objects.get(pod_key) else {
+                return not_found(pod_key);
+            };
+            pod_log(shared, pod_key, pod, r.param("container"))
+        }
         ("GET", false) => {
             let Some(object) = objects.get_mut(&key) else {
                 return not_found(&r.path);
@@ -401,25 +771,79 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
             json_response(200, object)
         }
         ("DELETE", false) => match objects.remove(&key) {
-            Some(_) => json_response(
-                200,
-                &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
-            ),
+            Some(_) => {
+                lock(&shared.managers).remove(&key);
+                json_response(
+                    200,
+                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                )
+            }
             None => not_found(&r.path),
         },
         ("PATCH", false) if r.content_type.starts_with("application/apply-patch") => {
             let existing = objects.get(&key).cloned();
+            if existing.is_none()
+                && let Some(namespace) = namespace_of(&key)
+                && !objects.contains_key(&format!("/api/v1/namespaces/{namespace}"))
+            {
+                return json_response(
+                    404,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                            "message": format!("namespaces \"{namespace}\" not found"), "reason": "NotFound",
+                            "details": {"name": namespace, "kind": "namespaces"}, "code": 404}),
+                );
+            }
+            // What a manifest saved from `kubectl get -o yaml` carries: the
+            // API server refuses managedFields in an apply and treats a
+            // resourceVersion as a precondition.
+            if r.body["metadata"]["managedFields"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty())
+            {
+                return status_response(400, "BadRequest", "metadata.managedFields must be nil");
+            }
+            if let Some(wanted) = r.body["metadata"]["resourceVersion"].as_str()
+                && existing.as_ref().map(|e| &e["metadata"]["resourceVersion"])
+                    != Some(&Value::from(wanted))
+            {
+                return status_response(
+                    409,
+                    "Conflict",
+                    "Operation cannot be fulfilled: the object has been modified; please apply your changes to the latest version and try again",
+                );
+            }
+            let manager = r.param("fieldManager").unwrap_or_default().to_owned();
+            let mut all_managers = lock(&shared.managers);
+            let mut managers = all_managers.get(&key).cloned().unwrap_or_default();
             let mut merged = existing.clone().unwrap_or_else(|| json!({"metadata": {}}));
-            for (k, v) in r.body.as_object().into_iter().flatten() {
-                if k == "metadata" {
-                    for (mk, mv) in v.as_object().into_iter().flatten() {
-                        merged["metadata"][mk] = mv.clone();
-                    }
-                } else {
-                    merged[k] = v.clone();
+            let found = conflicts(&managers, &manager, &merged, &r.body);
+            if !found.is_empty() && r.param("force") != Some("true") {
+                return conflict_response(&r.path, &found);
+            }
+            for (owner, field) in &found {
+                if let Some(owned) = managers.get_mut(owner) {
+                    owned.retain(|o| !overlaps(o, field));
                 }
             }
-            if existing.as_ref() != Some(&merged) {
+            merge(&mut merged, &r.body);
+            // Fields this manager applied before and no longer does are
+            // removed, unless another owner keeps them.
+            let own = (manager.clone(), "Apply".to_owned(), String::new());
+            let applied = fields_of(&r.body);
+            for dropped in managers.get(&own).cloned().unwrap_or_default() {
+                let kept = applied.contains(&dropped)
+                    || managers
+                        .iter()
+                        .any(|(o, owned)| *o != own && owned.iter().any(|f| overlaps(f, &dropped)));
+                if !kept {
+                    remove_at(&mut merged, &dropped);
+                }
+            }
+            managers.insert(own, applied);
+            managers.retain(|_, owned| !owned.is_empty());
+            let custom = key.starts_with("/apis/networking.istio.io/");
+            let bump = custom && shared.bump_unchanged_custom.load(Ordering::SeqCst);
+            if existing.as_ref() != Some(&merged) || bump {
                 merged["metadata"]["resourceVersion"] = next_version().into();
                 // A spec change bumps the generation, as the API server does.
                 let generation = match &existing {
@@ -436,6 +860,7 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
             }
             if r.param("dryRun") != Some("All") {
                 objects.insert(key.clone(), merged.clone());
+                all_managers.insert(key.clone(), managers);
             }
             json_response(if existing.is_some() { 200 } else { 201 }, &merged)
         }
@@ -462,6 +887,17 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
                 }
                 patched["metadata"]["resourceVersion"] = next_version().into();
             }
+            let owner = (
+                r.param("fieldManager").unwrap_or("unknown").to_owned(),
+                "Update".to_owned(),
+                String::new(),
+            );
+            record_update(
+                lock(&shared.managers).entry(key.clone()).or_default(),
+                owner,
+                object,
+                &patched,
+            );
             *object = patched.clone();
             json_response(200, &patched)
         }

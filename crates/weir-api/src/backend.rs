@@ -137,8 +137,12 @@ pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, BackendError
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<String, BackendError>> + Send>>;
 
 /// What part of a pod's log to show, as kubectl's `logs` flags say.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogOptions {
+    /// The container (`-c`); see [`log_containers`] for the default.
+    pub container: Option<String>,
+    /// Every container's log, init containers first (`--all-containers`).
+    pub all_containers: bool,
     /// Keep the stream open for new lines (`-f`).
     pub follow: bool,
     /// Start with only the last this many lines (`--tail`).
@@ -147,6 +151,68 @@ pub struct LogOptions {
     pub since: Option<std::time::Duration>,
     /// Each line with its timestamp (`--timestamps`).
     pub timestamps: bool,
+}
+
+/// Containers injected beside the application, skipped when choosing the
+/// container whose log a pod shows by default.
+pub const SIDECAR_CONTAINERS: [&str; 3] = ["istio-proxy", "istio-validation", "linkerd-proxy"];
+
+/// The annotation that names a pod's default container, as kubectl reads it.
+pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
+/// Which containers' logs `options` asks for, given the pod (as the API
+/// returns it): the one named with `-c` (init containers included); all of
+/// them, init containers first, with `--all-containers`; otherwise the one
+/// the default-container annotation names, else the first that is not a
+/// known sidecar, else the first. An API server refuses a log request
+/// without a container for a pod of several (400); kubectl chooses so.
+pub fn log_containers(
+    pod: &serde_json::Value,
+    options: &LogOptions,
+) -> Result<Vec<String>, String> {
+    let names = |field: &str| -> Vec<String> {
+        pod["spec"][field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let containers = names("containers");
+    let init = names("initContainers");
+    let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    if let Some(wanted) = &options.container {
+        return if containers.contains(wanted) || init.contains(wanted) {
+            Ok(vec![wanted.clone()])
+        } else {
+            Err(format!(
+                "container {wanted} is not valid for pod {pod_name} (it has: {})",
+                init.iter()
+                    .chain(&containers)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        };
+    }
+    if options.all_containers {
+        return Ok(init.into_iter().chain(containers).collect());
+    }
+    let annotated = pod["metadata"]["annotations"][DEFAULT_CONTAINER_ANNOTATION]
+        .as_str()
+        .filter(|name| containers.iter().any(|c| c == name));
+    let chosen = annotated
+        .map(str::to_owned)
+        .or_else(|| {
+            containers
+                .iter()
+                .find(|c| !SIDECAR_CONTAINERS.contains(&c.as_str()))
+                .cloned()
+        })
+        .or_else(|| containers.first().cloned());
+    chosen
+        .map(|c| vec![c])
+        .ok_or_else(|| format!("pod {pod_name} has no containers"))
 }
 
 /// The operations the CLI needs from whatever runs the walkthrough.
@@ -230,4 +296,86 @@ pub trait Backend: Send + Sync {
 
     /// The namespace used where a command names none.
     fn default_namespace(&self) -> &str;
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod(containers: &[&str], init: &[&str], default: Option<&str>) -> serde_json::Value {
+        let list = |names: &[&str]| names.iter().map(|n| json!({"name": n})).collect::<Vec<_>>();
+        let mut pod = json!({"metadata": {"name": "my-app-v1-a"}, "spec": {
+            "containers": list(containers), "initContainers": list(init)}});
+        if let Some(d) = default {
+            pod["metadata"]["annotations"] = json!({ DEFAULT_CONTAINER_ANNOTATION: d });
+        }
+        pod
+    }
+
+    #[test]
+    fn the_container_whose_log_is_shown_is_chosen_as_kubectl_chooses() {
+        let options = |container: Option<&str>, all: bool| LogOptions {
+            container: container.map(str::to_owned),
+            all_containers: all,
+            ..LogOptions::default()
+        };
+        let injected = pod(&["istio-proxy", "my-app"], &["istio-init"], None);
+        /// A pod, the options, and the containers read (or the refusal).
+        type Case<'a> = (
+            &'a serde_json::Value,
+            LogOptions,
+            Result<Vec<&'a str>, &'a str>,
+        );
+        let cases: [Case; 8] = [
+            (
+                &pod(&["my-app"], &[], None),
+                options(None, false),
+                Ok(vec!["my-app"]),
+            ),
+            (&injected, options(None, false), Ok(vec!["my-app"])),
+            (
+                &pod(&["my-app", "istio-proxy"], &[], Some("istio-proxy")),
+                options(None, false),
+                Ok(vec!["istio-proxy"]),
+            ),
+            // An annotation naming no container is ignored, as kubectl does.
+            (
+                &pod(&["istio-proxy", "my-app"], &[], Some("gone")),
+                options(None, false),
+                Ok(vec!["my-app"]),
+            ),
+            (
+                &pod(&["istio-proxy"], &[], None),
+                options(None, false),
+                Ok(vec!["istio-proxy"]),
+            ),
+            (
+                &injected,
+                options(Some("istio-init"), false),
+                Ok(vec!["istio-init"]),
+            ),
+            (
+                &injected,
+                options(None, true),
+                Ok(vec!["istio-init", "istio-proxy", "my-app"]),
+            ),
+            (
+                &injected,
+                options(Some("app"), false),
+                Err(
+                    "container app is not valid for pod my-app-v1-a (it has: istio-init, istio-proxy, my-app)",
+                ),
+            ),
+        ];
+        for (pod, options, expected) in cases {
+            let got = log_containers(pod, &options);
+            let expected = expected
+                .map(|v| v.into_iter().map(str::to_owned).collect::<Vec<_>>())
+                .map_err(str::to_owned);
+            assert_eq!(got, expected, "{options:?}");
+        }
+        assert!(log_containers(&pod(&[], &[], None), &LogOptions::default()).is_err());
+    }
 }

@@ -62,15 +62,21 @@ const META_IMPLEMENTED: &[&str] = &[
     "metadata.annotations",
 ];
 
-const META_CLUSTER_ONLY: &[&str] = &[
+const META_CLUSTER_ONLY: &[&str] = &["metadata.finalizers", "metadata.ownerReferences"];
+
+/// Fields the API server sets and a manifest should not: they appear when a
+/// manifest is saved from `kubectl get -o yaml`. Sent on, they are refused
+/// (`managedFields`) or act as a precondition (`resourceVersion`), so weir
+/// warns and drops them before sending an object to a cluster.
+pub const SERVER_SET_FIELDS: &[&str] = &[
     "metadata.uid",
     "metadata.resourceVersion",
     "metadata.generation",
     "metadata.creationTimestamp",
+    "metadata.deletionTimestamp",
+    "metadata.deletionGracePeriodSeconds",
     "metadata.managedFields",
     "metadata.selfLink",
-    "metadata.finalizers",
-    "metadata.ownerReferences",
     "status",
 ];
 
@@ -253,6 +259,7 @@ const GATEWAY_REFUSED: &[&str] = &["spec.servers[].tls", "spec.servers[].default
 struct Tables {
     implemented: Vec<PathPattern>,
     cluster_only: Vec<PathPattern>,
+    server_set: Vec<PathPattern>,
     refused: Vec<PathPattern>,
 }
 
@@ -308,6 +315,7 @@ fn tables(schema: Schema) -> Tables {
     Tables {
         implemented: patterns(&implemented_lists),
         cluster_only: patterns(&[META_CLUSTER_ONLY, cluster_only]),
+        server_set: patterns(&[SERVER_SET_FIELDS]),
         refused: patterns(&[refused]),
     }
 }
@@ -328,11 +336,19 @@ pub fn check(schema: Schema, positions: &Positions, ignored: &[FieldPath]) -> Ve
             .iter()
             .any(|p| p.covers(path) || p.passes_through(path));
         let cluster_only = tables.cluster_only.iter().any(|p| p.covers(path));
-        if implemented && !unknown_to_type && !cluster_only {
+        let server_set = tables.server_set.iter().any(|p| p.covers(path));
+        if implemented && !unknown_to_type && !cluster_only && !server_set {
             continue;
         }
         let name = crate::yaml::last_key(path);
-        let (severity, message) = if cluster_only {
+        let (severity, message) = if server_set {
+            (
+                Severity::Warning,
+                format!(
+                    "{name:?} is set by the API server, not by a manifest (saved from `kubectl get -o yaml`?): weir drops it"
+                ),
+            )
+        } else if cluster_only {
             (
                 Severity::Warning,
                 "only matters on a Kubernetes cluster; weir's embedded runtime ignores it"

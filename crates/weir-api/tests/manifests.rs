@@ -48,7 +48,7 @@ fn bad_manifests_give_their_exact_diagnostics() {
 }
 
 #[test]
-fn the_walkthrough_manifests_load_verbatim_with_two_warnings() {
+fn the_walkthrough_manifests_load_verbatim_with_four_warnings() {
     let manifests = load_paths(&[examples()]).expect("the walkthrough's manifests load");
     let kinds: Vec<(Kind, &str)> = manifests
         .resources()
@@ -67,20 +67,31 @@ fn the_walkthrough_manifests_load_verbatim_with_two_warnings() {
             (Kind::DestinationRule, "my-app"),
         ]
     );
-    // The only warnings: the HPAs' extensions/v1beta1 scale target.
+    // The only warnings: each Deployment's replicas under an HPA, and the
+    // HPAs' extensions/v1beta1 scale target.
     let warnings: Vec<String> = manifests
         .warnings
         .iter()
-        .map(|w| format!("{}:{} {}", w.pos.line, w.pos.column, w.field))
+        .map(|w| {
+            let file = w.pos.file.file_name().unwrap().to_string_lossy();
+            format!("{file}:{}:{} {}", w.pos.line, w.pos.column, w.field)
+        })
         .collect();
     assert_eq!(
         warnings,
         vec![
-            "9:5 spec.scaleTargetRef.apiVersion",
-            "22:5 spec.scaleTargetRef.apiVersion"
+            "app-v1.yaml:23:3 spec.replicas",
+            "app-v2.yaml:8:3 spec.replicas",
+            "hpa.yaml:9:5 spec.scaleTargetRef.apiVersion",
+            "hpa.yaml:22:5 spec.scaleTargetRef.apiVersion"
         ]
     );
-    assert!(manifests.warnings[0].message.contains("FailedGetScale"));
+    assert!(
+        manifests.warnings[0]
+            .message
+            .contains("HorizontalPodAutoscaler \"my-app-v1\"")
+    );
+    assert!(manifests.warnings[2].message.contains("FailedGetScale"));
     assert_eq!(
         manifests
             .images
@@ -202,7 +213,6 @@ apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: web
-  uid: 0d1f
 spec:
   revisionHistoryLimit: 3
   selector:
@@ -230,7 +240,6 @@ spec:
     assert_eq!(
         warned,
         vec![
-            "metadata.uid",
             "spec.revisionHistoryLimit",
             "spec.template.spec.nodeSelector",
             "spec.template.spec.containers[0].imagePullPolicy",
@@ -240,6 +249,46 @@ spec:
     );
     // Warnings for the embedded runtime only: not repeated when applying to a cluster.
     assert!(manifests.warnings.iter().all(|w| w.embedded_only));
+}
+
+#[test]
+fn what_the_api_server_sets_warns_on_every_backend_and_loads() {
+    let text = "\
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  uid: 0d1f
+  resourceVersion: \"4711\"
+  creationTimestamp: \"2026-11-28T08:00:00Z\"
+  managedFields: [{manager: kubectl, operation: Update}]
+spec:
+  ports: [{port: 80}]
+status:
+  loadBalancer: {}
+";
+    let manifests = load_str(Path::new("web.yaml"), text).unwrap();
+    let mut warned: Vec<(usize, String, bool)> = manifests
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("is set by the API server"))
+        .map(|w| (w.pos.line, w.field.to_string(), w.embedded_only))
+        .collect();
+    warned.sort();
+    let expected = [
+        (5, "metadata.uid"),
+        (6, "metadata.resourceVersion"),
+        (7, "metadata.creationTimestamp"),
+        (8, "metadata.managedFields"),
+        (11, "status"),
+    ];
+    assert_eq!(
+        warned,
+        expected
+            .iter()
+            .map(|(line, field)| (*line, (*field).to_owned(), false))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]

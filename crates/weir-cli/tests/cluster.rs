@@ -221,6 +221,19 @@ async fn a_cluster_is_not_told_what_only_the_embedded_runtime_needs() {
 async fn apply_into_another_namespace_with_n() {
     let s = setup().await;
     let file = examples().join("istio.yaml").display().to_string();
+    // A namespace that does not exist: the API server refuses to create in
+    // it, and weir says so (exit 2) instead of "not found".
+    let out = s.weir(&["apply", "-f", &file, "-n", "canary"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("namespace \"canary\" does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+    s.mock.put(
+        "/api/v1/namespaces/canary",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "canary"}}),
+    );
     let out = s.weir(&["apply", "-f", &file, "-n", "canary"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
@@ -531,15 +544,28 @@ async fn top_reads_gateway_metrics_pod_cpu_and_hpa_status() {
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_follow_the_pod_log() {
     let s = setup().await;
-    s.mock.on(
-        "GET",
-        "/api/v1/namespaces/default/pods/my-app-v1-a/log",
-        Reply::Text(200, "{\"msg\":\"listening\"}\n".into()),
-        None,
+    let pod = "/api/v1/namespaces/default/pods/my-app-v1-a";
+    s.mock.put(
+        pod,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "my-app-v1-a"},
+        "spec": {"containers": [{"name": "my-app"}, {"name": "istio-proxy"}]}}),
     );
+    s.mock.set_log(pod, "my-app", "{\"msg\":\"listening\"}\n");
+    s.mock.set_log(pod, "istio-proxy", "envoy ready\n");
     let out = s.weir(&["logs", "my-app-v1-a"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "{\"msg\":\"listening\"}\n");
+    let out = s.weir(&["logs", "my-app-v1-a", "-c", "istio-proxy"]).await;
+    assert_eq!(text(&out.stdout), "envoy ready\n");
+    let out = s.weir(&["logs", "my-app-v1-a", "--all-containers"]).await;
+    assert_eq!(text(&out.stdout), "{\"msg\":\"listening\"}\nenvoy ready\n");
+    let out = s.weir(&["logs", "my-app-v1-a", "-c", "app"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("container app is not valid"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -615,10 +641,17 @@ async fn doctor_passes_on_a_ready_cluster_and_names_each_fix() {
     for fix in [
         "fix: istioctl install --set profile=demo -y",
         "fix: minikube addons enable metrics-server",
-        "fix: kubectl create namespace default && kubectl label namespace default istio-injection=enabled",
+        // The namespace exists (as on every cluster) but is not labelled.
+        "fix: kubectl label namespace default istio-injection=enabled",
     ] {
         assert!(stdout.contains(fix), "{fix} in {stdout}");
     }
+    let out = s.weir(&["doctor", "-n", "canary"]).await;
+    assert!(
+        text(&out.stdout).contains("fix: kubectl create namespace canary && kubectl label namespace canary istio-injection=enabled"),
+        "{}",
+        text(&out.stdout)
+    );
     s.mock.on(
         "GET",
         "/version",

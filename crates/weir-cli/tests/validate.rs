@@ -27,7 +27,10 @@ fn the_walkthrough_validates_one_line_per_resource() {
         "{stdout}"
     );
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.matches("warning:").count(), 2, "{stderr}");
+    assert_eq!(stderr.matches("warning:").count(), 4, "{stderr}");
+    assert!(stderr.contains(
+        "examples/canary-istio/app-v1.yaml:23:3: warning: deployment.apps/my-app-v1: spec.replicas:"
+    ));
     assert!(stderr.contains("examples/canary-istio/hpa.yaml:9:5: warning:"));
 }
 

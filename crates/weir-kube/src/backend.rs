@@ -6,23 +6,22 @@ use std::time::Duration;
 
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{
-    Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams,
-    WatchEvent as KubeWatchEvent, WatchParams,
-};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams};
 use kube::core::{ApiResource, ObjectList};
+use kube::runtime::{WatchStreamExt, watcher};
 use weir_api::backend::{
     ApplyOutcome, Backend, BackendError, LiveObject, LogOptions, LogStream, RouteChange,
-    RuleSelector, WatchEvent, WatchStream,
+    RuleSelector, WatchEvent, WatchStream, log_containers,
 };
 use weir_api::load::Manifests;
 use weir_api::resource::{Kind, ObjectRef};
 
 use crate::cluster::Connection;
-use crate::errors::Call;
-use crate::kinds::{read_resource, write_resource};
-use crate::manifests::{ApplyOptions, Outgoing, outgoing};
+use crate::errors::{self, Call, Failure};
+use crate::kinds::{ISTIO_GROUP, read_resource, write_resource};
+use crate::manifests::{ApplyOptions, Outgoing, apply_outcome, outgoing};
 use crate::route::{ConfirmOptions, confirm, weight_patch};
+use crate::watch::{Change, Seen};
 
 /// The field manager of every change weir makes (server-side apply and patches).
 pub const FIELD_MANAGER: &str = "weir";
@@ -35,7 +34,14 @@ pub struct KubeBackend {
     pub(crate) timeout: Duration,
     apply: ApplyOptions,
     confirm: ConfirmOptions,
+    /// The server-side timeout of one watch request (kubectl's 290 s, by
+    /// default); the watcher reconnects after it, and treats a watch that
+    /// is silent for 5 s longer as a dropped connection.
+    watch_timeout: u32,
 }
+
+/// kubectl's watch timeout, seconds.
+pub const WATCH_TIMEOUT_SECONDS: u32 = 290;
 
 impl KubeBackend {
     /// A backend over this connection.
@@ -50,7 +56,14 @@ impl KubeBackend {
             timeout,
             apply,
             confirm,
+            watch_timeout: WATCH_TIMEOUT_SECONDS,
         }
+    }
+
+    /// The same backend with another server-side watch timeout (seconds).
+    pub fn with_watch_timeout(mut self, seconds: u32) -> Self {
+        self.watch_timeout = seconds;
+        self
     }
 
     /// The same backend with another default namespace (`-n`): where
@@ -67,22 +80,113 @@ impl KubeBackend {
         }
     }
 
-    /// Runs one API call with the request timeout.
+    /// Runs one API call with the request timeout; a failure is read as
+    /// the API server means it ([`crate::errors`]).
     pub(crate) async fn timed<T>(
         &self,
         object: Option<&ObjectRef>,
         what: &str,
         call: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, BackendError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => result.map_err(|e| self.call(object).error(e)),
-            Err(_) => Err(BackendError::Timeout(
+        let resource = object.map(|o| read_resource(o.kind));
+        self.timed_at(resource.as_ref(), object, what, call).await
+    }
+
+    /// As [`KubeBackend::timed`], for a call at `resource` (the version an
+    /// object is written at, when it is not the one weir reads it at).
+    pub(crate) async fn timed_at<T>(
+        &self,
+        resource: Option<&ApiResource>,
+        object: Option<&ObjectRef>,
+        what: &str,
+        call: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, BackendError> {
+        match self.within_timeout(what, call).await? {
+            Ok(value) => Ok(value),
+            Err(e) => Err(self.failure(resource, object, e).await),
+        }
+    }
+
+    /// The call's own answer, or a timeout when the API server gives none in
+    /// time. The client does not retry (`cluster::connect`), so a 503 from an
+    /// aggregated API comes back at once.
+    pub(crate) async fn within_timeout<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<Result<T, kube::Error>, BackendError> {
+        tokio::time::timeout(self.timeout, call).await.map_err(|_| {
+            BackendError::Timeout(
                 self.timeout,
                 format!(
                     "{what} ({}): the API server did not answer",
                     self.conn.server
                 ),
+            )
+        })
+    }
+
+    /// A failed call as weir's error. A URL the server does not serve at all
+    /// is explained from discovery: the group missing (its CRDs are not
+    /// installed) or served at other versions.
+    pub(crate) async fn failure(
+        &self,
+        resource: Option<&ApiResource>,
+        object: Option<&ObjectRef>,
+        e: kube::Error,
+    ) -> BackendError {
+        match (e, resource) {
+            (kube::Error::Api(status), Some(resource))
+                if errors::classify(&status) == Failure::PathNotServed =>
+            {
+                self.not_served(resource, object).await
+            }
+            (e, _) => self.call(object).error(e),
+        }
+    }
+
+    async fn not_served(&self, resource: &ApiResource, object: Option<&ObjectRef>) -> BackendError {
+        let about = object.map_or_else(|| resource.plural.clone(), ToString::to_string);
+        let group = if resource.group.is_empty() {
+            "the core API".to_owned()
+        } else {
+            format!("the API group {}", resource.group)
+        };
+        let group_path = if resource.group.is_empty() {
+            "/api".to_owned()
+        } else {
+            format!("/apis/{}", resource.group)
+        };
+        let missing_crd = match resource.group.as_str() {
+            ISTIO_GROUP => {
+                "Istio's CRDs are not installed (install Istio; `weir doctor` says what the cluster lacks)"
+            }
+            _ => "its CRD is not installed",
+        };
+        match self.get_json_opt(&group_path).await {
+            Ok(None) => BackendError::Failed(format!(
+                "{about}: {} does not serve {group}: {missing_crd}",
+                self.conn.server
             )),
+            Ok(Some(served)) => {
+                let versions: Vec<&str> = served["versions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v["version"].as_str().or_else(|| v.as_str()))
+                    .collect();
+                BackendError::Failed(format!(
+                    "{about}: {} serves {group} at {}, not {}: write an apiVersion it serves",
+                    self.conn.server,
+                    if versions.is_empty() {
+                        "no version".to_owned()
+                    } else {
+                        versions.join(", ")
+                    },
+                    resource.version
+                ))
+            }
+            Err(e) => e,
         }
     }
 
@@ -110,7 +214,11 @@ impl KubeBackend {
                 Err(e) => Err(e),
             }
         };
-        self.timed(None, &format!("GET {path}"), call).await
+        // Not `timed`: its failure path asks discovery through this very
+        // call, and a raw path has no API resource to explain anyway.
+        self.within_timeout(&format!("GET {path}"), call)
+            .await?
+            .map_err(|e| self.call(None).error(e))
     }
 
     /// A raw GET of an API path, as text.
@@ -124,22 +232,42 @@ impl KubeBackend {
         .await
     }
 
+    /// Server-side apply of one object as weir. A conflict only with what
+    /// the file should win over ([`errors::file_wins`]) is applied again
+    /// with force; any other needs `--force-conflicts`.
     async fn apply_one(&self, o: &Outgoing, dry_run: bool) -> Result<DynamicObject, BackendError> {
-        let mut params = PatchParams::apply(FIELD_MANAGER).validation_strict();
-        params.force = self.apply.force_conflicts;
-        params.dry_run = dry_run;
-        let api = self.api(
-            &write_resource(&o.api_version, o.object.kind),
-            &o.object.namespace,
-        );
+        let resource = write_resource(&o.api_version, o.object.kind);
+        let api = self.api(&resource, &o.object.namespace);
         let what = format!("apply {}", o.object);
-        self.timed(
-            Some(&o.object),
-            &what,
-            api.patch(&o.object.name, &params, &Patch::Apply(&o.body)),
-        )
-        .await
-        .map_err(|e| at_source(e, o))
+        let params = |force: bool| {
+            let mut params = PatchParams::apply(FIELD_MANAGER).validation_strict();
+            params.force = force;
+            params.dry_run = dry_run;
+            params
+        };
+        let first = params(self.apply.force_conflicts);
+        let answer = self
+            .within_timeout(
+                &what,
+                api.patch(&o.object.name, &first, &Patch::Apply(&o.body)),
+            )
+            .await?;
+        let result = match answer {
+            Err(kube::Error::Api(status))
+                if errors::file_wins(&status, FIELD_MANAGER, o.scaled_by_hpa) =>
+            {
+                self.timed_at(
+                    Some(&resource),
+                    Some(&o.object),
+                    &what,
+                    api.patch(&o.object.name, &params(true), &Patch::Apply(&o.body)),
+                )
+                .await
+            }
+            Err(e) => Err(self.failure(Some(&resource), Some(&o.object), e).await),
+            Ok(applied) => Ok(applied),
+        };
+        result.map_err(|e| at_source(e, o))
     }
 }
 
@@ -179,10 +307,6 @@ fn live(kind: Kind, resource: &ApiResource, object: DynamicObject) -> LiveObject
     }
 }
 
-fn resource_version(o: &DynamicObject) -> Option<&str> {
-    o.metadata.resource_version.as_deref()
-}
-
 impl Backend for KubeBackend {
     /// Each object's document is sent as it was loaded.
     async fn apply(
@@ -202,22 +326,13 @@ impl Backend for KubeBackend {
                 )
                 .await?;
             self.apply_one(o, true).await?;
-            before.push(
-                existing
-                    .as_ref()
-                    .and_then(resource_version)
-                    .map(str::to_owned),
-            );
+            before.push(existing.and_then(|e| serde_json::to_value(e).ok()));
         }
         let mut outcomes = Vec::with_capacity(outgoing.len());
         for (o, before) in outgoing.iter().zip(before) {
             let applied = self.apply_one(o, false).await?;
-            let outcome = match (before.as_deref(), resource_version(&applied)) {
-                (None, _) => ApplyOutcome::Created,
-                (Some(a), Some(b)) if a == b => ApplyOutcome::Unchanged,
-                _ => ApplyOutcome::Configured,
-            };
-            outcomes.push((o.object.clone(), outcome));
+            let applied = serde_json::to_value(&applied).unwrap_or_default();
+            outcomes.push((o.object.clone(), apply_outcome(before.as_ref(), &applied)));
         }
         Ok(outcomes)
     }
@@ -265,27 +380,60 @@ impl Backend for KubeBackend {
             .collect())
     }
 
+    /// Lists, then follows with kube's watcher: it re-watches when the
+    /// server ends a watch, relists after 410 Gone or a dropped or idle
+    /// connection (idle: the watch timeout plus 5 s), with backoff; a
+    /// relist reports what changed meanwhile, deletions included
+    /// ([`Seen`]). Refusals (401, 403, 404) end the stream with the error;
+    /// other failures are retried.
     async fn watch(&self, kind: Kind, namespace: &str) -> Result<WatchStream, BackendError> {
         let (api, resource, list) = self.list_at(kind, namespace).await?;
-        let version = list.metadata.resource_version.clone().unwrap_or_default();
-        let (tx, rx) = futures::channel::mpsc::channel(64);
-        let backend = self.clone();
-        tokio::spawn(async move {
-            let mut tx = tx;
-            for o in list.items {
-                if futures::SinkExt::send(
-                    &mut tx,
-                    Ok(WatchEvent::Applied(live(kind, &resource, o))),
-                )
-                .await
-                .is_err()
-                {
-                    return;
-                }
-            }
-            backend.follow(api, resource, kind, version, tx).await;
+        let mut seen = Seen::of(list.items.iter().cloned());
+        let first: Vec<Result<WatchEvent, BackendError>> = list
+            .items
+            .into_iter()
+            .map(|o| Ok(WatchEvent::Applied(live(kind, &resource, o))))
+            .collect();
+        let first = futures::stream::iter(first);
+        let config = watcher::Config {
+            timeout: Some(self.watch_timeout),
+            ..watcher::Config::default()
+        };
+        let call = self.call(None);
+        let server = call.server.to_owned();
+        let changes = watcher::watcher(api, config)
+            .default_backoff()
+            .filter_map(move |event| {
+                let resource = resource.clone();
+                let out: Option<Vec<Result<WatchEvent, BackendError>>> = match event {
+                    Ok(event) => Some(
+                        seen.step(event)
+                            .into_iter()
+                            .map(|change| {
+                                Ok(match change {
+                                    Change::Applied(o) => {
+                                        WatchEvent::Applied(live(kind, &resource, o))
+                                    }
+                                    Change::Deleted(o) => {
+                                        WatchEvent::Deleted(live(kind, &resource, o))
+                                    }
+                                })
+                            })
+                            .collect(),
+                    ),
+                    Err(e) => refusal(&e, &server).map(|e| vec![Err(e)]),
+                };
+                futures::future::ready(out.map(futures::stream::iter))
+            })
+            .flatten();
+        // A refusal ends the stream after it is reported.
+        let mut ended = false;
+        let changes = changes.take_while(move |item| {
+            let go = !ended;
+            ended = item.is_err();
+            futures::future::ready(go)
         });
-        Ok(Box::pin(rx))
+        Ok(Box::pin(first.chain(changes)))
     }
 
     async fn set_route_weights(
@@ -308,24 +456,32 @@ impl Backend for KubeBackend {
             ..PatchParams::default()
         };
         let what = format!("patch {virtual_service}");
-        let patched = self
-            .timed(
-                Some(virtual_service),
+        let patched = match self
+            .within_timeout(
                 &what,
                 api.patch(&virtual_service.name, &params, &Patch::Json::<()>(patch)),
             )
-            .await
-            .map_err(|e| match e {
-                // A failed `test`: the rule changed between weir's read and its patch.
-                BackendError::Invalid(reasons) => BackendError::Conflict {
+            .await?
+        {
+            Ok(patched) => patched,
+            // A failed `test` (a 422 without causes): the rule changed
+            // between weir's read and its patch. A webhook's refusal (400) or
+            // the schema's (422 with causes) is the user's input, exit 2.
+            Err(kube::Error::Api(status)) if errors::classify(&status) == Failure::TestFailed => {
+                return Err(BackendError::Conflict {
                     object: virtual_service.clone(),
                     reason: format!(
                         "its destinations changed while weir was changing them; nothing was changed, run the command again ({})",
-                        reasons.join("; ")
+                        status.message
                     ),
-                },
-                other => other,
-            })?;
+                });
+            }
+            Err(e) => {
+                return Err(self
+                    .failure(Some(&resource), Some(virtual_service), e)
+                    .await);
+            }
+        };
         let confirmed_by = confirm(
             self,
             &api,
@@ -344,33 +500,54 @@ impl Backend for KubeBackend {
         })
     }
 
+    /// The containers are chosen as kubectl chooses ([`log_containers`]):
+    /// an injected pod has `istio-proxy` too, and the API server refuses a
+    /// log request that names no container of several.
     async fn logs(&self, pod: &ObjectRef, options: &LogOptions) -> Result<LogStream, BackendError> {
-        let api: Api<Pod> = Api::namespaced(self.conn.client.clone(), &pod.namespace);
-        let params = LogParams {
-            follow: options.follow,
-            tail_lines: options
-                .tail_lines
-                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
-            since_seconds: options
-                .since
-                .map(|d| i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX)),
-            timestamps: options.timestamps,
-            ..LogParams::default()
+        let Some(live) = self.get(pod).await? else {
+            return Err(BackendError::NotFound(pod.clone()));
         };
-        let reader = self
-            .timed(
-                Some(pod),
-                &format!("logs of {pod}"),
-                api.log_stream(&pod.name, &params),
-            )
-            .await?;
-        let server = self.conn.server.clone();
-        Ok(Box::pin(reader.lines().map_ok(|line| line + "\n").map_err(
-            move |e| BackendError::Unreachable {
-                what: server.clone(),
-                reason: format!("the log stream broke: {e}"),
-            },
-        )))
+        let containers =
+            log_containers(&live.object, options).map_err(|m| BackendError::Invalid(vec![m]))?;
+        let api: Api<Pod> = Api::namespaced(self.conn.client.clone(), &pod.namespace);
+        let mut streams = Vec::with_capacity(containers.len());
+        for container in containers {
+            let params = LogParams {
+                container: Some(container.clone()),
+                follow: options.follow,
+                tail_lines: options
+                    .tail_lines
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                since_seconds: options
+                    .since
+                    .map(|d| i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX)),
+                timestamps: options.timestamps,
+                ..LogParams::default()
+            };
+            let reader = self
+                .timed(
+                    Some(pod),
+                    &format!("logs of {pod} container {container}"),
+                    api.log_stream(&pod.name, &params),
+                )
+                .await?;
+            let server = self.conn.server.clone();
+            let lines: LogStream =
+                Box::pin(reader.lines().map_ok(|line| line + "\n").map_err(move |e| {
+                    BackendError::Unreachable {
+                        what: server.clone(),
+                        reason: format!("the log stream broke: {e}"),
+                    }
+                }));
+            streams.push(lines);
+        }
+        // Followed logs of several containers interleave as lines arrive;
+        // otherwise each container's log follows the previous one's.
+        Ok(if options.follow {
+            Box::pin(futures::stream::select_all(streams))
+        } else {
+            Box::pin(futures::stream::iter(streams).flatten())
+        })
     }
 
     /// The first address of `istio-system/istio-ingressgateway` that accepts connections.
@@ -404,7 +581,9 @@ impl Backend for KubeBackend {
 
     /// From `metrics.k8s.io`.
     async fn pod_cpu(&self, namespace: &str) -> Result<BTreeMap<String, i64>, BackendError> {
-        self.metrics_pod_cpu(namespace).await
+        self.metrics_pod_cpu(namespace)
+            .await?
+            .map_err(|unavailable| BackendError::Failed(unavailable.message()))
     }
 
     fn default_namespace(&self) -> &str {
@@ -433,84 +612,18 @@ impl KubeBackend {
     }
 }
 
-type EventSender = futures::channel::mpsc::Sender<Result<WatchEvent, BackendError>>;
-
-impl KubeBackend {
-    /// Follows changes from `version` on, re-watching when the server ends a
-    /// watch and re-listing when the version has expired (410 Gone), until
-    /// the receiver is dropped.
-    async fn follow(
-        &self,
-        api: Api<DynamicObject>,
-        resource: ApiResource,
-        kind: Kind,
-        mut version: String,
-        mut tx: EventSender,
-    ) {
-        use futures::SinkExt;
-        loop {
-            let params = WatchParams::default().timeout(290);
-            let stream = match api.watch(&params, &version).await {
-                Ok(stream) => stream,
-                Err(e) => {
-                    let _ = tx.send(Err(self.call(None).error(e))).await;
-                    return;
-                }
-            };
-            let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.next().await {
-                let event = match event {
-                    Ok(KubeWatchEvent::Added(o) | KubeWatchEvent::Modified(o)) => {
-                        version = resource_version(&o).unwrap_or(&version).to_owned();
-                        WatchEvent::Applied(live(kind, &resource, o))
-                    }
-                    Ok(KubeWatchEvent::Deleted(o)) => {
-                        version = resource_version(&o).unwrap_or(&version).to_owned();
-                        WatchEvent::Deleted(live(kind, &resource, o))
-                    }
-                    Ok(KubeWatchEvent::Bookmark(b)) => {
-                        version = b.metadata.resource_version;
-                        continue;
-                    }
-                    Ok(KubeWatchEvent::Error(status)) if status.code == 410 => {
-                        match api.list(&ListParams::default()).await {
-                            Ok(list) => {
-                                version = list.metadata.resource_version.unwrap_or_default();
-                                for o in list.items {
-                                    if tx
-                                        .send(Ok(WatchEvent::Applied(live(kind, &resource, o))))
-                                        .await
-                                        .is_err()
-                                    {
-                                        return;
-                                    }
-                                }
-                                break;
-                            }
-                            Err(e) => {
-                                let _ = tx.send(Err(self.call(None).error(e))).await;
-                                return;
-                            }
-                        }
-                    }
-                    Ok(KubeWatchEvent::Error(status)) => {
-                        let _ = tx
-                            .send(Err(self.call(None).error(kube::Error::Api(status))))
-                            .await;
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(self.call(None).error(e))).await;
-                        return;
-                    }
-                };
-                if tx.send(Ok(event)).await.is_err() {
-                    return;
-                }
-            }
-            if tx.is_closed() {
-                return;
-            }
-        }
-    }
+/// A watcher failure that retrying cannot fix (the credentials, the kind
+/// not served), as weir's error; `None` for what the backoff retries.
+fn refusal(e: &watcher::Error, server: &str) -> Option<BackendError> {
+    let status = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status,
+        watcher::Error::WatchError(status) => status,
+        _ => return None,
+    };
+    let call = Call {
+        server,
+        object: None,
+    };
+    matches!(status.code, 401 | 403 | 404).then(|| call.status_error(status))
 }

@@ -87,6 +87,11 @@ pub async fn connect(
             BackendError::Invalid(vec![format!("kubeconfig context {context_name:?}: {e}")])
         })?;
     config.connect_timeout = Some(timeout.min(Duration::from_secs(10)));
+    // No retries of 429/503/504 inside the client: a 503 from an aggregated
+    // API whose server is not ready (metrics-server starting) would be
+    // retried until the request timeout, stalling `doctor` and every `top`
+    // refresh. Each caller decides what a failure means.
+    config.default_retry = false;
     let server = format!(
         "the Kubernetes API at {} (context {context_name:?})",
         config.cluster_url

@@ -153,7 +153,7 @@ async fn ingress(backend: &KubeBackend) -> Result<Check, BackendError> {
 
 async fn metrics_server(backend: &KubeBackend, namespace: &str) -> Result<Check, BackendError> {
     const NAME: &str = "metrics-server";
-    Ok(match backend.metrics_pod_cpu(namespace).await {
+    Ok(match backend.metrics_pod_cpu(namespace).await? {
         Ok(pods) => Check::pass(
             NAME,
             format!(
@@ -161,12 +161,7 @@ async fn metrics_server(backend: &KubeBackend, namespace: &str) -> Result<Check,
                 pods.len()
             ),
         ),
-        Err(BackendError::Failed(detail)) => Check::fail(
-            NAME,
-            detail,
-            "minikube addons enable metrics-server (kind: kubectl apply -f https://github.com/kubernetes-sigs/metrics-server/releases/latest/download/components.yaml, with --kubelet-insecure-tls)",
-        ),
-        Err(e) => return Err(e),
+        Err(unavailable) => Check::fail(NAME, unavailable.message(), unavailable.fix()),
     })
 }
 

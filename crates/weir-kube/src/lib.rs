@@ -13,6 +13,7 @@ pub mod kinds;
 pub mod manifests;
 pub mod route;
 pub mod usage;
+pub mod watch;
 
 pub use backend::{FIELD_MANAGER, KubeBackend};
 pub use cluster::{ClusterTarget, connect};

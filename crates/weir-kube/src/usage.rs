@@ -8,6 +8,7 @@ use weir_api::backend::BackendError;
 use weir_api::quantity::cpu_millis;
 
 use crate::backend::KubeBackend;
+use crate::errors::{self, Failure};
 
 /// Millicores per pod, summed over its containers, from a `PodMetricsList`.
 pub fn pod_cpu_from(list: &Value) -> BTreeMap<String, i64> {
@@ -28,18 +29,65 @@ pub fn pod_cpu_from(list: &Value) -> BTreeMap<String, i64> {
         .collect()
 }
 
+/// Why pod CPU cannot be read from the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetricsUnavailable {
+    /// `metrics.k8s.io` is not served: metrics-server is not installed.
+    NotServed,
+    /// It is registered but its server does not answer yet (503).
+    NotReady(String),
+}
+
+impl MetricsUnavailable {
+    /// What is wrong, for messages.
+    pub fn message(&self) -> String {
+        match self {
+            MetricsUnavailable::NotServed => "the resource metrics API (metrics.k8s.io) is not served: install metrics-server (minikube: `minikube addons enable metrics-server`); HPAs need it too".to_owned(),
+            MetricsUnavailable::NotReady(answer) => format!(
+                "the resource metrics API (metrics.k8s.io) is installed but not ready: the API server answered 503 ({answer}); HPAs cannot scale until it is"
+            ),
+        }
+    }
+
+    /// The command that fixes it.
+    pub fn fix(&self) -> &'static str {
+        match self {
+            MetricsUnavailable::NotServed => {
+                "minikube addons enable metrics-server (kind: kubectl apply -f https://github.com/kubernetes-sigs/metrics-server/releases/latest/download/components.yaml, with --kubelet-insecure-tls)"
+            }
+            MetricsUnavailable::NotReady(_) => {
+                "kubectl -n kube-system rollout status deployment/metrics-server, then kubectl -n kube-system logs deployment/metrics-server (on kind it needs --kubelet-insecure-tls)"
+            }
+        }
+    }
+}
+
 impl KubeBackend {
-    /// Millicores per pod of a namespace.
+    /// Millicores per pod of a namespace, or why the cluster cannot say.
     pub async fn metrics_pod_cpu(
         &self,
         namespace: &str,
-    ) -> Result<BTreeMap<String, i64>, BackendError> {
+    ) -> Result<Result<BTreeMap<String, i64>, MetricsUnavailable>, BackendError> {
         let path = format!("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods");
-        match self.get_json_opt(&path).await? {
-            Some(list) => Ok(pod_cpu_from(&list)),
-            None => Err(BackendError::Failed(
-                "the resource metrics API (metrics.k8s.io) is not served: install metrics-server (minikube: `minikube addons enable metrics-server`); HPAs need it too".into(),
-            )),
+        let request = http::Request::get(&path)
+            .body(Vec::new())
+            .map_err(|e| BackendError::Failed(format!("GET {path}: {e}")))?;
+        let answer = self
+            .within_timeout(
+                &format!("GET {path}"),
+                self.conn.client.request::<Value>(request),
+            )
+            .await?;
+        match answer {
+            Ok(list) => Ok(Ok(pod_cpu_from(&list))),
+            Err(kube::Error::Api(status)) => match errors::classify(&status) {
+                Failure::ObjectNotFound | Failure::PathNotServed => {
+                    Ok(Err(MetricsUnavailable::NotServed))
+                }
+                Failure::NotReady => Ok(Err(MetricsUnavailable::NotReady(status.message))),
+                _ => Err(self.call(None).status_error(&status)),
+            },
+            Err(e) => Err(self.call(None).error(e)),
         }
     }
 }

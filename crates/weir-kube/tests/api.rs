@@ -471,7 +471,8 @@ async fn watch_lists_then_follows() {
         &format!("{pods}/my-app-v1-a"),
         json!({"metadata": {"name": "my-app-v1-a"}, "status": {"phase": "Running"}}),
     );
-    mock.on("GET", pods, Reply::Json(200, json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "500"}, "items": [{"metadata": {"name": "my-app-v1-a", "resourceVersion": "499"}}]})), Some(1));
+    // weir's listing, then the watcher's own list, then its watch.
+    mock.on("GET", pods, Reply::Json(200, json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "500"}, "items": [{"metadata": {"name": "my-app-v1-a", "resourceVersion": "499"}}]})), Some(2));
     mock.on("GET", pods, Reply::Events(vec![
         json!({"type": "ADDED", "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "my-app-v2-b", "resourceVersion": "501"}}}),
         json!({"type": "DELETED", "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "my-app-v1-a", "resourceVersion": "502"}}}),
@@ -498,9 +499,10 @@ async fn watch_lists_then_follows() {
             "deleted my-app-v1-a"
         ]
     );
-    let watch = &mock.requests()[1];
+    let watch = &mock.requests()[2];
     assert_eq!(watch.param("watch"), Some("true"));
     assert_eq!(watch.param("resourceVersion"), Some("500"));
+    assert_eq!(watch.param("timeoutSeconds"), Some("290"));
 }
 
 #[tokio::test]
@@ -508,6 +510,10 @@ async fn logs_gateway_metrics_and_pod_cpu() {
     let mock = MockApiServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let backend = backend(&mock, &dir).await;
+    mock.put(
+        "/api/v1/namespaces/default/pods/my-app-v1-a",
+        json!({"metadata": {"name": "my-app-v1-a"}, "spec": {"containers": [{"name": "my-app"}]}}),
+    );
     mock.on(
         "GET",
         "/api/v1/namespaces/default/pods/my-app-v1-a/log",
@@ -526,7 +532,13 @@ async fn logs_gateway_metrics_and_pod_cpu() {
         .unwrap();
     assert_eq!(logs.next().await.unwrap().unwrap(), "first\n");
     assert_eq!(logs.next().await.unwrap().unwrap(), "second\n");
-    assert_eq!(mock.requests()[0].param("follow"), Some("true"));
+    let log = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/log"))
+        .unwrap();
+    assert_eq!(log.param("follow"), Some("true"));
+    assert_eq!(log.param("container"), Some("my-app"));
 
     let err = backend.pod_cpu("default").await.unwrap_err();
     assert!(err.to_string().contains("install metrics-server"), "{err}");

@@ -158,11 +158,18 @@ impl Backend for LocalBackend {
             .await?)
     }
 
-    /// The pod's log file, read and (with `follow`) tailed.
+    /// The pod's log file, read and (with `follow`) tailed. A pod here runs
+    /// one container; `-c` is checked against it as on a cluster.
     async fn logs(&self, pod: &ObjectRef, options: &LogOptions) -> Result<LogStream, BackendError> {
+        if options.container.is_some()
+            && let Some(live) = self.get(pod).await?
+        {
+            weir_api::backend::log_containers(&live.object, options)
+                .map_err(|m| BackendError::Invalid(vec![m]))?;
+        }
         let path = self.client.log_path(&pod.namespace, &pod.name).await?;
         let (tx, rx) = mpsc::channel(64);
-        let options = *options;
+        let options = options.clone();
         tokio::spawn(async move {
             use tokio::io::AsyncReadExt;
             let Ok(mut file) = tokio::fs::File::open(&path).await else {

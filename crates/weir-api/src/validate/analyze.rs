@@ -336,7 +336,14 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                         format!("Deployment {name:?} not found in these manifests"),
                     )),
                     None => {}
-                    Some((_, d)) => {
+                    Some((t, d)) => {
+                        if let Some(replicas) = d.spec.replicas {
+                            out.push(warn(
+                                t,
+                                FieldPath::parse("spec.replicas"),
+                                format!("replicas is set while HorizontalPodAutoscaler {:?} scales this Deployment: every apply sets the count back to {replicas} (the file wins, as with kubectl apply) until the HPA scales it again; leave replicas out and let the HPA own it, as the Kubernetes docs advise", o.resource.name()),
+                            ));
+                        }
                         for c in d
                             .spec
                             .template

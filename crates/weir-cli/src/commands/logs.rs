@@ -1,7 +1,9 @@
-//! `weir logs POD|pod/NAME|deployment/NAME [-f] [--tail N] [--since D]
-//! [--timestamps]`: a pod's
-//! stdout and stderr; for a Deployment, one of its pods, chosen as kubectl
-//! chooses (ready and running first, then the oldest), saying which.
+//! `weir logs POD|pod/NAME|deployment/NAME [-c CONTAINER | --all-containers]
+//! [-f] [--tail N] [--since D] [--timestamps]`: a pod's stdout and stderr;
+//! for a Deployment, one of its pods, chosen as kubectl chooses (ready and
+//! running first, then the oldest), saying which. Of a pod's containers,
+//! the one `-c` names, else the one its `kubectl.kubernetes.io/default-container`
+//! annotation names, else the first that is not a sidecar (`istio-proxy`).
 
 use std::io::Write;
 
@@ -20,6 +22,13 @@ use crate::target::TargetArgs;
 pub struct LogsArgs {
     /// The pod: `NAME`, `pod/NAME`, or `deployment/NAME` for one of its pods.
     pub pod: String,
+    /// The container (default: the pod's default container, else the
+    /// first that is not a sidecar such as istio-proxy).
+    #[arg(short = 'c', long, conflicts_with = "all_containers")]
+    pub container: Option<String>,
+    /// Every container's log, init containers first.
+    #[arg(long)]
+    pub all_containers: bool,
     /// Keep printing new lines.
     #[arg(short = 'f', long)]
     pub follow: bool,
@@ -44,6 +53,8 @@ pub struct LogsArgs {
 pub async fn run(args: LogsArgs) -> u8 {
     let LogsArgs {
         pod,
+        container,
+        all_containers,
         follow,
         tail,
         since,
@@ -76,6 +87,8 @@ pub async fn run(args: LogsArgs) -> u8 {
         name,
     };
     let options = LogOptions {
+        container,
+        all_containers,
         follow,
         tail_lines: tail,
         since,

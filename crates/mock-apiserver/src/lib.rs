@@ -30,6 +30,9 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 
+mod gateway;
+pub use gateway::GatewayReplica;
+
 /// One request as the server received it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recorded {
@@ -117,6 +120,7 @@ struct Shared {
     logs: Mutex<BTreeMap<(String, String), String>>,
     bump_unchanged_custom: std::sync::atomic::AtomicBool,
     managers: Mutex<BTreeMap<String, Managers>>,
+    forwards: Mutex<BTreeMap<(String, u16), SocketAddr>>,
     version: AtomicU64,
 }
 
@@ -207,7 +211,7 @@ impl MockApiServer {
                         async move { Ok::<_, Infallible>(handle(&shared, req).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 });
             }
@@ -337,7 +341,8 @@ impl MockApiServer {
     }
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+async fn handle(shared: &Shared, mut req: Request<Incoming>) -> Response<Body> {
+    let upgrade = hyper::upgrade::on(&mut req);
     let (parts, body) = req.into_parts();
     let bytes = body
         .collect()
@@ -403,6 +408,18 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
                 Response::default()
             }
         };
+    }
+    if let Some(pod) = recorded.path.strip_suffix("/portforward") {
+        return gateway::port_forward(
+            shared,
+            pod,
+            recorded.param("ports"),
+            parts
+                .headers
+                .get(http::header::SEC_WEBSOCKET_KEY)
+                .and_then(|k| k.to_str().ok()),
+            upgrade,
+        );
     }
     store(shared, &parts.method, &recorded)
 }

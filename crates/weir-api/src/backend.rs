@@ -73,7 +73,7 @@ pub struct RouteChange {
     /// `(subset, weight)` now.
     pub after: Vec<(String, u32)>,
     /// How serving was confirmed (e.g. "gateway snapshot swapped",
-    /// "Reconciled condition", "sampled 400 requests").
+    /// "read from the ingress gateway's Envoy configuration", "sampled").
     pub confirmed_by: String,
     /// From the request to confirmation.
     pub elapsed: Duration,

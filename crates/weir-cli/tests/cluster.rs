@@ -469,6 +469,69 @@ async fn route_says_so_when_the_data_plane_does_not_follow() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn route_confirms_from_each_gateway_replicas_envoy_routes() {
+    let s = setup().await;
+    s.mock.put(VS, seed_vs());
+    let gateway = s.mock.istio_gateway(&["gw-a", "gw-b"]).await;
+    let out = s.weir(&["route", "my-app", "v1=80", "v2=20"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("served: read from the ingress gateway's Envoy configuration: 2 of 2 replicas (gw-a, gw-b) route rule 0 with the new weights"),
+        "{}",
+        text(&out.stdout)
+    );
+    // A replica whose Envoy never gets the change: weir says which, and
+    // what it still routes.
+    gateway[1].lag(usize::MAX);
+    let out = s
+        .weir(&[
+            "route",
+            "my-app",
+            "v1=50",
+            "v2=50",
+            "--confirm-timeout",
+            "1s",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "timed out after 1s: virtualservice.networking.istio.io/my-app was changed, but 1 of 2 ingress gateway replicas do not route the new weights yet (gw-b routes v1=80 v2=20)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn route_samples_when_the_gateways_envoy_cannot_be_read_and_says_why() {
+    let s = setup().await;
+    let app = my_app("v2.0.0").await;
+    s.mock.put(VS, seed_vs());
+    let _gateway = s.mock.istio_gateway(&["gw-a"]).await;
+    s.mock.put(INGRESS, ingress_service(app.port));
+    s.mock.on(
+        "GET",
+        "/api/v1/namespaces/istio-system/pods/gw-a/portforward",
+        Reply::status(
+            403,
+            "Forbidden",
+            "pods \"gw-a\" is forbidden: User \"dev\" cannot create resource \"pods/portforward\" in the namespace \"istio-system\"",
+        ),
+        None,
+    );
+    let out = s.weir(&["route", "my-app", "v1=0", "v2=100"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("served: sampled through the ingress gateway at http://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(the gateway's Envoy configuration was not read: port-forward to pod istio-system/gw-a: ")
+            && stdout.contains("cannot create resource \"pods/portforward\""),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn verify_and_load_find_the_gateway_from_the_ingress_service() {
     let s = setup().await;
     let app = my_app("v2.0.0").await;

@@ -454,6 +454,9 @@ async fn route_names_the_rule_it_changes_and_get_watch_prints_changes() {
         .spawn()
         .unwrap();
     let stdout = watch.stdout.take().unwrap();
+    // The edit waits for the watch's listing (header and both rows): made
+    // before it, the listing would already show the new count.
+    let (listed_tx, listed) = std::sync::mpsc::channel();
     let lines = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut seen = Vec::new();
@@ -461,12 +464,18 @@ async fn route_names_the_rule_it_changes_and_get_watch_prints_changes() {
             let line = line.unwrap();
             let done = line.starts_with("my-app-v1") && line.contains("2/2");
             seen.push(line);
+            if seen.len() == 3 {
+                let _ = listed_tx.send(());
+            }
             if done {
                 break;
             }
         }
         seen
     });
+    listed
+        .recv_timeout(Duration::from_secs(30))
+        .expect("get -w lists the Deployments");
     cluster.edit_and_apply(
         &dir.path().join("app-v1.yaml"),
         "  replicas: 1",

@@ -482,15 +482,7 @@ impl Backend for KubeBackend {
                     .await);
             }
         };
-        let confirmed_by = confirm(
-            self,
-            &api,
-            virtual_service,
-            &patched,
-            &change,
-            &self.confirm,
-        )
-        .await?;
+        let confirmed_by = confirm(self, virtual_service, &patched, &change, &self.confirm).await?;
         Ok(RouteChange {
             rule_index: change.rule_index,
             before: change.before,

@@ -168,9 +168,8 @@ impl KubeBackend {
         })
     }
 
-    /// The Istio metrics of every gateway replica, as one Prometheus text
-    /// (samples of several replicas add up when read).
-    pub async fn ingress_metrics(&self) -> Result<String, BackendError> {
+    /// The pods behind the gateway Service (by its selector), as JSON.
+    pub async fn ingress_pods(&self) -> Result<Vec<Value>, BackendError> {
         let service = self.ingress_service().await?;
         let selector: Vec<String> = service["spec"]["selector"]
             .as_object()
@@ -184,8 +183,14 @@ impl KubeBackend {
                 selector.join(",")
             ))
             .await?;
+        Ok(pods["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The Istio metrics of every gateway replica, as one Prometheus text
+    /// (samples of several replicas add up when read).
+    pub async fn ingress_metrics(&self) -> Result<String, BackendError> {
         let mut text = String::new();
-        for pod in pods["items"].as_array().into_iter().flatten() {
+        for pod in self.ingress_pods().await? {
             let Some(name) = pod["metadata"]["name"].as_str() else {
                 continue;
             };

@@ -11,6 +11,8 @@ mod errors;
 pub mod ingress;
 pub mod kinds;
 pub mod manifests;
+pub mod port_forward;
+pub mod proxy_config;
 pub mod route;
 pub mod usage;
 pub mod watch;

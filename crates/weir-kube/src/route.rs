@@ -1,14 +1,16 @@
 //! `weir route` on a cluster: a JSON patch that changes only the chosen
 //! rule's weights, then confirmation that the data plane serves them —
-//! Istio's `Reconciled` condition where istiod reports it, otherwise
-//! requests sampled through the ingress gateway — within a bounded wait.
+//! from each ingress gateway replica's own Envoy routes where they can be
+//! read ([`crate::proxy_config`]), otherwise requests sampled through the
+//! gateway — within a bounded wait. (Istio's `Reconciled` status condition
+//! is not used: Istio 1.23 no longer writes it.)
 
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject};
+use kube::api::DynamicObject;
 use serde_json::{Value, json};
 use weir_api::backend::{BackendError, RuleSelector};
-use weir_api::istio::VirtualServiceSpec;
+use weir_api::istio::{HttpRoute, VirtualServiceSpec};
 use weir_api::resource::ObjectRef;
 use weir_api::route::{WeightChange, reweigh};
 use weir_load::classify::Classifier;
@@ -16,6 +18,8 @@ use weir_load::generator::LoadOptions;
 use weir_load::split::{SplitCounts, sample_matches};
 
 use crate::backend::KubeBackend;
+use crate::ingress::{INGRESS_NAMESPACE, INGRESS_SERVICE};
+use crate::proxy_config::{ENVOY_ADMIN_PORT, ProxyView, ROUTES_DUMP_PATH, rule_view};
 
 /// How `weir route` confirms a change on a cluster.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,62 +87,115 @@ pub fn weight_patch(
     Ok((patch, change))
 }
 
-/// Istio's `Reconciled` condition: `Some(true)` once it is `True` for this
-/// generation (or later), `Some(false)` while not, `None` when istiod
-/// writes no such condition (status reporting is off, its default).
-pub fn reconciled(object: &Value, generation: i64) -> Option<bool> {
-    let status = &object["status"];
-    let condition = status["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Reconciled")?;
-    let as_int = |v: &Value| {
-        v.as_i64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-    };
-    let observed =
-        as_int(&condition["observedGeneration"]).or_else(|| as_int(&status["observedGeneration"]));
-    Some(condition["status"] == "True" && observed.is_some_and(|g| g >= generation))
-}
-
-/// Waits until the data plane serves `change`; says how it knows.
+/// Waits until the data plane serves `change`; says how it knows: from
+/// every gateway replica's own Envoy configuration when it can be read,
+/// else by sampling requests through the gateway.
 pub async fn confirm(
     backend: &KubeBackend,
-    api: &Api<DynamicObject>,
     vs: &ObjectRef,
     patched: &DynamicObject,
     change: &WeightChange,
     options: &ConfirmOptions,
 ) -> Result<String, BackendError> {
     let started = tokio::time::Instant::now();
-    let generation = patched.metadata.generation.unwrap_or(0);
-    let as_json = |o: &DynamicObject| serde_json::to_value(o).unwrap_or_default();
-    if reconciled(&as_json(patched), generation).is_some() {
-        loop {
-            let now = backend
-                .timed(Some(vs), &format!("get {vs}"), api.get(&vs.name))
-                .await?;
-            let value = as_json(&now);
-            if reconciled(&value, generation) == Some(true) {
-                return Ok(format!(
-                    "Istio's Reconciled condition is True for generation {generation}"
-                ));
-            }
-            if started.elapsed() >= options.timeout {
-                let message = value["status"]["conditions"][0]["message"]
-                    .as_str()
-                    .unwrap_or("no message")
-                    .to_owned();
-                return Err(BackendError::Timeout(
-                    options.timeout,
-                    format!(
-                        "{vs} was changed, but Istio does not report it Reconciled yet ({message}); it may still be propagating"
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+    let rules: Vec<HttpRoute> = patched
+        .data
+        .get("spec")
+        .and_then(|s| s.get("http"))
+        .and_then(|h| serde_json::from_value(h.clone()).ok())
+        .unwrap_or_default();
+    let unread = match from_proxies(backend, vs, &rules, change, options, started).await? {
+        Ok(confirmed) => return Ok(confirmed),
+        Err(unread) => unread,
+    };
+    sample(backend, vs, change, options, started)
+        .await
+        .map(|sampled| {
+            format!("{sampled} (the gateway's Envoy configuration was not read: {unread})")
+        })
+}
+
+/// Polls every running gateway replica's Envoy routes until each serves
+/// the change: `Ok(Ok(how))` then; `Ok(Err(why))` when some replica's
+/// configuration cannot be read or the rule cannot be found in it (the
+/// caller samples instead); `Err` when the wait runs out.
+async fn from_proxies(
+    backend: &KubeBackend,
+    vs: &ObjectRef,
+    rules: &[HttpRoute],
+    change: &WeightChange,
+    options: &ConfirmOptions,
+    started: tokio::time::Instant,
+) -> Result<Result<String, String>, BackendError> {
+    let pods = match backend.ingress_pods().await {
+        Ok(pods) => pods,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let mut waiting: Vec<String> = pods
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Running")
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    if waiting.is_empty() {
+        return Ok(Err(format!(
+            "no running pod of {INGRESS_NAMESPACE}/{INGRESS_SERVICE}"
+        )));
     }
+    let replicas = waiting.clone();
+    loop {
+        let mut still = Vec::new();
+        let mut last = String::new();
+        for pod in waiting {
+            let dump = match backend
+                .pod_port_json(INGRESS_NAMESPACE, &pod, ENVOY_ADMIN_PORT, ROUTES_DUMP_PATH)
+                .await
+            {
+                Ok(dump) => dump,
+                Err(why) => return Ok(Err(why)),
+            };
+            match rule_view(&dump, vs, rules, change.rule_index, &change.after) {
+                ProxyView::Serves => {}
+                ProxyView::Stale(has) => {
+                    last = format!("{pod} routes {has}");
+                    still.push(pod);
+                }
+                ProxyView::Unlocated(why) => return Ok(Err(format!("{pod}: {why}"))),
+            }
+        }
+        if still.is_empty() {
+            return Ok(Ok(format!(
+                "read from the ingress gateway's Envoy configuration: {} of {} replicas ({}) route rule {} with the new weights",
+                replicas.len(),
+                replicas.len(),
+                replicas.join(", "),
+                change.rule_index
+            )));
+        }
+        if started.elapsed() >= options.timeout {
+            return Err(BackendError::Timeout(
+                options.timeout,
+                format!(
+                    "{vs} was changed, but {} of {} ingress gateway replicas do not route the new weights yet ({last})",
+                    still.len(),
+                    replicas.len()
+                ),
+            ));
+        }
+        waiting = still;
+        // A proxy's admin API has no change notification; istioctl polls too.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Samples requests through the gateway until two samples in a row match
+/// the new weights.
+async fn sample(
+    backend: &KubeBackend,
+    vs: &ObjectRef,
+    change: &WeightChange,
+    options: &ConfirmOptions,
+    started: tokio::time::Instant,
+) -> Result<String, BackendError> {
     let url = match &options.gateway_url {
         Some(url) => url.clone(),
         None => backend.ingress_url().await?.url,
@@ -204,21 +261,6 @@ mod tests {
 
     fn w(pairs: &[(&str, u32)]) -> Vec<(String, u32)> {
         pairs.iter().map(|(n, w)| ((*n).to_owned(), *w)).collect()
-    }
-
-    #[test]
-    fn reconciled_follows_the_generation() {
-        let on = json!({"status": {"observedGeneration": "4", "conditions": [{"type": "Reconciled", "status": "True"}]}});
-        assert_eq!(reconciled(&on, 4), Some(true));
-        assert_eq!(
-            reconciled(&on, 5),
-            Some(false),
-            "an older generation is not this change"
-        );
-        let propagating = json!({"status": {"conditions": [{"type": "Reconciled", "status": "False", "observedGeneration": 5, "message": "61/122 complete"}]}});
-        assert_eq!(reconciled(&propagating, 5), Some(false));
-        assert_eq!(reconciled(&json!({"status": {}}), 1), None);
-        assert_eq!(reconciled(&json!({}), 1), None);
     }
 
     #[test]

@@ -350,25 +350,13 @@ fn seed_vs(status: Value) -> Value {
 }
 
 #[tokio::test]
-async fn route_patches_only_the_weights_and_waits_for_reconciled() {
+async fn route_patches_only_the_weights_and_waits_for_every_gateway_replica() {
     let mock = MockApiServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    mock.put(VS, seed_vs(json!({"observedGeneration": "1", "conditions": [{"type": "Reconciled", "status": "True", "message": "2/2 proxies up to date."}]})));
-    // istiod: reports "still propagating" on the first read after the
-    // change, and the new generation reconciled on the next.
-    let mut reads = 0;
-    mock.on_read(VS, move |vs| {
-        let generation = vs["metadata"]["generation"].clone();
-        if generation == 2 {
-            reads += 1;
-            vs["status"]["conditions"][0] = if reads < 2 {
-                json!({"type": "Reconciled", "status": "False", "reason": "StillPropagating", "message": "1/2 proxies up to date."})
-            } else {
-                json!({"type": "Reconciled", "status": "True", "message": "2/2 proxies up to date."})
-            };
-            vs["status"]["observedGeneration"] = if reads < 2 { json!("1") } else { json!("2") };
-        }
-    });
+    mock.put(VS, seed_vs(json!({})));
+    let gateway = mock.istio_gateway(&["gw-a", "gw-b"]).await;
+    // gw-b's Envoy gets the new routes three reads late.
+    gateway[1].lag(3);
     let backend = backend(&mock, &dir).await;
     let weights = [("v1".to_owned(), 0), ("v2".to_owned(), 100)];
     let change = backend
@@ -381,19 +369,31 @@ async fn route_patches_only_the_weights_and_waits_for_reconciled() {
         .expect("route");
     assert_eq!(
         change.confirmed_by,
-        "Istio's Reconciled condition is True for generation 2"
+        "read from the ingress gateway's Envoy configuration: 2 of 2 replicas (gw-a, gw-b) route rule 0 with the new weights"
     );
     assert_eq!(change.before, vec![("v1".into(), 90), ("v2".into(), 10)]);
     assert_eq!(change.after, vec![("v1".into(), 0), ("v2".into(), 100)]);
+    let forward = |pod: &str| format!("GET /api/v1/namespaces/istio-system/pods/{pod}/portforward");
     assert_eq!(
         mock.lines(),
         vec![
             format!("GET {VS}"),
             format!("PATCH {VS}"),
-            format!("GET {VS}"),
-            format!("GET {VS}")
+            "GET /api/v1/namespaces/istio-system/services/istio-ingressgateway".to_owned(),
+            "GET /api/v1/namespaces/istio-system/pods".to_owned(),
+            forward("gw-a"),
+            forward("gw-b"),
+            forward("gw-b"),
+            forward("gw-b"),
+            forward("gw-b"),
         ]
     );
+    let pods = &mock.requests()[3];
+    assert_eq!(
+        pods.param("labelSelector"),
+        Some("app=istio-ingressgateway,istio=ingressgateway")
+    );
+    assert_eq!(mock.requests()[4].param("ports"), Some("15000"));
     let patch = &mock.requests()[1];
     assert_eq!(patch.content_type, "application/json-patch+json");
     assert_eq!(patch.param("fieldManager"), Some("weir"));

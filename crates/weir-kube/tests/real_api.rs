@@ -59,15 +59,6 @@ fn vs_ref() -> ObjectRef {
     }
 }
 
-/// istiod stand-in: every read of the VirtualService reports its current
-/// generation reconciled, so `weir route` returns without a data plane.
-fn reconcile_on_read(mock: &MockApiServer) {
-    mock.on_read(VS, |vs| {
-        let generation = vs["metadata"]["generation"].clone();
-        vs["status"] = json!({"observedGeneration": generation, "conditions": [{"type": "Reconciled", "status": "True"}]});
-    });
-}
-
 fn weights(stored: &Value) -> Vec<i64> {
     stored["spec"]["http"][0]["route"]
         .as_array()
@@ -84,7 +75,9 @@ async fn an_apply_after_weir_route_takes_the_files_weights() {
     let backend = backend(&mock, &dir).await;
     let seed = load_paths(&[root().join("examples/canary-istio")]).unwrap();
     backend.apply(&seed).await.expect("first apply");
-    reconcile_on_read(&mock);
+    // A gateway whose Envoy routes follow the stored VirtualService, so
+    // `weir route` confirms without a data plane.
+    let _gateway = mock.istio_gateway(&["istio-ingressgateway-1"]).await;
     let to_v2 = [("v1".to_owned(), 0), ("v2".to_owned(), 100)];
     backend
         .set_route_weights(&vs_ref(), &RuleSelector::Default, &to_v2)

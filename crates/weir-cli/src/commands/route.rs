@@ -27,7 +27,8 @@ pub struct RouteArgs {
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// On a cluster: the longest wait for the data plane to serve the new
-    /// weights (Istio's Reconciled condition, else sampling); exit 1 after it.
+    /// weights (each gateway replica's Envoy routes, else sampling); exit 1
+    /// after it.
     #[arg(long, default_value = "60s", value_parser = weir_api::duration::parse)]
     pub confirm_timeout: Duration,
     /// On a cluster: sample through this gateway URL instead of the

@@ -276,6 +276,10 @@ pub trait Backend: Send + Sync {
     /// `weir load` and `weir verify` when no URL is given.
     fn gateway_url(&self) -> impl Future<Output = Result<String, BackendError>> + Send;
 
+    /// The nodes' addresses, where `NodePort` Services are reached
+    /// (`weir service NAME --url`).
+    fn node_addresses(&self) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;
+
     /// An object's events (`core/v1` Event JSON), oldest first, for
     /// `describe`.
     fn events(

@@ -161,10 +161,11 @@ const SERVICE_IMPLEMENTED: &[&str] = &[
     "spec.ports[].port",
     "spec.ports[].targetPort",
     "spec.ports[].protocol",
+    "spec.ports[].nodePort",
+    "spec.sessionAffinity",
 ];
 
 const SERVICE_CLUSTER_ONLY: &[&str] = &[
-    "spec.ports[].nodePort",
     "spec.ports[].appProtocol",
     "spec.clusterIP",
     "spec.clusterIPs",
@@ -177,7 +178,6 @@ const SERVICE_CLUSTER_ONLY: &[&str] = &[
     "spec.loadBalancerClass",
     "spec.loadBalancerSourceRanges",
     "spec.allocateLoadBalancerNodePorts",
-    "spec.sessionAffinity",
     "spec.sessionAffinityConfig",
 ];
 

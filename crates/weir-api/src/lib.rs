@@ -20,6 +20,7 @@ pub mod quantity;
 pub mod resource;
 pub mod rollout;
 pub mod route;
+pub mod service_url;
 pub mod validate;
 pub mod yaml;
 

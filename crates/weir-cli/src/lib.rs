@@ -65,6 +65,9 @@ pub enum Command {
     /// Set a VirtualService rule's weights, e.g. `weir route my-app v1=0 v2=100`;
     /// returns once the gateway serves them.
     Route(commands::route::RouteArgs),
+    /// Where a NodePort or LoadBalancer Service is reached, e.g.
+    /// `weir service my-app --url` (as `minikube service --url`).
+    Service(commands::service::ServiceArgs),
     /// A Rollout's progress and controls: status [-w], promote [--full],
     /// pause, resume, abort, retry.
     Rollout(commands::rollout::RolloutArgs),

@@ -179,6 +179,13 @@ impl Backend for AnyBackend {
         }
     }
 
+    async fn node_addresses(&self) -> Result<Vec<String>, BackendError> {
+        match self {
+            AnyBackend::Local(b) => b.node_addresses().await,
+            AnyBackend::Kube(b) => b.node_addresses().await,
+        }
+    }
+
     async fn gateway_url(&self) -> Result<String, BackendError> {
         match self {
             AnyBackend::Local(b) => b.gateway_url().await,

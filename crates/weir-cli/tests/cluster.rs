@@ -870,6 +870,67 @@ async fn walkthrough_on_a_real_cluster() {
     );
     assert_eq!(replicas.trim(), "2");
 
+    // A route the API server's admission refuses is the user's input
+    // (exit 2, its message). Istio's own webhook accepts every weight
+    // change weir's checks accept, so a ValidatingAdmissionPolicy (built
+    // in since Kubernetes 1.30; its refusal is a 422 with a cause, as
+    // `weir-kube`'s mock test has it) stands in for a stricter webhook.
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(policy.path(), "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: weir-e2e-no-30}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [networking.istio.io]
+      apiVersions: [\"*\"]
+      operations: [UPDATE]
+      resources: [virtualservices]
+  validations:
+  - expression: \"!object.spec.http.exists(h, has(h.route) && h.route.exists(r, has(r.weight) && r.weight == 30))\"
+    message: weir-e2e refuses a weight of 30
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: weir-e2e-no-30}
+spec:
+  policyName: weir-e2e-no-30
+  validationActions: [Deny]
+").unwrap();
+    kubectl(&context, &["apply", "-f", policy.path().to_str().unwrap()]);
+    let refused = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let out = run(vec![
+                "route".into(),
+                "my-app".into(),
+                "v1=70".into(),
+                "v2=30".into(),
+            ])
+            .await;
+            if out.status.code() != Some(0) {
+                return out;
+            }
+            // The policy takes a moment to load; put the weights back and retry.
+            run(vec![
+                "route".into(),
+                "my-app".into(),
+                "v1=90".into(),
+                "v2=10".into(),
+            ])
+            .await;
+        }
+    })
+    .await
+    .expect("the policy refuses within a minute");
+    kubectl(&context, &["delete", "-f", policy.path().to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("weir-e2e refuses a weight of 30"),
+        "{}",
+        text(&refused.stderr)
+    );
+
     // logs of an injected pod (two containers): the app's, without -c.
     let pods = kubectl(
         &context,

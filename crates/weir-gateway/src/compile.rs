@@ -49,6 +49,9 @@ pub enum ConfigError {
     /// A duration did not parse.
     #[error("{0}: {1}")]
     Duration(String, String),
+    /// A Service's node port is taken or none is left.
+    #[error("{0}")]
+    NodePort(String),
 }
 
 /// State kept across compilations so shared counters survive them.
@@ -426,7 +429,7 @@ fn header_ops(headers: Option<&Headers>, owner: &str) -> Result<HeaderOps, Confi
 
 /// The endpoint's port for a Service port: a WorkloadEntry's port for the
 /// Service port's name, else the target port (named ports looked up).
-fn target_port(
+pub(crate) fn target_port(
     port: &weir_api::k8s_openapi::api::core::v1::ServicePort,
     e: &Endpoint,
 ) -> Option<u16> {

@@ -56,6 +56,14 @@ impl Activity {
         Arc::default()
     }
 
+    /// A connection with no protocol to tell (an L4 stream): only the idle
+    /// timeout applies to it.
+    pub fn opaque() -> Arc<Self> {
+        let activity = Self::new();
+        activity.protocol_known.store(true, Ordering::Relaxed);
+        activity
+    }
+
     fn moved(&self, n: usize) {
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }

@@ -24,6 +24,7 @@ pub mod proxy;
 pub mod report;
 pub mod retry;
 pub mod server;
+pub mod service_proxy;
 pub mod snapshot;
 pub mod split;
 pub mod static_endpoints;
@@ -69,6 +70,10 @@ pub struct GatewayOptions {
     pub workload: String,
     /// Upstream connect timeout (Istio's default 10 s).
     pub connect_timeout: Duration,
+    /// The node address `NodePort` and `LoadBalancer` Services listen on
+    /// (kube-proxy's part, [`service_proxy`]); `None`: no Service listeners
+    /// (the standalone gateway is only Istio's gateway).
+    pub node_ip: Option<IpAddr>,
 }
 
 impl Default for GatewayOptions {
@@ -80,6 +85,7 @@ impl Default for GatewayOptions {
             access_log: None,
             workload: "istio-ingressgateway".to_owned(),
             connect_timeout: Duration::from_secs(10),
+            node_ip: None,
         }
     }
 }
@@ -94,6 +100,18 @@ pub enum GatewayError {
     #[error("cannot listen on {addr} (Gateway port {port}): {source}")]
     Bind {
         /// Gateway port.
+        port: u16,
+        /// Local address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A Service's node port could not bind.
+    #[error(
+        "cannot listen on {addr} (node port {port} of a NodePort/LoadBalancer Service): {source}"
+    )]
+    NodePortBind {
+        /// The node port.
         port: u16,
         /// Local address.
         addr: SocketAddr,
@@ -116,11 +134,14 @@ struct Control {
     inputs: RouteInputs,
     endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
     listeners: BTreeMap<u16, RunningListener>,
+    node_ports: Vec<service_proxy::NodePort>,
+    node_listeners: BTreeMap<u16, RunningListener>,
 }
 
 /// A running gateway.
 pub struct Gateway {
     shared: Arc<proxy::Shared>,
+    service_backends: Arc<service_proxy::BackendTable>,
     options: GatewayOptions,
     control: Mutex<Control>,
 }
@@ -145,12 +166,15 @@ impl Gateway {
                 access_log,
                 workload: options.workload.clone(),
             }),
+            service_backends: Arc::default(),
             options,
             control: Mutex::new(Control {
                 compiler: compile::Compiler::default(),
                 inputs: RouteInputs::default(),
                 endpoints: HashMap::new(),
                 listeners: BTreeMap::new(),
+                node_ports: Vec::new(),
+                node_listeners: BTreeMap::new(),
             }),
         })
     }
@@ -180,6 +204,10 @@ impl Gateway {
         endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
     ) -> Result<(), GatewayError> {
         let snapshot = control.compiler.compile(&inputs, &endpoints)?;
+        let node_ports = match self.options.node_ip {
+            Some(_) => service_proxy::node_ports(&inputs.services)?,
+            None => Vec::new(),
+        };
         let wanted = inputs.ports();
         let mut bound = Vec::new();
         for &port in &wanted {
@@ -193,7 +221,56 @@ impl Gateway {
                 Err(source) => return Err(GatewayError::Bind { port, addr, source }),
             }
         }
+        let running: std::collections::HashSet<u16> =
+            control.node_listeners.keys().copied().collect();
+        let mut node_bound = Vec::new();
+        if let Some(node_ip) = self.options.node_ip {
+            for port in service_proxy::to_bind(&node_ports, &running) {
+                let addr = SocketAddr::new(node_ip, port);
+                match TcpListener::bind(addr).await {
+                    Ok(l) => node_bound.push((port, addr, l)),
+                    Err(source) => {
+                        return Err(GatewayError::NodePortBind { port, addr, source });
+                    }
+                }
+            }
+        }
         self.shared.snapshot.store(Arc::new(snapshot));
+        self.service_backends
+            .store(Arc::new(service_proxy::backend_table(
+                &node_ports,
+                &inputs.services,
+                &endpoints,
+            )));
+        let service_limits = service_proxy::ServiceProxyLimits {
+            connect_timeout: self.options.connect_timeout,
+            idle_timeout: self.options.limits.guard.idle_timeout,
+        };
+        for (port, addr, listener) in node_bound {
+            let (stop, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(service_proxy::serve(
+                listener,
+                port,
+                self.service_backends.clone(),
+                service_limits,
+                stop_rx,
+            ));
+            control
+                .node_listeners
+                .insert(port, RunningListener { addr, stop, task });
+        }
+        let gone: Vec<u16> = control
+            .node_listeners
+            .keys()
+            .filter(|p| !node_ports.iter().any(|n| n.node_port == **p))
+            .copied()
+            .collect();
+        for port in gone {
+            if let Some(l) = control.node_listeners.remove(&port) {
+                let _ = l.stop.send(true);
+            }
+        }
+        control.node_ports = node_ports;
         for (port, listener) in bound {
             let addr = listener
                 .local_addr()
@@ -236,6 +313,21 @@ impl Gateway {
             .collect()
     }
 
+    /// Each Service port served on the node, with its address.
+    pub async fn node_ports(&self) -> Vec<(service_proxy::NodePort, SocketAddr)> {
+        let control = self.control.lock().await;
+        control
+            .node_ports
+            .iter()
+            .filter_map(|n| {
+                control
+                    .node_listeners
+                    .get(&n.node_port)
+                    .map(|l| (n.clone(), l.addr))
+            })
+            .collect()
+    }
+
     /// The Rollout metrics the runtime keeps, served with the gateway's.
     pub fn rollout_metrics(&self) -> &metrics::RolloutMetrics {
         &self.shared.metrics.rollouts
@@ -255,6 +347,10 @@ impl Gateway {
     pub async fn shutdown(&self) {
         let mut control = self.control.lock().await;
         for (_, l) in std::mem::take(&mut control.listeners) {
+            let _ = l.stop.send(true);
+            let _ = l.task.await;
+        }
+        for (_, l) in std::mem::take(&mut control.node_listeners) {
             let _ = l.stop.send(true);
             let _ = l.task.await;
         }

@@ -543,6 +543,25 @@ impl Backend for KubeBackend {
     }
 
     /// The first address of `istio-system/istio-ingressgateway` that accepts connections.
+    /// Each node's InternalIP (else its first address).
+    async fn node_addresses(&self) -> Result<Vec<String>, BackendError> {
+        let nodes = self.get_json("/api/v1/nodes").await?;
+        Ok(nodes["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|node| {
+                let addresses = node["status"]["addresses"].as_array()?;
+                addresses
+                    .iter()
+                    .find(|a| a["type"] == "InternalIP")
+                    .or_else(|| addresses.first())
+                    .and_then(|a| a["address"].as_str())
+                    .map(str::to_owned)
+            })
+            .collect())
+    }
+
     async fn gateway_url(&self) -> Result<String, BackendError> {
         Ok(format!("{}/", self.ingress_url().await?.url))
     }

@@ -88,6 +88,9 @@ pub struct ErrorBody {
 pub struct Status {
     /// Gateway port → local address.
     pub gateway: Vec<(u16, String)>,
+    /// The node address `NodePort` Services are reached at.
+    #[serde(default)]
+    pub node_ip: Option<String>,
     /// The state dir.
     pub state_dir: PathBuf,
     /// The runtime's process id.
@@ -197,6 +200,7 @@ async fn route(
                 StatusCode::OK,
                 &Status {
                     gateway,
+                    node_ip: runtime.node_ip().map(|ip| ip.to_string()),
                     state_dir,
                     pid: std::process::id(),
                 },

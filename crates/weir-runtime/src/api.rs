@@ -183,8 +183,16 @@ impl Runtime {
         Ok(objects.iter().cloned().zip(existed).collect())
     }
 
-    /// Objects of a kind in a namespace, in Kubernetes' JSON shape with status.
+    /// Objects of a kind in a namespace, in Kubernetes' JSON shape with
+    /// status; a Service's ports carry the node port it is served on, and
+    /// a `LoadBalancer` its address, as the API server and a cloud (or
+    /// `minikube tunnel`) fill them in.
     pub async fn list(&self, kind: Kind, namespace: &str) -> Vec<serde_json::Value> {
+        let node_ports = if kind == Kind::Service {
+            self.gateway.node_ports().await
+        } else {
+            Vec::new()
+        };
         let state = self.state.lock().await;
         if kind == Kind::Pod {
             return state
@@ -198,8 +206,19 @@ impl Runtime {
             .objects
             .iter()
             .filter(|r| r.kind() == kind && r.namespace() == namespace)
-            .map(|r| object_json(&state, r))
+            .map(|r| {
+                let mut json = object_json(&state, r);
+                if kind == Kind::Service {
+                    with_node_ports(&mut json, r, &node_ports);
+                }
+                json
+            })
             .collect()
+    }
+
+    /// The address `NodePort` Services are reached at (the node's IP).
+    pub fn node_ip(&self) -> Option<std::net::IpAddr> {
+        self.config.gateway.node_ip
     }
 
     /// Changes the weights of one rule of a VirtualService, persists them
@@ -301,6 +320,38 @@ impl Runtime {
 
 /// An object in Kubernetes' JSON shape: creation time and uid as stored,
 /// and the status its controller keeps.
+/// Fills in each Service port's node port and a `LoadBalancer`'s ingress
+/// address from what the gateway serves.
+fn with_node_ports(
+    json: &mut serde_json::Value,
+    r: &Resource,
+    served: &[(weir_gateway::service_proxy::NodePort, std::net::SocketAddr)],
+) {
+    let key = (r.namespace().to_owned(), r.name().to_owned());
+    let mine: Vec<_> = served.iter().filter(|(n, _)| n.service == key).collect();
+    let Some(ports) = json
+        .pointer_mut("/spec/ports")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return;
+    };
+    for port in ports {
+        let number = port["port"].as_u64();
+        if let Some((n, _)) = mine.iter().find(|(n, _)| Some(u64::from(n.port)) == number) {
+            port["nodePort"] = n.node_port.into();
+        }
+    }
+    if let Some((_, addr)) = mine.first()
+        && json
+            .pointer("/spec/type")
+            .and_then(serde_json::Value::as_str)
+            == Some("LoadBalancer")
+    {
+        json["status"]["loadBalancer"]["ingress"] =
+            serde_json::json!([{"ip": addr.ip().to_string()}]);
+    }
+}
+
 fn object_json(state: &State, r: &Resource) -> serde_json::Value {
     let mut v = serde_json::to_value(r).unwrap_or_default();
     let meta = state.meta.get(&r.object_ref());

@@ -243,6 +243,10 @@ impl Backend for LocalBackend {
     }
 
     /// The gateway listener for port 80 (else the first one).
+    async fn node_addresses(&self) -> Result<Vec<String>, BackendError> {
+        Ok(self.client.status().await?.node_ip.into_iter().collect())
+    }
+
     async fn gateway_url(&self) -> Result<String, BackendError> {
         let status = self.client.status().await?;
         status

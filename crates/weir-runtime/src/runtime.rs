@@ -65,8 +65,11 @@ impl RuntimeConfig {
     /// Defaults for a state dir.
     pub fn new(state_dir: PathBuf) -> Self {
         Self {
+            gateway: GatewayOptions {
+                node_ip: Some(crate::pod_ip::node_ip(&state_dir)),
+                ..GatewayOptions::default()
+            },
             state_dir,
-            gateway: GatewayOptions::default(),
             hpa_sync_period: Duration::from_secs(15),
             metrics_window: Duration::from_secs(15),
             restart_backoff: Duration::from_secs(10),

@@ -152,24 +152,38 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
                         .into_iter()
                         .flatten()
                         .map(|p| {
-                            format!(
-                                "{}/{}",
-                                n(p, "/port"),
-                                text_at(p, "/protocol")
-                                    .chars()
-                                    .next()
-                                    .map_or("TCP", |_| text_at(p, "/protocol"))
-                            )
+                            let protocol = text_at(p, "/protocol")
+                                .chars()
+                                .next()
+                                .map_or("TCP", |_| text_at(p, "/protocol"));
+                            match p.pointer("/nodePort").and_then(Value::as_u64) {
+                                Some(node) => format!("{}:{node}/{protocol}", n(p, "/port")),
+                                None => format!("{}/{protocol}", n(p, "/port")),
+                            }
                         })
                         .collect();
+                    let kind = text_at(o, "/spec/type");
+                    let external = match o
+                        .pointer("/status/loadBalancer/ingress/0")
+                        .and_then(|i| i.get("ip").or_else(|| i.get("hostname")))
+                        .and_then(Value::as_str)
+                    {
+                        Some(address) => address.to_owned(),
+                        None if kind == "LoadBalancer" => "<pending>".to_owned(),
+                        None => "<none>".to_owned(),
+                    };
+                    let cluster_ip = o
+                        .pointer("/spec/clusterIP")
+                        .and_then(Value::as_str)
+                        .unwrap_or("<none>")
+                        .to_owned();
                     vec![
                         name(o),
-                        text_at(o, "/spec/type")
-                            .chars()
+                        kind.chars()
                             .next()
-                            .map_or("ClusterIP".into(), |_| text_at(o, "/spec/type").to_owned()),
-                        "<none>".into(),
-                        "<none>".into(),
+                            .map_or("ClusterIP".into(), |_| kind.to_owned()),
+                        cluster_ip,
+                        external,
                         ports.join(","),
                         created(o),
                     ]

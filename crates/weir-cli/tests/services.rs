@@ -1,0 +1,109 @@
+//! NodePort and LoadBalancer Services on the embedded runtime, as
+//! kube-proxy serves them: real `weir up`, real pods, curl.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{Cluster, curl, examples};
+
+/// The pod that answered (`Host: POD, Version: V` is my-app's answer).
+fn answered_by(body: &str) -> String {
+    body.split(',').next().unwrap_or_default().trim().to_owned()
+}
+
+/// Each of `n` requests on a connection of its own: who answered, counted.
+fn answers(url: &str, n: usize) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..n {
+        *seen.entry(answered_by(&curl(url))).or_default() += 1;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nodeport_service_balances_connections_follows_its_selector_and_keeps_affinity() {
+    let cluster = Cluster::up(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "app-v1.yaml",
+        "app-v2.yaml",
+        "hpa.yaml",
+        "istio.yaml",
+        "weir-images.conf",
+    ] {
+        std::fs::copy(examples().join(f), dir.path().join(f)).unwrap();
+    }
+    cluster.apply_ok(dir.path());
+    cluster.both_versions_ready().await;
+
+    // The URL, as `minikube service --url` prints it, and the node port in
+    // `get svc`'s PORT(S), as kubectl shows it.
+    let out = cluster.weir(&["service", "my-app", "--url"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let node_port = url.rsplit(':').next().unwrap().to_owned();
+    assert!(url.starts_with("http://127.0."), "{url}");
+    let out = cluster.weir(&["get", "svc"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.contains(&format!("80:{node_port}/TCP")), "{table}");
+    assert!(table.contains("NodePort"), "{table}");
+
+    // L4 round robin over the selector's ready pods (both versions): one
+    // connection per curl, so exactly half each.
+    let seen = answers(&url, 20);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.values().all(|&n| n == 10), "{seen:?}");
+
+    // A keep-alive connection stays on the pod it reached.
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", &url, &url, &url, &url])
+        .output()
+        .unwrap();
+    let bodies = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pods: Vec<String> = bodies.lines().map(answered_by).collect();
+    assert_eq!(pods.len(), 4, "{bodies}");
+    assert!(pods.iter().all(|p| *p == pods[0]), "{pods:?}");
+
+    // Blue/green: a selector change switches every new connection at once.
+    let service = dir.path().join("app-v1.yaml");
+    cluster.edit_and_apply(
+        &service,
+        "  selector:\n    app: my-app\n---",
+        "  selector:\n    app: my-app\n    version: v2.0.0\n---",
+    );
+    let v2_pod = cluster.pod("my-app-v2").0;
+    let seen = answers(&url, 10);
+    assert_eq!(
+        seen,
+        BTreeMap::from([(format!("Host: {v2_pod}"), 10)]),
+        "all to v2 at once"
+    );
+
+    // sessionAffinity: ClientIP — one client, one pod.
+    cluster.edit_and_apply(
+        &service,
+        "  selector:\n    app: my-app\n    version: v2.0.0\n---",
+        "  selector:\n    app: my-app\n  sessionAffinity: ClientIP\n---",
+    );
+    let seen = answers(&url, 10);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+
+    // The node address and port are the same after the runtime restarts.
+    let mut cluster = cluster;
+    cluster.kill9();
+    cluster.start();
+    let out = cluster.weir(&["service", "my-app", "--url"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), url);
+    cluster
+        .wait_for("the Service answers again", Duration::from_secs(30), |_| {
+            !answered_by(&curl(&url)).is_empty()
+        })
+        .await;
+}

@@ -1,0 +1,390 @@
+//! kube-proxy's part for `NodePort` and `LoadBalancer` Services: a TCP
+//! listener on the node — this machine's loopback — for each Service port,
+//! and each accepted connection sent whole to one ready endpoint of the
+//! Service. It is L4, as kube-proxy is: a keep-alive connection stays on
+//! the pod it reached, so a split shows across connections, not requests.
+//!
+//! Endpoints are picked round robin (kube-proxy's IPVS default; its
+//! iptables mode picks at random, which converges on the same shares), or,
+//! with `sessionAffinity: ClientIP`, by the client's address: the same
+//! address reaches the same pod while the set of ready pods is unchanged
+//! (kube-proxy also remembers a client for `timeoutSeconds`, 3 h by
+//! default, across endpoint changes; here a change of the set may move a
+//! client, documented in `docs/ARCHITECTURE.md`). Endpoints are replaced
+//! with every publish, so new connections follow readiness and a selector
+//! change at once; open connections stay where they are, as with
+//! kube-proxy.
+//!
+//! Node ports: a port's declared `nodePort`, else one chosen from the
+//! Service's namespace, name and port in the API server's range
+//! 30000–32767 (stable across restarts while free, where the API server
+//! would pick at random and record it).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use weir_api::k8s_openapi::api::core::v1::Service;
+
+use crate::compile::ConfigError;
+use crate::conn_guard::{self, Activity, GuardLimits, Guarded};
+use crate::snapshot::{Endpoint, ServiceKey};
+
+/// The API server's default NodePort range.
+pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+/// One Service port served on the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodePort {
+    /// The Service.
+    pub service: ServiceKey,
+    /// The Service port's name, if any.
+    pub port_name: Option<String>,
+    /// The Service port.
+    pub port: u16,
+    /// The node port it is reached at.
+    pub node_port: u16,
+    /// `sessionAffinity: ClientIP`.
+    pub client_ip_affinity: bool,
+}
+
+fn exposed(service: &Service) -> bool {
+    matches!(
+        service.spec.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("NodePort" | "LoadBalancer")
+    )
+}
+
+fn key(service: &Service) -> ServiceKey {
+    (
+        service
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
+        service.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The node ports `services` ask for: declared ones first (two Services
+/// declaring the same port is the API server's "provided port is already
+/// allocated", an error here too), then one for every other port, chosen
+/// from its Service's name and probed upward (wrapping) past taken ones.
+pub fn node_ports(services: &[Service]) -> Result<Vec<NodePort>, ConfigError> {
+    let mut taken: HashMap<u16, String> = HashMap::new();
+    let mut out = Vec::new();
+    let mut unassigned = Vec::new();
+    let mut sorted: Vec<&Service> = services.iter().filter(|s| exposed(s)).collect();
+    sorted.sort_by_key(|s| key(s));
+    for service in sorted {
+        let (namespace, name) = key(service);
+        let spec = service.spec.as_ref();
+        let affinity = spec.and_then(|s| s.session_affinity.as_deref()) == Some("ClientIP");
+        for port in spec.and_then(|s| s.ports.as_deref()).unwrap_or_default() {
+            let Ok(service_port) = u16::try_from(port.port) else {
+                continue;
+            };
+            let entry = NodePort {
+                service: (namespace.clone(), name.clone()),
+                port_name: port.name.clone(),
+                port: service_port,
+                node_port: 0,
+                client_ip_affinity: affinity,
+            };
+            match port.node_port.and_then(|p| u16::try_from(p).ok()) {
+                Some(declared) => {
+                    if let Some(holder) = taken.insert(declared, format!("{namespace}/{name}")) {
+                        return Err(ConfigError::NodePort(format!(
+                            "service {namespace}/{name}: nodePort {declared} is already allocated to service {holder}"
+                        )));
+                    }
+                    out.push(NodePort {
+                        node_port: declared,
+                        ..entry
+                    });
+                }
+                None => unassigned.push(entry),
+            }
+        }
+    }
+    let span = u32::from(NODE_PORT_RANGE.end() - NODE_PORT_RANGE.start()) + 1;
+    for entry in unassigned {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&entry.service, entry.port).hash(&mut hasher);
+        let start = (hasher.finish() % u64::from(span)) as u32;
+        let free = (0..span)
+            .map(|i| NODE_PORT_RANGE.start() + ((start + i) % span) as u16)
+            .find(|p| !taken.contains_key(p));
+        let Some(node_port) = free else {
+            return Err(ConfigError::NodePort(format!(
+                "service {}/{}: no node port is left in {}-{}",
+                entry.service.0,
+                entry.service.1,
+                NODE_PORT_RANGE.start(),
+                NODE_PORT_RANGE.end()
+            )));
+        };
+        taken.insert(
+            node_port,
+            format!("{}/{}", entry.service.0, entry.service.1),
+        );
+        out.push(NodePort { node_port, ..entry });
+    }
+    out.sort_by_key(|n| n.node_port);
+    Ok(out)
+}
+
+/// Where a node port's connections go now.
+#[derive(Debug, Default)]
+pub struct Backends {
+    addrs: Vec<SocketAddr>,
+    turn: AtomicUsize,
+    client_ip_affinity: bool,
+}
+
+impl Backends {
+    /// The endpoints of `node_port`'s Service (`endpoints`: its ready pods),
+    /// at the pod port its Service port targets.
+    pub fn of(node_port: &NodePort, services: &[Service], endpoints: &[Endpoint]) -> Self {
+        let port = services
+            .iter()
+            .find(|s| key(s) == node_port.service)
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.ports.as_deref())
+            .and_then(|ports| {
+                ports
+                    .iter()
+                    .find(|p| u16::try_from(p.port).ok() == Some(node_port.port))
+            });
+        let addrs = port
+            .map(|port| {
+                endpoints
+                    .iter()
+                    .filter_map(|e| {
+                        crate::compile::target_port(port, e).map(|p| SocketAddr::new(e.ip, p))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            addrs,
+            turn: AtomicUsize::new(0),
+            client_ip_affinity: node_port.client_ip_affinity,
+        }
+    }
+
+    /// The endpoint for a connection from `client`.
+    pub fn pick(&self, client: IpAddr) -> Option<SocketAddr> {
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        pick(&self.addrs, turn, self.client_ip_affinity.then_some(client))
+    }
+}
+
+/// The endpoint for the `turn`-th connection: round robin, or by the
+/// client's address when affinity is on; `None` without endpoints (the
+/// connection is refused, as kube-proxy rejects it).
+pub fn pick(addrs: &[SocketAddr], turn: usize, affine_to: Option<IpAddr>) -> Option<SocketAddr> {
+    if addrs.is_empty() {
+        return None;
+    }
+    let index = match affine_to {
+        Some(ip) => {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            ip.hash(&mut hasher);
+            (hasher.finish() % addrs.len() as u64) as usize
+        }
+        None => turn % addrs.len(),
+    };
+    Some(addrs[index])
+}
+
+/// Every node port's backends, swapped whole on each publish.
+pub type BackendTable = ArcSwap<BTreeMap<u16, Arc<Backends>>>;
+
+/// The backends of every node port for these Services and endpoints.
+pub fn backend_table(
+    node_ports: &[NodePort],
+    services: &[Service],
+    endpoints: &HashMap<ServiceKey, Vec<Endpoint>>,
+) -> BTreeMap<u16, Arc<Backends>> {
+    node_ports
+        .iter()
+        .map(|n| {
+            let ready = endpoints.get(&n.service).map_or(&[][..], Vec::as_slice);
+            (n.node_port, Arc::new(Backends::of(n, services, ready)))
+        })
+        .collect()
+}
+
+/// Node ports in `wanted` and not in `running`.
+pub fn to_bind(wanted: &[NodePort], running: &HashSet<u16>) -> Vec<u16> {
+    wanted
+        .iter()
+        .map(|n| n.node_port)
+        .filter(|p| !running.contains(p))
+        .collect()
+}
+
+/// How long a connection to an endpoint may take, and how long a proxied
+/// connection may stay silent.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceProxyLimits {
+    /// Connecting to the endpoint.
+    pub connect_timeout: Duration,
+    /// No byte in either direction for this long closes both sides.
+    pub idle_timeout: Duration,
+}
+
+/// Accepts on one node port until `stop`, proxying each connection.
+pub async fn serve(
+    listener: TcpListener,
+    node_port: u16,
+    table: Arc<BackendTable>,
+    limits: ServiceProxyLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((client, from)) => {
+                    let backends = table.load().get(&node_port).cloned();
+                    let Some(to) = backends.and_then(|b| b.pick(from.ip())) else {
+                        continue;
+                    };
+                    let activity = Activity::opaque();
+                    let connection = tokio::spawn(proxy(client, to, activity.clone(), limits.connect_timeout));
+                    let guard = GuardLimits { first_bytes_timeout: limits.idle_timeout, idle_timeout: limits.idle_timeout };
+                    tokio::spawn(conn_guard::enforce(activity, guard, connection));
+                }
+                Err(e) => {
+                    if let Some(pause) = conn_guard::accept_backoff(&e) {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn proxy(
+    client: TcpStream,
+    to: SocketAddr,
+    activity: Arc<Activity>,
+    connect_timeout: Duration,
+) {
+    let Ok(Ok(upstream)) = tokio::time::timeout(connect_timeout, TcpStream::connect(to)).await
+    else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let mut client = Guarded::new(client, activity);
+    let mut upstream = upstream;
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn service(value: serde_json::Value) -> Service {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn node_ports_are_declared_or_chosen_in_range_and_never_shared() {
+        let nodeport = service(
+            json!({"metadata": {"name": "my-app"}, "spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
+        );
+        let declared = service(
+            json!({"metadata": {"name": "fixed", "namespace": "shop"}, "spec": {"type": "LoadBalancer", "sessionAffinity": "ClientIP", "ports": [{"port": 8080, "nodePort": 30080}]}}),
+        );
+        let cluster_ip =
+            service(json!({"metadata": {"name": "internal"}, "spec": {"ports": [{"port": 80}]}}));
+        let ports = node_ports(&[nodeport.clone(), declared.clone(), cluster_ip]).unwrap();
+        assert_eq!(ports.len(), 2, "{ports:?}");
+        let fixed = ports.iter().find(|p| p.service.1 == "fixed").unwrap();
+        assert_eq!(
+            (fixed.node_port, fixed.port, fixed.client_ip_affinity),
+            (30080, 8080, true)
+        );
+        let chosen = ports.iter().find(|p| p.service.1 == "my-app").unwrap();
+        assert!(NODE_PORT_RANGE.contains(&chosen.node_port));
+        assert!(!chosen.client_ip_affinity);
+        // The same Services choose the same ports (stable across restarts).
+        assert_eq!(
+            node_ports(&[declared.clone(), nodeport.clone()]).unwrap(),
+            ports
+        );
+        // A chosen port never lands on a declared one.
+        let clash = service(
+            json!({"metadata": {"name": "clash"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": chosen.node_port}]}}),
+        );
+        let ports = node_ports(&[nodeport.clone(), clash]).unwrap();
+        assert_ne!(ports[0].node_port, ports[1].node_port);
+        // Two declarations of one port: the API server's refusal.
+        let twice = service(
+            json!({"metadata": {"name": "twice"}, "spec": {"type": "NodePort", "ports": [{"port": 81, "nodePort": 30080}]}}),
+        );
+        let err = node_ports(&[declared, twice]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "service shop/fixed: nodePort 30080 is already allocated to service default/twice"
+        );
+    }
+
+    #[test]
+    fn connections_go_round_robin_or_stay_with_a_client() {
+        let addrs: Vec<SocketAddr> = ["127.1.0.1:8080", "127.1.0.2:8080", "127.1.0.3:8080"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let round: Vec<SocketAddr> = (0..6).map(|t| pick(&addrs, t, None).unwrap()).collect();
+        assert_eq!(round[..3], addrs[..]);
+        assert_eq!(round[3..], addrs[..]);
+        let client: IpAddr = "127.0.0.1".parse().unwrap();
+        let first = pick(&addrs, 0, Some(client)).unwrap();
+        assert!((1..50).all(|t| pick(&addrs, t, Some(client)) == Some(first)));
+        let spread: HashSet<SocketAddr> = (0..64u8)
+            .map(|i| pick(&addrs, 0, Some(IpAddr::from([127, 0, 0, i]))).unwrap())
+            .collect();
+        assert_eq!(spread.len(), 3, "clients spread over the pods");
+        assert_eq!(pick(&[], 0, None), None);
+    }
+
+    #[test]
+    fn backends_are_the_ready_endpoints_at_the_target_port() {
+        let svc = service(
+            json!({"metadata": {"name": "my-app"}, "spec": {"type": "NodePort", "ports": [{"name": "web", "port": 80, "targetPort": "http"}]}}),
+        );
+        let np = node_ports(std::slice::from_ref(&svc)).unwrap().remove(0);
+        let endpoint = |ip: &str, port: u16| Endpoint {
+            ip: ip.parse().unwrap(),
+            name: ip.to_owned(),
+            workload: "my-app".into(),
+            labels: BTreeMap::new(),
+            ports: BTreeMap::from([("http".to_owned(), port)]),
+        };
+        let backends = Backends::of(
+            &np,
+            &[svc],
+            &[endpoint("127.1.0.1", 8080), endpoint("127.1.0.2", 9090)],
+        );
+        assert_eq!(
+            backends.addrs,
+            vec![
+                "127.1.0.1:8080".parse::<SocketAddr>().unwrap(),
+                "127.1.0.2:9090".parse().unwrap()
+            ]
+        );
+    }
+}

@@ -315,6 +315,7 @@ impl Loader {
             let (line, column) = positions.locate(field);
             doc_pos(line, column)
         };
+
         let meta = match yaml::deserialize::<TypeMeta>(doc.text) {
             Ok(meta) => meta.value,
             Err(e) => {
@@ -344,6 +345,19 @@ impl Loader {
             ));
             return;
         };
+        for (field, line, column) in positions.repeated_keys() {
+            let first = positions.locate(&field).0 + doc.first_line - 1;
+            self.diagnostics.push(Diagnostic {
+                severity: Severity::Warning,
+                pos: doc_pos(line, column),
+                object: Some(format!("{}/{name}", schema.kind().qualified())),
+                message: format!(
+                    "this key repeats the one at line {first}: the later value is used, as kubectl reads YAML (a strict YAML parser refuses the file)"
+                ),
+                field,
+                embedded_only: false,
+            });
+        }
         let parsed = match schema {
             Schema::Service => {
                 typed::<Service>(doc.text).map(|(r, i)| (Resource::Service(Box::new(r)), i))
@@ -375,7 +389,10 @@ impl Loader {
                 return;
             }
         };
-        let document = match serde_saphyr::from_str::<serde_json::Value>(doc.text) {
+        let document = match serde_saphyr::from_str_with_options::<serde_json::Value>(
+            doc.text,
+            yaml::reading_options(),
+        ) {
             Ok(document) => document,
             Err(e) => {
                 self.diagnostics.push(error_at(

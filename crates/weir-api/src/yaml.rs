@@ -81,6 +81,9 @@ pub struct Positions {
     /// Parents come before their children; the root, when present, is
     /// node 0.
     nodes: Vec<Node>,
+    /// Keys a mapping repeats: the node of the first, and the line and
+    /// column of each later one.
+    repeated: Vec<(u32, u32, u32)>,
 }
 
 #[derive(Clone, Debug)]
@@ -115,16 +118,29 @@ enum Frame {
 }
 
 /// Builds the tree: a field seen twice (a duplicate key) keeps its first
-/// position, as a map from path to position would.
+/// position, as a map from path to position would, and the repeat is
+/// noted.
 #[derive(Default)]
 struct TreeBuilder {
     nodes: Vec<Node>,
     children: HashMap<(u32, Step), u32>,
+    repeated: Vec<(u32, u32, u32)>,
 }
 
 impl TreeBuilder {
     fn node(&mut self, parent: u32, step: Step, (line, column): (usize, usize)) -> u32 {
         let next = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);
+        if let Step::Key(name) = &step
+            && &**name != "?"
+            && let Some(&first) = self.children.get(&(parent, step.clone()))
+        {
+            self.repeated.push((
+                first,
+                u32::try_from(line).unwrap_or(u32::MAX),
+                u32::try_from(column).unwrap_or(u32::MAX),
+            ));
+            return first;
+        }
         *self
             .children
             .entry((parent, step))
@@ -211,7 +227,52 @@ impl Positions {
         }
         let mut nodes = tree.nodes;
         nodes.shrink_to_fit();
-        Ok(Self { nodes })
+        Ok(Self {
+            nodes,
+            repeated: tree.repeated,
+        })
+    }
+
+    /// Each key a mapping repeats: its field, and where the repeat is (the
+    /// later value is the one read, as kubectl's YAML reading keeps it).
+    pub fn repeated_keys(&self) -> Vec<(FieldPath, usize, usize)> {
+        if self.repeated.is_empty() {
+            return Vec::new();
+        }
+        let paths = self.paths();
+        let all: Vec<(FieldPath, usize, usize)> = self
+            .repeated
+            .iter()
+            .filter_map(|&(node, line, column)| {
+                let path = paths.get(node as usize)?.clone();
+                Some((path, line as usize, column as usize))
+            })
+            .collect();
+        // The keys inside a repeated mapping repeat too; only the
+        // outermost is the user's repeat.
+        all.iter()
+            .filter(|(path, ..)| {
+                !all.iter().any(|(outer, ..)| {
+                    outer.segments().len() < path.segments().len()
+                        && path.segments().starts_with(outer.segments())
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The field path of every node, by index.
+    fn paths(&self) -> Vec<FieldPath> {
+        let mut paths: Vec<FieldPath> = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let path = match (&node.step, paths.get(node.parent as usize)) {
+                (Step::Key(k), Some(parent)) => parent.key(&**k),
+                (Step::Index(i), Some(parent)) => parent.index(*i as usize),
+                _ => FieldPath::root(),
+            };
+            paths.push(path);
+        }
+        paths
     }
 
     /// The position of `path`, or of its nearest ancestor that is present.
@@ -236,16 +297,7 @@ impl Positions {
 
     /// Every field present in the document, shallow ones first.
     pub fn fields(&self) -> Vec<FieldPath> {
-        let mut paths: Vec<FieldPath> = Vec::with_capacity(self.nodes.len());
-        for node in &self.nodes {
-            let path = match (&node.step, paths.get(node.parent as usize)) {
-                (Step::Key(k), Some(parent)) => parent.key(&**k),
-                (Step::Index(i), Some(parent)) => parent.index(*i as usize),
-                _ => FieldPath::root(),
-            };
-            paths.push(path);
-        }
-        let mut fields: Vec<_> = paths.into_iter().filter(|p| !p.is_root()).collect();
+        let mut fields: Vec<_> = self.paths().into_iter().filter(|p| !p.is_root()).collect();
         fields.sort_by(|a, b| {
             a.segments()
                 .len()
@@ -276,11 +328,20 @@ pub struct TypeError {
     pub message: String,
 }
 
+/// How weir reads YAML: a repeated key's later value wins, as kubectl's
+/// YAML reading (go-yaml v2 into a map) keeps it — the seed's repository
+/// has a Deployment with `selector` twice — and the loader warns.
+pub fn reading_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::LastWins;
+    options
+}
+
 /// Deserializes one document into `T`.
 pub fn deserialize<T: DeserializeOwned>(document: &str) -> Result<Typed<T>, TypeError> {
     let mut ignored = Vec::new();
     let mut failed_at = FieldPath::root();
-    let mut options = serde_saphyr::Options::default();
+    let mut options = reading_options();
     options.with_snippet = false;
     let result = serde_saphyr::with_deserializer_from_str_with_options(document, options, |de| {
         let mut track = serde_path_to_error::Track::new();
@@ -431,6 +492,12 @@ mod tests {
         assert_eq!(positions.locate(&FieldPath::parse("c.d")), (1, 1));
         let fields: Vec<String> = positions.fields().iter().map(|f| f.to_string()).collect();
         assert_eq!(fields, ["a", "b", "a[0]", "a[1]", "b.x", "b.y"]);
+        let repeated: Vec<(String, usize, usize)> = positions
+            .repeated_keys()
+            .into_iter()
+            .map(|(f, l, c)| (f.to_string(), l, c))
+            .collect();
+        assert_eq!(repeated, [("b".to_owned(), 4, 1)]);
     }
 
     #[test]

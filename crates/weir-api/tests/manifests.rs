@@ -476,3 +476,41 @@ fn the_example_rollout_loads_beside_the_walkthrough_and_names_its_rule() {
     );
     assert_eq!("ro".parse::<Kind>().unwrap(), Kind::Rollout);
 }
+
+#[test]
+fn a_repeated_key_is_read_as_kubectl_reads_it_with_a_warning() {
+    // The seed repository's recreate strategy, verbatim: its Deployment
+    // has `selector` twice.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/strategies/recreate");
+    let manifests = load_paths(&[dir.join("app-v1.yaml")]).expect("loads as kubectl would");
+    let warnings: Vec<String> = manifests
+        .warnings
+        .iter()
+        .map(|w| format!("{}:{} {} {}", w.pos.line, w.pos.column, w.field, w.message))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "29:3 spec.selector this key repeats the one at line 24: the later value is used, as kubectl reads YAML (a strict YAML parser refuses the file)"
+        ]
+    );
+    let deployment = manifests
+        .resources()
+        .find_map(|r| match r {
+            Resource::Deployment(d) => Some(d),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        deployment.spec.selector.match_labels.as_ref().unwrap()["app"],
+        "my-app"
+    );
+    // The later value wins where the two differ.
+    let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  selector: {app: one}\n  selector: {app: two}\n  ports: [{port: 80}]\n";
+    let loaded = load_str(Path::new("svc.yaml"), text).unwrap();
+    let Some(Resource::Service(service)) = loaded.resources().next() else {
+        panic!("a Service")
+    };
+    let selector = service.spec.as_ref().unwrap().selector.as_ref().unwrap();
+    assert_eq!(selector["app"], "two");
+}

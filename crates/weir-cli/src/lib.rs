@@ -5,6 +5,7 @@
 
 pub mod checks;
 pub mod commands;
+pub mod deployment_status;
 pub mod drive;
 pub mod exit;
 pub mod jsonpath;

@@ -107,3 +107,73 @@ async fn a_nodeport_service_balances_connections_follows_its_selector_and_keeps_
         })
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_recreate_strategy_rolls_out_and_rollout_status_waits_as_kubectl() {
+    let cluster = Cluster::up(&[]);
+    let strategy = examples().join("../strategies/recreate");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        strategy.join("weir-images.conf"),
+        dir.path().join("weir-images.conf"),
+    )
+    .unwrap();
+    let app = dir.path().join("app.yaml");
+    std::fs::copy(strategy.join("app-v1.yaml"), &app).unwrap();
+    cluster.apply_ok(dir.path());
+    let out = cluster.weir(&["rollout", "status", "deployment/my-app", "--timeout", "60s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .ends_with("deployment \"my-app\" successfully rolled out\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let url = String::from_utf8_lossy(&cluster.weir(&["service", "my-app", "--url"]).stdout)
+        .trim()
+        .to_owned();
+    assert!(curl(&url).contains("Version: v1.0.0"));
+
+    // Version 2 over the same Deployment (the README's `kubectl apply -f
+    // app-v2.yaml`): Recreate stops every v1 pod before any v2 starts, and
+    // the readiness probe (period 5 s) makes the rollout outlast a 1 s wait.
+    std::fs::copy(strategy.join("app-v2.yaml"), &app).unwrap();
+    cluster.apply_ok(dir.path());
+    let out = cluster.weir(&["rollout", "status", "deploy/my-app", "--timeout", "1s"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: timed out waiting for the condition"
+    );
+    let out = cluster.weir(&["rollout", "status", "deployment/my-app", "--timeout", "90s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Waiting for deployment \"my-app\" rollout to finish"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("deployment \"my-app\" successfully rolled out\n"),
+        "{stdout}"
+    );
+    // Rolled out: every connection reaches v2.
+    for _ in 0..6 {
+        assert!(curl(&url).contains("Version: v2.0.0"));
+    }
+
+    let out = cluster.weir(&["rollout", "status", "deployment/nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}

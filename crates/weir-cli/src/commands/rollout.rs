@@ -11,6 +11,7 @@ use weir_api::resource::{Kind, ObjectRef};
 use weir_runtime::admin::{AdminClient, RolloutRequest};
 use weir_runtime::rollout::engine::Command;
 
+use crate::deployment_status::{RolloutState, deployment_name, rollout_state};
 use crate::exit::{self, report};
 use crate::show::text_at;
 use crate::state_dir::{self, StateArgs};
@@ -32,13 +33,19 @@ pub struct RolloutArgs {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Verb {
-    /// Steps (done, current, pending), weights, last verdicts, what it waits for.
+    /// Steps (done, current, pending), weights, last verdicts, what it waits
+    /// for; for `deployment/NAME`, kubectl's: waits until the Deployment
+    /// is rolled out.
     Status {
-        /// The Rollout.
+        /// The Rollout, or `deployment/NAME`.
         name: String,
         /// Keep printing until the rollout ends.
         #[arg(short = 'w', long)]
         watch: bool,
+        /// `deployment/NAME`: the longest wait (kubectl's `--timeout`;
+        /// 0, the default, waits for ever); exit 1 when it passes.
+        #[arg(long, default_value = "0s", value_parser = weir_api::duration::parse)]
+        timeout: Duration,
     },
     /// Past the current pause or analysis gate (`--full`: straight to 100 %).
     Promote {
@@ -79,7 +86,11 @@ pub async fn run(args: RolloutArgs) -> u8 {
         name: name.to_owned(),
     };
     let (name, command, done) = match &args.verb {
-        Verb::Status { name, watch } => return status(&client, &rollout(name), *watch).await,
+        Verb::Status { name, timeout, .. } if deployment_name(name).is_some() => {
+            let deployment = deployment_name(name).unwrap_or_default();
+            return deployment_status(&client, &args.namespace, deployment, *timeout).await;
+        }
+        Verb::Status { name, watch, .. } => return status(&client, &rollout(name), *watch).await,
         Verb::Promote { name, full: false } => (name, Command::Promote, "promoted"),
         Verb::Promote { name, full: true } => (name, Command::PromoteFull, "promoted to the end"),
         Verb::Pause { name } => (name, Command::Pause, "paused"),
@@ -103,6 +114,53 @@ pub async fn run(args: RolloutArgs) -> u8 {
             exit::OK
         }
         Err(e) => report(e),
+    }
+}
+
+/// `weir rollout status deployment/NAME`: kubectl's lines, each once, until
+/// the Deployment is rolled out (0), its progress deadline passed or the
+/// timeout (1), or it does not exist (2).
+async fn deployment_status(
+    client: &AdminClient,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> u8 {
+    let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::now() + timeout);
+    let mut last = String::new();
+    loop {
+        let object = match client.list(Kind::Deployment, namespace).await {
+            Ok(list) => list
+                .into_iter()
+                .find(|o| text_at(o, "/metadata/name") == name),
+            Err(e) => return report(e),
+        };
+        let Some(object) = object else {
+            eprintln!("Error from server (NotFound): deployments.apps \"{name}\" not found");
+            return exit::BAD_INPUT;
+        };
+        match rollout_state(&object) {
+            RolloutState::Done(line) => {
+                println!("{line}");
+                return exit::OK;
+            }
+            RolloutState::Failed(line) => {
+                eprintln!("error: {line}");
+                return exit::FAILED;
+            }
+            RolloutState::Waiting(line) => {
+                if line != last {
+                    println!("{line}");
+                    last = line;
+                }
+            }
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            eprintln!("error: timed out waiting for the condition");
+            return exit::FAILED;
+        }
+        // The runtime's watch is a poll too (twice a second).
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

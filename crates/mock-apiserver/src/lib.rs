@@ -881,6 +881,43 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
             }
             json_response(if existing.is_some() { 200 } else { 201 }, &merged)
         }
+        // `kubectl scale`: a merge patch of a Deployment's scale subresource.
+        ("PATCH", false)
+            if key.ends_with("/scale") && r.content_type.starts_with("application/merge-patch") =>
+        {
+            let deployment = parent(&key).to_owned();
+            let Some(object) = objects.get_mut(&deployment) else {
+                return not_found(&deployment);
+            };
+            let Some(replicas) = r.body["spec"]["replicas"].as_i64() else {
+                return status_response(422, "Invalid", "spec.replicas: Required value");
+            };
+            let mut patched = object.clone();
+            patched["spec"]["replicas"] = replicas.into();
+            if patched != *object {
+                let g = object["metadata"]["generation"].as_i64().unwrap_or(1);
+                patched["metadata"]["generation"] = (g + 1).into();
+                patched["metadata"]["resourceVersion"] = next_version().into();
+            }
+            let owner = (
+                r.param("fieldManager").unwrap_or("unknown").to_owned(),
+                "Update".to_owned(),
+                "scale".to_owned(),
+            );
+            record_update(
+                lock(&shared.managers).entry(deployment).or_default(),
+                owner,
+                object,
+                &patched,
+            );
+            *object = patched.clone();
+            json_response(
+                200,
+                &json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+                        "metadata": {"name": patched["metadata"]["name"], "namespace": patched["metadata"]["namespace"]},
+                        "spec": {"replicas": replicas}, "status": {"replicas": replicas}}),
+            )
+        }
         ("PATCH", false) if r.content_type.starts_with("application/json-patch") => {
             let Some(object) = objects.get_mut(&key) else {
                 return not_found(&r.path);

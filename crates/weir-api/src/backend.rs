@@ -276,6 +276,14 @@ pub trait Backend: Send + Sync {
     /// `weir load` and `weir verify` when no URL is given.
     fn gateway_url(&self) -> impl Future<Output = Result<String, BackendError>> + Send;
 
+    /// Sets a Deployment's replicas (`weir scale`, kubectl's: through the
+    /// scale subresource on a cluster).
+    fn scale(
+        &self,
+        deployment: &ObjectRef,
+        replicas: i32,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
     /// The nodes' addresses, where `NodePort` Services are reached
     /// (`weir service NAME --url`).
     fn node_addresses(&self) -> impl Future<Output = Result<Vec<String>, BackendError>> + Send;

@@ -69,6 +69,9 @@ pub enum Command {
     /// Where a NodePort or LoadBalancer Service is reached, e.g.
     /// `weir service my-app --url` (as `minikube service --url`).
     Service(commands::service::ServiceArgs),
+    /// Set a Deployment's replicas, e.g. `weir scale deployment my-app
+    /// --replicas 5` (as kubectl scale).
+    Scale(commands::scale::ScaleArgs),
     /// A Rollout's progress and controls: status [-w], promote [--full],
     /// pause, resume, abort, retry.
     Rollout(commands::rollout::RolloutArgs),

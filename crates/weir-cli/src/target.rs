@@ -179,6 +179,13 @@ impl Backend for AnyBackend {
         }
     }
 
+    async fn scale(&self, deployment: &ObjectRef, replicas: i32) -> Result<(), BackendError> {
+        match self {
+            AnyBackend::Local(b) => b.scale(deployment, replicas).await,
+            AnyBackend::Kube(b) => b.scale(deployment, replicas).await,
+        }
+    }
+
     async fn node_addresses(&self) -> Result<Vec<String>, BackendError> {
         match self {
             AnyBackend::Local(b) => b.node_addresses().await,

@@ -176,4 +176,24 @@ async fn the_recreate_strategy_rolls_out_and_rollout_status_waits_as_kubectl() {
 
     let out = cluster.weir(&["rollout", "status", "deployment/nope"]);
     assert_eq!(out.status.code(), Some(2));
+
+    // kubectl scale: down to one pod, which keeps serving.
+    let out = cluster.weir(&["scale", "deployment", "my-app", "--replicas", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "deployment.apps/my-app scaled\n"
+    );
+    cluster
+        .wait_for("one pod left", Duration::from_secs(30), |c| {
+            c.json("pods").len() == 1
+        })
+        .await;
+    assert!(curl(&url).contains("Version: v2.0.0"));
+    let out = cluster.weir(&["scale", "svc/my-app", "--replicas", "1"]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -543,6 +543,24 @@ impl Backend for KubeBackend {
     }
 
     /// The first address of `istio-system/istio-ingressgateway` that accepts connections.
+    /// A merge patch of the scale subresource by `weir`, as `kubectl scale`.
+    async fn scale(&self, deployment: &ObjectRef, replicas: i32) -> Result<(), BackendError> {
+        let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+            Api::namespaced(self.conn.client.clone(), &deployment.namespace);
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let patch = serde_json::json!({"spec": {"replicas": replicas}});
+        self.timed(
+            Some(deployment),
+            &format!("scale {deployment}"),
+            api.patch_scale(&deployment.name, &params, &Patch::Merge(&patch)),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Each node's InternalIP (else its first address).
     async fn node_addresses(&self) -> Result<Vec<String>, BackendError> {
         let nodes = self.get_json("/api/v1/nodes").await?;

@@ -515,3 +515,37 @@ async fn get_w_survives_a_dropped_watch_a_410_and_an_idle_connection() {
         ]
     );
 }
+
+#[tokio::test]
+async fn weir_scale_patches_the_scale_subresource_and_a_re_apply_keeps_the_count() {
+    let mock = MockApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&mock, &dir).await;
+    let cluster = load_paths(&[root().join("deploy/kubernetes")]).unwrap();
+    backend.apply(&cluster).await.expect("apply");
+    let v1 = ObjectRef {
+        kind: Kind::Deployment,
+        namespace: "default".into(),
+        name: "my-app-v1".into(),
+    };
+    backend.scale(&v1, 5).await.expect("scale");
+    assert_eq!(mock.object(V1).unwrap()["spec"]["replicas"], 5);
+    let sent = mock
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "PATCH")
+        .unwrap();
+    assert_eq!(sent.path, format!("{V1}/scale"));
+    assert_eq!(sent.content_type, "application/merge-patch+json");
+    assert_eq!(sent.param("fieldManager"), Some("weir"));
+    assert_eq!(sent.body, json!({"spec": {"replicas": 5}}));
+    // The manifests leave replicas alone, so applying them again keeps 5.
+    backend.apply(&cluster).await.expect("re-apply");
+    assert_eq!(mock.object(V1).unwrap()["spec"]["replicas"], 5);
+    let missing = ObjectRef {
+        name: "nope".into(),
+        ..v1
+    };
+    let err = backend.scale(&missing, 2).await.unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err}");
+}

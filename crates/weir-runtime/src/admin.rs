@@ -65,6 +65,15 @@ pub struct RouteRequest {
     pub weights: Vec<(String, u32)>,
 }
 
+/// `POST /scale`: a Deployment's new replicas.
+#[derive(Serialize, Deserialize)]
+pub struct ScaleRequest {
+    /// The Deployment.
+    pub deployment: ObjectRef,
+    /// Its replicas from now on.
+    pub replicas: i32,
+}
+
 /// `POST /rollout`: a command for a Rollout.
 #[derive(Serialize, Deserialize)]
 pub struct RolloutRequest {
@@ -226,6 +235,13 @@ async fn route(
                 .await
             {
                 Ok(change) => json(StatusCode::OK, &change),
+                Err(e) => error(e),
+            },
+            Err(resp) => resp,
+        },
+        (Method::POST, "/scale") => match body_json::<ScaleRequest>(req).await {
+            Ok(r) => match runtime.scale(&r.deployment, r.replicas).await {
+                Ok(()) => json(StatusCode::OK, &serde_json::Value::Null),
                 Err(e) => error(e),
             },
             Err(resp) => resp,
@@ -542,6 +558,13 @@ impl AdminClient {
     pub async fn route(&self, request: RouteRequest) -> Result<RouteChange, ClientError> {
         let body = serde_json::to_vec(&request).unwrap_or_default();
         self.call(Method::POST, "/route", Some(body)).await
+    }
+
+    /// Sets a Deployment's replicas.
+    pub async fn scale(&self, request: ScaleRequest) -> Result<(), ClientError> {
+        let body = serde_json::to_vec(&request).unwrap_or_default();
+        let _: serde_json::Value = self.call(Method::POST, "/scale", Some(body)).await?;
+        Ok(())
     }
 
     /// Gives a Rollout a command; its status once the controller acted on it.

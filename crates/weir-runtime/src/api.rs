@@ -216,6 +216,23 @@ impl Runtime {
             .collect()
     }
 
+    /// Sets a Deployment's replicas (`weir scale`), persisted; its
+    /// controller acts on the next pass. An HPA that targets it sets its
+    /// own count again at its next sync, as on a cluster.
+    pub async fn scale(&self, deployment: &ObjectRef, replicas: i32) -> Result<(), RuntimeError> {
+        let mut state = self.state.lock().await;
+        if !matches!(state.objects.get(deployment), Some(Resource::Deployment(_))) {
+            return Err(RuntimeError::NotFound(deployment.clone()));
+        }
+        if let Some(resource) = state.objects.set_replicas(deployment, replicas) {
+            let resource = resource.clone();
+            self.store_objects(&mut state, &[resource], &[])?;
+        }
+        drop(state);
+        self.wake.notify_one();
+        Ok(())
+    }
+
     /// The address `NodePort` Services are reached at (the node's IP).
     pub fn node_ip(&self) -> Option<std::net::IpAddr> {
         self.config.gateway.node_ip

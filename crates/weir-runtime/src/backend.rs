@@ -16,7 +16,7 @@ use weir_api::backend::{
 use weir_api::load::Manifests;
 use weir_api::resource::{Kind, ObjectRef};
 
-use crate::admin::{AdminClient, ClientError, RouteRequest};
+use crate::admin::{AdminClient, ClientError, RouteRequest, ScaleRequest};
 use crate::pod_log::CriReader;
 
 /// A `weir up` reached through its admin socket.
@@ -243,6 +243,16 @@ impl Backend for LocalBackend {
     }
 
     /// The gateway listener for port 80 (else the first one).
+    async fn scale(&self, deployment: &ObjectRef, replicas: i32) -> Result<(), BackendError> {
+        Ok(self
+            .client
+            .scale(ScaleRequest {
+                deployment: deployment.clone(),
+                replicas,
+            })
+            .await?)
+    }
+
     async fn node_addresses(&self) -> Result<Vec<String>, BackendError> {
         Ok(self.client.status().await?.node_ip.into_iter().collect())
     }

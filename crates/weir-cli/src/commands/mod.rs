@@ -12,6 +12,7 @@ pub mod logs;
 pub mod prometheus_config;
 pub mod rollout;
 pub mod route;
+pub mod scale;
 pub mod service;
 pub mod top;
 pub mod top_story;
@@ -35,6 +36,7 @@ pub async fn run_async(command: Command) -> u8 {
         Command::Logs(args) => logs::run(args).await,
         Command::Route(args) => route::run(args).await,
         Command::Service(args) => service::run(args).await,
+        Command::Scale(args) => scale::run(args).await,
         Command::Rollout(args) => rollout::run(args).await,
         Command::Load(args) => load::run(args).await,
         Command::Top(args) => top::run(args).await,

@@ -918,6 +918,40 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
                         "spec": {"replicas": replicas}, "status": {"replicas": replicas}}),
             )
         }
+        // `kubectl patch --type merge`, and its default strategic merge
+        // taken as a JSON merge (the same for maps; the mock's tests patch
+        // maps only).
+        ("PATCH", false)
+            if r.content_type.starts_with("application/merge-patch")
+                || r.content_type
+                    .starts_with("application/strategic-merge-patch") =>
+        {
+            let Some(object) = objects.get_mut(&key) else {
+                return not_found(&r.path);
+            };
+            let mut patched = object.clone();
+            json_patch::merge(&mut patched, &r.body);
+            if patched != *object {
+                if patched["spec"] != object["spec"] {
+                    let g = object["metadata"]["generation"].as_i64().unwrap_or(1);
+                    patched["metadata"]["generation"] = (g + 1).into();
+                }
+                patched["metadata"]["resourceVersion"] = next_version().into();
+            }
+            let owner = (
+                r.param("fieldManager").unwrap_or("unknown").to_owned(),
+                "Update".to_owned(),
+                String::new(),
+            );
+            record_update(
+                lock(&shared.managers).entry(key.clone()).or_default(),
+                owner,
+                object,
+                &patched,
+            );
+            *object = patched.clone();
+            json_response(200, &patched)
+        }
         ("PATCH", false) if r.content_type.starts_with("application/json-patch") => {
             let Some(object) = objects.get_mut(&key) else {
                 return not_found(&r.path);

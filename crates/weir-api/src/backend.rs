@@ -276,6 +276,15 @@ pub trait Backend: Send + Sync {
     /// `weir load` and `weir verify` when no URL is given.
     fn gateway_url(&self) -> impl Future<Output = Result<String, BackendError>> + Send;
 
+    /// Patches one object as `kubectl patch` does (`weir patch`); whether
+    /// it changed.
+    fn patch(
+        &self,
+        object: &ObjectRef,
+        kind: crate::patch::PatchType,
+        patch: &serde_json::Value,
+    ) -> impl Future<Output = Result<ApplyOutcome, BackendError>> + Send;
+
     /// Sets a Deployment's replicas (`weir scale`, kubectl's: through the
     /// scale subresource on a cluster).
     fn scale(

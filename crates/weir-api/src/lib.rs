@@ -15,6 +15,7 @@ pub mod images;
 pub mod istio;
 pub mod load;
 pub mod object;
+pub mod patch;
 pub mod path;
 pub mod quantity;
 pub mod resource;

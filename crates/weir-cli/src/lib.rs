@@ -72,6 +72,9 @@ pub enum Command {
     /// Set a Deployment's replicas, e.g. `weir scale deployment my-app
     /// --replicas 5` (as kubectl scale).
     Scale(commands::scale::ScaleArgs),
+    /// Patch one object as kubectl patch does, e.g. `weir patch service my-app
+    /// -p '{"spec":{"selector":{"version":"v2.0.0"}}}'` (--type strategic|merge|json).
+    Patch(commands::patch::PatchArgs),
     /// A Rollout's progress and controls: status [-w], promote [--full],
     /// pause, resume, abort, retry.
     Rollout(commands::rollout::RolloutArgs),

@@ -179,6 +179,18 @@ impl Backend for AnyBackend {
         }
     }
 
+    async fn patch(
+        &self,
+        object: &ObjectRef,
+        kind: weir_api::patch::PatchType,
+        patch: &serde_json::Value,
+    ) -> Result<ApplyOutcome, BackendError> {
+        match self {
+            AnyBackend::Local(b) => b.patch(object, kind, patch).await,
+            AnyBackend::Kube(b) => b.patch(object, kind, patch).await,
+        }
+    }
+
     async fn scale(&self, deployment: &ObjectRef, replicas: i32) -> Result<(), BackendError> {
         match self {
             AnyBackend::Local(b) => b.scale(deployment, replicas).await,

@@ -197,3 +197,88 @@ async fn the_recreate_strategy_rolls_out_and_rollout_status_waits_as_kubectl() {
     let out = cluster.weir(&["scale", "svc/my-app", "--replicas", "1"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blue_green_switches_every_new_connection_with_weir_patch() {
+    // The seed repository's blue/green (single service), as its README runs
+    // it: v1 behind the NodePort Service, v2 beside it, the selector patched.
+    let cluster = Cluster::up(&[]);
+    let strategy = examples().join("../strategies/blue-green/single-service");
+    let images = strategy.join("weir-images.conf");
+    let apply = |file: &str| {
+        let out = cluster.weir(&[
+            "apply",
+            "-f",
+            strategy.join(file).to_str().unwrap(),
+            "-f",
+            images.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    apply("app-v1.yaml");
+    let out = cluster.weir(&[
+        "rollout",
+        "status",
+        "deployment/my-app-v1",
+        "--timeout",
+        "60s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8_lossy(&cluster.weir(&["service", "my-app", "--url"]).stdout)
+        .trim()
+        .to_owned();
+    apply("app-v2.yaml");
+    let out = cluster.weir(&[
+        "rollout",
+        "status",
+        "deployment/my-app-v2",
+        "--timeout",
+        "60s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Green is up, blue still takes every connection.
+    for _ in 0..6 {
+        assert!(curl(&url).contains("Version: v1.0.0"));
+    }
+    let switch = r#"{"spec":{"selector":{"version":"v2.0.0"}}}"#;
+    let out = cluster.weir(&["patch", "service", "my-app", "-p", switch]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "service/my-app patched\n"
+    );
+    // Zero mixed responses after the switch.
+    for _ in 0..10 {
+        assert!(curl(&url).contains("Version: v2.0.0"));
+    }
+    let out = cluster.weir(&["patch", "svc/my-app", "--type", "merge", "-p", switch]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "service/my-app patched (no change)\n"
+    );
+    let out = cluster.weir(&["patch", "svc/my-app", "--type", "json", "-p", switch]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cluster.weir(&["patch", "svc/my-app", "--type", "apply", "-p", switch]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -543,6 +543,68 @@ impl Backend for KubeBackend {
     }
 
     /// The first address of `istio-system/istio-ingressgateway` that accepts connections.
+    /// A PATCH of the type asked, by field manager `weir`, as `kubectl
+    /// patch` sends it (strategic merge is refused by the API server for
+    /// custom resources, as it refuses kubectl's).
+    async fn patch(
+        &self,
+        object: &ObjectRef,
+        kind: weir_api::patch::PatchType,
+        patch: &serde_json::Value,
+    ) -> Result<ApplyOutcome, BackendError> {
+        let resource = read_resource(object.kind);
+        let api = self.api(&resource, &object.namespace);
+        let before = self
+            .timed(
+                Some(object),
+                &format!("get {object}"),
+                api.get(&object.name),
+            )
+            .await?;
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let what = format!("patch {object}");
+        let after = match kind {
+            weir_api::patch::PatchType::Strategic => {
+                self.timed(
+                    Some(object),
+                    &what,
+                    api.patch(&object.name, &params, &Patch::Strategic(patch)),
+                )
+                .await?
+            }
+            weir_api::patch::PatchType::Merge => {
+                self.timed(
+                    Some(object),
+                    &what,
+                    api.patch(&object.name, &params, &Patch::Merge(patch)),
+                )
+                .await?
+            }
+            weir_api::patch::PatchType::Json => {
+                let operations: json_patch::Patch =
+                    serde_json::from_value(patch.clone()).map_err(|e| {
+                        BackendError::Invalid(vec![format!("{object}: not a JSON patch: {e}")])
+                    })?;
+                self.timed(
+                    Some(object),
+                    &what,
+                    api.patch(&object.name, &params, &Patch::Json::<()>(operations)),
+                )
+                .await?
+            }
+        };
+        Ok(
+            if after.metadata.resource_version == before.metadata.resource_version {
+                ApplyOutcome::Unchanged
+            } else {
+                ApplyOutcome::Configured
+            },
+        )
+    }
+
     /// A merge patch of the scale subresource by `weir`, as `kubectl scale`.
     async fn scale(&self, deployment: &ObjectRef, replicas: i32) -> Result<(), BackendError> {
         let api: Api<k8s_openapi::api::apps::v1::Deployment> =

@@ -20,6 +20,7 @@ use mock_apiserver::{MockApiServer, Reply};
 use serde_json::{Value, json};
 use weir_api::backend::{ApplyOutcome, Backend, BackendError, LogOptions, RuleSelector};
 use weir_api::load::{load_paths, load_str};
+use weir_api::patch::PatchType;
 use weir_api::resource::{Kind, ObjectRef};
 use weir_kube::{ApplyOptions, ClusterTarget, ConfirmOptions, KubeBackend};
 
@@ -548,4 +549,58 @@ async fn weir_scale_patches_the_scale_subresource_and_a_re_apply_keeps_the_count
     };
     let err = backend.scale(&missing, 2).await.unwrap_err();
     assert_eq!(err.exit_code(), 2, "{err}");
+}
+
+#[tokio::test]
+async fn weir_patch_sends_kubectls_patch_types_as_weir() {
+    let mock = MockApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = backend(&mock, &dir).await;
+    let seed = load_paths(&[root().join("examples/canary-istio")]).unwrap();
+    backend.apply(&seed).await.expect("apply");
+    let svc = ObjectRef {
+        kind: Kind::Service,
+        namespace: "default".into(),
+        name: "my-app".into(),
+    };
+    let path = "/api/v1/namespaces/default/services/my-app";
+    let to_v2 = json!({"spec": {"selector": {"version": "v2.0.0"}}});
+    let outcome = backend
+        .patch(&svc, PatchType::Strategic, &to_v2)
+        .await
+        .expect("patch");
+    assert_eq!(outcome, ApplyOutcome::Configured);
+    let sent = mock
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "PATCH")
+        .unwrap();
+    assert_eq!(sent.path, path);
+    assert_eq!(sent.content_type, "application/strategic-merge-patch+json");
+    assert_eq!(sent.param("fieldManager"), Some("weir"));
+    assert_eq!(
+        mock.object(path).unwrap()["spec"]["selector"],
+        json!({"app": "my-app", "version": "v2.0.0"})
+    );
+    // The same again changes nothing.
+    let again = backend
+        .patch(&svc, PatchType::Merge, &to_v2)
+        .await
+        .expect("patch");
+    assert_eq!(again, ApplyOutcome::Unchanged);
+    let sent = mock
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "PATCH")
+        .unwrap();
+    assert_eq!(sent.content_type, "application/merge-patch+json");
+    let ops = json!([{"op": "remove", "path": "/spec/selector/version"}]);
+    backend
+        .patch(&svc, PatchType::Json, &ops)
+        .await
+        .expect("json patch");
+    assert_eq!(
+        mock.object(path).unwrap()["spec"]["selector"],
+        json!({"app": "my-app"})
+    );
 }

@@ -243,6 +243,34 @@ impl Backend for LocalBackend {
     }
 
     /// The gateway listener for port 80 (else the first one).
+    /// The object as stored, patched here, then applied through the same
+    /// path as `weir apply` (validated, the gateway accepting it first);
+    /// errors name the object ("patch of service/my-app").
+    async fn patch(
+        &self,
+        object: &ObjectRef,
+        kind: weir_api::patch::PatchType,
+        patch: &serde_json::Value,
+    ) -> Result<ApplyOutcome, BackendError> {
+        let Some(live) = self.get(object).await? else {
+            return Err(BackendError::NotFound(object.clone()));
+        };
+        let before = weir_api::patch::without_server_fields(live.object);
+        let mut after = before.clone();
+        weir_api::patch::apply_patch(&mut after, kind, patch)
+            .map_err(|m| BackendError::Invalid(vec![format!("{object}: {m}")]))?;
+        if after == before {
+            return Ok(ApplyOutcome::Unchanged);
+        }
+        let text = serde_json::to_string_pretty(&after).unwrap_or_default();
+        let source = (std::path::PathBuf::from(format!("patch of {object}")), text);
+        let outcomes = self.client.apply(vec![source]).await?;
+        Ok(outcomes
+            .into_iter()
+            .next()
+            .map_or(ApplyOutcome::Configured, |(_, o)| o))
+    }
+
     async fn scale(&self, deployment: &ObjectRef, replicas: i32) -> Result<(), BackendError> {
         Ok(self
             .client

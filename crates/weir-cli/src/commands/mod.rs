@@ -9,6 +9,7 @@ pub mod down;
 pub mod get;
 pub mod load;
 pub mod logs;
+pub mod patch;
 pub mod prometheus_config;
 pub mod rollout;
 pub mod route;
@@ -37,6 +38,7 @@ pub async fn run_async(command: Command) -> u8 {
         Command::Route(args) => route::run(args).await,
         Command::Service(args) => service::run(args).await,
         Command::Scale(args) => scale::run(args).await,
+        Command::Patch(args) => patch::run(args).await,
         Command::Rollout(args) => rollout::run(args).await,
         Command::Load(args) => load::run(args).await,
         Command::Top(args) => top::run(args).await,

@@ -281,4 +281,47 @@ async fn blue_green_switches_every_new_connection_with_weir_patch() {
     );
     let out = cluster.weir(&["patch", "svc/my-app", "--type", "apply", "-p", switch]);
     assert_eq!(out.status.code(), Some(2));
+
+    // The README's look and cleanup: `get all -l`, `delete all -l`.
+    let out = cluster.weir(&["get", "all", "-l", "app=my-app"]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    for row in [
+        "pod/my-app-v1-",
+        "pod/my-app-v2-",
+        "service/my-app ",
+        "deployment.apps/my-app-v1 ",
+        "deployment.apps/my-app-v2 ",
+    ] {
+        assert!(listed.contains(row), "{row} in {listed}");
+    }
+    assert_eq!(
+        listed.matches("\n\nNAME").count(),
+        2,
+        "three sections: {listed}"
+    );
+    let out = cluster.weir(&["delete", "all", "-l", "app=my-app"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deleted = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        deleted,
+        "service/my-app deleted\ndeployment.apps/my-app-v1 deleted\ndeployment.apps/my-app-v2 deleted\n"
+    );
+    cluster
+        .wait_for("the pods are gone", Duration::from_secs(30), |c| {
+            c.json("pods").is_empty()
+        })
+        .await;
+    let out = cluster.weir(&["get", "all", "-l", "app=my-app"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "No resources found in default namespace."
+    );
+    let out = cluster.weir(&["delete", "pods", "-l", "app=my-app"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = cluster.weir(&["delete", "all"]);
+    assert_eq!(out.status.code(), Some(2));
 }

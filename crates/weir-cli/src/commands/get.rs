@@ -327,8 +327,79 @@ fn print_rows(kind: Kind, objects: &[Value], wide: bool, header: bool) {
     }
 }
 
+/// The kinds `weir get all` and `weir delete all` cover: kubectl's
+/// `all` category as far as weir has its kinds (no ReplicaSets).
+pub const ALL_KINDS: [Kind; 4] = [
+    Kind::Pod,
+    Kind::Service,
+    Kind::Deployment,
+    Kind::HorizontalPodAutoscaler,
+];
+
+/// `weir get all [-l SELECTOR]`: a table per kind, rows named KIND/NAME,
+/// separated by a blank line, as kubectl prints them.
+async fn all(args: GetArgs) -> u8 {
+    if args.name.is_some() || args.watch {
+        eprintln!("error: `get all` takes neither a name nor -w");
+        return exit::BAD_INPUT;
+    }
+    let output = match output_arg(
+        args.output.as_deref(),
+        &[OutputFormat::Wide, OutputFormat::Name],
+    ) {
+        Ok(format) => format,
+        Err(code) => return code,
+    };
+    let selector = match LabelSelector::parse(args.selector.as_deref().unwrap_or_default()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let backend = match args.target.backend().await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let namespace = backend.namespace(args.namespace.as_deref());
+    let mut sections = Vec::new();
+    for kind in ALL_KINDS {
+        let objects: Vec<Value> = match backend.list(kind, &namespace).await {
+            Ok(list) => list
+                .into_iter()
+                .filter(|o| selector.matches(&labels_of(&o.object)))
+                .map(|o| o.object)
+                .collect(),
+            Err(e) => return fail(e),
+        };
+        if objects.is_empty() {
+            continue;
+        }
+        if output == Some(OutputFormat::Name) {
+            for o in &objects {
+                println!("{}/{}", kind.qualified(), text_at(o, "/metadata/name"));
+            }
+            continue;
+        }
+        let (headers, mut rows) = rows(kind, &objects, output == Some(OutputFormat::Wide));
+        for row in &mut rows {
+            row[0] = format!("{}/{}", kind.qualified(), row[0]);
+        }
+        let text = table::render(&headers, &rows);
+        let lines: Vec<&str> = text.lines().skip(usize::from(args.no_headers)).collect();
+        sections.push(lines.join("\n"));
+    }
+    if sections.is_empty() && output != Some(OutputFormat::Name) {
+        eprintln!("No resources found in {namespace} namespace.");
+    }
+    if !sections.is_empty() {
+        println!("{}", sections.join("\n\n"));
+    }
+    exit::OK
+}
+
 /// An object's `metadata.labels`.
-fn labels_of(object: &Value) -> BTreeMap<String, String> {
+pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
     object
         .pointer("/metadata/labels")
         .and_then(Value::as_object)
@@ -347,6 +418,9 @@ fn document(name: &Option<String>, objects: Vec<Value>) -> Value {
 
 /// Runs `weir get`.
 pub async fn run(args: GetArgs) -> u8 {
+    if args.kind == "all" {
+        return all(args).await;
+    }
     let kind: Kind = match args.kind.parse() {
         Ok(k) => k,
         Err(e) => {

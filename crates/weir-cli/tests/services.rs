@@ -54,6 +54,16 @@ async fn a_nodeport_service_balances_connections_follows_its_selector_and_keeps_
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(table.contains(&format!("80:{node_port}/TCP")), "{table}");
     assert!(table.contains("NodePort"), "{table}");
+    // Its cluster IP, served on this machine too (as from inside a cluster).
+    let cluster_ip = cluster.json("services")[0]["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cluster_ip.starts_with("127.0.") && table.contains(&cluster_ip),
+        "{table}"
+    );
+    assert!(curl(&format!("http://{cluster_ip}:80/")).contains("Version: v"));
 
     // L4 round robin over the selector's ready pods (both versions): one
     // connection per curl, so exactly half each.

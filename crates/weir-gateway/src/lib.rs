@@ -106,13 +106,9 @@ pub enum GatewayError {
         /// Why.
         source: std::io::Error,
     },
-    /// A Service's node port could not bind.
-    #[error(
-        "cannot listen on {addr} (node port {port} of a NodePort/LoadBalancer Service): {source}"
-    )]
-    NodePortBind {
-        /// The node port.
-        port: u16,
+    /// A Service's cluster IP or node port could not bind.
+    #[error("cannot listen on {addr} (a Service's cluster IP or node port): {source}")]
+    ServiceBind {
         /// Local address.
         addr: SocketAddr,
         /// Why.
@@ -135,7 +131,8 @@ struct Control {
     endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
     listeners: BTreeMap<u16, RunningListener>,
     node_ports: Vec<service_proxy::NodePort>,
-    node_listeners: BTreeMap<u16, RunningListener>,
+    cluster_ips: BTreeMap<ServiceKey, IpAddr>,
+    service_listeners: BTreeMap<SocketAddr, RunningListener>,
 }
 
 /// A running gateway.
@@ -174,7 +171,8 @@ impl Gateway {
                 endpoints: HashMap::new(),
                 listeners: BTreeMap::new(),
                 node_ports: Vec::new(),
-                node_listeners: BTreeMap::new(),
+                cluster_ips: BTreeMap::new(),
+                service_listeners: BTreeMap::new(),
             }),
         })
     }
@@ -204,9 +202,15 @@ impl Gateway {
         endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
     ) -> Result<(), GatewayError> {
         let snapshot = control.compiler.compile(&inputs, &endpoints)?;
-        let node_ports = match self.options.node_ip {
-            Some(_) => service_proxy::node_ports(&inputs.services)?,
-            None => Vec::new(),
+        let (node_ports, cluster_ips, service_listeners) = match self.options.node_ip {
+            Some(node_ip) => {
+                let node_ports = service_proxy::node_ports(&inputs.services)?;
+                let cluster_ips = service_proxy::cluster_ips(&inputs.services, node_ip);
+                let listeners =
+                    service_proxy::listeners(&inputs.services, &node_ports, &cluster_ips, node_ip);
+                (node_ports, cluster_ips, listeners)
+            }
+            None => (Vec::new(), BTreeMap::new(), Vec::new()),
         };
         let wanted = inputs.ports();
         let mut bound = Vec::new();
@@ -221,24 +225,19 @@ impl Gateway {
                 Err(source) => return Err(GatewayError::Bind { port, addr, source }),
             }
         }
-        let running: std::collections::HashSet<u16> =
-            control.node_listeners.keys().copied().collect();
-        let mut node_bound = Vec::new();
-        if let Some(node_ip) = self.options.node_ip {
-            for port in service_proxy::to_bind(&node_ports, &running) {
-                let addr = SocketAddr::new(node_ip, port);
-                match TcpListener::bind(addr).await {
-                    Ok(l) => node_bound.push((port, addr, l)),
-                    Err(source) => {
-                        return Err(GatewayError::NodePortBind { port, addr, source });
-                    }
-                }
+        let running: std::collections::HashSet<SocketAddr> =
+            control.service_listeners.keys().copied().collect();
+        let mut service_bound = Vec::new();
+        for addr in service_proxy::to_bind(&service_listeners, &running) {
+            match TcpListener::bind(addr).await {
+                Ok(l) => service_bound.push((addr, l)),
+                Err(source) => return Err(GatewayError::ServiceBind { addr, source }),
             }
         }
         self.shared.snapshot.store(Arc::new(snapshot));
         self.service_backends
             .store(Arc::new(service_proxy::backend_table(
-                &node_ports,
+                &service_listeners,
                 &inputs.services,
                 &endpoints,
             )));
@@ -246,31 +245,32 @@ impl Gateway {
             connect_timeout: self.options.connect_timeout,
             idle_timeout: self.options.limits.guard.idle_timeout,
         };
-        for (port, addr, listener) in node_bound {
+        for (addr, listener) in service_bound {
             let (stop, stop_rx) = watch::channel(false);
             let task = tokio::spawn(service_proxy::serve(
                 listener,
-                port,
+                addr,
                 self.service_backends.clone(),
                 service_limits,
                 stop_rx,
             ));
             control
-                .node_listeners
-                .insert(port, RunningListener { addr, stop, task });
+                .service_listeners
+                .insert(addr, RunningListener { addr, stop, task });
         }
-        let gone: Vec<u16> = control
-            .node_listeners
+        let gone: Vec<SocketAddr> = control
+            .service_listeners
             .keys()
-            .filter(|p| !node_ports.iter().any(|n| n.node_port == **p))
+            .filter(|a| !service_listeners.iter().any(|l| l.at == **a))
             .copied()
             .collect();
-        for port in gone {
-            if let Some(l) = control.node_listeners.remove(&port) {
+        for addr in gone {
+            if let Some(l) = control.service_listeners.remove(&addr) {
                 let _ = l.stop.send(true);
             }
         }
         control.node_ports = node_ports;
+        control.cluster_ips = cluster_ips;
         for (port, listener) in bound {
             let addr = listener
                 .local_addr()
@@ -316,16 +316,20 @@ impl Gateway {
     /// Each Service port served on the node, with its address.
     pub async fn node_ports(&self) -> Vec<(service_proxy::NodePort, SocketAddr)> {
         let control = self.control.lock().await;
+        let Some(node_ip) = self.options.node_ip else {
+            return Vec::new();
+        };
         control
             .node_ports
             .iter()
-            .filter_map(|n| {
-                control
-                    .node_listeners
-                    .get(&n.node_port)
-                    .map(|l| (n.clone(), l.addr))
-            })
+            .map(|n| (n.clone(), SocketAddr::new(node_ip, n.node_port)))
+            .filter(|(_, at)| control.service_listeners.contains_key(at))
             .collect()
+    }
+
+    /// Each Service's cluster IP (where its ports are served on this machine).
+    pub async fn cluster_ips(&self) -> BTreeMap<ServiceKey, IpAddr> {
+        self.control.lock().await.cluster_ips.clone()
     }
 
     /// The Rollout metrics the runtime keeps, served with the gateway's.
@@ -350,7 +354,7 @@ impl Gateway {
             let _ = l.stop.send(true);
             let _ = l.task.await;
         }
-        for (_, l) in std::mem::take(&mut control.node_listeners) {
+        for (_, l) in std::mem::take(&mut control.service_listeners) {
             let _ = l.stop.send(true);
             let _ = l.task.await;
         }

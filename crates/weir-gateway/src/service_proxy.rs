@@ -19,6 +19,11 @@
 //! Service's namespace, name and port in the API server's range
 //! 30000–32767 (stable across restarts while free, where the API server
 //! would pick at random and record it).
+//!
+//! Every Service with a selector (whatever its type, as on a cluster) also
+//! gets a cluster IP, a loopback address 127.0.X.Y chosen from the node's
+//! address and the Service's name (so it is stable, and differs between
+//! runtimes sharing the machine), and listens there on each of its ports.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -140,7 +145,99 @@ pub fn node_ports(services: &[Service]) -> Result<Vec<NodePort>, ConfigError> {
     Ok(out)
 }
 
-/// Where a node port's connections go now.
+/// A cluster IP for every Service with a selector (`clusterIP: None`,
+/// headless, gets none): 127.0.X.Y from the node address and the Service's
+/// key, probed past the node address, 127.0.0.1 and addresses already
+/// given, so two Services never share one.
+pub fn cluster_ips(services: &[Service], node_ip: IpAddr) -> BTreeMap<ServiceKey, IpAddr> {
+    let mut keys: Vec<ServiceKey> = services
+        .iter()
+        .filter(|s| {
+            let spec = s.spec.as_ref();
+            spec.and_then(|s| s.selector.as_ref()).is_some()
+                && spec.and_then(|s| s.cluster_ip.as_deref()) != Some("None")
+        })
+        .map(key)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut taken: HashSet<IpAddr> = HashSet::from([node_ip, IpAddr::from([127, 0, 0, 1])]);
+    let mut out = BTreeMap::new();
+    // 127.0.0.2–127.0.254.254 without .0 and .255 hosts.
+    let span: u32 = 255 * 253;
+    for k in keys {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (node_ip, &k).hash(&mut hasher);
+        let start = (hasher.finish() % u64::from(span)) as u32;
+        let ip = (0..span)
+            .map(|i| {
+                let n = (start + i) % span;
+                IpAddr::from([127, 0, (n / 253) as u8, (n % 253 + 1) as u8])
+            })
+            .find(|ip| !taken.contains(ip));
+        if let Some(ip) = ip {
+            taken.insert(ip);
+            out.insert(k, ip);
+        }
+    }
+    out
+}
+
+/// One address a Service is served at: its cluster IP and port, or the
+/// node address and a node port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceListener {
+    /// The Service.
+    pub service: ServiceKey,
+    /// The Service port it serves.
+    pub port: u16,
+    /// Where it listens.
+    pub at: SocketAddr,
+    /// `sessionAffinity: ClientIP`.
+    pub client_ip_affinity: bool,
+}
+
+/// Every address the Services are served at: each port at its cluster IP,
+/// and each node port at the node address.
+pub fn listeners(
+    services: &[Service],
+    node_ports: &[NodePort],
+    cluster_ips: &BTreeMap<ServiceKey, IpAddr>,
+    node_ip: IpAddr,
+) -> Vec<ServiceListener> {
+    let mut out: Vec<ServiceListener> = node_ports
+        .iter()
+        .map(|n| ServiceListener {
+            service: n.service.clone(),
+            port: n.port,
+            at: SocketAddr::new(node_ip, n.node_port),
+            client_ip_affinity: n.client_ip_affinity,
+        })
+        .collect();
+    for service in services {
+        let k = key(service);
+        let Some(ip) = cluster_ips.get(&k) else {
+            continue;
+        };
+        let spec = service.spec.as_ref();
+        let affinity = spec.and_then(|s| s.session_affinity.as_deref()) == Some("ClientIP");
+        for port in spec.and_then(|s| s.ports.as_deref()).unwrap_or_default() {
+            if let Ok(p) = u16::try_from(port.port) {
+                out.push(ServiceListener {
+                    service: k.clone(),
+                    port: p,
+                    at: SocketAddr::new(*ip, p),
+                    client_ip_affinity: affinity,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|l| l.at);
+    out.dedup_by_key(|l| l.at);
+    out
+}
+
+/// Where a listener's connections go now.
 #[derive(Debug, Default)]
 pub struct Backends {
     addrs: Vec<SocketAddr>,
@@ -149,18 +246,18 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// The endpoints of `node_port`'s Service (`endpoints`: its ready pods),
+    /// The endpoints of `listener`'s Service (`endpoints`: its ready pods),
     /// at the pod port its Service port targets.
-    pub fn of(node_port: &NodePort, services: &[Service], endpoints: &[Endpoint]) -> Self {
+    pub fn of(listener: &ServiceListener, services: &[Service], endpoints: &[Endpoint]) -> Self {
         let port = services
             .iter()
-            .find(|s| key(s) == node_port.service)
+            .find(|s| key(s) == listener.service)
             .and_then(|s| s.spec.as_ref())
             .and_then(|s| s.ports.as_deref())
             .and_then(|ports| {
                 ports
                     .iter()
-                    .find(|p| u16::try_from(p.port).ok() == Some(node_port.port))
+                    .find(|p| u16::try_from(p.port).ok() == Some(listener.port))
             });
         let addrs = port
             .map(|port| {
@@ -175,7 +272,7 @@ impl Backends {
         Self {
             addrs,
             turn: AtomicUsize::new(0),
-            client_ip_affinity: node_port.client_ip_affinity,
+            client_ip_affinity: listener.client_ip_affinity,
         }
     }
 
@@ -204,30 +301,30 @@ pub fn pick(addrs: &[SocketAddr], turn: usize, affine_to: Option<IpAddr>) -> Opt
     Some(addrs[index])
 }
 
-/// Every node port's backends, swapped whole on each publish.
-pub type BackendTable = ArcSwap<BTreeMap<u16, Arc<Backends>>>;
+/// Every listener's backends, by its address, swapped whole on each publish.
+pub type BackendTable = ArcSwap<BTreeMap<SocketAddr, Arc<Backends>>>;
 
-/// The backends of every node port for these Services and endpoints.
+/// The backends of every listener for these Services and endpoints.
 pub fn backend_table(
-    node_ports: &[NodePort],
+    listeners: &[ServiceListener],
     services: &[Service],
     endpoints: &HashMap<ServiceKey, Vec<Endpoint>>,
-) -> BTreeMap<u16, Arc<Backends>> {
-    node_ports
+) -> BTreeMap<SocketAddr, Arc<Backends>> {
+    listeners
         .iter()
-        .map(|n| {
-            let ready = endpoints.get(&n.service).map_or(&[][..], Vec::as_slice);
-            (n.node_port, Arc::new(Backends::of(n, services, ready)))
+        .map(|l| {
+            let ready = endpoints.get(&l.service).map_or(&[][..], Vec::as_slice);
+            (l.at, Arc::new(Backends::of(l, services, ready)))
         })
         .collect()
 }
 
-/// Node ports in `wanted` and not in `running`.
-pub fn to_bind(wanted: &[NodePort], running: &HashSet<u16>) -> Vec<u16> {
+/// Addresses in `wanted` and not in `running`.
+pub fn to_bind(wanted: &[ServiceListener], running: &HashSet<SocketAddr>) -> Vec<SocketAddr> {
     wanted
         .iter()
-        .map(|n| n.node_port)
-        .filter(|p| !running.contains(p))
+        .map(|l| l.at)
+        .filter(|a| !running.contains(a))
         .collect()
 }
 
@@ -241,10 +338,10 @@ pub struct ServiceProxyLimits {
     pub idle_timeout: Duration,
 }
 
-/// Accepts on one node port until `stop`, proxying each connection.
+/// Accepts on one Service address until `stop`, proxying each connection.
 pub async fn serve(
     listener: TcpListener,
-    node_port: u16,
+    at: SocketAddr,
     table: Arc<BackendTable>,
     limits: ServiceProxyLimits,
     mut stop: watch::Receiver<bool>,
@@ -253,7 +350,7 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((client, from)) => {
-                    let backends = table.load().get(&node_port).cloned();
+                    let backends = table.load().get(&at).cloned();
                     let Some(to) = backends.and_then(|b| b.pick(from.ip())) else {
                         continue;
                     };
@@ -366,7 +463,11 @@ mod tests {
         let svc = service(
             json!({"metadata": {"name": "my-app"}, "spec": {"type": "NodePort", "ports": [{"name": "web", "port": 80, "targetPort": "http"}]}}),
         );
-        let np = node_ports(std::slice::from_ref(&svc)).unwrap().remove(0);
+        let node_ip = IpAddr::from([127, 0, 9, 9]);
+        let nps = node_ports(std::slice::from_ref(&svc)).unwrap();
+        let ips = cluster_ips(std::slice::from_ref(&svc), node_ip);
+        let all = listeners(std::slice::from_ref(&svc), &nps, &ips, node_ip);
+        let np = all.iter().find(|l| l.at.ip() == node_ip).unwrap().clone();
         let endpoint = |ip: &str, port: u16| Endpoint {
             ip: ip.parse().unwrap(),
             name: ip.to_owned(),
@@ -386,5 +487,56 @@ mod tests {
                 "127.1.0.2:9090".parse().unwrap()
             ]
         );
+    }
+
+    #[test]
+    fn every_service_with_a_selector_gets_its_own_stable_cluster_ip() {
+        let svc = |name: &str, extra: serde_json::Value| {
+            let mut spec =
+                json!({"selector": {"app": name}, "ports": [{"port": 80}, {"port": 9090}]});
+            if let (Some(fields), Some(more)) = (spec.as_object_mut(), extra.as_object()) {
+                fields.extend(more.clone());
+            }
+            service(json!({"metadata": {"name": name}, "spec": spec}))
+        };
+        let services = [
+            svc("a", json!({})),
+            svc("b", json!({"type": "NodePort"})),
+            svc("headless", json!({"clusterIP": "None"})),
+            service(
+                json!({"metadata": {"name": "no-selector"}, "spec": {"ports": [{"port": 80}]}}),
+            ),
+        ];
+        let node_ip = IpAddr::from([127, 0, 3, 7]);
+        let ips = cluster_ips(&services, node_ip);
+        assert_eq!(ips.len(), 2, "{ips:?}");
+        let (a, b) = (
+            ips[&("default".into(), "a".into())],
+            ips[&("default".into(), "b".into())],
+        );
+        assert_ne!(a, b);
+        for ip in [a, b] {
+            let IpAddr::V4(v4) = ip else { panic!("{ip}") };
+            let [x, y, _, d] = v4.octets();
+            assert_eq!((x, y), (127, 0));
+            assert!(ip != node_ip && d != 0 && d != 255, "{ip}");
+        }
+        assert_eq!(cluster_ips(&services, node_ip), ips, "stable");
+        assert_ne!(
+            cluster_ips(&services, IpAddr::from([127, 0, 8, 8])),
+            ips,
+            "another runtime, other addresses"
+        );
+        let nps = node_ports(&services).unwrap();
+        let at: Vec<SocketAddr> = listeners(&services, &nps, &ips, node_ip)
+            .iter()
+            .map(|l| l.at)
+            .collect();
+        assert_eq!(
+            at.len(),
+            2 + 2 + 2,
+            "a: 2 ports, b: 2 ports and 2 node ports: {at:?}"
+        );
+        assert!(at.contains(&SocketAddr::new(a, 9090)));
     }
 }

@@ -184,14 +184,17 @@ impl Runtime {
     }
 
     /// Objects of a kind in a namespace, in Kubernetes' JSON shape with
-    /// status; a Service's ports carry the node port it is served on, and
-    /// a `LoadBalancer` its address, as the API server and a cloud (or
-    /// `minikube tunnel`) fill them in.
+    /// status; a Service carries its cluster IP, its ports the node port
+    /// each is served on, and a `LoadBalancer` its address, as the API
+    /// server and a cloud (or `minikube tunnel`) fill them in.
     pub async fn list(&self, kind: Kind, namespace: &str) -> Vec<serde_json::Value> {
-        let node_ports = if kind == Kind::Service {
-            self.gateway.node_ports().await
+        let (node_ports, cluster_ips) = if kind == Kind::Service {
+            (
+                self.gateway.node_ports().await,
+                self.gateway.cluster_ips().await,
+            )
         } else {
-            Vec::new()
+            Default::default()
         };
         let state = self.state.lock().await;
         if kind == Kind::Pod {
@@ -210,6 +213,10 @@ impl Runtime {
                 let mut json = object_json(&state, r);
                 if kind == Kind::Service {
                     with_node_ports(&mut json, r, &node_ports);
+                    let key = (r.namespace().to_owned(), r.name().to_owned());
+                    if let Some(ip) = cluster_ips.get(&key) {
+                        json["spec"]["clusterIP"] = ip.to_string().into();
+                    }
                 }
                 json
             })

@@ -335,3 +335,85 @@ async fn blue_green_switches_every_new_connection_with_weir_patch() {
     let out = cluster.weir(&["delete", "all"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ramped_update_through_the_service_fails_no_request() {
+    // The seed repository's ramped strategy, as its README watches it: a new
+    // connection per request (`while sleep 0.1; do curl ...; done`) through
+    // the NodePort Service while v2 replaces v1 one pod at a time
+    // (maxSurge 1, maxUnavailable 0). Endpoints follow readiness and a pod
+    // leaves them before it is stopped, so no request fails.
+    let cluster = Cluster::up(&[]);
+    let strategy = examples().join("../strategies/ramped");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        strategy.join("weir-images.conf"),
+        dir.path().join("weir-images.conf"),
+    )
+    .unwrap();
+    let app = dir.path().join("app.yaml");
+    std::fs::copy(strategy.join("app-v1.yaml"), &app).unwrap();
+    cluster.apply_ok(dir.path());
+    let out = cluster.weir(&[
+        "rollout",
+        "status",
+        "deployment/my-app",
+        "--timeout",
+        "300s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8_lossy(&cluster.weir(&["service", "my-app", "--url"]).stdout)
+        .trim()
+        .to_owned();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watching = {
+        let (stop, url) = (stop.clone(), url.clone());
+        std::thread::spawn(move || {
+            let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+            // Bounded: at most 5,000 requests, and until told to stop.
+            for _ in 0..5000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let body = curl(&url);
+                let version = body
+                    .split("Version: ")
+                    .nth(1)
+                    .map_or("failed".to_owned(), |v| v.trim().to_owned());
+                *seen.entry(version).or_default() += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        })
+    };
+    std::fs::copy(strategy.join("app-v2.yaml"), &app).unwrap();
+    cluster.apply_ok(dir.path());
+    let out = cluster.weir(&[
+        "rollout",
+        "status",
+        "deployment/my-app",
+        "--timeout",
+        "300s",
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = watching.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(seen.get("failed"), None, "no request failed: {seen:?}");
+    assert!(seen.get("v1.0.0").is_some_and(|n| *n > 0), "{seen:?}");
+    assert!(
+        seen.get("v2.0.0").is_some_and(|n| *n > 0),
+        "both versions answered during the update: {seen:?}"
+    );
+    for _ in 0..5 {
+        assert!(curl(&url).contains("Version: v2.0.0"));
+    }
+}

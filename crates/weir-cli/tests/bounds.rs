@@ -254,3 +254,45 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_up_raises_its_open_files_limit_to_the_hard_one() {
+    // A thousand Services are a thousand listening sockets: a 1,024 soft
+    // limit would run out. Started under a soft limit of 256, weir up
+    // runs with the hard one.
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = KillOnDrop(
+        Command::new("bash")
+            .args([
+                "-c",
+                "ulimit -Sn 256 && exec \"$0\" up --state-dir \"$1\" --port-map 80=0 --no-metrics",
+            ])
+            .arg(weir_bin())
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let socket = dir.path().join("admin.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "weir up did not come up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", up.0.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "soft = hard: {line}");
+    assert_ne!(numbers[0], "256", "{line}");
+    let out = Command::new(weir_bin())
+        .args(["down", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let _ = up.0.wait();
+}

@@ -36,6 +36,24 @@ use crate::state::State;
 use crate::state_dir::StateDir;
 use crate::store::Store;
 
+/// A runtime holds a socket for every Service port, gateway listener and
+/// proxied connection, and pipes per pod: its soft limit on open files is
+/// raised to the hard one, as Envoy and HAProxy raise theirs (a 1,024
+/// default runs out at a thousand Services). Pods inherit it.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                ..limit
+            },
+        );
+    }
+}
+
 /// How the runtime runs.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
@@ -110,6 +128,7 @@ impl Runtime {
         let claimed = StateDir::claim(&config.state_dir)?;
         // Everything the runtime creates from here on is private to its user.
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+        raise_open_files_limit();
         {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()

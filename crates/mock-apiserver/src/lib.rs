@@ -673,6 +673,41 @@ fn storage_key(path: &str) -> String {
         .replace("/networking.istio.io/v1beta1/", "/networking.istio.io/v1/")
 }
 
+/// Stores `patched` over `object` as an Update by `manager` (on
+/// `subresource`, or none): a new resourceVersion when anything changed, a
+/// new generation when the spec did, the changed fields recorded as that
+/// owner's. Returns what was stored.
+fn update(
+    shared: &Shared,
+    key: &str,
+    object: &mut Value,
+    mut patched: Value,
+    manager: &str,
+    subresource: &str,
+    next_version: impl Fn() -> String,
+) -> Value {
+    if patched != *object {
+        if patched["spec"] != object["spec"] {
+            let g = object["metadata"]["generation"].as_i64().unwrap_or(1);
+            patched["metadata"]["generation"] = (g + 1).into();
+        }
+        patched["metadata"]["resourceVersion"] = next_version().into();
+    }
+    let owner = (
+        manager.to_owned(),
+        "Update".to_owned(),
+        subresource.to_owned(),
+    );
+    record_update(
+        lock(&shared.managers).entry(key.to_owned()).or_default(),
+        owner,
+        object,
+        &patched,
+    );
+    *object = patched.clone();
+    patched
+}
+
 fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
 }
@@ -894,23 +929,16 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
             };
             let mut patched = object.clone();
             patched["spec"]["replicas"] = replicas.into();
-            if patched != *object {
-                let g = object["metadata"]["generation"].as_i64().unwrap_or(1);
-                patched["metadata"]["generation"] = (g + 1).into();
-                patched["metadata"]["resourceVersion"] = next_version().into();
-            }
-            let owner = (
-                r.param("fieldManager").unwrap_or("unknown").to_owned(),
-                "Update".to_owned(),
-                "scale".to_owned(),
-            );
-            record_update(
-                lock(&shared.managers).entry(deployment).or_default(),
-                owner,
+            let manager = r.param("fieldManager").unwrap_or("unknown");
+            let patched = update(
+                shared,
+                &deployment,
                 object,
-                &patched,
+                patched,
+                manager,
+                "scale",
+                next_version,
             );
-            *object = patched.clone();
             json_response(
                 200,
                 &json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
@@ -931,26 +959,9 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
             };
             let mut patched = object.clone();
             json_patch::merge(&mut patched, &r.body);
-            if patched != *object {
-                if patched["spec"] != object["spec"] {
-                    let g = object["metadata"]["generation"].as_i64().unwrap_or(1);
-                    patched["metadata"]["generation"] = (g + 1).into();
-                }
-                patched["metadata"]["resourceVersion"] = next_version().into();
-            }
-            let owner = (
-                r.param("fieldManager").unwrap_or("unknown").to_owned(),
-                "Update".to_owned(),
-                String::new(),
-            );
-            record_update(
-                lock(&shared.managers).entry(key.clone()).or_default(),
-                owner,
-                object,
-                &patched,
-            );
-            *object = patched.clone();
-            json_response(200, &patched)
+            let manager = r.param("fieldManager").unwrap_or("unknown");
+            let updated = update(shared, &key, object, patched, manager, "", next_version);
+            json_response(200, &updated)
         }
         ("PATCH", false) if r.content_type.starts_with("application/json-patch") => {
             let Some(object) = objects.get_mut(&key) else {
@@ -968,26 +979,9 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
                     &format!("the server rejected our request due to an error in our request: {e}"),
                 );
             }
-            if patched != *object {
-                if patched["spec"] != object["spec"] {
-                    let g = object["metadata"]["generation"].as_i64().unwrap_or(1);
-                    patched["metadata"]["generation"] = (g + 1).into();
-                }
-                patched["metadata"]["resourceVersion"] = next_version().into();
-            }
-            let owner = (
-                r.param("fieldManager").unwrap_or("unknown").to_owned(),
-                "Update".to_owned(),
-                String::new(),
-            );
-            record_update(
-                lock(&shared.managers).entry(key.clone()).or_default(),
-                owner,
-                object,
-                &patched,
-            );
-            *object = patched.clone();
-            json_response(200, &patched)
+            let manager = r.param("fieldManager").unwrap_or("unknown");
+            let updated = update(shared, &key, object, patched, manager, "", next_version);
+            json_response(200, &updated)
         }
         _ => status_response(
             404,

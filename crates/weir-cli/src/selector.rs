@@ -113,6 +113,15 @@ impl LabelSelector {
         Ok(Self(out))
     }
 
+    /// A `-l` argument (none selects everything); a malformed one is
+    /// printed and becomes the bad-input exit code.
+    pub fn from_arg(text: Option<&str>) -> Result<Self, u8> {
+        Self::parse(text.unwrap_or_default()).map_err(|e| {
+            eprintln!("error: {e}");
+            crate::exit::BAD_INPUT
+        })
+    }
+
     /// Whether labels satisfy every requirement.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.0.iter().all(|r| match r {

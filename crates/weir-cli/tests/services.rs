@@ -4,6 +4,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,6 +22,48 @@ fn answers(url: &str, n: usize) -> BTreeMap<String, usize> {
         *seen.entry(answered_by(&curl(url))).or_default() += 1;
     }
     seen
+}
+
+/// One strategy of the seed repository staged as its README applies it,
+/// one file at a time: a dir holding its image map and `app.yaml`.
+struct Staged {
+    dir: tempfile::TempDir,
+    strategy: PathBuf,
+}
+
+impl Staged {
+    fn new(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let strategy = examples().join("../strategies").join(name);
+        let images = "weir-images.conf";
+        std::fs::copy(strategy.join(images), dir.path().join(images)).unwrap();
+        Self { dir, strategy }
+    }
+
+    /// `file` of the strategy becomes `app.yaml` and is applied.
+    fn apply(&self, cluster: &Cluster, file: &str) {
+        std::fs::copy(self.strategy.join(file), self.dir.path().join("app.yaml")).unwrap();
+        cluster.apply_ok(self.dir.path());
+    }
+}
+
+/// `weir rollout status DEPLOYMENT --timeout T`; asserts it rolled out;
+/// what it printed.
+fn rolled_out(cluster: &Cluster, deployment: &str, timeout: &str) -> String {
+    let out = cluster.weir(&["rollout", "status", deployment, "--timeout", timeout]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `weir service my-app --url`.
+fn service_url(cluster: &Cluster) -> String {
+    String::from_utf8_lossy(&cluster.weir(&["service", "my-app", "--url"]).stdout)
+        .trim()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,38 +164,20 @@ async fn a_nodeport_service_balances_connections_follows_its_selector_and_keeps_
 #[tokio::test(flavor = "multi_thread")]
 async fn the_recreate_strategy_rolls_out_and_rollout_status_waits_as_kubectl() {
     let cluster = Cluster::up(&[]);
-    let strategy = examples().join("../strategies/recreate");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        strategy.join("weir-images.conf"),
-        dir.path().join("weir-images.conf"),
-    )
-    .unwrap();
-    let app = dir.path().join("app.yaml");
-    std::fs::copy(strategy.join("app-v1.yaml"), &app).unwrap();
-    cluster.apply_ok(dir.path());
-    let out = cluster.weir(&["rollout", "status", "deployment/my-app", "--timeout", "60s"]);
+    let staged = Staged::new("recreate");
+    staged.apply(&cluster, "app-v1.yaml");
+    let stdout = rolled_out(&cluster, "deployment/my-app", "60s");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stdout.ends_with("deployment \"my-app\" successfully rolled out\n"),
+        "{stdout}"
     );
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .ends_with("deployment \"my-app\" successfully rolled out\n"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let url = String::from_utf8_lossy(&cluster.weir(&["service", "my-app", "--url"]).stdout)
-        .trim()
-        .to_owned();
+    let url = service_url(&cluster);
     assert!(curl(&url).contains("Version: v1.0.0"));
 
     // Version 2 over the same Deployment (the README's `kubectl apply -f
     // app-v2.yaml`): Recreate stops every v1 pod before any v2 starts, and
     // the readiness probe (period 5 s) makes the rollout outlast a 1 s wait.
-    std::fs::copy(strategy.join("app-v2.yaml"), &app).unwrap();
-    cluster.apply_ok(dir.path());
+    staged.apply(&cluster, "app-v2.yaml");
     let out = cluster.weir(&["rollout", "status", "deploy/my-app", "--timeout", "1s"]);
     assert_eq!(
         out.status.code(),
@@ -164,13 +189,7 @@ async fn the_recreate_strategy_rolls_out_and_rollout_status_waits_as_kubectl() {
         String::from_utf8_lossy(&out.stderr).trim(),
         "error: timed out waiting for the condition"
     );
-    let out = cluster.weir(&["rollout", "status", "deployment/my-app", "--timeout", "90s"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = rolled_out(&cluster, "deployment/my-app", "90s");
     assert!(
         stdout.contains("Waiting for deployment \"my-app\" rollout to finish"),
         "{stdout}"
@@ -230,34 +249,10 @@ async fn blue_green_switches_every_new_connection_with_weir_patch() {
         );
     };
     apply("app-v1.yaml");
-    let out = cluster.weir(&[
-        "rollout",
-        "status",
-        "deployment/my-app-v1",
-        "--timeout",
-        "60s",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let url = String::from_utf8_lossy(&cluster.weir(&["service", "my-app", "--url"]).stdout)
-        .trim()
-        .to_owned();
+    rolled_out(&cluster, "deployment/my-app-v1", "60s");
+    let url = service_url(&cluster);
     apply("app-v2.yaml");
-    let out = cluster.weir(&[
-        "rollout",
-        "status",
-        "deployment/my-app-v2",
-        "--timeout",
-        "60s",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rolled_out(&cluster, "deployment/my-app-v2", "60s");
     // Green is up, blue still takes every connection.
     for _ in 0..6 {
         assert!(curl(&url).contains("Version: v1.0.0"));
@@ -344,31 +339,10 @@ async fn a_ramped_update_through_the_service_fails_no_request() {
     // (maxSurge 1, maxUnavailable 0). Endpoints follow readiness and a pod
     // leaves them before it is stopped, so no request fails.
     let cluster = Cluster::up(&[]);
-    let strategy = examples().join("../strategies/ramped");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        strategy.join("weir-images.conf"),
-        dir.path().join("weir-images.conf"),
-    )
-    .unwrap();
-    let app = dir.path().join("app.yaml");
-    std::fs::copy(strategy.join("app-v1.yaml"), &app).unwrap();
-    cluster.apply_ok(dir.path());
-    let out = cluster.weir(&[
-        "rollout",
-        "status",
-        "deployment/my-app",
-        "--timeout",
-        "300s",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let url = String::from_utf8_lossy(&cluster.weir(&["service", "my-app", "--url"]).stdout)
-        .trim()
-        .to_owned();
+    let staged = Staged::new("ramped");
+    staged.apply(&cluster, "app-v1.yaml");
+    rolled_out(&cluster, "deployment/my-app", "300s");
+    let url = service_url(&cluster);
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watching = {
@@ -391,8 +365,7 @@ async fn a_ramped_update_through_the_service_fails_no_request() {
             seen
         })
     };
-    std::fs::copy(strategy.join("app-v2.yaml"), &app).unwrap();
-    cluster.apply_ok(dir.path());
+    staged.apply(&cluster, "app-v2.yaml");
     let out = cluster.weir(&[
         "rollout",
         "status",
@@ -400,6 +373,8 @@ async fn a_ramped_update_through_the_service_fails_no_request() {
         "--timeout",
         "300s",
     ]);
+    // Stopped before asserting, so a failed rollout does not leave the
+    // requests running.
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let seen = watching.join().unwrap();
     assert!(

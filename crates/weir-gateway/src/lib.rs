@@ -125,6 +125,18 @@ struct RunningListener {
     task: JoinHandle<()>,
 }
 
+/// Stops the running listeners `wanted` says no to; open connections
+/// finish their requests.
+fn stop_unwanted<K: Ord>(running: &mut BTreeMap<K, RunningListener>, wanted: impl Fn(&K) -> bool) {
+    running.retain(|key, listener| {
+        let keep = wanted(key);
+        if !keep {
+            let _ = listener.stop.send(true);
+        }
+        keep
+    });
+}
+
 struct Control {
     compiler: compile::Compiler,
     inputs: RouteInputs,
@@ -258,17 +270,9 @@ impl Gateway {
                 .service_listeners
                 .insert(addr, RunningListener { addr, stop, task });
         }
-        let gone: Vec<SocketAddr> = control
-            .service_listeners
-            .keys()
-            .filter(|a| !service_listeners.iter().any(|l| l.at == **a))
-            .copied()
-            .collect();
-        for addr in gone {
-            if let Some(l) = control.service_listeners.remove(&addr) {
-                let _ = l.stop.send(true);
-            }
-        }
+        stop_unwanted(&mut control.service_listeners, |a| {
+            service_listeners.iter().any(|l| l.at == *a)
+        });
         control.node_ports = node_ports;
         control.cluster_ips = cluster_ips;
         for (port, listener) in bound {
@@ -287,17 +291,7 @@ impl Gateway {
                 .listeners
                 .insert(port, RunningListener { addr, stop, task });
         }
-        let removed: Vec<u16> = control
-            .listeners
-            .keys()
-            .filter(|p| !wanted.contains(p))
-            .copied()
-            .collect();
-        for port in removed {
-            if let Some(l) = control.listeners.remove(&port) {
-                let _ = l.stop.send(true);
-            }
-        }
+        stop_unwanted(&mut control.listeners, |p| wanted.contains(p));
         control.inputs = inputs;
         control.endpoints = endpoints;
         Ok(())

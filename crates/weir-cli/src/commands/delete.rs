@@ -126,12 +126,9 @@ async fn by_label(
             return exit::BAD_INPUT;
         }
     };
-    let selector = match LabelSelector::parse(selector) {
+    let selector = match LabelSelector::from_arg(Some(selector)) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::BAD_INPUT;
-        }
+        Err(code) => return code,
     };
     let backend = match target.backend().await {
         Ok(b) => b,

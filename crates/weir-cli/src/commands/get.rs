@@ -350,12 +350,9 @@ async fn all(args: GetArgs) -> u8 {
         Ok(format) => format,
         Err(code) => return code,
     };
-    let selector = match LabelSelector::parse(args.selector.as_deref().unwrap_or_default()) {
+    let selector = match LabelSelector::from_arg(args.selector.as_deref()) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::BAD_INPUT;
-        }
+        Err(code) => return code,
     };
     let backend = match args.target.backend().await {
         Ok(b) => b,
@@ -447,12 +444,9 @@ pub async fn run(args: GetArgs) -> u8 {
             Err(code) => return code,
         },
     };
-    let selector = match LabelSelector::parse(args.selector.as_deref().unwrap_or_default()) {
+    let selector = match LabelSelector::from_arg(args.selector.as_deref()) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::BAD_INPUT;
-        }
+        Err(code) => return code,
     };
     let wide = output == Some(OutputFormat::Wide);
     let backend = match args.target.backend().await {

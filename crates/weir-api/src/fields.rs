@@ -35,6 +35,10 @@ pub enum Schema {
     WorkloadEntry,
     /// weir.dev/v1alpha1 Rollout.
     Rollout,
+    /// networking.k8s.io/v1 Ingress.
+    Ingress,
+    /// extensions/v1beta1 and networking.k8s.io/v1beta1 Ingress.
+    LegacyIngress,
 }
 
 impl Schema {
@@ -49,6 +53,7 @@ impl Schema {
             Schema::DestinationRule => Kind::DestinationRule,
             Schema::WorkloadEntry => Kind::WorkloadEntry,
             Schema::Rollout => Kind::Rollout,
+            Schema::Ingress | Schema::LegacyIngress => Kind::Ingress,
         }
     }
 }
@@ -254,6 +259,30 @@ const DESTINATION_RULE_REFUSED: &[&str] = &[
     "spec.subsets[].trafficPolicy.loadBalancer.consistentHash.httpCookie.attributes",
 ];
 
+const INGRESS_IMPLEMENTED: &[&str] = &[
+    "spec.ingressClassName",
+    "spec.defaultBackend.service.name",
+    "spec.defaultBackend.service.port.number",
+    "spec.defaultBackend.service.port.name",
+    "spec.rules[].host",
+    "spec.rules[].http.paths[].path",
+    "spec.rules[].http.paths[].pathType",
+    "spec.rules[].http.paths[].backend.service.name",
+    "spec.rules[].http.paths[].backend.service.port.number",
+    "spec.rules[].http.paths[].backend.service.port.name",
+];
+
+const LEGACY_INGRESS_IMPLEMENTED: &[&str] = &[
+    "spec.ingressClassName",
+    "spec.backend.serviceName",
+    "spec.backend.servicePort",
+    "spec.rules[].host",
+    "spec.rules[].http.paths[].path",
+    "spec.rules[].http.paths[].pathType",
+    "spec.rules[].http.paths[].backend.serviceName",
+    "spec.rules[].http.paths[].backend.servicePort",
+];
+
 const GATEWAY_REFUSED: &[&str] = &["spec.servers[].tls", "spec.servers[].defaultEndpoint"];
 
 struct Tables {
@@ -309,6 +338,8 @@ fn tables(schema: Schema) -> Tables {
         ),
         // Typed for exactly its fields; its status is the runtime's.
         Schema::Rollout => (vec![&["spec"]], &[], &[]),
+        Schema::Ingress => (vec![INGRESS_IMPLEMENTED], &[], &[]),
+        Schema::LegacyIngress => (vec![LEGACY_INGRESS_IMPLEMENTED], &[], &[]),
     };
     let mut implemented_lists = vec![META_IMPLEMENTED];
     implemented_lists.extend(implemented);

@@ -12,6 +12,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod fields;
 pub mod images;
+pub mod ingress;
 pub mod istio;
 pub mod load;
 pub mod object;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::{v1 as hpa_v1, v2 as hpa_v2};
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -358,6 +359,19 @@ impl Loader {
                 embedded_only: false,
             });
         }
+        if schema == Schema::LegacyIngress {
+            let field = FieldPath::root().key("apiVersion");
+            self.diagnostics.push(Diagnostic {
+                severity: Severity::Warning,
+                pos: at(&field),
+                object: Some(format!("{}/{name}", schema.kind().qualified())),
+                message: format!(
+                    "{api_version} Ingress was removed in Kubernetes 1.22; weir reads it as networking.k8s.io/v1 (serviceName/servicePort become service.name/service.port, a path without pathType is ImplementationSpecific)"
+                ),
+                field,
+                embedded_only: false,
+            });
+        }
         let parsed = match schema {
             Schema::Service => {
                 typed::<Service>(doc.text).map(|(r, i)| (Resource::Service(Box::new(r)), i))
@@ -378,6 +392,11 @@ impl Loader {
             }
             Schema::WorkloadEntry => typed(doc.text).map(|(r, i)| (Resource::WorkloadEntry(r), i)),
             Schema::Rollout => typed(doc.text).map(|(r, i)| (Resource::Rollout(r), i)),
+            Schema::Ingress => {
+                typed::<Ingress>(doc.text).map(|(r, i)| (Resource::Ingress(Box::new(r)), i))
+            }
+            Schema::LegacyIngress => typed::<crate::ingress::LegacyIngress>(doc.text)
+                .map(|(r, i)| (Resource::Ingress(Box::new(r.into_v1())), i)),
         };
         let (resource, ignored) = match parsed {
             Ok(parsed) => parsed,
@@ -498,6 +517,10 @@ fn schema_for(api_version: &str, kind: &str) -> Option<Schema> {
         ("autoscaling/v1", "HorizontalPodAutoscaler") => Some(Schema::HpaV1),
         ("autoscaling/v2", "HorizontalPodAutoscaler") => Some(Schema::HpaV2),
         (crate::rollout::API_VERSION, "Rollout") => Some(Schema::Rollout),
+        ("networking.k8s.io/v1", "Ingress") => Some(Schema::Ingress),
+        (v, "Ingress") if crate::ingress::LEGACY_API_VERSIONS.contains(&v) => {
+            Some(Schema::LegacyIngress)
+        }
         (version, kind) => {
             let (group, v) = version.split_once('/')?;
             if group != ISTIO_GROUP || !ISTIO_VERSIONS.contains(&v) {
@@ -525,11 +548,14 @@ fn unknown_kind_message(api_version: &str, kind: &str) -> String {
         "Gateway" | "VirtualService" | "DestinationRule" | "WorkloadEntry" => {
             "; Istio serves networking.istio.io/v1alpha3, v1beta1 and v1"
         }
+        "Ingress" => {
+            "; Ingress is served as networking.k8s.io/v1 (weir also reads the removed extensions/v1beta1 and networking.k8s.io/v1beta1)"
+        }
         "Rollout" => {
             "; weir's Rollout is weir.dev/v1alpha1 (Argo Rollouts' argoproj.io Rollout is another kind)"
         }
         _ => {
-            "; weir loads v1 Service, apps/v1 Deployment, autoscaling/v1 and v2 HorizontalPodAutoscaler, networking.istio.io Gateway, VirtualService, DestinationRule and WorkloadEntry, and weir.dev/v1alpha1 Rollout"
+            "; weir loads v1 Service, apps/v1 Deployment, autoscaling/v1 and v2 HorizontalPodAutoscaler, networking.k8s.io/v1 Ingress, networking.istio.io Gateway, VirtualService, DestinationRule and WorkloadEntry, and weir.dev/v1alpha1 Rollout"
         }
     };
     format!("no matches for kind {kind:?} in version {api_version:?}{hint}")
@@ -589,5 +615,6 @@ fn check_semantics(resource: &Resource, out: &mut Findings) {
         Resource::DestinationRule(dr) => validate::istio::destination_rule(&dr.spec, out),
         Resource::WorkloadEntry(we) => validate::istio::workload_entry(&we.spec, out),
         Resource::Rollout(ro) => validate::rollout::rollout(&ro.spec, out),
+        Resource::Ingress(ing) => validate::ingress::ingress(ing, out),
     }
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::{v1 as hpa_v1, v2 as hpa_v2};
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,9 @@ pub enum Resource {
     WorkloadEntry(IstioObject<WorkloadEntrySpec>),
     /// `weir.dev Rollout`: an automated canary over a VirtualService rule.
     Rollout(Rollout),
+    /// `networking.k8s.io/v1 Ingress` (the removed `extensions/v1beta1`
+    /// shape is read into it).
+    Ingress(Box<Ingress>),
 }
 
 impl Resource {
@@ -53,6 +57,7 @@ impl Resource {
             Resource::DestinationRule(_) => Kind::DestinationRule,
             Resource::WorkloadEntry(_) => Kind::WorkloadEntry,
             Resource::Rollout(_) => Kind::Rollout,
+            Resource::Ingress(_) => Kind::Ingress,
         }
     }
 
@@ -68,6 +73,7 @@ impl Resource {
             Resource::DestinationRule(r) => &r.metadata,
             Resource::WorkloadEntry(r) => &r.metadata,
             Resource::Rollout(r) => &r.metadata,
+            Resource::Ingress(r) => &r.metadata,
         }
     }
 
@@ -115,6 +121,8 @@ pub enum Kind {
     WorkloadEntry,
     /// weir's Rollouts.
     Rollout,
+    /// Ingresses (served by weir's ingress controller).
+    Ingress,
 }
 
 impl Kind {
@@ -127,7 +135,7 @@ impl Kind {
     }
 
     /// Every kind, in the order `weir get all` lists them.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Pod,
         Kind::Service,
         Kind::Deployment,
@@ -137,6 +145,7 @@ impl Kind {
         Kind::DestinationRule,
         Kind::WorkloadEntry,
         Kind::Rollout,
+        Kind::Ingress,
     ];
 
     /// The kind as manifests write it (`Deployment`).
@@ -151,6 +160,7 @@ impl Kind {
             Kind::DestinationRule => "DestinationRule",
             Kind::WorkloadEntry => "WorkloadEntry",
             Kind::Rollout => "Rollout",
+            Kind::Ingress => "Ingress",
         }
     }
 
@@ -167,6 +177,7 @@ impl Kind {
             Kind::DestinationRule => "destinationrule.networking.istio.io",
             Kind::WorkloadEntry => "workloadentry.networking.istio.io",
             Kind::Rollout => "rollout.weir.dev",
+            Kind::Ingress => "ingress.networking.k8s.io",
         }
     }
 
@@ -184,6 +195,7 @@ impl Kind {
             Kind::DestinationRule => &["destinationrule", "destinationrules", "dr"],
             Kind::WorkloadEntry => &["workloadentry", "workloadentries", "we"],
             Kind::Rollout => &["rollout", "rollouts", "ro"],
+            Kind::Ingress => &["ingress", "ingresses", "ing"],
         }
     }
 }
@@ -197,7 +209,7 @@ impl fmt::Display for Kind {
 /// A kind name that is none of [`Kind`]'s.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the server doesn't have a resource type {0:?} (known: pods, deployments, services, hpa, gateways, virtualservices, destinationrules, rollouts)"
+    "the server doesn't have a resource type {0:?} (known: pods, deployments, services, hpa, ingresses, gateways, virtualservices, destinationrules, rollouts)"
 )]
 pub struct UnknownKind(String);
 

@@ -27,6 +27,8 @@ use crate::snapshot::{
 };
 use crate::split::SmoothSplit;
 
+mod ingress;
+
 /// The annotation that opts a VirtualService into version affinity; its
 /// value names the cookie (empty: [`DEFAULT_AFFINITY_COOKIE`]).
 pub const AFFINITY_ANNOTATION: &str = "weir.dev/version-affinity";
@@ -159,8 +161,10 @@ impl Compiler {
             }
             listener.set_virtual_hosts(hosts);
         }
+        let ingress =
+            self.ingress_listener(inputs, endpoints, &mut clusters, &mut live_endpoints)?;
         self.endpoints = live_endpoints;
-        Ok(Snapshot { listeners })
+        Ok(Snapshot { listeners, ingress })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -288,6 +292,7 @@ impl Compiler {
             fault,
             mirrors,
             headers: header_ops(route.headers.as_ref(), &owner)?,
+            canary: None,
         })
     }
 

@@ -9,6 +9,7 @@
 
 pub mod access_log;
 pub mod balance;
+pub mod canary;
 pub mod compile;
 pub mod conn_guard;
 pub mod decode;
@@ -44,7 +45,7 @@ use tokio::task::JoinHandle;
 pub use access_log::AccessLogTarget;
 pub use compile::ConfigError;
 pub use server::ConnectionLimits;
-pub use snapshot::{Endpoint, RouteInputs, ServiceKey};
+pub use snapshot::{Endpoint, Entry, RouteInputs, ServiceKey};
 
 /// Parses `GATEWAY_PORT=LOCAL_PORT` (`--port-map 80=8080`).
 pub fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
@@ -74,6 +75,9 @@ pub struct GatewayOptions {
     /// (kube-proxy's part, [`service_proxy`]); `None`: no Service listeners
     /// (the standalone gateway is only Istio's gateway).
     pub node_ip: Option<IpAddr>,
+    /// The port the ingress controller listens on at `node_ip`, once an
+    /// Ingress exists (ingress-nginx's port 80 needs privileges here).
+    pub ingress_port: u16,
 }
 
 impl Default for GatewayOptions {
@@ -86,6 +90,7 @@ impl Default for GatewayOptions {
             workload: "istio-ingressgateway".to_owned(),
             connect_timeout: Duration::from_secs(10),
             node_ip: None,
+            ingress_port: 8080,
         }
     }
 }
@@ -101,6 +106,14 @@ pub enum GatewayError {
     Bind {
         /// Gateway port.
         port: u16,
+        /// Local address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The ingress controller could not bind.
+    #[error("cannot listen on {addr} (the ingress controller): {source}")]
+    IngressBind {
         /// Local address.
         addr: SocketAddr,
         /// Why.
@@ -141,7 +154,7 @@ struct Control {
     compiler: compile::Compiler,
     inputs: RouteInputs,
     endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
-    listeners: BTreeMap<u16, RunningListener>,
+    listeners: BTreeMap<Entry, RunningListener>,
     node_ports: Vec<service_proxy::NodePort>,
     cluster_ips: BTreeMap<ServiceKey, IpAddr>,
     service_listeners: BTreeMap<SocketAddr, RunningListener>,
@@ -224,17 +237,24 @@ impl Gateway {
             }
             None => (Vec::new(), BTreeMap::new(), Vec::new()),
         };
-        let wanted = inputs.ports();
+        let mut wanted: Vec<Entry> = inputs.ports().into_iter().map(Entry::Gateway).collect();
+        if self.options.node_ip.is_some() && !inputs.ingresses.is_empty() {
+            wanted.push(Entry::Ingress);
+        }
         let mut bound = Vec::new();
-        for &port in &wanted {
-            if control.listeners.contains_key(&port) {
+        for &entry in &wanted {
+            if control.listeners.contains_key(&entry) {
                 continue;
             }
-            let local = self.options.port_map.get(&port).copied().unwrap_or(port);
-            let addr = SocketAddr::new(self.options.bind, local);
+            let addr = self.address_of(entry);
             match TcpListener::bind(addr).await {
-                Ok(l) => bound.push((port, l)),
-                Err(source) => return Err(GatewayError::Bind { port, addr, source }),
+                Ok(l) => bound.push((entry, l)),
+                Err(source) => {
+                    return Err(match entry {
+                        Entry::Gateway(port) => GatewayError::Bind { port, addr, source },
+                        Entry::Ingress => GatewayError::IngressBind { addr, source },
+                    });
+                }
             }
         }
         let running: std::collections::HashSet<SocketAddr> =
@@ -275,26 +295,41 @@ impl Gateway {
         });
         control.node_ports = node_ports;
         control.cluster_ips = cluster_ips;
-        for (port, listener) in bound {
+        for (entry, listener) in bound {
             let addr = listener
                 .local_addr()
-                .unwrap_or_else(|_| SocketAddr::new(self.options.bind, 0));
+                .unwrap_or_else(|_| self.address_of(entry));
             let (stop, stop_rx) = watch::channel(false);
             let task = tokio::spawn(server::serve(
                 listener,
-                port,
+                entry,
                 self.shared.clone(),
                 self.options.limits,
                 stop_rx,
             ));
             control
                 .listeners
-                .insert(port, RunningListener { addr, stop, task });
+                .insert(entry, RunningListener { addr, stop, task });
         }
-        stop_unwanted(&mut control.listeners, |p| wanted.contains(p));
+        stop_unwanted(&mut control.listeners, |e| wanted.contains(e));
         control.inputs = inputs;
         control.endpoints = endpoints;
         Ok(())
+    }
+
+    /// Where a listener binds: a Gateway port at its mapped local port,
+    /// the ingress controller at the node address.
+    fn address_of(&self, entry: Entry) -> SocketAddr {
+        match entry {
+            Entry::Gateway(port) => SocketAddr::new(
+                self.options.bind,
+                self.options.port_map.get(&port).copied().unwrap_or(port),
+            ),
+            Entry::Ingress => SocketAddr::new(
+                self.options.node_ip.unwrap_or(self.options.bind),
+                self.options.ingress_port,
+            ),
+        }
     }
 
     /// Gateway port → the local address it listens on.
@@ -303,8 +338,17 @@ impl Gateway {
         control
             .listeners
             .iter()
-            .map(|(p, l)| (*p, l.addr))
+            .filter_map(|(e, l)| match e {
+                Entry::Gateway(p) => Some((*p, l.addr)),
+                Entry::Ingress => None,
+            })
             .collect()
+    }
+
+    /// Where the ingress controller listens, once an Ingress exists.
+    pub async fn ingress_address(&self) -> Option<SocketAddr> {
+        let control = self.control.lock().await;
+        control.listeners.get(&Entry::Ingress).map(|l| l.addr)
     }
 
     /// Each Service port served on the node, with its address.

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::access_log::AccessLog;
 use crate::balance::{HashInput, cookie_value};
+use crate::canary::CanaryChoice;
 use crate::endpoint::{RequestBody, UpstreamBody, UpstreamEndpoint};
 use crate::headers::{
     Peer, apply_request_ops, apply_response_ops, authority_value, build_upstream,
@@ -30,7 +31,7 @@ use crate::matcher::RequestView;
 use crate::metrics::Metrics;
 use crate::report::{Outcome, Recorders, RequestLog, ResponseFlag, finish, labels_for};
 use crate::retry::{Failure, backoff, should_retry};
-use crate::snapshot::{Cluster, RouteDestination, Rule, Snapshot};
+use crate::snapshot::{Cluster, Entry, RouteDestination, Rule, Snapshot};
 use crate::upstream::{self, PooledBody, SendError, UpstreamSettings};
 
 /// The body returned downstream: the upstream's, streamed, or a local reply.
@@ -75,10 +76,10 @@ impl RequestContext<'_> {
     }
 }
 
-/// Handles one request that arrived on Gateway port `port` from `peer`.
+/// Handles one request that arrived on `entry` from `peer`.
 pub async fn handle(
     shared: Arc<Shared>,
-    port: u16,
+    entry: Entry,
     peer: Peer,
     mut req: Request<Incoming>,
 ) -> Response<DownstreamBody> {
@@ -87,7 +88,7 @@ pub async fn handle(
     ensure_request_id(req.headers_mut());
     let log = RequestLog::new(&req, started, shared.access_log.is_some());
     let recorders = shared.recorders();
-    let (rule, authority) = match route(&snapshot, port, &mut req) {
+    let (rule, authority) = match route(&snapshot, entry, &mut req) {
         Ok(routed) => routed,
         Err(flag) => return finish(&recorders, &log, reply_for(flag), Outcome::local(flag)),
     };
@@ -127,11 +128,11 @@ pub async fn handle(
 #[inline(always)]
 fn route(
     snapshot: &Snapshot,
-    port: u16,
+    entry: Entry,
     req: &mut Request<Incoming>,
 ) -> Result<(Arc<Rule>, HeaderValue), ResponseFlag> {
     normalize_host(req).map_err(|()| ResponseFlag::DownstreamProtocolError)?;
-    let listener = snapshot.listeners.get(&port).ok_or(ResponseFlag::NoRoute)?;
+    let listener = snapshot.listener(entry).ok_or(ResponseFlag::NoRoute)?;
     let value = authority_value(req);
     let authority = value.to_str().unwrap_or_default();
     let uri = req.uri();
@@ -142,7 +143,7 @@ fn route(
         scheme: "http",
         authority,
         headers: req.headers(),
-        port,
+        port: entry.port(),
         gateway: listener
             .gateways
             .first()
@@ -416,6 +417,13 @@ fn respond<'r>(
 
 /// The destination index and, for version affinity, a cookie to set.
 fn pick_destination(rule: &Rule, headers: &HeaderMap) -> (usize, Option<String>) {
+    if let Some(canary) = &rule.canary {
+        return match canary.choose(headers) {
+            CanaryChoice::Canary => (1, None),
+            CanaryChoice::Main => (0, None),
+            CanaryChoice::ByWeight => (rule.split.pick(), None),
+        };
+    }
     let Some(cookie) = &rule.affinity else {
         return (rule.split.pick(), None);
     };

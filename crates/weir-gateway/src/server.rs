@@ -16,6 +16,7 @@ use crate::drain::Drain;
 use crate::head_timer::HeadTimer;
 use crate::headers::Peer;
 use crate::proxy::{Shared, handle};
+use crate::snapshot::Entry;
 
 /// Limits applied to every downstream connection.
 #[derive(Clone, Copy, Debug)]
@@ -38,11 +39,11 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves `listener` as Gateway port `port` until `stop` turns true; open
+/// Serves `listener` as `entry` until `stop` turns true; open
 /// connections finish their current requests.
 pub async fn serve(
     listener: TcpListener,
-    port: u16,
+    entry: Entry,
     shared: Arc<Shared>,
     limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
@@ -90,7 +91,7 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 let peer = peer.clone();
-                async move { Ok::<_, Infallible>(handle(shared, port, peer, req).await) }
+                async move { Ok::<_, Infallible>(handle(shared, entry, peer, req).await) }
             });
             let _ = drain.run(builder.serve_connection(io, service)).await;
         });

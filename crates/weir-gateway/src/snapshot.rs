@@ -10,9 +10,11 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use weir_api::istio::{DestinationRuleSpec, GatewaySpec, IstioObject, VirtualServiceSpec};
 use weir_api::k8s_openapi::api::core::v1::Service;
+use weir_api::k8s_openapi::api::networking::v1::Ingress;
 use weir_api::resource::Resource;
 
 use crate::balance::Policy;
+use crate::canary::CanaryPolicy;
 use crate::endpoint::UpstreamEndpoint;
 use crate::matcher::{RequestView, RuleMatch};
 use crate::retry::RetryPolicy;
@@ -48,6 +50,8 @@ pub struct RouteInputs {
     pub destination_rules: Vec<IstioObject<DestinationRuleSpec>>,
     /// Services: ports and target ports.
     pub services: Vec<Service>,
+    /// Ingresses, for the ingress controller's listener.
+    pub ingresses: Vec<Ingress>,
 }
 
 impl RouteInputs {
@@ -62,6 +66,7 @@ impl RouteInputs {
                 Resource::VirtualService(v) => inputs.virtual_services.push(v),
                 Resource::DestinationRule(d) => inputs.destination_rules.push(d),
                 Resource::Service(s) => inputs.services.push(*s),
+                Resource::Ingress(i) => inputs.ingresses.push(*i),
                 _ => {}
             }
         }
@@ -170,7 +175,8 @@ pub struct RouteDestination {
 /// One compiled http rule.
 #[derive(Debug)]
 pub struct Rule {
-    /// `namespace/name` of its VirtualService.
+    /// What declared it: `namespace/name` of its VirtualService, or
+    /// `ingress namespace/name`.
     pub virtual_service: String,
     /// Its index in `spec.http`.
     pub index: usize,
@@ -192,6 +198,9 @@ pub struct Rule {
     pub mirrors: Vec<Mirror>,
     /// Rule-level header operations.
     pub headers: HeaderOps,
+    /// An Ingress canary's header and cookie rules (destination 1 is the
+    /// canary); the split decides what they leave.
+    pub canary: Option<CanaryPolicy>,
 }
 
 /// How a virtual host's domain is compared with the request's host.
@@ -320,11 +329,42 @@ impl Listener {
     }
 }
 
+/// Which listener a request arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Entry {
+    /// An Istio Gateway port.
+    Gateway(u16),
+    /// The ingress controller (port 80, as ingress-nginx's).
+    Ingress,
+}
+
+impl Entry {
+    /// The port a request's `port` match compares with.
+    pub fn port(self) -> u16 {
+        match self {
+            Entry::Gateway(port) => port,
+            Entry::Ingress => 80,
+        }
+    }
+}
+
 /// Everything the request path needs, immutable once built.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Routes by Gateway port.
     pub listeners: HashMap<u16, Listener>,
+    /// The ingress controller's routes, from Ingresses.
+    pub ingress: Listener,
+}
+
+impl Snapshot {
+    /// The routes of the listener a request arrived on.
+    pub fn listener(&self, entry: Entry) -> Option<&Listener> {
+        match entry {
+            Entry::Gateway(port) => self.listeners.get(&port),
+            Entry::Ingress => Some(&self.ingress),
+        }
+    }
 }
 
 #[cfg(test)]

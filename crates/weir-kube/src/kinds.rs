@@ -22,6 +22,7 @@ pub fn read_resource(kind: Kind) -> ApiResource {
         // The kind's CRD is not installed by weir yet: a cluster answers
         // that it does not serve it.
         Kind::Rollout => ("weir.dev", "v1alpha1"),
+        Kind::Ingress => ("networking.k8s.io", "v1"),
     };
     resource(group, version, kind)
 }
@@ -44,6 +45,7 @@ fn resource(group: &str, version: &str, kind: Kind) -> ApiResource {
         Kind::DestinationRule => ("DestinationRule", "destinationrules"),
         Kind::WorkloadEntry => ("WorkloadEntry", "workloadentries"),
         Kind::Rollout => ("Rollout", "rollouts"),
+        Kind::Ingress => ("Ingress", "ingresses"),
     };
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, name), plural)
 }

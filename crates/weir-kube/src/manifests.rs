@@ -69,6 +69,15 @@ pub fn outgoing(manifests: &Manifests, namespace: &str, options: &ApplyOptions) 
         .iter()
         .map(|o| {
             let mut body = o.document();
+            // A removed Ingress version goes as the v1 it was read into:
+            // no cluster weir supports serves the old ones.
+            if let Resource::Ingress(ingress) = &o.resource
+                && weir_api::ingress::LEGACY_API_VERSIONS
+                    .contains(&body["apiVersion"].as_str().unwrap_or_default())
+                && let Ok(v1) = serde_json::to_value(&**ingress)
+            {
+                body = v1;
+            }
             strip_server_set(&mut body);
             let named = o.resource.metadata().namespace.clone();
             let namespace = named.unwrap_or_else(|| namespace.to_owned());

@@ -183,3 +183,35 @@ fn the_validators_reject_broken_objects() {
     assert!(!ok, "a string weight must fail: {report}");
     assert!(report.contains("weight must be integer"), "{report}");
 }
+
+#[test]
+fn the_strategies_ingresses_are_sent_as_valid_v1() {
+    // The seed repository's Ingresses are extensions/v1beta1, which no
+    // supported cluster serves: weir sends the networking.k8s.io/v1 it
+    // read them into, and that must be what the v1 schema accepts.
+    let mut sent = Vec::new();
+    for dir in ["canary/nginx-ingress", "blue-green/multiple-services"] {
+        let dir = root().join("examples/strategies").join(dir);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("ingress")
+            {
+                continue;
+            }
+            let manifests = load_paths(std::slice::from_ref(&path)).unwrap();
+            for o in outgoing(&manifests, "default", &ApplyOptions::default()) {
+                assert_eq!(o.api_version, "networking.k8s.io/v1", "{}", path.display());
+                sent.push(o.body);
+            }
+        }
+    }
+    assert_eq!(sent.len(), 5);
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, report) = kubernetes_validate(&write_all(dir.path(), &sent));
+    assert!(ok, "{report}");
+    assert_eq!(report.matches("passed").count(), 5, "{report}");
+}

@@ -186,8 +186,15 @@ impl Runtime {
     /// Objects of a kind in a namespace, in Kubernetes' JSON shape with
     /// status; a Service carries its cluster IP, its ports the node port
     /// each is served on, and a `LoadBalancer` its address, as the API
-    /// server and a cloud (or `minikube tunnel`) fill them in.
+    /// server and a cloud (or `minikube tunnel`) fill them in; an Ingress
+    /// the address and port of the ingress controller, as the controller
+    /// fills it in.
     pub async fn list(&self, kind: Kind, namespace: &str) -> Vec<serde_json::Value> {
+        let ingress_at = if kind == Kind::Ingress {
+            self.gateway.ingress_address().await
+        } else {
+            None
+        };
         let (node_ports, cluster_ips) = if kind == Kind::Service {
             (
                 self.gateway.node_ports().await,
@@ -217,6 +224,12 @@ impl Runtime {
                     if let Some(ip) = cluster_ips.get(&key) {
                         json["spec"]["clusterIP"] = ip.to_string().into();
                     }
+                }
+                if let Some(at) = ingress_at {
+                    json["status"]["loadBalancer"]["ingress"] = serde_json::json!([{
+                        "ip": at.ip().to_string(),
+                        "ports": [{"port": at.port(), "protocol": "TCP"}],
+                    }]);
                 }
                 json
             })

@@ -29,7 +29,11 @@ impl Objects {
     pub fn shapes_routes(kind: Kind) -> bool {
         matches!(
             kind,
-            Kind::Gateway | Kind::VirtualService | Kind::DestinationRule | Kind::Service
+            Kind::Gateway
+                | Kind::VirtualService
+                | Kind::DestinationRule
+                | Kind::Service
+                | Kind::Ingress
         )
     }
 

@@ -403,7 +403,7 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                     out.push(o.diagnostic(severity, p.field, message));
                 }
             }
-            Resource::Gateway(_) | Resource::WorkloadEntry(_) => {}
+            Resource::Gateway(_) | Resource::WorkloadEntry(_) | Resource::Ingress(_) => {}
         }
     }
     out

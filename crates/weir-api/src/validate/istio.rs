@@ -183,7 +183,7 @@ fn valid_dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-fn valid_dns_name(name: &str) -> bool {
+pub(crate) fn valid_dns_name(name: &str) -> bool {
     let name = name.strip_prefix("*.").unwrap_or(name);
     !name.is_empty()
         && name.len() <= 253
@@ -814,7 +814,7 @@ fn envoy_header_value(value: &str) -> Result<(), String> {
 }
 
 /// An RFC 7230 token.
-fn valid_header_name(name: &str) -> bool {
+pub(crate) fn valid_header_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()

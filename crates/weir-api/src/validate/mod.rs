@@ -3,6 +3,7 @@
 //! `istioctl analyze` would report (`analyze`).
 
 pub mod analyze;
+pub mod ingress;
 pub mod istio;
 pub mod kube;
 pub mod limits;

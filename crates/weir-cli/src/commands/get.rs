@@ -266,6 +266,63 @@ pub fn rows(kind: Kind, objects: &[Value], wide: bool) -> (Vec<&'static str>, Ve
                 .map(|o| vec![name(o), text_at(o, "/spec/host").to_owned(), created(o)])
                 .collect(),
         ),
+        Kind::Ingress => (
+            vec!["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"],
+            objects
+                .iter()
+                .map(|o| {
+                    let hosts: Vec<&str> = o
+                        .pointer("/spec/rules")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .map(|r| r.get("host").and_then(Value::as_str).unwrap_or("*"))
+                        .collect();
+                    let lb = o
+                        .pointer("/status/loadBalancer/ingress")
+                        .and_then(Value::as_array);
+                    let addresses: Vec<&str> = lb
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| i.get("ip").or(i.get("hostname")).and_then(Value::as_str))
+                        .collect();
+                    // The ports the controller serves on: the status's
+                    // (weir's, not 80 here), else kubectl's 80.
+                    let ports: Vec<String> = lb
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|i| {
+                            i.get("ports")
+                                .and_then(Value::as_array)
+                                .into_iter()
+                                .flatten()
+                        })
+                        .filter_map(|p| p.get("port").and_then(Value::as_u64))
+                        .map(|p| p.to_string())
+                        .collect();
+                    let class = match text_at(o, "/spec/ingressClassName") {
+                        "" => "<none>",
+                        class => class,
+                    };
+                    vec![
+                        name(o),
+                        class.to_owned(),
+                        if hosts.is_empty() {
+                            "*".to_owned()
+                        } else {
+                            hosts.join(",")
+                        },
+                        addresses.join(","),
+                        if ports.is_empty() {
+                            "80".to_owned()
+                        } else {
+                            ports.join(", ")
+                        },
+                        created(o),
+                    ]
+                })
+                .collect(),
+        ),
         Kind::Gateway | Kind::WorkloadEntry => (
             vec!["NAME", "AGE"],
             objects.iter().map(|o| vec![name(o), created(o)]).collect(),

@@ -24,6 +24,10 @@ pub struct UpArgs {
     /// Gateway port to local port (repeatable).
     #[arg(long = "port-map", default_value = "80=8080", value_parser = weir_gateway::parse_port_map)]
     pub port_map: Vec<(u16, u16)>,
+    /// The port the ingress controller (Ingresses, with ingress-nginx's
+    /// canary annotations) listens on, at the node address.
+    #[arg(long, default_value_t = 8080)]
+    pub ingress_port: u16,
     /// Serve the gateway's Istio metrics at http://ADDR/metrics [default:
     /// 127.0.0.1:15090, Envoy's Prometheus port, or a free port when that
     /// one is taken].
@@ -77,6 +81,7 @@ pub async fn run(args: UpArgs) -> u8 {
     let dir = state_dir::resolve(args.state.state_dir.clone());
     let mut config = RuntimeConfig::new(dir.clone());
     config.gateway.port_map = args.port_map.iter().copied().collect::<BTreeMap<_, _>>();
+    config.gateway.ingress_port = args.ingress_port;
     config.gateway.access_log = args.access_log.as_deref().map(|p| match p {
         "-" => AccessLogTarget::Stdout,
         path => AccessLogTarget::File(PathBuf::from(path)),

@@ -1,0 +1,200 @@
+//! Compiling Ingresses into the ingress controller's [`Listener`], as
+//! ingress-nginx builds its server blocks: one virtual host per Ingress
+//! host, a rule per path (exact paths first, then longest first), the first
+//! Ingress to claim a host and path owning it, and a canary Ingress for
+//! the same host and path merged into that rule as its second destination,
+//! chosen by header, cookie, then weight.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use weir_api::ingress::{BackendPort, Canary, IngressRoute, PathType, canary, routes};
+use weir_api::istio::{
+    Destination, HttpMatchRequest, HttpRoute, HttpRouteDestination, IstioObject, PortSelector,
+    StringMatch, VirtualServiceSpec,
+};
+use weir_api::k8s_openapi::api::networking::v1::Ingress;
+
+use super::{Compiler, ConfigError, name_of, ns_of};
+use crate::canary::CanaryPolicy;
+use crate::endpoint::UpstreamEndpoint;
+use crate::snapshot::{Cluster, Domain, Endpoint, Listener, RouteInputs, ServiceKey, VirtualHost};
+
+/// A host and path claimed by a main Ingress, with the canary merged in.
+struct Claimed<'a> {
+    ingress: &'a Ingress,
+    /// The route's position among its Ingress's routes (a stable key for
+    /// the split counter).
+    position: usize,
+    route: IngressRoute,
+    canary: Option<(&'a Ingress, IngressRoute, Canary)>,
+}
+
+/// The Istio string match for an Ingress path.
+pub(crate) fn path_match(path: &str, path_type: PathType) -> StringMatch {
+    match path_type {
+        PathType::Exact => StringMatch {
+            exact: Some(path.to_owned()),
+            ..StringMatch::default()
+        },
+        PathType::Prefix if path.trim_end_matches('/').is_empty() => StringMatch {
+            prefix: Some("/".to_owned()),
+            ..StringMatch::default()
+        },
+        PathType::Prefix => StringMatch {
+            regex: Some(format!(
+                "{}(/.*)?",
+                regex::escape(path.trim_end_matches('/'))
+            )),
+            ..StringMatch::default()
+        },
+        PathType::ImplementationSpecific => StringMatch {
+            prefix: Some(path.to_owned()),
+            ..StringMatch::default()
+        },
+    }
+}
+
+/// nginx's order within a host: exact locations, then the longest prefix.
+fn precedence(route: &IngressRoute) -> (bool, std::cmp::Reverse<usize>) {
+    (
+        route.path_type != PathType::Exact,
+        std::cmp::Reverse(route.path.len()),
+    )
+}
+
+impl Compiler {
+    /// The ingress controller's listener: every Ingress's routes, the
+    /// canaries merged into the routes they share a host and path with.
+    pub(super) fn ingress_listener(
+        &mut self,
+        inputs: &RouteInputs,
+        endpoints: &HashMap<ServiceKey, Vec<Endpoint>>,
+        clusters: &mut HashMap<String, Arc<Cluster>>,
+        live: &mut HashMap<(SocketAddr, String), Arc<UpstreamEndpoint>>,
+    ) -> Result<Listener, ConfigError> {
+        let canary_of = |ing: &Ingress| {
+            ing.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| canary(a).ok().flatten())
+        };
+        let mut claimed: Vec<Claimed<'_>> = Vec::new();
+        let mut owner: HashMap<(Option<String>, String), usize> = HashMap::new();
+        for ing in inputs.ingresses.iter().filter(|i| canary_of(i).is_none()) {
+            for (position, route) in routes(ing).into_iter().enumerate() {
+                let key = (route.host.clone(), route.path.clone());
+                if owner.contains_key(&key) {
+                    continue;
+                }
+                owner.insert(key, claimed.len());
+                claimed.push(Claimed {
+                    ingress: ing,
+                    position,
+                    route,
+                    canary: None,
+                });
+            }
+        }
+        for ing in &inputs.ingresses {
+            let Some(c) = canary_of(ing) else { continue };
+            for route in routes(ing) {
+                if let Some(&i) = owner.get(&(route.host.clone(), route.path.clone()))
+                    && claimed[i].canary.is_none()
+                {
+                    claimed[i].canary = Some((ing, route, c.clone()));
+                }
+            }
+        }
+        claimed.sort_by_key(|c| (c.route.host.clone(), precedence(&c.route)));
+        let mut hosts: Vec<VirtualHost> = Vec::new();
+        let mut host_index: HashMap<Domain, usize> = HashMap::new();
+        for c in &claimed {
+            let ns = ns_of(&c.ingress.metadata);
+            let name = format!("ingress {ns}/{}", name_of(&c.ingress.metadata));
+            let mut route = HttpRoute {
+                matches: Some(vec![HttpMatchRequest {
+                    uri: Some(path_match(&c.route.path, c.route.path_type)),
+                    ..HttpMatchRequest::default()
+                }]),
+                ..HttpRoute::default()
+            };
+            let main = destination(&c.route, ns, inputs);
+            let policy = match &c.canary {
+                None => {
+                    route.route = Some(vec![main]);
+                    None
+                }
+                Some((canary_ing, canary_route, canary)) => {
+                    let canary_ns = ns_of(&canary_ing.metadata);
+                    let to_canary = canary.weight.min(canary.total);
+                    route.route = Some(vec![
+                        HttpRouteDestination {
+                            weight: Some(i64::from(canary.total - to_canary)),
+                            ..main
+                        },
+                        HttpRouteDestination {
+                            weight: Some(i64::from(to_canary)),
+                            ..destination(canary_route, canary_ns, inputs)
+                        },
+                    ]);
+                    CanaryPolicy::compile(canary)
+                }
+            };
+            let vs = IstioObject {
+                api_version: String::new(),
+                kind: "Ingress".to_owned(),
+                metadata: c.ingress.metadata.clone(),
+                spec: VirtualServiceSpec::default(),
+            };
+            let mut rule = self.rule(
+                &vs, &name, c.position, &route, inputs, endpoints, clusters, live,
+            )?;
+            rule.canary = policy;
+            let domain = Domain::parse(c.route.host.as_deref().unwrap_or("*"));
+            let i = *host_index.entry(domain.clone()).or_insert_with(|| {
+                hosts.push(VirtualHost {
+                    domain,
+                    rules: Vec::new(),
+                });
+                hosts.len() - 1
+            });
+            hosts[i].rules.push(Arc::new(rule));
+        }
+        let mut listener = Listener::default();
+        listener.set_virtual_hosts(hosts);
+        Ok(listener)
+    }
+}
+
+/// The Istio destination for an Ingress backend: its Service, and the
+/// port by number (a named port looked up in the Service).
+fn destination(
+    route: &IngressRoute,
+    namespace: &str,
+    inputs: &RouteInputs,
+) -> HttpRouteDestination {
+    let number = match &route.port {
+        BackendPort::Number(n) => u32::try_from(*n).ok(),
+        BackendPort::Name(port_name) => inputs
+            .services
+            .iter()
+            .find(|s| ns_of(&s.metadata) == namespace && name_of(&s.metadata) == route.service)
+            .and_then(|s| s.spec.as_ref()?.ports.as_ref())
+            .and_then(|ports| ports.iter().find(|p| p.name.as_deref() == Some(port_name)))
+            .and_then(|p| u32::try_from(p.port).ok()),
+    };
+    HttpRouteDestination {
+        destination: Destination {
+            host: format!("{}.{namespace}.svc.cluster.local", route.service),
+            subset: None,
+            // A named port the Service lacks: no such port, 503 NC.
+            port: Some(PortSelector {
+                number: number.unwrap_or(0),
+            }),
+        },
+        weight: None,
+        headers: None,
+    }
+}

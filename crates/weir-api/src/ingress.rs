@@ -417,7 +417,8 @@ mod tests {
 
     #[test]
     fn canary_annotations_read_as_ingress_nginx_reads_them() {
-        let rows: &[(&[(&str, &str)], Result<Option<Canary>, &str>)] = &[
+        type Row<'a> = (&'a [(&'a str, &'a str)], Result<Option<Canary>, &'a str>);
+        let rows: &[Row<'_>] = &[
             (&[], Ok(None)),
             (&[("canary", "false"), ("canary-weight", "10")], Ok(None)),
             (

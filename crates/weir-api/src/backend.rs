@@ -308,6 +308,15 @@ pub trait Backend: Send + Sync {
     /// replicas' samples are concatenated; readers add them up).
     fn gateway_metrics(&self) -> impl Future<Output = Result<String, BackendError>> + Send;
 
+    /// Each pod of a namespace that asks to be scraped
+    /// ([`crate::scrape::scrape_target`]): its name and its own metrics
+    /// text, as Prometheus reads the application's `http_requests_total`.
+    /// A pod that does not answer is left out.
+    fn app_metrics(
+        &self,
+        namespace: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, BackendError>> + Send;
+
     /// CPU use of each pod of a namespace, in millicores, as the autoscaler
     /// measures it.
     fn pod_cpu(

@@ -22,6 +22,7 @@ pub mod quantity;
 pub mod resource;
 pub mod rollout;
 pub mod route;
+pub mod scrape;
 pub mod service_url;
 pub mod validate;
 pub mod yaml;

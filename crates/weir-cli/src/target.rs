@@ -226,6 +226,13 @@ impl Backend for AnyBackend {
         }
     }
 
+    async fn app_metrics(&self, namespace: &str) -> Result<Vec<(String, String)>, BackendError> {
+        match self {
+            AnyBackend::Local(b) => b.app_metrics(namespace).await,
+            AnyBackend::Kube(b) => b.app_metrics(namespace).await,
+        }
+    }
+
     async fn pod_cpu(
         &self,
         namespace: &str,

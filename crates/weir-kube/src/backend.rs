@@ -670,6 +670,28 @@ impl Backend for KubeBackend {
         self.ingress_metrics().await
     }
 
+    /// Through the API server's pod proxy, as the gateway's are read.
+    async fn app_metrics(&self, namespace: &str) -> Result<Vec<(String, String)>, BackendError> {
+        let (_, _, pods) = self.list_at(Kind::Pod, namespace).await?;
+        let mut out = Vec::new();
+        for pod in pods.items {
+            let Ok(json) = serde_json::to_value(&pod) else {
+                continue;
+            };
+            let Some(target) = weir_api::scrape::scrape_target(&json) else {
+                continue;
+            };
+            let path = format!(
+                "/api/v1/namespaces/{namespace}/pods/{}:{}/proxy{}",
+                target.pod, target.port, target.path
+            );
+            if let Ok(text) = self.get_text(&path).await {
+                out.push((target.pod, text));
+            }
+        }
+        Ok(out)
+    }
+
     /// From `metrics.k8s.io`.
     async fn pod_cpu(&self, namespace: &str) -> Result<BTreeMap<String, i64>, BackendError> {
         self.metrics_pod_cpu(namespace)

@@ -306,6 +306,21 @@ impl Backend for LocalBackend {
         Ok(self.client.events(object).await?)
     }
 
+    /// Straight from each pod (pods listen on this machine's loopback).
+    async fn app_metrics(&self, namespace: &str) -> Result<Vec<(String, String)>, BackendError> {
+        let pods = self.client.list(Kind::Pod, namespace).await?;
+        let mut scrapes = tokio::task::JoinSet::new();
+        for target in pods.iter().filter_map(weir_api::scrape::scrape_target) {
+            let Some(ip) = target.ip else { continue };
+            let url = format!("http://{ip}:{}{}", target.port, target.path);
+            scrapes.spawn(async move { crate::scrape::get(&url).await.map(|t| (target.pod, t)) });
+        }
+        let mut out: Vec<(String, String)> =
+            scrapes.join_all().await.into_iter().flatten().collect();
+        out.sort();
+        Ok(out)
+    }
+
     async fn pod_cpu(&self, namespace: &str) -> Result<BTreeMap<String, i64>, BackendError> {
         Ok(self.client.pod_cpu(namespace).await?)
     }

@@ -21,6 +21,7 @@ pub mod process;
 pub mod restore;
 pub mod rollout;
 pub mod runtime;
+pub mod scrape;
 pub mod state;
 pub mod state_dir;
 pub mod store;

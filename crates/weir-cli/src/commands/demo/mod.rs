@@ -1,12 +1,17 @@
 //! `weir demo [SCENARIO]`: a scenario on the embedded runtime, in a
 //! temporary state dir on free ports — start `weir up`, apply the
-//! walkthrough's manifests, wait for ready pods, run the scenario, clean up —
-//! each step shown with its command, then a table of checks. Exit 0 only if
-//! every check passed. Scenarios: `canary-istio` (the walkthrough by hand,
-//! the default) and `rollout` (the same canary as an automated Rollout, a
-//! good one and a bad one).
+//! scenario's unmodified manifests as its README does, run its steps, clean
+//! up — each step shown with its command, then a table of checks. Exit 0
+//! only if every check passed. Scenarios: `canary-istio` (the walkthrough by
+//! hand, the default), `rollout` (the same canary as an automated Rollout, a
+//! good one and a bad one), and the seed repository's other strategies
+//! ([`strategies`]); `--all` runs the nine strategies in turn.
 
 mod rollout;
+mod sampler;
+mod steps;
+mod strategies;
+mod verdict;
 mod walkthrough;
 
 use std::path::PathBuf;
@@ -47,6 +52,17 @@ const FILES: [(&str, &str); 5] = [
     ),
 ];
 
+/// A strategy's manifests, verbatim from the seed repository, and the
+/// image map, embedded so the demo runs from the binary alone.
+macro_rules! strategy_files {
+    ($dir:literal: $($file:literal),+) => {
+        &[
+            $(($file, include_str!(concat!("../../../../../examples/strategies/", $dir, "/", $file))),)+
+            ("weir-images.conf", include_str!(concat!("../../../../../examples/strategies/", $dir, "/weir-images.conf"))),
+        ]
+    };
+}
+
 /// What `weir demo` shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -55,14 +71,117 @@ pub enum Scenario {
     /// The canary as an automated Rollout: a good v2 succeeds, a bad one is
     /// rolled back.
     Rollout,
+    /// Recreate: v1 stops, then v2 starts; the downtime between, measured.
+    Recreate,
+    /// Ramped: a rolling update that fails no request.
+    Ramped,
+    /// Blue/green: one Service's selector patched from v1 to v2.
+    BlueGreen,
+    /// Blue/green of two Services behind one Ingress.
+    BlueGreenIngress,
+    /// A canary by replica ratio behind one Service (1 of 10 pods).
+    CanaryNative,
+    /// A canary by ingress-nginx's canary annotations (10 %).
+    CanaryNginx,
+    /// A/B testing with Istio: weight, then header match.
+    AbTesting,
+    /// Shadow: Istio mirrors every request to v2; clients see v1 only.
+    Shadow,
+}
+
+impl Scenario {
+    /// The nine strategies `--all` runs, in the seed repository's order.
+    pub const STRATEGIES: [Scenario; 9] = [
+        Scenario::Recreate,
+        Scenario::Ramped,
+        Scenario::BlueGreen,
+        Scenario::BlueGreenIngress,
+        Scenario::CanaryNative,
+        Scenario::CanaryNginx,
+        Scenario::CanaryIstio,
+        Scenario::AbTesting,
+        Scenario::Shadow,
+    ];
+
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The title, and the directory and files written for it.
+    fn setup(
+        self,
+    ) -> (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+    ) {
+        match self {
+            Scenario::CanaryIstio => (
+                "the Istio canary walkthrough on this machine",
+                "canary-istio",
+                &FILES,
+            ),
+            Scenario::Rollout => (
+                "the canary as an automated Rollout: a good v2, then a bad one",
+                "canary-istio",
+                &FILES,
+            ),
+            Scenario::Recreate => (
+                "recreate: shut v1 down, then start v2",
+                "recreate",
+                strategy_files!("recreate": "app-v1.yaml", "app-v2.yaml"),
+            ),
+            Scenario::Ramped => (
+                "ramped: a rolling update, one pod at a time",
+                "ramped",
+                strategy_files!("ramped": "app-v1.yaml", "app-v2.yaml"),
+            ),
+            Scenario::BlueGreen => (
+                "blue/green: switch one Service's selector",
+                "blue-green",
+                strategy_files!("blue-green/single-service": "app-v1.yaml", "app-v2.yaml"),
+            ),
+            Scenario::BlueGreenIngress => (
+                "blue/green of two services behind one Ingress",
+                "blue-green-ingress",
+                strategy_files!("blue-green/multiple-services": "app-a-v1.yaml", "app-a-v2.yaml", "app-b-v1.yaml", "app-b-v2.yaml", "ingress-v1.yaml", "ingress-v2.yaml"),
+            ),
+            Scenario::CanaryNative => (
+                "a canary by replica ratio behind one Service",
+                "canary-native",
+                strategy_files!("canary/native": "app-v1.yaml", "app-v2.yaml"),
+            ),
+            Scenario::CanaryNginx => (
+                "a canary by ingress-nginx's annotations",
+                "canary-nginx",
+                strategy_files!("canary/nginx-ingress": "app-v1.yaml", "app-v2.yaml", "ingress-v1.yaml", "ingress-v2-canary.yaml", "ingress-v2.yaml"),
+            ),
+            Scenario::AbTesting => (
+                "A/B testing with Istio: by weight, then by header",
+                "ab-testing",
+                strategy_files!("ab-testing": "app-v1.yaml", "app-v2.yaml", "gateway.yaml", "virtualservice.yaml", "virtualservice-weight.yaml", "virtualservice-match.yaml"),
+            ),
+            Scenario::Shadow => (
+                "shadow: mirror every request to v2",
+                "shadow",
+                strategy_files!("shadow": "app-v1.yaml", "app-v2.yaml", "gateway.yaml", "virtualservice.yaml", "virtualservice-mirror.yaml"),
+            ),
+        }
+    }
 }
 
 /// `weir demo` arguments.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// What to show.
-    #[arg(value_enum, default_value = "canary-istio")]
+    #[arg(value_enum, default_value = "canary-istio", conflicts_with = "all")]
     pub scenario: Scenario,
+    /// Run the nine strategies in turn, each in its own runtime, then a
+    /// table of their verdicts.
+    #[arg(long)]
+    pub all: bool,
     /// How long v2 may take to scale up under load (canary-istio).
     #[arg(long, default_value = "90s", value_parser = weir_api::duration::parse)]
     pub scale_within: Duration,
@@ -137,7 +256,7 @@ impl Drop for Up {
 
 /// A running demo: its `weir up`, state dir, manifests and gateway URL.
 pub struct Session {
-    /// The walkthrough's manifests, written out.
+    /// The scenario's manifests, written out.
     pub manifests: PathBuf,
     /// The state dir of its `weir up`.
     pub state_dir: PathBuf,
@@ -182,16 +301,17 @@ pub fn requests_of_version(metrics: &str, version: &str) -> f64 {
         .sum()
 }
 
-/// Starts `weir up`, applies the walkthrough's manifests and waits for both
-/// pods; `None` when a step failed (recorded).
-async fn start(demo: &mut Demo, title: &str) -> Option<Session> {
+/// Starts `weir up` with the scenario's manifests written beside its state
+/// dir; `None` when it did not start (recorded).
+async fn start(demo: &mut Demo, scenario: Scenario) -> Option<Session> {
+    let (title, name, files) = scenario.setup();
     let Ok(dir) = tempfile::Builder::new().prefix("weir-demo-").tempdir() else {
         eprintln!("weir demo: cannot create a temporary state dir");
         return None;
     };
-    let manifests = dir.path().join("canary-istio");
+    let manifests = dir.path().join(name);
     if std::fs::create_dir_all(&manifests).is_err()
-        || FILES
+        || files
             .iter()
             .any(|(f, t)| std::fs::write(manifests.join(f), t).is_err())
     {
@@ -269,13 +389,27 @@ async fn start(demo: &mut Demo, title: &str) -> Option<Session> {
     ) {
         return None;
     }
+    Some(Session {
+        manifests,
+        state_dir,
+        state,
+        url,
+        client,
+        _up: up,
+        _dir: dir,
+    })
+}
 
+/// The walkthrough's setup: apply its manifests, wait for both pods; false
+/// when a step failed (recorded).
+async fn deploy_walkthrough(demo: &mut Demo, session: &Session) -> bool {
+    let (manifests, state, client) = (&session.manifests, &session.state, &session.client);
     // 2. Deploy the two versions, the routing rule and the autoscalers.
     let t = demo.step(
         "Deploy two versions, the 90/10 route and the autoscalers",
         "weir apply -f canary-istio/",
     );
-    let applied = match read_sources(&[&manifests]) {
+    let applied = match read_sources(&[manifests]) {
         Ok(sources) => client.apply(sources).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
@@ -288,15 +422,15 @@ async fn start(demo: &mut Demo, title: &str) -> Option<Session> {
         Err(e) => e,
     };
     if !demo.record("apply the walkthrough's manifests", t, ok, detail) {
-        return None;
+        return false;
     }
 
     // 3. Both pods ready.
     let t = demo.step("Wait for both application pods", "weir get pods -w");
-    let v1 = wait_replicas(&state, None, "my-app-v1", 1, Duration::from_secs(30)).await;
-    let v2 = wait_replicas(&state, None, "my-app-v2", 1, Duration::from_secs(30)).await;
+    let v1 = wait_replicas(state, None, "my-app-v1", 1, Duration::from_secs(30)).await;
+    let v2 = wait_replicas(state, None, "my-app-v2", 1, Duration::from_secs(30)).await;
     let ok = matches!((&v1, &v2), (Ok(Ok(_)), Ok(Ok(_))));
-    if !demo.record(
+    demo.record(
         "both deployments have a ready pod",
         t,
         ok,
@@ -305,28 +439,24 @@ async fn start(demo: &mut Demo, title: &str) -> Option<Session> {
         } else {
             "pods did not become ready within 30s".into()
         },
-    ) {
-        return None;
-    }
-    Some(Session {
-        manifests,
-        state_dir,
-        state,
-        url,
-        client,
-        _up: up,
-        _dir: dir,
-    })
+    )
 }
 
 /// Deletes what the demo applied and stops its `weir up`.
 async fn clean_up(demo: &mut Demo, session: &Session, extra: Vec<ObjectRef>) {
-    let t = demo.step("Clean up", "weir delete -f canary-istio/ && weir down");
-    let mut objects: Vec<ObjectRef> = match weir_api::load::load_paths(&[&session.manifests]) {
-        Ok(m) => m.resources().map(|r| r.object_ref()).collect(),
-        Err(_) => Vec::new(),
-    };
+    let t = demo.step("Clean up", "weir delete -f . && weir down");
+    // File by file: a strategy's files hold two versions of one object.
+    let mut objects: Vec<ObjectRef> = std::fs::read_dir(&session.manifests)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "yaml"))
+        .filter_map(|e| weir_api::load::load_paths(&[e.path()]).ok())
+        .flat_map(|m| m.resources().map(|r| r.object_ref()).collect::<Vec<_>>())
+        .collect();
     objects.extend(extra);
+    objects.sort();
+    objects.dedup();
     let deleted = session.client.delete(objects).await.is_ok();
     let down = session.client.shutdown().await.is_ok();
     demo.record(
@@ -337,26 +467,73 @@ async fn clean_up(demo: &mut Demo, session: &Session, extra: Vec<ObjectRef>) {
     );
 }
 
-/// Runs the demo.
-pub async fn run(args: DemoArgs) -> u8 {
+/// Runs one scenario in a runtime of its own: its checks, summed up.
+async fn run_one(scenario: Scenario, scale_within: Duration) -> Demo {
     let mut demo = Demo {
         checks: Vec::new(),
         started: Instant::now(),
     };
-    let title = match args.scenario {
-        Scenario::CanaryIstio => "the Istio canary walkthrough on this machine",
-        Scenario::Rollout => "the canary as an automated Rollout: a good v2, then a bad one",
+    let Some(session) = start(&mut demo, scenario).await else {
+        return demo;
     };
-    let Some(session) = start(&mut demo, title).await else {
-        return demo.summary();
-    };
-    let extra = match args.scenario {
-        Scenario::CanaryIstio => {
-            walkthrough::run(&mut demo, &session, args.scale_within).await;
-            Vec::new()
+    let mut extra = Vec::new();
+    match scenario {
+        Scenario::CanaryIstio | Scenario::Rollout => {
+            if deploy_walkthrough(&mut demo, &session).await {
+                if scenario == Scenario::Rollout {
+                    extra = rollout::run(&mut demo, &session).await;
+                } else {
+                    walkthrough::run(&mut demo, &session, scale_within).await;
+                }
+            }
         }
-        Scenario::Rollout => rollout::run(&mut demo, &session).await,
-    };
+        Scenario::Recreate => strategies::recreate(&mut demo, &session).await,
+        Scenario::Ramped => strategies::ramped(&mut demo, &session).await,
+        Scenario::BlueGreen => strategies::blue_green(&mut demo, &session).await,
+        Scenario::BlueGreenIngress => strategies::blue_green_ingress(&mut demo, &session).await,
+        Scenario::CanaryNative => strategies::canary_native(&mut demo, &session).await,
+        Scenario::CanaryNginx => strategies::canary_nginx(&mut demo, &session).await,
+        Scenario::AbTesting => strategies::ab_testing(&mut demo, &session).await,
+        Scenario::Shadow => strategies::shadow(&mut demo, &session).await,
+    }
     clean_up(&mut demo, &session, extra).await;
-    demo.summary()
+    demo
+}
+
+/// Runs the demo (or, with `--all`, the nine strategies).
+pub async fn run(args: DemoArgs) -> u8 {
+    if !args.all {
+        return run_one(args.scenario, args.scale_within).await.summary();
+    }
+    let started = Instant::now();
+    let mut verdicts = Vec::new();
+    for scenario in Scenario::STRATEGIES {
+        println!("\n════ weir demo {} ════", scenario.name());
+        let demo = run_one(scenario, args.scale_within).await;
+        let passed = demo.summary() == exit::OK;
+        verdicts.push((
+            scenario,
+            passed,
+            demo.started.elapsed().as_secs_f64(),
+            demo.checks.len(),
+        ));
+    }
+    println!("\n{:<20} {:<6} {:>7}  CHECKS", "STRATEGY", "RESULT", "TIME");
+    for (scenario, passed, seconds, checks) in &verdicts {
+        println!(
+            "{:<20} {:<6} {:>6.0}s  {checks}",
+            scenario.name(),
+            if *passed { "pass" } else { "FAIL" },
+            seconds
+        );
+    }
+    let all = verdicts.iter().all(|v| v.1);
+    println!(
+        "\n{} in {:.0}s: {} of {} strategies passed",
+        if all { "PASS" } else { "FAIL" },
+        started.elapsed().as_secs_f64(),
+        verdicts.iter().filter(|v| v.1).count(),
+        verdicts.len()
+    );
+    if all { exit::OK } else { exit::FAILED }
 }

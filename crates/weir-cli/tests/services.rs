@@ -392,3 +392,69 @@ async fn a_ramped_update_through_the_service_fails_no_request() {
         assert!(curl(&url).contains("Version: v2.0.0"));
     }
 }
+
+/// `weir top --once -o json` over `interval` while `curl` loops on `url`
+/// (bounded): the snapshot.
+fn top_under_traffic(cluster: &Cluster, url: &str) -> serde_json::Value {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (stop, url) = (stop.clone(), url.to_owned());
+        std::thread::spawn(move || {
+            for _ in 0..2000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                curl(&url);
+            }
+        })
+    };
+    let out = cluster.weir(&["top", "--once", "-o", "json", "--interval", "2s"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The request rate `top` shows for a version (0 when it lists none).
+fn rps(top: &serde_json::Value, version: &str) -> f64 {
+    top["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["version"] == version)
+        .and_then(|v| v["rps"].as_f64())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn top_shows_each_versions_rate_from_the_pods_behind_a_service() {
+    // Through a Service the gateway sees connections, not requests: `top`
+    // reads the pods' own http_requests_total, as the repository's Grafana
+    // dashboard does, and follows the blue/green switch.
+    let cluster = Cluster::up(&[]);
+    let staged = Staged::new("blue-green/single-service");
+    staged.apply(&cluster, "app-v1.yaml");
+    rolled_out(&cluster, "deployment/my-app-v1", "60s");
+    staged.apply(&cluster, "app-v2.yaml");
+    rolled_out(&cluster, "deployment/my-app-v2", "60s");
+    let url = service_url(&cluster);
+    let top = top_under_traffic(&cluster, &url);
+    assert_eq!(top["source"], "pods", "{top}");
+    assert!(rps(&top, "v1.0.0") > 1.0, "{top}");
+    assert_eq!(rps(&top, "v2.0.0"), 0.0, "{top}");
+    let switch = r#"{"spec":{"selector":{"version":"v2.0.0"}}}"#;
+    assert!(
+        cluster
+            .weir(&["patch", "service", "my-app", "-p", switch])
+            .status
+            .success()
+    );
+    let top = top_under_traffic(&cluster, &url);
+    assert_eq!(top["source"], "pods", "{top}");
+    assert!(rps(&top, "v2.0.0") > 1.0, "{top}");
+    assert_eq!(rps(&top, "v1.0.0"), 0.0, "{top}");
+}

@@ -94,12 +94,16 @@ pub fn once_lines(s: &Snapshot) -> Vec<String> {
     let mut lines = Vec::new();
     for v in &s.versions {
         lines.push(format!(
-            "{:<12} {:>8.1} req/s {:>6.1}%  p99 {:>8}  5xx {:.2}%",
+            "{:<12} {:>8.1} req/s {:>6.1}%  p99 {:>8}  5xx {:.2}%{}",
             v.version,
             v.rps,
             v.share,
             v.p99_ms.map_or("-".into(), |p| format!("{p:.2}ms")),
-            v.error_rate
+            v.error_rate,
+            match s.source {
+                TrafficSource::Gateway => "",
+                TrafficSource::Pods => "  (pods)",
+            }
         ));
     }
     for d in &s.deployments {
@@ -125,9 +129,35 @@ pub fn once_lines(s: &Snapshot) -> Vec<String> {
     lines
 }
 
+/// Where the per-version rows were measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrafficSource {
+    /// The gateway's Istio metrics (Istio routes and Ingresses).
+    #[default]
+    Gateway,
+    /// The pods' own `http_requests_total`, as the repository's Grafana
+    /// dashboard reads it: for traffic that reaches the pods through a
+    /// Service, which the gateway does not see request by request.
+    Pods,
+}
+
+impl TrafficSource {
+    /// Where the rows come from, for a title.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TrafficSource::Gateway => "the gateway's istio_requests_total",
+            TrafficSource::Pods => "the pods' own http_requests_total",
+        }
+    }
+}
+
 /// Everything `weir top` shows.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Snapshot {
+    /// Where `versions` was measured: the gateway when it saw requests in
+    /// the interval, else the pods.
+    pub source: TrafficSource,
     /// Per version.
     pub versions: Vec<VersionRow>,
     /// Per Deployment.
@@ -268,20 +298,97 @@ fn quantile(q: f64, buckets: &BTreeMap<u64, f64>) -> Option<f64> {
     None
 }
 
-/// Differences between two scrapes, `seconds` apart.
-pub fn version_rows(before: &str, after: &str, seconds: f64) -> Vec<VersionRow> {
-    let (b, a) = (counts(before), counts(after));
-    let deltas: Vec<(String, f64, f64, BTreeMap<u64, f64>)> = a
+/// Per version, from an application's own metrics (my-app's, the Go
+/// app's): `http_requests_total` by `version` and `code`, and the
+/// `request_duration_seconds` histogram.
+fn app_counts(text: &str) -> Counts {
+    let mut out = Counts::new();
+    let Ok(scrape) = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))) else {
+        return out;
+    };
+    for s in &scrape.samples {
+        let Some(version) = s.labels.get("version") else {
+            continue;
+        };
+        let entry = out.entry(version.to_owned()).or_default();
+        match (&s.value, s.metric.as_str()) {
+            (PromValue::Counter(v) | PromValue::Untyped(v), "http_requests_total") => {
+                entry.0 += v;
+                if s.labels.get("code").is_some_and(|c| c.starts_with('5')) {
+                    entry.1 += v;
+                }
+            }
+            (PromValue::Histogram(buckets), "request_duration_seconds") => {
+                for b in buckets {
+                    let le = if b.less_than.is_finite() {
+                        (b.less_than * 1_000_000.0) as u64
+                    } else {
+                        u64::MAX
+                    };
+                    *entry.2.entry(le).or_default() += b.count;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `after − before` per version; a counter that went down was reset (its
+/// process restarted), so all of `after` is new, as Prometheus' `rate` reads it.
+fn delta(before: &Counts, after: &Counts) -> Counts {
+    let since = |now: f64, then: f64| if now >= then { now - then } else { now };
+    after
         .iter()
-        .filter(|(v, _)| v.as_str() != "unknown")
         .map(|(v, (req, err, buckets))| {
-            let (req0, err0, buckets0) = b.get(v).cloned().unwrap_or_default();
+            let (req0, err0, buckets0) = before.get(v).cloned().unwrap_or_default();
             let db = buckets
                 .iter()
-                .map(|(le, c)| (*le, c - buckets0.get(le).copied().unwrap_or(0.0)))
+                .map(|(le, c)| (*le, since(*c, buckets0.get(le).copied().unwrap_or(0.0))))
                 .collect();
-            (v.clone(), req - req0, err - err0, db)
+            (v.clone(), (since(*req, req0), since(*err, err0), db))
         })
+        .collect()
+}
+
+/// Differences between two scrapes of the gateway, `seconds` apart.
+pub fn version_rows(before: &str, after: &str, seconds: f64) -> Vec<VersionRow> {
+    rows(&delta(&counts(before), &counts(after)), seconds)
+}
+
+/// Differences between two scrapes of every pod (`(pod, text)`), `seconds`
+/// apart, summed per version: a pod's counters are compared with its own,
+/// so pods that start or stop between the scrapes count what they served.
+pub fn app_version_rows(
+    before: &[(String, String)],
+    after: &[(String, String)],
+    seconds: f64,
+) -> Vec<VersionRow> {
+    let mut sum = Counts::new();
+    for (pod, text) in after {
+        let then = before
+            .iter()
+            .find(|(p, _)| p == pod)
+            .map(|(_, t)| app_counts(t))
+            .unwrap_or_default();
+        for (version, (req, err, buckets)) in delta(&then, &app_counts(text)) {
+            let entry = sum.entry(version).or_default();
+            entry.0 += req;
+            entry.1 += err;
+            for (le, c) in buckets {
+                *entry.2.entry(le).or_default() += c;
+            }
+        }
+    }
+    rows(&sum, seconds)
+}
+
+/// Rows from per-version deltas over `seconds`.
+fn rows(deltas: &Counts, seconds: f64) -> Vec<VersionRow> {
+    let deltas: Vec<(String, f64, f64, BTreeMap<u64, f64>)> = deltas
+        .iter()
+        .filter(|(v, _)| v.as_str() != "unknown")
+        .map(|(v, (req, err, buckets))| (v.clone(), *req, *err, buckets.clone()))
         .collect();
     let total: f64 = deltas.iter().map(|d| d.1).sum();
     deltas
@@ -403,11 +510,26 @@ pub async fn snapshot(
     interval: Duration,
 ) -> Result<Snapshot, BackendError> {
     let before = backend.gateway_metrics().await?;
+    let pods_before = backend.app_metrics(namespace).await?;
     let started = tokio::time::Instant::now();
     tokio::time::sleep(interval).await;
     let after = backend.gateway_metrics().await?;
+    let pods_after = backend.app_metrics(namespace).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let gateway = version_rows(&before, &after, seconds);
+    let (source, versions) = if gateway.iter().any(|v| v.rps > 0.0) {
+        (TrafficSource::Gateway, gateway)
+    } else {
+        let pods = app_version_rows(&pods_before, &pods_after, seconds);
+        if pods.iter().any(|v| v.rps > 0.0) {
+            (TrafficSource::Pods, pods)
+        } else {
+            (TrafficSource::Gateway, gateway)
+        }
+    };
     Ok(Snapshot {
-        versions: version_rows(&before, &after, started.elapsed().as_secs_f64()),
+        source,
+        versions,
         deployments: deployments(backend, namespace).await?,
         rollouts: rollouts(backend, namespace).await,
         weights: route_weights(backend, namespace).await,
@@ -517,6 +639,62 @@ mod tests {
                 .iter()
                 .all(|l| !l.contains("Some(") && !l.contains("None"))
         );
+        let from_pods = once_lines(&Snapshot {
+            source: TrafficSource::Pods,
+            ..s
+        });
+        assert_eq!(
+            from_pods[0],
+            "v1.0.0           12.3 req/s   90.0%  p99        -  5xx 0.00%  (pods)"
+        );
+    }
+
+    /// my-app's exposition, as a pod serves it.
+    fn app(version: &str, ok: u64, errors: u64, fast: u64) -> String {
+        format!(
+            "# TYPE http_requests_total counter\n\
+             http_requests_total{{code=\"200\",method=\"get\",version=\"{version}\"}} {ok}\n\
+             http_requests_total{{code=\"500\",method=\"get\",version=\"{version}\"}} {errors}\n\
+             # TYPE request_duration_seconds histogram\n\
+             request_duration_seconds_bucket{{version=\"{version}\",le=\"0.001\"}} {fast}\n\
+             request_duration_seconds_bucket{{version=\"{version}\",le=\"0.01\"}} {all}\n\
+             request_duration_seconds_bucket{{version=\"{version}\",le=\"+Inf\"}} {all}\n\
+             request_duration_seconds_sum{{version=\"{version}\"}} 0.1\n\
+             request_duration_seconds_count{{version=\"{version}\"}} {all}\n",
+            all = ok + errors
+        )
+    }
+
+    #[test]
+    fn pods_rates_are_summed_per_version_pod_by_pod() {
+        let pod = |name: &str, text: String| (name.to_owned(), text);
+        let before = vec![
+            pod("v1-a", app("v1.0.0", 100, 0, 100)),
+            pod("v1-b", app("v1.0.0", 50, 0, 50)),
+            pod("v1-gone", app("v1.0.0", 70, 0, 70)),
+        ];
+        let after = vec![
+            // +20 each on a and b; b restarted (its counter went down: 5 new).
+            pod("v1-a", app("v1.0.0", 120, 0, 120)),
+            pod("v1-b", app("v1.0.0", 5, 0, 5)),
+            // A pod that started between the scrapes: all of its count.
+            pod("v2-new", app("v2.0.0", 8, 2, 0)),
+        ];
+        let rows = app_version_rows(&before, &after, 2.0);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let v1 = &rows[0];
+        assert_eq!(v1.version, "v1.0.0");
+        assert!((v1.rps - 12.5).abs() < 1e-9, "{v1:?}");
+        assert!((v1.share - 25.0 / 35.0 * 100.0).abs() < 1e-9, "{v1:?}");
+        assert_eq!(v1.error_rate, 0.0);
+        assert!(v1.p99_ms.is_some_and(|p| p <= 1.0), "{v1:?}");
+        let v2 = &rows[1];
+        assert!((v2.rps - 5.0).abs() < 1e-9, "{v2:?}");
+        assert!((v2.error_rate - 20.0).abs() < 1e-9, "{v2:?}");
+        assert!(v2.p99_ms.is_some_and(|p| p > 1.0 && p <= 10.0), "{v2:?}");
+        // Nothing new: zero rates, not negative ones.
+        let idle = app_version_rows(&after, &after, 1.0);
+        assert!(idle.iter().all(|r| r.rps == 0.0), "{idle:?}");
     }
 
     use super::*;

@@ -68,7 +68,10 @@ pub fn draw(frame: &mut ratatui::Frame<'_>, story: &Story) {
         ],
     )
     .header(Row::new(["VERSION", "REQ/S", "SHARE", "P99", "5XX"]).style(bold))
-    .block(Block::bordered().title(" traffic by version (q to quit) "));
+    .block(Block::bordered().title(format!(
+        " traffic by version, from {} (q to quit) ",
+        s.source.describe()
+    )));
     frame.render_widget(versions, table_area);
     let rows = Layout::vertical(vec![Constraint::Length(3); s.versions.len().min(8)])
         .split(version_charts);

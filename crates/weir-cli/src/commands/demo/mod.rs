@@ -329,6 +329,10 @@ async fn start(demo: &mut Demo, scenario: Scenario) -> Option<Session> {
         .map_or(18080, |a| a.port());
     let url = format!("http://127.0.0.1:{port}/");
     println!("weir demo: {title} (state dir {})", state_dir.display());
+    println!(
+        "  each version's request rate, live: weir top --state-dir {}",
+        state_dir.display()
+    );
 
     // 1. Deploy the mesh.
     let t = demo.step(

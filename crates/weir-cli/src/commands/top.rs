@@ -220,31 +220,64 @@ async fn route_weights(backend: &AnyBackend, namespace: &str) -> Vec<RouteWeight
 /// Per version: (requests, 5xx answers, cumulative duration buckets by upper bound in µs).
 type Counts = BTreeMap<String, (f64, f64, BTreeMap<u64, f64>)>;
 
-/// Per version: (requests, 5xx, duration buckets by `le`).
-fn counts(text: &str) -> Counts {
+/// How one exposition names its per-version request counts.
+struct Dialect {
+    /// The label naming the version.
+    version: &'static str,
+    /// The request counter.
+    requests: &'static str,
+    /// The label with the status code.
+    code: &'static str,
+    /// The latency histogram.
+    duration: &'static str,
+    /// Microseconds in the histogram's unit.
+    micros_per_unit: f64,
+}
+
+/// The gateway's: Istio's standard metrics.
+const ISTIO: Dialect = Dialect {
+    version: "destination_version",
+    requests: "istio_requests_total",
+    code: "response_code",
+    duration: "istio_request_duration_milliseconds",
+    micros_per_unit: 1_000.0,
+};
+
+/// An application's own (my-app's, the Go app's): `http_requests_total` by
+/// `version` and `code`, and `request_duration_seconds`.
+const APP: Dialect = Dialect {
+    version: "version",
+    requests: "http_requests_total",
+    code: "code",
+    duration: "request_duration_seconds",
+    micros_per_unit: 1_000_000.0,
+};
+
+/// Per version: (requests, 5xx, duration buckets by `le` in µs).
+fn counts(text: &str, dialect: &Dialect) -> Counts {
     let mut out = Counts::new();
     let Ok(scrape) = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))) else {
         return out;
     };
     for s in &scrape.samples {
-        let Some(version) = s.labels.get("destination_version") else {
+        let Some(version) = s.labels.get(dialect.version) else {
             continue;
         };
         let entry = out.entry(version.to_owned()).or_default();
-        match (&s.value, s.metric.as_str()) {
-            (PromValue::Counter(v) | PromValue::Untyped(v), "istio_requests_total") => {
+        match &s.value {
+            PromValue::Counter(v) | PromValue::Untyped(v) if s.metric == dialect.requests => {
                 entry.0 += v;
                 if s.labels
-                    .get("response_code")
+                    .get(dialect.code)
                     .is_some_and(|c| c.starts_with('5'))
                 {
                     entry.1 += v;
                 }
             }
-            (PromValue::Histogram(buckets), "istio_request_duration_milliseconds") => {
+            PromValue::Histogram(buckets) if s.metric == dialect.duration => {
                 for b in buckets {
                     let le = if b.less_than.is_finite() {
-                        (b.less_than * 1000.0) as u64
+                        (b.less_than * dialect.micros_per_unit) as u64
                     } else {
                         u64::MAX
                     };
@@ -298,42 +331,6 @@ fn quantile(q: f64, buckets: &BTreeMap<u64, f64>) -> Option<f64> {
     None
 }
 
-/// Per version, from an application's own metrics (my-app's, the Go
-/// app's): `http_requests_total` by `version` and `code`, and the
-/// `request_duration_seconds` histogram.
-fn app_counts(text: &str) -> Counts {
-    let mut out = Counts::new();
-    let Ok(scrape) = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))) else {
-        return out;
-    };
-    for s in &scrape.samples {
-        let Some(version) = s.labels.get("version") else {
-            continue;
-        };
-        let entry = out.entry(version.to_owned()).or_default();
-        match (&s.value, s.metric.as_str()) {
-            (PromValue::Counter(v) | PromValue::Untyped(v), "http_requests_total") => {
-                entry.0 += v;
-                if s.labels.get("code").is_some_and(|c| c.starts_with('5')) {
-                    entry.1 += v;
-                }
-            }
-            (PromValue::Histogram(buckets), "request_duration_seconds") => {
-                for b in buckets {
-                    let le = if b.less_than.is_finite() {
-                        (b.less_than * 1_000_000.0) as u64
-                    } else {
-                        u64::MAX
-                    };
-                    *entry.2.entry(le).or_default() += b.count;
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 /// `after − before` per version; a counter that went down was reset (its
 /// process restarted), so all of `after` is new, as Prometheus' `rate` reads it.
 fn delta(before: &Counts, after: &Counts) -> Counts {
@@ -353,7 +350,10 @@ fn delta(before: &Counts, after: &Counts) -> Counts {
 
 /// Differences between two scrapes of the gateway, `seconds` apart.
 pub fn version_rows(before: &str, after: &str, seconds: f64) -> Vec<VersionRow> {
-    rows(&delta(&counts(before), &counts(after)), seconds)
+    rows(
+        &delta(&counts(before, &ISTIO), &counts(after, &ISTIO)),
+        seconds,
+    )
 }
 
 /// Differences between two scrapes of every pod (`(pod, text)`), `seconds`
@@ -369,9 +369,9 @@ pub fn app_version_rows(
         let then = before
             .iter()
             .find(|(p, _)| p == pod)
-            .map(|(_, t)| app_counts(t))
+            .map(|(_, t)| counts(t, &APP))
             .unwrap_or_default();
-        for (version, (req, err, buckets)) in delta(&then, &app_counts(text)) {
+        for (version, (req, err, buckets)) in delta(&then, &counts(text, &APP)) {
             let entry = sum.entry(version).or_default();
             entry.0 += req;
             entry.1 += err;

@@ -72,32 +72,51 @@ fn all_from(answers: &[Answer], version: &str) -> bool {
             .all(|a| *a == Answer::Version(version.to_owned()))
 }
 
-/// Recreate: v1 is shut down before v2 starts; the errors in between are
-/// the downtime, and no moment has both versions.
-pub async fn recreate(demo: &mut Demo, s: &Session) {
-    if !apply(demo, s, "deploy v1 (3 replicas)", &["app-v1.yaml"]).await
+/// The README's update of one Deployment behind the `my-app` Service:
+/// v1 applied and rolled out, sampled through the Service, v2 applied and
+/// rolled out, sampled until v2 alone answers. The samples, and whether v2
+/// alone answered at the end; `None` when a step failed (recorded).
+async fn update_behind_the_service(
+    demo: &mut Demo,
+    s: &Session,
+    deploy_v1: &'static str,
+    deploy_v2: &'static str,
+) -> Option<(Vec<Sample>, bool)> {
+    if !apply(demo, s, deploy_v1, &["app-v1.yaml"]).await
         || !rolled_out(demo, s, "v1 rolled out", "my-app", ROLL_OUT).await
     {
-        return;
+        return None;
     }
-    let Some(url) = found(
+    let url = found(
         demo,
         "the NodePort Service",
         "weir service my-app --url",
         service_url(s, "my-app").await,
     )
+    .await?;
+    let sampler = Sampler::start(url, Vec::new(), PACE);
+    sampler.settle_on(V1, 10, Duration::from_secs(10)).await;
+    if !apply(demo, s, deploy_v2, &["app-v2.yaml"]).await {
+        return None;
+    }
+    rolled_out(demo, s, "v2 rolled out", "my-app", ROLL_OUT).await;
+    let settled = sampler.settle_on(V2, 10, Duration::from_secs(30)).await;
+    Some((sampler.stop().await, settled))
+}
+
+/// Recreate: v1 is shut down before v2 starts; the errors in between are
+/// the downtime, and no moment has both versions.
+pub async fn recreate(demo: &mut Demo, s: &Session) {
+    let Some((samples, settled)) = update_behind_the_service(
+        demo,
+        s,
+        "deploy v1 (3 replicas)",
+        "deploy v2 (strategy Recreate)",
+    )
     .await
     else {
         return;
     };
-    let sampler = Sampler::start(url, Vec::new(), PACE);
-    sampler.settle_on(V1, 10, Duration::from_secs(10)).await;
-    if !apply(demo, s, "deploy v2 (strategy Recreate)", &["app-v2.yaml"]).await {
-        return;
-    }
-    rolled_out(demo, s, "v2 rolled out", "my-app", ROLL_OUT).await;
-    let settled = sampler.settle_on(V2, 10, Duration::from_secs(30)).await;
-    let samples = sampler.stop().await;
     let gap = downtime(&samples, V1, V2);
     verdict(
         demo,
@@ -128,36 +147,16 @@ pub async fn recreate(demo: &mut Demo, s: &Session) {
 /// Ramped: a rolling update (maxSurge 1, maxUnavailable 0) fails no
 /// request, and both versions answer while it runs.
 pub async fn ramped(demo: &mut Demo, s: &Session) {
-    if !apply(demo, s, "deploy v1 (10 replicas)", &["app-v1.yaml"]).await
-        || !rolled_out(demo, s, "v1 rolled out", "my-app", ROLL_OUT).await
-    {
-        return;
-    }
-    let Some(url) = found(
+    let Some((samples, settled)) = update_behind_the_service(
         demo,
-        "the NodePort Service",
-        "weir service my-app --url",
-        service_url(s, "my-app").await,
+        s,
+        "deploy v1 (10 replicas)",
+        "deploy v2 (RollingUpdate)",
     )
     .await
     else {
         return;
     };
-    let sampler = Sampler::start(url, Vec::new(), PACE);
-    sampler.settle_on(V1, 10, Duration::from_secs(10)).await;
-    if !apply(demo, s, "deploy v2 (RollingUpdate)", &["app-v2.yaml"]).await {
-        return;
-    }
-    rolled_out(
-        demo,
-        s,
-        "v2 rolled out, one pod at a time",
-        "my-app",
-        ROLL_OUT,
-    )
-    .await;
-    let settled = sampler.settle_on(V2, 10, Duration::from_secs(30)).await;
-    let samples = sampler.stop().await;
     verdict(
         demo,
         "no failed request during the update",

@@ -50,7 +50,8 @@ pub struct RouteInputs {
     pub destination_rules: Vec<IstioObject<DestinationRuleSpec>>,
     /// Services: ports and target ports.
     pub services: Vec<Service>,
-    /// Ingresses, for the ingress controller's listener.
+    /// Ingresses, for the ingress controller's listener, oldest first (the
+    /// first to claim a host and path owns it, as in ingress-nginx).
     pub ingresses: Vec<Ingress>,
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use rustix::process::Signal;
 use tokio::time::Instant;
-use weir_api::resource::{ObjectRef, Resource};
+use weir_api::resource::{DEFAULT_NAMESPACE, Kind, ObjectRef, Resource};
 use weir_gateway::{Endpoint, RouteInputs, ServiceKey};
 
 use crate::controllers::Action;
@@ -291,7 +291,21 @@ impl Runtime {
         state: &mut State,
         endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
     ) -> Result<(), RuntimeError> {
-        let routes = RouteInputs::from_resources(state.objects.iter().cloned());
+        let mut routes = RouteInputs::from_resources(state.objects.iter().cloned());
+        // ingress-nginx gives a host and path to the oldest Ingress that
+        // claims it: the gateway takes them in this order.
+        routes.ingresses.sort_by_cached_key(|i| {
+            let object = ObjectRef {
+                kind: Kind::Ingress,
+                namespace: i
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+                name: i.metadata.name.clone().unwrap_or_default(),
+            };
+            (state.meta.get(&object).map(|m| m.created), object)
+        });
         self.gateway.set_all(routes, endpoints.clone()).await?;
         state.published = Some(Published {
             route_generation: state.objects.route_generation(),

@@ -1,7 +1,7 @@
 //! Compiling Ingresses into the ingress controller's [`Listener`], as
 //! ingress-nginx builds its server blocks: one virtual host per Ingress
 //! host, a rule per path (exact paths first, then longest first), the first
-//! Ingress to claim a host and path owning it, and a canary Ingress for
+//! Ingress to claim a host and path (the oldest: the caller's order) owning it, and a canary Ingress for
 //! the same host and path merged into that rule as its second destination,
 //! chosen by header, cookie, then weight.
 
@@ -196,5 +196,174 @@ fn destination(
         },
         weight: None,
         headers: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use http::HeaderMap;
+
+    use super::*;
+    use crate::matcher::RequestView;
+    use crate::snapshot::{Rule, Snapshot};
+
+    const SERVICES: [&str; 8] = [
+        "svc-root",
+        "svc-api",
+        "svc-exact",
+        "svc-static",
+        "svc-other",
+        "svc-any",
+        "svc-canary",
+        "svc-lone",
+    ];
+
+    fn ingress(
+        name: &str,
+        host: Option<&str>,
+        annotations: &str,
+        paths: &[(&str, &str, &str)],
+    ) -> String {
+        let paths: String = paths
+            .iter()
+            .map(|(path, kind, service)| {
+                format!(
+                    "      - path: {path}\n        pathType: {kind}\n        backend:\n          service:\n            name: {service}\n            port:\n              number: 80\n"
+                )
+            })
+            .collect();
+        let host = host.map_or(String::new(), |h| format!("    host: {h}\n"));
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\nspec:\n  rules:\n  - http:\n      paths:\n{paths}{host}---\n"
+        )
+    }
+
+    fn snapshot() -> Snapshot {
+        let mut text: String = SERVICES
+            .iter()
+            .map(|s| {
+                format!(
+                    "apiVersion: v1\nkind: Service\nmetadata:\n  name: {s}\nspec:\n  selector: {{app: {s}}}\n  ports:\n  - port: 80\n    targetPort: 8080\n---\n"
+                )
+            })
+            .collect();
+        text += &ingress(
+            "a-main",
+            Some("shop.com"),
+            "",
+            &[
+                ("/", "Prefix", "svc-root"),
+                ("/api", "Prefix", "svc-api"),
+                ("/api/v2", "Exact", "svc-exact"),
+                ("/static", "ImplementationSpecific", "svc-static"),
+            ],
+        );
+        // Claims a host and path a-main owns: a-main is first.
+        text += &ingress(
+            "b-other",
+            Some("shop.com"),
+            "",
+            &[("/api", "Prefix", "svc-other")],
+        );
+        text += &ingress("c-any", None, "", &[("/", "Prefix", "svc-any")]);
+        text += &ingress(
+            "d-canary",
+            Some("shop.com"),
+            "nginx.ingress.kubernetes.io/canary: \"true\", nginx.ingress.kubernetes.io/canary-weight: \"25\", nginx.ingress.kubernetes.io/canary-by-header: x-canary",
+            &[("/api", "Prefix", "svc-canary")],
+        );
+        // A canary with no main Ingress for its host and path: ignored.
+        text += &ingress(
+            "e-lone",
+            Some("nope.com"),
+            "nginx.ingress.kubernetes.io/canary: \"true\", nginx.ingress.kubernetes.io/canary-weight: \"100\"",
+            &[("/x", "Prefix", "svc-lone")],
+        );
+        let manifests = weir_api::load::load_str(std::path::Path::new("ingress.yaml"), &text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let inputs = RouteInputs::from_resources(manifests.resources().cloned());
+        let endpoints: HashMap<ServiceKey, Vec<Endpoint>> = SERVICES
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    ("default".to_owned(), (*s).to_owned()),
+                    vec![Endpoint {
+                        ip: std::net::IpAddr::from([127, 0, 0, 10 + i as u8]),
+                        name: format!("{s}-pod"),
+                        workload: (*s).to_owned(),
+                        labels: BTreeMap::from([("app".to_owned(), (*s).to_owned())]),
+                        ports: BTreeMap::new(),
+                    }],
+                )
+            })
+            .collect();
+        Compiler::default().compile(&inputs, &endpoints).unwrap()
+    }
+
+    fn routed(snapshot: &Snapshot, host: &str, path: &str) -> Option<Arc<Rule>> {
+        let headers = HeaderMap::new();
+        let view = RequestView {
+            path,
+            query: None,
+            method: "GET",
+            scheme: "http",
+            authority: host,
+            headers: &headers,
+            port: 80,
+            gateway: "",
+        };
+        snapshot.ingress.route(host, &view).cloned()
+    }
+
+    fn service_of(rule: &Rule, i: usize) -> String {
+        rule.destinations[i]
+            .cluster
+            .as_ref()
+            .map(|c| c.service.1.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn paths_and_hosts_route_as_ingress_nginx_routes_them() {
+        let snapshot = snapshot();
+        let rows = [
+            ("shop.com", "/api/v2", Some("svc-exact")),
+            ("shop.com", "/api/v2/x", Some("svc-api")),
+            ("shop.com", "/api", Some("svc-api")),
+            ("shop.com", "/api/", Some("svc-api")),
+            ("shop.com", "/apix", Some("svc-root")),
+            ("shop.com", "/staticfoo", Some("svc-static")),
+            ("SHOP.com", "/", Some("svc-root")),
+            ("other.com", "/anything", Some("svc-any")),
+            ("nope.com", "/x", Some("svc-any")),
+        ];
+        for (host, path, want) in rows {
+            let got = routed(&snapshot, host, path).map(|r| service_of(&r, 0));
+            assert_eq!(got.as_deref(), want, "{host}{path}");
+        }
+    }
+
+    #[test]
+    fn a_canary_joins_the_rule_it_shares_a_host_and_path_with() {
+        let snapshot = snapshot();
+        let rule = routed(&snapshot, "shop.com", "/api").unwrap();
+        assert_eq!(rule.destinations.len(), 2);
+        assert_eq!(service_of(&rule, 1), "svc-canary");
+        assert_eq!(
+            rule.destinations
+                .iter()
+                .map(|d| d.weight)
+                .collect::<Vec<_>>(),
+            vec![75, 25]
+        );
+        assert!(rule.canary.is_some());
+        assert_eq!(rule.split.period(), 4, "25 of 100: one in every four");
+        // Other paths of the host are not the canary's.
+        let root = routed(&snapshot, "shop.com", "/").unwrap();
+        assert_eq!(root.destinations.len(), 1);
+        assert!(root.canary.is_none());
     }
 }

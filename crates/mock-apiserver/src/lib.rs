@@ -142,11 +142,12 @@ impl Drop for MockApiServer {
 }
 
 /// Collections the mock knows (the last path segment of a list).
-const COLLECTIONS: [&str; 11] = [
+const COLLECTIONS: [&str; 12] = [
     "pods",
     "services",
     "deployments",
     "horizontalpodautoscalers",
+    "ingresses",
     "gateways",
     "virtualservices",
     "destinationrules",
@@ -438,11 +439,12 @@ fn scripted(shared: &Shared, method: &Method, path: &str) -> Option<Reply> {
 /// The API groups and versions the mock serves (Istio's three versions, as
 /// Istio 1.22 and later do); others answer the plain-text 404 of a cluster
 /// that lacks them (metrics.k8s.io without metrics-server).
-const SERVED: [&str; 8] = [
+const SERVED: [&str; 9] = [
     "/api/v1/",
     "/apis/apps/v1/",
     "/apis/autoscaling/v1/",
     "/apis/autoscaling/v2/",
+    "/apis/networking.k8s.io/v1/",
     "/apis/networking.istio.io/v1/",
     "/apis/networking.istio.io/v1beta1/",
     "/apis/networking.istio.io/v1alpha3/",

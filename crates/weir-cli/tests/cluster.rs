@@ -193,6 +193,49 @@ async fn apply_the_seed_then_delete_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_seeds_extensions_v1beta1_ingress_goes_to_a_cluster_as_v1() {
+    // No supported cluster serves extensions/v1beta1 (removed in 1.22): the
+    // Ingress is sent as the networking.k8s.io/v1 it was read into.
+    let s = setup().await;
+    let file = examples().join("../strategies/canary/nginx-ingress/ingress-v2-canary.yaml");
+    let out = s.weir(&["apply", "-f", file.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "ingress.networking.k8s.io/my-app-canary created\n"
+    );
+    assert!(
+        text(&out.stderr).contains("extensions/v1beta1 Ingress was removed in Kubernetes 1.22"),
+        "{}",
+        text(&out.stderr)
+    );
+    let stored = s
+        .mock
+        .object("/apis/networking.k8s.io/v1/namespaces/default/ingresses/my-app-canary")
+        .expect("stored at networking.k8s.io/v1");
+    assert_eq!(stored["apiVersion"], "networking.k8s.io/v1");
+    let path = &stored["spec"]["rules"][0]["http"]["paths"][0];
+    assert_eq!(path["pathType"], "ImplementationSpecific");
+    assert_eq!(path["backend"]["service"]["name"], "my-app-v2");
+    assert_eq!(path["backend"]["service"]["port"]["number"], 80);
+    assert_eq!(
+        stored["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"],
+        "10"
+    );
+    let out = s.weir(&["get", "ingress"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    assert!(
+        listed.starts_with("NAME            CLASS    HOSTS"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("my-app-canary   <none>   my-app.com"),
+        "{listed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_is_not_told_what_only_the_embedded_runtime_needs() {
     let s = setup().await;
     // The walkthrough's manifests without weir-images.conf: locally, their

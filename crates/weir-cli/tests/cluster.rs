@@ -600,6 +600,63 @@ async fn verify_and_load_find_the_gateway_from_the_ingress_service() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn top_reads_the_pods_own_metrics_through_the_pod_proxy_when_the_gateway_saw_nothing() {
+    // Traffic through a Service: the ingress gateway counts none, so `top`
+    // reads each annotated pod's http_requests_total through the API
+    // server's pod proxy, as Prometheus' pod discovery would find it.
+    let s = setup().await;
+    s.mock.put(INGRESS, ingress_service(80));
+    s.mock.put(
+        "/api/v1/namespaces/istio-system/pods/istio-ingressgateway-1",
+        json!({"metadata": {"name": "istio-ingressgateway-1"}}),
+    );
+    s.mock.on(
+        "GET",
+        "/api/v1/namespaces/istio-system/pods/istio-ingressgateway-1:15020/proxy/stats/prometheus",
+        Reply::Text(200, String::new()),
+        None,
+    );
+    for (pod, version) in [("my-app-v1-a", "v1.0.0"), ("my-app-v2-a", "v2.0.0")] {
+        s.mock.put(
+            &format!("/api/v1/namespaces/default/pods/{pod}"),
+            json!({
+                "metadata": {"name": pod, "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9101"}},
+                "spec": {"containers": [{"name": "my-app"}]},
+                "status": {"phase": "Running", "podIP": "10.0.0.7"}
+            }),
+        );
+        let scrape = format!("/api/v1/namespaces/default/pods/{pod}:9101/proxy/metrics");
+        let count = |n: u64| {
+            Reply::Text(
+                200,
+                format!(
+                    "# TYPE http_requests_total counter\nhttp_requests_total{{code=\"200\",method=\"get\",version=\"{version}\"}} {n}\n"
+                ),
+            )
+        };
+        let gained = if version == "v1.0.0" { 90 } else { 10 };
+        s.mock.on("GET", &scrape, count(1000), Some(1));
+        s.mock.on("GET", &scrape, count(1000 + gained), None);
+    }
+    s.mock.on(
+        "GET",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods",
+        Reply::Json(200, json!({"items": []})),
+        None,
+    );
+    let out = s
+        .weir(&["top", "--once", "-o", "json", "--interval", "200ms"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let snapshot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snapshot["source"], "pods", "{snapshot}");
+    let share = |i: usize| snapshot["versions"][i]["share"].as_f64().unwrap_or(-1.0);
+    assert_eq!(snapshot["versions"][0]["version"], "v1.0.0", "{snapshot}");
+    assert!((share(0) - 90.0).abs() < 1e-9, "{snapshot}");
+    assert!((share(1) - 10.0).abs() < 1e-9, "{snapshot}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn top_reads_gateway_metrics_pod_cpu_and_hpa_status() {
     let s = setup().await;
     s.mock.put(INGRESS, ingress_service(80));

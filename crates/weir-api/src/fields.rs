@@ -89,6 +89,7 @@ const CONTAINER: &str = "spec.template.spec.containers[]";
 
 const DEPLOYMENT_IMPLEMENTED: &[&str] = &[
     "spec.replicas",
+    "spec.paused",
     "spec.selector.matchLabels",
     "spec.strategy.type",
     "spec.strategy.rollingUpdate.maxSurge",

@@ -458,3 +458,69 @@ async fn top_shows_each_versions_rate_from_the_pods_behind_a_service() {
     assert!(rps(&top, "v2.0.0") > 1.0, "{top}");
     assert_eq!(rps(&top, "v1.0.0"), 0.0, "{top}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollout_pause_resume_and_undo_a_deployment_as_kubectl_does() {
+    // The ramped README's controls, on the recreate strategy's Deployment
+    // (each change rolls out in seconds).
+    let cluster = Cluster::up(&[]);
+    let staged = Staged::new("recreate");
+    staged.apply(&cluster, "app-v1.yaml");
+    rolled_out(&cluster, "deployment/my-app", "60s");
+    let url = service_url(&cluster);
+    assert!(curl(&url).contains("Version: v1.0.0"));
+    let said = |args: &[&str]| {
+        let out = cluster.weir(args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = said(&["rollout", "undo", "deployment/my-app"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        err.trim(),
+        "error: no rollout history found for deployment \"my-app\""
+    );
+    assert_eq!(
+        said(&["rollout", "pause", "deployment/my-app"]).1,
+        "deployment.apps/my-app paused\n"
+    );
+    let (code, _, err) = said(&["rollout", "pause", "deploy/my-app"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("already paused"), "{err}");
+    // A new template while paused: nothing rolls.
+    let v2 = r#"{"spec":{"template":{"spec":{"containers":[{"name":"my-app","env":[{"name":"VERSION","value":"v2.0.0"}]}]}}}}"#;
+    assert_eq!(
+        said(&["patch", "deployment", "my-app", "-p", v2]).1,
+        "deployment.apps/my-app patched\n"
+    );
+    let (code, out, _) = said(&["rollout", "status", "deployment/my-app", "--timeout", "3s"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("0 out of 3 new replicas have been updated"),
+        "{out}"
+    );
+    for _ in 0..5 {
+        assert!(curl(&url).contains("Version: v1.0.0"));
+    }
+    assert_eq!(
+        said(&["rollout", "resume", "deployment/my-app"]).1,
+        "deployment.apps/my-app resumed\n"
+    );
+    rolled_out(&cluster, "deployment/my-app", "60s");
+    assert!(curl(&url).contains("Version: v2.0.0"));
+    // Undo goes back one template; undo again comes back, as kubectl's.
+    assert_eq!(
+        said(&["rollout", "undo", "deployment/my-app"]).1,
+        "deployment.apps/my-app rolled back\n"
+    );
+    rolled_out(&cluster, "deployment/my-app", "60s");
+    assert!(curl(&url).contains("Version: v1.0.0"));
+    said(&["rollout", "undo", "deployment/my-app"]);
+    rolled_out(&cluster, "deployment/my-app", "60s");
+    assert!(curl(&url).contains("Version: v2.0.0"));
+    assert_eq!(said(&["rollout", "undo", "my-app"]).0, Some(2));
+    assert_eq!(said(&["rollout", "undo", "deployment/nope"]).0, Some(2));
+}

@@ -289,6 +289,17 @@ async fn route(
                 None => bad_request("unknown kind".into()),
             }
         }
+        (Method::GET, "/previous-template") => {
+            let deployment = ObjectRef {
+                kind: Kind::Deployment,
+                namespace: query(&req, "namespace").unwrap_or("default").to_owned(),
+                name: query(&req, "name").unwrap_or_default().to_owned(),
+            };
+            match runtime.previous_template(&deployment) {
+                Ok(template) => json(StatusCode::OK, &template),
+                Err(e) => bad_request(e.to_string()),
+            }
+        }
         (Method::GET, "/pod-cpu") => {
             let ns = query(&req, "namespace").unwrap_or("default");
             json(StatusCode::OK, &runtime.pod_cpu(ns).await)
@@ -538,6 +549,23 @@ impl AdminClient {
                 object.kind.name(),
                 object.namespace,
                 object.name
+            ),
+            None,
+        )
+        .await
+    }
+
+    /// The pod template a Deployment had before its current one, if any
+    /// (`rollout undo`'s target).
+    pub async fn previous_template(
+        &self,
+        deployment: &ObjectRef,
+    ) -> Result<Option<serde_json::Value>, ClientError> {
+        self.call(
+            Method::GET,
+            &format!(
+                "/previous-template?namespace={}&name={}",
+                deployment.namespace, deployment.name
             ),
             None,
         )

@@ -253,6 +253,15 @@ impl Runtime {
         Ok(())
     }
 
+    /// The pod template a Deployment had before its current one (kept, ten
+    /// deep, whenever an apply replaces a template).
+    pub fn previous_template(
+        &self,
+        deployment: &ObjectRef,
+    ) -> Result<Option<serde_json::Value>, RuntimeError> {
+        Ok(self.store.previous_template(deployment)?)
+    }
+
     /// The address `NodePort` Services are reached at (the node's IP).
     pub fn node_ip(&self) -> Option<std::net::IpAddr> {
         self.config.gateway.node_ip

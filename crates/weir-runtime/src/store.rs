@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use weir_api::resource::ObjectRef;
+use weir_api::resource::{Kind, ObjectRef};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,11 @@ impl Store {
              CREATE TABLE IF NOT EXISTS object_status (
                 kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
                 status TEXT NOT NULL,
-                PRIMARY KEY (kind, namespace, name));",
+                PRIMARY KEY (kind, namespace, name));
+             CREATE TABLE IF NOT EXISTS template_history (
+                namespace TEXT NOT NULL, name TEXT NOT NULL, revision INTEGER NOT NULL,
+                template TEXT NOT NULL,
+                PRIMARY KEY (namespace, name, revision));",
         )?;
         // `generation` came after the table: a state dir from before gets it.
         let has_generation = conn
@@ -177,6 +181,24 @@ impl Store {
                 )?;
             }
             if outcome == Written::Configured
+                && o.object.kind == Kind::Deployment
+                && let Some(template) =
+                    replaced_template(old_manifest.as_deref().unwrap_or_default(), &o.manifest)
+            {
+                tx.execute(
+                    "INSERT INTO template_history (namespace, name, revision, template)
+                     SELECT ?1, ?2, COALESCE(MAX(revision), 0) + 1, ?3 FROM template_history
+                     WHERE namespace = ?1 AND name = ?2",
+                    params![o.object.namespace, o.object.name, template],
+                )?;
+                // Kubernetes' default revisionHistoryLimit.
+                tx.execute(
+                    "DELETE FROM template_history WHERE namespace = ?1 AND name = ?2 AND revision <=
+                     (SELECT MAX(revision) - ?3 FROM template_history WHERE namespace = ?1 AND name = ?2)",
+                    params![o.object.namespace, o.object.name, HISTORY_LIMIT],
+                )?;
+            }
+            if outcome == Written::Configured
                 && spec_changed(old_manifest.as_deref().unwrap_or_default(), &o.manifest)
             {
                 tx.execute(
@@ -213,6 +235,12 @@ impl Store {
                 "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
                 params![o.kind.name(), o.namespace, o.name],
             )?;
+            if o.kind == Kind::Deployment {
+                tx.execute(
+                    "DELETE FROM template_history WHERE namespace = ?1 AND name = ?2",
+                    params![o.namespace, o.name],
+                )?;
+            }
             for table in ["object_meta", "object_status"] {
                 tx.execute(
                     &format!(
@@ -284,6 +312,41 @@ pub struct ObjectMeta {
 
 /// Whether two stored manifests differ in their `spec` (what bumps a
 /// generation); unreadable ones count as changed.
+/// How many earlier pod templates a Deployment keeps for `rollout undo`
+/// (Kubernetes' default `revisionHistoryLimit`).
+const HISTORY_LIMIT: i64 = 10;
+
+/// The old manifest's pod template, when the new one replaces it.
+fn replaced_template(old: &str, new: &str) -> Option<String> {
+    let template = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .map(|v| v["spec"]["template"].clone())
+    };
+    let (before, after) = (template(old)?, template(new)?);
+    (before != after && !before.is_null()).then(|| before.to_string())
+}
+
+impl Store {
+    /// The pod template a Deployment had before its current one (`rollout
+    /// undo`'s target), if any.
+    pub fn previous_template(
+        &self,
+        deployment: &ObjectRef,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let conn = self.lock();
+        let text: Option<String> = conn
+            .query_row(
+                "SELECT template FROM template_history WHERE namespace = ?1 AND name = ?2
+                 ORDER BY revision DESC LIMIT 1",
+                params![deployment.namespace, deployment.name],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+}
+
 fn spec_changed(old: &str, new: &str) -> bool {
     let spec = |text: &str| {
         serde_json::from_str::<serde_json::Value>(text)
@@ -372,7 +435,6 @@ fn random_uid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_api::resource::Kind;
 
     fn obj(name: &str, manifest: &str) -> StoredObject {
         StoredObject {
@@ -383,6 +445,47 @@ mod tests {
             },
             manifest: manifest.into(),
         }
+    }
+
+    #[test]
+    fn replaced_templates_are_kept_for_undo_ten_deep_and_go_with_their_deployment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let deployment = |version: u32, replicas: u32| StoredObject {
+            object: ObjectRef {
+                kind: Kind::Deployment,
+                namespace: "default".into(),
+                name: "d".into(),
+            },
+            manifest: format!(
+                r#"{{"spec":{{"replicas":{replicas},"template":{{"v":{version}}}}}}}"#
+            ),
+        };
+        let d = deployment(1, 1).object;
+        store.apply(&[deployment(1, 1)], &[]).unwrap();
+        assert_eq!(store.previous_template(&d).unwrap(), None);
+        // Scaling keeps the template: no history.
+        store.apply(&[deployment(1, 3)], &[]).unwrap();
+        assert_eq!(store.previous_template(&d).unwrap(), None);
+        store.apply(&[deployment(2, 3)], &[]).unwrap();
+        assert_eq!(
+            store.previous_template(&d).unwrap(),
+            Some(serde_json::json!({"v": 1}))
+        );
+        for v in 3..=20 {
+            store.apply(&[deployment(v, 3)], &[]).unwrap();
+        }
+        assert_eq!(
+            store.previous_template(&d).unwrap(),
+            Some(serde_json::json!({"v": 19}))
+        );
+        let kept: i64 = store
+            .lock()
+            .query_row("SELECT COUNT(*) FROM template_history", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, HISTORY_LIMIT);
+        store.delete(std::slice::from_ref(&d)).unwrap();
+        assert_eq!(store.previous_template(&d).unwrap(), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! users know — `status [-w]`, `promote [--full]`, `pause`, `resume`,
 //! `abort`, `retry`. Rollouts run in the embedded runtime; `status` exits 1
 //! when the rollout was rolled back or aborted, so scripts can gate on it.
+//! For `deployment/NAME`, kubectl's: `status`, `pause`, `resume`, `undo`.
 
 use std::time::Duration;
 
@@ -55,14 +56,15 @@ pub enum Verb {
         #[arg(long)]
         full: bool,
     },
-    /// Stop where it is (the progress deadline stops too).
+    /// Stop where it is (the progress deadline stops too); for
+    /// `deployment/NAME`, kubectl's: a new template does not roll out.
     Pause {
-        /// The Rollout.
+        /// The Rollout, or `deployment/NAME`.
         name: String,
     },
     /// Go on after a pause.
     Resume {
-        /// The Rollout.
+        /// The Rollout, or `deployment/NAME`.
         name: String,
     },
     /// All traffic to the stable now.
@@ -73,6 +75,12 @@ pub enum Verb {
     /// Start again from step 0 after a rollback or abort.
     Retry {
         /// The Rollout.
+        name: String,
+    },
+    /// `deployment/NAME`: back to the pod template it had before (kubectl's;
+    /// a Rollout is undone with `abort`).
+    Undo {
+        /// `deployment/NAME`.
         name: String,
     },
 }
@@ -91,6 +99,26 @@ pub async fn run(args: RolloutArgs) -> u8 {
             return deployment_status(&client, &args.namespace, deployment, *timeout).await;
         }
         Verb::Status { name, watch, .. } => return status(&client, &rollout(name), *watch).await,
+        Verb::Pause { name } | Verb::Resume { name } | Verb::Undo { name }
+            if deployment_name(name).is_some() =>
+        {
+            let deployment = ObjectRef {
+                kind: Kind::Deployment,
+                namespace: args.namespace.clone(),
+                name: deployment_name(name).unwrap_or_default().to_owned(),
+            };
+            return match &args.verb {
+                Verb::Pause { .. } => set_paused(&client, &deployment, true).await,
+                Verb::Resume { .. } => set_paused(&client, &deployment, false).await,
+                _ => undo(&client, &deployment).await,
+            };
+        }
+        Verb::Undo { name } => {
+            eprintln!(
+                "error: {name:?}: rollout undo takes deployment/NAME; a Rollout goes back to its stable version with `weir rollout abort`"
+            );
+            return exit::BAD_INPUT;
+        }
         Verb::Promote { name, full: false } => (name, Command::Promote, "promoted"),
         Verb::Promote { name, full: true } => (name, Command::PromoteFull, "promoted to the end"),
         Verb::Pause { name } => (name, Command::Pause, "paused"),
@@ -111,6 +139,84 @@ pub async fn run(args: RolloutArgs) -> u8 {
                 .as_ref()
                 .map_or("Pending", |s| s["phase"].as_str().unwrap_or("Pending"));
             println!("{target} {done} (phase {phase})");
+            exit::OK
+        }
+        Err(e) => report(e),
+    }
+}
+
+/// `weir rollout pause|resume deployment/NAME`: kubectl's patch of
+/// `spec.paused`.
+async fn set_paused(client: &AdminClient, deployment: &ObjectRef, paused: bool) -> u8 {
+    let mut object = match live(client, deployment).await {
+        Ok(object) => object,
+        Err(code) => return code,
+    };
+    if object["spec"]["paused"].as_bool().unwrap_or(false) == paused {
+        let state = if paused { "paused" } else { "not paused" };
+        eprintln!("error: {deployment} is already {state}");
+        return exit::BAD_INPUT;
+    }
+    object["spec"]["paused"] = paused.into();
+    let verb = if paused { "paused" } else { "resumed" };
+    reapply(client, deployment, object, verb).await
+}
+
+/// `weir rollout undo deployment/NAME`: the pod template before the current
+/// one, applied again (the current one becomes the one before).
+async fn undo(client: &AdminClient, deployment: &ObjectRef) -> u8 {
+    let mut object = match live(client, deployment).await {
+        Ok(object) => object,
+        Err(code) => return code,
+    };
+    match client.previous_template(deployment).await {
+        Ok(Some(template)) => {
+            object["spec"]["template"] = template;
+            reapply(client, deployment, object, "rolled back").await
+        }
+        Ok(None) => {
+            eprintln!(
+                "error: no rollout history found for deployment {:?}",
+                deployment.name
+            );
+            exit::FAILED
+        }
+        Err(e) => report(e),
+    }
+}
+
+/// The Deployment as stored, without what the server sets; else the exit
+/// code, the error said.
+async fn live(client: &AdminClient, deployment: &ObjectRef) -> Result<Value, u8> {
+    let list = client
+        .list(Kind::Deployment, &deployment.namespace)
+        .await
+        .map_err(report)?;
+    match list
+        .into_iter()
+        .find(|o| text_at(o, "/metadata/name") == deployment.name)
+    {
+        Some(found) => Ok(weir_api::patch::without_server_fields(found)),
+        None => {
+            eprintln!(
+                "Error from server (NotFound): deployments.apps {:?} not found",
+                deployment.name
+            );
+            Err(exit::BAD_INPUT)
+        }
+    }
+}
+
+/// Applies a changed Deployment through the path `weir apply` takes.
+async fn reapply(client: &AdminClient, deployment: &ObjectRef, object: Value, verb: &str) -> u8 {
+    let text = serde_json::to_string_pretty(&object).unwrap_or_default();
+    let source = (
+        std::path::PathBuf::from(format!("rollout {verb} of {deployment}")),
+        text,
+    );
+    match client.apply(vec![source]).await {
+        Ok(_) => {
+            println!("{deployment} {verb}");
             exit::OK
         }
         Err(e) => report(e),

@@ -41,6 +41,9 @@ pub struct DesiredPods {
     pub template_hash: String,
     /// `spec.strategy`.
     pub strategy: Strategy,
+    /// `spec.paused` (`weir rollout pause`): a new template does not roll
+    /// out until resumed.
+    pub paused: bool,
 }
 
 impl DesiredPods {
@@ -73,6 +76,7 @@ impl DesiredPods {
             replicas,
             template_hash: template_hash(&d.spec.template),
             strategy,
+            paused: d.spec.paused.unwrap_or(false),
         }
     }
 }
@@ -133,6 +137,11 @@ pub fn plan(desired: &DesiredPods, pods: &[PodState]) -> Plan {
         } else if new.len() > n {
             plan.delete = victims(&new, new.len() - n);
         }
+        return plan;
+    }
+    // Paused: pods of the old template stay and no new one starts, as the
+    // Deployment controller stops rolling a paused Deployment.
+    if desired.paused {
         return plan;
     }
     match desired.strategy {
@@ -284,6 +293,7 @@ mod tests {
                 max_surge,
                 max_unavailable,
             },
+            paused: false,
         }
     }
 
@@ -304,8 +314,34 @@ mod tests {
             replicas: 2,
             template_hash: "new".into(),
             strategy: Strategy::Recreate,
+            paused: false,
+        };
+        let paused = DesiredPods {
+            paused: true,
+            ..rolling(3, 1, 0)
         };
         let cases = vec![
+            Case {
+                rule: "paused: a new template does not start rolling",
+                desired: paused.clone(),
+                pods: pods("old", 3, true),
+                create: 0,
+                delete: vec![],
+            },
+            Case {
+                rule: "paused: a rolling update stops where it is",
+                desired: paused.clone(),
+                pods: [pods("old", 2, true), pods("new", 1, false)].concat(),
+                create: 0,
+                delete: vec![],
+            },
+            Case {
+                rule: "paused: with one template, replicas still follow spec.replicas",
+                desired: paused,
+                pods: pods("new", 1, true),
+                create: 2,
+                delete: vec![],
+            },
             Case {
                 rule: "ReplicaSet manageReplicas: too few pods → create the difference",
                 desired: rolling(3, 1, 0),

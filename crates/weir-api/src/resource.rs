@@ -134,7 +134,7 @@ impl Kind {
         )
     }
 
-    /// Every kind, in the order `weir get all` lists them.
+    /// Every kind (what a kind name is looked up among).
     pub const ALL: [Kind; 10] = [
         Kind::Pod,
         Kind::Service,

@@ -74,15 +74,22 @@ impl Compiler {
         clusters: &mut HashMap<String, Arc<Cluster>>,
         live: &mut HashMap<(SocketAddr, String), Arc<UpstreamEndpoint>>,
     ) -> Result<Listener, ConfigError> {
-        let canary_of = |ing: &Ingress| {
-            ing.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| canary(a).ok().flatten())
-        };
+        // Each Ingress's canary annotations, read once.
+        let read: Vec<(&Ingress, Option<Canary>)> = inputs
+            .ingresses
+            .iter()
+            .map(|ing| {
+                let c = ing
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| canary(a).ok().flatten());
+                (ing, c)
+            })
+            .collect();
         let mut claimed: Vec<Claimed<'_>> = Vec::new();
         let mut owner: HashMap<(Option<String>, String), usize> = HashMap::new();
-        for ing in inputs.ingresses.iter().filter(|i| canary_of(i).is_none()) {
+        for (ing, _) in read.iter().filter(|(_, c)| c.is_none()) {
             for (position, route) in routes(ing).into_iter().enumerate() {
                 let key = (route.host.clone(), route.path.clone());
                 if owner.contains_key(&key) {
@@ -97,8 +104,8 @@ impl Compiler {
                 });
             }
         }
-        for ing in &inputs.ingresses {
-            let Some(c) = canary_of(ing) else { continue };
+        for (ing, c) in &read {
+            let Some(c) = c else { continue };
             for route in routes(ing) {
                 if let Some(&i) = owner.get(&(route.host.clone(), route.path.clone()))
                     && claimed[i].canary.is_none()

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::time::Instant;
 use weir_api::backend::Backend;
 use weir_api::load::read_sources;
 use weir_api::patch::PatchType;
@@ -113,14 +112,14 @@ pub async fn scale(
 }
 
 /// `kubectl patch KIND NAME -p PATCH` (strategic merge); returns when the
-/// data plane serves it, with the time it did.
+/// data plane serves it.
 pub async fn patch(
     demo: &mut Demo,
     s: &Session,
     check: &'static str,
     target: (Kind, &str),
     patch: &Value,
-) -> Option<Instant> {
+) -> bool {
     let t = demo.step(
         check,
         &format!(
@@ -137,7 +136,6 @@ pub async fn patch(
         Err(e) => Err(e.to_string()),
     };
     let ok = result.is_ok();
-    let at = Instant::now();
     demo.record(
         check,
         t,
@@ -146,8 +144,7 @@ pub async fn patch(
             Ok(_) => format!("{}/{} patched", target.0.qualified(), target.1),
             Err(e) => e,
         },
-    );
-    ok.then_some(at)
+    )
 }
 
 /// `kubectl delete KIND NAME`.

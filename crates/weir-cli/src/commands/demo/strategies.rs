@@ -180,6 +180,44 @@ pub async fn ramped(demo: &mut Demo, s: &Session) {
     );
 }
 
+/// A blue/green switch's two verdicts from samples taken across it: v1
+/// only before the switch began (`window.0`), v2 only after it returned
+/// (`window.1`), no failed request.
+fn switch_verdicts(
+    demo: &mut Demo,
+    samples: &[Sample],
+    window: (Duration, Duration),
+    before_check: &'static str,
+    after_check: &'static str,
+) {
+    let early: Vec<_> = samples
+        .iter()
+        .filter(|x| x.at < window.0)
+        .cloned()
+        .collect();
+    verdict(
+        demo,
+        before_check,
+        answered_by(&early, V2) == 0 && answered_by(&early, V1) > 0,
+        format!(
+            "{} v1 answers, {} v2",
+            answered_by(&early, V1),
+            answered_by(&early, V2)
+        ),
+    );
+    verdict(
+        demo,
+        after_check,
+        mixed_after(samples, window.1, V2) == 0 && failures(samples) == 0,
+        format!(
+            "{} v1 answers after the switch returned; {} failed of {}",
+            mixed_after(samples, window.1, V2),
+            failures(samples),
+            samples.len()
+        ),
+    );
+}
+
 /// Blue/green (single Service): v2 runs beside v1, then one selector patch
 /// moves every new request at once.
 pub async fn blue_green(demo: &mut Demo, s: &Session) {
@@ -206,7 +244,7 @@ pub async fn blue_green(demo: &mut Demo, s: &Session) {
     }
     let switch = json!({"spec": {"selector": {"version": V2}}});
     let before = sampler.now();
-    let Some(_) = patch(
+    if !patch(
         demo,
         s,
         "switch the Service to green",
@@ -214,33 +252,18 @@ pub async fn blue_green(demo: &mut Demo, s: &Session) {
         &switch,
     )
     .await
-    else {
+    {
         return;
-    };
+    }
     let switched = sampler.now();
     sampler.settle_on(V2, 20, Duration::from_secs(10)).await;
     let samples = sampler.stop().await;
-    let early: Vec<_> = samples.iter().filter(|x| x.at < before).cloned().collect();
-    verdict(
+    switch_verdicts(
         demo,
+        &samples,
+        (before, switched),
         "green got nothing before the switch",
-        answered_by(&early, V2) == 0 && answered_by(&early, V1) > 0,
-        format!(
-            "{} v1 answers, {} v2",
-            answered_by(&early, V1),
-            answered_by(&early, V2)
-        ),
-    );
-    verdict(
-        demo,
         "0 mixed responses after the switch",
-        mixed_after(&samples, switched, V2) == 0 && failures(&samples) == 0,
-        format!(
-            "{} v1 answers after the patch returned; {} failed of {}",
-            mixed_after(&samples, switched, V2),
-            failures(&samples),
-            samples.len()
-        ),
     );
 }
 
@@ -289,27 +312,12 @@ pub async fn blue_green_ingress(demo: &mut Demo, s: &Session) {
     let switched = sampler.now();
     sampler.settle_on(V2, 20, Duration::from_secs(10)).await;
     let samples = sampler.stop().await;
-    let early: Vec<_> = samples.iter().filter(|x| x.at < before).cloned().collect();
-    verdict(
+    switch_verdicts(
         demo,
+        &samples,
+        (before, switched),
         "v2 got nothing before the switch",
-        answered_by(&early, V2) == 0 && answered_by(&early, V1) > 0,
-        format!(
-            "{} v1 answers, {} v2",
-            answered_by(&early, V1),
-            answered_by(&early, V2)
-        ),
-    );
-    verdict(
-        demo,
         "both services switched: 0 mixed responses",
-        mixed_after(&samples, switched, V2) == 0 && failures(&samples) == 0,
-        format!(
-            "{} v1 answers from a or b after the apply returned; {} failed of {}",
-            mixed_after(&samples, switched, V2),
-            failures(&samples),
-            samples.len()
-        ),
     );
 }
 

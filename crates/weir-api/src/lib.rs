@@ -25,6 +25,7 @@ pub mod route;
 pub mod scrape;
 pub mod service_url;
 pub mod validate;
+pub mod version_stats;
 pub mod yaml;
 
 pub use k8s_openapi;

@@ -47,6 +47,11 @@ pub struct RolloutSpec {
     /// No progress for this long rolls back (default 10m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline: Option<String>,
+    /// Whether deleting the Rollout mid-way sends all traffic back to the
+    /// stable (Flagger's `revertOnDeletion`; default true); false leaves
+    /// the weights where they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_on_deletion: Option<bool>,
 }
 
 /// One step: exactly one of its fields is set.

@@ -254,7 +254,7 @@ async fn a_canary_answering_errors_is_rolled_back_and_then_gets_no_routed_reques
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn without_traffic_a_rollout_never_succeeds_and_its_deadline_rolls_it_back() {
+async fn without_traffic_a_rollout_never_succeeds_and_pauses_at_its_deadline_for_a_person() {
     let cluster = Cluster::up(&[]);
     cluster.walkthrough_ready().await;
     let _rollout = apply_rollout(
@@ -264,18 +264,149 @@ async fn without_traffic_a_rollout_never_succeeds_and_its_deadline_rolls_it_back
         "",
     );
     cluster
-        .wait_for("the deadline's rollback", Duration::from_secs(30), |c| {
+        .wait_for("the pause at the deadline", Duration::from_secs(30), |c| {
             let p = phase(c);
             assert_ne!(p, "Succeeded", "no requests must never pass");
-            p == "RolledBack"
+            assert_ne!(p, "RolledBack", "nothing was found wrong with the canary");
+            p == "Paused"
         })
         .await;
     let r = &cluster.json("rollouts")[0];
     let message = r["status"]["message"].as_str().unwrap();
-    assert!(message.starts_with("no progress for 4s"), "{message}");
+    assert!(
+        message.contains("analysis inconclusive for 4s"),
+        "{message}"
+    );
+    assert_eq!(
+        r["status"]["conditions"][0]["reason"], "InconclusiveAtDeadline",
+        "{r}"
+    );
     assert_eq!(r["status"]["verdicts"][0]["verdict"], "Inconclusive", "{r}");
     assert_eq!(r["status"]["verdicts"][0]["n"], 0);
-    assert_eq!(r["status"]["canaryWeight"], 0);
+    assert_eq!(r["status"]["canaryWeight"], 10);
+    // A person decides: abort sends everything back to the stable.
+    let abort = cluster.weir(&["rollout", "abort", "my-app"]);
+    assert!(
+        abort.status.success(),
+        "{}",
+        String::from_utf8_lossy(&abort.stderr)
+    );
+    let r = &cluster.json("rollouts")[0];
+    assert_eq!(r["status"]["phase"], "Aborted", "{r}");
+    assert_eq!(r["status"]["canaryWeight"], 0, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_weight_changed_by_hand_is_put_back_and_a_deleted_rollout_reverts_to_the_stable() {
+    let cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    let rollout = apply_rollout(
+        &cluster,
+        "  - setWeight: 30\n  - pause: {}\n  - setWeight: 100\n",
+        "2m",
+        "",
+    );
+    cluster
+        .wait_for("the pause", Duration::from_secs(20), |c| {
+            phase(c) == "Paused"
+        })
+        .await;
+    let canary_weight =
+        |c: &Cluster| c.json("virtualservices")[0]["spec"]["http"][0]["route"][1]["weight"].clone();
+    let by_hand = cluster.weir(&["route", "my-app", "v1=50", "v2=50"]);
+    assert!(
+        by_hand.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_hand.stderr)
+    );
+    cluster
+        .wait_for("the weight put back", Duration::from_secs(20), |c| {
+            canary_weight(c) == 30
+        })
+        .await;
+    let status = cluster.weir(&["rollout", "status", "my-app"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("served canary 50 % where this rollout holds 30 %: put back"),
+        "{text}"
+    );
+    let deleted = cluster.weir(&[
+        "delete",
+        "-f",
+        rollout.path().join("rollout.yaml").to_str().unwrap(),
+    ]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    cluster
+        .wait_for(
+            "all traffic back to the stable",
+            Duration::from_secs(20),
+            |c| canary_weight(c) == 0,
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_canary_failing_while_paused_is_rolled_back() {
+    let cluster = Cluster::up(&[]);
+    let manifests = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(examples()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, manifests.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let v2 = manifests.path().join("app-v2.yaml");
+    let text = std::fs::read_to_string(&v2).unwrap();
+    std::fs::write(
+        &v2,
+        text.replace(
+            "        - name: VERSION\n          value: v2.0.0\n",
+            "        - name: VERSION\n          value: v2.0.0\n        - name: ERROR_PERCENT\n          value: \"30\"\n",
+        ),
+    )
+    .unwrap();
+    cluster.apply_ok(manifests.path());
+    cluster.both_versions_ready().await;
+    let (stop, load) = background_load(&cluster);
+    let _rollout = apply_rollout(
+        &cluster,
+        // The walkthrough's route already gives v2 10 %: paused at once.
+        "  - pause: {}\n  - setWeight: 100\n",
+        "2m",
+        "",
+    );
+    cluster
+        .wait_for(
+            "the rollback from the pause",
+            Duration::from_secs(60),
+            |c| phase(c) == "RolledBack",
+        )
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    load.join().unwrap();
+    let r = &cluster.json("rollouts")[0];
+    assert_eq!(
+        r["status"]["currentStep"], 0,
+        "failed during the pause: {r}"
+    );
+    assert_eq!(r["status"]["canaryWeight"], 0, "{r}");
+    let history: Vec<&str> = r["status"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    let paused = history
+        .iter()
+        .position(|m| m.contains("paused until"))
+        .unwrap();
+    let failed = history
+        .iter()
+        .position(|m| m.starts_with("analysis failed"))
+        .unwrap();
+    assert!(paused < failed, "{history:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -30,7 +30,6 @@ pub mod snapshot;
 pub mod split;
 pub mod static_endpoints;
 pub mod upstream;
-pub mod version_stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -376,7 +375,12 @@ impl Gateway {
     }
 
     /// Every Service version's request counters now, for rollout analysis.
-    pub fn version_counts(&self) -> Vec<(version_stats::VersionKey, version_stats::VersionCounts)> {
+    pub fn version_counts(
+        &self,
+    ) -> Vec<(
+        weir_api::version_stats::VersionKey,
+        weir_api::version_stats::VersionCounts,
+    )> {
         self.shared.metrics.versions.snapshot()
     }
 

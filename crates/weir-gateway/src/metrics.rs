@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::version_stats::{VersionStats, VersionTable};
+use weir_api::version_stats::{ENVOY_DURATION_EDGES_MS, VersionStats, VersionTable};
 
 /// The labels of every request metric: Istio's standard labels, in the
 /// order Istio's stats plugin writes them. weir has no mTLS and one
@@ -84,10 +84,7 @@ impl MetricConstructor<Histogram> for Buckets {
 }
 
 /// Istio's duration buckets (milliseconds).
-const DURATION_MS: &[f64] = &[
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
-    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
-];
+const DURATION_MS: &[f64] = ENVOY_DURATION_EDGES_MS;
 /// Istio's size buckets (bytes).
 const SIZE_BYTES: &[f64] = &[
     1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1e6, 1e7, 1e8, 1e9,

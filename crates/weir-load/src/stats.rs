@@ -1,12 +1,11 @@
 //! Split statistics: shares with Wilson intervals, Pearson's chi-square
 //! goodness of fit, the sample size that detects a 5-point deviation, the
-//! verdict in words; and what rollout analysis judges a canary by: exact
-//! intervals of a share and of two shares' difference, and the
-//! order-statistic interval of a percentile. Each is checked against scipy and
-//! statsmodels (`tests/stats_reference.rs`).
+//! verdict in words. Each is checked against scipy and statsmodels
+//! (`tests/stats_reference.rs`). Rollout verdicts, which look again and
+//! again, use the anytime-valid tests of `weir-rollout` instead.
 
 use serde::Serialize;
-use statrs::distribution::{Binomial, ChiSquared, ContinuousCDF, DiscreteCDF, Normal};
+use statrs::distribution::{ChiSquared, ContinuousCDF, Normal};
 
 /// The normal quantile for a two-sided interval at `confidence` (1.96 at 0.95).
 pub fn z_for(confidence: f64) -> f64 {
@@ -32,131 +31,6 @@ pub fn wilson_at(k: u64, n: u64, confidence: f64) -> (f64, f64) {
     let center = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
     let half = z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
     ((center - half).max(0.0), (center + half).min(1.0))
-}
-
-/// The Clopper–Pearson ("exact") interval of `k` successes in `n` trials
-/// at `confidence` (statsmodels' `proportion_confint(method="beta")`): the
-/// beta quantiles B(α/2; k, n−k+1) and B(1−α/2; k+1, n−k). Conservative at
-/// small `n`, where Wilson's can exclude a threshold near 1 from a handful
-/// of requests (2 successes of 3 against 99 %); rollout verdicts use it.
-pub fn clopper_pearson(k: u64, n: u64, confidence: f64) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 1.0);
-    }
-    let k = k.min(n);
-    let alpha = 1.0 - confidence;
-    let (kf, nf) = (k as f64, n as f64);
-    // At the ends the beta quantile has a closed form.
-    let lower = if k == 0 {
-        0.0
-    } else if k == n {
-        (alpha / 2.0).powf(1.0 / nf)
-    } else {
-        beta_quantile(kf, nf - kf + 1.0, alpha / 2.0)
-    };
-    let upper = if k == n {
-        1.0
-    } else if k == 0 {
-        1.0 - (alpha / 2.0).powf(1.0 / nf)
-    } else {
-        beta_quantile(kf + 1.0, nf - kf, 1.0 - alpha / 2.0)
-    };
-    (lower, upper)
-}
-
-/// The `p` quantile of Beta(a, b): Newton's method on the regularized
-/// incomplete beta function from the normal approximation, kept inside a
-/// shrinking bracket (a bisection
-/// step whenever Newton would leave it), at most 200 steps. statrs'
-/// `inv_beta_reg` has no step limit and does not finish for shares within
-/// 10⁻⁴ of 0 or 1 (1 error in 10⁷ requests), so it is not used.
-fn beta_quantile(a: f64, b: f64, p: f64) -> f64 {
-    let ln_beta = statrs::function::beta::ln_beta(a, b);
-    let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
-    // Start from the normal approximation of the quantile (within a few
-    // Newton steps of it at any n), or the mean where that falls outside 0–1.
-    let mean = a / (a + b);
-    let sd = (a * b / ((a + b) * (a + b) * (a + b + 1.0))).sqrt();
-    let guess = mean + Normal::standard().inverse_cdf(p) * sd;
-    let mut x = if guess > 0.0 && guess < 1.0 {
-        guess
-    } else {
-        mean
-    };
-    for _ in 0..200 {
-        let f = statrs::function::beta::beta_reg(a, b, x) - p;
-        if f == 0.0 {
-            return x;
-        }
-        if f < 0.0 {
-            lo = x;
-        } else {
-            hi = x;
-        }
-        let density = ((a - 1.0) * x.ln() + (b - 1.0) * (-x).ln_1p() - ln_beta).exp();
-        let newton = x - f / density;
-        let next = if newton > lo && newton < hi {
-            newton
-        } else {
-            0.5 * (lo + hi)
-        };
-        if (next - x).abs() <= 1e-15 * x.max(1e-300) || hi - lo <= 1e-15 * hi {
-            return next;
-        }
-        x = next;
-    }
-    x
-}
-
-/// An interval for the difference of two success shares, `k1/n1 − k2/n2`,
-/// jointly at least at `confidence`: each share's Clopper–Pearson interval
-/// at 1 − (1 − confidence)/2 (Bonferroni), the difference's ends
-/// [low₁ − high₂, high₁ − low₂]. Rollouts compare the canary's success rate
-/// with the stable's by it. Chosen over Newcombe's hybrid score interval
-/// (statsmodels' `confint_proportions_2indep(method="newcomb")`), whose
-/// Wilson parts call a canary's 1 error in 3 worse than a clean stable's.
-/// With no trials on either side it is the whole of −1–1.
-pub fn difference_interval(k1: u64, n1: u64, k2: u64, n2: u64, confidence: f64) -> (f64, f64) {
-    let each = 1.0 - (1.0 - confidence) / 2.0;
-    let (lo1, hi1) = clopper_pearson(k1, n1, each);
-    let (lo2, hi2) = clopper_pearson(k2, n2, each);
-    (lo1 - hi2, hi1 - lo2)
-}
-
-/// The distribution-free interval of the `q` quantile (0 < q < 1) of `n`
-/// samples at `confidence`, as 1-based ranks `(l, u)` of the sorted
-/// samples: l = B⁻¹(α/2), u = B⁻¹(1 − α/2) + 1 for B = Binomial(n, q)
-/// (scipy's `binom.ppf`; e.g. Conover, *Practical Nonparametric
-/// Statistics*, §3.2). `None` when `n` is too small for one of the ends:
-/// below rank 1 or above rank n, the interval is unbounded on that side.
-pub fn quantile_ranks(n: u64, q: f64, confidence: f64) -> (Option<u64>, Option<u64>) {
-    if n == 0 || !(q > 0.0 && q < 1.0) {
-        return (None, None);
-    }
-    let Ok(b) = Binomial::new(q, n) else {
-        return (None, None);
-    };
-    let alpha = 1.0 - confidence;
-    let l = binomial_ppf(&b, n, q, alpha / 2.0);
-    let u = binomial_ppf(&b, n, q, 1.0 - alpha / 2.0) + 1;
-    ((l >= 1).then_some(l), (u <= n).then_some(u))
-}
-
-/// The least k with P(B ≤ k) ≥ p (scipy's `binom.ppf`), found by stepping
-/// from the normal approximation's guess: a few CDF evaluations where a
-/// bisection over 0..n takes dozens.
-fn binomial_ppf(b: &Binomial, n: u64, q: f64, p: f64) -> u64 {
-    let nf = n as f64;
-    let z = Normal::standard().inverse_cdf(p.clamp(1e-12, 1.0 - 1e-12));
-    let guess = (nf * q + z * (nf * q * (1.0 - q)).sqrt()).round();
-    let mut k = guess.clamp(0.0, nf) as u64;
-    while k > 0 && b.cdf(k - 1) >= p {
-        k -= 1;
-    }
-    while k < n && b.cdf(k) < p {
-        k += 1;
-    }
-    k
 }
 
 /// Pearson's chi-square statistic and its p-value for observed counts

@@ -19,13 +19,13 @@ use crate::pod_ip::allocate_ip;
 use crate::pods::{self, Phase, Pod, PodIdentity, PodKey};
 use crate::probe::{self, ProbeKind, ProbeTarget};
 use crate::process::Process;
-use crate::rollout::engine::{ALL_PHASES, RolloutStatus};
 use crate::runtime::Runtime;
 use crate::state::{Published, State};
 use weir_api::rollout::RolloutSpec;
 use weir_gateway::metrics::{
     RolloutInfoLabels, RolloutLabels, RolloutMetrics, RolloutPhaseLabels, RolloutVerdictLabels,
 };
+use weir_rollout::engine::{ALL_PHASES, RolloutStatus};
 
 impl Runtime {
     /// Does what a controller asked, in order; stops at the first failure
@@ -224,6 +224,7 @@ impl Runtime {
                     if took_command {
                         state.rollout_commands.remove(&rollout);
                     }
+                    state.rollout_status_unreadable.remove(&rollout);
                     if state.rollout_status.get(&rollout) != Some(&*status) {
                         if let Some(Resource::Rollout(ro)) = state.objects.get(&rollout) {
                             record_rollout_metrics(

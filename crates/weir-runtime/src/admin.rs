@@ -21,8 +21,8 @@ use weir_api::load::Source;
 use weir_api::resource::{Kind, ObjectRef};
 
 use crate::error::RuntimeError;
-use crate::rollout::engine::Command;
 use crate::runtime::Runtime;
+use weir_rollout::engine::Command;
 
 /// The admin socket's file name in the state dir.
 pub const SOCKET: &str = "admin.sock";

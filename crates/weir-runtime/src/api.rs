@@ -18,10 +18,10 @@ use weir_api::route::WeightChange;
 use crate::controllers::deployment::template_hash;
 use crate::error::RuntimeError;
 use crate::pods::{self, Phase, Pod};
-use crate::rollout::engine::{Command, RolloutStatus};
 use crate::runtime::Runtime;
 use crate::state::State;
 use crate::store::{StoredObject, Written};
+use weir_rollout::engine::{Command, RolloutStatus};
 
 impl Runtime {
     /// Stores objects (and image mappings) in one transaction.
@@ -174,6 +174,7 @@ impl Runtime {
             state.hpa_status.remove(o);
             state.meta.remove(o);
             state.rollout_status.remove(o);
+            state.rollout_status_unreadable.remove(o);
             state.rollout_commands.remove(o);
             state.events.forget(o);
             state.stop_traffic(o);

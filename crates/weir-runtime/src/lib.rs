@@ -19,7 +19,6 @@ pub mod probe;
 pub mod proc_info;
 pub mod process;
 pub mod restore;
-pub mod rollout;
 pub mod runtime;
 pub mod scrape;
 pub mod state;

@@ -14,9 +14,9 @@ use crate::launch::Supervision;
 use crate::log;
 use crate::pods::{Pod, PodKey, PodRecord};
 use crate::process::Process;
-use crate::rollout::engine::RolloutStatus;
 use crate::state::Objects;
 use crate::store::Store;
+use weir_rollout::engine::RolloutStatus;
 
 /// The stored objects, typed again through the loader. Each is read as a
 /// source of its own, so a problem names the object, not a place in the
@@ -63,25 +63,36 @@ pub fn restore_objects(store: &Store) -> Result<Objects, RuntimeError> {
 }
 
 /// The Rollouts' statuses as last recorded, so each resumes at its step
-/// with its weights; one that cannot be read starts its Rollout afresh.
-pub fn restore_rollout_statuses(
-    store: &Store,
-) -> Result<HashMap<ObjectRef, RolloutStatus>, RuntimeError> {
-    Ok(store
-        .statuses()?
-        .into_iter()
-        .filter(|(o, _)| o.kind == Kind::Rollout)
-        .filter_map(|(o, text)| match serde_json::from_str(&text) {
-            Ok(status) => Some((o, status)),
+/// with its weights; and those that cannot be read, with why: such a
+/// Rollout holds its weight until `abort` or `retry`, never starting
+/// afresh on its own.
+pub fn restore_rollout_statuses(store: &Store) -> Result<RolloutStatuses, RuntimeError> {
+    let mut readable = HashMap::new();
+    let mut unreadable = HashMap::new();
+    for (o, text) in store.statuses()? {
+        if o.kind != Kind::Rollout {
+            continue;
+        }
+        match serde_json::from_str(&text) {
+            Ok(status) => {
+                readable.insert(o, status);
+            }
             Err(e) => {
                 log(&format!(
-                    "the recorded status of {o} cannot be read ({e}): it starts afresh"
+                    "the recorded status of {o} cannot be read ({e}): it holds its weight"
                 ));
-                None
+                unreadable.insert(o, e.to_string());
             }
-        })
-        .collect())
+        }
+    }
+    Ok((readable, unreadable))
 }
+
+/// Readable Rollout statuses, and why the others cannot be read.
+pub type RolloutStatuses = (
+    HashMap<ObjectRef, RolloutStatus>,
+    HashMap<ObjectRef, String>,
+);
 
 /// Pods by key, and records to remove.
 pub type AdoptedPods = (BTreeMap<PodKey, Pod>, Vec<PodKey>);

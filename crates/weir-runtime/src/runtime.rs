@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::time::Instant;
 use weir_api::images::ImageMap;
 use weir_api::resource::Kind;
-use weir_gateway::version_stats::{VersionCounts, VersionKey};
+use weir_api::version_stats::{VersionCounts, VersionKey};
 use weir_gateway::{Gateway, GatewayOptions};
 
 use crate::controllers::deployment::DeploymentController;
@@ -152,7 +152,7 @@ impl Runtime {
             orphan_grace: config.orphan_grace,
         });
         let (pods, removed) = adopt_pods(&store, supervision.as_ref())?;
-        let rollout_status = restore_rollout_statuses(&store)?;
+        let (rollout_status, rollout_status_unreadable) = restore_rollout_statuses(&store)?;
         let now = Instant::now();
         let controllers: Vec<Box<dyn Controller>> = vec![
             Box::new(HpaController::new(
@@ -191,6 +191,7 @@ impl Runtime {
                 pods,
                 next_ip: fastrand::u32(..POD_IP_SPACE),
                 rollout_status,
+                rollout_status_unreadable,
                 ..State::default()
             }),
             controllers: Mutex::new(controllers),
@@ -472,6 +473,7 @@ fn observe<'a>(
         published: state.published.as_ref(),
         versions,
         rollout_status: &state.rollout_status,
+        rollout_status_unreadable: &state.rollout_status_unreadable,
         rollout_commands: &state.rollout_commands,
         scaled_ahead: &state.scaled_ahead,
     }

@@ -11,9 +11,9 @@ use weir_gateway::{Endpoint, ServiceKey};
 
 use crate::hpa::HpaStatus;
 use crate::pods::{Pod, PodKey};
-use crate::rollout::engine::{Command, RolloutStatus};
 use crate::store::ObjectMeta;
 use crate::usage::CpuHistory;
+use weir_rollout::engine::{Command, RolloutStatus};
 
 /// The desired objects. Writing one of the kinds the gateway's routes are
 /// built from bumps [`Objects::route_generation`], so a change of routes
@@ -117,6 +117,8 @@ pub struct State {
     pub published: Option<Published>,
     /// Each Rollout's status.
     pub rollout_status: HashMap<ObjectRef, RolloutStatus>,
+    /// Rollouts whose stored status could not be read at start, and why.
+    pub rollout_status_unreadable: HashMap<ObjectRef, String>,
     /// Commands for Rollouts, each waiting for the controller to take it.
     pub rollout_commands: HashMap<ObjectRef, Command>,
     /// The load weir sends itself for Rollouts (`spec.traffic`): its rate

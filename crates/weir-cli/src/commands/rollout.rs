@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use weir_api::resource::{Kind, ObjectRef};
+use weir_rollout::engine::Command;
 use weir_runtime::admin::{AdminClient, RolloutRequest};
-use weir_runtime::rollout::engine::Command;
 
 use crate::deployment_status::{RolloutState, deployment_name, rollout_state};
 use crate::exit::{self, report};

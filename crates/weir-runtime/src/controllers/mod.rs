@@ -17,16 +17,16 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use weir_api::resource::ObjectRef;
-use weir_gateway::version_stats::{VersionCounts, VersionKey};
+use weir_api::version_stats::{VersionCounts, VersionKey};
 use weir_gateway::{Endpoint, ServiceKey};
 
 use crate::hpa::HpaStatus;
 use crate::pods::Pod;
 use crate::pods::PodKey;
-use crate::rollout::engine::{Command, RolloutStatus};
 use crate::state::{HpaStatuses, Objects, Published};
 use crate::store::ObjectMeta;
 use crate::usage::CpuHistory;
+use weir_rollout::engine::{Command, RolloutStatus};
 
 /// What the controllers see: the state at the start of their turn.
 pub struct Observed<'a> {
@@ -53,6 +53,8 @@ pub struct Observed<'a> {
     pub versions: &'a HashMap<VersionKey, VersionCounts>,
     /// Each Rollout's status.
     pub rollout_status: &'a HashMap<ObjectRef, RolloutStatus>,
+    /// Rollouts whose stored status could not be read, and why.
+    pub rollout_status_unreadable: &'a HashMap<ObjectRef, String>,
     /// Commands waiting for Rollouts.
     pub rollout_commands: &'a HashMap<ObjectRef, Command>,
     /// Replicas raised ahead of traffic, by Deployment: when, and to what.
@@ -201,6 +203,8 @@ pub(crate) mod testing {
             std::sync::OnceLock::new();
         static ROLLOUTS: std::sync::OnceLock<HashMap<ObjectRef, RolloutStatus>> =
             std::sync::OnceLock::new();
+        static UNREADABLE: std::sync::OnceLock<HashMap<ObjectRef, String>> =
+            std::sync::OnceLock::new();
         static COMMANDS: std::sync::OnceLock<HashMap<ObjectRef, Command>> =
             std::sync::OnceLock::new();
         static AHEAD: std::sync::OnceLock<HashMap<ObjectRef, (Instant, i32)>> =
@@ -217,6 +221,7 @@ pub(crate) mod testing {
             published: None,
             versions: VERSIONS.get_or_init(HashMap::new),
             rollout_status: ROLLOUTS.get_or_init(HashMap::new),
+            rollout_status_unreadable: UNREADABLE.get_or_init(HashMap::new),
             rollout_commands: COMMANDS.get_or_init(HashMap::new),
             scaled_ahead: AHEAD.get_or_init(HashMap::new),
         }

@@ -1,14 +1,18 @@
-//! The Rollout controller: for each Rollout, what the gateway serves (its
-//! rule's canary weight), the stable's and canary's request counters (the
-//! versions their DestinationRule subsets select), and any waiting user
-//! command go through the engine ([`crate::rollout::engine::step`]); a
-//! weight it asks for becomes a route change, the status is kept. For
-//! capacity before traffic it also measures what the estimate needs: the
-//! rule's recent request rate, the CPU a request costs on the stable's
-//! pods, and the canary Deployment with its HPA and ready pods.
+//! The Rollout controller, the embedded runtime's adapter to the engine
+//! (`weir_rollout::engine::step`): for each Rollout, what the gateway
+//! serves (its rule's canary weight), the stable's and canary's counts in
+//! the current analysis window (the versions their DestinationRule subsets
+//! select; the window starts when the status' step does, from a baseline
+//! of the gateway's cumulative counters kept here), the canary's pod
+//! template hash and any waiting user command; a weight it asks for becomes
+//! a route change, the status is kept. For capacity before traffic it also
+//! measures what the estimate needs: the rule's recent request rate, the
+//! CPU a request costs on the stable's pods, and the canary Deployment with
+//! its HPA and ready pods. A Rollout deleted mid-way leaves its rule as
+//! `spec.revertOnDeletion` says (by default all to the stable).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use weir_api::istio::{IstioObject, VirtualServiceSpec, service_for_host};
@@ -17,13 +21,14 @@ use weir_api::quantity;
 use weir_api::resource::{Kind, ObjectRef, Resource};
 use weir_api::rollout::{RolloutSpec, rollout_target};
 use weir_api::route::destination_label;
-use weir_gateway::version_stats::VersionCounts;
+use weir_api::version_stats::VersionCounts;
 
 use super::{Action, Controller, Observed};
-use crate::hpa::{HpaSpec, Settings};
+use crate::controllers::deployment::template_hash;
+use crate::hpa::{HpaSpec, Settings, Target};
 use crate::pods::Phase;
-use crate::rollout::capacity::{CanaryHpa, CapacityInputs};
-use crate::rollout::engine::{self, Observation, RolloutAction};
+use weir_rollout::capacity::{CanaryHpa, CapacityInputs, CpuTarget};
+use weir_rollout::engine::{self, Observation, Prior, RolloutAction, Window};
 
 /// Request-count samples kept per Rollout, at most.
 const MAX_SAMPLES: usize = 256;
@@ -36,6 +41,24 @@ pub struct RolloutController {
     pub ticks_per_second: u64,
     /// `(when, stable requests, canary requests)`, oldest first, per Rollout.
     samples: HashMap<ObjectRef, VecDeque<(Instant, u64, u64)>>,
+    /// Per Rollout, the counters when its analysis window began.
+    baselines: HashMap<ObjectRef, Baseline>,
+    /// What each Rollout drove, to put back when it is deleted.
+    driven: HashMap<ObjectRef, Driven>,
+}
+
+/// The gateway's cumulative counters when a window began.
+struct Baseline {
+    start: SystemTime,
+    canary: VersionCounts,
+    stable: VersionCounts,
+}
+
+/// The rule a Rollout drove and what its deletion leaves there.
+struct Driven {
+    virtual_service: ObjectRef,
+    rule_index: usize,
+    spec: RolloutSpec,
 }
 
 impl RolloutController {
@@ -45,6 +68,8 @@ impl RolloutController {
             window,
             ticks_per_second,
             samples: HashMap::new(),
+            baselines: HashMap::new(),
+            driven: HashMap::new(),
         }
     }
 }
@@ -58,6 +83,18 @@ struct Targets {
     canary: VersionCounts,
     stable_selector: Option<BTreeMap<String, String>>,
     canary_selector: Option<BTreeMap<String, String>>,
+}
+
+impl Targets {
+    /// The counts since `baseline`'s start.
+    fn window(&self, baseline: &Baseline, now: SystemTime) -> Window {
+        Window {
+            start: baseline.start,
+            end: now,
+            canary: self.canary.since(&baseline.canary),
+            stable: self.stable.since(&baseline.stable),
+        }
+    }
 }
 
 fn targets(observed: &Observed<'_>, ns: &str, spec: &RolloutSpec) -> Option<Targets> {
@@ -251,7 +288,14 @@ impl RolloutController {
                 CanaryHpa {
                     min: spec.min,
                     max: spec.max,
-                    targets: spec.targets,
+                    targets: spec
+                        .targets
+                        .iter()
+                        .map(|t| match *t {
+                            Target::Utilization(p) => CpuTarget::Utilization(p),
+                            Target::AverageMillis(m) => CpuTarget::AverageMillis(m),
+                        })
+                        .collect(),
                 },
             )
         });
@@ -317,16 +361,51 @@ impl Controller for RolloutController {
             seen.push(rollout.clone());
             let capacity = self.capacity(observed, &rollout, &t);
             let command = observed.rollout_commands.get(&rollout).copied();
+            let baseline = self.baselines.entry(rollout.clone()).or_insert(Baseline {
+                start: observed.wall,
+                canary: t.canary.clone(),
+                stable: t.stable.clone(),
+            });
+            let window = t.window(baseline, observed.wall);
+            let revision = capacity.as_ref().and_then(|(deployment, _)| {
+                match observed.objects.get(deployment) {
+                    Some(Resource::Deployment(d)) => Some(template_hash(&d.spec.template)),
+                    _ => None,
+                }
+            });
             let obs = Observation {
                 now: observed.wall,
                 served_weight: t.served_weight,
-                canary: &t.canary,
-                stable: &t.stable,
+                window: Some(&window),
                 command,
                 capacity: capacity.as_ref().map(|(_, inputs)| inputs),
+                canary_revision: revision.as_deref(),
+                generation: None,
             };
-            let (mut status, wanted) =
-                engine::step(&ro.spec, observed.rollout_status.get(&rollout), &obs);
+            let prior = match (
+                observed.rollout_status.get(&rollout),
+                observed.rollout_status_unreadable.get(&rollout),
+            ) {
+                (Some(status), _) => Prior::Known(status),
+                (None, Some(why)) => Prior::Unreadable(why),
+                (None, None) => Prior::New,
+            };
+            let (mut status, wanted) = engine::step(&ro.spec, prior, &obs);
+            if status.step_started != baseline.start {
+                *baseline = Baseline {
+                    start: observed.wall,
+                    canary: t.canary.clone(),
+                    stable: t.stable.clone(),
+                };
+            }
+            self.driven.insert(
+                rollout.clone(),
+                Driven {
+                    virtual_service: t.virtual_service.clone(),
+                    rule_index: t.rule_index,
+                    spec: ro.spec.clone(),
+                },
+            );
             for action in wanted {
                 match action {
                     // Carried out (and served) before the status is stored;
@@ -364,6 +443,27 @@ impl Controller for RolloutController {
             });
         }
         self.samples.retain(|r, _| seen.contains(r));
+        self.baselines.retain(|r, _| seen.contains(r));
+        let gone: Vec<ObjectRef> = self
+            .driven
+            .keys()
+            .filter(|r| !seen.contains(r) && observed.objects.get(r).is_none())
+            .cloned()
+            .collect();
+        for rollout in gone {
+            let Some(driven) = self.driven.remove(&rollout) else {
+                continue;
+            };
+            if driven.spec.revert_on_deletion.unwrap_or(true)
+                && observed.objects.get(&driven.virtual_service).is_some()
+            {
+                actions.push(Action::SetRouteWeights {
+                    virtual_service: driven.virtual_service,
+                    rule_index: driven.rule_index,
+                    weights: vec![(driven.spec.stable, 100), (driven.spec.canary, 0)],
+                });
+            }
+        }
         actions
     }
 }

@@ -16,7 +16,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::hpa::Target;
+/// One CPU target of the canary's HPA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuTarget {
+    /// Average CPU utilization, percent of the pods' requests.
+    Utilization(i32),
+    /// Average CPU usage in millicores.
+    AverageMillis(i64),
+}
 
 /// What the estimate is made from, measured now.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -44,7 +51,7 @@ pub struct CanaryHpa {
     /// `maxReplicas`.
     pub max: i32,
     /// Its CPU targets (several: the one needing most replicas counts).
-    pub targets: Vec<Target>,
+    pub targets: Vec<CpuTarget>,
 }
 
 /// What to do before shifting.
@@ -108,11 +115,11 @@ pub fn replicas_for_share(inputs: &CapacityInputs, share: u32) -> CapacityEstima
         .targets
         .iter()
         .filter_map(|t| match *t {
-            Target::Utilization(percent) => inputs
+            CpuTarget::Utilization(percent) => inputs
                 .cpu_request
                 .filter(|r| *r > 0)
                 .map(|r| r as f64 * f64::from(percent) / 100.0),
-            Target::AverageMillis(m) => Some(m as f64),
+            CpuTarget::AverageMillis(m) => Some(m as f64),
         })
         .filter(|m| *m > 0.0)
         .reduce(f64::min);
@@ -148,7 +155,7 @@ mod tests {
     use super::*;
     use CapacityDecision::*;
 
-    fn hpa(min: i32, max: i32, targets: Vec<Target>) -> Option<CanaryHpa> {
+    fn hpa(min: i32, max: i32, targets: Vec<CpuTarget>) -> Option<CanaryHpa> {
         Some(CanaryHpa { min, max, targets })
     }
 
@@ -158,7 +165,7 @@ mod tests {
         CapacityInputs {
             rate: Some(100.0),
             cpu_per_request: Some(1.0),
-            hpa: hpa(1, 10, vec![Target::Utilization(50)]),
+            hpa: hpa(1, 10, vec![CpuTarget::Utilization(50)]),
             cpu_request: Some(100),
             replicas: 1,
             ready: 1,
@@ -227,7 +234,7 @@ mod tests {
             },
             Case {
                 rule: "never below the HPA's min",
-                inputs: with(|i| i.hpa = hpa(3, 10, vec![Target::Utilization(50)])),
+                inputs: with(|i| i.hpa = hpa(3, 10, vec![CpuTarget::Utilization(50)])),
                 share: 10,
                 needed: Some(3),
                 decision: Scale(3),
@@ -236,7 +243,7 @@ mod tests {
                 rule: "an average-value target needs no CPU request",
                 inputs: with(|i| {
                     i.cpu_request = None;
-                    i.hpa = hpa(1, 10, vec![Target::AverageMillis(25)]);
+                    i.hpa = hpa(1, 10, vec![CpuTarget::AverageMillis(25)]);
                 }),
                 share: 50,
                 needed: Some(2),
@@ -248,7 +255,7 @@ mod tests {
                     i.hpa = hpa(
                         1,
                         10,
-                        vec![Target::Utilization(50), Target::AverageMillis(20)],
+                        vec![CpuTarget::Utilization(50), CpuTarget::AverageMillis(20)],
                     )
                 }),
                 share: 100,

@@ -1,0 +1,252 @@
+//! What the engine reads and writes: a Rollout's status (CRD-shaped: RFC
+//! 3339 times, conditions with reasons, desired and served weight apart),
+//! what it observes at one moment, the user's commands, and what it asks
+//! a backend to do. Types only; the decisions are in [`crate::engine`].
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use weir_api::version_stats::VersionCounts;
+
+use crate::analysis::Judgement;
+use crate::budget::ErrorBudget;
+use crate::capacity::{CapacityEstimate, CapacityInputs};
+
+/// Where a rollout is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Working through its steps.
+    Progressing,
+    /// Waiting for `weir rollout promote` or `resume` (analysis goes on).
+    Paused,
+    /// Every step done.
+    Succeeded,
+    /// Rolled back by a Fail verdict or the progress deadline.
+    RolledBack,
+    /// Rolled back by `weir rollout abort`.
+    Aborted,
+}
+
+/// Every phase, for metrics that show one as 1 and the others as 0.
+pub const ALL_PHASES: [Phase; 5] = [
+    Phase::Progressing,
+    Phase::Paused,
+    Phase::Succeeded,
+    Phase::RolledBack,
+    Phase::Aborted,
+];
+
+impl Phase {
+    /// Whether it is over (until `retry`).
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::RolledBack | Phase::Aborted)
+    }
+
+    /// Whether all traffic is held on the stable.
+    pub fn is_rolled_back(self) -> bool {
+        matches!(self, Phase::RolledBack | Phase::Aborted)
+    }
+}
+
+/// A user's command (`weir rollout ...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Past the current pause or analysis gate.
+    Promote,
+    /// Straight to the end: all weight to the canary.
+    PromoteFull,
+    /// Stop where it is.
+    Pause,
+    /// Go on after a pause.
+    Resume,
+    /// All weight to the stable now.
+    Abort,
+    /// Start again after RolledBack or Aborted, or from a held status.
+    Retry,
+}
+
+/// One line of the rollout's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When (RFC 3339).
+    pub time: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// How many history lines are kept.
+pub const HISTORY: usize = 20;
+
+/// A condition, as Kubernetes objects carry them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// What it is about: `Held` (the rollout waits on something that is not
+    /// the canary's fault or its own progress) or `Analysis`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True` or `False`.
+    pub status: String,
+    /// A CamelCase reason: `SharedIncident`, `StatusUnreadable`,
+    /// `InconclusiveAtDeadline`, `Pass`, `Fail`, `Inconclusive`.
+    pub reason: String,
+    /// In words.
+    pub message: String,
+    /// When the status last changed (RFC 3339).
+    pub last_transition_time: String,
+}
+
+/// A Rollout's status: what a backend stores and `weir rollout status`
+/// shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// Where it is.
+    pub phase: Phase,
+    /// The step it is on (the number of steps when done).
+    pub current_step: usize,
+    /// The canary's weight the gateway serves.
+    pub canary_weight: u32,
+    /// The canary's weight the rollout set and holds; `None` before its
+    /// first `setWeight`.
+    #[serde(default)]
+    pub desired_weight: Option<u32>,
+    /// The plan this status follows: a digest of the fields that change it
+    /// (an edit of others does not restart the rollout).
+    pub plan_hash: String,
+    /// The canary Deployment's pod template hash when the rollout started;
+    /// a new one restarts it.
+    #[serde(default)]
+    pub canary_revision: Option<String>,
+    /// The Rollout's `metadata.generation` this status is about.
+    #[serde(default)]
+    pub observed_generation: Option<i64>,
+    /// When the current step began: the analysis window starts then.
+    #[serde(with = "rfc3339")]
+    pub step_started: SystemTime,
+    /// When it last moved forward (the progress deadline's clock).
+    #[serde(with = "rfc3339")]
+    pub last_progress: SystemTime,
+    /// When the canary was last judged in the current step.
+    #[serde(default, with = "rfc3339::option")]
+    pub last_analysis: Option<SystemTime>,
+    /// How many times it was judged since the rollout started.
+    #[serde(default)]
+    pub analyses: u64,
+    /// Fail verdicts in a row.
+    pub failures_in_row: u32,
+    /// The last judgement of each goal.
+    pub verdicts: Vec<Judgement>,
+    /// How the user's confidence is spent over this attempt.
+    pub budget: ErrorBudget,
+    /// The rate (req/s) of the load weir sends itself while an analysis
+    /// gate lacks requests (`spec.traffic`); `None`: none now.
+    #[serde(default)]
+    pub traffic_rate: Option<f64>,
+    /// The last capacity estimate before raising the canary's weight.
+    #[serde(default)]
+    pub capacity: Option<CapacityEstimate>,
+    /// Conditions: what holds it, and the analysis' state.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// What it is doing or waiting for, or why it ended.
+    pub message: String,
+    /// The latest events, oldest first.
+    pub history: Vec<Event>,
+}
+
+/// The counts of one analysis window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    /// When it began.
+    pub start: SystemTime,
+    /// When it was read.
+    pub end: SystemTime,
+    /// The canary's requests in it.
+    pub canary: VersionCounts,
+    /// The stable's.
+    pub stable: VersionCounts,
+}
+
+/// What the engine knew of a Rollout before this decision.
+#[derive(Clone, Copy, Debug)]
+pub enum Prior<'a> {
+    /// Never seen: it starts.
+    New,
+    /// Its last status.
+    Known(&'a RolloutStatus),
+    /// A status was stored but cannot be read (why): it holds, never
+    /// starting again from step 0 on its own.
+    Unreadable(&'a str),
+}
+
+/// What the engine observes at one moment.
+pub struct Observation<'a> {
+    /// The wall clock.
+    pub now: SystemTime,
+    /// The canary's weight the gateway serves now.
+    pub served_weight: u32,
+    /// The counts since the window began (the backend starts a window when
+    /// the status' `stepStarted` moves); `None`: not readable now.
+    pub window: Option<&'a Window>,
+    /// A user's command, if one came.
+    pub command: Option<Command>,
+    /// What the canary's capacity is estimated from; `None`: the canary's
+    /// Deployment is not known, and weights move without an estimate.
+    pub capacity: Option<&'a CapacityInputs>,
+    /// The canary Deployment's pod template hash, when known.
+    pub canary_revision: Option<&'a str>,
+    /// The Rollout's `metadata.generation`, when the backend keeps one.
+    pub generation: Option<i64>,
+}
+
+/// What the engine asks of the backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RolloutAction {
+    /// Route this share (percent) to the canary, the rest to the stable.
+    SetCanaryWeight(u32),
+    /// Raise the canary Deployment's replicas to this before its share grows.
+    ScaleCanary(i32),
+}
+
+/// Times as RFC 3339 text, as Kubernetes statuses carry them.
+pub mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes a time.
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string())
+    }
+
+    /// Reads a time.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// The same for an optional time.
+    pub mod option {
+        use std::time::SystemTime;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// Writes an optional time.
+        pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Reads an optional time.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<SystemTime>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|text| humantime::parse_rfc3339_weak(&text).map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
+}

@@ -170,6 +170,67 @@ impl RolloutStep {
     }
 }
 
+/// Whether the latency goal can be judged on a histogram with `edges`:
+/// the field and the reason when it cannot. A `maxRatioToStable` below
+/// the widest ratio of two neighbouring edges could never Pass a canary as
+/// fast as the stable once both percentiles fall in one bucket (weir's
+/// buckets: 1.1; Envoy's: up to 5, between 1 and 5 ms); a `maxMs` inside a
+/// bucket wider than weir's would leave percentiles within that bucket
+/// Inconclusive forever, and one beyond the last finite edge could never
+/// Fail. The first bucket (from 0) is left out of the ratio: a percentile
+/// that fast is judged absolutely, not relatively.
+pub fn latency_resolution(
+    goal: &LatencyGoal,
+    edges: &crate::version_stats::BucketEdges,
+) -> Option<(&'static str, String)> {
+    let finite = edges.finite_edges();
+    if let Some(ratio) = goal.max_ratio_to_stable {
+        let widest = finite
+            .windows(2)
+            .map(|w| w[1] / w[0])
+            .fold(1.0_f64, f64::max);
+        if ratio < widest * (1.0 - 1e-9) {
+            return Some((
+                "maxRatioToStable",
+                format!(
+                    "Invalid value: {ratio}: finer than the latency histogram resolves: neighbouring bucket edges differ up to {widest:.3}×, so a canary as fast as the stable could show no better ratio and would never Pass; use at least {widest:.3}"
+                ),
+            ));
+        }
+    }
+    if let Some(max) = goal.max_ms {
+        let last = finite.last().copied().unwrap_or(0.0);
+        if max > last {
+            return Some((
+                "maxMs",
+                format!(
+                    "Invalid value: {max}: above the histogram's last finite edge ({last} ms): a slower canary could never be shown to miss it"
+                ),
+            ));
+        }
+        let at_or_above = finite.partition_point(|&e| e < max);
+        let upper = finite[at_or_above];
+        if at_or_above == 0 && upper != max {
+            return Some((
+                "maxMs",
+                format!(
+                    "Invalid value: {max}: below the histogram's first edge ({upper} ms): no percentile could be shown within it; use at least {upper}"
+                ),
+            ));
+        }
+        let lower = at_or_above.checked_sub(1).map_or(0.0, |i| finite[i]);
+        if upper != max && lower > 0.0 && upper / lower > 1.1 + 1e-9 {
+            return Some((
+                "maxMs",
+                format!(
+                    "Invalid value: {max}: between the histogram's edges {lower} and {upper} ms: a percentile within them could never be judged; use {lower} or {upper}"
+                ),
+            ));
+        }
+    }
+    None
+}
+
 /// Defaults of §analysis and the deadline, in one place.
 pub mod defaults {
     use std::time::Duration;
@@ -357,4 +418,66 @@ pub fn check_references<'a>(
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version_stats::{BucketEdges, ENVOY_DURATION_EDGES_MS};
+
+    #[test]
+    fn latency_goals_finer_than_the_histogram_are_refused_with_the_reason() {
+        let envoy = BucketEdges::Explicit(ENVOY_DURATION_EDGES_MS.to_vec());
+        let fine = BucketEdges::Fine;
+        let goal = |max_ms: Option<f64>, ratio: Option<f64>| LatencyGoal {
+            percentile: 99.0,
+            max_ms,
+            max_ratio_to_stable: ratio,
+        };
+        // (goal, edges, the field refused and words of its reason, or None)
+        let cases = [
+            (goal(None, Some(2.0)), &fine, None),
+            (goal(None, Some(1.1)), &fine, None),
+            (
+                goal(None, Some(1.05)),
+                &fine,
+                Some(("maxRatioToStable", "use at least 1.100")),
+            ),
+            (
+                goal(None, Some(2.0)),
+                &envoy,
+                Some(("maxRatioToStable", "up to 5.000")),
+            ),
+            (goal(None, Some(5.0)), &envoy, None),
+            (goal(Some(500.0), None), &fine, None),
+            (goal(Some(333.0), None), &fine, None),
+            (goal(Some(500.0), None), &envoy, None),
+            (
+                goal(Some(300.0), None),
+                &envoy,
+                Some(("maxMs", "use 250 or 500")),
+            ),
+            (
+                goal(Some(0.3), None),
+                &envoy,
+                Some(("maxMs", "use at least 0.5")),
+            ),
+            (
+                goal(Some(4_000_000.0), None),
+                &envoy,
+                Some(("maxMs", "last finite edge")),
+            ),
+        ];
+        for (goal, edges, expected) in cases {
+            let got = latency_resolution(&goal, edges);
+            match (expected, &got) {
+                (None, None) => {}
+                (Some((field, words)), Some((f, why))) => {
+                    assert_eq!(*f, field, "{goal:?}");
+                    assert!(why.contains(words), "{goal:?}: {why}");
+                }
+                _ => panic!("{goal:?} on {edges:?}: {got:?}"),
+            }
+        }
+    }
 }

@@ -491,3 +491,53 @@ async fn with_spec_traffic_a_rollout_concludes_on_its_own_load_alone() {
     );
     assert!(r["status"]["verdicts"][0]["n"].as_u64().unwrap() > 0, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_before_exposure_measures_the_rules_rate_and_apply_prints_its_line() {
+    let cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_rollout(
+        dir.path(),
+        "  - setWeight: 10\n  - analysis: {}\n  - setWeight: 100\n",
+        "2m",
+    );
+    let file = file.to_str().unwrap();
+    // Offline, at a given rate: requests and times, as data too.
+    let out = cluster.weir(&["rollout", "plan", "-f", file, "--rate", "100", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let goal = &plan["my-app"]["gates"][0]["goals"][0];
+    assert_eq!(plan["my-app"]["gates"][0]["weight"], 10);
+    let n = goal["passRequests"].as_f64().unwrap();
+    assert!(
+        (goal["passSeconds"].as_f64().unwrap() - n / 10.0).abs() < 1e-6,
+        "{plan}"
+    );
+    let bad = cluster.weir(&["rollout", "plan", "-f", file, "--rate", "-1"]);
+    assert_eq!(bad.status.code(), Some(2));
+    // Measured from the running gateway under load.
+    let (stop, load) = background_load(&cluster);
+    let out = cluster.weir(&["rollout", "plan", "-f", file]);
+    stop.store(true, Ordering::SeqCst);
+    load.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("step 1 at canary 10 %, success-rate: Pass of a clean canary ~"),
+        "{text}"
+    );
+    assert!(!text.contains("rate unknown"), "{text}");
+    assert!(text.contains(" req/s"), "{text}");
+    // `apply` says what a clean canary needs.
+    let applied = cluster.apply(Path::new(file));
+    let text = String::from_utf8_lossy(&applied.stdout);
+    assert!(
+        text.contains("rollout.weir.dev/my-app plan: a clean canary passes step 1 (canary 10 %) ~"),
+        "{text}"
+    );
+}

@@ -12,5 +12,6 @@ pub mod analysis;
 pub mod budget;
 pub mod capacity;
 pub mod engine;
+pub mod plan;
 pub mod sequential;
 pub mod status;

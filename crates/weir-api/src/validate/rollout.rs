@@ -1,12 +1,25 @@
 //! What makes a Rollout unusable on its own (its references to other
 //! objects are checked in `analyze`): steps that are not exactly one
 //! thing, weights outside 0–100, durations that do not parse, analysis
-//! goals outside their ranges.
+//! goals outside their ranges — and the traps: specs that load but can
+//! never Pass a good canary or that misfire (`min: 100`, a drop of 0, a
+//! ratio or bound finer than the latency histogram resolves, a gate where
+//! the canary gets no traffic, a relative gate where the stable gets none,
+//! a timed pause longer than the deadline, an interval below what the
+//! counters resolve or not shorter than the deadline).
+
+use std::time::Duration;
 
 use crate::duration;
 use crate::path::FieldPath;
-use crate::rollout::RolloutSpec;
+use crate::rollout::{RolloutSpec, StepKind, defaults, latency_resolution};
 use crate::validate::Findings;
+use crate::version_stats::BucketEdges;
+
+/// The shortest `analysis.interval`: the embedded runtime reads the
+/// gateway's counters on its pass, and a window shorter than a second
+/// holds too few requests to mean anything.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Checks one Rollout's spec.
 pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
@@ -80,6 +93,7 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
     if let Some(d) = &spec.progress_deadline {
         positive_duration(d, &at.key("progressDeadline"), out);
     }
+    traps(spec, &at, out);
     if let Some(t) = &spec.traffic
         && !(t.rate > 0.0 && t.rate <= 10_000.0)
     {
@@ -128,6 +142,25 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
                 );
             }
         }
+        match s.min {
+            Some(v) if v == 100.0 => out.error(
+                &at.key("min"),
+                format!(
+                    "Invalid value: {v}: no number of requests shows a canary answers every one (the next may fail), so it could never Pass; use at most 99.99"
+                ),
+            ),
+            Some(v) if v <= 0.0 => out.error(
+                &at.key("min"),
+                format!("Invalid value: {v}: a least share above 0"),
+            ),
+            _ => {}
+        }
+        if s.max_drop_from_stable == Some(0.0) {
+            out.error(
+                &at.key("maxDropFromStable"),
+                "Invalid value: 0: a canary exactly as good as the stable can never be shown no worse than it, so it could never Pass; allow a drop above 0 (e.g. 0.1)",
+            );
+        }
     }
     if let Some(l) = &a.latency {
         let at = at.key("latency");
@@ -143,6 +176,7 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
         if l.max_ms.is_none() && l.max_ratio_to_stable.is_none() {
             out.error(&at, "Required value: maxMs and/or maxRatioToStable");
         }
+        let mut positive = true;
         for (field, value) in [
             ("maxMs", l.max_ms),
             ("maxRatioToStable", l.max_ratio_to_stable),
@@ -150,12 +184,97 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
             if let Some(v) = value
                 && !(v > 0.0 && v.is_finite())
             {
+                positive = false;
                 out.error(
                     &at.key(field),
                     format!("Invalid value: {v}: must be above 0"),
                 );
             }
         }
+        if positive && let Some((field, why)) = latency_resolution(l, &BucketEdges::Fine) {
+            out.error(&at.key(field), why);
+        }
+    }
+}
+
+/// The traps across fields: each step's planned canary weight against
+/// its kind and the goals, pauses and the interval against the deadline.
+fn traps(spec: &RolloutSpec, at: &FieldPath, out: &mut Findings) {
+    let deadline = spec
+        .progress_deadline
+        .as_deref()
+        .and_then(|d| duration::parse(d).ok())
+        .unwrap_or(defaults::PROGRESS_DEADLINE);
+    let relative = spec.analysis.as_ref().is_some_and(|a| {
+        a.success_rate
+            .as_ref()
+            .is_some_and(|s| s.max_drop_from_stable.is_some())
+            || a.latency
+                .as_ref()
+                .is_some_and(|l| l.max_ratio_to_stable.is_some())
+    });
+    // The weight before the first setWeight is whatever was served.
+    let mut weight: Option<u32> = None;
+    for (i, step) in spec.steps.iter().enumerate() {
+        let here = at.key("steps").index(i);
+        match step.kind() {
+            Some(StepKind::SetWeight(w)) => weight = Some(w),
+            Some(StepKind::Analysis) if weight == Some(0) => out.error(
+                &here.key("analysis"),
+                "an analysis step at canary weight 0 could never conclude: the canary gets no traffic to judge (set a weight above 0 first)",
+            ),
+            Some(StepKind::Analysis) if weight == Some(100) && relative => out.error(
+                &here.key("analysis"),
+                "an analysis step at canary weight 100 could never conclude on maxDropFromStable or maxRatioToStable: the stable gets no traffic to compare with",
+            ),
+            Some(StepKind::Pause(Some(d))) if d > deadline => out.error(
+                &here.key("pause").key("duration"),
+                format!(
+                    "Invalid value: {:?}: longer than progressDeadline ({}); lengthen the deadline, or use pause: {{}} and promote",
+                    step.pause
+                        .as_ref()
+                        .and_then(|p| p.duration.clone())
+                        .unwrap_or_default(),
+                    humantime_like(deadline)
+                ),
+            ),
+            _ => {}
+        }
+    }
+    if let Some(a) = &spec.analysis
+        && let Some(text) = &a.interval
+        && let Ok(interval) = duration::parse(text)
+        && !interval.is_zero()
+    {
+        let field = at.key("analysis").key("interval");
+        if interval < MIN_INTERVAL {
+            out.error(
+                &field,
+                format!(
+                    "Invalid value: {text:?}: at least 1s: the gateway's counters are read once a pass, and a shorter window says nothing"
+                ),
+            );
+        } else if interval >= deadline {
+            out.error(
+                &field,
+                format!(
+                    "Invalid value: {text:?}: not shorter than progressDeadline ({}): the canary would never be judged in time",
+                    humantime_like(deadline)
+                ),
+            );
+        }
+    }
+}
+
+/// A duration as the manifests write it (`10m`, `90s`).
+fn humantime_like(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs.is_multiple_of(3600) && secs > 0 {
+        format!("{}h", secs / 3600)
+    } else if secs.is_multiple_of(60) && secs > 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
     }
 }
 

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 use weir_api::backend::{ApplyOutcome, Backend};
+use weir_api::resource::Resource;
 use weir_kube::{ApplyOptions, ConfirmOptions};
+use weir_rollout::plan::plan;
 
+use super::rollout_plan::apply_line;
 use crate::exit::{self, fail};
 use crate::manifest_files::{load, print_warnings};
 use crate::target::TargetArgs;
@@ -63,6 +66,16 @@ pub async fn run(args: ApplyArgs) -> u8 {
                     ApplyOutcome::Unchanged => "unchanged",
                 };
                 println!("{object} {word}");
+            }
+            for r in manifests.resources() {
+                if let Resource::Rollout(ro) = r
+                    && let Some(line) = apply_line(
+                        ro.metadata.name.as_deref().unwrap_or_default(),
+                        &plan(&ro.spec, None),
+                    )
+                {
+                    println!("{line}");
+                }
             }
             exit::OK
         }

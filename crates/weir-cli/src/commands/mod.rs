@@ -12,6 +12,7 @@ pub mod logs;
 pub mod patch;
 pub mod prometheus_config;
 pub mod rollout;
+pub mod rollout_plan;
 pub mod route;
 pub mod scale;
 pub mod service;

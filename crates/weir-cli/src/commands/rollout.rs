@@ -1,6 +1,7 @@
 //! `weir rollout`: a Rollout's progress and the controls Argo Rollouts
 //! users know — `status [-w]`, `promote [--full]`, `pause`, `resume`,
-//! `abort`, `retry`. Rollouts run in the embedded runtime; `status` exits 1
+//! `abort`, `retry` — and `plan -f FILE` before any of it. Rollouts run in
+//! the embedded runtime; `status` exits 1
 //! when the rollout was rolled back or aborted, so scripts can gate on it.
 //! For `deployment/NAME`, kubectl's: `status`, `pause`, `resume`, `undo`.
 
@@ -16,6 +17,7 @@ use crate::deployment_status::{RolloutState, deployment_name, rollout_state};
 use crate::exit::{self, report};
 use crate::show::text_at;
 use crate::state_dir::{self, StateArgs};
+use crate::target::TargetArgs;
 
 /// `weir rollout` arguments.
 #[derive(Debug, Args)]
@@ -83,17 +85,25 @@ pub enum Verb {
         /// `deployment/NAME`.
         name: String,
     },
+    /// Before applying: what each analysis gate will take (requests and
+    /// time for a verdict, the error budget, what the deadline cannot meet).
+    Plan(super::rollout_plan::PlanArgs),
 }
 
 /// Runs `weir rollout`.
 pub async fn run(args: RolloutArgs) -> u8 {
-    let client = AdminClient::new(&state_dir::resolve(args.state.state_dir));
+    let state = state_dir::resolve(args.state.state_dir.clone());
+    let client = AdminClient::new(&state);
     let rollout = |name: &str| ObjectRef {
         kind: Kind::Rollout,
         namespace: args.namespace.clone(),
         name: name.to_owned(),
     };
     let (name, command, done) = match &args.verb {
+        Verb::Plan(plan) => {
+            let target = TargetArgs::local(state);
+            return super::rollout_plan::run(plan, &target).await;
+        }
         Verb::Status { name, timeout, .. } if deployment_name(name).is_some() => {
             let deployment = deployment_name(name).unwrap_or_default();
             return deployment_status(&client, &args.namespace, deployment, *timeout).await;

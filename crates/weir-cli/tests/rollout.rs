@@ -541,3 +541,37 @@ async fn a_plan_before_exposure_measures_the_rules_rate_and_apply_prints_its_lin
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spec_traffic_sends_what_the_rules_match_needs() {
+    let cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    // Testers reach the split with a header; everyone else gets v1.
+    let dir = tempfile::tempdir().unwrap();
+    let vs = dir.path().join("vs.yaml");
+    std::fs::write(
+        &vs,
+        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata:\n  name: my-app\nspec:\n  hosts: [\"*\"]\n  gateways: [http-gateway]\n  http:\n  - match:\n    - headers:\n        x-beta: {exact: \"1\"}\n    route:\n    - destination: {host: my-app, subset: v1, port: {number: 80}}\n      weight: 90\n    - destination: {host: my-app, subset: v2, port: {number: 80}}\n      weight: 10\n  - route:\n    - destination: {host: my-app, subset: v1, port: {number: 80}}\n",
+    )
+    .unwrap();
+    cluster.apply_ok(&vs);
+    let _rollout = apply_rollout(
+        &cluster,
+        "  - setWeight: 20\n  - analysis: {}\n  - setWeight: 100\n",
+        "2m",
+        "  route: 0\n  traffic: {rate: 200}\n",
+    );
+    // Only requests carrying the header reach the canary: the gate
+    // concludes on weir's own load alone because it sends it.
+    cluster
+        .wait_for(
+            "the gate to pass on weir's own traffic through the header rule",
+            Duration::from_secs(60),
+            |c| {
+                let r = &c.json("rollouts")[0];
+                assert_ne!(r["status"]["phase"], "RolledBack", "{r}");
+                r["status"]["currentStep"].as_u64() >= Some(2)
+            },
+        )
+        .await;
+}

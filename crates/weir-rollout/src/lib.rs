@@ -15,3 +15,4 @@ pub mod engine;
 pub mod plan;
 pub mod sequential;
 pub mod status;
+pub mod traffic;

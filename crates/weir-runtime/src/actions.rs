@@ -26,6 +26,7 @@ use weir_gateway::metrics::{
     RolloutInfoLabels, RolloutLabels, RolloutMetrics, RolloutPhaseLabels, RolloutVerdictLabels,
 };
 use weir_rollout::engine::{ALL_PHASES, RolloutStatus};
+use weir_rollout::traffic::SyntheticRequest;
 
 impl Runtime {
     /// Does what a controller asked, in order; stops at the first failure
@@ -206,11 +207,12 @@ impl Runtime {
                     )
                     .await?;
                 }
-                Action::SetTraffic { rollout, rate } => match rate {
-                    Some(rate) if state.traffic.get(&rollout).is_some_and(|(r, _)| *r == rate) => {}
-                    Some(rate) => {
+                Action::SetTraffic { rollout, load } => match load {
+                    Some((rate, _))
+                        if state.traffic.get(&rollout).is_some_and(|(r, _)| *r == rate) => {}
+                    Some((rate, request)) => {
                         state.stop_traffic(&rollout);
-                        if let Some(task) = self.own_traffic(rate).await {
+                        if let Some(task) = self.own_traffic(rate, request).await {
                             state.traffic.insert(rollout, (rate, task));
                         }
                     }
@@ -254,13 +256,35 @@ impl Runtime {
     /// A task sending `rate` requests per second through the gateway (its
     /// port 80 listener, else its first), in bounded one-second runs of
     /// weir's load generator, until aborted.
-    async fn own_traffic(&self, rate: f64) -> Option<tokio::task::JoinHandle<()>> {
+    async fn own_traffic(
+        &self,
+        rate: f64,
+        request: SyntheticRequest,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         let listeners = self.gateway.listeners().await;
+        let port = request
+            .port
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(80);
         let addr = listeners
-            .get(&80)
+            .get(&port)
             .or_else(|| listeners.values().next())
             .copied()?;
-        let url: http::Uri = format!("http://{addr}/").parse().ok()?;
+        let url: http::Uri = format!("http://{addr}{}", request.path).parse().ok()?;
+        let host = request
+            .host
+            .as_deref()
+            .and_then(|h| http::HeaderValue::from_str(h).ok());
+        let headers: Vec<(http::HeaderName, http::HeaderValue)> = request
+            .headers
+            .iter()
+            .filter_map(|(n, v)| {
+                Some((
+                    http::HeaderName::from_bytes(n.as_bytes()).ok()?,
+                    http::HeaderValue::from_str(v).ok()?,
+                ))
+            })
+            .collect();
         Some(tokio::spawn(async move {
             loop {
                 let options = weir_load::generator::LoadOptions {
@@ -273,8 +297,8 @@ impl Runtime {
                     http2: false,
                     classifier: weir_load::classify::Classifier::default(),
                     timeout: Duration::from_secs(5),
-                    host: None,
-                    headers: Vec::new(),
+                    host: host.clone(),
+                    headers: headers.clone(),
                 };
                 if weir_load::generator::run(options, Default::default())
                     .await

@@ -27,6 +27,7 @@ use crate::state::{HpaStatuses, Objects, Published};
 use crate::store::ObjectMeta;
 use crate::usage::CpuHistory;
 use weir_rollout::engine::{Command, RolloutStatus};
+use weir_rollout::traffic::SyntheticRequest;
 
 /// What the controllers see: the state at the start of their turn.
 pub struct Observed<'a> {
@@ -127,8 +128,9 @@ pub enum Action {
     SetTraffic {
         /// The Rollout.
         rollout: ObjectRef,
-        /// Requests per second; `None`: stop.
-        rate: Option<f64>,
+        /// Requests per second, and the request its rule matches; `None`:
+        /// stop.
+        load: Option<(f64, SyntheticRequest)>,
     },
     /// A Rollout's status after a decision (stored when it changed).
     SetRolloutStatus {

@@ -29,6 +29,7 @@ use crate::hpa::{HpaSpec, Settings, Target};
 use crate::pods::Phase;
 use weir_rollout::capacity::{CanaryHpa, CapacityInputs, CpuTarget};
 use weir_rollout::engine::{self, Observation, Prior, RolloutAction, Window};
+use weir_rollout::traffic::synthetic_request;
 
 /// Request-count samples kept per Rollout, at most.
 const MAX_SAMPLES: usize = 256;
@@ -432,9 +433,18 @@ impl Controller for RolloutController {
                     }
                 }
             }
+            let load = status.traffic_rate.and_then(|rate| {
+                let Some(Resource::VirtualService(vs)) = observed.objects.get(&t.virtual_service)
+                else {
+                    return None;
+                };
+                synthetic_request(&vs.spec, t.rule_index, &rollout.name)
+                    .ok()
+                    .map(|request| (rate, request))
+            });
             actions.push(Action::SetTraffic {
                 rollout: rollout.clone(),
-                rate: status.traffic_rate,
+                load,
             });
             actions.push(Action::SetRolloutStatus {
                 rollout,

@@ -324,6 +324,22 @@ pub trait Backend: Send + Sync {
         namespace: &str,
     ) -> impl Future<Output = Result<BTreeMap<String, i64>, BackendError>> + Send;
 
+    /// Hands a Rollout a command intent (`weir rollout promote|...`) and
+    /// returns the Rollout once its controller acknowledged the intent in
+    /// the status (`None`: it has no status yet).
+    fn rollout_command(
+        &self,
+        rollout: &ObjectRef,
+        intent: &crate::rollout::CommandIntent,
+    ) -> impl Future<Output = Result<Option<LiveObject>, BackendError>> + Send;
+
+    /// The pod template a Deployment had before its current one
+    /// (`weir rollout undo deployment/NAME`); `None`: it had none.
+    fn previous_template(
+        &self,
+        deployment: &ObjectRef,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, BackendError>> + Send;
+
     /// The namespace used where a command names none.
     fn default_namespace(&self) -> &str;
 }

@@ -170,6 +170,39 @@ impl RolloutStep {
     }
 }
 
+/// A user's command to a Rollout (`weir rollout ...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RolloutCommand {
+    /// Past the current pause or analysis gate.
+    Promote,
+    /// Straight to the end: all weight to the canary.
+    PromoteFull,
+    /// Stop where it is.
+    Pause,
+    /// Go on after a pause.
+    Resume,
+    /// All weight to the stable now.
+    Abort,
+    /// Start again after RolledBack or Aborted, or from a held status.
+    Retry,
+}
+
+/// A command as an intent: persisted until the controller acknowledges it
+/// in the status, applied at most once (its id), and only to the step it
+/// was meant for — a `promote` sent twice, or after the rollout moved on,
+/// does not skip a second step. Never a spec edit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandIntent {
+    /// Unique per intent.
+    pub id: String,
+    /// What to do.
+    pub command: RolloutCommand,
+    /// The step the user saw when issuing it; `None`: whatever step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
+}
+
 /// Whether the latency goal can be judged on a histogram with `edges`:
 /// the field and the reason when it cannot. A `maxRatioToStable` below
 /// the widest ratio of two neighbouring edges could never Pass a canary as

@@ -243,6 +243,27 @@ impl Backend for AnyBackend {
         }
     }
 
+    async fn rollout_command(
+        &self,
+        rollout: &ObjectRef,
+        intent: &weir_api::rollout::CommandIntent,
+    ) -> Result<Option<LiveObject>, BackendError> {
+        match self {
+            AnyBackend::Local(b) => b.rollout_command(rollout, intent).await,
+            AnyBackend::Kube(b) => b.rollout_command(rollout, intent).await,
+        }
+    }
+
+    async fn previous_template(
+        &self,
+        deployment: &ObjectRef,
+    ) -> Result<Option<serde_json::Value>, BackendError> {
+        match self {
+            AnyBackend::Local(b) => b.previous_template(deployment).await,
+            AnyBackend::Kube(b) => b.previous_template(deployment).await,
+        }
+    }
+
     fn default_namespace(&self) -> &str {
         match self {
             AnyBackend::Local(b) => b.default_namespace(),

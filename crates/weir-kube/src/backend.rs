@@ -699,6 +699,28 @@ impl Backend for KubeBackend {
             .map_err(|unavailable| BackendError::Failed(unavailable.message()))
     }
 
+    /// Rollouts run on the embedded runtime only: the cluster has no
+    /// Rollout CRD or controller yet.
+    async fn rollout_command(
+        &self,
+        rollout: &ObjectRef,
+        _intent: &weir_api::rollout::CommandIntent,
+    ) -> Result<Option<LiveObject>, BackendError> {
+        Err(BackendError::Failed(format!(
+            "{rollout}: Rollouts run on the embedded runtime (`weir up`); a cluster has no Rollout controller yet"
+        )))
+    }
+
+    /// Not read from a cluster's ReplicaSets yet.
+    async fn previous_template(
+        &self,
+        deployment: &ObjectRef,
+    ) -> Result<Option<serde_json::Value>, BackendError> {
+        Err(BackendError::Failed(format!(
+            "{deployment}: `weir rollout undo` reads the embedded runtime's template history; on a cluster use `kubectl rollout undo`"
+        )))
+    }
+
     fn default_namespace(&self) -> &str {
         &self.conn.namespace
     }

@@ -92,6 +92,7 @@ impl RolloutStatus {
             traffic_rate: None,
             capacity: None,
             conditions: Vec::new(),
+            commands: Vec::new(),
             message: why.to_owned(),
             history: Vec::new(),
         };
@@ -103,6 +104,7 @@ impl RolloutStatus {
     fn restart(&self, spec: &RolloutSpec, obs: &Observation<'_>, why: &str) -> Self {
         let mut fresh = Self::start(spec, obs, why);
         fresh.desired_weight = self.desired_weight;
+        fresh.commands = self.commands.clone();
         fresh.history = [self.history.clone(), fresh.history].concat();
         fresh
             .history
@@ -224,15 +226,61 @@ fn prior_status(spec: &RolloutSpec, prior: Prior<'_>, obs: &Observation<'_>) -> 
     s
 }
 
-/// Applies a user's command; `Some` ends the decision there.
+/// Applies a waiting command intent once (by its id), and only at the
+/// step it was meant for, acknowledging it in the status; `Some` ends the
+/// decision there.
 fn command(
     s: &mut RolloutStatus,
     spec: &RolloutSpec,
     steps: &[Option<StepKind>],
     obs: &Observation<'_>,
 ) -> Option<Vec<RolloutAction>> {
+    let intent = obs.command?;
+    if s.commands.iter().any(|a| a.id == intent.id) {
+        return None;
+    }
+    let (outcome, actions) = match intent.step {
+        Some(step) if step != s.current_step && !s.phase.is_final() => (
+            format!(
+                "not applied: meant for step {step}, the rollout is at step {}",
+                s.current_step
+            ),
+            None,
+        ),
+        _ => match apply_command(s, spec, steps, obs, intent.command) {
+            Some(actions) => ("applied".to_owned(), actions),
+            None => (
+                format!(
+                    "not applied: nothing to {:?} in phase {:?}",
+                    intent.command, s.phase
+                ),
+                None,
+            ),
+        },
+    };
+    s.commands.push(Acknowledgement {
+        id: intent.id.clone(),
+        command: intent.command,
+        step: intent.step,
+        outcome,
+        time: rfc3339(obs.now),
+    });
+    s.commands
+        .drain(..s.commands.len().saturating_sub(ACKNOWLEDGED));
+    actions
+}
+
+/// Carries out a command; `None`: it does not apply in this phase, else
+/// the actions it asks for (maybe none).
+fn apply_command(
+    s: &mut RolloutStatus,
+    spec: &RolloutSpec,
+    steps: &[Option<StepKind>],
+    obs: &Observation<'_>,
+    command: Command,
+) -> Option<Option<Vec<RolloutAction>>> {
     let unreadable = s.held_by("StatusUnreadable");
-    match obs.command? {
+    match command {
         Command::Abort if !s.phase.is_final() => {
             s.roll_back(
                 Phase::Aborted,
@@ -272,12 +320,12 @@ fn command(
             s.record(obs.now, "promoted to the end: all traffic to the canary");
             if obs.served_weight != 100 {
                 s.message = "promoted to the end: setting the canary's weight to 100".into();
-                return Some(vec![s.set_weight(100)]);
+                return Some(Some(vec![s.set_weight(100)]));
             }
         }
-        _ => {}
+        _ => return None,
     }
-    None
+    Some(None)
 }
 
 /// Puts back a weight changed behind the rollout's back (not one its

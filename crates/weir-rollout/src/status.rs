@@ -48,22 +48,27 @@ impl Phase {
     }
 }
 
-/// A user's command (`weir rollout ...`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
-    /// Past the current pause or analysis gate.
-    Promote,
-    /// Straight to the end: all weight to the canary.
-    PromoteFull,
-    /// Stop where it is.
-    Pause,
-    /// Go on after a pause.
-    Resume,
-    /// All weight to the stable now.
-    Abort,
-    /// Start again after RolledBack or Aborted, or from a held status.
-    Retry,
+pub use weir_api::rollout::{CommandIntent, RolloutCommand as Command};
+
+/// What became of a command.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Acknowledgement {
+    /// The intent's id.
+    pub id: String,
+    /// The command.
+    pub command: Command,
+    /// The step it was meant for.
+    #[serde(default)]
+    pub step: Option<usize>,
+    /// `applied`, or why not.
+    pub outcome: String,
+    /// When (RFC 3339).
+    pub time: String,
 }
+
+/// How many acknowledgements are kept.
+pub const ACKNOWLEDGED: usize = 10;
 
 /// One line of the rollout's history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,6 +154,9 @@ pub struct RolloutStatus {
     /// Conditions: what holds it, and the analysis' state.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// The latest commands and what became of each, oldest first.
+    #[serde(default)]
+    pub commands: Vec<Acknowledgement>,
     /// What it is doing or waiting for, or why it ended.
     pub message: String,
     /// The latest events, oldest first.
@@ -189,8 +197,8 @@ pub struct Observation<'a> {
     /// The counts since the window began (the backend starts a window when
     /// the status' `stepStarted` moves); `None`: not readable now.
     pub window: Option<&'a Window>,
-    /// A user's command, if one came.
-    pub command: Option<Command>,
+    /// A user's command, if one is waiting.
+    pub command: Option<&'a CommandIntent>,
     /// What the canary's capacity is estimated from; `None`: the canary's
     /// Deployment is not known, and weights move without an estimate.
     pub capacity: Option<&'a CapacityInputs>,

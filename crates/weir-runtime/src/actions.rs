@@ -225,6 +225,9 @@ impl Runtime {
                 } => {
                     if took_command {
                         state.rollout_commands.remove(&rollout);
+                        if let Err(e) = self.store.set_pending_command(&rollout, None) {
+                            log(&format!("cannot clear the command of {rollout}: {e}"));
+                        }
                     }
                     state.rollout_status_unreadable.remove(&rollout);
                     if state.rollout_status.get(&rollout) != Some(&*status) {

@@ -22,7 +22,7 @@ use weir_api::resource::{Kind, ObjectRef};
 
 use crate::error::RuntimeError;
 use crate::runtime::Runtime;
-use weir_rollout::engine::Command;
+use weir_rollout::engine::CommandIntent;
 
 /// The admin socket's file name in the state dir.
 pub const SOCKET: &str = "admin.sock";
@@ -80,7 +80,7 @@ pub struct RolloutRequest {
     /// The Rollout.
     pub rollout: ObjectRef,
     /// What to do.
-    pub command: Command,
+    pub command: CommandIntent,
 }
 
 /// An error answer: the problems, one per line.

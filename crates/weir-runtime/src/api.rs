@@ -21,7 +21,7 @@ use crate::pods::{self, Phase, Pod};
 use crate::runtime::Runtime;
 use crate::state::State;
 use crate::store::{StoredObject, Written};
-use weir_rollout::engine::{Command, RolloutStatus};
+use weir_rollout::engine::{CommandIntent, RolloutStatus};
 
 impl Runtime {
     /// Stores objects (and image mappings) in one transaction.
@@ -320,18 +320,21 @@ impl Runtime {
         Ok(change)
     }
 
-    /// Hands a command to a Rollout and returns its status once the
-    /// controller has acted on it (within 10 s).
+    /// Hands a command intent to a Rollout (persisted until acknowledged)
+    /// and returns its status once the controller has acknowledged it
+    /// (within 10 s).
     pub async fn rollout_command(
         &self,
         rollout: &ObjectRef,
-        command: Command,
+        command: CommandIntent,
     ) -> Result<Option<RolloutStatus>, RuntimeError> {
         {
             let mut state = self.state.lock().await;
             if !matches!(state.objects.get(rollout), Some(Resource::Rollout(_))) {
                 return Err(RuntimeError::NotFound(rollout.clone()));
             }
+            let text = serde_json::to_string(&command).unwrap_or_default();
+            self.store.set_pending_command(rollout, Some(&text))?;
             state.rollout_commands.insert(rollout.clone(), command);
         }
         self.wake.notify_one();

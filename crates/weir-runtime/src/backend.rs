@@ -16,7 +16,9 @@ use weir_api::backend::{
 use weir_api::load::Manifests;
 use weir_api::resource::{Kind, ObjectRef};
 
-use crate::admin::{AdminClient, ClientError, RouteRequest, ScaleRequest};
+use weir_api::rollout::CommandIntent;
+
+use crate::admin::{AdminClient, ClientError, RolloutRequest, RouteRequest, ScaleRequest};
 use crate::pod_log::CriReader;
 
 /// A `weir up` reached through its admin socket.
@@ -323,6 +325,27 @@ impl Backend for LocalBackend {
 
     async fn pod_cpu(&self, namespace: &str) -> Result<BTreeMap<String, i64>, BackendError> {
         Ok(self.client.pod_cpu(namespace).await?)
+    }
+
+    async fn rollout_command(
+        &self,
+        rollout: &ObjectRef,
+        intent: &CommandIntent,
+    ) -> Result<Option<LiveObject>, BackendError> {
+        self.client
+            .rollout(RolloutRequest {
+                rollout: rollout.clone(),
+                command: intent.clone(),
+            })
+            .await?;
+        self.get(rollout).await
+    }
+
+    async fn previous_template(
+        &self,
+        deployment: &ObjectRef,
+    ) -> Result<Option<serde_json::Value>, BackendError> {
+        Ok(self.client.previous_template(deployment).await?)
     }
 
     fn default_namespace(&self) -> &str {

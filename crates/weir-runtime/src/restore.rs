@@ -16,7 +16,7 @@ use crate::pods::{Pod, PodKey, PodRecord};
 use crate::process::Process;
 use crate::state::Objects;
 use crate::store::Store;
-use weir_rollout::engine::RolloutStatus;
+use weir_rollout::engine::{CommandIntent, RolloutStatus};
 
 /// The stored objects, typed again through the loader. Each is read as a
 /// source of its own, so a problem names the object, not a place in the
@@ -86,6 +86,29 @@ pub fn restore_rollout_statuses(store: &Store) -> Result<RolloutStatuses, Runtim
         }
     }
     Ok((readable, unreadable))
+}
+
+/// The commands that were waiting for Rollouts when the runtime stopped:
+/// each is still delivered once (the engine acknowledges intents by id).
+/// One that cannot be read is dropped, and said so.
+pub fn restore_pending_commands(
+    store: &Store,
+) -> Result<HashMap<ObjectRef, CommandIntent>, RuntimeError> {
+    let mut out = HashMap::new();
+    for (o, text) in store.pending_commands()? {
+        match serde_json::from_str(&text) {
+            Ok(intent) => {
+                out.insert(o, intent);
+            }
+            Err(e) => {
+                log(&format!(
+                    "the waiting command of {o} cannot be read ({e}): dropped"
+                ));
+                store.set_pending_command(&o, None)?;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Readable Rollout statuses, and why the others cannot be read.

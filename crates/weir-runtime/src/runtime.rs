@@ -31,7 +31,9 @@ use crate::pod_log::LogLimits;
 use crate::pods::{Phase, PodKey};
 use crate::probe::ProbeEvent;
 use crate::process::Process;
-use crate::restore::{adopt_pods, restore_objects, restore_rollout_statuses};
+use crate::restore::{
+    adopt_pods, restore_objects, restore_pending_commands, restore_rollout_statuses,
+};
 use crate::state::State;
 use crate::state_dir::StateDir;
 use crate::store::Store;
@@ -153,6 +155,7 @@ impl Runtime {
         });
         let (pods, removed) = adopt_pods(&store, supervision.as_ref())?;
         let (rollout_status, rollout_status_unreadable) = restore_rollout_statuses(&store)?;
+        let rollout_commands = restore_pending_commands(&store)?;
         let now = Instant::now();
         let controllers: Vec<Box<dyn Controller>> = vec![
             Box::new(HpaController::new(
@@ -192,6 +195,7 @@ impl Runtime {
                 next_ip: fastrand::u32(..POD_IP_SPACE),
                 rollout_status,
                 rollout_status_unreadable,
+                rollout_commands,
                 ..State::default()
             }),
             controllers: Mutex::new(controllers),

@@ -13,7 +13,7 @@ use crate::hpa::HpaStatus;
 use crate::pods::{Pod, PodKey};
 use crate::store::ObjectMeta;
 use crate::usage::CpuHistory;
-use weir_rollout::engine::{Command, RolloutStatus};
+use weir_rollout::engine::{CommandIntent, RolloutStatus};
 
 /// The desired objects. Writing one of the kinds the gateway's routes are
 /// built from bumps [`Objects::route_generation`], so a change of routes
@@ -119,8 +119,9 @@ pub struct State {
     pub rollout_status: HashMap<ObjectRef, RolloutStatus>,
     /// Rollouts whose stored status could not be read at start, and why.
     pub rollout_status_unreadable: HashMap<ObjectRef, String>,
-    /// Commands for Rollouts, each waiting for the controller to take it.
-    pub rollout_commands: HashMap<ObjectRef, Command>,
+    /// Commands for Rollouts, each waiting (persisted) for the controller
+    /// to acknowledge it.
+    pub rollout_commands: HashMap<ObjectRef, CommandIntent>,
     /// The load weir sends itself for Rollouts (`spec.traffic`): its rate
     /// and the task sending it.
     pub traffic: HashMap<ObjectRef, (f64, tokio::task::JoinHandle<()>)>,

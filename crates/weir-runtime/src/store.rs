@@ -78,6 +78,10 @@ impl Store {
                 kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
                 status TEXT NOT NULL,
                 PRIMARY KEY (kind, namespace, name));
+             CREATE TABLE IF NOT EXISTS pending_command (
+                kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+                intent TEXT NOT NULL,
+                PRIMARY KEY (kind, namespace, name));
              CREATE TABLE IF NOT EXISTS template_history (
                 namespace TEXT NOT NULL, name TEXT NOT NULL, revision INTEGER NOT NULL,
                 template TEXT NOT NULL,
@@ -241,7 +245,7 @@ impl Store {
                     params![o.namespace, o.name],
                 )?;
             }
-            for table in ["object_meta", "object_status"] {
+            for table in ["object_meta", "object_status", "pending_command"] {
                 tx.execute(
                     &format!(
                         "DELETE FROM {table} WHERE kind = ?1 AND namespace = ?2 AND name = ?3"
@@ -277,6 +281,44 @@ impl Store {
         for row in rows {
             let (object, status) = row?;
             out.extend(object.map(|o| (o, status)));
+        }
+        Ok(out)
+    }
+}
+
+impl Store {
+    /// Records the command waiting for an object (a Rollout's intent), or
+    /// clears it (`None`) once the controller acknowledged it: a command
+    /// outlives a restart of the runtime until then.
+    pub fn set_pending_command(
+        &self,
+        object: &ObjectRef,
+        intent: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let conn = self.lock();
+        match intent {
+            Some(intent) => conn.execute(
+                "INSERT INTO pending_command (kind, namespace, name, intent) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kind, namespace, name) DO UPDATE SET intent = excluded.intent",
+                params![object.kind.name(), object.namespace, object.name, intent],
+            )?,
+            None => conn.execute(
+                "DELETE FROM pending_command WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                params![object.kind.name(), object.namespace, object.name],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Every command still waiting.
+    pub fn pending_commands(&self) -> Result<Vec<(ObjectRef, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT kind, namespace, name, intent FROM pending_command")?;
+        let rows = stmt.query_map([], |row| Ok((keyed(row)?, row.get::<_, String>(3)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (object, intent) = row?;
+            out.extend(object.map(|o| (o, intent)));
         }
         Ok(out)
     }

@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
+use weir_api::backend::Backend;
+use weir_api::patch::PatchType;
 use weir_api::resource::{Kind, ObjectRef};
-use weir_rollout::engine::Command;
-use weir_runtime::admin::{AdminClient, RolloutRequest};
+use weir_api::rollout::{CommandIntent, RolloutCommand as Command};
 
 use crate::deployment_status::{RolloutState, deployment_name, rollout_state};
-use crate::exit::{self, report};
+use crate::exit::{self, fail};
 use crate::show::text_at;
-use crate::state_dir::{self, StateArgs};
-use crate::target::TargetArgs;
+use crate::target::{AnyBackend, TargetArgs};
 
 /// `weir rollout` arguments.
 #[derive(Debug, Args)]
@@ -28,9 +28,9 @@ pub struct RolloutArgs {
     /// Namespace (default: default).
     #[arg(short = 'n', long, global = true, default_value = "default")]
     pub namespace: String,
-    /// State dir of the running `weir up`.
+    /// Which backend (the running `weir up` by default).
     #[command(flatten)]
-    pub state: StateArgs,
+    pub target: TargetArgs,
 }
 
 /// The verbs.
@@ -92,23 +92,25 @@ pub enum Verb {
 
 /// Runs `weir rollout`.
 pub async fn run(args: RolloutArgs) -> u8 {
-    let state = state_dir::resolve(args.state.state_dir.clone());
-    let client = AdminClient::new(&state);
+    if let Verb::Plan(plan) = &args.verb {
+        return super::rollout_plan::run(plan, &args.target).await;
+    }
+    let backend = match args.target.backend().await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
     let rollout = |name: &str| ObjectRef {
         kind: Kind::Rollout,
         namespace: args.namespace.clone(),
         name: name.to_owned(),
     };
     let (name, command, done) = match &args.verb {
-        Verb::Plan(plan) => {
-            let target = TargetArgs::local(state);
-            return super::rollout_plan::run(plan, &target).await;
-        }
+        Verb::Plan(_) => return exit::OK,
         Verb::Status { name, timeout, .. } if deployment_name(name).is_some() => {
             let deployment = deployment_name(name).unwrap_or_default();
-            return deployment_status(&client, &args.namespace, deployment, *timeout).await;
+            return deployment_status(&backend, &args.namespace, deployment, *timeout).await;
         }
-        Verb::Status { name, watch, .. } => return status(&client, &rollout(name), *watch).await,
+        Verb::Status { name, watch, .. } => return status(&backend, &rollout(name), *watch).await,
         Verb::Pause { name } | Verb::Resume { name } | Verb::Undo { name }
             if deployment_name(name).is_some() =>
         {
@@ -118,9 +120,9 @@ pub async fn run(args: RolloutArgs) -> u8 {
                 name: deployment_name(name).unwrap_or_default().to_owned(),
             };
             return match &args.verb {
-                Verb::Pause { .. } => set_paused(&client, &deployment, true).await,
-                Verb::Resume { .. } => set_paused(&client, &deployment, false).await,
-                _ => undo(&client, &deployment).await,
+                Verb::Pause { .. } => set_paused(&backend, &deployment, true).await,
+                Verb::Resume { .. } => set_paused(&backend, &deployment, false).await,
+                _ => undo(&backend, &deployment).await,
             };
         }
         Verb::Undo { name } => {
@@ -137,28 +139,50 @@ pub async fn run(args: RolloutArgs) -> u8 {
         Verb::Retry { name } => (name, Command::Retry, "retried"),
     };
     let target = rollout(name);
-    match client
-        .rollout(RolloutRequest {
-            rollout: target.clone(),
-            command,
-        })
-        .await
-    {
-        Ok(status) => {
-            let phase = status
-                .as_ref()
-                .map_or("Pending", |s| s["phase"].as_str().unwrap_or("Pending"));
-            println!("{target} {done} (phase {phase})");
-            exit::OK
+    // A promote is meant for the step the user sees now: sent twice, or
+    // after the rollout moved on, it does not skip another.
+    let step = match command {
+        Command::Promote => match backend.get(&target).await {
+            Ok(Some(o)) => o.object["status"]["currentStep"]
+                .as_u64()
+                .and_then(|s| usize::try_from(s).ok()),
+            Ok(None) => None,
+            Err(e) => return fail(e),
+        },
+        _ => None,
+    };
+    let intent = CommandIntent {
+        id: format!("{:016x}", fastrand::u64(..)),
+        command,
+        step,
+    };
+    match backend.rollout_command(&target, &intent).await {
+        Ok(object) => {
+            let status = object
+                .map(|o| o.object["status"].clone())
+                .unwrap_or_default();
+            let phase = status["phase"].as_str().unwrap_or("Pending");
+            let outcome = status["commands"]
+                .as_array()
+                .and_then(|acks| acks.iter().find(|a| a["id"] == intent.id.as_str()))
+                .and_then(|a| a["outcome"].as_str())
+                .unwrap_or("not acknowledged yet");
+            if outcome == "applied" {
+                println!("{target} {done} (phase {phase})");
+                exit::OK
+            } else {
+                eprintln!("error: {target}: {outcome} (phase {phase})");
+                exit::FAILED
+            }
         }
-        Err(e) => report(e),
+        Err(e) => fail(e),
     }
 }
 
 /// `weir rollout pause|resume deployment/NAME`: kubectl's patch of
 /// `spec.paused`.
-async fn set_paused(client: &AdminClient, deployment: &ObjectRef, paused: bool) -> u8 {
-    let mut object = match live(client, deployment).await {
+async fn set_paused(backend: &AnyBackend, deployment: &ObjectRef, paused: bool) -> u8 {
+    let object = match live(backend, deployment).await {
         Ok(object) => object,
         Err(code) => return code,
     };
@@ -167,22 +191,22 @@ async fn set_paused(client: &AdminClient, deployment: &ObjectRef, paused: bool) 
         eprintln!("error: {deployment} is already {state}");
         return exit::BAD_INPUT;
     }
-    object["spec"]["paused"] = paused.into();
     let verb = if paused { "paused" } else { "resumed" };
-    reapply(client, deployment, object, verb).await
+    let patch = serde_json::json!({"spec": {"paused": paused}});
+    change(backend, deployment, PatchType::Merge, &patch, verb).await
 }
 
 /// `weir rollout undo deployment/NAME`: the pod template before the current
 /// one, applied again (the current one becomes the one before).
-async fn undo(client: &AdminClient, deployment: &ObjectRef) -> u8 {
-    let mut object = match live(client, deployment).await {
-        Ok(object) => object,
-        Err(code) => return code,
-    };
-    match client.previous_template(deployment).await {
+async fn undo(backend: &AnyBackend, deployment: &ObjectRef) -> u8 {
+    if let Err(code) = live(backend, deployment).await {
+        return code;
+    }
+    match backend.previous_template(deployment).await {
         Ok(Some(template)) => {
-            object["spec"]["template"] = template;
-            reapply(client, deployment, object, "rolled back").await
+            let patch =
+                serde_json::json!([{"op": "replace", "path": "/spec/template", "value": template}]);
+            change(backend, deployment, PatchType::Json, &patch, "rolled back").await
         }
         Ok(None) => {
             eprintln!(
@@ -191,45 +215,39 @@ async fn undo(client: &AdminClient, deployment: &ObjectRef) -> u8 {
             );
             exit::FAILED
         }
-        Err(e) => report(e),
+        Err(e) => fail(e),
     }
 }
 
-/// The Deployment as stored, without what the server sets; else the exit
-/// code, the error said.
-async fn live(client: &AdminClient, deployment: &ObjectRef) -> Result<Value, u8> {
-    let list = client
-        .list(Kind::Deployment, &deployment.namespace)
-        .await
-        .map_err(report)?;
-    match list
-        .into_iter()
-        .find(|o| text_at(o, "/metadata/name") == deployment.name)
-    {
-        Some(found) => Ok(weir_api::patch::without_server_fields(found)),
-        None => {
+/// The Deployment as stored; else the exit code, the error said.
+async fn live(backend: &AnyBackend, deployment: &ObjectRef) -> Result<Value, u8> {
+    match backend.get(deployment).await {
+        Ok(Some(found)) => Ok(found.object),
+        Ok(None) => {
             eprintln!(
                 "Error from server (NotFound): deployments.apps {:?} not found",
                 deployment.name
             );
             Err(exit::BAD_INPUT)
         }
+        Err(e) => Err(fail(e)),
     }
 }
 
-/// Applies a changed Deployment through the path `weir apply` takes.
-async fn reapply(client: &AdminClient, deployment: &ObjectRef, object: Value, verb: &str) -> u8 {
-    let text = serde_json::to_string_pretty(&object).unwrap_or_default();
-    let source = (
-        std::path::PathBuf::from(format!("rollout {verb} of {deployment}")),
-        text,
-    );
-    match client.apply(vec![source]).await {
+/// Patches a Deployment as `weir patch` does.
+async fn change(
+    backend: &AnyBackend,
+    deployment: &ObjectRef,
+    kind: PatchType,
+    patch: &Value,
+    verb: &str,
+) -> u8 {
+    match backend.patch(deployment, kind, patch).await {
         Ok(_) => {
             println!("{deployment} {verb}");
             exit::OK
         }
-        Err(e) => report(e),
+        Err(e) => fail(e),
     }
 }
 
@@ -237,7 +255,7 @@ async fn reapply(client: &AdminClient, deployment: &ObjectRef, object: Value, ve
 /// the Deployment is rolled out (0), its progress deadline passed or the
 /// timeout (1), or it does not exist (2).
 async fn deployment_status(
-    client: &AdminClient,
+    backend: &AnyBackend,
     namespace: &str,
     name: &str,
     timeout: Duration,
@@ -245,11 +263,12 @@ async fn deployment_status(
     let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::now() + timeout);
     let mut last = String::new();
     loop {
-        let object = match client.list(Kind::Deployment, namespace).await {
+        let object = match backend.list(Kind::Deployment, namespace).await {
             Ok(list) => list
                 .into_iter()
+                .map(|o| o.object)
                 .find(|o| text_at(o, "/metadata/name") == name),
-            Err(e) => return report(e),
+            Err(e) => return fail(e),
         };
         let Some(object) = object else {
             eprintln!("Error from server (NotFound): deployments.apps \"{name}\" not found");
@@ -280,14 +299,12 @@ async fn deployment_status(
     }
 }
 
-async fn status(client: &AdminClient, rollout: &ObjectRef, watch: bool) -> u8 {
+async fn status(backend: &AnyBackend, rollout: &ObjectRef, watch: bool) -> u8 {
     let mut last = String::new();
     loop {
-        let object = match client.list(Kind::Rollout, &rollout.namespace).await {
-            Ok(list) => list
-                .into_iter()
-                .find(|o| text_at(o, "/metadata/name") == rollout.name),
-            Err(e) => return report(e),
+        let object = match backend.get(rollout).await {
+            Ok(found) => found.map(|o| o.object),
+            Err(e) => return fail(e),
         };
         let Some(object) = object else {
             eprintln!(

@@ -64,6 +64,8 @@ struct Sim {
     capacity: Option<CapacityInputs>,
     scaled: Vec<i32>,
     revision: Option<String>,
+    /// Intents issued so far (their ids are their numbers).
+    issued: u32,
 }
 
 impl Sim {
@@ -85,12 +87,21 @@ impl Sim {
             capacity: None,
             scaled: Vec::new(),
             revision: Some("rev1".into()),
+            issued: 0,
         }
     }
 
     /// `secs` later, with `requests` canary requests of which `errors` 5xx.
     fn tick(&mut self, secs: u64, requests: u64, errors: u64, command: Option<Command>) -> Phase {
-        self.traffic(secs, (requests, errors), (0, 0), command)
+        let intent = command.map(|command| {
+            self.issued += 1;
+            CommandIntent {
+                id: self.issued.to_string(),
+                command,
+                step: None,
+            }
+        });
+        self.traffic(secs, (requests, errors), (0, 0), intent.as_ref())
     }
 
     /// `secs` later, with canary and stable `(requests, errors)`.
@@ -99,7 +110,7 @@ impl Sim {
         secs: u64,
         canary: (u64, u64),
         stable: (u64, u64),
-        command: Option<Command>,
+        command: Option<&CommandIntent>,
     ) -> Phase {
         self.now += Duration::from_secs(secs);
         for (counts, (requests, errors)) in [(&mut self.canary, canary), (&mut self.stable, stable)]
@@ -321,6 +332,62 @@ fn an_analysis_still_inconclusive_at_the_deadline_pauses_for_a_person_instead_of
     );
     assert_eq!(sim.set, [10, 100]);
     assert!(sim.status().conditions.is_empty());
+}
+
+#[test]
+fn a_command_is_applied_once_and_only_at_the_step_it_was_meant_for() {
+    let mut sim = Sim::new(spec(
+        vec![
+            weight(10),
+            pause(None),
+            weight(50),
+            pause(None),
+            weight(100),
+        ],
+        1,
+    ));
+    sim.tick(0, 0, 0, None);
+    assert_eq!(sim.tick(1, 0, 0, None), Phase::Paused);
+    let promote = CommandIntent {
+        id: "a".into(),
+        command: Command::Promote,
+        step: Some(1),
+    };
+    sim.traffic(1, (0, 0), (0, 0), Some(&promote));
+    assert_eq!(sim.set, [10, 50]);
+    // Delivered again (a retried request): acknowledged already, ignored.
+    sim.traffic(1, (0, 0), (0, 0), Some(&promote));
+    assert_eq!(
+        sim.step_index(),
+        3,
+        "paused at the second pause, not past it"
+    );
+    // Another promote meant for step 1 arrives late: not applied.
+    let late = CommandIntent {
+        id: "b".into(),
+        ..promote.clone()
+    };
+    assert_eq!(sim.traffic(1, (0, 0), (0, 0), Some(&late)), Phase::Paused);
+    assert_eq!(sim.step_index(), 3);
+    let acks = &sim.status().commands;
+    assert_eq!(acks.len(), 2);
+    assert_eq!(
+        (acks[0].id.as_str(), acks[0].outcome.as_str()),
+        ("a", "applied")
+    );
+    assert!(
+        acks[1]
+            .outcome
+            .contains("meant for step 1, the rollout is at step 3"),
+        "{acks:?}"
+    );
+    // One that does not apply in this phase says so.
+    assert_eq!(sim.tick(1, 0, 0, Some(Command::Retry)), Phase::Paused);
+    assert!(
+        sim.status().commands[2]
+            .outcome
+            .contains("nothing to Retry in phase Paused")
+    );
 }
 
 #[test]

@@ -26,7 +26,7 @@ use crate::pods::PodKey;
 use crate::state::{HpaStatuses, Objects, Published};
 use crate::store::ObjectMeta;
 use crate::usage::CpuHistory;
-use weir_rollout::engine::{Command, RolloutStatus};
+use weir_rollout::engine::{CommandIntent, RolloutStatus};
 use weir_rollout::traffic::SyntheticRequest;
 
 /// What the controllers see: the state at the start of their turn.
@@ -57,7 +57,7 @@ pub struct Observed<'a> {
     /// Rollouts whose stored status could not be read, and why.
     pub rollout_status_unreadable: &'a HashMap<ObjectRef, String>,
     /// Commands waiting for Rollouts.
-    pub rollout_commands: &'a HashMap<ObjectRef, Command>,
+    pub rollout_commands: &'a HashMap<ObjectRef, CommandIntent>,
     /// Replicas raised ahead of traffic, by Deployment: when, and to what.
     pub scaled_ahead: &'a HashMap<ObjectRef, (Instant, i32)>,
 }
@@ -207,7 +207,7 @@ pub(crate) mod testing {
             std::sync::OnceLock::new();
         static UNREADABLE: std::sync::OnceLock<HashMap<ObjectRef, String>> =
             std::sync::OnceLock::new();
-        static COMMANDS: std::sync::OnceLock<HashMap<ObjectRef, Command>> =
+        static COMMANDS: std::sync::OnceLock<HashMap<ObjectRef, CommandIntent>> =
             std::sync::OnceLock::new();
         static AHEAD: std::sync::OnceLock<HashMap<ObjectRef, (Instant, i32)>> =
             std::sync::OnceLock::new();

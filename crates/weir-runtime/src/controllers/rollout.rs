@@ -361,7 +361,7 @@ impl Controller for RolloutController {
             };
             seen.push(rollout.clone());
             let capacity = self.capacity(observed, &rollout, &t);
-            let command = observed.rollout_commands.get(&rollout).copied();
+            let command = observed.rollout_commands.get(&rollout);
             let baseline = self.baselines.entry(rollout.clone()).or_insert(Baseline {
                 start: observed.wall,
                 canary: t.canary.clone(),

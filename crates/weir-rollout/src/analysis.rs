@@ -26,6 +26,7 @@
 //! - A goal the stable misses as well (a shared incident) does not Fail
 //!   the canary: it is Inconclusive and marked, and the engine holds.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use weir_api::rollout::AnalysisSpec;
 use weir_api::version_stats::{LatencyHistogram, VersionCounts};
@@ -34,7 +35,7 @@ use crate::budget::Levels;
 use crate::sequential::{lower_bound, shows_above, shows_below, upper_bound};
 
 /// A goal's verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Verdict {
     /// The goal is met, at the Pass level.
     Pass,
@@ -45,7 +46,7 @@ pub enum Verdict {
 }
 
 /// One goal's verdict and its numbers, as the status shows them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Judgement {
     /// `success-rate`, `success-rate-drop`, `latency-p99`, `latency-p99-ratio`.

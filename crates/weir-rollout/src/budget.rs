@@ -16,11 +16,12 @@
 //! Each test is anytime-valid ([`crate::sequential`]): its share of the
 //! budget holds however many looks a step takes.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use weir_api::rollout::{RolloutSpec, StepKind, defaults};
 
 /// What each test may spend, and how that was worked out.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBudget {
     /// 1 − `analysis.confidence`: the whole rollout's.
@@ -40,7 +41,7 @@ pub struct ErrorBudget {
 }
 
 /// The levels one goal's tests are held to in one window.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Levels {
     /// The chance its Pass is wrong.
     pub pass: f64,

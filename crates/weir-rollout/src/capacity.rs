@@ -14,6 +14,7 @@
 //! Only while the request rate is being measured (the first second a
 //! Rollout is seen) does the shift wait without an estimate.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One CPU target of the canary's HPA.
@@ -55,7 +56,7 @@ pub struct CanaryHpa {
 }
 
 /// What to do before shifting.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum CapacityDecision {
     /// Shift now: enough ready replicas, or nothing to estimate from.
@@ -67,7 +68,7 @@ pub enum CapacityDecision {
 }
 
 /// The estimate and the decision, as the Rollout's status shows them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CapacityEstimate {
     /// The canary's new weight, percent.

@@ -5,6 +5,7 @@
 
 use std::time::SystemTime;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use weir_api::version_stats::VersionCounts;
 
@@ -13,9 +14,10 @@ use crate::budget::ErrorBudget;
 use crate::capacity::{CapacityEstimate, CapacityInputs};
 
 /// Where a rollout is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Phase {
     /// Working through its steps.
+    #[default]
     Progressing,
     /// Waiting for `weir rollout promote` or `resume` (analysis goes on).
     Paused,
@@ -51,12 +53,13 @@ impl Phase {
 pub use weir_api::rollout::{CommandIntent, RolloutCommand as Command};
 
 /// What became of a command.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Acknowledgement {
     /// The intent's id.
     pub id: String,
     /// The command.
+    #[schemars(with = "String")]
     pub command: Command,
     /// The step it was meant for.
     #[serde(default)]
@@ -71,7 +74,7 @@ pub struct Acknowledgement {
 pub const ACKNOWLEDGED: usize = 10;
 
 /// One line of the rollout's history.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
     /// When (RFC 3339).
     pub time: String,
@@ -83,7 +86,7 @@ pub struct Event {
 pub const HISTORY: usize = 20;
 
 /// A condition, as Kubernetes objects carry them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// What it is about: `Held` (the rollout waits on something that is not
@@ -102,9 +105,10 @@ pub struct Condition {
 }
 
 /// A Rollout's status: what a backend stores and `weir rollout status`
-/// shows.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// shows. CRD-shaped: every field has a default, times are RFC 3339, and
+/// its JSON schema ([`schema`]) is generated from these types.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
 pub struct RolloutStatus {
     /// Where it is.
     pub phase: Phase,
@@ -128,12 +132,15 @@ pub struct RolloutStatus {
     pub observed_generation: Option<i64>,
     /// When the current step began: the analysis window starts then.
     #[serde(with = "rfc3339")]
+    #[schemars(with = "String")]
     pub step_started: SystemTime,
     /// When it last moved forward (the progress deadline's clock).
     #[serde(with = "rfc3339")]
+    #[schemars(with = "String")]
     pub last_progress: SystemTime,
     /// When the canary was last judged in the current step.
     #[serde(default, with = "rfc3339::option")]
+    #[schemars(with = "Option<String>")]
     pub last_analysis: Option<SystemTime>,
     /// How many times it was judged since the rollout started.
     #[serde(default)]
@@ -161,6 +168,39 @@ pub struct RolloutStatus {
     pub message: String,
     /// The latest events, oldest first.
     pub history: Vec<Event>,
+}
+
+impl Default for RolloutStatus {
+    fn default() -> Self {
+        Self {
+            phase: Phase::default(),
+            current_step: 0,
+            canary_weight: 0,
+            desired_weight: None,
+            plan_hash: String::new(),
+            canary_revision: None,
+            observed_generation: None,
+            step_started: SystemTime::UNIX_EPOCH,
+            last_progress: SystemTime::UNIX_EPOCH,
+            last_analysis: None,
+            analyses: 0,
+            failures_in_row: 0,
+            verdicts: Vec::new(),
+            budget: ErrorBudget::default(),
+            traffic_rate: None,
+            capacity: None,
+            conditions: Vec::new(),
+            commands: Vec::new(),
+            message: String::new(),
+            history: Vec::new(),
+        }
+    }
+}
+
+/// The status' JSON schema (`openAPIV3Schema`-ready), generated from the
+/// types.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RolloutStatus)).unwrap_or_default()
 }
 
 /// The counts of one analysis window.

@@ -228,7 +228,9 @@ fn spread(n: u64, p: f64) -> f64 {
 }
 
 /// Where a function that is positive at `lo` and not at `hi` crosses zero,
-/// to 10⁻¹² of the bracket's scale (Illinois' regula falsi, bisecting when
+/// to 10⁻⁷ of the bracket (a ten-millionth of a few standard errors; at least
+/// 10⁻¹²) or to evidence within 10⁻⁹ of the level (Illinois' regula falsi,
+/// bisecting when
 /// a step would leave the bracket). Returns `lo` when the function is not
 /// positive there and `hi` when it still is.
 fn root(f: impl Fn(f64) -> f64, lo: f64, hi: f64) -> f64 {
@@ -240,7 +242,7 @@ fn root(f: impl Fn(f64) -> f64, lo: f64, hi: f64) -> f64 {
     if fb.is_nan() || fb > 0.0 {
         return hi;
     }
-    let tolerance = 1e-12_f64.max((hi - lo) * 1e-9);
+    let tolerance = 1e-12_f64.max((hi - lo) * 1e-7);
     let mut side = 0;
     for _ in 0..100 {
         if b - a <= tolerance {
@@ -255,6 +257,10 @@ fn root(f: impl Fn(f64) -> f64, lo: f64, hi: f64) -> f64 {
         let fx = f(x);
         if fx.is_nan() {
             break;
+        }
+        // Evidence within 10⁻⁹ (in logs) of the level: this is the bound.
+        if fx.abs() < 1e-9 {
+            return x;
         }
         if fx > 0.0 {
             a = x;

@@ -575,3 +575,112 @@ async fn spec_traffic_sends_what_the_rules_match_needs() {
         )
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_stored_status_holds_the_weight_until_abort() {
+    let mut cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    let _rollout = apply_rollout(
+        &cluster,
+        "  - setWeight: 30\n  - pause: {}\n  - setWeight: 100\n",
+        "2m",
+        "",
+    );
+    cluster
+        .wait_for("the pause", Duration::from_secs(20), |c| {
+            phase(c) == "Paused"
+        })
+        .await;
+    cluster.kill9();
+    // The stored status is damaged while weir up is down.
+    let store = weir_runtime::store::Store::open(&cluster.dir.path().join("state.db")).unwrap();
+    let rollout = weir_api::resource::ObjectRef {
+        kind: weir_api::resource::Kind::Rollout,
+        namespace: "default".into(),
+        name: "my-app".into(),
+    };
+    store.set_status(&rollout, "{\"phase\": 7").unwrap();
+    drop(store);
+    cluster.start();
+    cluster
+        .wait_for("the hold", Duration::from_secs(20), |c| {
+            c.json("rollouts")[0]["status"]["conditions"][0]["reason"] == "StatusUnreadable"
+        })
+        .await;
+    let r = &cluster.json("rollouts")[0];
+    assert_eq!(r["status"]["phase"], "Paused", "{r}");
+    let vs = &cluster.json("virtualservices")[0];
+    assert_eq!(
+        vs["spec"]["http"][0]["route"][1]["weight"], 30,
+        "never started from step 0: {vs}"
+    );
+    // Promote cannot go on from an unknown step; abort can.
+    let promote = cluster.weir(&["rollout", "promote", "my-app"]);
+    assert_eq!(
+        promote.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&promote.stdout)
+    );
+    let abort = cluster.weir(&["rollout", "abort", "my-app"]);
+    assert!(
+        abort.status.success(),
+        "{}",
+        String::from_utf8_lossy(&abort.stderr)
+    );
+    let vs = &cluster.json("virtualservices")[0];
+    assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], 0, "{vs}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_canary_revision_restarts_the_rollout_from_its_first_step() {
+    let cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    let _rollout = apply_rollout(
+        &cluster,
+        "  - setWeight: 30\n  - pause: {}\n  - setWeight: 100\n",
+        "2m",
+        "",
+    );
+    cluster
+        .wait_for("the pause", Duration::from_secs(20), |c| {
+            phase(c) == "Paused"
+        })
+        .await;
+    let first = cluster.json("rollouts")[0]["status"]["canaryRevision"].clone();
+    assert!(first.is_string(), "{first}");
+    // v2's pod template changes mid-rollout: a new revision.
+    let manifests = tempfile::tempdir().unwrap();
+    let v2 = manifests.path().join("app-v2.yaml");
+    let text = std::fs::read_to_string(examples().join("app-v2.yaml")).unwrap();
+    std::fs::write(
+        &v2,
+        text.replace(
+            "        - name: VERSION\n          value: v2.0.0\n",
+            "        - name: VERSION\n          value: v2.0.0\n        - name: RELEASE\n          value: \"2\"\n",
+        ),
+    )
+    .unwrap();
+    cluster.apply_ok(&v2);
+    cluster
+        .wait_for("the restart", Duration::from_secs(20), |c| {
+            let r = &c.json("rollouts")[0];
+            r["status"]["history"].as_array().is_some_and(|h| {
+                h.iter().any(|e| {
+                    e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("new canary revision"))
+                })
+            })
+        })
+        .await;
+    // From its first step again, with the new revision recorded.
+    cluster
+        .wait_for("paused again", Duration::from_secs(20), |c| {
+            phase(c) == "Paused"
+        })
+        .await;
+    let r = &cluster.json("rollouts")[0];
+    assert_eq!(r["status"]["currentStep"], 1, "{r}");
+    assert_ne!(r["status"]["canaryRevision"], first, "{r}");
+}

@@ -684,3 +684,53 @@ async fn a_new_canary_revision_restarts_the_rollout_from_its_first_step() {
     assert_eq!(r["status"]["currentStep"], 1, "{r}");
     assert_ne!(r["status"]["canaryRevision"], first, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_another_rule_sends_the_canary_do_not_count_for_the_rollouts_rule() {
+    let cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    // Testers reach v2 through their own rule; the Rollout manages the
+    // users' rule below it.
+    let dir = tempfile::tempdir().unwrap();
+    let vs = dir.path().join("vs.yaml");
+    std::fs::write(
+        &vs,
+        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata:\n  name: my-app\nspec:\n  hosts: [\"*\"]\n  gateways: [http-gateway]\n  http:\n  - match:\n    - headers:\n        x-tester: {exact: \"1\"}\n    route:\n    - destination: {host: my-app, subset: v2, port: {number: 80}}\n  - route:\n    - destination: {host: my-app, subset: v1, port: {number: 80}}\n      weight: 90\n    - destination: {host: my-app, subset: v2, port: {number: 80}}\n      weight: 10\n",
+    )
+    .unwrap();
+    cluster.apply_ok(&vs);
+    let _rollout = apply_rollout(
+        &cluster,
+        "  - setWeight: 10\n  - analysis: {}\n  - setWeight: 100\n",
+        "2m",
+        "  route: 1\n",
+    );
+    cluster
+        .wait_for("the gate", Duration::from_secs(20), |c| {
+            c.json("rollouts")[0]["status"]["currentStep"] == 1
+        })
+        .await;
+    // 2,000 testers' requests to v2: far more than a verdict needs.
+    let load = cluster.weir(&["load", "-n", "2000", "-c", "2", "-H", "x-tester: 1"]);
+    let text = String::from_utf8_lossy(&load.stdout);
+    assert!(load.status.success(), "{text}");
+    assert!(text.contains("v2"), "{text}");
+    // Judged after the load: the rule's canary saw none of them.
+    let judged_after = cluster.json("rollouts")[0]["status"]["analyses"]
+        .as_u64()
+        .unwrap_or(0);
+    cluster
+        .wait_for("a look after the load", Duration::from_secs(20), |c| {
+            c.json("rollouts")[0]["status"]["analyses"]
+                .as_u64()
+                .unwrap_or(0)
+                > judged_after + 1
+        })
+        .await;
+    let r = &cluster.json("rollouts")[0];
+    assert_eq!(
+        r["status"]["currentStep"], 1,
+        "not passed on testers' requests: {r}"
+    );
+    assert_eq!(r["status"]["verdicts"][0]["n"], 0, "{r}");
+}

@@ -23,7 +23,7 @@ use crate::matcher::{BadMatch, RuleMatch, qualify};
 use crate::retry::{RetryOn, RetryPolicy};
 use crate::snapshot::{
     Cluster, Domain, Endpoint, Fault, HeaderOps, Listener, Mirror, RouteDestination, RouteInputs,
-    Rule, ServiceKey, Snapshot, VirtualHost,
+    Rule, RuleCounters, ServiceKey, Snapshot, VirtualHost,
 };
 use crate::split::SmoothSplit;
 
@@ -185,6 +185,8 @@ impl Compiler {
             .map_err(|e| ConfigError::Match(e, vs_name.to_owned()))?;
         let mut destinations = Vec::new();
         for d in route.route.iter().flatten() {
+            let cluster = self.cluster(&d.destination, ns, inputs, endpoints, clusters, live);
+            let members = cluster.as_ref().map_or(0, |c| c.ok_metrics.len());
             destinations.push(RouteDestination {
                 label: d
                     .destination
@@ -192,8 +194,13 @@ impl Compiler {
                     .clone()
                     .unwrap_or_else(|| d.destination.host.clone()),
                 weight: d.weight.unwrap_or(0).max(0) as u64,
-                cluster: self.cluster(&d.destination, ns, inputs, endpoints, clusters, live),
+                cluster,
                 headers: header_ops(d.headers.as_ref(), &owner)?,
+                rule_counters: RuleCounters {
+                    virtual_service: vs_name.to_owned(),
+                    index,
+                    by_endpoint: (0..members).map(|_| std::sync::OnceLock::new()).collect(),
+                },
             });
         }
         let mut weights: Vec<u64> = destinations.iter().map(|d| d.weight).collect();

@@ -384,6 +384,17 @@ impl Gateway {
         self.shared.metrics.versions.snapshot()
     }
 
+    /// Every rule's per-version counters now (`namespace/name` of the
+    /// VirtualService, the rule's index, the version), for rollout analysis.
+    pub fn rule_version_counts(
+        &self,
+    ) -> Vec<(
+        weir_api::version_stats::VersionKey,
+        weir_api::version_stats::VersionCounts,
+    )> {
+        self.shared.metrics.rule_versions.snapshot()
+    }
+
     /// Istio's metrics in the Prometheus text format.
     pub fn metrics(&self) -> String {
         self.shared.metrics.render()

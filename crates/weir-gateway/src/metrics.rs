@@ -158,6 +158,9 @@ pub struct Metrics {
     registry: Registry,
     /// Per-version counters for rollout analysis.
     pub versions: VersionTable,
+    /// Per rule and version (`namespace/name` of the VirtualService, the
+    /// rule's index, the version): what a Rollout judges its rule by.
+    pub rule_versions: VersionTable,
     /// The runtime's Rollout metrics.
     pub rollouts: RolloutMetrics,
     requests: Family<RequestLabels, Counter>,
@@ -230,6 +233,7 @@ impl Default for Metrics {
             registry,
             rollouts,
             versions: VersionTable::default(),
+            rule_versions: VersionTable::default(),
             mirrors,
             requests,
             duration,

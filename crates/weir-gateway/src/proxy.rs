@@ -387,6 +387,7 @@ fn respond<'r>(
                 cluster,
                 upstream: Some(endpoint),
                 endpoint_index: Some(index),
+                destination: Some(picked.destination),
             };
             (Response::from_parts(parts, Either::Left(body)), outcome)
         }
@@ -400,6 +401,7 @@ fn respond<'r>(
                 cluster,
                 upstream: Some(endpoint),
                 endpoint_index: None,
+                destination: Some(picked.destination),
             };
             (reply_for(flag), outcome)
         }

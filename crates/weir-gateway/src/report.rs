@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::access_log::AccessLog;
 use crate::headers::{X_FORWARDED_FOR, X_REQUEST_ID, authority_value};
 use crate::metrics::{Metrics, RequestLabels};
-use crate::snapshot::Cluster;
+use crate::snapshot::{Cluster, RouteDestination};
 
 /// Envoy's response flags: why a request ended as it did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +64,8 @@ pub(crate) struct Outcome<'a> {
     pub(crate) upstream: Option<&'a UpstreamEndpoint>,
     /// The endpoint's index in the cluster, for the resolved metrics of a 200.
     pub(crate) endpoint_index: Option<usize>,
+    /// The rule destination it went through, for the rule's counters.
+    pub(crate) destination: Option<&'a RouteDestination>,
 }
 
 impl Outcome<'_> {
@@ -74,6 +76,7 @@ impl Outcome<'_> {
             cluster: None,
             upstream: None,
             endpoint_index: None,
+            destination: None,
         }
     }
 }
@@ -218,6 +221,22 @@ pub(crate) fn finish<B: Body>(
             log.bytes_in,
             bytes_out,
         ),
+    }
+    if let (Some(d), Some(u)) = (outcome.destination, outcome.upstream) {
+        let server_error = code >= 500;
+        let table = &recorders.metrics.rule_versions;
+        match outcome
+            .endpoint_index
+            .and_then(|i| d.rule_counters.by_endpoint.get(i))
+        {
+            // Resolved once per endpoint; a failed attempt looks it up.
+            Some(slot) => slot
+                .get_or_init(|| table.stats(&d.rule_counters.key(&u.version)))
+                .record(duration_ms, server_error),
+            None => table
+                .stats(&d.rule_counters.key(&u.version))
+                .record(duration_ms, server_error),
+        }
     }
     if let (Some(access_log), Some(detail)) = (recorders.access_log, &log.detail) {
         let upstream = outcome

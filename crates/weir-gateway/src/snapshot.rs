@@ -171,6 +171,35 @@ pub struct RouteDestination {
     pub cluster: Option<Arc<Cluster>>,
     /// Header operations when this destination is picked.
     pub headers: HeaderOps,
+    /// The requests this rule sent here, per version, for the Rollout
+    /// that manages the rule.
+    pub rule_counters: RuleCounters,
+}
+
+/// One rule destination's counters per version: what a Rollout judges its
+/// rule by (a header rule sending testers to the canary does not dilute
+/// another rule's verdict). Resolved once per endpoint from the gateway's
+/// table, which outlives snapshots, so a route change keeps the counts.
+#[derive(Debug, Default)]
+pub struct RuleCounters {
+    /// `namespace/name` of the VirtualService.
+    pub virtual_service: String,
+    /// The rule's index in `spec.http`.
+    pub index: usize,
+    /// Per endpoint of the destination's cluster, its version's counters.
+    pub by_endpoint:
+        Vec<std::sync::OnceLock<std::sync::Arc<weir_api::version_stats::VersionStats>>>,
+}
+
+impl RuleCounters {
+    /// The table key of `version`'s counters for this rule.
+    pub fn key(&self, version: &str) -> weir_api::version_stats::VersionKey {
+        (
+            self.virtual_service.clone(),
+            self.index.to_string(),
+            version.to_owned(),
+        )
+    }
 }
 
 /// One compiled http rule.

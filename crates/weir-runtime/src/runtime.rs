@@ -320,10 +320,10 @@ impl Runtime {
         let mut controllers = self.controllers.lock().await;
         let now = Instant::now();
         let exits = reap(&mut state);
-        // Only Rollouts read the per-version counters: no copy without one.
+        // Only Rollouts read the per-rule counters: no copy without one.
         let versions: HashMap<VersionKey, VersionCounts> =
             if state.objects.iter().any(|r| r.kind() == Kind::Rollout) {
-                self.gateway.version_counts().into_iter().collect()
+                self.gateway.rule_version_counts().into_iter().collect()
             } else {
                 HashMap::new()
             };

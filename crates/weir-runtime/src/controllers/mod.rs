@@ -50,7 +50,9 @@ pub struct Observed<'a> {
     pub hpa_status: &'a HpaStatuses,
     /// What the gateway serves.
     pub published: Option<&'a Published>,
-    /// Each Service version's request counters, as the gateway counts them.
+    /// Each rule's request counters per version, as the gateway counts
+    /// them: keyed by the VirtualService (`namespace/name`), the rule's
+    /// index and the version.
     pub versions: &'a HashMap<VersionKey, VersionCounts>,
     /// Each Rollout's status.
     pub rollout_status: &'a HashMap<ObjectRef, RolloutStatus>,

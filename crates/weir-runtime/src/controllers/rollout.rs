@@ -1,9 +1,10 @@
 //! The Rollout controller, the embedded runtime's adapter to the engine
 //! (`weir_rollout::engine::step`): for each Rollout, what the gateway
 //! serves (its rule's canary weight), the stable's and canary's counts in
-//! the current analysis window (the versions their DestinationRule subsets
-//! select; the window starts when the status' step does, from a baseline
-//! of the gateway's cumulative counters kept here), the canary's pod
+//! the current analysis window (the requests its rule sent the versions
+//! their DestinationRule subsets select; the window starts when the
+//! status' step does, from a baseline of the gateway's cumulative counters
+//! kept here), the canary's pod
 //! template hash and any waiting user command; a weight it asks for becomes
 //! a route change, the status is kept. For capacity before traffic it also
 //! measures what the estimate needs: the rule's recent request rate, the
@@ -187,10 +188,20 @@ fn subset(
         Some(Resource::Service(s)) => s.spec.as_ref().and_then(|s| s.selector.clone()),
         _ => None,
     };
+    // The rule's own counts: requests other rules send this version (a
+    // header rule for testers, say) do not dilute the verdict.
+    let rule = (
+        format!("{ns}/{}", vs.metadata.name.as_deref().unwrap_or_default()),
+        rule_index.to_string(),
+    );
     let counts = labels
         .get("version")
         .or_else(|| labels.get("app.kubernetes.io/version"))
-        .and_then(|version| observed.versions.get(&(svc_ns, svc, version.clone())))
+        .and_then(|version| {
+            observed
+                .versions
+                .get(&(rule.0.clone(), rule.1.clone(), version.clone()))
+        })
         .cloned()
         .unwrap_or_default();
     SubsetCounts {

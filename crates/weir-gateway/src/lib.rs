@@ -374,16 +374,6 @@ impl Gateway {
         &self.shared.metrics.rollouts
     }
 
-    /// Every Service version's request counters now, for rollout analysis.
-    pub fn version_counts(
-        &self,
-    ) -> Vec<(
-        weir_api::version_stats::VersionKey,
-        weir_api::version_stats::VersionCounts,
-    )> {
-        self.shared.metrics.versions.snapshot()
-    }
-
     /// Every rule's per-version counters now (`namespace/name` of the
     /// VirtualService, the rule's index, the version), for rollout analysis.
     pub fn rule_version_counts(

@@ -6,7 +6,6 @@
 //! them apart (`weir_mirror_requests_total`), so whatever reads the Istio
 //! metrics sees what clients saw.
 
-use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use weir_api::version_stats::{ENVOY_DURATION_EDGES_MS, VersionStats, VersionTable};
+use weir_api::version_stats::{ENVOY_DURATION_EDGES_MS, VersionTable};
 
 /// The labels of every request metric: Istio's standard labels, in the
 /// order Istio's stats plugin writes them. weir has no mTLS and one
@@ -156,8 +155,6 @@ pub struct RolloutMetrics {
 /// The gateway's metrics and their registry.
 pub struct Metrics {
     registry: Registry,
-    /// Per-version counters for rollout analysis.
-    pub versions: VersionTable,
     /// Per rule and version (`namespace/name` of the VirtualService, the
     /// rule's index, the version): what a Rollout judges its rule by.
     pub rule_versions: VersionTable,
@@ -232,7 +229,6 @@ impl Default for Metrics {
         Self {
             registry,
             rollouts,
-            versions: VersionTable::default(),
             rule_versions: VersionTable::default(),
             mirrors,
             requests,
@@ -251,8 +247,6 @@ pub struct Handles {
     duration: Histogram,
     request_bytes: Histogram,
     response_bytes: Histogram,
-    /// The version's analysis counters, when the request reached a version.
-    version: Option<(Arc<VersionStats>, bool)>,
 }
 
 impl Handles {
@@ -262,9 +256,6 @@ impl Handles {
         self.duration.observe(duration_ms);
         self.request_bytes.observe(request_bytes as f64);
         self.response_bytes.observe(response_bytes as f64);
-        if let Some((version, server_error)) = &self.version {
-            version.record(duration_ms, *server_error);
-        }
     }
 }
 
@@ -276,14 +267,6 @@ impl Metrics {
             duration: self.duration.get_or_create(labels).clone(),
             request_bytes: self.request_bytes.get_or_create(labels).clone(),
             response_bytes: self.response_bytes.get_or_create(labels).clone(),
-            version: (labels.destination_version != "unknown").then(|| {
-                let key = (
-                    labels.destination_service_namespace.clone(),
-                    labels.destination_service_name.clone(),
-                    labels.destination_version.clone(),
-                );
-                (self.versions.stats(&key), labels.response_code >= 500)
-            }),
         }
     }
 

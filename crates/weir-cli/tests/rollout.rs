@@ -683,6 +683,10 @@ async fn a_new_canary_revision_restarts_the_rollout_from_its_first_step() {
     let r = &cluster.json("rollouts")[0];
     assert_eq!(r["status"]["currentStep"], 1, "{r}");
     assert_ne!(r["status"]["canaryRevision"], first, "{r}");
+    assert_eq!(
+        r["status"]["observedGeneration"], r["metadata"]["generation"],
+        "{r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -733,4 +737,63 @@ async fn requests_another_rule_sends_the_canary_do_not_count_for_the_rollouts_ru
         "not passed on testers' requests: {r}"
     );
     assert_eq!(r["status"]["verdicts"][0]["n"], 0, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_incident_holds_the_rollout_instead_of_rolling_the_canary_back() {
+    let cluster = Cluster::up(&[]);
+    let manifests = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(examples()).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Both versions fail 30 % of their requests: a shared dependency.
+        let text = ["v1.0.0", "v2.0.0"].iter().fold(text, |t, v| {
+            t.replace(
+                &format!("        - name: VERSION\n          value: {v}\n"),
+                &format!("        - name: VERSION\n          value: {v}\n        - name: ERROR_PERCENT\n          value: \"30\"\n"),
+            )
+        });
+        std::fs::write(manifests.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    cluster.apply_ok(manifests.path());
+    cluster.both_versions_ready().await;
+    let (stop, load) = background_load(&cluster);
+    let _rollout = apply_rollout(
+        &cluster,
+        "  - setWeight: 20\n  - analysis: {}\n  - setWeight: 100\n",
+        "2m",
+        "",
+    );
+    cluster
+        .wait_for("the hold", Duration::from_secs(60), |c| {
+            let r = &c.json("rollouts")[0];
+            assert_ne!(r["status"]["phase"], "RolledBack", "{r}");
+            r["status"]["conditions"][0]["reason"] == "SharedIncident"
+        })
+        .await;
+    // Held for a few more looks, never blamed.
+    let looks = cluster.json("rollouts")[0]["status"]["analyses"]
+        .as_u64()
+        .unwrap_or(0);
+    cluster
+        .wait_for("more looks", Duration::from_secs(20), |c| {
+            let r = &c.json("rollouts")[0];
+            assert_ne!(r["status"]["phase"], "RolledBack", "{r}");
+            r["status"]["analyses"].as_u64().unwrap_or(0) >= looks + 3
+        })
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    load.join().unwrap();
+    // Held where it was when the incident began: neither shifted further
+    // nor rolled back (the walkthrough's route gave v2 10 % already).
+    let r = &cluster.json("rollouts")[0];
+    assert_eq!(r["status"]["canaryWeight"], 10, "{r}");
+    assert_eq!(r["status"]["currentStep"], 0, "{r}");
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shared incident"),
+        "{r}"
+    );
 }

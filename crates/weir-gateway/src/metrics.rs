@@ -6,7 +6,6 @@
 //! them apart (`weir_mirror_requests_total`), so whatever reads the Istio
 //! metrics sees what clients saw.
 
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};

@@ -392,7 +392,7 @@ impl Controller for RolloutController {
                 command,
                 capacity: capacity.as_ref().map(|(_, inputs)| inputs),
                 canary_revision: revision.as_deref(),
-                generation: None,
+                generation: observed.meta.get(&rollout).map(|m| m.generation),
             };
             let prior = match (
                 observed.rollout_status.get(&rollout),

@@ -42,6 +42,27 @@ fn phase(cluster: &Cluster) -> String {
         .unwrap_or_default()
 }
 
+/// The walkthrough's manifests with `ERROR_PERCENT` set on the versions
+/// named (`v1.0.0`, `v2.0.0`), applied; returns once both are ready.
+async fn walkthrough_failing(cluster: &Cluster, versions: &[&str], percent: u32) {
+    let manifests = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(examples()).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = versions.iter().fold(text, |t, v| {
+            t.replace(
+                &format!("        - name: VERSION\n          value: {v}\n"),
+                &format!(
+                    "        - name: VERSION\n          value: {v}\n        - name: ERROR_PERCENT\n          value: \"{percent}\"\n"
+                ),
+            )
+        });
+        std::fs::write(manifests.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    cluster.apply_ok(manifests.path());
+    cluster.both_versions_ready().await;
+}
+
 /// Sequential requests through the gateway on a thread until stopped.
 fn background_load(cluster: &Cluster) -> (Arc<AtomicBool>, std::thread::JoinHandle<LoadOutcome>) {
     let stop = Arc::new(AtomicBool::new(false));
@@ -195,23 +216,7 @@ async fn a_one_replica_canary_gets_the_replicas_its_full_share_needs_before_the_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_canary_answering_errors_is_rolled_back_and_then_gets_no_routed_request() {
     let cluster = Cluster::up(&[]);
-    let manifests = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(examples()).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, manifests.path().join(path.file_name().unwrap())).unwrap();
-    }
-    let v2 = manifests.path().join("app-v2.yaml");
-    let text = std::fs::read_to_string(&v2).unwrap();
-    std::fs::write(
-        &v2,
-        text.replace(
-            "        - name: VERSION\n          value: v2.0.0\n",
-            "        - name: VERSION\n          value: v2.0.0\n        - name: ERROR_PERCENT\n          value: \"20\"\n",
-        ),
-    )
-    .unwrap();
-    cluster.apply_ok(manifests.path());
-    cluster.both_versions_ready().await;
+    walkthrough_failing(&cluster, &["v2.0.0"], 20).await;
     let (stop, load) = background_load(&cluster);
     let _rollout = apply_rollout(
         &cluster,
@@ -352,23 +357,7 @@ async fn a_weight_changed_by_hand_is_put_back_and_a_deleted_rollout_reverts_to_t
 #[tokio::test(flavor = "multi_thread")]
 async fn a_canary_failing_while_paused_is_rolled_back() {
     let cluster = Cluster::up(&[]);
-    let manifests = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(examples()).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, manifests.path().join(path.file_name().unwrap())).unwrap();
-    }
-    let v2 = manifests.path().join("app-v2.yaml");
-    let text = std::fs::read_to_string(&v2).unwrap();
-    std::fs::write(
-        &v2,
-        text.replace(
-            "        - name: VERSION\n          value: v2.0.0\n",
-            "        - name: VERSION\n          value: v2.0.0\n        - name: ERROR_PERCENT\n          value: \"30\"\n",
-        ),
-    )
-    .unwrap();
-    cluster.apply_ok(manifests.path());
-    cluster.both_versions_ready().await;
+    walkthrough_failing(&cluster, &["v2.0.0"], 30).await;
     let (stop, load) = background_load(&cluster);
     let _rollout = apply_rollout(
         &cluster,
@@ -742,21 +731,8 @@ async fn requests_another_rule_sends_the_canary_do_not_count_for_the_rollouts_ru
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shared_incident_holds_the_rollout_instead_of_rolling_the_canary_back() {
     let cluster = Cluster::up(&[]);
-    let manifests = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(examples()).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        // Both versions fail 30 % of their requests: a shared dependency.
-        let text = ["v1.0.0", "v2.0.0"].iter().fold(text, |t, v| {
-            t.replace(
-                &format!("        - name: VERSION\n          value: {v}\n"),
-                &format!("        - name: VERSION\n          value: {v}\n        - name: ERROR_PERCENT\n          value: \"30\"\n"),
-            )
-        });
-        std::fs::write(manifests.path().join(path.file_name().unwrap()), text).unwrap();
-    }
-    cluster.apply_ok(manifests.path());
-    cluster.both_versions_ready().await;
+    // Both versions fail 30 % of their requests: a shared dependency.
+    walkthrough_failing(&cluster, &["v1.0.0", "v2.0.0"], 30).await;
     let (stop, load) = background_load(&cluster);
     let _rollout = apply_rollout(
         &cluster,

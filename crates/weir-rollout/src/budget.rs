@@ -118,30 +118,10 @@ pub fn split(spec: &RolloutSpec) -> ErrorBudget {
 
 #[cfg(test)]
 mod tests {
-    use weir_api::rollout::{
-        AnalysisGate, AnalysisSpec, LatencyGoal, PauseStep, RolloutStep, SuccessRateGoal,
-    };
+    use weir_api::rollout::{AnalysisSpec, LatencyGoal, RolloutStep, SuccessRateGoal};
 
     use super::*;
-
-    fn weight(w: i64) -> RolloutStep {
-        RolloutStep {
-            set_weight: Some(w),
-            ..RolloutStep::default()
-        }
-    }
-    fn gate() -> RolloutStep {
-        RolloutStep {
-            analysis: Some(AnalysisGate {}),
-            ..RolloutStep::default()
-        }
-    }
-    fn pause() -> RolloutStep {
-        RolloutStep {
-            pause: Some(PauseStep { duration: None }),
-            ..RolloutStep::default()
-        }
-    }
+    use crate::test_steps::{gate, pause, weight};
 
     #[test]
     fn the_fail_budget_is_split_over_analysed_steps_and_goals_the_pass_budget_is_not() {
@@ -162,12 +142,22 @@ mod tests {
         let cases: Vec<(Vec<RolloutStep>, u32)> = vec![
             (vec![weight(10), gate(), weight(100)], 3),
             (
-                vec![pause(), weight(10), gate(), weight(50), gate(), weight(100)],
+                vec![
+                    pause(None),
+                    weight(10),
+                    gate(),
+                    weight(50),
+                    gate(),
+                    weight(100),
+                ],
                 6,
             ),
-            (vec![weight(20), gate(), weight(0), pause(), weight(0)], 3),
-            (vec![weight(0), pause()], 1),
-            (vec![weight(0), pause(), weight(0)], 1),
+            (
+                vec![weight(20), gate(), weight(0), pause(None), weight(0)],
+                3,
+            ),
+            (vec![weight(0), pause(None)], 1),
+            (vec![weight(0), pause(None), weight(0)], 1),
         ];
         for (steps, windows) in cases {
             let spec = RolloutSpec {

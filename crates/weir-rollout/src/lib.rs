@@ -15,4 +15,6 @@ pub mod engine;
 pub mod plan;
 pub mod sequential;
 pub mod status;
+#[cfg(test)]
+mod test_steps;
 pub mod traffic;

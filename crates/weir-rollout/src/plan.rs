@@ -244,21 +244,12 @@ fn bad_canary(metric: &str, goals: &Goals, n: u64, fast: f64) -> VersionCounts {
 
 #[cfg(test)]
 mod tests {
-    use weir_api::rollout::{
-        AnalysisGate, AnalysisSpec, LatencyGoal, RolloutStep, SuccessRateGoal,
-    };
+    use weir_api::rollout::{AnalysisSpec, LatencyGoal, SuccessRateGoal};
 
     use super::*;
+    use crate::test_steps::{gate, weight};
 
     fn spec(deadline: &str) -> RolloutSpec {
-        let weight = |w| RolloutStep {
-            set_weight: Some(w),
-            ..RolloutStep::default()
-        };
-        let gate = || RolloutStep {
-            analysis: Some(AnalysisGate {}),
-            ..RolloutStep::default()
-        };
         RolloutSpec {
             steps: vec![weight(10), gate(), weight(50), gate(), weight(100)],
             analysis: Some(AnalysisSpec {

@@ -2,32 +2,12 @@
 
 use std::time::Duration;
 
-use weir_api::rollout::{AnalysisGate, AnalysisSpec, PauseStep, RolloutStep, SuccessRateGoal};
+use weir_api::rollout::{AnalysisSpec, RolloutStep, SuccessRateGoal};
 use weir_api::version_stats::{BucketEdges, LatencyHistogram, VersionCounts};
 
 use super::*;
 use crate::capacity::{CanaryHpa, CpuTarget};
-
-fn weight(w: i64) -> RolloutStep {
-    RolloutStep {
-        set_weight: Some(w),
-        ..RolloutStep::default()
-    }
-}
-fn gate() -> RolloutStep {
-    RolloutStep {
-        analysis: Some(AnalysisGate {}),
-        ..RolloutStep::default()
-    }
-}
-fn pause(d: Option<&str>) -> RolloutStep {
-    RolloutStep {
-        pause: Some(PauseStep {
-            duration: d.map(str::to_owned),
-        }),
-        ..RolloutStep::default()
-    }
-}
+use crate::test_steps::{gate, pause, weight};
 
 fn spec(steps: Vec<RolloutStep>, failure_limit: u32) -> RolloutSpec {
     RolloutSpec {

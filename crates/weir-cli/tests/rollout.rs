@@ -1,5 +1,7 @@
 //! Rollouts end to end, as a user runs them: a real `weir up`, real pods,
-//! the real gateway, and requests from real sockets the whole time.
+//! the real gateway, and requests from real sockets the whole time. Over
+//! 600 lines because each of the engine's behaviours has its end-to-end
+//! case here, on one set of helpers.
 
 mod support;
 

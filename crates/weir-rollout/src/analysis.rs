@@ -25,6 +25,10 @@
 //!   bounds over the stable's, each at half the level.
 //! - A goal the stable misses as well (a shared incident) does not Fail
 //!   the canary: it is Inconclusive and marked, and the engine holds.
+//!
+//! Over 600 lines because each goal's judgement sits beside the others it
+//! mirrors (one shape: verdict, confidence-sequence ends, estimate), with
+//! their table tests (the last third).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -34,6 +34,11 @@
 //!   replicas its new share needs ([`crate::capacity`]) and the shift waits
 //!   for them to be ready; once decided, a later estimate that lacks a
 //!   measurement does not excuse the wait.
+//!
+//! Over 600 lines because one decision reads as one sequence — the prior
+//! status, the command, the held weight, the analysis, the deadline, the
+//! steps, the capacity wait — each a function here over the same status;
+//! the types are in [`crate::status`], the tests in `engine/tests.rs`.
 
 use std::time::{Duration, SystemTime};
 

@@ -1,4 +1,7 @@
-//! The engine's decisions, driven through time.
+//! The engine's decisions, driven through time: one test per behaviour,
+//! each a rollout played against the engine by a small backend stand-in
+//! (`Sim`). Over 600 lines because every behaviour of the state machine has
+//! its case here.
 
 use std::time::Duration;
 

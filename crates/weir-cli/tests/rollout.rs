@@ -775,3 +775,50 @@ async fn a_shared_incident_holds_the_rollout_instead_of_rolling_the_canary_back(
         "{r}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_while_rolled_back_does_not_re_promote_the_unchanged_canary() {
+    let cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    let rollout = apply_rollout(
+        &cluster,
+        "  - setWeight: 30\n  - pause: {}\n  - setWeight: 100\n",
+        "2m",
+        "",
+    );
+    cluster
+        .wait_for("the pause", Duration::from_secs(20), |c| {
+            phase(c) == "Paused"
+        })
+        .await;
+    let abort = cluster.weir(&["rollout", "abort", "my-app"]);
+    assert!(
+        abort.status.success(),
+        "{}",
+        String::from_utf8_lossy(&abort.stderr)
+    );
+    // A GitOps re-sync edits the steps: the same canary stays rolled back.
+    let file = write_rollout(
+        rollout.path(),
+        "  - setWeight: 50\n  - pause: {}\n  - setWeight: 100\n",
+        "2m",
+    );
+    cluster.apply_ok(&file);
+    cluster
+        .wait_for("the edit seen", Duration::from_secs(20), |c| {
+            c.json("rollouts")[0]["status"]["history"]
+                .as_array()
+                .is_some_and(|h| {
+                    h.iter().any(|e| {
+                        e["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("stays rolled back"))
+                    })
+                })
+        })
+        .await;
+    let r = &cluster.json("rollouts")[0];
+    assert_eq!(r["status"]["phase"], "Aborted", "{r}");
+    let vs = &cluster.json("virtualservices")[0];
+    assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], 0, "{vs}");
+}

@@ -65,6 +65,21 @@ async fn walkthrough_failing(cluster: &Cluster, versions: &[&str], percent: u32)
     cluster.both_versions_ready().await;
 }
 
+/// Replaces my-app's VirtualService with one whose `http:` rules are
+/// `rules` (YAML at two spaces' indent), and applies it.
+fn apply_my_app_rules(cluster: &Cluster, rules: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let vs = dir.path().join("vs.yaml");
+    std::fs::write(
+        &vs,
+        format!(
+            "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata:\n  name: my-app\nspec:\n  hosts: [\"*\"]\n  gateways: [http-gateway]\n  http:\n{rules}"
+        ),
+    )
+    .unwrap();
+    cluster.apply_ok(&vs);
+}
+
 /// Sequential requests through the gateway on a thread until stopped.
 fn background_load(cluster: &Cluster) -> (Arc<AtomicBool>, std::thread::JoinHandle<LoadOutcome>) {
     let stop = Arc::new(AtomicBool::new(false));
@@ -538,14 +553,10 @@ async fn spec_traffic_sends_what_the_rules_match_needs() {
     let cluster = Cluster::up(&[]);
     cluster.walkthrough_ready().await;
     // Testers reach the split with a header; everyone else gets v1.
-    let dir = tempfile::tempdir().unwrap();
-    let vs = dir.path().join("vs.yaml");
-    std::fs::write(
-        &vs,
-        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata:\n  name: my-app\nspec:\n  hosts: [\"*\"]\n  gateways: [http-gateway]\n  http:\n  - match:\n    - headers:\n        x-beta: {exact: \"1\"}\n    route:\n    - destination: {host: my-app, subset: v1, port: {number: 80}}\n      weight: 90\n    - destination: {host: my-app, subset: v2, port: {number: 80}}\n      weight: 10\n  - route:\n    - destination: {host: my-app, subset: v1, port: {number: 80}}\n",
-    )
-    .unwrap();
-    cluster.apply_ok(&vs);
+    apply_my_app_rules(
+        &cluster,
+        "  - match:\n    - headers:\n        x-beta: {exact: \"1\"}\n    route:\n    - destination: {host: my-app, subset: v1, port: {number: 80}}\n      weight: 90\n    - destination: {host: my-app, subset: v2, port: {number: 80}}\n      weight: 10\n  - route:\n    - destination: {host: my-app, subset: v1, port: {number: 80}}\n",
+    );
     let _rollout = apply_rollout(
         &cluster,
         "  - setWeight: 20\n  - analysis: {}\n  - setWeight: 100\n",
@@ -686,14 +697,10 @@ async fn requests_another_rule_sends_the_canary_do_not_count_for_the_rollouts_ru
     cluster.walkthrough_ready().await;
     // Testers reach v2 through their own rule; the Rollout manages the
     // users' rule below it.
-    let dir = tempfile::tempdir().unwrap();
-    let vs = dir.path().join("vs.yaml");
-    std::fs::write(
-        &vs,
-        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata:\n  name: my-app\nspec:\n  hosts: [\"*\"]\n  gateways: [http-gateway]\n  http:\n  - match:\n    - headers:\n        x-tester: {exact: \"1\"}\n    route:\n    - destination: {host: my-app, subset: v2, port: {number: 80}}\n  - route:\n    - destination: {host: my-app, subset: v1, port: {number: 80}}\n      weight: 90\n    - destination: {host: my-app, subset: v2, port: {number: 80}}\n      weight: 10\n",
-    )
-    .unwrap();
-    cluster.apply_ok(&vs);
+    apply_my_app_rules(
+        &cluster,
+        "  - match:\n    - headers:\n        x-tester: {exact: \"1\"}\n    route:\n    - destination: {host: my-app, subset: v2, port: {number: 80}}\n  - route:\n    - destination: {host: my-app, subset: v1, port: {number: 80}}\n      weight: 90\n    - destination: {host: my-app, subset: v2, port: {number: 80}}\n      weight: 10\n",
+    );
     let _rollout = apply_rollout(
         &cluster,
         "  - setWeight: 10\n  - analysis: {}\n  - setWeight: 100\n",

@@ -1,4 +1,7 @@
-//! [`KubeBackend`]: the weir commands over the Kubernetes API.
+//! [`KubeBackend`]: the weir commands over the Kubernetes API. Over 600
+//! lines because it is one `impl Backend` (a trait's impl is one block);
+//! the pieces each method needs live in their own modules (errors, watch,
+//! port-forward, proxy config, kinds, usage).
 
 use std::collections::BTreeMap;
 use std::future::Future;

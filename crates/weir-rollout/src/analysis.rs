@@ -1,9 +1,12 @@
-//! Judging a canary from what was counted in its step's window: each goal
-//! gives Pass, Fail or Inconclusive, never a guess, and each verdict keeps
-//! its error rate however often the growing window is looked at
-//! ([`crate::sequential`]). Pass and Fail are held to their own levels
-//! ([`crate::budget::Levels`]). Each verdict carries its numbers and how
-//! many requests a conclusion would need if what was seen so far went on.
+//! Judging a canary (over 600 lines because each goal's judgement sits
+//! beside the others it mirrors — verdict, confidence-sequence ends,
+//! estimate — with their table tests, the last third) from what was counted
+//! in its step's window: each goal gives Pass, Fail or Inconclusive, never
+//! a guess, and each verdict keeps its error rate however often the growing
+//! window is looked at ([`crate::sequential`]). Pass and Fail are held to
+//! their own levels ([`crate::budget::Levels`]). Each verdict carries its
+//! numbers and how many requests a conclusion would need if what was seen
+//! so far went on.
 //!
 //! - Success rate (`min`): the non-5xx share's tests against `min`. The
 //!   interval shown is the confidence sequence: its lower end at the Pass
@@ -25,10 +28,6 @@
 //!   bounds over the stable's, each at half the level.
 //! - A goal the stable misses as well (a shared incident) does not Fail
 //!   the canary: it is Inconclusive and marked, and the engine holds.
-//!
-//! Over 600 lines because each goal's judgement sits beside the others it
-//! mirrors (one shape: verdict, confidence-sequence ends, estimate), with
-//! their table tests (the last third).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -1,9 +1,12 @@
-//! The rollout state machine: given a Rollout's spec, what was known of it,
-//! the time, the weight the gateway serves, the counts of the current
-//! analysis window and at most one user command, the next status and what
-//! to do. Pure: a backend supplies every input and carries out the weight
-//! change through the same path as `weir route`; the next step starts only
-//! once the gateway serves the new weight.
+//! The rollout state machine (over 600 lines because one decision reads as
+//! one sequence — prior status, command, held weight, analysis, deadline,
+//! steps, capacity wait — each a function here over the same status; types
+//! in [`crate::status`], tests in `engine/tests.rs`): given a Rollout's
+//! spec, what was known of it, the time, the weight the gateway serves, the
+//! counts of the current analysis window and at most one user command, the
+//! next status and what to do. Pure: a backend supplies every input and
+//! carries out the weight change through the same path as `weir route`; the
+//! next step starts only once the gateway serves the new weight.
 //!
 //! Choices where Argo Rollouts and Flagger differ or are silent:
 //! - analysis runs in the background from the first non-zero canary weight
@@ -34,11 +37,6 @@
 //!   replicas its new share needs ([`crate::capacity`]) and the shift waits
 //!   for them to be ready; once decided, a later estimate that lacks a
 //!   measurement does not excuse the wait.
-//!
-//! Over 600 lines because one decision reads as one sequence — the prior
-//! status, the command, the held weight, the analysis, the deadline, the
-//! steps, the capacity wait — each a function here over the same status;
-//! the types are in [`crate::status`], the tests in `engine/tests.rs`.
 
 use std::time::{Duration, SystemTime};
 

@@ -1,7 +1,6 @@
 //! Exit codes (`docs/CLI.md`) and the printing of the errors that set them.
 
 use weir_api::backend::BackendError;
-use weir_runtime::admin::ClientError;
 
 /// Success.
 pub const OK: u8 = 0;
@@ -16,14 +15,4 @@ pub const UNREACHABLE: u8 = 3;
 pub fn fail(e: BackendError) -> u8 {
     eprintln!("{e}");
     e.exit_code()
-}
-
-/// Prints an admin-client error and returns its exit code.
-pub fn report(e: ClientError) -> u8 {
-    eprintln!("{e}");
-    match e {
-        ClientError::Unreachable(..) => UNREACHABLE,
-        ClientError::Rejected(body) if body.invalid => BAD_INPUT,
-        ClientError::Rejected(_) => FAILED,
-    }
 }

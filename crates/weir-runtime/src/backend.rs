@@ -34,9 +34,16 @@ impl LocalBackend {
         }
     }
 
-    /// The admin client, for what only the embedded runtime offers (metrics, status, shutdown).
-    pub fn admin(&self) -> &AdminClient {
-        &self.client
+    /// Whether the runtime answers: `weir demo` waits for this after
+    /// starting `weir up` (a cluster has no such lifecycle).
+    pub async fn answers(&self) -> bool {
+        self.client.status().await.is_ok()
+    }
+
+    /// Stops the runtime (`weir down`) and returns once its process has
+    /// exited; its pods terminate gracefully first.
+    pub async fn shutdown(&self) -> Result<(), BackendError> {
+        Ok(self.client.shutdown().await?)
     }
 }
 

@@ -1,9 +1,9 @@
 //! `weir down`: stops the running `weir up`; its pods terminate gracefully.
 
 use clap::Args;
-use weir_runtime::admin::AdminClient;
+use weir_runtime::backend::LocalBackend;
 
-use crate::exit::{self, report};
+use crate::exit;
 use crate::state_dir::{self, StateArgs};
 
 /// `weir down` arguments.
@@ -16,12 +16,15 @@ pub struct DownArgs {
 
 /// Asks the runtime to stop and returns once it has.
 pub async fn run(args: DownArgs) -> u8 {
-    let client = AdminClient::new(&state_dir::resolve(args.state.state_dir));
-    match client.shutdown().await {
+    let runtime = LocalBackend::new(
+        &state_dir::resolve(args.state.state_dir),
+        weir_runtime::admin::DEFAULT_REQUEST_TIMEOUT,
+    );
+    match runtime.shutdown().await {
         Ok(()) => {
             println!("weir is down");
             exit::OK
         }
-        Err(e) => report(e),
+        Err(e) => exit::fail(e),
     }
 }

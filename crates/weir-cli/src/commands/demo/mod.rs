@@ -20,9 +20,10 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use tokio::time::Instant;
-use weir_api::load::read_sources;
-use weir_api::resource::ObjectRef;
-use weir_runtime::admin::AdminClient;
+use weir_api::backend::{Backend, BackendError, RouteChange, RuleSelector};
+use weir_api::load::load_paths;
+use weir_api::resource::{Kind, ObjectRef};
+use weir_runtime::backend::LocalBackend;
 
 use crate::checks::wait_replicas;
 use crate::exit;
@@ -264,30 +265,45 @@ pub struct Session {
     pub state: TargetArgs,
     /// The gateway's URL.
     pub url: String,
-    /// The admin API.
-    pub client: AdminClient,
+    /// Its runtime, driven as every command drives a backend.
+    pub backend: LocalBackend,
     _up: Up,
     _dir: tempfile::TempDir,
 }
 
-/// `weir route my-app v1=V1 v2=V2` through the admin API: returns once
-/// the gateway serves the new weights.
+/// `weir route my-app v1=V1 v2=V2`: returns once the gateway serves the
+/// new weights.
 pub async fn route_my_app(
-    client: &AdminClient,
+    backend: &LocalBackend,
     v1: u32,
     v2: u32,
-) -> Result<weir_api::backend::RouteChange, weir_runtime::admin::ClientError> {
-    client
-        .route(weir_runtime::admin::RouteRequest {
-            virtual_service: ObjectRef {
-                kind: weir_api::resource::Kind::VirtualService,
-                namespace: "default".into(),
-                name: "my-app".into(),
-            },
-            rule: weir_api::backend::RuleSelector::Default,
-            weights: vec![("v1".into(), v1), ("v2".into(), v2)],
-        })
+) -> Result<RouteChange, BackendError> {
+    let my_app = ObjectRef {
+        kind: Kind::VirtualService,
+        namespace: "default".into(),
+        name: "my-app".into(),
+    };
+    backend
+        .set_route_weights(
+            &my_app,
+            &RuleSelector::Default,
+            &[("v1".into(), v1), ("v2".into(), v2)],
+        )
         .await
+}
+
+/// `weir apply -f PATH...`: loads the files (and the image map beside
+/// them) and applies them; how many objects were applied.
+pub async fn apply_paths<P: AsRef<std::path::Path>>(
+    backend: &LocalBackend,
+    paths: &[P],
+) -> Result<usize, String> {
+    let manifests = load_paths(paths).map_err(|e| e.to_string())?;
+    backend
+        .apply(&manifests)
+        .await
+        .map(|objects| objects.len())
+        .map_err(|e| e.to_string())
 }
 
 /// The `istio_requests_total` answered by one version, from the gateway's
@@ -372,10 +388,10 @@ async fn start(demo: &mut Demo, scenario: Scenario) -> Option<Session> {
             return None;
         }
     };
-    let client = AdminClient::new(&state_dir);
+    let backend = LocalBackend::new(&state_dir, Duration::from_secs(30));
     let mut answered = false;
     while t.elapsed() < Duration::from_secs(20) {
-        if client.status().await.is_ok() {
+        if backend.answers().await {
             answered = true;
             break;
         }
@@ -398,7 +414,7 @@ async fn start(demo: &mut Demo, scenario: Scenario) -> Option<Session> {
         state_dir,
         state,
         url,
-        client,
+        backend,
         _up: up,
         _dir: dir,
     })
@@ -407,22 +423,18 @@ async fn start(demo: &mut Demo, scenario: Scenario) -> Option<Session> {
 /// The walkthrough's setup: apply its manifests, wait for both pods; false
 /// when a step failed (recorded).
 async fn deploy_walkthrough(demo: &mut Demo, session: &Session) -> bool {
-    let (manifests, state, client) = (&session.manifests, &session.state, &session.client);
+    let (manifests, state) = (&session.manifests, &session.state);
     // 2. Deploy the two versions, the routing rule and the autoscalers.
     let t = demo.step(
         "Deploy two versions, the 90/10 route and the autoscalers",
         "weir apply -f canary-istio/",
     );
-    let applied = match read_sources(&[manifests]) {
-        Ok(sources) => client.apply(sources).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let applied = apply_paths(&session.backend, &[manifests]).await;
     let ok = applied.is_ok();
     let detail = match applied {
-        Ok(objects) => format!(
-            "{} objects applied from the walkthrough's unmodified manifests",
-            objects.len()
-        ),
+        Ok(objects) => {
+            format!("{objects} objects applied from the walkthrough's unmodified manifests")
+        }
         Err(e) => e,
     };
     if !demo.record("apply the walkthrough's manifests", t, ok, detail) {
@@ -461,8 +473,8 @@ async fn clean_up(demo: &mut Demo, session: &Session, extra: Vec<ObjectRef>) {
     objects.extend(extra);
     objects.sort();
     objects.dedup();
-    let deleted = session.client.delete(objects).await.is_ok();
-    let down = session.client.shutdown().await.is_ok();
+    let deleted = session.backend.delete(&objects).await.is_ok();
+    let down = session.backend.shutdown().await.is_ok();
     demo.record(
         "clean up",
         t,

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
-use weir_api::load::read_sources;
+use weir_api::backend::Backend;
 use weir_api::resource::{Kind, ObjectRef};
 use weir_load::generator::Progress;
-use weir_runtime::admin::AdminClient;
+use weir_runtime::backend::LocalBackend;
 
-use super::{Demo, Session, requests_of_version, route_my_app};
+use super::{Demo, Session, apply_paths, requests_of_version, route_my_app};
 use crate::drive::{LoadSpec, options};
 
 /// The Rollout the demo applies, verbatim from the examples.
@@ -36,9 +36,9 @@ fn rollout_ref() -> ObjectRef {
     }
 }
 
-/// Applies one manifest text through the admin API.
+/// Writes one manifest text beside the others and applies it.
 async fn apply_text(
-    client: &AdminClient,
+    backend: &LocalBackend,
     dir: &std::path::Path,
     name: &str,
     text: &str,
@@ -46,12 +46,7 @@ async fn apply_text(
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let path = dir.join(name);
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let sources = read_sources(&[&path]).map_err(|e| e.to_string())?;
-    client
-        .apply(sources)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    apply_paths(backend, &[&path]).await.map(|_| ())
 }
 
 /// One line of the live view: phase, step, weights and the last verdicts.
@@ -98,16 +93,17 @@ fn live_line(o: &Value) -> String {
 
 /// Shows the Rollout live until its phase is final (or `within` passes);
 /// its last state.
-async fn watch(client: &AdminClient, within: Duration) -> Option<Value> {
+async fn watch(backend: &LocalBackend, within: Duration) -> Option<Value> {
     let started = Instant::now();
     let mut last_line = String::new();
     let mut last = None;
     while started.elapsed() < within {
-        let object = client
-            .list(Kind::Rollout, "default")
+        let object = backend
+            .get(&rollout_ref())
             .await
             .ok()
-            .and_then(|l| l.into_iter().find(|o| o["metadata"]["name"] == "my-app"));
+            .flatten()
+            .map(|live| live.object);
         if let Some(o) = object {
             let line = live_line(&o);
             if line != last_line {
@@ -147,16 +143,20 @@ fn outcome_of(o: &Option<Value>) -> String {
 }
 
 /// Waits until every pod of `deployment` runs its current template, ready.
-async fn updated(client: &AdminClient, deployment: &str, within: Duration) -> bool {
+async fn updated(backend: &LocalBackend, deployment: &str, within: Duration) -> bool {
     let started = Instant::now();
     while started.elapsed() < within {
-        let d = client
-            .list(Kind::Deployment, "default")
+        let d = backend
+            .get(&ObjectRef {
+                kind: Kind::Deployment,
+                namespace: "default".into(),
+                name: deployment.into(),
+            })
             .await
             .ok()
-            .and_then(|l| l.into_iter().find(|o| o["metadata"]["name"] == deployment));
+            .flatten();
         if let Some(d) = d {
-            let s = &d["status"];
+            let s = &d.object["status"];
             let n = |k: &str| s[k].as_u64().unwrap_or(0);
             if n("updatedReplicas") >= 1
                 && n("updatedReplicas") == n("replicas")
@@ -173,7 +173,7 @@ async fn updated(client: &AdminClient, deployment: &str, within: Duration) -> bo
 /// The scenario after both pods are ready; the objects it added, for the
 /// clean-up.
 pub async fn run(demo: &mut Demo, session: &Session) -> Vec<ObjectRef> {
-    let client = &session.client;
+    let backend = &session.backend;
     let work = session
         .manifests
         .parent()
@@ -219,11 +219,11 @@ pub async fn run(demo: &mut Demo, session: &Session) -> Vec<ObjectRef> {
         "weir apply -f canary-istio-rollout/ && weir rollout status my-app -w",
     );
     let before = counts();
-    if let Err(e) = apply_text(client, &work, "rollout.yaml", ROLLOUT).await {
+    if let Err(e) = apply_text(backend, &work, "rollout.yaml", ROLLOUT).await {
         demo.record("apply the Rollout", t, false, e);
         return vec![rollout_ref()];
     }
-    let good = watch(client, ROLLOUT_WITHIN).await;
+    let good = watch(backend, ROLLOUT_WITHIN).await;
     let succeeded = phase_of(&good) == "Succeeded";
     demo.record(
         "the good canary rolls out to 100 %",
@@ -249,11 +249,11 @@ pub async fn run(demo: &mut Demo, session: &Session) -> Vec<ObjectRef> {
         "weir delete rollout my-app; weir route my-app v1=100 v2=0; weir apply -f app-v2-bad.yaml",
     );
     let reset = async {
-        client
-            .delete(vec![rollout_ref()])
+        backend
+            .delete(&[rollout_ref()])
             .await
             .map_err(|e| e.to_string())?;
-        route_my_app(client, 100, 0)
+        route_my_app(backend, 100, 0)
             .await
             .map_err(|e| e.to_string())?;
         let v2 = super::FILES
@@ -268,8 +268,8 @@ pub async fn run(demo: &mut Demo, session: &Session) -> Vec<ObjectRef> {
             V2_ENV,
             &format!("{V2_ENV}        - name: ERROR_PERCENT\n          value: \"10\"\n"),
         );
-        apply_text(client, &work, "app-v2-bad.yaml", &bad).await?;
-        if updated(client, "my-app-v2", Duration::from_secs(60)).await {
+        apply_text(backend, &work, "app-v2-bad.yaml", &bad).await?;
+        if updated(backend, "my-app-v2", Duration::from_secs(60)).await {
             Ok(())
         } else {
             Err("the bad v2 was not ready within 60s".to_owned())
@@ -293,11 +293,11 @@ pub async fn run(demo: &mut Demo, session: &Session) -> Vec<ObjectRef> {
         "Roll the bad v2 out the same way",
         "weir apply -f canary-istio-rollout/ && weir rollout status my-app -w",
     );
-    if let Err(e) = apply_text(client, &work, "rollout.yaml", ROLLOUT).await {
+    if let Err(e) = apply_text(backend, &work, "rollout.yaml", ROLLOUT).await {
         demo.record("apply the Rollout", t, false, e);
         return vec![rollout_ref()];
     }
-    let bad = watch(client, ROLLOUT_WITHIN).await;
+    let bad = watch(backend, ROLLOUT_WITHIN).await;
     let rolled_back = phase_of(&bad) == "RolledBack";
     demo.record(
         "the bad canary is rolled back on its own",
@@ -314,10 +314,16 @@ pub async fn run(demo: &mut Demo, session: &Session) -> Vec<ObjectRef> {
         "Check that v2 gets no routed request after the rollback",
         "weir top --once",
     );
-    let v2_before = requests_of_version(&client.metrics().await.unwrap_or_default(), "v2.0.0");
+    let v2_before = requests_of_version(
+        &backend.gateway_metrics().await.unwrap_or_default(),
+        "v2.0.0",
+    );
     let answered_before = counts().0;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let v2_after = requests_of_version(&client.metrics().await.unwrap_or_default(), "v2.0.0");
+    let v2_after = requests_of_version(
+        &backend.gateway_metrics().await.unwrap_or_default(),
+        "v2.0.0",
+    );
     let answered = counts().0 - answered_before;
     demo.record(
         "the rolled-back v2 receives none of the traffic",

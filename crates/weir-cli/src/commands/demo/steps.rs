@@ -1,15 +1,13 @@
 //! The kubectl steps the strategy READMEs run, as demo steps: each shows
-//! its command, acts through the runtime's admin API (or the backend, for
-//! `patch`), and records a check.
+//! its command, acts through the session's backend as the command would,
+//! and records a check.
 
 use std::time::Duration;
 
 use serde_json::Value;
 use weir_api::backend::Backend;
-use weir_api::load::read_sources;
 use weir_api::patch::PatchType;
 use weir_api::resource::{Kind, ObjectRef};
-use weir_runtime::admin::ScaleRequest;
 
 use super::verdict::Answer;
 use super::{Demo, Session};
@@ -33,13 +31,10 @@ pub async fn apply(demo: &mut Demo, s: &Session, check: &'static str, files: &[&
     let t = demo.step(check, &format!("weir apply {command}"));
     let mut paths: Vec<_> = files.iter().map(|f| s.manifests.join(f)).collect();
     paths.push(s.manifests.join("weir-images.conf"));
-    let applied = match read_sources(&paths) {
-        Ok(sources) => s.client.apply(sources).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let applied = super::apply_paths(&s.backend, &paths).await;
     let ok = applied.is_ok();
     let detail = match applied {
-        Ok(objects) => format!("{} objects applied, unmodified", objects.len()),
+        Ok(objects) => format!("{objects} objects applied, unmodified"),
         Err(e) => e,
     };
     demo.record(check, t, ok, detail)
@@ -61,15 +56,12 @@ pub async fn rolled_out(
     let mut last = String::from("not found");
     while t.elapsed() < within {
         let list = s
-            .client
+            .backend
             .list(Kind::Deployment, "default")
             .await
             .unwrap_or_default();
-        if let Some(d) = list
-            .iter()
-            .find(|d| d["metadata"]["name"].as_str() == Some(deployment))
-        {
-            match rollout_state(d) {
+        if let Some(d) = list.iter().find(|d| d.name() == deployment) {
+            match rollout_state(&d.object) {
                 RolloutState::Done(line) => return demo.record(check, t, true, line),
                 RolloutState::Failed(line) => return demo.record(check, t, false, line),
                 RolloutState::Waiting(line) => last = line,
@@ -93,11 +85,8 @@ pub async fn scale(
         &format!("weir scale deployment {deployment} --replicas {replicas}"),
     );
     let done = s
-        .client
-        .scale(ScaleRequest {
-            deployment: object(Kind::Deployment, deployment),
-            replicas,
-        })
+        .backend
+        .scale(&object(Kind::Deployment, deployment), replicas)
         .await;
     let ok = done.is_ok();
     demo.record(
@@ -128,13 +117,11 @@ pub async fn patch(
             target.1
         ),
     );
-    let result = match s.state.backend().await {
-        Ok(backend) => backend
-            .patch(&object(target.0, target.1), PatchType::Strategic, patch)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let result = s
+        .backend
+        .patch(&object(target.0, target.1), PatchType::Strategic, patch)
+        .await
+        .map_err(|e| e.to_string());
     let ok = result.is_ok();
     demo.record(
         check,
@@ -162,7 +149,7 @@ pub async fn delete(
             target.1
         ),
     );
-    let deleted = s.client.delete(vec![object(target.0, target.1)]).await;
+    let deleted = s.backend.delete(&[object(target.0, target.1)]).await;
     let ok = matches!(&deleted, Ok(d) if d.iter().all(|(_, found)| *found));
     demo.record(
         check,
@@ -177,12 +164,14 @@ pub async fn delete(
 
 /// `minikube service NAME --url`: the Service's node port on the node.
 pub async fn service_url(s: &Session, name: &str) -> Option<String> {
-    let node = s.client.status().await.ok()?.node_ip?;
-    let services = s.client.list(Kind::Service, "default").await.ok()?;
-    let service = services
-        .iter()
-        .find(|o| o["metadata"]["name"].as_str() == Some(name))?;
-    weir_api::service_url::service_urls(service, &[node])
+    let nodes = s.backend.node_addresses().await.ok()?;
+    let service = s
+        .backend
+        .get(&object(Kind::Service, name))
+        .await
+        .ok()
+        .flatten()?;
+    weir_api::service_url::service_urls(&service.object, &nodes)
         .ok()?
         .into_iter()
         .next()
@@ -190,11 +179,13 @@ pub async fn service_url(s: &Session, name: &str) -> Option<String> {
 
 /// The ingress controller's URL, from the Ingress's status.
 pub async fn ingress_url(s: &Session, name: &str) -> Option<String> {
-    let ingresses = s.client.list(Kind::Ingress, "default").await.ok()?;
-    let at = ingresses
-        .iter()
-        .find(|o| o["metadata"]["name"].as_str() == Some(name))?
-        .pointer("/status/loadBalancer/ingress/0")?;
+    let ingress = s
+        .backend
+        .get(&object(Kind::Ingress, name))
+        .await
+        .ok()
+        .flatten()?;
+    let at = ingress.object.pointer("/status/loadBalancer/ingress/0")?;
     Some(format!(
         "http://{}:{}/",
         at["ip"].as_str()?,

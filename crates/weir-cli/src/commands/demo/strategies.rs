@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use weir_api::resource::Kind;
+use weir_api::backend::{Backend, LogOptions};
+use weir_api::resource::{Kind, ObjectRef};
 
 use super::sampler::Sampler;
 use super::steps::{
@@ -536,19 +537,22 @@ pub async fn ab_testing(demo: &mut Demo, s: &Session) {
 /// appended to the host).
 async fn shadow_copies(s: &Session) -> usize {
     let pods = s
-        .client
+        .backend
         .list(Kind::Pod, "default")
         .await
         .unwrap_or_default();
     let mut copies = 0;
-    for pod in pods.iter().filter_map(|p| p["metadata"]["name"].as_str()) {
-        if !pod.starts_with("my-app-v2-") {
+    for pod in pods.iter().filter(|p| p.name().starts_with("my-app-v2-")) {
+        let pod = ObjectRef {
+            kind: Kind::Pod,
+            namespace: "default".into(),
+            name: pod.name().to_owned(),
+        };
+        let Ok(mut log) = s.backend.logs(&pod, &LogOptions::default()).await else {
             continue;
-        }
-        if let Ok(path) = s.client.log_path("default", pod).await
-            && let Ok(text) = std::fs::read_to_string(path)
-        {
-            copies += text
+        };
+        while let Some(Ok(chunk)) = std::future::poll_fn(|cx| log.as_mut().poll_next(cx)).await {
+            copies += chunk
                 .lines()
                 .filter(|l| l.contains("\"message\":\"request\"") && l.contains("-shadow"))
                 .count();

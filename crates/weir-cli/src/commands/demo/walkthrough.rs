@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use weir_api::backend::Backend;
 use weir_api::resource::Kind;
 use weir_load::generator::Progress;
-use weir_runtime::admin::AdminClient;
+use weir_runtime::backend::LocalBackend;
 
 use super::{Demo, Session, requests_of_version, route_my_app};
 use crate::checks::{check_split, wait_replicas};
@@ -14,7 +15,7 @@ use crate::drive::{LoadSpec, options};
 
 /// The walkthrough's steps after both pods are ready.
 pub async fn run(demo: &mut Demo, session: &Session, scale_within: Duration) {
-    let (url, state, client) = (&session.url, &session.state, &session.client);
+    let (url, state, backend) = (&session.url, &session.state, &session.backend);
     let state_dir = &session.state_dir;
     // 4. Verify 90/10.
     let t = demo.step(
@@ -44,7 +45,7 @@ pub async fn run(demo: &mut Demo, session: &Session, scale_within: Duration) {
         "Change the split so v2 serves everything",
         "weir route my-app v1=0 v2=100",
     );
-    let change = route_my_app(client, 0, 100).await;
+    let change = route_my_app(backend, 0, 100).await;
     let ok = change.is_ok();
     demo.record(
         "route change served by the gateway",
@@ -87,7 +88,10 @@ pub async fn run(demo: &mut Demo, session: &Session, scale_within: Duration) {
         "Increase traffic and watch v2 scale",
         "weir load -c 4 -z 90s & weir verify --replicas my-app-v2>=2 --within 90s",
     );
-    let v1_before = requests_of_version(&client.metrics().await.unwrap_or_default(), "v1.0.0");
+    let v1_before = requests_of_version(
+        &backend.gateway_metrics().await.unwrap_or_default(),
+        "v1.0.0",
+    );
     let load_args = LoadSpec::closed_loop(Some(url.to_string()), 4, Some(scale_within), None);
     let progress = std::sync::Arc::new(Progress::default());
     let load = match options(&load_args, state).await {
@@ -100,19 +104,15 @@ pub async fn run(demo: &mut Demo, session: &Session, scale_within: Duration) {
         Err(_) => None,
     };
     let ticker = {
-        let (progress, client) = (progress.clone(), AdminClient::new(state_dir));
+        let progress = progress.clone();
+        let backend = LocalBackend::new(state_dir, Duration::from_secs(2));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                let pods = client.list(Kind::Pod, "default").await.unwrap_or_default();
+                let pods = backend.list(Kind::Pod, "default").await.unwrap_or_default();
                 let v2 = pods
                     .iter()
-                    .filter(|p| {
-                        p["metadata"]["name"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .starts_with("my-app-v2-")
-                    })
+                    .filter(|p| p.name().starts_with("my-app-v2-"))
                     .count();
                 println!(
                     "  … {} requests answered, my-app-v2 pods: {v2}",
@@ -140,7 +140,10 @@ pub async fn run(demo: &mut Demo, session: &Session, scale_within: Duration) {
 
     // 8. v1 received none of it.
     let t = demo.step("Check that v1 served none of the load", "weir top --once");
-    let v1_after = requests_of_version(&client.metrics().await.unwrap_or_default(), "v1.0.0");
+    let v1_after = requests_of_version(
+        &backend.gateway_metrics().await.unwrap_or_default(),
+        "v1.0.0",
+    );
     let delta = v1_after - v1_before;
     demo.record(
         "v1 receives none of the load",

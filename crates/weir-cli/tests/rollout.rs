@@ -44,25 +44,38 @@ fn phase(cluster: &Cluster) -> String {
         .unwrap_or_default()
 }
 
-/// The walkthrough's manifests with `ERROR_PERCENT` set on the versions
-/// named (`v1.0.0`, `v2.0.0`), applied; returns once both are ready.
-async fn walkthrough_failing(cluster: &Cluster, versions: &[&str], percent: u32) {
+/// The walkthrough's manifests, each file's text through `edit` (given
+/// the file name), applied; returns once both versions are ready.
+async fn walkthrough_edited(cluster: &Cluster, edit: &dyn Fn(&str, String) -> String) {
     let manifests = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(examples()).unwrap() {
         let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let text = versions.iter().fold(text, |t, v| {
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let text = edit(&name, std::fs::read_to_string(&path).unwrap());
+        std::fs::write(manifests.path().join(&name), text).unwrap();
+    }
+    cluster.apply_ok(manifests.path());
+    cluster
+        .wait_for("both deployments ready", Duration::from_secs(60), |c| {
+            c.ready("my-app-v1") == 1 && c.ready("my-app-v2") == 1
+        })
+        .await;
+}
+
+/// The walkthrough's manifests with `ERROR_PERCENT` set on the versions
+/// named (`v1.0.0`, `v2.0.0`), applied; returns once both are ready.
+async fn walkthrough_failing(cluster: &Cluster, versions: &[&str], percent: u32) {
+    walkthrough_edited(cluster, &|_, text| {
+        versions.iter().fold(text, |t, v| {
             t.replace(
                 &format!("        - name: VERSION\n          value: {v}\n"),
                 &format!(
                     "        - name: VERSION\n          value: {v}\n        - name: ERROR_PERCENT\n          value: \"{percent}\"\n"
                 ),
             )
-        });
-        std::fs::write(manifests.path().join(path.file_name().unwrap()), text).unwrap();
-    }
-    cluster.apply_ok(manifests.path());
-    cluster.both_versions_ready().await;
+        })
+    })
+    .await;
 }
 
 /// Replaces my-app's VirtualService with one whose `http:` rules are
@@ -228,6 +241,120 @@ async fn a_one_replica_canary_gets_the_replicas_its_full_share_needs_before_the_
         shown.contains(&format!("Capacity:  canary 100 %: needs {needed} replicas")),
         "{shown}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_capacity_decision_is_kept_when_its_measurement_goes_missing() {
+    // A 3 s window: once the load stops, the rate to estimate from is gone
+    // within 3 s, while the canary's new pods take 12 s or more to be ready.
+    let cluster = Cluster::up(&["--metrics-window", "3s"]);
+    walkthrough_edited(&cluster, &|file, text| {
+        if file != "app-v2.yaml" {
+            return text;
+        }
+        let probe = "            path: /ready\n            port: probe\n";
+        assert!(text.contains(probe), "{text}");
+        text.replace(
+            probe,
+            &format!("{probe}          initialDelaySeconds: 12\n"),
+        )
+    })
+    .await;
+    let (stop, load) = background_load(&cluster);
+    let _rollout = apply_rollout(
+        &cluster,
+        "  - setWeight: 10\n  - setWeight: 100\n",
+        "2m",
+        "",
+    );
+    let capacity = |c: &Cluster| {
+        c.json("rollouts")
+            .first()
+            .map(|r| r["status"]["capacity"].clone())
+            .unwrap_or_default()
+    };
+    cluster
+        .wait_for(
+            "a decision to raise the canary",
+            Duration::from_secs(60),
+            |c| {
+                let estimate = capacity(c);
+                estimate["share"] == 100
+                    && estimate["needed"]
+                        .as_i64()
+                        .is_some_and(|n| n > estimate["ready"].as_i64().unwrap_or(0))
+            },
+        )
+        .await;
+    // The measurement goes: no requests, no rate to estimate from.
+    stop.store(true, Ordering::SeqCst);
+    load.join().unwrap();
+    let mut kept_while_waiting = false;
+    cluster
+        .wait_for("the rollout to end", Duration::from_secs(90), |c| {
+            let Some(r) = c.json("rollouts").first().cloned() else {
+                return false;
+            };
+            let estimate = &r["status"]["capacity"];
+            if estimate["reason"]
+                .as_str()
+                .is_some_and(|m| m.contains("kept from the earlier estimate"))
+                && r["status"]["canaryWeight"] == 10
+            {
+                kept_while_waiting = true;
+            }
+            let p = r["status"]["phase"].as_str().unwrap_or_default().to_owned();
+            matches!(p.as_str(), "Succeeded" | "RolledBack" | "Aborted")
+        })
+        .await;
+    let status = cluster.json("rollouts")[0]["status"].clone();
+    assert_eq!(status["phase"], "Succeeded", "{status:#}");
+    assert!(
+        kept_while_waiting,
+        "the shift waited on the kept decision: {status:#}"
+    );
+    let estimate = &status["capacity"];
+    let needed = estimate["needed"].as_i64().unwrap();
+    assert!(needed >= 2, "{status:#}");
+    assert!(
+        estimate["ready"].as_i64().unwrap() >= needed,
+        "shifted only with the decided replicas ready: {status:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timed_pauses_as_long_as_the_deadline_do_not_count_against_it() {
+    let cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    let started = std::time::Instant::now();
+    let _rollout = apply_rollout(
+        &cluster,
+        "  - setWeight: 10\n  - pause: {duration: 3s}\n  - setWeight: 50\n  - pause: {duration: 3s}\n  - setWeight: 100\n",
+        "3s",
+        "",
+    );
+    cluster
+        .wait_for("the rollout to end", Duration::from_secs(60), |c| {
+            matches!(phase(c).as_str(), "Succeeded" | "RolledBack" | "Aborted")
+        })
+        .await;
+    let status = cluster.json("rollouts")[0]["status"].clone();
+    assert_eq!(
+        status["phase"], "Succeeded",
+        "two pauses of the whole deadline each are not a lack of progress: {status:#}"
+    );
+    assert!(
+        started.elapsed() > Duration::from_secs(6),
+        "both pauses ran their time"
+    );
+    let served: Vec<&str> = status["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.contains("the gateway serves canary"))
+        .collect();
+    assert_eq!(served.len(), 3, "{status:#}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

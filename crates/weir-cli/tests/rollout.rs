@@ -326,7 +326,7 @@ async fn a_capacity_decision_is_kept_when_its_measurement_goes_missing() {
 async fn timed_pauses_as_long_as_the_deadline_do_not_count_against_it() {
     let cluster = Cluster::up(&[]);
     cluster.walkthrough_ready().await;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let _rollout = apply_rollout(
         &cluster,
         "  - setWeight: 10\n  - pause: {duration: 3s}\n  - setWeight: 50\n  - pause: {duration: 3s}\n  - setWeight: 100\n",

@@ -153,7 +153,7 @@ impl LatencyHistogram {
 #[derive(Debug)]
 pub struct VersionStats {
     requests: AtomicU64,
-    server_errors: AtomicU64,
+    failures: AtomicU64,
     latency: [AtomicU64; LATENCY_BUCKETS],
 }
 
@@ -161,18 +161,19 @@ impl Default for VersionStats {
     fn default() -> Self {
         Self {
             requests: AtomicU64::new(0),
-            server_errors: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
             latency: [const { AtomicU64::new(0) }; LATENCY_BUCKETS],
         }
     }
 }
 
 impl VersionStats {
-    /// Counts one request that took `ms`; `server_error` for a 5xx.
-    pub fn record(&self, ms: f64, server_error: bool) {
+    /// Counts one request that took `ms` to its end; `failed` as
+    /// [`VersionCounts::failures`] counts it.
+    pub fn record(&self, ms: f64, failed: bool) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        if server_error {
-            self.server_errors.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.failures.fetch_add(1, Ordering::Relaxed);
         }
         self.latency[bucket_of(ms)].fetch_add(1, Ordering::Relaxed);
     }
@@ -181,7 +182,7 @@ impl VersionStats {
     pub fn counts(&self) -> VersionCounts {
         VersionCounts {
             requests: self.requests.load(Ordering::Relaxed),
-            server_errors: self.server_errors.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
             latency: LatencyHistogram {
                 edges: BucketEdges::Fine,
                 counts: self
@@ -200,8 +201,10 @@ impl VersionStats {
 pub struct VersionCounts {
     /// Requests answered or failed.
     pub requests: u64,
-    /// Of which 5xx.
-    pub server_errors: u64,
+    /// Of which failed: answered 5xx, never answered before the client
+    /// gave up (`0`/`DC`), or cut short by the upstream after the head
+    /// (`UC`).
+    pub failures: u64,
     /// Their latencies.
     #[serde(default)]
     pub latency: LatencyHistogram,
@@ -216,7 +219,7 @@ impl VersionCounts {
         }
         VersionCounts {
             requests: self.requests - earlier.requests,
-            server_errors: self.server_errors.saturating_sub(earlier.server_errors),
+            failures: self.failures.saturating_sub(earlier.failures),
             latency: LatencyHistogram {
                 edges: self.latency.edges.clone(),
                 counts: self
@@ -320,7 +323,7 @@ mod tests {
         s.record(2.0, true);
         s.record(2.0, false);
         let window = s.counts().since(&before);
-        assert_eq!((window.requests, window.server_errors), (2, 1));
+        assert_eq!((window.requests, window.failures), (2, 1));
         assert_eq!(window.latency.counts[bucket_of(2.0)], 2);
         assert_eq!(window.latency.total(), 2);
         let table = VersionTable::default();

@@ -26,6 +26,7 @@ pub mod report;
 pub mod retry;
 pub mod server;
 pub mod service_proxy;
+pub mod shared;
 pub mod snapshot;
 pub mod split;
 pub mod static_endpoints;
@@ -161,7 +162,7 @@ struct Control {
 
 /// A running gateway.
 pub struct Gateway {
-    shared: Arc<proxy::Shared>,
+    shared: Arc<shared::Shared>,
     service_backends: Arc<service_proxy::BackendTable>,
     options: GatewayOptions,
     control: Mutex<Control>,
@@ -177,7 +178,7 @@ impl Gateway {
             .transpose()
             .map_err(GatewayError::AccessLog)?;
         Ok(Self {
-            shared: Arc::new(proxy::Shared {
+            shared: Arc::new(shared::Shared {
                 snapshot: ArcSwap::from_pointee(snapshot::Snapshot::default()),
                 upstream: upstream::UpstreamSettings {
                     connect_timeout: options.connect_timeout,

@@ -2,14 +2,14 @@
 //! pingora gives a proxy): [`route`] (host and rule), [`fault`] (delay,
 //! abort), [`pick`] (destination and cluster), [`forward`] (headers,
 //! mirrors, attempts with retries within the timeout), [`respond`] (the
-//! response or a local reply) and `finish` (metrics and access log,
-//! [`crate::report`]). Each phase either hands the next what it needs or
-//! ends the request with a local reply and its response flag.
+//! response or a local reply), then the response goes out with the
+//! request's [`Record`], written when its stream ends ([`crate::report`]).
+//! Each phase either hands the next what it needs or ends the request with
+//! a local reply and its response flag.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -18,48 +18,26 @@ use hyper::body::{Body, Incoming};
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
-use crate::access_log::AccessLog;
 use crate::balance::{HashInput, cookie_value};
 use crate::canary::CanaryChoice;
-use crate::endpoint::{RequestBody, UpstreamBody, UpstreamEndpoint};
+use crate::endpoint::{RequestBody, UpstreamBody};
 use crate::headers::{
     Peer, apply_request_ops, apply_response_ops, authority_value, build_upstream,
     ensure_request_id, is_idempotent, normalize_host, prepare_upstream_headers, strip_hop_by_hop,
     strip_port,
 };
 use crate::matcher::RequestView;
-use crate::metrics::Metrics;
-use crate::report::{Outcome, Recorders, RequestLog, ResponseFlag, finish, labels_for};
+use crate::report::{Outcome, Record, RecordedBody, RequestLog, ResponseFlag, labels_for};
 use crate::retry::{Failure, backoff, should_retry};
+use crate::shared::Shared;
 use crate::snapshot::{Cluster, Entry, RouteDestination, Rule, Snapshot};
-use crate::upstream::{self, PooledBody, SendError, UpstreamSettings};
+use crate::upstream::{self, PooledBody, SendError};
 
-/// The body returned downstream: the upstream's, streamed, or a local reply.
-pub type DownstreamBody = Either<PooledBody, Full<Bytes>>;
+/// The body a phase answers with: the upstream's, streamed, or a local reply.
+type ReplyBody = Either<PooledBody, Full<Bytes>>;
 
-/// What the request path shares across connections.
-pub struct Shared {
-    /// The current routes and endpoints, swapped atomically.
-    pub snapshot: ArcSwap<Snapshot>,
-    /// How upstream connections are opened and kept.
-    pub upstream: UpstreamSettings,
-    /// Istio's metrics.
-    pub metrics: Metrics,
-    /// The access log, when enabled.
-    pub access_log: Option<AccessLog>,
-    /// `source_workload` in metrics.
-    pub workload: String,
-}
-
-impl Shared {
-    fn recorders(&self) -> Recorders<'_> {
-        Recorders {
-            metrics: &self.metrics,
-            access_log: self.access_log.as_ref(),
-            workload: &self.workload,
-        }
-    }
-}
+/// The body returned downstream: the reply, carrying the request's record.
+pub type DownstreamBody = RecordedBody<ReplyBody>;
 
 /// What every phase of one request reads.
 struct RequestContext<'a> {
@@ -87,39 +65,49 @@ pub async fn handle(
     let snapshot = shared.snapshot.load_full();
     ensure_request_id(req.headers_mut());
     let log = RequestLog::new(&req, started, shared.access_log.is_some());
-    let recorders = shared.recorders();
+    let mut record = Record::new(shared, log);
     let (rule, authority) = match route(&snapshot, entry, &mut req) {
         Ok(routed) => routed,
-        Err(flag) => return finish(&recorders, &log, reply_for(flag), Outcome::local(flag)),
+        Err(flag) => return record.respond(reply_for(flag), Outcome::local(flag)),
     };
+    let (shared, rule, progress) = record.route_to(rule);
     let ctx = RequestContext {
-        shared: &shared,
+        shared,
         peer: &peer,
         started,
         authority,
     };
-    if let Err(status) = fault(&rule).await {
-        let outcome = Outcome::local(ResponseFlag::FaultInjected);
-        return finish(
-            &recorders,
-            &log,
+    let (resp, outcome) = serve(&ctx, rule, progress, req).await;
+    record.respond(resp, outcome)
+}
+
+/// The phases after routing; where the request got to is kept current in
+/// `progress`, which the request's record reads if it is abandoned.
+async fn serve(
+    ctx: &RequestContext<'_>,
+    rule: &Rule,
+    progress: &mut Outcome,
+    req: Request<Incoming>,
+) -> (Response<ReplyBody>, Outcome) {
+    if let Err(status) = fault(rule).await {
+        return (
             local_reply(status, "fault filter abort"),
-            outcome,
+            Outcome::local(ResponseFlag::FaultInjected),
         );
     }
-    let picked = match pick(&rule, req.headers()) {
+    let picked = match pick(rule, req.headers()) {
         Ok(picked) => picked,
-        Err((flag, cluster)) => {
+        Err((flag, destination)) => {
             let outcome = Outcome {
-                cluster,
+                destination: Some(destination),
                 ..Outcome::local(flag)
             };
-            return finish(&recorders, &log, reply_for(flag), outcome);
+            return (reply_for(flag), outcome);
         }
     };
-    let forwarded = forward(&ctx, &rule, &picked, req).await;
-    let (resp, outcome) = respond(&rule, picked, forwarded);
-    finish(&recorders, &log, resp, outcome)
+    progress.destination = Some(picked.index);
+    let forwarded = forward(ctx, rule, &picked, req, progress).await;
+    respond(rule, picked, forwarded)
 }
 
 /// route: the first matching rule of the most specific virtual host of
@@ -179,6 +167,8 @@ async fn fault(rule: &Rule) -> Result<(), StatusCode> {
 
 /// Where [`pick`] sends a request.
 struct Picked<'r> {
+    /// The destination's index in the rule.
+    index: usize,
     destination: &'r RouteDestination,
     cluster: &'r Cluster,
     /// The version-affinity cookie to set, when one was chosen now.
@@ -187,21 +177,19 @@ struct Picked<'r> {
 
 /// pick: the destination (affinity cookie, else the shared smooth split)
 /// and its cluster, which must exist (else NC) and have a ready endpoint
-/// (else UH, with the cluster).
+/// (else UH); a failure names the destination it picked.
 #[inline(always)]
-fn pick<'r>(
-    rule: &'r Rule,
-    headers: &HeaderMap,
-) -> Result<Picked<'r>, (ResponseFlag, Option<&'r Cluster>)> {
+fn pick<'r>(rule: &'r Rule, headers: &HeaderMap) -> Result<Picked<'r>, (ResponseFlag, usize)> {
     let (index, affinity_cookie) = pick_destination(rule, headers);
     let destination = &rule.destinations[index];
     let Some(cluster) = destination.cluster.as_deref() else {
-        return Err((ResponseFlag::NoCluster, None));
+        return Err((ResponseFlag::NoCluster, index));
     };
     if cluster.endpoints.is_empty() {
-        return Err((ResponseFlag::NoHealthyUpstream, Some(cluster)));
+        return Err((ResponseFlag::NoHealthyUpstream, index));
     }
     Ok(Picked {
+        index,
         destination,
         cluster,
         affinity_cookie,
@@ -211,16 +199,18 @@ fn pick<'r>(
 /// How the last attempt ended. Answered is the common case and by far the
 /// largest; boxing it would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
-enum Attempt<'a> {
-    Answered(Response<PooledBody>, &'a UpstreamEndpoint, usize),
-    Failed(ResponseFlag, &'a UpstreamEndpoint),
+enum Attempt {
+    /// Answered by the endpoint of this index.
+    Answered(Response<PooledBody>, usize),
+    /// Failed at the endpoint of this index.
+    Failed(ResponseFlag, usize),
     /// The client's body could not be read: its error, not the destination's.
     Malformed,
 }
 
 /// What [`forward`] hands [`respond`].
-struct Forwarded<'a> {
-    attempt: Attempt<'a>,
+struct Forwarded {
+    attempt: Attempt,
     /// Attempts made, the resend of a stale connection not counted.
     attempts: u32,
     /// The consistent-hash cookie to set, when the policy chose one.
@@ -236,7 +226,8 @@ async fn forward<'r>(
     rule: &Rule,
     picked: &Picked<'r>,
     mut req: Request<Incoming>,
-) -> Forwarded<'r> {
+    progress: &mut Outcome,
+) -> Forwarded {
     let cluster = picked.cluster;
     prepare_upstream_headers(req.headers_mut(), ctx.peer, ctx.authority());
     apply_request_ops(req.headers_mut(), &rule.headers);
@@ -290,6 +281,7 @@ async fn forward<'r>(
             hash_cookie = pick.set_cookie;
         }
         tried.push(index);
+        progress.endpoint = Some(index);
         let endpoint = &cluster.endpoints[index];
         let upstream_body: UpstreamBody = match body.take() {
             Some(b) => Either::Left(b),
@@ -322,7 +314,7 @@ async fn forward<'r>(
                     tokio::time::sleep(backoff(rule.retry.backoff, attempts)).await;
                     continue;
                 }
-                break Attempt::Answered(resp, endpoint, index);
+                break Attempt::Answered(resp, index);
             }
             Ok(Err(SendError::Stale(_))) if may_resend => {
                 may_resend = false;
@@ -340,7 +332,7 @@ async fn forward<'r>(
             Err(()) if deadline.is_none_or(|d| Instant::now() < d) => {
                 (Failure::PerTryTimeout, ResponseFlag::UpstreamRequestTimeout)
             }
-            Err(()) => break Attempt::Failed(ResponseFlag::UpstreamRequestTimeout, endpoint),
+            Err(()) => break Attempt::Failed(ResponseFlag::UpstreamRequestTimeout, index),
         };
         if can_retry && should_retry(&rule.retry.on, failure) {
             if failure == Failure::ConnectFailure {
@@ -348,7 +340,7 @@ async fn forward<'r>(
             }
             continue;
         }
-        break Attempt::Failed(flag, endpoint);
+        break Attempt::Failed(flag, index);
     };
     Forwarded {
         attempt,
@@ -361,14 +353,13 @@ async fn forward<'r>(
 /// respond: the upstream's response with the route's header operations
 /// (or the local reply for a failure), plus the cookies picking chose.
 #[inline(always)]
-fn respond<'r>(
+fn respond(
     rule: &Rule,
-    picked: Picked<'r>,
-    forwarded: Forwarded<'r>,
-) -> (Response<DownstreamBody>, Outcome<'r>) {
-    let cluster = Some(picked.cluster);
+    picked: Picked<'_>,
+    forwarded: Forwarded,
+) -> (Response<ReplyBody>, Outcome) {
     let (mut resp, outcome) = match forwarded.attempt {
-        Attempt::Answered(resp, endpoint, index) => {
+        Attempt::Answered(resp, index) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             apply_response_ops(&mut parts.headers, &rule.headers);
@@ -384,10 +375,9 @@ fn respond<'r>(
                 } else {
                     ResponseFlag::None
                 },
-                cluster,
-                upstream: Some(endpoint),
-                endpoint_index: Some(index),
-                destination: Some(picked.destination),
+                destination: Some(picked.index),
+                endpoint: Some(index),
+                answered: true,
             };
             (Response::from_parts(parts, Either::Left(body)), outcome)
         }
@@ -395,13 +385,12 @@ fn respond<'r>(
             reply_for(ResponseFlag::DownstreamProtocolError),
             Outcome::local(ResponseFlag::DownstreamProtocolError),
         ),
-        Attempt::Failed(flag, endpoint) => {
+        Attempt::Failed(flag, index) => {
             let outcome = Outcome {
                 flag,
-                cluster,
-                upstream: Some(endpoint),
-                endpoint_index: None,
-                destination: Some(picked.destination),
+                destination: Some(picked.index),
+                endpoint: Some(index),
+                answered: false,
             };
             (reply_for(flag), outcome)
         }
@@ -474,7 +463,7 @@ fn send_mirror(ctx: &RequestContext<'_>, cluster: &Cluster, req: &Request<Incomi
     let endpoint = endpoint.clone();
     let shared = ctx.shared.clone();
     let labels = labels_for(
-        &shared.recorders(),
+        &shared.workload,
         Some(cluster),
         Some(&endpoint),
         0,
@@ -493,7 +482,7 @@ fn send_mirror(ctx: &RequestContext<'_>, cluster: &Cluster, req: &Request<Incomi
 }
 
 /// Envoy's local reply for a flag that ends a request here.
-fn reply_for(flag: ResponseFlag) -> Response<DownstreamBody> {
+fn reply_for(flag: ResponseFlag) -> Response<ReplyBody> {
     match flag {
         ResponseFlag::NoRoute => local_reply(StatusCode::NOT_FOUND, ""),
         // 400, and the connection closes: what follows on it cannot be trusted.
@@ -520,12 +509,15 @@ fn reply_for(flag: ResponseFlag) -> Response<DownstreamBody> {
         ResponseFlag::NoCluster
         | ResponseFlag::FaultInjected
         | ResponseFlag::None
-        | ResponseFlag::Retried => local_reply(StatusCode::SERVICE_UNAVAILABLE, ""),
+        | ResponseFlag::Retried
+        | ResponseFlag::DownstreamConnectionTermination => {
+            local_reply(StatusCode::SERVICE_UNAVAILABLE, "")
+        }
     }
 }
 
 /// An Envoy-style local reply.
-fn local_reply(status: StatusCode, text: &'static str) -> Response<DownstreamBody> {
+fn local_reply(status: StatusCode, text: &'static str) -> Response<ReplyBody> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
         text.as_bytes(),
     ))));

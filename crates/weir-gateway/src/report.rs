@@ -1,18 +1,26 @@
 //! How a request ended and what is recorded of it: Envoy's response
-//! flags, Istio's request metrics and the access-log line.
+//! flags, Istio's request metrics, the per-rule counters a Rollout judges
+//! and the access-log line — written when the response stream ends, as
+//! Envoy writes them, not when its head is ready: a client that gives up
+//! before the answer is recorded `0 DC` with the time it waited, a body the
+//! upstream cuts after the head keeps its code and is flagged `UC`, and
+//! every duration runs to the last byte handed to the client.
 
-use crate::endpoint::UpstreamEndpoint;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::SystemTime;
 
 use http::header;
 use http::{Method, Request, Response, Version};
-use hyper::body::{Body, Incoming};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Instant;
 
-use crate::access_log::AccessLog;
+use crate::endpoint::UpstreamEndpoint;
 use crate::headers::{X_FORWARDED_FOR, X_REQUEST_ID, authority_value};
-use crate::metrics::{Metrics, RequestLabels};
-use crate::snapshot::{Cluster, RouteDestination};
+use crate::metrics::RequestLabels;
+use crate::shared::Shared;
+use crate::snapshot::{Cluster, Rule};
 
 /// Envoy's response flags: why a request ended as it did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +45,8 @@ pub enum ResponseFlag {
     UpstreamRequestTimeout,
     /// Answered after retries (`URX`).
     Retried,
+    /// The client went away before the response ended (`DC`).
+    DownstreamConnectionTermination,
 }
 
 impl ResponseFlag {
@@ -53,40 +63,35 @@ impl ResponseFlag {
             ResponseFlag::UpstreamConnectionTermination => "UC",
             ResponseFlag::UpstreamRequestTimeout => "UT",
             ResponseFlag::Retried => "URX",
+            ResponseFlag::DownstreamConnectionTermination => "DC",
         }
     }
 }
 
-/// How a request ended, for the access log and metrics.
-pub(crate) struct Outcome<'a> {
+/// Where a request went, by index into its rule: the destination picked,
+/// the endpoint tried last, and how it ended so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Outcome {
     pub(crate) flag: ResponseFlag,
-    pub(crate) cluster: Option<&'a Cluster>,
-    pub(crate) upstream: Option<&'a UpstreamEndpoint>,
-    /// The endpoint's index in the cluster, for the resolved metrics of a 200.
-    pub(crate) endpoint_index: Option<usize>,
-    /// The rule destination it went through, for the rule's counters.
-    pub(crate) destination: Option<&'a RouteDestination>,
+    /// The rule's destination, once picked.
+    pub(crate) destination: Option<usize>,
+    /// The endpoint of the destination's cluster tried last.
+    pub(crate) endpoint: Option<usize>,
+    /// Whether that endpoint answered: a 200 it answered records through
+    /// the metric handles resolved once for it.
+    pub(crate) answered: bool,
 }
 
-impl Outcome<'_> {
-    /// A reply made by the gateway itself, no cluster involved.
+impl Outcome {
+    /// A reply made by the gateway itself, no destination involved.
     pub(crate) fn local(flag: ResponseFlag) -> Self {
         Self {
             flag,
-            cluster: None,
-            upstream: None,
-            endpoint_index: None,
             destination: None,
+            endpoint: None,
+            answered: false,
         }
     }
-}
-
-/// Where a request's record goes: Istio's metrics, the access log, and
-/// the workload named as their source.
-pub(crate) struct Recorders<'a> {
-    pub(crate) metrics: &'a Metrics,
-    pub(crate) access_log: Option<&'a AccessLog>,
-    pub(crate) workload: &'a str,
 }
 
 /// What metrics and the access log need from the request, captured before
@@ -94,6 +99,8 @@ pub(crate) struct Recorders<'a> {
 pub(crate) struct RequestLog {
     started: Instant,
     bytes_in: u64,
+    /// A HEAD request: its response has a head only, whatever it declares.
+    head_only: bool,
     detail: Option<Box<LogDetail>>,
 }
 
@@ -122,6 +129,7 @@ impl RequestLog {
         Self {
             started,
             bytes_in: req.body().size_hint().exact().unwrap_or(0),
+            head_only: req.method() == Method::HEAD,
             detail: logging.then(|| {
                 Box::new(LogDetail {
                     method: req.method().clone(),
@@ -149,7 +157,7 @@ const SOURCE_NAMESPACE: &str = "istio-system";
 
 /// Istio's labels for a request's metrics.
 pub(crate) fn labels_for(
-    recorders: &Recorders<'_>,
+    workload: &str,
     cluster: Option<&Cluster>,
     upstream: Option<&UpstreamEndpoint>,
     code: u16,
@@ -160,10 +168,10 @@ pub(crate) fn labels_for(
         |f: fn(&UpstreamEndpoint) -> &str| upstream.map_or_else(unknown, |u| f(u).to_owned());
     RequestLabels {
         reporter: "source".to_owned(),
-        source_workload: recorders.workload.to_owned(),
+        source_workload: workload.to_owned(),
         source_workload_namespace: SOURCE_NAMESPACE.to_owned(),
         source_principal: unknown(),
-        source_app: recorders.workload.to_owned(),
+        source_app: workload.to_owned(),
         source_version: unknown(),
         destination_workload: of_upstream(|u| &u.workload),
         destination_workload_namespace: match (cluster, upstream) {
@@ -180,7 +188,7 @@ pub(crate) fn labels_for(
         response_code: code,
         connection_security_policy: unknown(),
         response_flags: flags.to_owned(),
-        source_canonical_service: recorders.workload.to_owned(),
+        source_canonical_service: workload.to_owned(),
         destination_canonical_service: of_upstream(|u| &u.identity.canonical_service),
         source_canonical_revision: "latest".to_owned(),
         destination_canonical_revision: of_upstream(|u| &u.identity.canonical_revision),
@@ -189,78 +197,205 @@ pub(crate) fn labels_for(
     }
 }
 
-/// Records metrics and the access-log line, and returns the response.
-pub(crate) fn finish<B: Body>(
-    recorders: &Recorders<'_>,
-    log: &RequestLog,
-    resp: Response<B>,
-    outcome: Outcome<'_>,
-) -> Response<B> {
-    let elapsed = log.started.elapsed();
-    let flags = outcome.flag.as_str();
-    let code = resp.status().as_u16();
-    let bytes_out = resp.body().size_hint().exact().unwrap_or(0);
-    let duration_ms = elapsed.as_secs_f64() * 1000.0;
-    match (outcome.cluster, outcome.endpoint_index) {
-        // The common case records through handles resolved once per endpoint.
-        (Some(cluster), Some(i)) if code == 200 && outcome.flag == ResponseFlag::None => cluster
-            .ok_metrics[i]
-            .get_or_init(|| {
-                recorders.metrics.handles(&labels_for(
-                    recorders,
-                    outcome.cluster,
-                    outcome.upstream,
-                    code,
-                    flags,
-                ))
-            })
-            .record(duration_ms, log.bytes_in, bytes_out),
-        _ => recorders.metrics.record(
-            &labels_for(recorders, outcome.cluster, outcome.upstream, code, flags),
-            duration_ms,
-            log.bytes_in,
-            bytes_out,
-        ),
-    }
-    if let (Some(d), Some(u)) = (outcome.destination, outcome.upstream) {
-        let server_error = code >= 500;
-        let table = &recorders.metrics.rule_versions;
-        match outcome
-            .endpoint_index
-            .and_then(|i| d.rule_counters.by_endpoint.get(i))
-        {
-            // Resolved once per endpoint; a failed attempt looks it up.
-            Some(slot) => slot
-                .get_or_init(|| table.stats(&d.rule_counters.key(&u.version)))
-                .record(duration_ms, server_error),
-            None => table
-                .stats(&d.rule_counters.key(&u.version))
-                .record(duration_ms, server_error),
+/// One request's record, written exactly once: when its response stream
+/// ends, or — dropped before that — as the client's giving up. It owns
+/// what it names (the shared recorders, the rule, by index what in it the
+/// request reached), so it can travel with the response body.
+pub(crate) struct Record {
+    shared: Arc<Shared>,
+    log: RequestLog,
+    rule: Option<Arc<Rule>>,
+    /// Where the request got to; the request path keeps it current, so a
+    /// request abandoned mid-way names the endpoint that kept it waiting.
+    pub(crate) progress: Outcome,
+    /// The status sent, once the response head is on its way.
+    code: Option<u16>,
+    bytes_out: u64,
+    written: bool,
+}
+
+impl Record {
+    /// The record of a request that arrived at `log`'s start.
+    pub(crate) fn new(shared: Arc<Shared>, log: RequestLog) -> Self {
+        Self {
+            shared,
+            log,
+            rule: None,
+            progress: Outcome::local(ResponseFlag::None),
+            code: None,
+            bytes_out: 0,
+            written: false,
         }
     }
-    if let (Some(access_log), Some(detail)) = (recorders.access_log, &log.detail) {
-        let upstream = outcome
-            .upstream
-            .map_or_else(|| "-".to_owned(), |u| u.addr.to_string());
-        let cluster = outcome.cluster.map_or("-", |c| c.name.as_str());
-        access_log.write(format!(
-            "[{}] \"{} {} {:?}\" {} {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {}\n",
-            humantime::format_rfc3339_millis(detail.start),
-            detail.method,
-            detail.path,
-            detail.version,
-            code,
-            flags,
-            log.bytes_in,
-            bytes_out,
-            elapsed.as_millis(),
-            detail.forwarded_for,
-            detail.user_agent,
-            detail.request_id,
-            detail.authority,
-            upstream,
-            cluster,
-        ));
+
+    /// Keeps the rule the request matched (and with it its destinations'
+    /// clusters) for as long as the record lives. Returns what the phases
+    /// after routing need: the shared state, the rule, and the progress
+    /// they keep current.
+    pub(crate) fn route_to(&mut self, rule: Arc<Rule>) -> (&Arc<Shared>, &Rule, &mut Outcome) {
+        (&self.shared, self.rule.insert(rule), &mut self.progress)
     }
-    resp
+
+    /// Sends `resp` on its way with this record: written when its body
+    /// ends (or at once, for a response with no body to send).
+    pub(crate) fn respond<B: Body>(
+        mut self,
+        resp: Response<B>,
+        outcome: Outcome,
+    ) -> Response<RecordedBody<B>> {
+        self.progress = outcome;
+        self.code = Some(resp.status().as_u16());
+        if self.log.head_only || resp.body().is_end_stream() {
+            self.write(self.progress.flag);
+        }
+        resp.map(|body| RecordedBody { body, record: self })
+    }
+
+    /// Writes the metrics, the rule's counters and the access-log line.
+    fn write(&mut self, flag: ResponseFlag) {
+        if std::mem::replace(&mut self.written, true) {
+            return;
+        }
+        let elapsed = self.log.started.elapsed();
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        let code = self.code.unwrap_or(0);
+        let progress = self.progress;
+        let destination = self
+            .rule
+            .as_deref()
+            .zip(progress.destination)
+            .and_then(|(rule, d)| rule.destinations.get(d));
+        let cluster = destination.and_then(|d| d.cluster.as_deref());
+        let upstream = cluster
+            .zip(progress.endpoint)
+            .and_then(|(c, i)| c.endpoints.get(i))
+            .map(|e| &**e);
+        let metrics = &self.shared.metrics;
+        let workload = self.shared.workload.as_str();
+        let (bytes_in, bytes_out) = (self.log.bytes_in, self.bytes_out);
+        match (cluster, progress.endpoint) {
+            // The common case records through handles resolved once per endpoint.
+            (Some(c), Some(i))
+                if progress.answered && code == 200 && flag == ResponseFlag::None =>
+            {
+                if let Some(slot) = c.ok_metrics.get(i) {
+                    slot.get_or_init(|| {
+                        metrics.handles(&labels_for(
+                            workload,
+                            cluster,
+                            upstream,
+                            code,
+                            flag.as_str(),
+                        ))
+                    })
+                    .record(duration_ms, bytes_in, bytes_out);
+                }
+            }
+            _ => metrics.record(
+                &labels_for(workload, cluster, upstream, code, flag.as_str()),
+                duration_ms,
+                bytes_in,
+                bytes_out,
+            ),
+        }
+        if let (Some(d), Some(u)) = (destination, upstream) {
+            // What a Rollout counts as failed: a 5xx, no answer before the
+            // client gave up, an answer the upstream cut short.
+            let failed =
+                code >= 500 || code == 0 || flag == ResponseFlag::UpstreamConnectionTermination;
+            let table = &metrics.rule_versions;
+            let resolved = progress
+                .endpoint
+                .filter(|_| progress.answered)
+                .and_then(|i| d.rule_counters.by_endpoint.get(i));
+            match resolved {
+                // Resolved once per endpoint; a failed attempt looks it up.
+                Some(slot) => slot
+                    .get_or_init(|| table.stats(&d.rule_counters.key(&u.version)))
+                    .record(duration_ms, failed),
+                None => table
+                    .stats(&d.rule_counters.key(&u.version))
+                    .record(duration_ms, failed),
+            }
+        }
+        if let (Some(access_log), Some(detail)) = (&self.shared.access_log, &self.log.detail) {
+            let upstream = upstream.map_or_else(|| "-".to_owned(), |u| u.addr.to_string());
+            let cluster = cluster.map_or("-", |c| c.name.as_str());
+            access_log.write(format!(
+                "[{}] \"{} {} {:?}\" {} {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {}\n",
+                humantime::format_rfc3339_millis(detail.start),
+                detail.method,
+                detail.path,
+                detail.version,
+                code,
+                flag.as_str(),
+                bytes_in,
+                bytes_out,
+                elapsed.as_millis(),
+                detail.forwarded_for,
+                detail.user_agent,
+                detail.request_id,
+                detail.authority,
+                upstream,
+                cluster,
+            ));
+        }
+    }
+}
+
+impl Drop for Record {
+    /// Not written by now: the client went away — before the head (`0`),
+    /// or while the body was still on its way (the code sent).
+    fn drop(&mut self) {
+        self.write(ResponseFlag::DownstreamConnectionTermination);
+    }
+}
+
+/// A response body that writes its request's record when it ends: at its
+/// last frame (as it was), at an error from the upstream (`UC`, the code
+/// kept, as Envoy's `200 UC`), or dropped unfinished (`DC`).
+pub struct RecordedBody<B> {
+    body: B,
+    record: Record,
+}
+
+impl<B: Body + Unpin> Body for RecordedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        use bytes::Buf;
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref() {
+                    this.record.bytes_out += data.remaining() as u64;
+                }
+                if this.body.is_end_stream() {
+                    let flag = this.record.progress.flag;
+                    this.record.write(flag);
+                }
+            }
+            Some(Err(_)) => this
+                .record
+                .write(ResponseFlag::UpstreamConnectionTermination),
+            None => {
+                let flag = this.record.progress.flag;
+                this.record.write(flag);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }

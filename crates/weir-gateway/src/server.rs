@@ -15,7 +15,8 @@ use crate::conn_guard::{self, Activity, GuardLimits, Guarded};
 use crate::drain::Drain;
 use crate::head_timer::HeadTimer;
 use crate::headers::Peer;
-use crate::proxy::{Shared, handle};
+use crate::proxy::handle;
+use crate::shared::Shared;
 use crate::snapshot::Entry;
 
 /// Limits applied to every downstream connection.

@@ -25,7 +25,7 @@ fn window(requests: u64, errors: u64) -> VersionCounts {
     }
     VersionCounts {
         requests,
-        server_errors: errors,
+        failures: errors,
         latency,
     }
 }

@@ -182,7 +182,7 @@ pub fn shared_incident(judgements: &[Judgement]) -> bool {
 }
 
 fn good(c: &VersionCounts) -> u64 {
-    c.requests.saturating_sub(c.server_errors)
+    c.requests.saturating_sub(c.failures)
 }
 
 /// The share test's verdict against `p0`, and whether a Fail is one the
@@ -465,7 +465,7 @@ fn with_needed(
         let f = n as f64 / canary.requests as f64;
         VersionCounts {
             requests: n,
-            server_errors: (canary.server_errors as f64 * f).round() as u64,
+            failures: (canary.failures as f64 * f).round() as u64,
             latency: LatencyHistogram {
                 edges: canary.latency.edges.clone(),
                 counts: canary
@@ -515,7 +515,7 @@ mod tests {
         latency.add(latency_ms, requests);
         VersionCounts {
             requests,
-            server_errors: errors,
+            failures: errors,
             latency,
         }
     }
@@ -661,7 +661,7 @@ mod tests {
             latency.add(ms, n);
             VersionCounts {
                 requests: n,
-                server_errors: 0,
+                failures: 0,
                 latency,
             }
         };

@@ -71,7 +71,7 @@ fn counts(n: u64, errors: u64, (fast_ms, slow_ms, slow): (f64, f64, u64)) -> Ver
     latency.add(slow_ms, slow.min(n));
     VersionCounts {
         requests: n,
-        server_errors: errors.min(n),
+        failures: errors.min(n),
         latency,
     }
 }

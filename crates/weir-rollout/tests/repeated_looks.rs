@@ -223,7 +223,7 @@ fn a_canary_exactly_at_min_is_passed_and_failed_at_most_alpha_over_60_looks() {
     );
     let result = simulate(&spec, 11, &mut |rng, canary, _| {
         canary.requests += per_look;
-        canary.server_errors += binomial(rng, per_look, q);
+        canary.failures += binomial(rng, per_look, q);
     });
     assert_within_budget("successRate.min 99 at 99 %", result);
 }
@@ -241,9 +241,9 @@ fn a_canary_exactly_at_max_drop_from_the_stable_is_passed_and_failed_at_most_alp
     // canary exactly one point below.
     let result = simulate(&spec, 13, &mut |rng, canary, stable| {
         canary.requests += 50;
-        canary.server_errors += binomial(rng, 50, 0.015);
+        canary.failures += binomial(rng, 50, 0.015);
         stable.requests += 450;
-        stable.server_errors += binomial(rng, 450, 0.005);
+        stable.failures += binomial(rng, 450, 0.005);
     });
     assert_within_budget("maxDropFromStable 1 at 1 point", result);
 }

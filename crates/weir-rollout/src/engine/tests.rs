@@ -99,7 +99,7 @@ impl Sim {
         for (counts, (requests, errors)) in [(&mut self.canary, canary), (&mut self.stable, stable)]
         {
             counts.requests += requests;
-            counts.server_errors += errors;
+            counts.failures += errors;
             counts.latency.add(1.0, requests);
         }
         let window = Window {

@@ -26,8 +26,8 @@ struct Inner {
 }
 
 /// What the app does on purpose beyond the Go app: burn CPU (the
-/// autoscaling demo), answer a share of requests 500 and answer late (a bad
-/// canary for rollouts). All off by default.
+/// autoscaling demo), answer a share of requests 500, answer late or not at
+/// all (a bad canary for rollouts). All off by default.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
     /// CPU time burned per `GET /`.
@@ -36,6 +36,19 @@ pub struct Faults {
     pub error_percent: u8,
     /// Time added before each `GET /` answer.
     pub extra_latency: Option<Duration>,
+    /// Percent of `GET /` never answered, spread evenly.
+    pub hang_percent: u8,
+}
+
+/// How long a hung request is held before it is answered after all:
+/// longer than any client here waits, and bounded.
+pub const HANG_FOR: Duration = Duration::from_secs(60);
+
+/// Whether request `i` (from 0) is one of `percent` in every 100, spread
+/// evenly: it is when the running share reaches the next whole one.
+fn in_share(i: u64, percent: u8) -> bool {
+    let pct = u64::from(percent);
+    (i + 1) * pct / 100 > i * pct / 100
 }
 
 impl App {
@@ -80,11 +93,12 @@ impl Handler for App {
                 if let Some(late) = faults.extra_latency {
                     tokio::time::sleep(late).await;
                 }
-                // Request i fails when the running share of failures is
-                // below the asked one: exactly N of every 100, evenly spread.
+                // Exactly N of every 100 fail (or hang), evenly spread.
                 let i = self.0.served.fetch_add(1, Ordering::Relaxed);
-                let pct = u64::from(faults.error_percent);
-                if (i + 1) * pct / 100 > i * pct / 100 {
+                if in_share(i, faults.hang_percent) {
+                    tokio::time::sleep(HANG_FOR).await;
+                }
+                if in_share(i, faults.error_percent) {
                     text(StatusCode::INTERNAL_SERVER_ERROR, self.0.body.clone())
                 } else {
                     text(StatusCode::OK, self.0.body.clone())

@@ -47,6 +47,12 @@ struct Args {
     /// slow canary. Off unless set; the Go app has no such knob.
     #[arg(long, env = "EXTRA_LATENCY", value_parser = parse_burn)]
     extra_latency: Option<Duration>,
+    /// The share of `GET /` requests left hanging, percent (every
+    /// 100/N-th, evenly): each is answered only after a minute, to play a
+    /// canary that hangs. Off unless set; the
+    /// Go app has no such knob.
+    #[arg(long, env = "HANG_PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    hang_percent: Option<u8>,
 }
 
 /// How long in-flight requests may take to finish after a shutdown signal,
@@ -139,6 +145,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             cpu_burn: args.cpu_burn,
             error_percent: args.error_percent.unwrap_or(0),
             extra_latency: args.extra_latency,
+            hang_percent: args.hang_percent.unwrap_or(0),
         },
     );
     let app_task = tokio::spawn(serve::serve(app_listener, app, shutdown.clone()));

@@ -400,3 +400,18 @@ async fn a_bad_canary_answers_its_share_of_500s_evenly_and_late_when_asked() {
         assert_eq!(get(plain.app, "/").await.status, StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn a_hanging_canary_leaves_its_share_of_requests_unanswered_evenly() {
+    let app = MyApp::start_with(&LOOPBACK, &[("HANG_PERCENT", "25")]);
+    let mut answered = Vec::new();
+    for _ in 0..8 {
+        let asked = tokio::time::timeout(Duration::from_millis(500), get(app.app, "/")).await;
+        answered.push(asked.is_ok_and(|r| r.status == StatusCode::OK));
+    }
+    assert_eq!(
+        answered,
+        [true, true, true, false, true, true, true, false],
+        "every 4th request hangs, the others are answered"
+    );
+}

@@ -403,6 +403,59 @@ async fn a_canary_answering_errors_is_rolled_back_and_then_gets_no_routed_reques
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_canary_that_hangs_one_request_in_ten_is_never_promoted() {
+    let cluster = Cluster::up(&[]);
+    walkthrough_edited(&cluster, &|file, text| {
+        if file != "app-v2.yaml" {
+            return text;
+        }
+        let env = "        - name: VERSION\n          value: v2.0.0\n";
+        assert!(text.contains(env), "{text}");
+        text.replace(
+            env,
+            &format!("{env}        - name: HANG_PERCENT\n          value: \"10\"\n"),
+        )
+    })
+    .await;
+    // Clients that give up after a second, four at a time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, stop) = (cluster.addr(), stop.clone());
+            std::thread::spawn(move || {
+                support::load_until_within(addr, &stop, 100_000, Duration::from_secs(1))
+            })
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = dir.path().join("rollout.yaml");
+    std::fs::write(
+        &rollout,
+        "apiVersion: weir.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: my-app\nspec:\n  virtualService: my-app\n  stable: v1\n  canary: v2\n  steps:\n  - setWeight: 50\n  - analysis: {}\n  - setWeight: 100\n  analysis:\n    interval: 1s\n    confidence: 0.9\n    successRate: {min: 99}\n  progressDeadline: 2m\n",
+    )
+    .unwrap();
+    cluster.apply_ok(&rollout);
+    cluster
+        .wait_for("the rollout to end", Duration::from_secs(90), |c| {
+            let p = phase(c);
+            assert_ne!(
+                p,
+                "Succeeded",
+                "{}",
+                String::from_utf8_lossy(&c.weir(&["rollout", "status", "my-app"]).stdout)
+            );
+            p == "RolledBack"
+        })
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    let gave_up: usize = loads.into_iter().map(|l| l.join().unwrap().other).sum();
+    assert!(gave_up > 0, "the clients saw requests hang");
+    let status = cluster.weir(&["rollout", "status", "my-app"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("success-rate Fail"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn without_traffic_a_rollout_never_succeeds_and_pauses_at_its_deadline_for_a_person() {
     let cluster = Cluster::up(&[]);
     cluster.walkthrough_ready().await;

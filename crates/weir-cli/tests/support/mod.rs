@@ -288,6 +288,17 @@ pub fn load_until(
     stop: &std::sync::atomic::AtomicBool,
     limit: usize,
 ) -> LoadOutcome {
+    load_until_within(addr, stop, limit, Duration::from_secs(5))
+}
+
+/// As [`load_until`], each request given up after `patience` without an
+/// answer (counted in `other`).
+pub fn load_until_within(
+    addr: std::net::SocketAddr,
+    stop: &std::sync::atomic::AtomicBool,
+    limit: usize,
+    patience: Duration,
+) -> LoadOutcome {
     use std::io::{Read, Write};
     let mut outcome = LoadOutcome::default();
     while !stop.load(std::sync::atomic::Ordering::SeqCst) && outcome.total() < limit {
@@ -303,7 +314,7 @@ pub fn load_until(
                 continue;
             }
         };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = stream.set_read_timeout(Some(patience));
         let mut answer = Vec::new();
         let sent = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         let read = sent.and_then(|()| stream.read_to_end(&mut answer));

@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
-/// Parses a Go-style duration. Negative values and unknown units are errors.
+/// The longest duration Go's `time.ParseDuration` accepts (what Istio and
+/// Argo Rollouts parse with): `i64::MAX` nanoseconds, ≈ 2,562,047 hours.
+pub const MAX: Duration = Duration::from_nanos(i64::MAX as u64);
+
+/// Parses a Go-style duration. Negative values, unknown units and what Go
+/// would overflow on (beyond [`MAX`]) are errors.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {text:?} (expected e.g. 10s, 1.5s, 100ms)");
     if text.is_empty() || text.starts_with('-') {
@@ -35,6 +40,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         total += number * seconds_per_unit;
         rest = &rest[unit_len..];
     }
+    if total > MAX.as_secs_f64() {
+        return Err(format!(
+            "invalid duration {text:?}: out of range (at most 2562047h47m16.854775807s)"
+        ));
+    }
     Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
@@ -52,5 +62,18 @@ mod tests {
         for bad in ["", "10", "ten", "-1s", "5d", "s", "1..5s"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn bounded_as_go_bounds_them() {
+        assert_eq!(parse("2562047h"), Ok(Duration::from_secs(2_562_047 * 3600)));
+        for beyond in ["2562048h", "5000000000000000h", "1e30s"] {
+            let e = parse(beyond).unwrap_err();
+            assert!(
+                e.contains("out of range") || e.contains("invalid"),
+                "{beyond}: {e}"
+            );
+        }
+        assert!(parse("2562048h").unwrap_err().contains("out of range"));
     }
 }

@@ -198,8 +198,21 @@ fn container(c: &Container, at: &FieldPath, out: &mut Findings) {
         }
     }
     for (i, env) in c.env.iter().flatten().enumerate() {
+        let field = at.key("env").index(i).key("name");
         if env.name.is_empty() {
-            out.error(&at.key("env").index(i).key("name"), "Required value");
+            out.error(&field, "Required value");
+        } else if !env.name.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+            || env.name.contains('=')
+        {
+            // The API server's rule (RelaxedEnvironmentVariableValidation,
+            // on by default since Kubernetes 1.32).
+            out.error(
+                &field,
+                format!(
+                    "Invalid value: {:?}: a valid environment variable name must consist only of printable ASCII characters other than '='",
+                    env.name
+                ),
+            );
         }
     }
     for (field, probe) in [

@@ -163,3 +163,76 @@ async fn processes_that_are_not_the_runtimes_pods_survive_its_restarts() {
     let _ = bystander.kill();
     let _ = bystander.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_map_applied_with_other_manifests_changes_nothing_for_the_walkthrough() {
+    let cluster = Cluster::up(&[]);
+    cluster.walkthrough_ready().await;
+    // An unrelated directory whose map sends the walkthrough's image to a
+    // script that leaves a mark named after the pod running it.
+    let other = tempfile::tempdir().unwrap();
+    let marks = other.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let evil = other.path().join("evil.sh");
+    std::fs::write(
+        &evil,
+        format!(
+            "#!/bin/sh\ntouch \"{}/$HOSTNAME\"\nexec sleep 600\n",
+            marks.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        other.path().join("weir-images.conf"),
+        format!(
+            "containersol/k8s-deployment-strategies = {}\n",
+            evil.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        other.path().join("other.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: other\nspec:\n  selector:\n    matchLabels: {app: other}\n  template:\n    metadata:\n      labels: {app: other}\n    spec:\n      containers:\n      - name: other\n        image: containersol/k8s-deployment-strategies\n",
+    )
+    .unwrap();
+    cluster.apply_ok(other.path());
+    cluster
+        .wait_for(
+            "the other deployment's pod to run the script",
+            Duration::from_secs(30),
+            |_| {
+                std::fs::read_dir(&marks)
+                    .unwrap()
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("other-"))
+            },
+        )
+        .await;
+    // A new my-app-v1 pod still runs my-app.
+    let scaled = cluster.weir(&["scale", "deployment", "my-app-v1", "--replicas", "2"]);
+    assert!(
+        scaled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scaled.stderr)
+    );
+    cluster
+        .wait_for(
+            "a second my-app-v1 pod, ready",
+            Duration::from_secs(30),
+            |c| c.ready("my-app-v1") == 2,
+        )
+        .await;
+    let marked: Vec<String> = std::fs::read_dir(&marks)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        marked.iter().all(|m| m.starts_with("other-")),
+        "only the other deployment ran the script: {marked:?}"
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let answers = load_until(cluster.addr(), &stop, 50);
+    assert_eq!(answers.ok, 50, "my-app still answers: {answers:?}");
+}

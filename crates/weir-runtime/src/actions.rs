@@ -391,7 +391,7 @@ impl Runtime {
             .unwrap_or(30)
             .max(0) as u64;
         let ip = allocate_ip(&mut state.next_ip, &container);
-        let mut images = state.images.clone();
+        let mut images = state.programs_of(ns, &deployment.name);
         images.merge(self.config.images.clone());
         let log = self.log_file(ns, &name);
         let launch = pods::launch_for(

@@ -3,12 +3,14 @@
 //! ([`Runtime::store_objects`]) and, for routes, through the gateway before
 //! it is answered; a rejected write changes nothing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use weir_api::backend::{ApplyOutcome, RouteChange, RuleSelector};
 use weir_api::diagnostic::{Diagnostic, Severity};
+use weir_api::images::ImageMap;
 use weir_api::load::{Manifests, Source, load_sources};
 use weir_api::path::FieldPath;
 use weir_api::resource::{Kind, ObjectRef, Resource};
@@ -17,19 +19,21 @@ use weir_api::route::WeightChange;
 
 use crate::controllers::deployment::template_hash;
 use crate::error::RuntimeError;
+use crate::events::{EventType, Happened};
+use crate::image_scope::{ProgramChange, programs_after_apply};
 use crate::pods::{self, Phase, Pod};
 use crate::runtime::Runtime;
 use crate::state::State;
-use crate::store::{StoredObject, Written};
+use crate::store::{DeploymentPrograms, StoredObject, Written};
 use weir_rollout::engine::{CommandIntent, RolloutStatus};
 
 impl Runtime {
-    /// Stores objects (and image mappings) in one transaction.
+    /// Stores objects (and their Deployments' programs) in one transaction.
     pub(crate) fn store_objects(
         &self,
         state: &mut State,
         resources: &[Resource],
-        images: &[(String, String)],
+        programs: &[DeploymentPrograms],
     ) -> Result<Vec<Written>, RuntimeError> {
         let stored: Vec<StoredObject> = resources
             .iter()
@@ -38,7 +42,7 @@ impl Runtime {
                 manifest: serde_json::to_string(r).unwrap_or_default(),
             })
             .collect();
-        let written = self.store.apply(&stored, images)?;
+        let written = self.store.apply(&stored, programs)?;
         // Creation times, uids and generations as the store now has them.
         match self.store.object_meta() {
             Ok(meta) => state.meta = meta.into_iter().collect(),
@@ -55,13 +59,20 @@ impl Runtime {
     ) -> Result<Vec<(ObjectRef, ApplyOutcome)>, RuntimeError> {
         let manifests = load_sources(sources).map_err(|e| RuntimeError::Invalid(e.diagnostics))?;
         let mut state = self.state.lock().await;
-        self.check_runnable(&manifests, &state)?;
+        let programs = scoped_programs(&manifests, &state);
+        self.check_runnable(&manifests, &state, &programs)?;
         let resources: Vec<Resource> = manifests.resources().cloned().collect();
-        let images: Vec<(String, String)> = manifests
-            .images
-            .entries()
+        let stored_programs: Vec<DeploymentPrograms> = programs
             .iter()
-            .map(|e| (e.image.clone(), e.program.clone()))
+            .map(|(d, (map, _))| DeploymentPrograms {
+                namespace: d.namespace.clone(),
+                name: d.name.clone(),
+                entries: map
+                    .entries()
+                    .iter()
+                    .map(|e| (e.image.clone(), e.program.clone()))
+                    .collect(),
+            })
             .collect();
         // The gateway must accept the new routes (and bind any new Gateway
         // port) before anything is stored; if it cannot, nothing changes.
@@ -70,7 +81,7 @@ impl Runtime {
             state.objects.insert(r.clone());
         }
         let written = match self.sync_gateway(&mut state).await {
-            Ok(()) => self.store_objects(&mut state, &resources, &images),
+            Ok(()) => self.store_objects(&mut state, &resources, &stored_programs),
             Err(e) => Err(e),
         };
         let written = match written {
@@ -81,7 +92,22 @@ impl Runtime {
                 return Err(e);
             }
         };
-        state.images.merge(manifests.images);
+        for (d, (map, changes)) in programs {
+            for change in changes {
+                crate::log(&format!("{}/{}: {}", d.namespace, d.name, change.message()));
+                state.events.record(
+                    &d,
+                    Happened {
+                        kind: EventType::Normal,
+                        reason: "ProgramChanged",
+                        message: change.message(),
+                        source: "weir-apply",
+                    },
+                    std::time::SystemTime::now(),
+                );
+            }
+            state.programs.insert((d.namespace, d.name), map);
+        }
         drop(state);
         self.wake.notify_one();
         Ok(resources
@@ -101,15 +127,23 @@ impl Runtime {
     /// Every Deployment's container must have a program, and every
     /// Rollout's references must resolve: an error naming the file, line
     /// and field otherwise.
-    fn check_runnable(&self, manifests: &Manifests, state: &State) -> Result<(), RuntimeError> {
-        let mut images = state.images.clone();
-        images.merge(manifests.images.clone());
-        images.merge(self.config.images.clone());
+    fn check_runnable(
+        &self,
+        manifests: &Manifests,
+        state: &State,
+        programs: &ScopedPrograms,
+    ) -> Result<(), RuntimeError> {
         let mut errors = Vec::new();
         for o in &manifests.objects {
             let Resource::Deployment(d) = &o.resource else {
                 continue;
             };
+            let object = o.resource.object_ref();
+            let mut images = state.legacy_images.clone();
+            if let Some((own, _)) = programs.get(&object) {
+                images.merge(own.clone());
+            }
+            images.merge(self.config.images.clone());
             let containers = d
                 .spec
                 .template
@@ -448,4 +482,39 @@ fn object_json(state: &State, r: &Resource) -> serde_json::Value {
         _ => {}
     }
     v
+}
+
+/// Each applied Deployment's programs after the apply, and what changed.
+type ScopedPrograms = BTreeMap<ObjectRef, (ImageMap, Vec<ProgramChange>)>;
+
+/// The programs of the Deployments `manifests` apply: the image map
+/// applied with them, over each one's own programs so far.
+fn scoped_programs(manifests: &Manifests, state: &State) -> ScopedPrograms {
+    let mut out = BTreeMap::new();
+    for r in manifests.resources() {
+        let Resource::Deployment(d) = r else {
+            continue;
+        };
+        let object = r.object_ref();
+        let images: Vec<&str> = d
+            .spec
+            .template
+            .spec
+            .iter()
+            .flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            })
+            .filter_map(|c| c.image.as_deref())
+            .collect();
+        let previous = state
+            .programs
+            .get(&(object.namespace.clone(), object.name.clone()));
+        out.insert(
+            object,
+            programs_after_apply(previous, &manifests.images, &images),
+        );
+    }
+    out
 }

@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod hpa;
+pub mod image_scope;
 pub mod launch;
 pub mod pod_ip;
 pub mod pod_log;

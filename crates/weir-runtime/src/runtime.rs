@@ -140,9 +140,16 @@ impl Runtime {
         }
         let store = Store::open(&config.state_dir.join("state.db"))?;
         let gateway = Arc::new(Gateway::new(config.gateway.clone())?);
-        let mut images = ImageMap::default();
+        let mut legacy_images = ImageMap::default();
         for (image, program) in store.images()? {
-            images.insert(&image, &program);
+            legacy_images.insert(&image, &program);
+        }
+        let mut programs: BTreeMap<(String, String), ImageMap> = BTreeMap::new();
+        for [namespace, name, image, program] in store.deployment_images()? {
+            programs
+                .entry((namespace, name))
+                .or_default()
+                .insert(&image, &program);
         }
         let objects = restore_objects(&store)?;
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
@@ -190,7 +197,8 @@ impl Runtime {
                 objects,
                 meta,
                 removed,
-                images,
+                programs,
+                legacy_images,
                 pods,
                 next_ip: fastrand::u32(..POD_IP_SPACE),
                 rollout_status,

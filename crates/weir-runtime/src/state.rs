@@ -99,8 +99,12 @@ pub struct State {
     pub objects: Objects,
     /// Each object's creation time and uid, as the store keeps them.
     pub meta: BTreeMap<ObjectRef, ObjectMeta>,
-    /// The applied image maps.
-    pub images: ImageMap,
+    /// Each Deployment's programs by image (`namespace`, `name`): the
+    /// image map applied with it ([`crate::image_scope`]).
+    pub programs: BTreeMap<(String, String), ImageMap>,
+    /// The image map of stores from before programs were scoped to their
+    /// Deployments; used only for an image its Deployment does not map.
+    pub legacy_images: ImageMap,
     /// The pods.
     pub pods: BTreeMap<PodKey, Pod>,
     /// Pods gone since their records were last synced to the store.
@@ -135,6 +139,16 @@ pub struct State {
 }
 
 impl State {
+    /// The programs a Deployment's pods run, before the runtime's own
+    /// `--image` flags: its own, over the pre-scoping map.
+    pub fn programs_of(&self, namespace: &str, name: &str) -> ImageMap {
+        let mut images = self.legacy_images.clone();
+        if let Some(own) = self.programs.get(&(namespace.to_owned(), name.to_owned())) {
+            images.merge(own.clone());
+        }
+        images
+    }
+
     /// Stops the load weir sends for a Rollout, if any.
     pub fn stop_traffic(&mut self, rollout: &ObjectRef) {
         if let Some((_, task)) = self.traffic.remove(rollout) {

@@ -38,6 +38,17 @@ pub enum Written {
     Unchanged,
 }
 
+/// The programs one Deployment's images run, written with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentPrograms {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Image and program, for each image it maps.
+    pub entries: Vec<(String, String)>,
+}
+
 impl Store {
     /// Opens (creating if needed, 0600) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -66,6 +77,10 @@ impl Store {
                 manifest TEXT NOT NULL, revision INTEGER NOT NULL,
                 PRIMARY KEY (kind, namespace, name));
              CREATE TABLE IF NOT EXISTS images (image TEXT PRIMARY KEY, program TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS deployment_images (
+                namespace TEXT NOT NULL, name TEXT NOT NULL, image TEXT NOT NULL,
+                program TEXT NOT NULL,
+                PRIMARY KEY (namespace, name, image));
              CREATE TABLE IF NOT EXISTS revision (id INTEGER PRIMARY KEY AUTOINCREMENT);
              CREATE TABLE IF NOT EXISTS object_meta (
                 kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
@@ -137,7 +152,20 @@ impl Store {
         Ok(out)
     }
 
-    /// The stored image mappings.
+    /// Each Deployment's programs, by image (namespace, name, image, program).
+    pub fn deployment_images(&self) -> Result<Vec<[String; 4]>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT namespace, name, image, program FROM deployment_images ORDER BY namespace, name, image",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok([row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?])
+        })?;
+        rows.collect::<Result<_, _>>().map_err(StoreError)
+    }
+
+    /// The image mappings stores kept before they were scoped to their
+    /// Deployments: read (for what was applied then), never written.
     pub fn images(&self) -> Result<Vec<(String, String)>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare("SELECT image, program FROM images ORDER BY image")?;
@@ -145,11 +173,12 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(StoreError)
     }
 
-    /// Writes objects and image mappings in one transaction.
+    /// Writes objects and the programs of the Deployments among them in
+    /// one transaction.
     pub fn apply(
         &self,
         objects: &[StoredObject],
-        images: &[(String, String)],
+        programs: &[DeploymentPrograms],
     ) -> Result<Vec<Written>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -219,11 +248,17 @@ impl Store {
             }
             written.push(outcome);
         }
-        for (image, program) in images {
+        for p in programs {
             tx.execute(
-                "INSERT INTO images (image, program) VALUES (?1, ?2) ON CONFLICT (image) DO UPDATE SET program = excluded.program",
-                params![image, program],
+                "DELETE FROM deployment_images WHERE namespace = ?1 AND name = ?2",
+                params![p.namespace, p.name],
             )?;
+            for (image, program) in &p.entries {
+                tx.execute(
+                    "INSERT INTO deployment_images (namespace, name, image, program) VALUES (?1, ?2, ?3, ?4)",
+                    params![p.namespace, p.name, image, program],
+                )?;
+            }
         }
         tx.commit()?;
         Ok(written)
@@ -240,10 +275,12 @@ impl Store {
                 params![o.kind.name(), o.namespace, o.name],
             )?;
             if o.kind == Kind::Deployment {
-                tx.execute(
-                    "DELETE FROM template_history WHERE namespace = ?1 AND name = ?2",
-                    params![o.namespace, o.name],
-                )?;
+                for table in ["template_history", "deployment_images"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE namespace = ?1 AND name = ?2"),
+                        params![o.namespace, o.name],
+                    )?;
+                }
             }
             for table in ["object_meta", "object_status", "pending_command"] {
                 tx.execute(
@@ -567,7 +604,11 @@ mod tests {
             store
                 .apply(
                     &[obj("a", "1"), obj("b", "2")],
-                    &[("img".into(), "prog".into())]
+                    &[DeploymentPrograms {
+                        namespace: "default".into(),
+                        name: "b".into(),
+                        entries: vec![("img".into(), "prog".into())],
+                    }]
                 )
                 .unwrap(),
             vec![Written::Unchanged, Written::Configured]
@@ -584,10 +625,8 @@ mod tests {
                 .manifest,
             "2"
         );
-        assert_eq!(
-            store.images().unwrap(),
-            vec![("img".to_owned(), "prog".to_owned())]
-        );
+        let b_runs_prog = ["default", "b", "img", "prog"].map(str::to_owned);
+        assert_eq!(store.deployment_images().unwrap(), vec![b_runs_prog]);
         assert_eq!(
             store
                 .delete(&[obj("a", "").object, obj("zz", "").object])
@@ -595,6 +634,14 @@ mod tests {
             vec![true, false]
         );
         assert_eq!(store.objects().unwrap().len(), 1);
+        // A deleted Deployment's programs go with it.
+        let b = ObjectRef {
+            kind: Kind::Deployment,
+            namespace: "default".into(),
+            name: "b".into(),
+        };
+        store.delete(&[b]).unwrap();
+        assert!(store.deployment_images().unwrap().is_empty());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::matcher::{BadMatch, RuleMatch, qualify};
 use crate::retry::{RetryOn, RetryPolicy};
 use crate::snapshot::{
     Cluster, Domain, Endpoint, Fault, HeaderOps, Listener, Mirror, RouteDestination, RouteInputs,
-    Rule, RuleCounters, ServiceKey, Snapshot, VirtualHost,
+    Rule, RuleCounters, ServiceKey, Snapshot, VirtualHost, WaitBound,
 };
 use crate::split::SmoothSplit;
 
@@ -300,6 +300,7 @@ impl Compiler {
             mirrors,
             headers: header_ops(route.headers.as_ref(), &owner)?,
             canary: None,
+            waits_as: WaitBound::Envoy,
         })
     }
 

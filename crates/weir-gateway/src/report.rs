@@ -47,6 +47,8 @@ pub enum ResponseFlag {
     Retried,
     /// The client went away before the response ended (`DC`).
     DownstreamConnectionTermination,
+    /// Nothing came from the upstream for the stream idle timeout (`SI`).
+    StreamIdleTimeout,
 }
 
 impl ResponseFlag {
@@ -64,6 +66,7 @@ impl ResponseFlag {
             ResponseFlag::UpstreamRequestTimeout => "UT",
             ResponseFlag::Retried => "URX",
             ResponseFlag::DownstreamConnectionTermination => "DC",
+            ResponseFlag::StreamIdleTimeout => "SI",
         }
     }
 }
@@ -300,9 +303,14 @@ impl Record {
         }
         if let (Some(d), Some(u)) = (destination, upstream) {
             // What a Rollout counts as failed: a 5xx, no answer before the
-            // client gave up, an answer the upstream cut short.
-            let failed =
-                code >= 500 || code == 0 || flag == ResponseFlag::UpstreamConnectionTermination;
+            // client gave up or the wait's bound, an answer the upstream cut
+            // short.
+            let failed = code >= 500
+                || code == 0
+                || matches!(
+                    flag,
+                    ResponseFlag::UpstreamConnectionTermination | ResponseFlag::StreamIdleTimeout
+                );
             let table = &metrics.rule_versions;
             let resolved = progress
                 .endpoint

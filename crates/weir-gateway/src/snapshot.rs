@@ -231,6 +231,10 @@ pub struct Rule {
     /// An Ingress canary's header and cookie rules (destination 1 is the
     /// canary); the split decides what they leave.
     pub canary: Option<CanaryPolicy>,
+    /// Whose bound on the wait for a response head the rule keeps: an
+    /// Istio route's (Envoy's stream idle timeout) or an Ingress's
+    /// (ingress-nginx's read timeout).
+    pub waits_as: WaitBound,
 }
 
 /// How a virtual host's domain is compared with the request's host.
@@ -432,4 +436,15 @@ mod tests {
         exact_only.set_virtual_hosts(vec![host("shop.example.com")]);
         assert!(exact_only.virtual_host("other.example.com").is_none());
     }
+}
+
+/// Whose bound on the wait for a response head a rule keeps, when nothing
+/// tighter (a route or per-try timeout) does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WaitBound {
+    /// Envoy's stream idle timeout: 408, flag `SI`.
+    #[default]
+    Envoy,
+    /// ingress-nginx's `proxy-read-timeout`: 504, flag `UT`.
+    IngressNginx,
 }

@@ -83,6 +83,13 @@ async fn misbehave(mut stream: TcpStream, served: Arc<AtomicUsize>) {
 /// A gateway whose only route goes to the faulty upstream, labelled as
 /// the walkthrough's v2; its access log goes to `log`.
 async fn faulty(log: &std::path::Path) -> (Arc<weir_gateway::Gateway>, String) {
+    faulty_with(logging_to(log)).await
+}
+
+/// As [`faulty`], with these options.
+async fn faulty_with(
+    options: weir_gateway::GatewayOptions,
+) -> (Arc<weir_gateway::Gateway>, String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = Arc::new(AtomicUsize::new(0));
@@ -96,7 +103,7 @@ async fn faulty(log: &std::path::Path) -> (Arc<weir_gateway::Gateway>, String) {
         addr.ip(),
         addr.port()
     );
-    gateway_with(&[GATEWAY, &split(0, 100), SUBSETS, &entry], logging_to(log)).await
+    gateway_with(&[GATEWAY, &split(0, 100), SUBSETS, &entry], options).await
 }
 
 /// Sends GET `path` on a connection of its own and reads the body to its
@@ -271,4 +278,21 @@ async fn a_hang_the_client_abandons_is_recorded_0_dc_with_its_wait_and_fails() {
         3,
         "{lines:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_answers_is_bounded_by_the_stream_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = weir_gateway::GatewayOptions {
+        stream_idle_timeout: Duration::from_millis(500),
+        ..logging_to(&dir.path().join("access.log"))
+    };
+    let (gw, url) = faulty_with(options).await;
+    let started = Instant::now();
+    let (status, _, body) = get(&format!("{url}/hang"), &[]).await;
+    assert_eq!(status, http::StatusCode::REQUEST_TIMEOUT, "{body}");
+    assert_eq!(body, "stream timeout");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    recorded(&gw, "istio_requests_total", "408", "SI", 1.0).await;
+    assert_eq!(v2_counts(&gw), (1, 1), "a request never answered failed");
 }

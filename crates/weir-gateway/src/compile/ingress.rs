@@ -19,7 +19,9 @@ use weir_api::k8s_openapi::api::networking::v1::Ingress;
 use super::{Compiler, ConfigError, name_of, ns_of};
 use crate::canary::CanaryPolicy;
 use crate::endpoint::UpstreamEndpoint;
-use crate::snapshot::{Cluster, Domain, Endpoint, Listener, RouteInputs, ServiceKey, VirtualHost};
+use crate::snapshot::{
+    Cluster, Domain, Endpoint, Listener, RouteInputs, ServiceKey, VirtualHost, WaitBound,
+};
 
 /// A host and path claimed by a main Ingress, with the canary merged in.
 struct Claimed<'a> {
@@ -159,6 +161,7 @@ impl Compiler {
                 &vs, &name, c.position, &route, inputs, endpoints, clusters, live,
             )?;
             rule.canary = policy;
+            rule.waits_as = WaitBound::IngressNginx;
             let domain = Domain::parse(c.route.host.as_deref().unwrap_or("*"));
             let i = *host_index.entry(domain.clone()).or_insert_with(|| {
                 hosts.push(VirtualHost {
@@ -348,8 +351,15 @@ mod tests {
             ("nope.com", "/x", Some("svc-any")),
         ];
         for (host, path, want) in rows {
-            let got = routed(&snapshot, host, path).map(|r| service_of(&r, 0));
+            let rule = routed(&snapshot, host, path);
+            let got = rule.as_ref().map(|r| service_of(r, 0));
             assert_eq!(got.as_deref(), want, "{host}{path}");
+            // ingress-nginx's bound on the wait for an answer, not Envoy's.
+            assert_eq!(
+                rule.map(|r| r.waits_as),
+                want.map(|_| WaitBound::IngressNginx),
+                "{host}{path}"
+            );
         }
     }
 

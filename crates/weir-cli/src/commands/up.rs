@@ -48,7 +48,8 @@ pub struct UpArgs {
     /// Map an image to a local program, IMAGE=PROGRAM (repeatable).
     #[arg(long = "image", value_parser = parse_image)]
     pub images: Vec<(String, String)>,
-    /// Gateway access log: a file, or `-` for stdout.
+    /// Gateway access log: a file (rotated as pods' logs are, within
+    /// --pod-log-max-bytes × --pod-log-max-files), or `-` for stdout.
     #[arg(long)]
     pub access_log: Option<String>,
     /// How long pods keep running after `weir up` died without stopping
@@ -82,10 +83,6 @@ pub async fn run(args: UpArgs) -> u8 {
     let mut config = RuntimeConfig::new(dir.clone());
     config.gateway.port_map = args.port_map.iter().copied().collect::<BTreeMap<_, _>>();
     config.gateway.ingress_port = args.ingress_port;
-    config.gateway.access_log = args.access_log.as_deref().map(|p| match p {
-        "-" => AccessLogTarget::Stdout,
-        path => AccessLogTarget::File(PathBuf::from(path)),
-    });
     config.hpa_sync_period = args.hpa_sync_period;
     config.restart_backoff = args.restart_backoff;
     config.metrics_window = args.metrics_window;
@@ -94,6 +91,11 @@ pub async fn run(args: UpArgs) -> u8 {
         max_bytes: args.pod_log_max_bytes,
         max_files: args.pod_log_max_files,
     };
+    // The access log rotates within the pods' log limits.
+    config.gateway.access_log = args.access_log.as_deref().map(|p| match p {
+        "-" => AccessLogTarget::Stdout,
+        path => AccessLogTarget::File(PathBuf::from(path), config.log_limits),
+    });
     config.gateway.limits.guard = weir_gateway::conn_guard::GuardLimits {
         first_bytes_timeout: args.first_bytes_timeout,
         idle_timeout: args.idle_timeout,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use weir_api::load::load_paths;
+use weir_api::rotating_file::LogLimits;
 use weir_gateway::conn_guard::GuardLimits;
 use weir_gateway::{
     AccessLogTarget, ConnectionLimits, Gateway, GatewayOptions, RouteInputs, static_endpoints,
@@ -127,7 +128,7 @@ async fn run(args: Args) -> Result<(), u8> {
         },
         access_log: args.access_log.as_deref().map(|p| match p {
             "-" => AccessLogTarget::Stdout,
-            path => AccessLogTarget::File(path.into()),
+            path => AccessLogTarget::File(path.into(), LogLimits::default()),
         }),
         ..GatewayOptions::default()
     };

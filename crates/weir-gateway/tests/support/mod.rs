@@ -169,7 +169,10 @@ pub async fn gateway_with(docs: &[&str], mut options: GatewayOptions) -> (Arc<Ga
 /// Options with the access log written to `path`.
 pub fn logging_to(path: &Path) -> GatewayOptions {
     GatewayOptions {
-        access_log: Some(AccessLogTarget::File(path.to_owned())),
+        access_log: Some(AccessLogTarget::File(
+            path.to_owned(),
+            weir_api::rotating_file::LogLimits::default(),
+        )),
         ..GatewayOptions::default()
     }
 }

@@ -71,9 +71,6 @@ pub struct GatewayOptions {
     pub workload: String,
     /// Upstream connect timeout (Istio's default 10 s).
     pub connect_timeout: Duration,
-    /// How long a request of an Istio route without a timeout waits for
-    /// its response head (Envoy's stream idle timeout, 5 min; then 408 `SI`).
-    pub stream_idle_timeout: Duration,
     /// How long a request of an Ingress waits for its response head
     /// (ingress-nginx's `proxy-read-timeout`, 60 s; then 504 `UT`).
     pub ingress_read_timeout: Duration,
@@ -95,7 +92,6 @@ impl Default for GatewayOptions {
             access_log: None,
             workload: "istio-ingressgateway".to_owned(),
             connect_timeout: Duration::from_secs(10),
-            stream_idle_timeout: Duration::from_secs(300),
             ingress_read_timeout: Duration::from_secs(60),
             node_ip: None,
             ingress_port: 8080,
@@ -190,7 +186,6 @@ impl Gateway {
                 snapshot: ArcSwap::from_pointee(snapshot::Snapshot::default()),
                 upstream: upstream::UpstreamSettings {
                     connect_timeout: options.connect_timeout,
-                    stream_idle_timeout: options.stream_idle_timeout,
                     ingress_read_timeout: options.ingress_read_timeout,
                     ..upstream::UpstreamSettings::default()
                 },

@@ -47,8 +47,6 @@ pub enum ResponseFlag {
     Retried,
     /// The client went away before the response ended (`DC`).
     DownstreamConnectionTermination,
-    /// Nothing came from the upstream for the stream idle timeout (`SI`).
-    StreamIdleTimeout,
 }
 
 impl ResponseFlag {
@@ -66,7 +64,6 @@ impl ResponseFlag {
             ResponseFlag::UpstreamRequestTimeout => "UT",
             ResponseFlag::Retried => "URX",
             ResponseFlag::DownstreamConnectionTermination => "DC",
-            ResponseFlag::StreamIdleTimeout => "SI",
         }
     }
 }
@@ -218,9 +215,10 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    /// The record of a request that arrived at `log`'s start.
-    pub(crate) fn new(shared: Arc<Shared>, log: RequestLog) -> Self {
-        Self {
+    /// The record of a request that arrived at `log`'s start, boxed: it
+    /// travels from the request path into the response body.
+    pub(crate) fn new(shared: Arc<Shared>, log: RequestLog) -> Box<Self> {
+        Box::new(Self {
             shared,
             log,
             rule: None,
@@ -228,7 +226,7 @@ impl Record {
             code: None,
             bytes_out: 0,
             written: false,
-        }
+        })
     }
 
     /// Keeps the rule the request matched (and with it its destinations'
@@ -242,7 +240,7 @@ impl Record {
     /// Sends `resp` on its way with this record: written when its body
     /// ends (or at once, for a response with no body to send).
     pub(crate) fn respond<B: Body>(
-        mut self,
+        mut self: Box<Self>,
         resp: Response<B>,
         outcome: Outcome,
     ) -> Response<RecordedBody<B>> {
@@ -303,14 +301,9 @@ impl Record {
         }
         if let (Some(d), Some(u)) = (destination, upstream) {
             // What a Rollout counts as failed: a 5xx, no answer before the
-            // client gave up or the wait's bound, an answer the upstream cut
-            // short.
-            let failed = code >= 500
-                || code == 0
-                || matches!(
-                    flag,
-                    ResponseFlag::UpstreamConnectionTermination | ResponseFlag::StreamIdleTimeout
-                );
+            // client gave up, an answer the upstream cut short.
+            let failed =
+                code >= 500 || code == 0 || flag == ResponseFlag::UpstreamConnectionTermination;
             let table = &metrics.rule_versions;
             let resolved = progress
                 .endpoint
@@ -364,7 +357,8 @@ impl Drop for Record {
 /// kept, as Envoy's `200 UC`), or dropped unfinished (`DC`).
 pub struct RecordedBody<B> {
     body: B,
-    record: Record,
+    /// Boxed: the body is moved through hyper's layers, the record stays put.
+    record: Box<Record>,
 }
 
 impl<B: Body + Unpin> Body for RecordedBody<B> {

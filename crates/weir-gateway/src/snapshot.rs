@@ -232,8 +232,8 @@ pub struct Rule {
     /// canary); the split decides what they leave.
     pub canary: Option<CanaryPolicy>,
     /// Whose bound on the wait for a response head the rule keeps: an
-    /// Istio route's (Envoy's stream idle timeout) or an Ingress's
-    /// (ingress-nginx's read timeout).
+    /// Istio route's (its timeouts only) or an Ingress's (ingress-nginx's
+    /// read timeout).
     pub waits_as: WaitBound,
 }
 
@@ -442,7 +442,8 @@ mod tests {
 /// tighter (a route or per-try timeout) does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WaitBound {
-    /// Envoy's stream idle timeout: 408, flag `SI`.
+    /// The route's own timeouts only. (Envoy's stream idle timeout is not
+    /// kept per request: the connection's idle timeout bounds the wait.)
     #[default]
     Envoy,
     /// ingress-nginx's `proxy-read-timeout`: 504, flag `UT`.

@@ -42,10 +42,6 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     /// Close a connection left idle this long, found when connections are returned.
     pub idle_timeout: Duration,
-    /// How long an Istio route's request waits for its response head when
-    /// the route sets no timeout: Envoy's stream idle timeout (5 min),
-    /// then 408 `SI`.
-    pub stream_idle_timeout: Duration,
     /// How long an Ingress's request waits for its response head:
     /// ingress-nginx's `proxy-read-timeout` (60 s), then 504 `UT`.
     pub ingress_read_timeout: Duration,
@@ -56,7 +52,6 @@ impl Default for UpstreamSettings {
         Self {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
-            stream_idle_timeout: Duration::from_secs(300),
             ingress_read_timeout: Duration::from_secs(60),
         }
     }

@@ -62,16 +62,25 @@ impl Runtime {
         let programs = scoped_programs(&manifests, &state);
         self.check_runnable(&manifests, &state, &programs)?;
         let resources: Vec<Resource> = manifests.resources().cloned().collect();
+        let pairs = |map: &ImageMap| -> Vec<(String, String)> {
+            map.entries()
+                .iter()
+                .map(|e| (e.image.clone(), e.program.clone()))
+                .collect()
+        };
+        // Only what changed is written, as for the objects themselves.
         let stored_programs: Vec<DeploymentPrograms> = programs
             .iter()
+            .filter(|(d, (map, _))| {
+                state
+                    .programs
+                    .get(&(d.namespace.clone(), d.name.clone()))
+                    .is_none_or(|before| pairs(before) != pairs(map))
+            })
             .map(|(d, (map, _))| DeploymentPrograms {
                 namespace: d.namespace.clone(),
                 name: d.name.clone(),
-                entries: map
-                    .entries()
-                    .iter()
-                    .map(|e| (e.image.clone(), e.program.clone()))
-                    .collect(),
+                entries: pairs(map),
             })
             .collect();
         // The gateway must accept the new routes (and bind any new Gateway

@@ -68,7 +68,7 @@ pub async fn handle(
     let mut record = Record::new(shared, log);
     let (rule, authority) = match route(&snapshot, entry, &mut req) {
         Ok(routed) => routed,
-        Err(flag) => return record.respond(reply_for(flag), Outcome::local(flag)),
+        Err(flag) => return record.respond(reply_for(flag), Outcome::local(flag), true),
     };
     let (shared, rule, progress) = record.route_to(rule);
     let ctx = RequestContext {
@@ -78,7 +78,11 @@ pub async fn handle(
         authority,
     };
     let (resp, outcome) = serve(&ctx, rule, progress, req).await;
-    record.respond(resp, outcome)
+    let whole = match resp.body() {
+        Either::Left(upstream) => upstream.is_whole(),
+        Either::Right(_) => true,
+    };
+    record.respond(resp, outcome, whole)
 }
 
 /// The phases after routing; where the request got to is kept current in

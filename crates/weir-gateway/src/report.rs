@@ -215,10 +215,9 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    /// The record of a request that arrived at `log`'s start, boxed: it
-    /// travels from the request path into the response body.
-    pub(crate) fn new(shared: Arc<Shared>, log: RequestLog) -> Box<Self> {
-        Box::new(Self {
+    /// The record of a request that arrived at `log`'s start.
+    pub(crate) fn new(shared: Arc<Shared>, log: RequestLog) -> Self {
+        Self {
             shared,
             log,
             rule: None,
@@ -226,7 +225,7 @@ impl Record {
             code: None,
             bytes_out: 0,
             written: false,
-        })
+        }
     }
 
     /// Keeps the rule the request matched (and with it its destinations'
@@ -238,18 +237,24 @@ impl Record {
     }
 
     /// Sends `resp` on its way with this record: written when its body
-    /// ends (or at once, for a response with no body to send).
+    /// ends, or at once when there is no body to wait for — none to send,
+    /// or one `whole` in memory already, handed to the connection as it is
+    /// (most answers: the common case pays no box and no per-frame work).
     pub(crate) fn respond<B: Body>(
-        mut self: Box<Self>,
+        mut self,
         resp: Response<B>,
         outcome: Outcome,
+        whole: bool,
     ) -> Response<RecordedBody<B>> {
         self.progress = outcome;
         self.code = Some(resp.status().as_u16());
-        if self.log.head_only || resp.body().is_end_stream() {
+        if self.log.head_only || whole || resp.body().is_end_stream() {
+            self.bytes_out = resp.body().size_hint().exact().unwrap_or(0);
             self.write(self.progress.flag);
+            return resp.map(|body| RecordedBody { body, record: None });
         }
-        resp.map(|body| RecordedBody { body, record: self })
+        let record = Some(Box::new(self));
+        resp.map(|body| RecordedBody { body, record })
     }
 
     /// Writes the metrics, the rule's counters and the access-log line.
@@ -357,8 +362,9 @@ impl Drop for Record {
 /// kept, as Envoy's `200 UC`), or dropped unfinished (`DC`).
 pub struct RecordedBody<B> {
     body: B,
-    /// Boxed: the body is moved through hyper's layers, the record stays put.
-    record: Box<Record>,
+    /// The record still to write (boxed: the body is moved through hyper's
+    /// layers, the record stays put); `None` once written.
+    record: Option<Box<Record>>,
 }
 
 impl<B: Body + Unpin> Body for RecordedBody<B> {
@@ -372,22 +378,23 @@ impl<B: Body + Unpin> Body for RecordedBody<B> {
         use bytes::Buf;
         let this = self.get_mut();
         let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
+        let Some(record) = this.record.as_mut() else {
+            return Poll::Ready(frame);
+        };
         match &frame {
             Some(Ok(f)) => {
                 if let Some(data) = f.data_ref() {
-                    this.record.bytes_out += data.remaining() as u64;
+                    record.bytes_out += data.remaining() as u64;
                 }
                 if this.body.is_end_stream() {
-                    let flag = this.record.progress.flag;
-                    this.record.write(flag);
+                    let flag = record.progress.flag;
+                    record.write(flag);
                 }
             }
-            Some(Err(_)) => this
-                .record
-                .write(ResponseFlag::UpstreamConnectionTermination),
+            Some(Err(_)) => record.write(ResponseFlag::UpstreamConnectionTermination),
             None => {
-                let flag = this.record.progress.flag;
-                this.record.write(flag);
+                let flag = record.progress.flag;
+                record.write(flag);
             }
         }
         Poll::Ready(frame)

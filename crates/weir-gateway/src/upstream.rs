@@ -302,6 +302,12 @@ fn check_in_streaming(checkin: &mut Option<Checkin<SendRequest<UpstreamBody>>>) 
 }
 
 impl PooledBody {
+    /// Whether the whole body is here already, in memory (it came with the
+    /// head): nothing more will be read for it.
+    pub fn is_whole(&self) -> bool {
+        matches!(self.inner, Inner::Buffered(_))
+    }
+
     /// Ends the body with [`ResponseTimeout`] (and closes its connection)
     /// if it has not ended by `deadline`. A body already whole needs none.
     pub fn with_deadline(mut self, deadline: Instant) -> Self {

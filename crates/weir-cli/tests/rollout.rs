@@ -62,6 +62,19 @@ async fn walkthrough_edited(cluster: &Cluster, edit: &dyn Fn(&str, String) -> St
         .await;
 }
 
+/// The walkthrough's manifests with `lines` added to app-v2.yaml after
+/// `after`, applied; returns once both versions are ready.
+async fn walkthrough_with_v2_lines(cluster: &Cluster, after: &str, lines: &str) {
+    walkthrough_edited(cluster, &|file, text| {
+        if file != "app-v2.yaml" {
+            return text;
+        }
+        assert!(text.contains(after), "{text}");
+        text.replace(after, &format!("{after}{lines}"))
+    })
+    .await;
+}
+
 /// The walkthrough's manifests with `ERROR_PERCENT` set on the versions
 /// named (`v1.0.0`, `v2.0.0`), applied; returns once both are ready.
 async fn walkthrough_failing(cluster: &Cluster, versions: &[&str], percent: u32) {
@@ -248,17 +261,11 @@ async fn a_capacity_decision_is_kept_when_its_measurement_goes_missing() {
     // A 3 s window: once the load stops, the rate to estimate from is gone
     // within 3 s, while the canary's new pods take 12 s or more to be ready.
     let cluster = Cluster::up(&["--metrics-window", "3s"]);
-    walkthrough_edited(&cluster, &|file, text| {
-        if file != "app-v2.yaml" {
-            return text;
-        }
-        let probe = "            path: /ready\n            port: probe\n";
-        assert!(text.contains(probe), "{text}");
-        text.replace(
-            probe,
-            &format!("{probe}          initialDelaySeconds: 12\n"),
-        )
-    })
+    walkthrough_with_v2_lines(
+        &cluster,
+        "            path: /ready\n            port: probe\n",
+        "          initialDelaySeconds: 12\n",
+    )
     .await;
     let (stop, load) = background_load(&cluster);
     let _rollout = apply_rollout(
@@ -405,17 +412,11 @@ async fn a_canary_answering_errors_is_rolled_back_and_then_gets_no_routed_reques
 #[tokio::test(flavor = "multi_thread")]
 async fn a_canary_that_hangs_one_request_in_ten_is_never_promoted() {
     let cluster = Cluster::up(&[]);
-    walkthrough_edited(&cluster, &|file, text| {
-        if file != "app-v2.yaml" {
-            return text;
-        }
-        let env = "        - name: VERSION\n          value: v2.0.0\n";
-        assert!(text.contains(env), "{text}");
-        text.replace(
-            env,
-            &format!("{env}        - name: HANG_PERCENT\n          value: \"10\"\n"),
-        )
-    })
+    walkthrough_with_v2_lines(
+        &cluster,
+        "        - name: VERSION\n          value: v2.0.0\n",
+        "        - name: HANG_PERCENT\n          value: \"10\"\n",
+    )
     .await;
     // Clients that give up after a second, four at a time.
     let stop = Arc::new(AtomicBool::new(false));

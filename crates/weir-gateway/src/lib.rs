@@ -375,6 +375,12 @@ impl Gateway {
         self.control.lock().await.cluster_ips.clone()
     }
 
+    /// The bounds of its downstream connections, which the metrics
+    /// listener keeps too.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        self.options.limits
+    }
+
     /// The Rollout metrics the runtime keeps, served with the gateway's.
     pub fn rollout_metrics(&self) -> &metrics::RolloutMetrics {
         &self.shared.metrics.rollouts

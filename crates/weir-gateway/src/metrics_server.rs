@@ -1,4 +1,8 @@
-//! `GET /metrics` on its own address, as Envoy's stats port serves them.
+//! `GET /metrics` on its own address, as Envoy's stats port serves them —
+//! with the bounds of every downstream listener: the header deadline and
+//! caps ([`crate::server::downstream_builder`]), the first-bytes and idle
+//! deadlines ([`crate::conn_guard`]), and an accept loop that pauses on the
+//! machine's errors (out of descriptors) instead of ending.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -6,19 +10,34 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::Gateway;
+use crate::conn_guard::{self, Activity, Guarded};
+use crate::head_timer::HeadTimer;
+use crate::server::ConnectionLimits;
 
 /// Serves the gateway's metrics on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
-    while let Ok((stream, _)) = listener.accept().await {
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, limits: ConnectionLimits) {
+    let mut builder = crate::server::downstream_builder(&limits);
+    builder.http1().timer(HeadTimer::new());
+    let builder = Arc::new(builder);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                if let Some(pause) = conn_guard::accept_backoff(&e) {
+                    tokio::time::sleep(pause).await;
+                }
+                continue;
+            }
+        };
         let gateway = gateway.clone();
         let builder = builder.clone();
-        tokio::spawn(async move {
+        let activity = Activity::new();
+        let io = TokioIo::new(Guarded::new(stream, activity.clone()));
+        let connection = tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let gateway = gateway.clone();
@@ -38,9 +57,8 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
                         Ok::<_, Infallible>(resp.unwrap_or_default())
                     }
                 });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = builder.serve_connection(io, service).await;
         });
+        tokio::spawn(conn_guard::enforce(activity, limits.guard, connection));
     }
 }

@@ -240,6 +240,7 @@ impl Record {
     /// ends, or at once when there is no body to wait for — none to send,
     /// or one `whole` in memory already, handed to the connection as it is
     /// (most answers: the common case pays no box and no per-frame work).
+    #[inline]
     pub(crate) fn respond<B: Body>(
         mut self,
         resp: Response<B>,
@@ -371,16 +372,17 @@ impl<B: Body + Unpin> Body for RecordedBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         use bytes::Buf;
         let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
         let Some(record) = this.record.as_mut() else {
-            return Poll::Ready(frame);
+            return Pin::new(&mut this.body).poll_frame(cx);
         };
+        let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
         match &frame {
             Some(Ok(f)) => {
                 if let Some(data) = f.data_ref() {
@@ -400,10 +402,12 @@ impl<B: Body + Unpin> Body for RecordedBody<B> {
         Poll::Ready(frame)
     }
 
+    #[inline]
     fn is_end_stream(&self) -> bool {
         self.body.is_end_stream()
     }
 
+    #[inline]
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
     }

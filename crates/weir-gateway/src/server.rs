@@ -49,23 +49,7 @@ pub async fn serve(
     limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .writev(false)
-        .keep_alive(true);
-    // h2's own guards, set here so they are ours to see: the same header
-    // cap as HTTP/1.1 (hyper's h2 default is 16 KiB), and connections that
-    // open streams only to reset them (CVE-2023-44487, "rapid reset") or
-    // make the server reset them are closed with GOAWAY.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(20)
-        .max_local_error_reset_streams(1024);
+    let builder = downstream_builder(&limits);
     let drain = Drain::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -101,6 +85,30 @@ pub async fn serve(
         tokio::spawn(conn_guard::enforce(activity, limits.guard, connection));
     }
     drain.begin();
+}
+
+/// The HTTP/1.1 + h2c server side every downstream listener uses (the
+/// gateway's ports, the metrics port), with the header deadline and caps of
+/// `limits`.
+pub fn downstream_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .writev(false)
+        .keep_alive(true);
+    // h2's own guards, set here so they are ours to see: the same header
+    // cap as HTTP/1.1 (hyper's h2 default is 16 KiB), and connections that
+    // open streams only to reset them (CVE-2023-44487, "rapid reset") or
+    // make the server reset them are closed with GOAWAY.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024);
+    builder
 }
 
 /// Resolves once `stop` is true (or its sender is gone).

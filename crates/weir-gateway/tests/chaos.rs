@@ -202,3 +202,58 @@ async fn an_endless_continuation_block_is_cut_off_within_the_header_cap() {
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
     assert_eq!(ordinary(&format!("{url}/"), 20).await, 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_listener_keeps_the_gateways_connection_deadlines() {
+    let limits = weir_gateway::ConnectionLimits {
+        header_read_timeout: Duration::from_millis(300),
+        guard: weir_gateway::conn_guard::GuardLimits {
+            first_bytes_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(2),
+        },
+        ..weir_gateway::ConnectionLimits::default()
+    };
+    let (gw, _) = gateway(&[GATEWAY]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(weir_gateway::metrics_server::serve(listener, gw, limits));
+    // Silent, and a head trickled a byte at a time: both cut off.
+    let silent = std::thread::spawn({
+        let addr = addr.clone();
+        move || {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let started = Instant::now();
+            let _ = s.read(&mut [0u8; 64]);
+            started.elapsed()
+        }
+    });
+    let trickled = std::thread::spawn({
+        let addr = addr.clone();
+        move || {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            let started = Instant::now();
+            for b in b"GET /metrics HTTP/1.1\r\nHost: x\r\n".iter().cycle() {
+                if s.write_all(&[*b]).is_err() || started.elapsed() > Duration::from_secs(10) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            started.elapsed()
+        }
+    });
+    let silent = silent.join().unwrap();
+    let trickled = trickled.join().unwrap();
+    assert!(
+        silent < Duration::from_secs(3),
+        "a silent connection held {silent:?}"
+    );
+    assert!(
+        trickled < Duration::from_secs(3),
+        "a trickled head held {trickled:?}"
+    );
+    // The page itself is still served.
+    let (status, _, body) = get(&format!("http://{addr}/metrics"), &[]).await;
+    assert_eq!(status, http::StatusCode::OK);
+    assert!(body.contains("# EOF"), "{body}");
+}

@@ -124,7 +124,9 @@ pub async fn run(args: UpArgs) -> u8 {
         match bind_metrics(args.metrics).await {
             Ok(l) => {
                 let addr = l.local_addr().ok();
-                tokio::spawn(weir_gateway::metrics_server::serve(l, runtime.gateway()));
+                let gateway = runtime.gateway();
+                let limits = gateway.connection_limits();
+                tokio::spawn(weir_gateway::metrics_server::serve(l, gateway, limits));
                 addr
             }
             Err(e) => {

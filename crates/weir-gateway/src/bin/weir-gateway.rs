@@ -158,6 +158,7 @@ async fn run(args: Args) -> Result<(), u8> {
         tokio::spawn(weir_gateway::metrics_server::serve(
             listener,
             gateway.clone(),
+            gateway.connection_limits(),
         ));
     }
     for (port, addr) in gateway.listeners().await {

@@ -236,3 +236,102 @@ async fn an_image_map_applied_with_other_manifests_changes_nothing_for_the_walkt
     let answers = load_until(cluster.addr(), &stop, 50);
     assert_eq!(answers.ok, 50, "my-app still answers: {answers:?}");
 }
+
+/// The `Uid:` and `Gid:` lines' real ids of a process and of its children.
+fn ids_under(pid: u32) -> Vec<(u32, u32)> {
+    let ids = |pid: &str| -> Option<(u32, u32)> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| -> Option<u32> {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        Some((field("Uid:")?, field("Gid:")?))
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|p| p.chars().all(|c| c.is_ascii_digit()))
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(pid)
+            })
+        })
+        .filter_map(|p| ids(&p))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_root_run_as_user_is_honoured_and_run_as_non_root_refuses_root() {
+    if !rustix_is_root() {
+        eprintln!("skipped: switching a pod's user needs the runtime to run as root");
+        return;
+    }
+    let cluster = Cluster::up(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let deployment = |name: &str, security: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: main\n        image: busybox\n        command: [sleep, \"600\"]\n{security}"
+        )
+    };
+    std::fs::write(
+        dir.path().join("nobody.yaml"),
+        deployment(
+            "nobody",
+            "        securityContext:\n          runAsUser: 65534\n          runAsGroup: 65534\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("nonroot.yaml"),
+        deployment(
+            "nonroot",
+            "        securityContext:\n          runAsNonRoot: true\n",
+        ),
+    )
+    .unwrap();
+    cluster.apply_ok(dir.path());
+    cluster
+        .wait_for("nobody's pod", Duration::from_secs(30), |c| {
+            c.json("pods").iter().any(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("nobody-"))
+                    && p["status"]["containerStatuses"][0]["pid"]
+                        .as_u64()
+                        .is_some()
+            })
+        })
+        .await;
+    let (_, supervisor) = cluster.pod("nobody-");
+    let mut container = Vec::new();
+    cluster
+        .wait_for("nobody's container", Duration::from_secs(10), |_| {
+            container = ids_under(supervisor);
+            !container.is_empty()
+        })
+        .await;
+    assert_eq!(container, vec![(65534, 65534)], "runs as nobody:nogroup");
+    // runAsNonRoot with nothing but root to run as: never started.
+    let describe = cluster.weir(&["describe", "deployment", "nonroot"]);
+    let text = String::from_utf8_lossy(&describe.stdout);
+    assert!(
+        text.contains(
+            "CreateContainerConfigError: container has runAsNonRoot and image will run as root"
+        ),
+        "{text}"
+    );
+    assert!(
+        !cluster.json("pods").iter().any(|p| p["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("nonroot-"))),
+        "no nonroot pod"
+    );
+}

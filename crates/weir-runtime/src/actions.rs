@@ -69,6 +69,16 @@ impl Runtime {
                         }
                         Err(e) => {
                             log(&format!("deployment {}: {e}", deployment.name));
+                            if let RuntimeError::ContainerConfig(_) = &e {
+                                note(
+                                    state,
+                                    &deployment,
+                                    EventType::Warning,
+                                    "FailedCreate",
+                                    e.to_string(),
+                                    "kubelet",
+                                );
+                            }
                             cannot_create.insert(deployment);
                         }
                     }
@@ -394,7 +404,13 @@ impl Runtime {
         let mut images = state.programs_of(ns, &deployment.name);
         images.merge(self.config.images.clone());
         let log = self.log_file(ns, &name);
-        let launch = pods::launch_for(
+        let ids = crate::run_as::run_as(
+            template.spec.as_ref(),
+            &container,
+            crate::run_as::runtime_uid(),
+        )
+        .map_err(RuntimeError::ContainerConfig)?;
+        let mut launch = pods::launch_for(
             &container,
             &name,
             ns,
@@ -403,6 +419,8 @@ impl Runtime {
             &self.config.program_dirs,
             &log,
         )?;
+        launch.user = ids.user;
+        launch.group = ids.group;
         Ok(Pod::fresh(
             PodIdentity {
                 name,

@@ -33,6 +33,12 @@ pub struct Launch {
     pub working_dir: Option<PathBuf>,
     /// Where stdout and stderr go.
     pub log: PathBuf,
+    /// The uid the container is switched to (`runAsUser`), if another.
+    #[serde(default)]
+    pub user: Option<u32>,
+    /// The primary gid it is switched to (`runAsGroup`).
+    #[serde(default)]
+    pub group: Option<u32>,
 }
 
 impl Launch {

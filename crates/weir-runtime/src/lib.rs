@@ -20,6 +20,7 @@ pub mod probe;
 pub mod proc_info;
 pub mod process;
 pub mod restore;
+pub mod run_as;
 pub mod runtime;
 pub mod scrape;
 pub mod state;

@@ -469,6 +469,8 @@ pub fn launch_for(
         env,
         working_dir: container.working_dir.as_ref().map(PathBuf::from),
         log: log.to_owned(),
+        user: None,
+        group: None,
     })
 }
 

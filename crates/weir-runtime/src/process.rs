@@ -55,6 +55,12 @@ impl Process {
                     .open(&launch.log)?;
                 let mut c = Command::new(&launch.program);
                 c.args(&launch.args).stdout(file.try_clone()?).stderr(file);
+                if let Some(uid) = launch.user {
+                    c.uid(uid);
+                }
+                if let Some(gid) = launch.group {
+                    c.gid(gid);
+                }
                 c
             }
         };

@@ -43,6 +43,10 @@ pub struct Orders {
     pub log_limits: LogLimits,
     /// How long the container outlives its runtime.
     pub orphan_grace: Duration,
+    /// The uid and gid the container is switched to, if any.
+    pub user: Option<u32>,
+    /// The gid.
+    pub group: Option<u32>,
     /// The program and its arguments.
     pub command: Vec<OsString>,
 }
@@ -56,6 +60,8 @@ impl Orders {
             exit_file: launch.exit_file(),
             log_limits: supervision.log_limits,
             orphan_grace: supervision.orphan_grace,
+            user: launch.user,
+            group: launch.group,
             command: std::iter::once(launch.program.clone().into_os_string())
                 .chain(launch.args.iter().map(OsString::from))
                 .collect(),
@@ -71,6 +77,8 @@ impl Orders {
             self.log_limits.max_bytes.to_string().into(),
             self.log_limits.max_files.to_string().into(),
             self.orphan_grace.as_millis().to_string().into(),
+            id_arg(self.user),
+            id_arg(self.group),
             "--".into(),
         ];
         args.extend(self.command.iter().cloned());
@@ -92,6 +100,15 @@ impl Orders {
         let max_bytes = number(next("log size")?, "log size")?;
         let max_files = number(next("log files")?, "log files")?;
         let grace = number(next("orphan grace")?, "orphan grace")?;
+        let id = |s: OsString, what: &str| -> Result<Option<u32>, String> {
+            match s.to_str() {
+                Some("-") => Ok(None),
+                Some(n) => n.parse().map(Some).map_err(|_| format!("bad {what}")),
+                None => Err(format!("bad {what}")),
+            }
+        };
+        let user = id(next("uid")?, "uid")?;
+        let group = id(next("gid")?, "gid")?;
         if next("--")? != "--" {
             return Err("expected --".into());
         }
@@ -108,9 +125,16 @@ impl Orders {
                 max_files: u32::try_from(max_files).map_err(|_| "bad log files")?,
             },
             orphan_grace: Duration::from_millis(grace),
+            user,
+            group,
             command,
         })
     }
+}
+
+/// An optional id on the command line: the number, or `-`.
+fn id_arg(id: Option<u32>) -> OsString {
+    id.map_or_else(|| "-".into(), |n| n.to_string().into())
 }
 
 /// What an orphaned supervisor does next.
@@ -176,6 +200,12 @@ async fn supervise(orders: Orders) -> u8 {
         return 127;
     };
     let mut command = tokio::process::Command::new(&orders.command[0]);
+    if let Some(uid) = orders.user {
+        command.uid(uid);
+    }
+    if let Some(gid) = orders.group {
+        command.gid(gid);
+    }
     command
         .args(&orders.command[1..])
         .env_remove(POD_TOKEN_ENV)
@@ -312,12 +342,14 @@ mod tests {
                 max_files: 3,
             },
             orphan_grace: Duration::from_millis(2500),
+            user: Some(65534),
+            group: None,
             command: vec!["/bin/my app".into(), "--".into(), "-x".into()],
         };
         assert_eq!(Orders::parse(orders.to_args()).unwrap(), orders);
         assert!(Orders::parse(Vec::<OsString>::new()).is_err());
         let mut no_program = orders.to_args();
-        no_program.truncate(7);
+        no_program.truncate(9);
         assert!(Orders::parse(no_program).is_err());
     }
 

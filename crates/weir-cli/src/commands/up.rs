@@ -147,6 +147,11 @@ pub async fn run(args: UpArgs) -> u8 {
         println!("gateway: Gateway port {port} on http://{addr}/");
     }
     println!("admin socket: {}", dir.join(admin::SOCKET).display());
+    if weir_runtime::run_as::runtime_uid() == 0 {
+        println!(
+            "running as root: pods run as root unless their securityContext sets runAsUser (runAsNonRoot is enforced); weir needs no privileges, run it as a normal user where you can"
+        );
+    }
     if let Some(addr) = metrics {
         println!("metrics: http://{addr}/metrics");
     }

@@ -524,3 +524,46 @@ async fn rollout_pause_resume_and_undo_a_deployment_as_kubectl_does() {
     assert_eq!(said(&["rollout", "undo", "my-app"]).0, Some(2));
     assert_eq!(said(&["rollout", "undo", "deployment/nope"]).0, Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_port_held_by_another_process_is_reported_and_the_rest_are_served() {
+    let cluster = Cluster::up(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let service = |name: &str, node_port: Option<u16>| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  type: NodePort\n  selector: {{app: nothing}}\n  ports:\n  - port: 80\n{}",
+            node_port.map_or(String::new(), |p| format!("    nodePort: {p}\n"))
+        )
+    };
+    // Where the node listens, from a first Service's URL.
+    std::fs::write(dir.path().join("first.yaml"), service("first", None)).unwrap();
+    cluster.apply_ok(&dir.path().join("first.yaml"));
+    let url = cluster.weir(&["service", "first", "--url"]);
+    let url = String::from_utf8_lossy(&url.stdout).trim().to_owned();
+    let node = url
+        .trim_start_matches("http://")
+        .rsplit_once(':')
+        .map(|(ip, _)| ip.to_owned())
+        .unwrap_or_else(|| panic!("no node address in {url:?}"));
+    // Another process holds one node port.
+    let held = std::net::TcpListener::bind(format!("{node}:30777")).unwrap();
+    std::fs::write(
+        dir.path().join("more.yaml"),
+        format!(
+            "{}---\n{}",
+            service("blocked", Some(30777)),
+            service("other", Some(30778))
+        ),
+    )
+    .unwrap();
+    cluster.apply_ok(&dir.path().join("more.yaml"));
+    let describe = cluster.weir(&["describe", "service", "blocked"]);
+    let text = String::from_utf8_lossy(&describe.stdout);
+    assert!(
+        text.contains("FailedToBind") && text.contains("can't open port 80"),
+        "{text}"
+    );
+    // Every other Service port is served.
+    std::net::TcpStream::connect(format!("{node}:30778")).expect("other's node port is served");
+    drop(held);
+}

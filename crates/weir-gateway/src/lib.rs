@@ -123,14 +123,6 @@ pub enum GatewayError {
         /// Why.
         source: std::io::Error,
     },
-    /// A Service's cluster IP or node port could not bind.
-    #[error("cannot listen on {addr} (a Service's cluster IP or node port): {source}")]
-    ServiceBind {
-        /// Local address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
     /// The access log could not be opened.
     #[error("cannot open the access log: {0}")]
     AccessLog(#[source] std::io::Error),
@@ -162,6 +154,9 @@ struct Control {
     node_ports: Vec<service_proxy::NodePort>,
     cluster_ips: BTreeMap<ServiceKey, IpAddr>,
     service_listeners: BTreeMap<SocketAddr, RunningListener>,
+    /// Service addresses not served where they should be: mapped, or not
+    /// served at all (and why).
+    service_bindings: BTreeMap<SocketAddr, service_proxy::Binding>,
 }
 
 /// A running gateway.
@@ -203,6 +198,7 @@ impl Gateway {
                 node_ports: Vec::new(),
                 cluster_ips: BTreeMap::new(),
                 service_listeners: BTreeMap::new(),
+                service_bindings: BTreeMap::new(),
             }),
         })
     }
@@ -264,13 +260,39 @@ impl Gateway {
         }
         let running: std::collections::HashSet<SocketAddr> =
             control.service_listeners.keys().copied().collect();
+        // A Service address that cannot be bound stops nothing else: it is
+        // reported, tried again at the next change, and a privileged port
+        // is served on a mapped one meanwhile.
         let mut service_bound = Vec::new();
+        let mut bindings = BTreeMap::new();
         for addr in service_proxy::to_bind(&service_listeners, &running) {
             match TcpListener::bind(addr).await {
                 Ok(l) => service_bound.push((addr, l)),
-                Err(source) => return Err(GatewayError::ServiceBind { addr, source }),
+                Err(e) => {
+                    let mapped = match service_proxy::fallback(addr, e.kind()) {
+                        Some(other) => TcpListener::bind(other).await.ok(),
+                        None => None,
+                    };
+                    match mapped.and_then(|l| Some((l.local_addr().ok()?, l))) {
+                        Some((other, l)) => {
+                            bindings.insert(addr, service_proxy::Binding::Mapped(other));
+                            service_bound.push((addr, l));
+                        }
+                        None => {
+                            bindings.insert(addr, service_proxy::Binding::Unbound(e.to_string()));
+                        }
+                    }
+                }
             }
         }
+        for addr in control.service_listeners.keys() {
+            if let Some(b @ service_proxy::Binding::Mapped(_)) = control.service_bindings.get(addr)
+            {
+                bindings.insert(*addr, b.clone());
+            }
+        }
+        bindings.retain(|a, _| service_listeners.iter().any(|l| l.at == *a));
+        control.service_bindings = bindings;
         self.shared.snapshot.store(Arc::new(snapshot));
         self.service_backends
             .store(Arc::new(service_proxy::backend_table(
@@ -367,6 +389,34 @@ impl Gateway {
             .iter()
             .map(|n| (n.clone(), SocketAddr::new(node_ip, n.node_port)))
             .filter(|(_, at)| control.service_listeners.contains_key(at))
+            .collect()
+    }
+
+    /// The Service ports not served where they should be: served at a
+    /// mapped address, or not at all (and why) — for the runtime's events.
+    pub async fn service_bindings(
+        &self,
+    ) -> Vec<(ServiceKey, u16, SocketAddr, service_proxy::Binding)> {
+        let control = self.control.lock().await;
+        let wanted = match self.options.node_ip {
+            Some(node_ip) => {
+                let node_ports =
+                    service_proxy::node_ports(&control.inputs.services).unwrap_or_default();
+                service_proxy::listeners(
+                    &control.inputs.services,
+                    &node_ports,
+                    &control.cluster_ips,
+                    node_ip,
+                )
+            }
+            None => Vec::new(),
+        };
+        wanted
+            .into_iter()
+            .filter_map(|l| {
+                let b = control.service_bindings.get(&l.at)?.clone();
+                Some((l.service, l.port, l.at, b))
+            })
             .collect()
     }
 

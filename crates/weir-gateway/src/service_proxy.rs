@@ -320,6 +320,28 @@ pub fn backend_table(
 }
 
 /// Addresses in `wanted` and not in `running`.
+/// How a Service address that could not be bound as it is is served
+/// instead, or why it is not: kube-proxy logs "can't open port" and
+/// serves the rest; weir does the same, and serves a privileged port it
+/// may not bind (not running as root) on a mapped one, as `--port-map`
+/// does for the gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// Served at this other address instead.
+    Mapped(SocketAddr),
+    /// Not served: why.
+    Unbound(String),
+}
+
+/// Where to try a Service address refused with `error` instead: a port
+/// below 1024 refused for want of privileges moves up by 8000 (80 → 8080,
+/// as the gateway's default `--port-map`); anything else is not retried.
+pub fn fallback(at: SocketAddr, error: std::io::ErrorKind) -> Option<SocketAddr> {
+    (error == std::io::ErrorKind::PermissionDenied && at.port() < 1024)
+        .then(|| SocketAddr::new(at.ip(), at.port() + 8000))
+}
+
+/// The addresses of `wanted` not served yet.
 pub fn to_bind(wanted: &[ServiceListener], running: &HashSet<SocketAddr>) -> Vec<SocketAddr> {
     wanted
         .iter()
@@ -392,6 +414,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_privileged_port_refused_moves_up_and_other_failures_stay() {
+        let at = |port| SocketAddr::from(([127, 0, 0, 10], port));
+        use std::io::ErrorKind::{AddrInUse, PermissionDenied};
+        assert_eq!(fallback(at(80), PermissionDenied), Some(at(8080)));
+        assert_eq!(fallback(at(443), PermissionDenied), Some(at(8443)));
+        assert_eq!(fallback(at(8080), PermissionDenied), None);
+        assert_eq!(fallback(at(80), AddrInUse), None);
+    }
 
     fn service(value: serde_json::Value) -> Service {
         serde_json::from_value(value).unwrap()

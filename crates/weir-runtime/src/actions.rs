@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use rustix::process::Signal;
 use tokio::time::Instant;
 use weir_api::resource::{DEFAULT_NAMESPACE, Kind, ObjectRef, Resource};
+use weir_gateway::service_proxy::Binding;
 use weir_gateway::{Endpoint, RouteInputs, ServiceKey};
 
 use crate::controllers::Action;
@@ -345,6 +346,34 @@ impl Runtime {
             (state.meta.get(&object).map(|m| m.created), object)
         });
         self.gateway.set_all(routes, endpoints.clone()).await?;
+        for (service, port, at, binding) in self.gateway.service_bindings().await {
+            let object = ObjectRef {
+                kind: Kind::Service,
+                namespace: service.0,
+                name: service.1,
+            };
+            let (kind, reason, message) = match binding {
+                Binding::Mapped(other) => (
+                    EventType::Normal,
+                    "PortMapped",
+                    format!(
+                        "port {port} at {at} needs privileges weir does not have: served at {other}"
+                    ),
+                ),
+                Binding::Unbound(why) => (
+                    EventType::Warning,
+                    "FailedToBind",
+                    format!(
+                        "can't open port {port} at {at}: {why}; every other Service port is served, and this one is tried again at the next change"
+                    ),
+                ),
+            };
+            log(&format!(
+                "service {}/{}: {message}",
+                object.namespace, object.name
+            ));
+            note(state, &object, kind, reason, message, "kube-proxy");
+        }
         state.published = Some(Published {
             route_generation: state.objects.route_generation(),
             endpoints,

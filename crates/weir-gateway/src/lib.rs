@@ -81,6 +81,9 @@ pub struct GatewayOptions {
     /// The port the ingress controller listens on at `node_ip`, once an
     /// Ingress exists (ingress-nginx's port 80 needs privileges here).
     pub ingress_port: u16,
+    /// How many connections the Service listeners may hold; `None`: from
+    /// the open-files limit ([`service_proxy::ConnectionCaps::of_this_process`]).
+    pub service_caps: Option<service_proxy::ConnectionCaps>,
 }
 
 impl Default for GatewayOptions {
@@ -95,6 +98,7 @@ impl Default for GatewayOptions {
             ingress_read_timeout: Duration::from_secs(60),
             node_ip: None,
             ingress_port: 8080,
+            service_caps: None,
         }
     }
 }
@@ -162,6 +166,10 @@ struct Control {
 /// A running gateway.
 pub struct Gateway {
     shared: Arc<shared::Shared>,
+    /// How many connections the Service listeners may hold.
+    service_caps: service_proxy::ConnectionCaps,
+    /// The connections they hold, and those refused at a cap.
+    service_counts: service_proxy::SharedCounts,
     service_backends: Arc<service_proxy::BackendTable>,
     options: GatewayOptions,
     control: Mutex<Control>,
@@ -176,7 +184,16 @@ impl Gateway {
             .map(access_log::AccessLog::start)
             .transpose()
             .map_err(GatewayError::AccessLog)?;
+        let metrics = metrics::Metrics::default();
+        let service_counts = service_proxy::SharedCounts {
+            open: Arc::default(),
+            refused: metrics.service_refused.clone(),
+        };
         Ok(Self {
+            service_caps: options
+                .service_caps
+                .unwrap_or_else(service_proxy::ConnectionCaps::of_this_process),
+            service_counts,
             shared: Arc::new(shared::Shared {
                 snapshot: ArcSwap::from_pointee(snapshot::Snapshot::default()),
                 upstream: upstream::UpstreamSettings {
@@ -184,7 +201,7 @@ impl Gateway {
                     ingress_read_timeout: options.ingress_read_timeout,
                     ..upstream::UpstreamSettings::default()
                 },
-                metrics: metrics::Metrics::default(),
+                metrics,
                 access_log,
                 workload: options.workload.clone(),
             }),
@@ -303,6 +320,7 @@ impl Gateway {
         let service_limits = service_proxy::ServiceProxyLimits {
             connect_timeout: self.options.connect_timeout,
             idle_timeout: self.options.limits.guard.idle_timeout,
+            caps: self.service_caps,
         };
         for (addr, listener) in service_bound {
             let (stop, stop_rx) = watch::channel(false);
@@ -311,6 +329,7 @@ impl Gateway {
                 addr,
                 self.service_backends.clone(),
                 service_limits,
+                self.service_counts.clone(),
                 stop_rx,
             ));
             control

@@ -164,6 +164,8 @@ pub struct Metrics {
     request_bytes: Family<RequestLabels, Histogram, Buckets>,
     response_bytes: Family<RequestLabels, Histogram, Buckets>,
     mirrors: Family<RequestLabels, Counter>,
+    /// Connections a Service listener refused at its cap.
+    pub service_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -180,7 +182,7 @@ impl Default for Metrics {
         );
         registry.register(
             "istio_request_duration_milliseconds",
-            "Time from request start to response headers",
+            "Time from request start to the response's last byte",
             duration.clone(),
         );
         registry.register(
@@ -198,6 +200,12 @@ impl Default for Metrics {
             "weir_mirror_requests",
             "Mirrored copies of requests (not counted as requests)",
             mirrors.clone(),
+        );
+        let service_refused = Counter::default();
+        registry.register(
+            "weir_service_connections_refused",
+            "Connections a Service listener refused at its cap",
+            service_refused.clone(),
         );
         let rollouts = RolloutMetrics::default();
         registry.register(
@@ -230,6 +238,7 @@ impl Default for Metrics {
             rollouts,
             rule_versions: VersionTable::default(),
             mirrors,
+            service_refused,
             requests,
             duration,
             request_bytes,

@@ -350,14 +350,92 @@ pub fn to_bind(wanted: &[ServiceListener], running: &HashSet<SocketAddr>) -> Vec
         .collect()
 }
 
-/// How long a connection to an endpoint may take, and how long a proxied
-/// connection may stay silent.
+/// How long a connection to an endpoint may take, how long a proxied
+/// connection may stay silent, and how many there may be.
 #[derive(Clone, Copy, Debug)]
 pub struct ServiceProxyLimits {
     /// Connecting to the endpoint.
     pub connect_timeout: Duration,
     /// No byte in either direction for this long closes both sides.
     pub idle_timeout: Duration,
+    /// How many connections the Service listeners hold.
+    pub caps: ConnectionCaps,
+}
+
+/// How many proxied connections the Service listeners may hold, in total
+/// and at one Service address, so that clients of Services cannot take
+/// the descriptors the node needs: each costs two (client and endpoint),
+/// and a reserve stays for what must never starve — probes, the admin API,
+/// the gateway, the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    /// Across every Service listener.
+    pub total: usize,
+    /// At one Service address.
+    pub per_address: usize,
+}
+
+impl ConnectionCaps {
+    /// From the open-files limit: a quarter of it (at least 256) in
+    /// reserve, half of the rest's pairs in total, half of those per
+    /// address (one Service cannot take them all).
+    pub fn from_open_files(limit: u64) -> Self {
+        let reserve = (limit / 4).max(256);
+        let total = usize::try_from(limit.saturating_sub(reserve) / 2).unwrap_or(usize::MAX);
+        Self {
+            total,
+            per_address: (total / 2).max(1),
+        }
+    }
+
+    /// From this process's open-files limit (its soft limit).
+    pub fn of_this_process() -> Self {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(1 << 20);
+        Self::from_open_files(limit)
+    }
+}
+
+/// One proxied connection's place under the caps, given back when dropped.
+struct Slot {
+    total: Arc<AtomicUsize>,
+    here: Arc<AtomicUsize>,
+}
+
+impl Slot {
+    /// A place, if both counts are below their caps.
+    fn take(
+        total: &Arc<AtomicUsize>,
+        here: &Arc<AtomicUsize>,
+        caps: ConnectionCaps,
+    ) -> Option<Self> {
+        let slot = Self {
+            total: total.clone(),
+            here: here.clone(),
+        };
+        let over_total = total.fetch_add(1, Ordering::AcqRel) >= caps.total;
+        let over_here = here.fetch_add(1, Ordering::AcqRel) >= caps.per_address;
+        // Dropped over a cap, it gives both back.
+        (!over_total && !over_here).then_some(slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.total.fetch_sub(1, Ordering::AcqRel);
+        self.here.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What every Service listener of a gateway shares: the connections held
+/// across them, and the count of those refused at a cap.
+#[derive(Clone, Debug, Default)]
+pub struct SharedCounts {
+    /// Connections held now.
+    pub open: Arc<AtomicUsize>,
+    /// Connections refused at a cap (`weir_service_connections_refused`).
+    pub refused: prometheus_client::metrics::counter::Counter,
 }
 
 /// Accepts on one Service address until `stop`, proxying each connection.
@@ -366,18 +444,24 @@ pub async fn serve(
     at: SocketAddr,
     table: Arc<BackendTable>,
     limits: ServiceProxyLimits,
+    counts: SharedCounts,
     mut stop: watch::Receiver<bool>,
 ) {
+    let here = Arc::new(AtomicUsize::new(0));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((client, from)) => {
+                    let Some(slot) = Slot::take(&counts.open, &here, limits.caps) else {
+                        counts.refused.inc();
+                        continue;
+                    };
                     let backends = table.load().get(&at).cloned();
                     let Some(to) = backends.and_then(|b| b.pick(from.ip())) else {
                         continue;
                     };
                     let activity = Activity::opaque();
-                    let connection = tokio::spawn(proxy(client, to, activity.clone(), limits.connect_timeout));
+                    let connection = tokio::spawn(proxy(client, to, activity.clone(), limits.connect_timeout, slot));
                     let guard = GuardLimits { first_bytes_timeout: limits.idle_timeout, idle_timeout: limits.idle_timeout };
                     tokio::spawn(conn_guard::enforce(activity, guard, connection));
                 }
@@ -392,12 +476,19 @@ pub async fn serve(
     }
 }
 
+/// Copies one connection both ways; the endpoint is connected to only
+/// once the client has sent something (an idle client costs one
+/// descriptor, not two). `_slot` holds its place under the caps.
 async fn proxy(
     client: TcpStream,
     to: SocketAddr,
     activity: Arc<Activity>,
     connect_timeout: Duration,
+    _slot: Slot,
 ) {
+    if client.readable().await.is_err() {
+        return;
+    }
     let Ok(Ok(upstream)) = tokio::time::timeout(connect_timeout, TcpStream::connect(to)).await
     else {
         return;
@@ -414,6 +505,42 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn caps_leave_a_reserve_and_share_the_rest() {
+        let rows = [
+            // (open-files limit, total, per address)
+            (1024, 384, 192),
+            (20_000, 7_500, 3_750),
+            (512, 128, 64),
+            (256, 0, 1),
+            (100, 0, 1),
+        ];
+        for (limit, total, per_address) in rows {
+            assert_eq!(
+                ConnectionCaps::from_open_files(limit),
+                ConnectionCaps { total, per_address },
+                "{limit}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_slot_is_had_below_both_caps_and_given_back() {
+        let caps = ConnectionCaps {
+            total: 3,
+            per_address: 2,
+        };
+        let (total, a, b) = (Arc::default(), Arc::default(), Arc::default());
+        let a1 = Slot::take(&total, &a, caps).unwrap();
+        let _a2 = Slot::take(&total, &a, caps).unwrap();
+        assert!(Slot::take(&total, &a, caps).is_none(), "per address");
+        let _b1 = Slot::take(&total, &b, caps).unwrap();
+        assert!(Slot::take(&total, &b, caps).is_none(), "in total");
+        drop(a1);
+        assert!(Slot::take(&total, &b, caps).is_some(), "given back");
+        assert_eq!(total.load(Ordering::Relaxed), 2);
+    }
 
     #[test]
     fn a_privileged_port_refused_moves_up_and_other_failures_stay() {

@@ -24,10 +24,18 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     port: u16,
     extra: Vec<String>,
+    /// A program `weir up` is started through (e.g. `prlimit ...`).
+    wrapper: Vec<String>,
 }
 
 impl Cluster {
     pub fn up(extra: &[&str]) -> Cluster {
+        Self::up_under(&[], extra)
+    }
+
+    /// As [`Cluster::up`], `weir up` started through `wrapper` (which
+    /// execs it, as `prlimit` does, so the pid stays `weir up`'s).
+    pub fn up_under(wrapper: &[&str], extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -45,13 +53,22 @@ impl Cluster {
                 .chain(extra)
                 .map(|s| s.to_string())
                 .collect(),
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
         };
         cluster.start();
         cluster
     }
 
     pub fn start(&mut self) {
-        let child = Command::new(weir_bin())
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(weir_bin());
+                c
+            }
+            None => Command::new(weir_bin()),
+        };
+        let child = command
             .args([
                 "up",
                 "--state-dir",

@@ -335,3 +335,34 @@ async fn under_root_run_as_user_is_honoured_and_run_as_non_root_refuses_root() {
         "no nonroot pod"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_walkthrough_runs_as_a_normal_user_with_its_privileged_port_mapped() {
+    if !rustix_is_root() {
+        eprintln!("skipped: the test drops to another user from root");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let cluster = Cluster::up_as(NOBODY, &[]);
+    cluster.walkthrough_ready().await;
+    // The Service's port 80 at its cluster IP needs privileges nobody has:
+    // served 8000 higher, and the Service's events say where.
+    let describe = cluster.weir(&["describe", "service", "my-app"]);
+    let text = String::from_utf8_lossy(&describe.stdout);
+    assert!(
+        text.contains("PortMapped") && text.contains(":8080"),
+        "{text}"
+    );
+    // The gateway serves the walkthrough's split; the pods run as nobody.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let answers = load_until(cluster.addr(), &stop, 200);
+    assert_eq!(answers.ok, 200, "{answers:?}");
+    assert!(answers.v2 > 0 && answers.v2 < 60, "{answers:?}");
+    let (_, supervisor) = cluster.pod("my-app-v1-");
+    let uid = std::fs::read_to_string(format!("/proc/{supervisor}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u32>().ok());
+    assert_eq!(uid, Some(NOBODY));
+}

@@ -36,7 +36,24 @@ impl Cluster {
     /// As [`Cluster::up`], `weir up` started through `wrapper` (which
     /// execs it, as `prlimit` does, so the pid stays `weir up`'s).
     pub fn up_under(wrapper: &[&str], extra: &[&str]) -> Cluster {
+        Self::up_in(tempfile::tempdir().unwrap(), wrapper, extra)
+    }
+
+    /// As [`Cluster::up`] run as the unprivileged user `uid` (the caller
+    /// being root): its state dir is that user's, `weir up` is started
+    /// through `setpriv`.
+    pub fn up_as(uid: u32, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid)).unwrap();
+        let (reuid, regid) = (format!("--reuid={uid}"), format!("--regid={uid}"));
+        Self::up_in(
+            dir,
+            &["setpriv", &reuid, &regid, "--clear-groups", "--"],
+            extra,
+        )
+    }
+
+    fn up_in(dir: tempfile::TempDir, wrapper: &[&str], extra: &[&str]) -> Cluster {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

@@ -25,6 +25,7 @@ pub mod proxy;
 pub mod report;
 pub mod retry;
 pub mod server;
+pub mod service_caps;
 pub mod service_proxy;
 pub mod shared;
 pub mod snapshot;
@@ -82,8 +83,8 @@ pub struct GatewayOptions {
     /// Ingress exists (ingress-nginx's port 80 needs privileges here).
     pub ingress_port: u16,
     /// How many connections the Service listeners may hold; `None`: from
-    /// the open-files limit ([`service_proxy::ConnectionCaps::of_this_process`]).
-    pub service_caps: Option<service_proxy::ConnectionCaps>,
+    /// the open-files limit ([`service_caps::ConnectionCaps::of_this_process`]).
+    pub service_caps: Option<service_caps::ConnectionCaps>,
 }
 
 impl Default for GatewayOptions {
@@ -167,9 +168,9 @@ struct Control {
 pub struct Gateway {
     shared: Arc<shared::Shared>,
     /// How many connections the Service listeners may hold.
-    service_caps: service_proxy::ConnectionCaps,
+    service_caps: service_caps::ConnectionCaps,
     /// The connections they hold, and those refused at a cap.
-    service_counts: service_proxy::SharedCounts,
+    service_counts: service_caps::SharedCounts,
     service_backends: Arc<service_proxy::BackendTable>,
     options: GatewayOptions,
     control: Mutex<Control>,
@@ -185,14 +186,14 @@ impl Gateway {
             .transpose()
             .map_err(GatewayError::AccessLog)?;
         let metrics = metrics::Metrics::default();
-        let service_counts = service_proxy::SharedCounts {
+        let service_counts = service_caps::SharedCounts {
             open: Arc::default(),
             refused: metrics.service_refused.clone(),
         };
         Ok(Self {
             service_caps: options
                 .service_caps
-                .unwrap_or_else(service_proxy::ConnectionCaps::of_this_process),
+                .unwrap_or_else(service_caps::ConnectionCaps::of_this_process),
             service_counts,
             shared: Arc::new(shared::Shared {
                 snapshot: ArcSwap::from_pointee(snapshot::Snapshot::default()),

@@ -1,5 +1,7 @@
 //! Carrying out the controllers' actions: the one place pods are created,
 //! started and signalled and the gateway is given routes and endpoints.
+//! Over 600 lines because each action and the events it records are kept
+//! together here, the runtime's only side effects on processes and routes.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};

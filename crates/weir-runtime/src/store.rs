@@ -1,6 +1,9 @@
-//! Desired state on disk: applied objects and image mappings in SQLite
-//! (as k3s keeps its state), each apply one transaction, so a `weir up`
-//! killed at any moment restarts with exactly what was last applied.
+//! Desired state on disk: applied objects and each Deployment's programs
+//! in SQLite (as k3s keeps its state), each apply one transaction, so a
+//! `weir up` killed at any moment restarts with exactly what was last
+//! applied. Over 600 lines because every table (objects, metadata, pods,
+//! statuses, template history, programs, commands) is written here, beside
+//! its tests, in the one place that knows the schema.
 
 use std::path::Path;
 use std::sync::Mutex;

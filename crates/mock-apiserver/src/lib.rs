@@ -13,6 +13,11 @@
 //! path, query, content type, body, authorization) for the tests to check
 //! the exact conversation, and rules can override answers (404, 409, 403,
 //! a server that never answers) for the failure paths.
+//!
+//! Over 600 lines because it is one small server whose parts — object
+//! store, apply and patch, watch, the recorded conversation, the override
+//! rules — share one state and lock; it is a test fixture, and issue #31
+//! replaces it with the real kube-apiserver.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;

@@ -1,5 +1,9 @@
 //! Files and directories of multi-document YAML to typed, validated
 //! resources, or every problem found, each with file, line and field.
+//! Over 600 lines because the loader's one job is a pipeline — read, split
+//! documents, type each kind, validate across objects, collect diagnostics
+//! in file order — whose stages share one `Loader` and its positions; the
+//! per-kind rules already live in `validate/`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

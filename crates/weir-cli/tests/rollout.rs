@@ -14,11 +14,21 @@ use support::{Cluster, LoadOutcome, examples, load_until};
 
 /// A Rollout of my-app from v1 to v2 in `steps`, judged every second.
 fn write_rollout(dir: &Path, steps: &str, deadline: &str) -> std::path::PathBuf {
+    write_rollout_judged(dir, steps, deadline, 90)
+}
+
+/// As [`write_rollout`], with the success rate it must keep, percent.
+fn write_rollout_judged(
+    dir: &Path,
+    steps: &str,
+    deadline: &str,
+    min_success: u32,
+) -> std::path::PathBuf {
     let path = dir.join("rollout.yaml");
     std::fs::write(
         &path,
         format!(
-            "apiVersion: weir.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: my-app\nspec:\n  virtualService: my-app\n  stable: v1\n  canary: v2\n  steps:\n{steps}  analysis:\n    interval: 1s\n    confidence: 0.9\n    successRate: {{min: 90}}\n  progressDeadline: {deadline}\n"
+            "apiVersion: weir.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: my-app\nspec:\n  virtualService: my-app\n  stable: v1\n  canary: v2\n  steps:\n{steps}  analysis:\n    interval: 1s\n    confidence: 0.9\n    successRate: {{min: {min_success}}}\n  progressDeadline: {deadline}\n"
         ),
     )
     .unwrap();
@@ -429,12 +439,12 @@ async fn a_canary_that_hangs_one_request_in_ten_is_never_promoted() {
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let rollout = dir.path().join("rollout.yaml");
-    std::fs::write(
-        &rollout,
-        "apiVersion: weir.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: my-app\nspec:\n  virtualService: my-app\n  stable: v1\n  canary: v2\n  steps:\n  - setWeight: 50\n  - analysis: {}\n  - setWeight: 100\n  analysis:\n    interval: 1s\n    confidence: 0.9\n    successRate: {min: 99}\n  progressDeadline: 2m\n",
-    )
-    .unwrap();
+    let rollout = write_rollout_judged(
+        dir.path(),
+        "  - setWeight: 50\n  - analysis: {}\n  - setWeight: 100\n",
+        "2m",
+        99,
+    );
     cluster.apply_ok(&rollout);
     cluster
         .wait_for("the rollout to end", Duration::from_secs(90), |c| {

@@ -207,7 +207,7 @@ pub(crate) struct Record {
     rule: Option<Arc<Rule>>,
     /// Where the request got to; the request path keeps it current, so a
     /// request abandoned mid-way names the endpoint that kept it waiting.
-    pub(crate) progress: Outcome,
+    progress: Outcome,
     /// The status sent, once the response head is on its way.
     code: Option<u16>,
     bytes_out: u64,

@@ -1,6 +1,9 @@
 //! The admin API: HTTP + JSON on a Unix socket in the state dir, so nothing
 //! administrative listens on the network. [`serve`] is the runtime's side,
-//! [`AdminClient`] the CLI's.
+//! [`AdminClient`] the CLI's. Over 600 lines because both sides of the
+//! protocol (routes, request and answer types, the client's calls) are
+//! kept in one file so they cannot drift apart; each route's work is in
+//! `api.rs`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

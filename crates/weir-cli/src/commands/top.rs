@@ -3,7 +3,10 @@
 //! gateway's Istio metrics, over the last interval); per Deployment: ready
 //! and desired replicas and HPA utilization against target; and, live, how
 //! each changed over the last minutes (sparklines) and when a route's
-//! weights changed (`top_story`).
+//! weights changed (`top_story`). Over 600 lines because it is the
+//! command's sampling and aggregation (rates, shares, p99 from histogram
+//! deltas, per-Deployment rows) with their table tests; drawing is
+//! `top_view.rs`, the story of changes `top_story.rs`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -11,14 +11,6 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args_os();
-    if args
-        .nth(1)
-        .is_some_and(|a| a == weir_runtime::launch::POD_EXEC_ARG)
-    {
-        // Each container runs under this supervisor (weir_runtime::supervisor).
-        return ExitCode::from(weir_runtime::supervisor::run(args));
-    }
     quiet_on_closed_stdout();
     let cli = weir_cli::Cli::parse();
     weir_cli::run(cli)

@@ -319,20 +319,38 @@ async fn under_root_run_as_user_is_honoured_and_run_as_non_root_refuses_root() {
         })
         .await;
     assert_eq!(container, vec![(65534, 65534)], "runs as nobody:nogroup");
-    // runAsNonRoot with nothing but root to run as: never started.
-    let describe = cluster.weir(&["describe", "deployment", "nonroot"]);
+    // runAsNonRoot with nothing but root to run as: the pod exists and
+    // waits in CreateContainerConfigError, as the kubelet leaves it; its
+    // container is never started.
+    let nonroot = cluster
+        .json("pods")
+        .into_iter()
+        .find(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("nonroot-"))
+        })
+        .expect("the nonroot pod exists");
+    let waiting = &nonroot["status"]["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(waiting["reason"], "CreateContainerConfigError", "{nonroot}");
+    assert!(
+        nonroot["status"]["containerStatuses"][0]["pid"].is_null(),
+        "never started: {nonroot}"
+    );
+    let name = nonroot["metadata"]["name"].as_str().unwrap().to_owned();
+    let describe = cluster.weir(&["describe", "pod", &name]);
     let text = String::from_utf8_lossy(&describe.stdout);
     assert!(
-        text.contains(
-            "CreateContainerConfigError: container has runAsNonRoot and image will run as root"
-        ),
+        text.contains("CreateContainerConfigError")
+            && text.contains("Error: container has runAsNonRoot and image will run as root"),
         "{text}"
     );
+    let get = cluster.weir(&["get", "pods"]);
+    let text = String::from_utf8_lossy(&get.stdout);
     assert!(
-        !cluster.json("pods").iter().any(|p| p["metadata"]["name"]
-            .as_str()
-            .is_some_and(|n| n.starts_with("nonroot-"))),
-        "no nonroot pod"
+        text.lines()
+            .any(|l| l.starts_with(&name) && l.contains("CreateContainerConfigError")),
+        "{text}"
     );
 }
 

@@ -1,5 +1,7 @@
-//! The request-head deadline's clock: a `hyper::rt::Timer` that keeps one
-//! tokio timer per connection instead of one per request.
+//! A connection's one clock: a `hyper::rt::Timer` for the request-head
+//! deadline that keeps one tokio timer per connection instead of one per
+//! request, and the same timer for the wait for a response head
+//! ([`HeadTimer::within`], the stream idle timeout).
 //!
 //! hyper asks its timer for a fresh sleep every time it starts reading a
 //! request head and drops it once the head is in. With tokio's timer that is
@@ -11,6 +13,11 @@
 //! early, the pending deadline re-arms it for itself. A keep-alive
 //! connection thus touches the timer wheel about once per timeout period,
 //! and the cut-off still comes exactly at each head's own deadline.
+//!
+//! The armed timer wakes the task that polled it last, so its deadlines are
+//! for one task at a time: an HTTP/1.1 connection's, whose requests and
+//! heads come one after another (h2's concurrent streams keep a timer
+//! each).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,16 +25,35 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-/// One connection's head-read clock; give each connection its own.
-#[derive(Default)]
+/// The timer a connection's deadlines lean on.
+type Armed = Mutex<Option<Pin<Box<tokio::time::Sleep>>>>;
+
+/// One connection's clock; give each connection its own.
+#[derive(Clone, Default)]
 pub struct HeadTimer {
-    armed: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
+    armed: Arc<Armed>,
 }
 
 impl HeadTimer {
     /// A clock with nothing armed yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// `work`'s output, or `Err(())` once `at` has passed first.
+    pub async fn within<F: Future>(
+        &self,
+        at: tokio::time::Instant,
+        work: F,
+    ) -> Result<F::Output, ()> {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            poll_deadline(&self.armed, at, cx).map(Err)
+        })
+        .await
     }
 }
 
@@ -56,29 +82,34 @@ impl hyper::rt::Timer for HeadTimer {
 /// One head's deadline: ready once `at` has passed.
 struct Deadline {
     at: tokio::time::Instant,
-    armed: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
+    armed: Arc<Armed>,
 }
 
 impl Future for Deadline {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
-        let sleep = armed.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(self.at)));
-        if sleep.deadline() > self.at {
-            sleep.as_mut().reset(self.at);
-        }
-        // The armed timer is due no later than this deadline.
-        if sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        if sleep.deadline() == self.at {
-            return Poll::Ready(());
-        }
-        // It fired for an earlier head's deadline: arm it for this one.
-        sleep.as_mut().reset(self.at);
-        sleep.as_mut().poll(cx)
+        poll_deadline(&self.armed, self.at, cx)
     }
+}
+
+/// Ready once `at` has passed, leaning on the connection's armed timer.
+fn poll_deadline(armed: &Armed, at: tokio::time::Instant, cx: &mut Context<'_>) -> Poll<()> {
+    let mut armed = armed.lock().unwrap_or_else(PoisonError::into_inner);
+    let sleep = armed.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+    if sleep.deadline() > at {
+        sleep.as_mut().reset(at);
+    }
+    // The armed timer is due no later than this deadline.
+    if sleep.as_mut().poll(cx).is_pending() {
+        return Poll::Pending;
+    }
+    if sleep.deadline() == at {
+        return Poll::Ready(());
+    }
+    // It fired for an earlier deadline: arm it for this one.
+    sleep.as_mut().reset(at);
+    sleep.as_mut().poll(cx)
 }
 
 impl hyper::rt::Sleep for Deadline {}
@@ -132,5 +163,22 @@ mod tests {
         let mut short = timer.sleep(Duration::from_secs(1));
         short.as_mut().await;
         assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_within_a_deadline_finishes_or_is_cut_off_exactly_at_it() {
+        let timer = HeadTimer::new();
+        let started = tokio::time::Instant::now();
+        let at = started + Duration::from_secs(300);
+        // Work that ends first gives its output.
+        let quick = tokio::time::sleep(Duration::from_secs(1));
+        assert_eq!(timer.within(at, quick).await, Ok(()));
+        // The next request's wait leans on the same armed timer, and work
+        // that never ends is cut off at its own deadline, not the first's.
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        let later = tokio::time::Instant::now() + Duration::from_secs(300);
+        let never = std::future::pending::<()>();
+        assert_eq!(timer.within(later, never).await, Err(()));
+        assert_eq!(started.elapsed(), Duration::from_secs(310));
     }
 }

@@ -75,6 +75,9 @@ pub struct GatewayOptions {
     /// How long a request of an Ingress waits for its response head
     /// (ingress-nginx's `proxy-read-timeout`, 60 s; then 504 `UT`).
     pub ingress_read_timeout: Duration,
+    /// How long a body-less request on a route without a timeout waits for
+    /// its response head (Envoy's stream idle timeout, 5 min; then 504 `SI`).
+    pub stream_idle_timeout: Duration,
     /// The node address `NodePort` and `LoadBalancer` Services listen on
     /// (kube-proxy's part, [`service_proxy`]); `None`: no Service listeners
     /// (the standalone gateway is only Istio's gateway).
@@ -97,6 +100,7 @@ impl Default for GatewayOptions {
             workload: "istio-ingressgateway".to_owned(),
             connect_timeout: Duration::from_secs(10),
             ingress_read_timeout: Duration::from_secs(60),
+            stream_idle_timeout: upstream::STREAM_IDLE_TIMEOUT,
             node_ip: None,
             ingress_port: 8080,
             service_caps: None,
@@ -162,6 +166,38 @@ struct Control {
     /// Service addresses not served where they should be: mapped, or not
     /// served at all (and why).
     service_bindings: BTreeMap<SocketAddr, service_proxy::Binding>,
+    /// Listeners bound by [`Gateway::bind_ahead`], not served yet: the
+    /// next configuration serves them instead of binding again.
+    ahead: Ahead,
+}
+
+/// Listeners bound ahead of the configuration that serves them.
+#[derive(Default)]
+struct Ahead {
+    entries: BTreeMap<Entry, TcpListener>,
+    services: HashMap<SocketAddr, ServiceBind>,
+}
+
+/// What binding a Service address gave.
+type ServiceBind = (Option<TcpListener>, Option<service_proxy::Binding>);
+
+/// Binds a Service address, or its mapped port when a privileged one is
+/// refused: the listener (if any) and how the address is served when not
+/// at itself.
+async fn bind_service(addr: SocketAddr) -> ServiceBind {
+    match TcpListener::bind(addr).await {
+        Ok(l) => (Some(l), None),
+        Err(e) => {
+            let mapped = match service_proxy::fallback(addr, e.kind()) {
+                Some(other) => TcpListener::bind(other).await.ok(),
+                None => None,
+            };
+            match mapped.and_then(|l| Some((l.local_addr().ok()?, l))) {
+                Some((other, l)) => (Some(l), Some(service_proxy::Binding::Mapped(other))),
+                None => (None, Some(service_proxy::Binding::Unbound(e.to_string()))),
+            }
+        }
+    }
 }
 
 /// A running gateway.
@@ -200,6 +236,7 @@ impl Gateway {
                 upstream: upstream::UpstreamSettings {
                     connect_timeout: options.connect_timeout,
                     ingress_read_timeout: options.ingress_read_timeout,
+                    stream_idle_timeout: options.stream_idle_timeout,
                     ..upstream::UpstreamSettings::default()
                 },
                 metrics,
@@ -217,8 +254,50 @@ impl Gateway {
                 cluster_ips: BTreeMap::new(),
                 service_listeners: BTreeMap::new(),
                 service_bindings: BTreeMap::new(),
+                ahead: Ahead::default(),
             }),
         })
+    }
+
+    /// Binds, without serving yet, every listener `inputs` would have: a
+    /// restarting runtime calls it before the slow part of its start, so a
+    /// client connecting meanwhile waits in the listen backlog instead of
+    /// being refused. The next [`Gateway::set_all`] or
+    /// [`Gateway::set_routes`] serves them (those it does not want are
+    /// closed). An address that cannot be bound now is left to that call,
+    /// which reports it.
+    pub async fn bind_ahead(&self, inputs: &RouteInputs) {
+        let mut control = self.control.lock().await;
+        let mut entries: Vec<Entry> = inputs.ports().into_iter().map(Entry::Gateway).collect();
+        if self.options.node_ip.is_some() && !inputs.ingresses.is_empty() {
+            entries.push(Entry::Ingress);
+        }
+        for entry in entries {
+            if control.listeners.contains_key(&entry) || control.ahead.entries.contains_key(&entry)
+            {
+                continue;
+            }
+            if let Ok(l) = TcpListener::bind(self.address_of(entry)).await {
+                control.ahead.entries.insert(entry, l);
+            }
+        }
+        let Some(node_ip) = self.options.node_ip else {
+            return;
+        };
+        let Ok(node_ports) = service_proxy::node_ports(&inputs.services) else {
+            return;
+        };
+        let cluster_ips = service_proxy::cluster_ips(&inputs.services, node_ip);
+        let wanted = service_proxy::listeners(&inputs.services, &node_ports, &cluster_ips, node_ip);
+        let running: std::collections::HashSet<SocketAddr> =
+            control.service_listeners.keys().copied().collect();
+        for addr in service_proxy::to_bind(&wanted, &running) {
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                control.ahead.services.entry(addr)
+            {
+                slot.insert(bind_service(addr).await);
+            }
+        }
     }
 
     /// Replaces the routing configuration. Listeners for new Gateway ports
@@ -265,6 +344,10 @@ impl Gateway {
             if control.listeners.contains_key(&entry) {
                 continue;
             }
+            if let Some(l) = control.ahead.entries.remove(&entry) {
+                bound.push((entry, l));
+                continue;
+            }
             let addr = self.address_of(entry);
             match TcpListener::bind(addr).await {
                 Ok(l) => bound.push((entry, l)),
@@ -284,25 +367,18 @@ impl Gateway {
         let mut service_bound = Vec::new();
         let mut bindings = BTreeMap::new();
         for addr in service_proxy::to_bind(&service_listeners, &running) {
-            match TcpListener::bind(addr).await {
-                Ok(l) => service_bound.push((addr, l)),
-                Err(e) => {
-                    let mapped = match service_proxy::fallback(addr, e.kind()) {
-                        Some(other) => TcpListener::bind(other).await.ok(),
-                        None => None,
-                    };
-                    match mapped.and_then(|l| Some((l.local_addr().ok()?, l))) {
-                        Some((other, l)) => {
-                            bindings.insert(addr, service_proxy::Binding::Mapped(other));
-                            service_bound.push((addr, l));
-                        }
-                        None => {
-                            bindings.insert(addr, service_proxy::Binding::Unbound(e.to_string()));
-                        }
-                    }
-                }
+            let (listener, binding) = match control.ahead.services.remove(&addr) {
+                Some(ahead) => ahead,
+                None => bind_service(addr).await,
+            };
+            if let Some(l) = listener {
+                service_bound.push((addr, l));
+            }
+            if let Some(b) = binding {
+                bindings.insert(addr, b);
             }
         }
+        control.ahead = Ahead::default();
         for addr in control.service_listeners.keys() {
             if let Some(b @ service_proxy::Binding::Mapped(_)) = control.service_bindings.get(addr)
             {

@@ -47,6 +47,8 @@ pub enum ResponseFlag {
     Retried,
     /// The client went away before the response ended (`DC`).
     DownstreamConnectionTermination,
+    /// No response head within the stream idle timeout (`SI`).
+    StreamIdleTimeout,
 }
 
 impl ResponseFlag {
@@ -64,6 +66,7 @@ impl ResponseFlag {
             ResponseFlag::UpstreamRequestTimeout => "UT",
             ResponseFlag::Retried => "URX",
             ResponseFlag::DownstreamConnectionTermination => "DC",
+            ResponseFlag::StreamIdleTimeout => "SI",
         }
     }
 }

@@ -67,7 +67,10 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let mut builder = builder.clone();
-        builder.http1().timer(HeadTimer::new());
+        // The connection's one clock: hyper's head deadline and the wait
+        // for each response head lean on the same armed timer.
+        let clock = HeadTimer::new();
+        builder.http1().timer(clock.clone());
         let drain = drain.clone();
         let activity = Activity::new();
         let io = TokioIo::new(Guarded::new(stream, activity.clone()));
@@ -76,7 +79,8 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 let peer = peer.clone();
-                async move { Ok::<_, Infallible>(handle(shared, entry, peer, req).await) }
+                let clock = clock.clone();
+                async move { Ok::<_, Infallible>(handle(shared, entry, peer, clock, req).await) }
             });
             let _ = drain.run(builder.serve_connection(io, service)).await;
         });

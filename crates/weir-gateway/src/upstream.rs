@@ -45,7 +45,15 @@ pub struct UpstreamSettings {
     /// How long an Ingress's request waits for its response head:
     /// ingress-nginx's `proxy-read-timeout` (60 s), then 504 `UT`.
     pub ingress_read_timeout: Duration,
+    /// How long a body-less request on a route without a timeout waits for
+    /// its response head: Envoy's stream idle timeout, then 504 `SI`.
+    pub stream_idle_timeout: Duration,
 }
+
+/// Envoy's default stream idle timeout (its HTTP connection manager's
+/// `stream_idle_timeout`, which Istio leaves at 5 minutes): a backend that
+/// accepts a request and never answers holds it no longer than this.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Default for UpstreamSettings {
     fn default() -> Self {
@@ -53,6 +61,7 @@ impl Default for UpstreamSettings {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
             ingress_read_timeout: Duration::from_secs(60),
+            stream_idle_timeout: STREAM_IDLE_TIMEOUT,
         }
     }
 }

@@ -307,3 +307,54 @@ async fn an_ingress_waits_as_ingress_nginx_reads_then_answers_504() {
     assert_eq!(status, http::StatusCode::OK);
     recorded(&gw, "istio_requests_total", "504", "UT", 1.0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_never_answers_is_cut_at_the_stream_idle_timeout_504_si() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let options = weir_gateway::GatewayOptions {
+        stream_idle_timeout: Duration::from_millis(500),
+        ..logging_to(&log)
+    };
+    let (gw, url) = faulty_with(options, "").await;
+    // Twice on one keep-alive connection (HTTP/1.1: the connection's one
+    // clock), then over h2 (a timer per stream).
+    for _ in 0..2 {
+        let started = Instant::now();
+        let (status, _, body) = get(&format!("{url}/hang"), &[("host", "my-app.local")]).await;
+        assert_eq!(status, http::StatusCode::GATEWAY_TIMEOUT, "{body}");
+        assert_eq!(body, "stream timeout");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(500) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+    }
+    let stream = TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let req = http::Request::get(format!("{url}/hang"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), http::StatusCode::GATEWAY_TIMEOUT);
+    // Recorded as Envoy records it, and a failure for the rollout.
+    recorded(&gw, "istio_requests_total", "504", "SI", 3.0).await;
+    assert_eq!(v2_counts(&gw), (3, 3));
+    let lines = log_lines(&log);
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("\" 504 SI ")).count(),
+        3,
+        "{lines:?}"
+    );
+    // What answers is served as before.
+    let (status, _, _) = get(&format!("{url}/whole"), &[("host", "my-app.local")]).await;
+    assert_eq!(status, http::StatusCode::OK);
+}

@@ -58,6 +58,7 @@ impl Runtime {
                                 "Successfully assigned {}/{} to weir",
                                 pod_ref.namespace, pod_ref.name
                             );
+                            let config_error = pod.id.config_error.clone();
                             state.pods.insert(pod.key(), pod);
                             created = true;
                             note(
@@ -69,19 +70,19 @@ impl Runtime {
                                 "default-scheduler",
                             );
                             scaled_event(state, &deployment, &template_hash, "up");
-                        }
-                        Err(e) => {
-                            log(&format!("deployment {}: {e}", deployment.name));
-                            if let RuntimeError::ContainerConfig(_) = &e {
+                            if let Some(why) = config_error {
                                 note(
                                     state,
-                                    &deployment,
+                                    &pod_ref,
                                     EventType::Warning,
-                                    "FailedCreate",
-                                    e.to_string(),
+                                    "Failed",
+                                    format!("Error: {why}"),
                                     "kubelet",
                                 );
                             }
+                        }
+                        Err(e) => {
+                            log(&format!("deployment {}: {e}", deployment.name));
                             cannot_create.insert(deployment);
                         }
                     }
@@ -332,21 +333,7 @@ impl Runtime {
         state: &mut State,
         endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
     ) -> Result<(), RuntimeError> {
-        let mut routes = RouteInputs::from_resources(state.objects.iter().cloned());
-        // ingress-nginx gives a host and path to the oldest Ingress that
-        // claims it: the gateway takes them in this order.
-        routes.ingresses.sort_by_cached_key(|i| {
-            let object = ObjectRef {
-                kind: Kind::Ingress,
-                namespace: i
-                    .metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
-                name: i.metadata.name.clone().unwrap_or_default(),
-            };
-            (state.meta.get(&object).map(|m| m.created), object)
-        });
+        let routes = route_inputs(&state.objects, &state.meta);
         self.gateway.set_all(routes, endpoints.clone()).await?;
         for (service, port, at, binding) in self.gateway.service_bindings().await {
             let object = ObjectRef {
@@ -435,12 +422,14 @@ impl Runtime {
         let mut images = state.programs_of(ns, &deployment.name);
         images.merge(self.config.images.clone());
         let log = self.log_file(ns, &name);
-        let ids = crate::run_as::run_as(
+        let (ids, config_error) = match crate::run_as::run_as(
             template.spec.as_ref(),
             &container,
             crate::run_as::runtime_uid(),
-        )
-        .map_err(RuntimeError::ContainerConfig)?;
+        ) {
+            Ok(ids) => (ids, None),
+            Err(why) => (crate::run_as::RunAs::default(), Some(why)),
+        };
         let mut launch = pods::launch_for(
             &container,
             &name,
@@ -466,6 +455,7 @@ impl Runtime {
                 launch,
                 created: SystemTime::now(),
                 token: crate::launch::new_token(),
+                config_error,
             },
             now,
         ))
@@ -730,4 +720,26 @@ fn rescale_event(state: &mut State, deployment: &ObjectRef, replicas: i32) {
             "horizontal-pod-autoscaler",
         );
     }
+}
+
+/// The gateway's routes for `objects`. ingress-nginx gives a host and path
+/// to the oldest Ingress that claims it: the Ingresses come in that order.
+pub(crate) fn route_inputs(
+    objects: &crate::state::Objects,
+    meta: &std::collections::BTreeMap<ObjectRef, crate::store::ObjectMeta>,
+) -> RouteInputs {
+    let mut routes = RouteInputs::from_resources(objects.iter().cloned());
+    routes.ingresses.sort_by_cached_key(|i| {
+        let object = ObjectRef {
+            kind: Kind::Ingress,
+            namespace: i
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            name: i.metadata.name.clone().unwrap_or_default(),
+        };
+        (meta.get(&object).map(|m| m.created), object)
+    });
+    routes
 }

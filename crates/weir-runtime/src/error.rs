@@ -30,8 +30,4 @@ pub enum RuntimeError {
     /// A pod's container cannot be launched.
     #[error(transparent)]
     Launch(#[from] LaunchError),
-    /// A pod's container settings forbid starting it (the kubelet's
-    /// `CreateContainerConfigError`): never started anyway.
-    #[error("CreateContainerConfigError: {0}")]
-    ContainerConfig(String),
 }

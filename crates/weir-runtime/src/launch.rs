@@ -12,13 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::pod_log::LogLimits;
 
-/// The variable that carries a supervisor's private token. The runtime
-/// records the token with the pod; the supervisor does not pass it on to
-/// the container.
-pub const POD_TOKEN_ENV: &str = "WEIR_POD_TOKEN";
-
-/// The hidden argument that makes the `weir` binary act as a supervisor.
-pub const POD_EXEC_ARG: &str = "__pod-exec";
+pub use weir_supervisor::POD_TOKEN_ENV;
+use weir_supervisor::orders::Orders;
 
 /// What to run for one container.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,10 +50,26 @@ pub fn exit_file_of(log: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// What the supervisor of `launch` is told, on its command line.
+pub fn orders(launch: &Launch, supervision: &Supervision) -> Orders {
+    Orders {
+        state_dir: supervision.state_dir.clone(),
+        log: launch.log.clone(),
+        exit_file: launch.exit_file(),
+        log_limits: supervision.log_limits,
+        orphan_grace: supervision.orphan_grace,
+        user: launch.user,
+        group: launch.group,
+        command: std::iter::once(launch.program.clone().into_os_string())
+            .chain(launch.args.iter().map(std::ffi::OsString::from))
+            .collect(),
+    }
+}
+
 /// How supervisors watch over their containers.
 #[derive(Clone, Debug)]
 pub struct Supervision {
-    /// The `weir` binary.
+    /// The supervisor's program, `weir-pod-exec`.
     pub launcher: PathBuf,
     /// The state dir, whose lock file names the living runtime.
     pub state_dir: PathBuf,

@@ -17,7 +17,6 @@ pub mod pod_ip;
 pub mod pod_log;
 pub mod pods;
 pub mod probe;
-pub mod proc_info;
 pub mod process;
 pub mod restore;
 pub mod run_as;
@@ -26,8 +25,9 @@ pub mod scrape;
 pub mod state;
 pub mod state_dir;
 pub mod store;
-pub mod supervisor;
 pub mod usage;
+
+pub use weir_supervisor::proc_info;
 
 /// The runtime's own log lines, on stderr.
 pub(crate) fn log(message: &str) {

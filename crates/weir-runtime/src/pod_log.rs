@@ -1,48 +1,10 @@
-//! A container's log file, written and rotated as the kubelet writes them:
-//! each line in the CRI logging format (`TIMESTAMP STREAM TAG CONTENT`, the
-//! timestamp RFC 3339 with nanoseconds, the tag `F` for a full line or `P`
-//! for a part of one the program had not ended yet), so `weir logs` can
-//! show lines since a time and with their timestamps; rotated by size
-//! ([`weir_api::rotating_file`]: 10 MiB × 5 files by default, 0600).
+//! A container's log file read back: the supervisor writes CRI lines
+//! ([`weir_supervisor::cri_log`]) to a size-rotated file, so `weir logs`
+//! can show lines since a time and with their timestamps.
 
-use std::path::Path;
 use std::time::SystemTime;
 
-use weir_api::rotating_file::RotatingFile;
 pub use weir_api::rotating_file::{LogLimits, all_files, rotated};
-
-/// Which of the container's outputs a line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
-    /// Its standard output.
-    Stdout,
-    /// Its standard error (and the supervisor's own notes).
-    Stderr,
-}
-
-/// A chunk of a container's output as CRI log lines at `now`: every line it
-/// ends is one `F` line; what follows the last newline, a `P` line.
-pub fn cri_lines(stream: Stream, chunk: &[u8], now: SystemTime) -> Vec<Vec<u8>> {
-    let ts = humantime::format_rfc3339_nanos(now).to_string();
-    let stream = match stream {
-        Stream::Stdout => "stdout",
-        Stream::Stderr => "stderr",
-    };
-    let mut lines = Vec::new();
-    let mut rest = chunk;
-    while !rest.is_empty() {
-        let (content, tag, next) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], "F", &rest[i + 1..]),
-            None => (rest, "P", &rest[rest.len()..]),
-        };
-        let mut line = format!("{ts} {stream} {tag} ").into_bytes();
-        line.extend_from_slice(content);
-        line.push(b'\n');
-        lines.push(line);
-        rest = next;
-    }
-    lines
-}
 
 /// Reading a CRI log back: lines since a time, with or without their
 /// timestamps. A line in no CRI shape (a log from before weir wrote them)
@@ -105,27 +67,10 @@ impl CriReader {
     }
 }
 
-/// A container's log being written: CRI lines in a size-rotated file.
-pub struct RotatingLog(RotatingFile);
-
-impl RotatingLog {
-    /// Opens (appending to) the log at `path`.
-    pub fn open(path: &Path, limits: LogLimits) -> std::io::Result<Self> {
-        RotatingFile::open(path, limits).map(Self)
-    }
-
-    /// Appends a chunk of the container's `stream` as CRI lines stamped now.
-    pub fn append(&mut self, stream: Stream, chunk: &[u8]) -> std::io::Result<()> {
-        for line in cri_lines(stream, chunk, SystemTime::now()) {
-            self.0.write(&line)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weir_supervisor::cri_log::{Stream, cri_lines};
 
     #[test]
     fn output_is_written_and_read_back_as_cri_lines() {

@@ -184,6 +184,12 @@ pub struct PodIdentity {
     pub created: SystemTime,
     /// The private token of its supervisor.
     pub token: String,
+    /// Why its container cannot be created from its settings (the
+    /// kubelet's `CreateContainerConfigError`, e.g. `runAsNonRoot` with
+    /// nothing but root to run as): such a pod exists, waits, and is never
+    /// started.
+    #[serde(default)]
+    pub config_error: Option<String>,
 }
 
 impl Pod {
@@ -252,6 +258,10 @@ impl Pod {
             (Some(_), _, _) => {
                 serde_json::json!({"running": {"startedAt": self.started.map(|s| ts(s.1))}})
             }
+            (None, _, _) if self.id.config_error.is_some() => serde_json::json!({"waiting": {
+                "reason": "CreateContainerConfigError",
+                "message": self.id.config_error,
+            }}),
             (None, Some(_), _) => serde_json::json!({"waiting": {"reason": "CrashLoopBackOff"}}),
             (None, None, Some(code)) => {
                 serde_json::json!({"terminated": {"exitCode": code.unwrap_or(137)}})

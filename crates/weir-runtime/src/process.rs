@@ -1,5 +1,5 @@
 //! Pods as OS processes. Each container runs under its own supervisor
-//! (`weir __pod-exec`, [`crate::supervisor`]) in a process group of its
+//! (`weir-pod-exec`, [`weir_supervisor`]) in a process group of its
 //! own, so every process it forks is signalled with it. The supervisor, not
 //! the runtime, holds the container's output and exit status, so a
 //! container outlives a crash of `weir up` (as containers outlive a kubelet
@@ -17,7 +17,7 @@ use std::process::Stdio;
 use rustix::process::{Pid, Signal};
 use tokio::process::{Child, Command};
 
-use crate::launch::{Launch, POD_EXEC_ARG, POD_TOKEN_ENV, Supervision};
+use crate::launch::{Launch, POD_TOKEN_ENV, Supervision};
 use crate::proc_info;
 
 /// A running container, through its supervisor.
@@ -40,8 +40,7 @@ impl Process {
         let mut cmd = match supervision {
             Some(s) => {
                 let mut c = Command::new(&s.launcher);
-                c.arg(POD_EXEC_ARG)
-                    .args(crate::supervisor::Orders::new(launch, s).to_args())
+                c.args(crate::launch::orders(launch, s).to_args())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null());
                 c
@@ -161,16 +160,24 @@ fn is_ours(pid: u32, start_time: Option<u64>, token: &str, launcher: &Path) -> b
 }
 
 /// `/proc/PID/exe` of a binary replaced since it started reads
-/// `PATH (deleted)`; a rebuilt `weir` is still the launcher.
+/// `PATH (deleted)`; a rebuilt launcher is still the launcher. Pods started
+/// before the supervisor was a program of its own ran under `weir`
+/// itself (`weir __pod-exec`): those are still adopted after an upgrade,
+/// never left running beside a restarted copy of their pod.
 fn same_program(exe: &Path, launcher: &Path) -> bool {
     let exe = exe.to_string_lossy();
-    let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe);
-    Path::new(exe).file_name() == launcher.file_name()
+    let exe = Path::new(exe.strip_suffix(" (deleted)").unwrap_or(&exe));
+    exe.file_name() == launcher.file_name()
+        || exe.file_name() == Some(std::ffi::OsStr::new(EARLIER_LAUNCHER))
 }
+
+/// The program that supervised pods before `weir-pod-exec`.
+const EARLIER_LAUNCHER: &str = "weir";
 
 /// Kills (SIGKILL, whole group) every supervisor carrying one of `tokens`
 /// that is not in `adopted`: containers a previous run started but did not
-/// record, or could not adopt. Returns how many.
+/// record, or could not adopt. Returns how many. Linear in the processes
+/// running: each one's environment is read once.
 pub fn kill_unadopted(tokens: &HashSet<String>, adopted: &HashSet<u32>, launcher: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
@@ -183,13 +190,13 @@ pub fn kill_unadopted(tokens: &HashSet<String>, adopted: &HashSet<u32>, launcher
         if adopted.contains(&pid) || pid == std::process::id() {
             continue;
         }
-        let Some(token) = tokens
-            .iter()
-            .find(|t| proc_info::has_env(pid, &format!("{POD_TOKEN_ENV}={t}")))
+        // One read of each process's environment: the scan stays linear in
+        // the processes however many pods were recorded.
+        let Some(token) = proc_info::env_value(pid, POD_TOKEN_ENV).filter(|t| tokens.contains(t))
         else {
             continue;
         };
-        if is_ours(pid, None, token, launcher)
+        if is_ours(pid, None, &token, launcher)
             && let Some(group) = Pid::from_raw(pid as i32)
         {
             let _ = rustix::process::kill_process_group(group, Signal::KILL);
@@ -205,15 +212,19 @@ mod tests {
 
     #[test]
     fn a_rebuilt_launcher_is_still_the_launcher() {
-        let weir = Path::new("/home/u/weir/target/release/weir");
+        let launcher = Path::new("/home/u/weir/target/release/weir-pod-exec");
         for (exe, same) in [
-            ("/home/u/weir/target/release/weir", true),
-            ("/home/u/weir/target/release/weir (deleted)", true),
+            ("/home/u/weir/target/release/weir-pod-exec", true),
+            ("/home/u/weir/target/release/weir-pod-exec (deleted)", true),
+            ("/usr/bin/weir-pod-exec", true),
+            // An earlier weir's supervisor.
             ("/usr/bin/weir", true),
+            ("/usr/bin/weir (deleted)", true),
             ("/usr/bin/bash", false),
             ("/usr/bin/weir-gateway", false),
+            ("/usr/bin/weir-pod-exec-not", false),
         ] {
-            assert_eq!(same_program(Path::new(exe), weir), same, "{exe}");
+            assert_eq!(same_program(Path::new(exe), launcher), same, "{exe}");
         }
     }
 

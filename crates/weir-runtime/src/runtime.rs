@@ -154,6 +154,11 @@ impl Runtime {
         let objects = restore_objects(&store)?;
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         let meta = store.object_meta()?.into_iter().collect();
+        // Listeners first, from what was stored: a client that connects
+        // while the pods are adopted waits in the backlog, not refused.
+        gateway
+            .bind_ahead(&crate::actions::route_inputs(&objects, &meta))
+            .await;
         let supervision = config.launcher.clone().map(|launcher| Supervision {
             launcher,
             state_dir: config.state_dir.clone(),

@@ -15,10 +15,9 @@ use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::proc_info;
+use weir_supervisor::proc_info;
 
-/// The lock file's name in the state dir.
-pub const LOCK_FILE: &str = "lock";
+pub use weir_supervisor::lock::{LOCK_FILE, holder};
 
 /// Why a state dir cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -173,17 +172,6 @@ fn make_private(dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The runtime that holds `dir`'s lock, if it is alive: its pid, read from
-/// the lock file and confirmed by its start time (so a reused pid is not
-/// taken for it).
-pub fn holder(dir: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(dir.join(LOCK_FILE)).ok()?;
-    let mut fields = text.split_whitespace();
-    let pid: u32 = fields.next()?.parse().ok()?;
-    let started: u64 = fields.next()?.parse().ok()?;
-    (proc_info::start_time(pid) == Some(started) && proc_info::is_running(pid)).then_some(pid)
 }
 
 #[cfg(test)]

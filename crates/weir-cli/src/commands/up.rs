@@ -105,7 +105,14 @@ pub async fn run(args: UpArgs) -> u8 {
         .iter()
         .filter_map(|e| e.parent().map(PathBuf::from))
         .collect();
-    config.launcher = exe;
+    config.launcher = match exe.as_deref().map(supervisor_beside) {
+        Some(Ok(launcher)) => Some(launcher),
+        Some(Err(e)) => {
+            eprintln!("weir: {e}");
+            return exit::FAILED;
+        }
+        None => None,
+    };
     for (image, program) in &args.images {
         config.images.insert(image, program);
     }
@@ -192,6 +199,20 @@ pub async fn run(args: UpArgs) -> u8 {
 /// The gateway's metrics listener: `addr` when given (its failure is an
 /// error), else Envoy's Prometheus port on loopback or, when another
 /// program holds it, a free port.
+/// The pod supervisor, `weir-pod-exec`, which is built and installed
+/// beside `weir` (`cargo build -p weir-cli` builds both).
+fn supervisor_beside(weir: &std::path::Path) -> Result<PathBuf, String> {
+    let supervisor = weir.with_file_name(weir_supervisor::PROGRAM);
+    if supervisor.is_file() {
+        Ok(supervisor)
+    } else {
+        Err(format!(
+            "the pod supervisor {} is missing: it is built with weir (cargo build -p weir-cli) and must sit beside it",
+            supervisor.display()
+        ))
+    }
+}
+
 async fn bind_metrics(addr: Option<SocketAddr>) -> Result<tokio::net::TcpListener, String> {
     if let Some(addr) = addr {
         return tokio::net::TcpListener::bind(addr)

@@ -297,7 +297,7 @@ pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
 
-/// The pod supervisors (by PID) of the runtime of `dir`: `weir __pod-exec DIR ...`.
+/// The pod supervisors (by PID) of the runtime of `dir`: `weir-pod-exec DIR ...`.
 pub fn pods_of(dir: &Path) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
@@ -306,9 +306,9 @@ pub fn pods_of(dir: &Path) -> Vec<u32> {
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
                 let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
-                args.len() > 2
-                    && args[1] == b"__pod-exec"
-                    && args[2] == dir.as_os_str().as_encoded_bytes()
+                args.len() > 1
+                    && args[0].ends_with(b"/weir-pod-exec")
+                    && args[1] == dir.as_os_str().as_encoded_bytes()
             })
         })
         .filter(|pid| alive(*pid))

@@ -65,7 +65,9 @@ impl Controller for Kubelet {
                 }
                 continue;
             }
-            let waiting = pod.process.is_none() || exited;
+            // A container its settings forbid is never created (the
+            // kubelet's CreateContainerConfigError).
+            let waiting = (pod.process.is_none() || exited) && pod.id.config_error.is_none();
             let backoff = restart_at.get(key).copied().or(pod.backoff_until);
             if waiting && backoff.is_none_or(|t| t <= now) {
                 actions.push(Action::Start(key.clone()));
@@ -122,7 +124,10 @@ mod tests {
         backing_off.backoff_until = Some(now + Duration::from_secs(5));
         let mut due = pod("due", "d", "h", Phase::Running);
         due.backoff_until = Some(now);
-        for p in [fresh, backing_off, due] {
+        // runAsNonRoot with nothing but root: waits for good, never started.
+        let mut forbidden = pod("forbidden", "d", "h", Phase::Pending);
+        forbidden.id.config_error = Some("container has runAsNonRoot".into());
+        for p in [fresh, backing_off, due, forbidden] {
             pods.insert(p.key(), p);
         }
         let actions = kubelet().reconcile(&observed(&objects, &pods, &[], now));

@@ -185,6 +185,7 @@ pub(crate) mod testing {
                 launch: Launch::default(),
                 created: SystemTime::UNIX_EPOCH,
                 token: "t".into(),
+                config_error: None,
             },
             Instant::now(),
         );

@@ -42,6 +42,17 @@ pub fn executable(pid: u32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/exe")).ok()
 }
 
+/// The value of `name` in its environment, if set (unreadable, so `None`,
+/// for other users' processes): one read of the environment, whatever is
+/// looked for in it.
+pub fn env_value(pid: u32, name: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|&b| b == 0).find_map(|var| {
+        let value = var.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
+        String::from_utf8(value.to_vec()).ok()
+    })
+}
+
 /// Whether its environment holds exactly `NAME=value` (unreadable, so
 /// `false`, for other users' processes).
 pub fn has_env(pid: u32, entry: &str) -> bool {
@@ -70,6 +81,10 @@ mod tests {
         assert_eq!(parent(me), Some(std::os::unix::process::parent_id()));
         assert_eq!(executable(me), std::env::current_exe().ok());
         assert!(!has_env(me, "WEIR_NO_SUCH_VARIABLE=1"));
+        assert_eq!(env_value(me, "WEIR_NO_SUCH_VARIABLE"), None);
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(env_value(me, "PATH"), Some(path));
+        assert_eq!(env_value(me, "PAT"), None);
         assert!(!is_running(u32::MAX));
     }
 }

@@ -1,7 +1,7 @@
 //! A connection's one clock: a `hyper::rt::Timer` for the request-head
 //! deadline that keeps one tokio timer per connection instead of one per
 //! request, and the same timer for the wait for a response head
-//! ([`HeadTimer::within`], the stream idle timeout).
+//! ([`HeadTimer::poll_deadline`], the stream idle timeout).
 //!
 //! hyper asks its timer for a fresh sleep every time it starts reading a
 //! request head and drops it once the head is in. With tokio's timer that is
@@ -40,20 +40,11 @@ impl HeadTimer {
         Self::default()
     }
 
-    /// `work`'s output, or `Err(())` once `at` has passed first.
-    pub async fn within<F: Future>(
-        &self,
-        at: tokio::time::Instant,
-        work: F,
-    ) -> Result<F::Output, ()> {
-        let mut work = std::pin::pin!(work);
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(out) = work.as_mut().poll(cx) {
-                return Poll::Ready(Ok(out));
-            }
-            poll_deadline(&self.armed, at, cx).map(Err)
-        })
-        .await
+    /// Ready once `at` has passed; until then the polling task is woken
+    /// when it does. For a wait that `poll`s its work and this together
+    /// (the wait for a response head).
+    pub fn poll_deadline(&self, at: tokio::time::Instant, cx: &mut Context<'_>) -> Poll<()> {
+        poll_deadline(&self.armed, at, cx)
     }
 }
 
@@ -166,19 +157,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn work_within_a_deadline_finishes_or_is_cut_off_exactly_at_it() {
+    async fn a_wait_for_an_answer_is_cut_off_exactly_at_its_own_deadline() {
         let timer = HeadTimer::new();
         let started = tokio::time::Instant::now();
-        let at = started + Duration::from_secs(300);
-        // Work that ends first gives its output.
-        let quick = tokio::time::sleep(Duration::from_secs(1));
-        assert_eq!(timer.within(at, quick).await, Ok(()));
-        // The next request's wait leans on the same armed timer, and work
-        // that never ends is cut off at its own deadline, not the first's.
+        let timer = &timer;
+        let wait = |at| std::future::poll_fn(move |cx| timer.poll_deadline(at, cx));
+        // A first wait arms the timer for t+300 s and is answered in time.
+        let first = started + Duration::from_secs(300);
+        assert!(
+            std::future::poll_fn(|cx| Poll::Ready(timer.poll_deadline(first, cx).is_pending()))
+                .await
+        );
+        // The next leans on the same armed timer, and is cut off at its
+        // own deadline, not the first's.
         tokio::time::sleep(Duration::from_secs(9)).await;
-        let later = tokio::time::Instant::now() + Duration::from_secs(300);
-        let never = std::future::pending::<()>();
-        assert_eq!(timer.within(later, never).await, Err(()));
-        assert_eq!(started.elapsed(), Duration::from_secs(310));
+        wait(tokio::time::Instant::now() + Duration::from_secs(300)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(309));
     }
 }

@@ -4,12 +4,14 @@
 //! in origin form.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 use smallvec::SmallVec;
 
 use crate::endpoint::UpstreamBody;
+use crate::head_timer::HeadTimer;
 use crate::snapshot::HeaderOps;
 
 /// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1).
@@ -27,28 +29,39 @@ pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwar
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The client end of a downstream connection, its address formatted once
-/// for `x-forwarded-for` rather than on every request.
-#[derive(Clone, Debug)]
-pub struct Peer {
+/// What a request knows of its downstream connection: the client's
+/// address, formatted once for `x-forwarded-for` rather than on every
+/// request, and the connection's clock. One pointer, so each request's
+/// future (moved whole into place per request) carries 8 bytes of it.
+#[derive(Clone)]
+pub struct Peer(Arc<PeerInner>);
+
+struct PeerInner {
     addr: SocketAddr,
     forwarded_for: HeaderValue,
+    clock: HeadTimer,
 }
 
 impl Peer {
     /// Its address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.0.addr
     }
 
-    /// The peer at `addr`.
-    pub fn new(addr: SocketAddr) -> Self {
+    /// The connection's clock, for the wait for a response head.
+    pub fn clock(&self) -> &HeadTimer {
+        &self.0.clock
+    }
+
+    /// The peer at `addr`, on a connection whose clock is `clock`.
+    pub fn new(addr: SocketAddr, clock: HeadTimer) -> Self {
         let forwarded_for = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self {
+        Self(Arc::new(PeerInner {
             addr,
             forwarded_for,
-        }
+            clock,
+        }))
     }
 }
 
@@ -161,7 +174,7 @@ pub(crate) fn prepare_upstream_headers(headers: &mut HeaderMap, peer: &Peer, aut
     }
     match headers.entry(X_FORWARDED_FOR) {
         header::Entry::Vacant(xff) => {
-            xff.insert(peer.forwarded_for.clone());
+            xff.insert(peer.0.forwarded_for.clone());
         }
         header::Entry::Occupied(mut xff) => {
             // A value that is not text is replaced by the client's address.
@@ -169,8 +182,10 @@ pub(crate) fn prepare_upstream_headers(headers: &mut HeaderMap, peer: &Peer, aut
                 .get()
                 .to_str()
                 .ok()
-                .and_then(|prev| HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok())
-                .unwrap_or_else(|| peer.forwarded_for.clone());
+                .and_then(|prev| {
+                    HeaderValue::from_str(&format!("{prev}, {}", peer.0.addr.ip())).ok()
+                })
+                .unwrap_or_else(|| peer.0.forwarded_for.clone());
             xff.insert(appended);
         }
     }
@@ -358,12 +373,12 @@ mod tests {
 
     #[test]
     fn forwarded_for_appends_the_client() {
-        let client = Peer::new("10.1.2.3:5555".parse().unwrap());
+        let client = Peer::new("10.1.2.3:5555".parse().unwrap(), HeadTimer::new());
         let mut headers = HeaderMap::new();
         prepare_upstream_headers(&mut headers, &client, "example.com");
         assert_eq!(headers[&X_FORWARDED_FOR], "10.1.2.3");
         assert_eq!(headers[header::HOST], "example.com");
-        let v6 = Peer::new("[2001:db8::1]:80".parse().unwrap());
+        let v6 = Peer::new("[2001:db8::1]:80".parse().unwrap(), HeadTimer::new());
         prepare_upstream_headers(&mut headers, &v6, "example.com");
         assert_eq!(headers[&X_FORWARDED_FOR], "10.1.2.3, 2001:db8::1");
 

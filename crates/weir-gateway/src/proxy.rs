@@ -7,8 +7,10 @@
 //! Each phase either hands the next what it needs or ends the request with
 //! a local reply and its response flag.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -44,8 +46,6 @@ pub type DownstreamBody = RecordedBody<ReplyBody>;
 struct RequestContext<'a> {
     shared: &'a Arc<Shared>,
     peer: &'a Peer,
-    /// The connection's clock, for the wait for a response head.
-    clock: &'a HeadTimer,
     started: Instant,
     /// The request's authority (Host), as an owned value sharing its bytes.
     authority: HeaderValue,
@@ -62,7 +62,6 @@ pub async fn handle(
     shared: Arc<Shared>,
     entry: Entry,
     peer: Peer,
-    clock: HeadTimer,
     mut req: Request<Incoming>,
 ) -> Response<DownstreamBody> {
     let started = Instant::now();
@@ -78,7 +77,6 @@ pub async fn handle(
     let ctx = RequestContext {
         shared,
         peer: &peer,
-        clock: &clock,
         started,
         authority,
     };
@@ -304,8 +302,8 @@ async fn forward<'r>(
             (None, None) => None,
         };
         // An Ingress's wait for the head keeps ingress-nginx's read timeout
-        // when nothing tighter bounds it. (Istio routes have none here: a
-        // timer per request costs 3 % of the request path; see bench/.)
+        // when nothing tighter bounds it (Istio routes: the stream idle
+        // timeout, below).
         let read_bound = (rule.waits_as == WaitBound::IngressNginx)
             .then(|| Instant::now() + ctx.shared.upstream.ingress_read_timeout);
         let (limit, bound_by_read) = match (limit, read_bound) {
@@ -320,16 +318,21 @@ async fn forward<'r>(
         // per request cost 3 % of the path), a timer of its own over h2,
         // whose streams wait side by side. (A request still sending its
         // body is bounded by the connection's idle timeout.)
-        let idle_bound = (limit.is_none() && body_is_empty)
-            .then(|| Instant::now() + ctx.shared.upstream.stream_idle_timeout);
-        let outcome = match (limit, idle_bound) {
-            (Some(limit), _) => tokio::time::timeout_at(limit, sent).await.map_err(|_| ()),
-            (None, Some(at)) if parts.version == http::Version::HTTP_2 => {
-                tokio::time::timeout_at(at, sent).await.map_err(|_| ())
+        let bound = match limit {
+            Some(limit) => Bound::Timer(Box::pin(tokio::time::sleep_until(limit))),
+            None if !body_is_empty => Bound::None,
+            None => {
+                // From the request's start: no clock read of its own.
+                let at = ctx.started + ctx.shared.upstream.stream_idle_timeout;
+                if parts.version == http::Version::HTTP_2 {
+                    Bound::IdleTimer(Box::pin(tokio::time::sleep_until(at)))
+                } else {
+                    Bound::IdleClock(at)
+                }
             }
-            (None, Some(at)) => ctx.clock.within(at, sent).await,
-            (None, None) => Ok(sent.await),
         };
+        let bound_by_idle = matches!(bound, Bound::IdleTimer(_) | Bound::IdleClock(_));
+        let outcome = wait_for_head(ctx.peer.clock(), sent, bound).await;
         endpoint.active.fetch_sub(1, Ordering::Relaxed);
         let can_retry = attempts < max_attempts && deadline.is_none_or(|d| Instant::now() < d);
         // A body the client sent malformed is its error, whatever the
@@ -361,7 +364,7 @@ async fn forward<'r>(
             Err(()) if bound_by_read => {
                 break Attempt::Failed(ResponseFlag::UpstreamRequestTimeout, index);
             }
-            Err(()) if idle_bound.is_some() => {
+            Err(()) if bound_by_idle => {
                 break Attempt::Failed(ResponseFlag::StreamIdleTimeout, index);
             }
             // The route's own deadline is never retried, only a try's.
@@ -384,6 +387,40 @@ async fn forward<'r>(
         hash_cookie,
         deadline,
     }
+}
+
+/// What bounds one try's wait for its response head.
+enum Bound {
+    /// Nothing (a request still sending its body: the connection's idle
+    /// timeout).
+    None,
+    /// The route's or the try's deadline, or ingress-nginx's read timeout.
+    Timer(Pin<Box<tokio::time::Sleep>>),
+    /// The stream idle timeout over h2, whose streams wait side by side.
+    IdleTimer(Pin<Box<tokio::time::Sleep>>),
+    /// The stream idle timeout over HTTP/1.1, on the connection's clock.
+    IdleClock(Instant),
+}
+
+/// The response head `sent` gives, or `Err(())` once `bound` passes first:
+/// one await over both, so the request's future holds the send once.
+async fn wait_for_head<F: Future>(
+    clock: &HeadTimer,
+    sent: F,
+    mut bound: Bound,
+) -> Result<F::Output, ()> {
+    let mut sent = std::pin::pin!(sent);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = sent.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        match &mut bound {
+            Bound::None => Poll::Pending,
+            Bound::Timer(sleep) | Bound::IdleTimer(sleep) => sleep.as_mut().poll(cx).map(Err),
+            Bound::IdleClock(at) => clock.poll_deadline(*at, cx).map(Err),
+        }
+    })
+    .await
 }
 
 /// respond: the upstream's response with the route's header operations

@@ -75,12 +75,11 @@ pub async fn serve(
         let activity = Activity::new();
         let io = TokioIo::new(Guarded::new(stream, activity.clone()));
         let connection = tokio::spawn(async move {
-            let peer = Peer::new(peer);
+            let peer = Peer::new(peer, clock);
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 let peer = peer.clone();
-                let clock = clock.clone();
-                async move { Ok::<_, Infallible>(handle(shared, entry, peer, clock, req).await) }
+                async move { Ok::<_, Infallible>(handle(shared, entry, peer, req).await) }
             });
             let _ = drain.run(builder.serve_connection(io, service)).await;
         });

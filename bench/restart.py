@@ -158,12 +158,15 @@ def conmon_memory(tmp):
         check=True, timeout=30, capture_output=True,
     )
     pid = int(open(pidfile).read().strip())
+    container_pidfile = os.path.join(base, "pid")
     try:
+        # Measured once it supervises its container (the pid file written).
+        wait_until("conmon's container", 10, lambda: os.path.exists(container_pidfile))
         return memory_kib(pid)
     finally:
         os.kill(pid, signal.SIGKILL)
-        container = int(open(os.path.join(base, "pid")).read().strip())
-        os.kill(container, signal.SIGKILL)
+        if os.path.exists(container_pidfile):
+            os.kill(int(open(container_pidfile).read().strip()), signal.SIGKILL)
 
 
 def free_port():

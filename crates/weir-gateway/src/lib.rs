@@ -17,6 +17,7 @@ pub mod drain;
 pub mod endpoint;
 pub mod exchange;
 pub mod head_timer;
+mod head_wait;
 pub mod headers;
 pub mod matcher;
 pub mod metrics;
@@ -178,6 +179,13 @@ struct Ahead {
     services: HashMap<SocketAddr, ServiceBind>,
 }
 
+/// Node ports, cluster IPs and Service listeners, as [`Gateway::service_plan`] makes them.
+type ServicePlan = (
+    Vec<service_proxy::NodePort>,
+    BTreeMap<ServiceKey, IpAddr>,
+    Vec<service_proxy::ServiceListener>,
+);
+
 /// What binding a Service address gave.
 type ServiceBind = (Option<TcpListener>, Option<service_proxy::Binding>);
 
@@ -268,11 +276,7 @@ impl Gateway {
     /// which reports it.
     pub async fn bind_ahead(&self, inputs: &RouteInputs) {
         let mut control = self.control.lock().await;
-        let mut entries: Vec<Entry> = inputs.ports().into_iter().map(Entry::Gateway).collect();
-        if self.options.node_ip.is_some() && !inputs.ingresses.is_empty() {
-            entries.push(Entry::Ingress);
-        }
-        for entry in entries {
+        for entry in self.wanted_entries(inputs) {
             if control.listeners.contains_key(&entry) || control.ahead.entries.contains_key(&entry)
             {
                 continue;
@@ -281,14 +285,9 @@ impl Gateway {
                 control.ahead.entries.insert(entry, l);
             }
         }
-        let Some(node_ip) = self.options.node_ip else {
+        let Ok((_, _, wanted)) = self.service_plan(inputs) else {
             return;
         };
-        let Ok(node_ports) = service_proxy::node_ports(&inputs.services) else {
-            return;
-        };
-        let cluster_ips = service_proxy::cluster_ips(&inputs.services, node_ip);
-        let wanted = service_proxy::listeners(&inputs.services, &node_ports, &cluster_ips, node_ip);
         let running: std::collections::HashSet<SocketAddr> =
             control.service_listeners.keys().copied().collect();
         for addr in service_proxy::to_bind(&wanted, &running) {
@@ -325,20 +324,8 @@ impl Gateway {
         endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
     ) -> Result<(), GatewayError> {
         let snapshot = control.compiler.compile(&inputs, &endpoints)?;
-        let (node_ports, cluster_ips, service_listeners) = match self.options.node_ip {
-            Some(node_ip) => {
-                let node_ports = service_proxy::node_ports(&inputs.services)?;
-                let cluster_ips = service_proxy::cluster_ips(&inputs.services, node_ip);
-                let listeners =
-                    service_proxy::listeners(&inputs.services, &node_ports, &cluster_ips, node_ip);
-                (node_ports, cluster_ips, listeners)
-            }
-            None => (Vec::new(), BTreeMap::new(), Vec::new()),
-        };
-        let mut wanted: Vec<Entry> = inputs.ports().into_iter().map(Entry::Gateway).collect();
-        if self.options.node_ip.is_some() && !inputs.ingresses.is_empty() {
-            wanted.push(Entry::Ingress);
-        }
+        let (node_ports, cluster_ips, service_listeners) = self.service_plan(&inputs)?;
+        let wanted = self.wanted_entries(&inputs);
         let mut bound = Vec::new();
         for &entry in &wanted {
             if control.listeners.contains_key(&entry) {
@@ -438,6 +425,29 @@ impl Gateway {
         control.inputs = inputs;
         control.endpoints = endpoints;
         Ok(())
+    }
+
+    /// The gateway's listeners `inputs` want: each Gateway port, and the
+    /// ingress controller once an Ingress exists (with a node address).
+    fn wanted_entries(&self, inputs: &RouteInputs) -> Vec<Entry> {
+        let mut wanted: Vec<Entry> = inputs.ports().into_iter().map(Entry::Gateway).collect();
+        if self.options.node_ip.is_some() && !inputs.ingresses.is_empty() {
+            wanted.push(Entry::Ingress);
+        }
+        wanted
+    }
+
+    /// What kube-proxy's part serves for `inputs`: node ports, cluster IPs
+    /// and the Service listeners (none without a node address).
+    fn service_plan(&self, inputs: &RouteInputs) -> Result<ServicePlan, GatewayError> {
+        let Some(node_ip) = self.options.node_ip else {
+            return Ok((Vec::new(), BTreeMap::new(), Vec::new()));
+        };
+        let node_ports = service_proxy::node_ports(&inputs.services)?;
+        let cluster_ips = service_proxy::cluster_ips(&inputs.services, node_ip);
+        let listeners =
+            service_proxy::listeners(&inputs.services, &node_ports, &cluster_ips, node_ip);
+        Ok((node_ports, cluster_ips, listeners))
     }
 
     /// Where a listener binds: a Gateway port at its mapped local port,

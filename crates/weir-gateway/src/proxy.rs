@@ -7,10 +7,8 @@
 //! Each phase either hands the next what it needs or ends the request with
 //! a local reply and its response flag.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -23,7 +21,7 @@ use tokio::time::Instant;
 use crate::balance::{HashInput, cookie_value};
 use crate::canary::CanaryChoice;
 use crate::endpoint::{RequestBody, UpstreamBody};
-use crate::head_timer::HeadTimer;
+use crate::head_wait::{Bound, wait_for_head};
 use crate::headers::{
     Peer, apply_request_ops, apply_response_ops, authority_value, build_upstream,
     ensure_request_id, is_idempotent, normalize_host, prepare_upstream_headers, strip_hop_by_hop,
@@ -387,40 +385,6 @@ async fn forward<'r>(
         hash_cookie,
         deadline,
     }
-}
-
-/// What bounds one try's wait for its response head.
-enum Bound {
-    /// Nothing (a request still sending its body: the connection's idle
-    /// timeout).
-    None,
-    /// The route's or the try's deadline, or ingress-nginx's read timeout.
-    Timer(Pin<Box<tokio::time::Sleep>>),
-    /// The stream idle timeout over h2, whose streams wait side by side.
-    IdleTimer(Pin<Box<tokio::time::Sleep>>),
-    /// The stream idle timeout over HTTP/1.1, on the connection's clock.
-    IdleClock(Instant),
-}
-
-/// The response head `sent` gives, or `Err(())` once `bound` passes first:
-/// one await over both, so the request's future holds the send once.
-async fn wait_for_head<F: Future>(
-    clock: &HeadTimer,
-    sent: F,
-    mut bound: Bound,
-) -> Result<F::Output, ()> {
-    let mut sent = std::pin::pin!(sent);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(out) = sent.as_mut().poll(cx) {
-            return Poll::Ready(Ok(out));
-        }
-        match &mut bound {
-            Bound::None => Poll::Pending,
-            Bound::Timer(sleep) | Bound::IdleTimer(sleep) => sleep.as_mut().poll(cx).map(Err),
-            Bound::IdleClock(at) => clock.poll_deadline(*at, cx).map(Err),
-        }
-    })
-    .await
 }
 
 /// respond: the upstream's response with the route's header operations

@@ -196,9 +196,6 @@ pub async fn run(args: UpArgs) -> u8 {
     exit::OK
 }
 
-/// The gateway's metrics listener: `addr` when given (its failure is an
-/// error), else Envoy's Prometheus port on loopback or, when another
-/// program holds it, a free port.
 /// The pod supervisor, `weir-pod-exec`, which is built and installed
 /// beside `weir` (`cargo build -p weir-cli` builds both).
 fn supervisor_beside(weir: &std::path::Path) -> Result<PathBuf, String> {
@@ -213,6 +210,9 @@ fn supervisor_beside(weir: &std::path::Path) -> Result<PathBuf, String> {
     }
 }
 
+/// The gateway's metrics listener: `addr` when given (its failure is an
+/// error), else Envoy's Prometheus port on loopback or, when another
+/// program holds it, a free port.
 async fn bind_metrics(addr: Option<SocketAddr>) -> Result<tokio::net::TcpListener, String> {
     if let Some(addr) = addr {
         return tokio::net::TcpListener::bind(addr)

@@ -21,7 +21,6 @@ pub mod path;
 pub mod quantity;
 pub mod resource;
 pub mod rollout;
-pub mod rotating_file;
 pub mod route;
 pub mod scrape;
 pub mod service_url;

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc::{SyncSender, sync_channel};
 
-use weir_api::rotating_file::{LogLimits, RotatingFile};
+use weir_rotating_file::{LogLimits, RotatingFile};
 
 /// Where access-log lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]

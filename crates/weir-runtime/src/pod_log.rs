@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-pub use weir_api::rotating_file::{LogLimits, all_files, rotated};
+pub use weir_rotating_file::{LogLimits, all_files, rotated};
 
 /// Reading a CRI log back: lines since a time, with or without their
 /// timestamps. A line in no CRI shape (a log from before weir wrote them)

@@ -2,13 +2,13 @@
 //! logging format (`TIMESTAMP STREAM TAG CONTENT`, the timestamp RFC 3339
 //! with nanoseconds, the tag `F` for a full line or `P` for a part of one
 //! the program had not ended yet), in a size-rotated file
-//! ([`weir_api::rotating_file`]: 10 MiB × 5 files by default, 0600). The
+//! ([`weir_rotating_file`]: 10 MiB × 5 files by default, 0600). The
 //! runtime reads these files back (`weir logs`).
 
 use std::path::Path;
 use std::time::SystemTime;
 
-use weir_api::rotating_file::{LogLimits, RotatingFile};
+use weir_rotating_file::{LogLimits, RotatingFile};
 
 /// Which of the container's outputs a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use weir_api::rotating_file::LogLimits;
+pub use weir_rotating_file::LogLimits;
 
 /// What a supervisor is told to do, on its command line.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -204,7 +204,7 @@ fn supervisor_beside(weir: &std::path::Path) -> Result<PathBuf, String> {
         Ok(supervisor)
     } else {
         Err(format!(
-            "the pod supervisor {} is missing: it is built with weir (cargo build -p weir-cli) and must sit beside it",
+            "the pod supervisor {} is missing: build it with `cargo build -p weir-supervisor` (deploy/build-supervisor-static for the static build) and put it beside weir",
             supervisor.display()
         ))
     }

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use weir_api::load::load_paths;
-use weir_api::rotating_file::LogLimits;
 use weir_gateway::conn_guard::GuardLimits;
 use weir_gateway::{
     AccessLogTarget, ConnectionLimits, Gateway, GatewayOptions, RouteInputs, static_endpoints,
 };
+use weir_rotating_file::LogLimits;
 
 /// Serve Istio Gateway/VirtualService/DestinationRule routing to static endpoints.
 #[derive(Debug, Parser)]

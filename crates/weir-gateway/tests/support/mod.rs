@@ -171,7 +171,7 @@ pub fn logging_to(path: &Path) -> GatewayOptions {
     GatewayOptions {
         access_log: Some(AccessLogTarget::File(
             path.to_owned(),
-            weir_api::rotating_file::LogLimits::default(),
+            weir_rotating_file::LogLimits::default(),
         )),
         ..GatewayOptions::default()
     }

@@ -1,0 +1,322 @@
+//! A real Kubernetes control plane for weir's cluster-backend tests: etcd,
+//! kube-apiserver and, where a test needs Deployments to make ReplicaSets
+//! and Pods, kube-controller-manager — Kubernetes' own programs, built from
+//! their Go modules by `.ci/test-tools` (`tools/control-plane` pins the
+//! release) — on loopback at free ports, with certificates generated for
+//! the occasion, RBAC authorization on, an admin kubeconfig, namespaces
+//! per test, Istio's CRDs (1.22 or 1.30) when asked, and a node stand-in
+//! where pods must run. Everything it starts it stops.
+//!
+//! What cannot run here keeps a stand-in, and says so: there is no kubelet
+//! (no container runtime on the test machines), so [`NodeStandIn`] does
+//! what a kubelet's status updates would — binds pods to its node and
+//! marks them Running and Ready through the status subresource, as kwok
+//! does.
+
+mod certs;
+mod istio;
+mod node;
+mod process;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+pub use istio::IstioRelease;
+pub use node::NodeStandIn;
+use process::{Running, free_port};
+
+/// What to start besides etcd and the API server.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// kube-controller-manager, with the controllers Deployments need
+    /// (deployment, replicaset, garbage collector, service accounts,
+    /// namespaces, endpoint slices).
+    pub controller_manager: bool,
+    /// Istio's CRDs of this release, installed and established.
+    pub istio: Option<IstioRelease>,
+}
+
+/// A running control plane. Dropping it stops everything it started.
+pub struct ControlPlane {
+    // Declared first: the processes stop before their files go.
+    processes: Vec<Running>,
+    url: String,
+    ca_pem: String,
+    admin_token: String,
+    dir: tempfile::TempDir,
+}
+
+/// How long the control plane may take to come up (a cold API server
+/// installs its bootstrap RBAC and priority levels first).
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver (and what `options` asks for), and
+    /// returns once the API server is ready.
+    pub async fn start(options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary dir");
+        let certs = certs::generate(dir.path());
+        let admin_token = random_token();
+        let tokens = dir.path().join("tokens.csv");
+        std::fs::write(
+            &tokens,
+            format!("{admin_token},weir-test-admin,weir-test-admin,system:masters\n"),
+        )
+        .expect("the token file");
+
+        let (client_port, peer_port) = (free_port(), free_port());
+        let etcd_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let etcd = Running::start(
+            "etcd",
+            &[
+                "--name=test".into(),
+                format!("--data-dir={}", dir.path().join("etcd").display()),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=test={peer_url}"),
+                "--unsafe-no-fsync=true".into(),
+                "--log-level=warn".into(),
+            ],
+            dir.path().join("etcd.log"),
+        );
+
+        let port = free_port();
+        let url = format!("https://127.0.0.1:{port}");
+        let apiserver = Running::start(
+            "kube-apiserver",
+            &[
+                format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                // The kubernetes Service's endpoint would be this loopback
+                // address, which the reconciler refuses.
+                "--endpoint-reconciler-type=none".into(),
+                format!("--secure-port={port}"),
+                format!("--tls-cert-file={}", certs.serving_cert.display()),
+                format!("--tls-private-key-file={}", certs.serving_key.display()),
+                format!("--token-auth-file={}", tokens.display()),
+                "--authorization-mode=RBAC".into(),
+                "--service-account-issuer=https://kubernetes.default.svc".into(),
+                format!(
+                    "--service-account-key-file={}",
+                    certs.service_account_public.display()
+                ),
+                format!(
+                    "--service-account-signing-key-file={}",
+                    certs.service_account_key.display()
+                ),
+                "--service-cluster-ip-range=10.96.0.0/16".into(),
+                format!(
+                    "--cert-dir={}",
+                    dir.path().join("apiserver-certs").display()
+                ),
+                "--profiling=false".into(),
+            ],
+            dir.path().join("kube-apiserver.log"),
+        );
+
+        let mut plane = Self {
+            processes: vec![apiserver, etcd],
+            url,
+            ca_pem: certs.ca_pem,
+            admin_token,
+            dir,
+        };
+        plane.wait_ready().await;
+        if options.controller_manager {
+            plane.start_controller_manager();
+        }
+        if let Some(release) = options.istio {
+            istio::install(&plane.client().await, release).await;
+        }
+        plane
+    }
+
+    fn start_controller_manager(&mut self) {
+        let kubeconfig = self.kubeconfig_with_token(self.dir.path(), "default", "kcm", None);
+        let kcm = Running::start(
+            "kube-controller-manager",
+            &[
+                format!("--kubeconfig={}", kubeconfig.display()),
+                "--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,serviceaccount-controller,namespace-controller,endpointslice-controller".into(),
+                "--leader-elect=false".into(),
+                "--bind-address=127.0.0.1".into(),
+                "--secure-port=0".into(),
+                "--concurrent-deployment-syncs=2".into(),
+            ],
+            self.dir.path().join("kube-controller-manager.log"),
+        );
+        self.processes.insert(0, kcm);
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = self.client().await;
+        let deadline = tokio::time::Instant::now() + READY_WITHIN;
+        loop {
+            for p in &mut self.processes {
+                p.assert_running();
+            }
+            let ready = client
+                .request_text(http_get("/readyz").expect("a request"))
+                .await;
+            if matches!(ready.as_deref(), Ok("ok")) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kube-apiserver not ready within {READY_WITHIN:?} ({ready:?}); the end of its log:\n{}",
+                self.processes[0].log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The PIDs of the processes it started (gone once it is dropped).
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(Running::pid).collect()
+    }
+
+    /// The API server's URL (`https://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The release the API server reports (`/version`'s `gitVersion`).
+    pub async fn version(&self) -> String {
+        self.client()
+            .await
+            .apiserver_version()
+            .await
+            .expect("/version")
+            .git_version
+    }
+
+    /// An admin kubeconfig (`system:masters`) in `dir`, its context's
+    /// namespace `namespace`.
+    pub fn kubeconfig(&self, dir: &Path, namespace: &str) -> PathBuf {
+        self.kubeconfig_with_token(dir, namespace, "weir-test", None)
+    }
+
+    /// A kubeconfig in `dir` whose user authenticates with `token` (the
+    /// admin's when `None`), context and file named `name`.
+    pub fn kubeconfig_with_token(
+        &self,
+        dir: &Path,
+        namespace: &str,
+        name: &str,
+        token: Option<&str>,
+    ) -> PathBuf {
+        let config = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "test", "cluster": {
+                "server": self.url,
+                "certificate-authority-data": base64(self.ca_pem.as_bytes()),
+            }}],
+            "users": [{"name": name, "user": {"token": token.unwrap_or(&self.admin_token)}}],
+            "contexts": [{"name": name, "context": {
+                "cluster": "test", "user": name, "namespace": namespace,
+            }}],
+            "current-context": name,
+        });
+        let path = dir.join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, config.to_string()).expect("write the kubeconfig");
+        path
+    }
+
+    /// An admin client.
+    pub async fn client(&self) -> kube::Client {
+        let path = self.kubeconfig(self.dir.path(), "default");
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("the kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("a client configuration");
+        kube::Client::try_from(config).expect("a client")
+    }
+
+    /// Creates namespace `name` with its `default` service account (which
+    /// the controller manager would make a moment later: pods cannot be
+    /// admitted before it exists).
+    pub async fn namespace(&self, name: &str) {
+        let client = self.client().await;
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name}})).expect("a namespace");
+        ignore_exists(
+            Api::<Namespace>::all(client.clone())
+                .create(&PostParams::default(), &ns)
+                .await,
+        );
+        let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "default"}}))
+            .expect("a service account");
+        ignore_exists(
+            Api::<ServiceAccount>::namespaced(client, name)
+                .create(&PostParams::default(), &sa)
+                .await,
+        );
+    }
+
+    /// A token for service account `namespace/name` (TokenRequest, an
+    /// hour), for tests that act as a user with only that account's roles.
+    pub async fn token_for(&self, namespace: &str, name: &str) -> String {
+        let client = self.client().await;
+        let sa: ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": name}})).expect("a service account");
+        let accounts = Api::<ServiceAccount>::namespaced(client, namespace);
+        ignore_exists(accounts.create(&PostParams::default(), &sa).await);
+        let request = serde_json::from_value(json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        }))
+        .expect("a token request");
+        accounts
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .expect("a token")
+            .status
+            .expect("a token's status")
+            .token
+            .expect("a token")
+    }
+
+    /// Starts the node stand-in: pods are bound to its node and marked
+    /// Running and Ready until it is dropped.
+    pub async fn node(&self) -> NodeStandIn {
+        NodeStandIn::start(self.kubeconfig(self.dir.path(), "default")).await
+    }
+}
+
+fn http_get(path: &str) -> Result<http::Request<Vec<u8>>, http::Error> {
+    http::Request::get(path).body(Vec::new())
+}
+
+fn ignore_exists<T>(result: Result<T, kube::Error>) {
+    match result {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => panic!("create: {e}"),
+    }
+}
+
+/// A token no other process can guess.
+fn random_token() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let a = RandomState::new().hash_one(std::process::id());
+    let b = RandomState::new().hash_one(std::time::SystemTime::now());
+    format!("{a:016x}{b:016x}")
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use k8s_openapi::ByteString;
+    serde_json::to_value(ByteString(bytes.to_vec()))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .expect("base64")
+}

@@ -9,6 +9,8 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
+use crate::resource::Kind;
+
 /// kubectl's `--type`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PatchType {
@@ -32,6 +34,21 @@ impl FromStr for PatchType {
             other => Err(format!(
                 "--type must be \"json\", \"merge\", or \"strategic\", not {other:?}"
             )),
+        }
+    }
+}
+
+impl PatchType {
+    /// The type `weir patch` sends when `--type` is not given: a strategic
+    /// merge, kubectl's default, for the built-in kinds; a JSON merge for
+    /// custom resources, which an API server refuses a strategic merge
+    /// for (415) — the type kubectl falls back to for them when it
+    /// computes a patch itself (`apply`, `edit`).
+    pub fn default_for(kind: Kind) -> Self {
+        if kind.is_custom_resource() {
+            Self::Merge
+        } else {
+            Self::Strategic
         }
     }
 }
@@ -150,6 +167,25 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn custom_resources_are_merge_patched_by_default_built_in_kinds_strategic() {
+        for kind in Kind::ALL {
+            let expected = match kind {
+                Kind::Gateway
+                | Kind::VirtualService
+                | Kind::DestinationRule
+                | Kind::WorkloadEntry
+                | Kind::Rollout => PatchType::Merge,
+                Kind::Pod
+                | Kind::Deployment
+                | Kind::Service
+                | Kind::HorizontalPodAutoscaler
+                | Kind::Ingress => PatchType::Strategic,
+            };
+            assert_eq!(PatchType::default_for(kind), expected, "{kind:?}");
+        }
+    }
 
     fn service() -> Value {
         json!({"spec": {"selector": {"app": "my-app", "version": "v1.0.0"},

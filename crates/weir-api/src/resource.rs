@@ -134,6 +134,12 @@ impl Kind {
         )
     }
 
+    /// Whether a cluster serves the kind from a CustomResourceDefinition
+    /// (Istio's kinds and weir's Rollout), which has no strategic merge.
+    pub fn is_custom_resource(self) -> bool {
+        self.is_istio() || self == Kind::Rollout
+    }
+
     /// Every kind (what a kind name is looked up among).
     pub const ALL: [Kind; 10] = [
         Kind::Pod,

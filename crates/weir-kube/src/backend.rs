@@ -318,11 +318,16 @@ impl Backend for KubeBackend {
     ) -> Result<Vec<(ObjectRef, ApplyOutcome)>, BackendError> {
         let outgoing = outgoing(manifests, &self.conn.namespace, &self.apply);
         // First every object as a dry run, so a rejection changes nothing.
+        // What is stored is read at the version it is applied at, so it is
+        // compared with the answer to the apply in the same shape (an HPA
+        // applied at autoscaling/v2 and read at v1 always differed).
         let mut before = Vec::with_capacity(outgoing.len());
         for o in &outgoing {
-            let api = self.api(&read_resource(o.object.kind), &o.object.namespace);
+            let resource = write_resource(&o.api_version, o.object.kind);
+            let api = self.api(&resource, &o.object.namespace);
             let existing = self
-                .timed(
+                .timed_at(
+                    Some(&resource),
                     Some(&o.object),
                     &format!("get {}", o.object),
                     api.get_opt(&o.object.name),

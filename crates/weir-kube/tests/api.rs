@@ -88,8 +88,9 @@ async fn apply_dry_runs_everything_then_applies_server_side_as_weir() {
     );
 
     let mut wanted = Vec::new();
+    // What is stored is read at the version it is applied at.
     for path in SEED_PATHS {
-        wanted.push(format!("GET {}", read_path(path)));
+        wanted.push(format!("GET {path}"));
         wanted.push(format!("PATCH {path}"));
     }
     for path in SEED_PATHS {

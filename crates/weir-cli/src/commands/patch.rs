@@ -19,9 +19,11 @@ pub struct PatchArgs {
     /// The patch, JSON (or YAML).
     #[arg(short = 'p', long = "patch")]
     pub patch: String,
-    /// `strategic` (the default, as kubectl's), `merge` or `json`.
-    #[arg(long = "type", default_value = "strategic")]
-    pub patch_type: PatchType,
+    /// `strategic`, `merge` or `json`. By default `strategic`, as
+    /// kubectl's, for built-in kinds, and `merge` for custom resources
+    /// (Istio's kinds, Rollouts), which have no strategic merge.
+    #[arg(long = "type")]
+    pub patch_type: Option<PatchType>,
     /// Namespace (default: the backend's).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
@@ -71,7 +73,10 @@ pub async fn run(args: PatchArgs) -> u8 {
         namespace: backend.namespace(args.namespace.as_deref()),
         name,
     };
-    match backend.patch(&object, args.patch_type, &patch).await {
+    let patch_type = args
+        .patch_type
+        .unwrap_or_else(|| PatchType::default_for(object.kind));
+    match backend.patch(&object, patch_type, &patch).await {
         Ok(ApplyOutcome::Unchanged) => {
             println!("{object} patched (no change)");
             exit::OK

@@ -1,0 +1,164 @@
+//! The cluster backend against a real kube-apiserver (Kubernetes' own,
+//! built from its Go modules by `.ci/test-tools`; `kube-harness` starts it
+//! per test on loopback, with Istio's CRDs of the release each test
+//! names): the seed's objects applied, re-applied, read, patched and
+//! deleted as a cluster stores, converts and validates them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube_harness::{ControlPlane, IstioRelease, Options};
+use weir_api::backend::{ApplyOutcome, Backend};
+use weir_api::load::{load_paths, load_str};
+use weir_api::patch::PatchType;
+use weir_api::resource::{Kind, ObjectRef};
+use weir_kube::{ApplyOptions, ClusterTarget, ConfirmOptions, KubeBackend};
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/canary-istio")
+}
+
+/// A control plane with `istio`'s CRDs and namespace `ns`, and weir's
+/// backend on it as its admin.
+async fn cluster(
+    istio: Option<IstioRelease>,
+    ns: &str,
+) -> (ControlPlane, KubeBackend, tempfile::TempDir) {
+    let plane = ControlPlane::start(Options {
+        controller_manager: false,
+        istio,
+    })
+    .await;
+    plane.namespace(ns).await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = ClusterTarget {
+        kubeconfig: Some(plane.kubeconfig(dir.path(), ns)),
+        context: None,
+    };
+    let timeout = Duration::from_secs(10);
+    let conn = weir_kube::connect(&target, timeout)
+        .await
+        .expect("kubeconfig loads");
+    let backend = KubeBackend::new(
+        conn,
+        timeout,
+        ApplyOptions::default(),
+        ConfirmOptions::default(),
+    );
+    (plane, backend, dir)
+}
+
+fn object(kind: Kind, ns: &str, name: &str) -> ObjectRef {
+    ObjectRef {
+        kind,
+        namespace: ns.into(),
+        name: name.into(),
+    }
+}
+
+const HPA_V2: &str = "apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: my-app-v2
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: my-app-v2
+  minReplicas: 1
+  maxReplicas: 5
+  metrics:
+  - type: Resource
+    resource:
+      name: cpu
+      target:
+        type: Utilization
+        averageUtilization: 50
+";
+
+#[tokio::test]
+async fn the_seed_applies_re_applies_unchanged_reads_and_deletes_on_both_istio_generations() {
+    for release in [IstioRelease::V1_22, IstioRelease::V1_30] {
+        let (_plane, backend, _dir) = cluster(Some(release), "seed").await;
+        let seed = load_paths(&[examples()]).unwrap();
+        let first = backend.apply(&seed).await.expect("the seed applies");
+        assert!(
+            first.iter().all(|(_, o)| *o == ApplyOutcome::Created),
+            "{release:?}: {first:?}"
+        );
+        let again = backend.apply(&seed).await.expect("the seed re-applies");
+        assert!(
+            again.iter().all(|(_, o)| *o == ApplyOutcome::Unchanged),
+            "{release:?}: a re-apply of what is stored: {again:?}"
+        );
+        let vs = backend
+            .get(&object(Kind::VirtualService, "seed", "my-app"))
+            .await
+            .unwrap()
+            .expect("the VirtualService");
+        assert_eq!(vs.object["apiVersion"], "networking.istio.io/v1");
+        let weights: Vec<i64> = vs.object["spec"]["http"][0]["route"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["weight"].as_i64().unwrap())
+            .collect();
+        assert_eq!(weights, [90, 10], "{release:?}");
+        assert_eq!(
+            backend
+                .list(Kind::DestinationRule, "seed")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let refs: Vec<ObjectRef> = first.iter().map(|(r, _)| r.clone()).collect();
+        let deleted = backend.delete(&refs).await.unwrap();
+        assert!(deleted.iter().all(|(_, d)| *d), "{release:?}: {deleted:?}");
+        assert!(
+            backend
+                .list(Kind::VirtualService, "seed")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_hpa_applied_at_autoscaling_v2_re_applies_unchanged() {
+    let (_plane, backend, _dir) = cluster(None, "hpa").await;
+    let manifests = load_str(std::path::Path::new("hpa.yaml"), HPA_V2).unwrap();
+    let first = backend.apply(&manifests).await.unwrap();
+    assert_eq!(first[0].1, ApplyOutcome::Created);
+    let again = backend.apply(&manifests).await.unwrap();
+    assert_eq!(again[0].1, ApplyOutcome::Unchanged, "{again:?}");
+}
+
+#[tokio::test]
+async fn patch_on_an_istio_kind_is_a_merge_patch_by_default() {
+    let (_plane, backend, _dir) = cluster(Some(IstioRelease::V1_30), "patch").await;
+    backend
+        .apply(&load_paths(&[examples()]).unwrap())
+        .await
+        .unwrap();
+    let vs = object(Kind::VirtualService, "patch", "my-app");
+    let patch = serde_json::json!({"metadata": {"labels": {"patched": "yes"}}});
+    // What kubectl's default would send: the API server has no strategic
+    // merge for a custom resource.
+    assert!(
+        backend
+            .patch(&vs, PatchType::Strategic, &patch)
+            .await
+            .is_err()
+    );
+    let outcome = backend
+        .patch(&vs, PatchType::default_for(Kind::VirtualService), &patch)
+        .await
+        .expect("a patch of a VirtualService with the default type");
+    assert_eq!(outcome, ApplyOutcome::Configured);
+    let stored = backend.get(&vs).await.unwrap().unwrap();
+    assert_eq!(stored.object["metadata"]["labels"]["patched"], "yes");
+    // A Service keeps kubectl's default, a strategic merge.
+    assert_eq!(PatchType::default_for(Kind::Service), PatchType::Strategic);
+}

@@ -76,12 +76,41 @@ pub async fn run(backend: &KubeBackend, namespace: &str) -> Result<Vec<Check>, B
                 .unwrap_or("of unknown version")
         ),
     ));
-    checks.push(istio_crds(backend).await?);
-    checks.push(ingress(backend).await?);
-    checks.push(metrics_server(backend, namespace).await?);
-    checks.push(injection(backend, namespace).await?);
-    checks.extend(subsets(backend, namespace).await?);
+    let istio = istio_crds(backend).await?;
+    let istio_served = istio.ok;
+    checks.push(istio);
+    checks.push(settled("ingress gateway", ingress(backend).await)?);
+    checks.push(settled(
+        "metrics-server",
+        metrics_server(backend, namespace).await,
+    )?);
+    checks.push(settled(
+        "sidecar injection",
+        injection(backend, namespace).await,
+    )?);
+    // Without Istio's CRDs there are no DestinationRules to check (and
+    // listing them is a 404).
+    if istio_served {
+        match subsets(backend, namespace).await {
+            Ok(subsets) => checks.extend(subsets),
+            Err(e) => checks.push(settled("subsets", Err(e))?),
+        }
+    }
     Ok(checks)
+}
+
+/// A check that could not be made is a failed check in the report, not
+/// the end of it; only an API server that stops answering ends the run.
+fn settled(name: &str, check: Result<Check, BackendError>) -> Result<Check, BackendError> {
+    match check {
+        Ok(check) => Ok(check),
+        Err(e @ (BackendError::Unreachable { .. } | BackendError::Timeout(..))) => Err(e),
+        Err(e) => Ok(Check::fail(
+            name,
+            format!("could not be checked: {e}"),
+            "see the message; `weir doctor` again once it is fixed",
+        )),
+    }
 }
 
 async fn istio_crds(backend: &KubeBackend) -> Result<Check, BackendError> {
@@ -107,11 +136,8 @@ async fn istio_crds(backend: &KubeBackend) -> Result<Check, BackendError> {
     } else {
         Check::fail(
             "Istio CRDs",
-            format!(
-                "not installed or not serving v1 (Istio 1.22+): {}",
-                missing.join(", ")
-            ),
-            "istioctl install --set profile=demo -y",
+            format!("not installed or not serving v1: {}", missing.join(", ")),
+            "install Istio ≥ 1.22 (it serves networking.istio.io/v1): istioctl install --set profile=demo -y",
         )
     })
 }

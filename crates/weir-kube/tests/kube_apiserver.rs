@@ -162,3 +162,27 @@ async fn patch_on_an_istio_kind_is_a_merge_patch_by_default() {
     // A Service keeps kubectl's default, a strategic merge.
     assert_eq!(PatchType::default_for(Kind::Service), PatchType::Strategic);
 }
+
+#[tokio::test]
+async fn doctor_reports_on_a_cluster_without_istio() {
+    let (_plane, backend, _dir) = cluster(None, "bare").await;
+    let checks = weir_kube::doctor::run(&backend, "bare")
+        .await
+        .expect("a report, not an abort, on a cluster without Istio's CRDs");
+    let istio = checks.iter().find(|c| c.name == "Istio CRDs").unwrap();
+    assert!(!istio.ok);
+    assert!(
+        istio
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("install Istio ≥ 1.22"),
+        "{istio:?}"
+    );
+    let gateway = checks.iter().find(|c| c.name == "ingress gateway").unwrap();
+    assert!(!gateway.ok, "{gateway:?}");
+    assert!(
+        checks.iter().all(|c| !c.name.starts_with("subset ")),
+        "{checks:?}"
+    );
+}

@@ -60,7 +60,8 @@ impl MockApiServer {
         self.put(
             "/api/v1/namespaces/istio-system/services/istio-ingressgateway",
             json!({"apiVersion": "v1", "kind": "Service",
-                   "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
+                   "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system",
+                                "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}},
                    "spec": {"selector": {"app": "istio-ingressgateway", "istio": "ingressgateway"}, "clusterIP": "10.96.0.10",
                             "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]}}),
         );

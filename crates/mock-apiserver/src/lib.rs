@@ -10,7 +10,8 @@
 //! the `weir` binary with a kubeconfig — runs unchanged.
 //!
 //! It keeps objects by their API path and implements what weir uses: GET
-//! of an object or a collection, server-side apply (with `dryRun`), JSON
+//! of an object or a collection (in a namespace or across all of them,
+//! honouring an equality-based `labelSelector`), server-side apply (with `dryRun`), JSON
 //! patch (RFC 6902, `test` failures answer 422 without causes), DELETE,
 //! `/version`, discovery of the groups it serves, and watches that stream
 //! given events and stay open. As a real API server it refuses to create an
@@ -725,6 +726,30 @@ fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
+/// A namespaced collection's path as the all-namespaces list names it
+/// (`/api/v1/namespaces/NS/services` → `/api/v1/services`).
+fn without_namespace(collection: &str) -> String {
+    let segments: Vec<&str> = collection.split('/').collect();
+    match segments.iter().position(|s| *s == "namespaces") {
+        Some(i) if i + 2 < segments.len() => {
+            [&segments[..i], &segments[i + 2..]].concat().join("/")
+        }
+        _ => collection.to_owned(),
+    }
+}
+
+/// Whether an equality-based label selector (`k=v,k2=v2`, as a list's
+/// `labelSelector`) selects an object with `labels`.
+fn selects(selector: &str, labels: &Value) -> bool {
+    selector
+        .split(',')
+        .filter(|term| !term.is_empty())
+        .all(|term| match term.split_once('=') {
+            Some((k, v)) => labels[k.trim_end_matches('=')] == v,
+            None => !labels[term].is_null(),
+        })
+}
+
 fn not_found(path: &str) -> Response<Body> {
     let mut segments = path.rsplit('/');
     let name = segments.next().unwrap_or_default();
@@ -808,9 +833,11 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
     let mut objects = lock(&shared.objects);
     match (method.as_str(), is_collection) {
         ("GET", true) => {
+            let selector = r.param("labelSelector").unwrap_or_default();
             let items: Vec<Value> = objects
                 .iter()
-                .filter(|(k, _)| parent(k) == key)
+                .filter(|(k, _)| parent(k) == key || without_namespace(parent(k)) == key)
+                .filter(|(_, v)| selects(selector, &v["metadata"]["labels"]))
                 .map(|(_, v)| v.clone())
                 .collect();
             let version = shared.version.load(Ordering::SeqCst).to_string();

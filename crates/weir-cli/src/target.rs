@@ -30,6 +30,11 @@ pub struct TargetArgs {
     /// Drive the cluster of this kubeconfig file (its current context unless --context).
     #[arg(long, global = true, env = weir_kube::cluster::KUBECONFIG_ENV)]
     pub kubeconfig: Option<PathBuf>,
+    /// On a cluster: the ingress gateway's Service, NAMESPACE/NAME (by
+    /// default the one labelled istio=ingressgateway; Istio's default
+    /// istio-system/istio-ingressgateway when there are several).
+    #[arg(long, global = true, env = "WEIR_GATEWAY", value_parser = parse_gateway)]
+    pub gateway: Option<weir_kube::ingress::ServiceName>,
     /// The longest wait for one answer from the runtime or the cluster's API.
     #[arg(long, global = true, default_value = "30s", value_parser = weir_api::duration::parse)]
     pub request_timeout: Duration,
@@ -44,6 +49,7 @@ impl TargetArgs {
             },
             context: None,
             kubeconfig: None,
+            gateway: None,
             request_timeout: Duration::from_secs(30),
         }
     }
@@ -75,13 +81,15 @@ impl TargetArgs {
             )));
         }
         let conn = weir_kube::connect(&cluster, self.request_timeout).await?;
-        Ok(AnyBackend::Kube(Box::new(KubeBackend::new(
-            conn,
-            self.request_timeout,
-            apply,
-            confirm,
-        ))))
+        Ok(AnyBackend::Kube(Box::new(
+            KubeBackend::new(conn, self.request_timeout, apply, confirm)
+                .with_gateway(self.gateway.clone()),
+        )))
     }
+}
+
+fn parse_gateway(s: &str) -> Result<weir_kube::ingress::ServiceName, String> {
+    s.parse()
 }
 
 /// One of the two backends; the commands are written once against it.

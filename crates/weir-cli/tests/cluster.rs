@@ -123,7 +123,8 @@ impl Drop for App {
 fn ingress_service(port: u16) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
+        "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system",
+                     "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}},
         "spec": {"type": "LoadBalancer", "clusterIP": "10.96.200.1",
                  "selector": {"app": "istio-ingressgateway", "istio": "ingressgateway"},
                  "ports": [{"name": "status-port", "port": 15021}, {"name": "http2", "port": port, "nodePort": 30080}]},
@@ -608,7 +609,8 @@ async fn top_reads_the_pods_own_metrics_through_the_pod_proxy_when_the_gateway_s
     s.mock.put(INGRESS, ingress_service(80));
     s.mock.put(
         "/api/v1/namespaces/istio-system/pods/istio-ingressgateway-1",
-        json!({"metadata": {"name": "istio-ingressgateway-1"}}),
+        json!({"metadata": {"name": "istio-ingressgateway-1", "namespace": "istio-system",
+                     "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}}}),
     );
     s.mock.on(
         "GET",
@@ -662,7 +664,8 @@ async fn top_reads_gateway_metrics_pod_cpu_and_hpa_status() {
     s.mock.put(INGRESS, ingress_service(80));
     s.mock.put(
         "/api/v1/namespaces/istio-system/pods/istio-ingressgateway-1",
-        json!({"metadata": {"name": "istio-ingressgateway-1"}}),
+        json!({"metadata": {"name": "istio-ingressgateway-1", "namespace": "istio-system",
+                     "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}}}),
     );
     let scrape =
         "/api/v1/namespaces/istio-system/pods/istio-ingressgateway-1:15020/proxy/stats/prometheus";

@@ -41,6 +41,9 @@ pub struct KubeBackend {
     /// default); the watcher reconnects after it, and treats a watch that
     /// is silent for 5 s longer as a dropped connection.
     watch_timeout: u32,
+    /// The ingress gateway's Service when `--gateway` names it; else it is
+    /// found by its label ([`crate::ingress::choose_gateway`]).
+    pub(crate) gateway: Option<crate::ingress::ServiceName>,
 }
 
 /// kubectl's watch timeout, seconds.
@@ -60,7 +63,15 @@ impl KubeBackend {
             apply,
             confirm,
             watch_timeout: WATCH_TIMEOUT_SECONDS,
+            gateway: None,
         }
+    }
+
+    /// The same backend using the gateway Service `gateway` (`--gateway`)
+    /// rather than the one found by its label.
+    pub fn with_gateway(mut self, gateway: Option<crate::ingress::ServiceName>) -> Self {
+        self.gateway = gateway;
+        self
     }
 
     /// The same backend with another server-side watch timeout (seconds).

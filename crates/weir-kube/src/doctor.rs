@@ -9,7 +9,6 @@ use weir_api::backend::{Backend, BackendError};
 use weir_api::resource::Kind;
 
 use crate::backend::KubeBackend;
-use crate::ingress::{INGRESS_NAMESPACE, INGRESS_SERVICE};
 
 /// One check's outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -155,11 +154,12 @@ async fn ingress(backend: &KubeBackend) -> Result<Check, BackendError> {
         }
         Err(e) => return Err(e),
     };
+    let service = backend.ingress_name().await?;
     Ok(match addresses.first() {
         Some(first) => Check::pass(
             NAME,
             format!(
-                "{INGRESS_NAMESPACE}/{INGRESS_SERVICE} at {} ({}){}",
+                "{service} at {} ({}){}",
                 first.url,
                 first.via,
                 if addresses.len() > 1 {
@@ -171,7 +171,7 @@ async fn ingress(backend: &KubeBackend) -> Result<Check, BackendError> {
         ),
         None => Check::fail(
             NAME,
-            format!("{INGRESS_NAMESPACE}/{INGRESS_SERVICE} has no address or no HTTP port"),
+            format!("{service} has no address or no HTTP port"),
             "minikube: run `minikube tunnel` in another terminal; kind: make the Service a NodePort",
         ),
     })

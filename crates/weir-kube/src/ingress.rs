@@ -9,10 +9,76 @@ use weir_api::backend::BackendError;
 
 use crate::backend::KubeBackend;
 
-/// The namespace and Service name of Istio's default ingress gateway.
+/// The namespace and Service name of Istio's default ingress gateway
+/// (`istioctl install`), preferred when several gateways are found.
 pub const INGRESS_NAMESPACE: &str = "istio-system";
 /// See [`INGRESS_NAMESPACE`].
 pub const INGRESS_SERVICE: &str = "istio-ingressgateway";
+/// The label Istio's ingress gateways carry, whichever way they were
+/// installed (`istioctl`, Helm's `gateway` chart under any release name or
+/// namespace), and that the seed's Gateway selects them by.
+pub const GATEWAY_SELECTOR: &str = "istio=ingressgateway";
+
+/// A Service by namespace and name: the gateway `--gateway NS/NAME` names,
+/// or one found by [`GATEWAY_SELECTOR`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceName {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl std::str::FromStr for ServiceName {
+    type Err = String;
+
+    /// `NAMESPACE/NAME`, as `--gateway` takes it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('/') {
+            Some((namespace, name))
+                if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
+            {
+                Ok(Self {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+            _ => Err(format!(
+                "--gateway {s:?}: name the gateway's Service as NAMESPACE/NAME (e.g. istio-ingress/istio-ingressgateway)"
+            )),
+        }
+    }
+}
+
+/// Which of the Services labelled as Istio ingress gateways is the one:
+/// the only one; among several, Istio's default
+/// (`istio-system/istio-ingressgateway`); otherwise the user must say.
+pub fn choose_gateway(found: &[ServiceName]) -> Result<ServiceName, String> {
+    match found {
+        [] => Err(format!(
+            "no Service labelled {GATEWAY_SELECTOR} in any namespace: install Istio with its ingress gateway (`istioctl install --set profile=demo -y`), or name yours with --gateway NAMESPACE/NAME"
+        )),
+        [one] => Ok(one.clone()),
+        several => several
+            .iter()
+            .find(|s| s.namespace == INGRESS_NAMESPACE && s.name == INGRESS_SERVICE)
+            .cloned()
+            .ok_or_else(|| {
+                let names: Vec<String> = several.iter().map(ToString::to_string).collect();
+                format!(
+                    "{} Services are Istio ingress gateways ({}): name the one to use with --gateway NAMESPACE/NAME",
+                    several.len(),
+                    names.join(", ")
+                )
+            }),
+    }
+}
 /// The port of an Istio proxy's merged Prometheus endpoint.
 pub const PROXY_STATS_PORT: u16 = 15020;
 
@@ -123,13 +189,42 @@ async fn accepts(url: &str) -> bool {
 }
 
 impl KubeBackend {
-    /// The gateway Service as JSON.
+    /// The gateway Service as JSON: the one `--gateway` names, else the
+    /// one [`choose_gateway`] picks among those labelled
+    /// [`GATEWAY_SELECTOR`] in every namespace.
     pub(crate) async fn ingress_service(&self) -> Result<Value, BackendError> {
-        self.get_json_opt(&format!(
-            "/api/v1/namespaces/{INGRESS_NAMESPACE}/services/{INGRESS_SERVICE}"
-        ))
-        .await?
-        .ok_or_else(not_installed)
+        if let Some(named) = &self.gateway {
+            return self
+                .get_json_opt(&format!(
+                    "/api/v1/namespaces/{}/services/{}",
+                    named.namespace, named.name
+                ))
+                .await?
+                .ok_or_else(|| {
+                    BackendError::Failed(format!(
+                        "there is no Service {named} (--gateway): `kubectl get services -A -l {GATEWAY_SELECTOR}` lists Istio's gateways"
+                    ))
+                });
+        }
+        let list = self
+            .get_json(&format!(
+                "/api/v1/services?labelSelector={GATEWAY_SELECTOR}"
+            ))
+            .await?;
+        let services = list["items"].as_array().cloned().unwrap_or_default();
+        let names: Vec<ServiceName> = services.iter().filter_map(service_name).collect();
+        let chosen = choose_gateway(&names).map_err(BackendError::Failed)?;
+        Ok(services
+            .into_iter()
+            .find(|s| service_name(s).as_ref() == Some(&chosen))
+            .unwrap_or_default())
+    }
+
+    /// The gateway Service's namespace and name (for messages).
+    pub async fn ingress_name(&self) -> Result<ServiceName, BackendError> {
+        let service = self.ingress_service().await?;
+        service_name(&service)
+            .ok_or_else(|| BackendError::Failed("the gateway Service has no name".into()))
     }
 
     /// Every address of the gateway, without checking them.
@@ -156,7 +251,7 @@ impl KubeBackend {
             .map(|a| format!("{} ({})", a.url, a.via))
             .collect();
         Err(BackendError::Unreachable {
-            what: format!("the ingress gateway {INGRESS_NAMESPACE}/{INGRESS_SERVICE}"),
+            what: "the ingress gateway".to_owned(),
             reason: if tried.is_empty() {
                 "the Service has no address and no HTTP port (run `weir doctor`)".into()
             } else {
@@ -168,9 +263,13 @@ impl KubeBackend {
         })
     }
 
-    /// The pods behind the gateway Service (by its selector), as JSON.
+    /// The pods behind the gateway Service (by its selector, in its
+    /// namespace), as JSON.
     pub async fn ingress_pods(&self) -> Result<Vec<Value>, BackendError> {
         let service = self.ingress_service().await?;
+        let namespace = service["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default();
         let selector: Vec<String> = service["spec"]["selector"]
             .as_object()
             .into_iter()
@@ -179,7 +278,7 @@ impl KubeBackend {
             .collect();
         let pods = self
             .get_json(&format!(
-                "/api/v1/namespaces/{INGRESS_NAMESPACE}/pods?labelSelector={}",
+                "/api/v1/namespaces/{namespace}/pods?labelSelector={}",
                 selector.join(",")
             ))
             .await?;
@@ -191,13 +290,16 @@ impl KubeBackend {
     pub async fn ingress_metrics(&self) -> Result<String, BackendError> {
         let mut text = String::new();
         for pod in self.ingress_pods().await? {
-            let Some(name) = pod["metadata"]["name"].as_str() else {
+            let (Some(namespace), Some(name)) = (
+                pod["metadata"]["namespace"].as_str(),
+                pod["metadata"]["name"].as_str(),
+            ) else {
                 continue;
             };
             text.push_str(
                 &self
                     .get_text(&format!(
-                        "/api/v1/namespaces/{INGRESS_NAMESPACE}/pods/{name}:{PROXY_STATS_PORT}/proxy/stats/prometheus"
+                        "/api/v1/namespaces/{namespace}/pods/{name}:{PROXY_STATS_PORT}/proxy/stats/prometheus"
                     ))
                     .await?,
             );
@@ -207,10 +309,11 @@ impl KubeBackend {
     }
 }
 
-fn not_installed() -> BackendError {
-    BackendError::Failed(format!(
-        "there is no Service {INGRESS_NAMESPACE}/{INGRESS_SERVICE}: install Istio with its ingress gateway (`istioctl install --set profile=demo -y`), then run `weir doctor`"
-    ))
+fn service_name(service: &Value) -> Option<ServiceName> {
+    Some(ServiceName {
+        namespace: service["metadata"]["namespace"].as_str()?.to_owned(),
+        name: service["metadata"]["name"].as_str()?.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -245,6 +348,43 @@ mod tests {
                 ("http://10.96.0.10:80".into(), "cluster IP"),
             ]
         );
+    }
+
+    fn names(names: &[&str]) -> Vec<ServiceName> {
+        names.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_gateway_is_the_only_one_istios_default_among_several_or_named() {
+        let cases: [(&[&str], Result<&str, &str>); 5] = [
+            (&[], Err("no Service labelled istio=ingressgateway")),
+            (
+                &["istio-ingress/istio-ingressgateway"],
+                Ok("istio-ingress/istio-ingressgateway"),
+            ),
+            (
+                &["gw/public", "istio-system/istio-ingressgateway"],
+                Ok("istio-system/istio-ingressgateway"),
+            ),
+            (
+                &["gw/public", "gw/internal"],
+                Err("name the one to use with --gateway"),
+            ),
+            (&["istio-system/custom"], Ok("istio-system/custom")),
+        ];
+        for (found, wanted) in cases {
+            let got = choose_gateway(&names(found)).map(|s| s.to_string());
+            match wanted {
+                Ok(name) => assert_eq!(got.as_deref(), Ok(name), "{found:?}"),
+                Err(part) => assert!(
+                    got.as_ref().unwrap_err().contains(part),
+                    "{found:?}: {got:?}"
+                ),
+            }
+        }
+        for bad in ["", "name", "/name", "ns/", "a/b/c"] {
+            assert!(bad.parse::<ServiceName>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

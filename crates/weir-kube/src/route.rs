@@ -18,7 +18,6 @@ use weir_load::generator::LoadOptions;
 use weir_load::split::{SplitCounts, sample_matches};
 
 use crate::backend::KubeBackend;
-use crate::ingress::{INGRESS_NAMESPACE, INGRESS_SERVICE};
 use crate::proxy_config::{ENVOY_ADMIN_PORT, ProxyView, ROUTES_DUMP_PATH, rule_view};
 
 /// How `weir route` confirms a change on a cluster.
@@ -131,23 +130,27 @@ async fn from_proxies(
         Ok(pods) => pods,
         Err(e) => return Ok(Err(e.to_string())),
     };
-    let mut waiting: Vec<String> = pods
+    let mut waiting: Vec<(String, String)> = pods
         .iter()
         .filter(|p| p["status"]["phase"] == "Running")
-        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .filter_map(|p| {
+            let meta = &p["metadata"];
+            Some((
+                meta["namespace"].as_str()?.to_owned(),
+                meta["name"].as_str()?.to_owned(),
+            ))
+        })
         .collect();
     if waiting.is_empty() {
-        return Ok(Err(format!(
-            "no running pod of {INGRESS_NAMESPACE}/{INGRESS_SERVICE}"
-        )));
+        return Ok(Err("no running pod of the ingress gateway".to_owned()));
     }
     let replicas = waiting.clone();
     loop {
         let mut still = Vec::new();
         let mut last = String::new();
-        for pod in waiting {
+        for (namespace, pod) in waiting {
             let dump = match backend
-                .pod_port_json(INGRESS_NAMESPACE, &pod, ENVOY_ADMIN_PORT, ROUTES_DUMP_PATH)
+                .pod_port_json(&namespace, &pod, ENVOY_ADMIN_PORT, ROUTES_DUMP_PATH)
                 .await
             {
                 Ok(dump) => dump,
@@ -157,7 +160,7 @@ async fn from_proxies(
                 ProxyView::Serves => {}
                 ProxyView::Stale(has) => {
                     last = format!("{pod} routes {has}");
-                    still.push(pod);
+                    still.push((namespace, pod));
                 }
                 ProxyView::Unlocated(why) => return Ok(Err(format!("{pod}: {why}"))),
             }
@@ -167,7 +170,11 @@ async fn from_proxies(
                 "read from the ingress gateway's Envoy configuration: {} of {} replicas ({}) route rule {} with the new weights",
                 replicas.len(),
                 replicas.len(),
-                replicas.join(", "),
+                replicas
+                    .iter()
+                    .map(|(_, pod)| pod.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 change.rule_index
             )));
         }

@@ -380,7 +380,7 @@ async fn route_patches_only_the_weights_and_waits_for_every_gateway_replica() {
         vec![
             format!("GET {VS}"),
             format!("PATCH {VS}"),
-            "GET /api/v1/namespaces/istio-system/services/istio-ingressgateway".to_owned(),
+            "GET /api/v1/services".to_owned(),
             "GET /api/v1/namespaces/istio-system/pods".to_owned(),
             forward("gw-a"),
             forward("gw-b"),
@@ -551,16 +551,18 @@ async fn logs_gateway_metrics_and_pod_cpu() {
     let err = backend.gateway_metrics().await.unwrap_err();
     assert!(
         err.to_string()
-            .contains("there is no Service istio-system/istio-ingressgateway"),
+            .contains("no Service labelled istio=ingressgateway in any namespace"),
         "{err}"
     );
     mock.put("/api/v1/namespaces/istio-system/services/istio-ingressgateway", json!({
-        "metadata": {"name": "istio-ingressgateway"},
+        "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system",
+                     "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}},
         "spec": {"selector": {"app": "istio-ingressgateway", "istio": "ingressgateway"}, "clusterIP": "10.96.1.1", "ports": [{"name": "http2", "port": 80}]}
     }));
     mock.put(
         "/api/v1/namespaces/istio-system/pods/istio-ingressgateway-x",
-        json!({"metadata": {"name": "istio-ingressgateway-x"}}),
+        json!({"metadata": {"name": "istio-ingressgateway-x", "namespace": "istio-system",
+                            "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}}}),
     );
     mock.on(
         "GET",

@@ -186,3 +186,84 @@ async fn doctor_reports_on_a_cluster_without_istio() {
         "{checks:?}"
     );
 }
+
+/// A Service for Istio's ingress gateway pods, as the charts label it.
+fn gateway_service(namespace: &str, name: &str) -> k8s_openapi::api::core::v1::Service {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": namespace,
+                     "labels": {"app": name, "istio": "ingressgateway"}},
+        "spec": {"type": "NodePort",
+                 "selector": {"app": name, "istio": "ingressgateway"},
+                 "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]},
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_gateway_is_found_by_its_label_in_any_namespace_or_named() {
+    let (plane, backend, dir) = cluster(None, "apps").await;
+    let _node = plane.node().await;
+    let client = plane.client().await;
+    // Helm's gateway chart, installed as its docs say: release
+    // istio-ingressgateway in namespace istio-ingress.
+    plane.namespace("istio-ingress").await;
+    let services =
+        |ns: &str| kube::Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), ns);
+    services("istio-ingress")
+        .create(
+            &Default::default(),
+            &gateway_service("istio-ingress", "istio-ingressgateway"),
+        )
+        .await
+        .unwrap();
+    let found = backend
+        .ingress_addresses()
+        .await
+        .expect("the gateway, found by its label");
+    let node_port = found
+        .iter()
+        .find(|a| a.via == "NodePort")
+        .expect("a NodePort address");
+    assert!(node_port.url.starts_with("http://127.0.0.1:3"), "{found:?}");
+    assert_eq!(
+        backend.ingress_name().await.unwrap().to_string(),
+        "istio-ingress/istio-ingressgateway"
+    );
+
+    // A second gateway: weir does not guess.
+    plane.namespace("edge").await;
+    services("edge")
+        .create(&Default::default(), &gateway_service("edge", "public"))
+        .await
+        .unwrap();
+    let err = backend.ingress_addresses().await.unwrap_err();
+    assert!(
+        err.to_string().contains("--gateway NAMESPACE/NAME"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("edge/public, istio-ingress/istio-ingressgateway"),
+        "{err}"
+    );
+
+    // Named with --gateway.
+    let target = ClusterTarget {
+        kubeconfig: Some(plane.kubeconfig(dir.path(), "apps")),
+        context: None,
+    };
+    let conn = weir_kube::connect(&target, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let named = KubeBackend::new(
+        conn,
+        Duration::from_secs(10),
+        ApplyOptions::default(),
+        ConfirmOptions::default(),
+    )
+    .with_gateway(Some("edge/public".parse().unwrap()));
+    assert_eq!(
+        named.ingress_name().await.unwrap().to_string(),
+        "edge/public"
+    );
+}

@@ -25,10 +25,12 @@ pub enum Failure {
     /// server's plain `404 page not found`) — a missing CRD or a version
     /// the server does not serve.
     PathNotServed,
-    /// A JSON patch whose `test` failed: a 422 without causes.
+    /// A JSON patch whose `test` failed: a 422 without causes whose
+    /// message is [`PATCH_NOT_APPLICABLE`].
     TestFailed,
-    /// The object was refused: schema validation (422 with causes) or an
-    /// admission webhook (400).
+    /// The object was refused: schema validation (422 with causes), an
+    /// admission policy (422 with causes) or an admission webhook (400, or
+    /// any code it chose, 422 without causes included).
     Rejected,
     /// Another field manager owns a field being set (409).
     Conflict,
@@ -40,6 +42,13 @@ pub enum Failure {
     /// Anything else.
     Other,
 }
+
+/// How kube-apiserver words a JSON patch it cannot apply to the stored
+/// object (a failed `test`): a 422 `Invalid` with this message and no
+/// causes (`apiserver/pkg/endpoints/handlers/patch.go`). A webhook that
+/// refuses with a 422 of its own has its name in the message instead.
+pub const PATCH_NOT_APPLICABLE: &str =
+    "the server rejected our request due to an error in our request";
 
 /// Classifies a failed answer.
 pub fn classify(status: &Status) -> Failure {
@@ -53,7 +62,11 @@ pub fn classify(status: &Status) -> Failure {
             }
             _ => Failure::ObjectNotFound,
         },
-        422 if details.is_none_or(|d| d.causes.is_empty()) => Failure::TestFailed,
+        422 if details.is_none_or(|d| d.causes.is_empty())
+            && status.message.starts_with(PATCH_NOT_APPLICABLE) =>
+        {
+            Failure::TestFailed
+        }
         400 | 422 => Failure::Rejected,
         409 => Failure::Conflict,
         401 | 403 => Failure::Forbidden,
@@ -245,11 +258,22 @@ mod tests {
                 Failure::NamespaceNotFound("canary".into()),
             ),
             (plain, Failure::PathNotServed),
-            (status(422, "Invalid", None), Failure::TestFailed),
             (
-                status(422, "Invalid", details("virtualservices", "my-app", 0)),
+                Status {
+                    message: PATCH_NOT_APPLICABLE.to_owned(),
+                    ..status(422, "Invalid", details("", "", 0))
+                },
                 Failure::TestFailed,
             ),
+            // A webhook that refuses with a 422 and no causes.
+            (
+                Status {
+                    message: "admission webhook \"weights.example.com\" denied the request: weights are frozen".to_owned(),
+                    ..status(422, "Invalid", None)
+                },
+                Failure::Rejected,
+            ),
+            (status(422, "Invalid", None), Failure::Rejected),
             (
                 status(422, "Invalid", details("virtualservices", "my-app", 1)),
                 Failure::Rejected,

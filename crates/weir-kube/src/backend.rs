@@ -67,6 +67,11 @@ impl KubeBackend {
         }
     }
 
+    /// The API server's URL and context, as messages name the cluster.
+    pub fn server(&self) -> &str {
+        &self.conn.server
+    }
+
     /// The same backend using the gateway Service `gateway` (`--gateway`)
     /// rather than the one found by its label.
     pub fn with_gateway(mut self, gateway: Option<crate::ingress::ServiceName>) -> Self {

@@ -25,9 +25,10 @@ pub struct RolloutArgs {
     /// What to do.
     #[command(subcommand)]
     pub verb: Verb,
-    /// Namespace (default: default).
-    #[arg(short = 'n', long, global = true, default_value = "default")]
-    pub namespace: String,
+    /// Namespace (default: the backend's — on a cluster, the kubeconfig
+    /// context's, as kubectl).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
     /// Which backend (the running `weir up` by default).
     #[command(flatten)]
     pub target: TargetArgs,
@@ -90,6 +91,21 @@ pub enum Verb {
     Plan(super::rollout_plan::PlanArgs),
 }
 
+/// The Rollout a verb is about, if it is about one (not `deployment/NAME`,
+/// not `plan`).
+fn rollout_named(verb: &Verb) -> Option<&str> {
+    let name = match verb {
+        Verb::Status { name, .. }
+        | Verb::Promote { name, .. }
+        | Verb::Pause { name }
+        | Verb::Resume { name }
+        | Verb::Abort { name }
+        | Verb::Retry { name } => name,
+        Verb::Undo { .. } | Verb::Plan(_) => return None,
+    };
+    deployment_name(name).is_none().then_some(name.as_str())
+}
+
 /// Runs `weir rollout`.
 pub async fn run(args: RolloutArgs) -> u8 {
     if let Verb::Plan(plan) = &args.verb {
@@ -99,16 +115,25 @@ pub async fn run(args: RolloutArgs) -> u8 {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
+    let namespace = backend.namespace(args.namespace.as_deref());
     let rollout = |name: &str| ObjectRef {
         kind: Kind::Rollout,
-        namespace: args.namespace.clone(),
+        namespace: namespace.clone(),
         name: name.to_owned(),
     };
+    if let (AnyBackend::Kube(cluster), Some(name)) = (&backend, rollout_named(&args.verb)) {
+        eprintln!(
+            "error: {}: Rollouts run on the embedded runtime (`weir up`); the cluster at {} has no Rollout controller yet, so nothing was sent (`weir rollout status|pause|resume deployment/NAME` work on a cluster)",
+            rollout(name),
+            cluster.server()
+        );
+        return exit::FAILED;
+    }
     let (name, command, done) = match &args.verb {
         Verb::Plan(_) => return exit::OK,
         Verb::Status { name, timeout, .. } if deployment_name(name).is_some() => {
             let deployment = deployment_name(name).unwrap_or_default();
-            return deployment_status(&backend, &args.namespace, deployment, *timeout).await;
+            return deployment_status(&backend, &namespace, deployment, *timeout).await;
         }
         Verb::Status { name, watch, .. } => return status(&backend, &rollout(name), *watch).await,
         Verb::Pause { name } | Verb::Resume { name } | Verb::Undo { name }
@@ -116,7 +141,7 @@ pub async fn run(args: RolloutArgs) -> u8 {
         {
             let deployment = ObjectRef {
                 kind: Kind::Deployment,
-                namespace: args.namespace.clone(),
+                namespace: namespace.clone(),
                 name: deployment_name(name).unwrap_or_default().to_owned(),
             };
             return match &args.verb {

@@ -610,7 +610,8 @@ async fn top_reads_the_pods_own_metrics_through_the_pod_proxy_when_the_gateway_s
     s.mock.put(
         "/api/v1/namespaces/istio-system/pods/istio-ingressgateway-1",
         json!({"metadata": {"name": "istio-ingressgateway-1", "namespace": "istio-system",
-                     "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}}}),
+                     "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}},
+               "status": {"phase": "Running", "podIP": "10.244.0.9"}}),
     );
     s.mock.on(
         "GET",
@@ -665,7 +666,8 @@ async fn top_reads_gateway_metrics_pod_cpu_and_hpa_status() {
     s.mock.put(
         "/api/v1/namespaces/istio-system/pods/istio-ingressgateway-1",
         json!({"metadata": {"name": "istio-ingressgateway-1", "namespace": "istio-system",
-                     "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}}}),
+                     "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}},
+               "status": {"phase": "Running", "podIP": "10.244.0.9"}}),
     );
     let scrape =
         "/api/v1/namespaces/istio-system/pods/istio-ingressgateway-1:15020/proxy/stats/prometheus";

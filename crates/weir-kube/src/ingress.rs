@@ -285,28 +285,58 @@ impl KubeBackend {
         Ok(pods["items"].as_array().cloned().unwrap_or_default())
     }
 
-    /// The Istio metrics of every gateway replica, as one Prometheus text
-    /// (samples of several replicas add up when read).
+    /// The Istio metrics of every gateway replica that serves, as one
+    /// Prometheus text (samples of several replicas add up when read). A
+    /// replica not serving (pending, without an IP, or draining) is not
+    /// asked; one whose scrape fails or takes over [`REPLICA_SCRAPE`] (a pod
+    /// on a dead node) is left out, so one bad replica neither fails `weir
+    /// top` nor stalls it. Only when every replica fails is it an error.
     pub async fn ingress_metrics(&self) -> Result<String, BackendError> {
         let mut text = String::new();
-        for pod in self.ingress_pods().await? {
+        let mut last_error = None;
+        let mut read = 0;
+        for pod in self.ingress_pods().await?.iter().filter(|p| serving(p)) {
             let (Some(namespace), Some(name)) = (
                 pod["metadata"]["namespace"].as_str(),
                 pod["metadata"]["name"].as_str(),
             ) else {
                 continue;
             };
-            text.push_str(
-                &self
-                    .get_text(&format!(
-                        "/api/v1/namespaces/{namespace}/pods/{name}:{PROXY_STATS_PORT}/proxy/stats/prometheus"
-                    ))
-                    .await?,
+            let path = format!(
+                "/api/v1/namespaces/{namespace}/pods/{name}:{PROXY_STATS_PORT}/proxy/stats/prometheus"
             );
-            text.push('\n');
+            match tokio::time::timeout(REPLICA_SCRAPE, self.get_text(&path)).await {
+                Ok(Ok(scraped)) => {
+                    text.push_str(&scraped);
+                    text.push('\n');
+                    read += 1;
+                }
+                Ok(Err(e)) => last_error = Some(e),
+                Err(_) => {
+                    last_error = Some(BackendError::Timeout(
+                        REPLICA_SCRAPE,
+                        format!("GET {path}: the gateway replica {name} did not answer"),
+                    ))
+                }
+            }
         }
-        Ok(text)
+        match (read, last_error) {
+            (0, Some(e)) => Err(e),
+            _ => Ok(text),
+        }
     }
+}
+
+/// The longest wait for one gateway replica's metrics.
+pub const REPLICA_SCRAPE: Duration = Duration::from_secs(2);
+
+/// Whether a gateway pod serves: Running, with an IP, not being deleted.
+pub fn serving(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && pod["status"]["podIP"]
+            .as_str()
+            .is_some_and(|ip| !ip.is_empty())
+        && pod["metadata"]["deletionTimestamp"].is_null()
 }
 
 fn service_name(service: &Value) -> Option<ServiceName> {
@@ -384,6 +414,31 @@ mod tests {
         }
         for bad in ["", "name", "/name", "ns/", "a/b/c"] {
             assert!(bad.parse::<ServiceName>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_running_pods_with_an_ip_not_draining_serve() {
+        let pod = |phase: &str, ip: Option<&str>, deleting: bool| {
+            let mut p = json!({"metadata": {"name": "gw"}, "status": {"phase": phase}});
+            if let Some(ip) = ip {
+                p["status"]["podIP"] = ip.into();
+            }
+            if deleting {
+                p["metadata"]["deletionTimestamp"] = "2026-12-07T10:00:00Z".into();
+            }
+            p
+        };
+        let cases = [
+            (pod("Running", Some("10.244.0.5"), false), true),
+            (pod("Running", None, false), false),
+            (pod("Running", Some(""), false), false),
+            (pod("Pending", None, false), false),
+            (pod("Running", Some("10.244.0.5"), true), false),
+            (pod("Failed", Some("10.244.0.5"), false), false),
+        ];
+        for (p, expected) in cases {
+            assert_eq!(serving(&p), expected, "{p}");
         }
     }
 

@@ -19,5 +19,6 @@ pub mod watch;
 
 pub use backend::{FIELD_MANAGER, KubeBackend};
 pub use cluster::{ClusterTarget, connect};
+pub use errors::PATCH_NOT_APPLICABLE;
 pub use manifests::ApplyOptions;
 pub use route::ConfirmOptions;

@@ -48,9 +48,11 @@ impl Default for ConfirmOptions {
 }
 
 /// The JSON patch (RFC 6902) for a weight change: for every destination of
-/// the rule a `test` that it is still the one named (so a concurrent
-/// reordering fails the patch instead of moving weights), and an `add` of
-/// the new weight where it changed. Nothing else is touched.
+/// the rule a `test` that it is still the one named and still has the
+/// weight weir read (so a concurrent reordering or weight change fails the
+/// patch — the API server answers 422 and nothing is lost — instead of
+/// being overwritten), and an `add` of the new weight where it changed.
+/// Nothing else is touched.
 pub fn weight_patch(
     current: &DynamicObject,
     rule: &RuleSelector,
@@ -77,6 +79,9 @@ pub fn weight_patch(
             None => ops.push(
                 json!({"op": "test", "path": format!("{base}/host"), "value": d.destination.host}),
             ),
+        }
+        if let Some(weight) = d.weight {
+            ops.push(json!({"op": "test", "path": format!("/spec/http/{i}/route/{j}/weight"), "value": weight}));
         }
         if old != new || d.weight.is_none() {
             ops.push(json!({"op": "add", "path": format!("/spec/http/{i}/route/{j}/weight"), "value": new}));
@@ -271,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn the_patch_tests_each_destination_and_adds_changed_weights() {
+    fn the_patch_tests_each_destination_and_its_weight_and_adds_changed_weights() {
         let vs: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
             "metadata": {"name": "my-app", "namespace": "default"},
@@ -288,8 +293,10 @@ mod tests {
             serde_json::to_value(&patch).unwrap(),
             json!([
                 {"op": "test", "path": "/spec/http/0/route/0/destination/subset", "value": "v1"},
+                {"op": "test", "path": "/spec/http/0/route/0/weight", "value": 90},
                 {"op": "add", "path": "/spec/http/0/route/0/weight", "value": 0},
                 {"op": "test", "path": "/spec/http/0/route/1/destination/subset", "value": "v2"},
+                {"op": "test", "path": "/spec/http/0/route/1/weight", "value": 10},
                 {"op": "add", "path": "/spec/http/0/route/1/weight", "value": 100}
             ])
         );

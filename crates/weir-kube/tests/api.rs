@@ -402,8 +402,10 @@ async fn route_patches_only_the_weights_and_waits_for_every_gateway_replica() {
         patch.body,
         json!([
             {"op": "test", "path": "/spec/http/0/route/0/destination/subset", "value": "v1"},
+            {"op": "test", "path": "/spec/http/0/route/0/weight", "value": 90},
             {"op": "add", "path": "/spec/http/0/route/0/weight", "value": 0},
             {"op": "test", "path": "/spec/http/0/route/1/destination/subset", "value": "v2"},
+            {"op": "test", "path": "/spec/http/0/route/1/weight", "value": 10},
             {"op": "add", "path": "/spec/http/0/route/1/weight", "value": 100}
         ])
     );

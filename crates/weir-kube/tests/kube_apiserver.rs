@@ -267,3 +267,50 @@ async fn the_gateway_is_found_by_its_label_in_any_namespace_or_named() {
         "edge/public"
     );
 }
+
+#[tokio::test]
+async fn a_weight_change_made_between_weirs_read_and_its_patch_is_refused_not_lost() {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    let (plane, backend, _dir) = cluster(Some(IstioRelease::V1_30), "race").await;
+    backend
+        .apply(&load_paths(&[examples()]).unwrap())
+        .await
+        .unwrap();
+    let resource = weir_kube::kinds::read_resource(Kind::VirtualService);
+    let vss: Api<DynamicObject> = Api::namespaced_with(plane.client().await, "race", &resource);
+    // weir reads 90/10 and prepares 0/100 ...
+    let read = vss.get("my-app").await.unwrap();
+    let (patch, _) = weir_kube::route::weight_patch(
+        &read,
+        &weir_api::backend::RuleSelector::Default,
+        &[("v1".to_owned(), 0), ("v2".to_owned(), 100)],
+    )
+    .unwrap();
+    // ... while someone else sets 50/50.
+    let theirs = serde_json::json!({"spec": {"http": [{"route": [
+        {"destination": {"host": "my-app", "subset": "v1"}, "weight": 50},
+        {"destination": {"host": "my-app", "subset": "v2"}, "weight": 50},
+    ]}]}});
+    vss.patch("my-app", &PatchParams::default(), &Patch::Merge(&theirs))
+        .await
+        .unwrap();
+    let refused = vss
+        .patch("my-app", &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+        .expect_err("weir's patch, written against 90/10, is refused");
+    match refused {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 422, "{status:?}");
+            assert!(
+                status.message.starts_with(weir_kube::PATCH_NOT_APPLICABLE),
+                "{status:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let stored = vss.get("my-app").await.unwrap();
+    assert_eq!(
+        stored.data["spec"]["http"][0]["route"][0]["weight"], 50,
+        "their change stands"
+    );
+}

@@ -286,6 +286,40 @@ impl ControlPlane {
             .expect("a token")
     }
 
+    /// Server-side applies every object of a YAML stream as the admin (the
+    /// resource named by lowercasing the kind and adding `s`, which holds
+    /// for the RBAC kinds, Namespaces, Services and ServiceAccounts the
+    /// tests apply this way; cluster-scoped when `metadata.namespace` is
+    /// absent).
+    pub async fn apply_yaml(&self, yaml: &str) {
+        use kube::api::{DynamicObject, Patch, PatchParams};
+        use kube::core::{ApiResource, GroupVersionKind};
+        let client = self.client().await;
+        let documents: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(yaml).expect("the YAML parses");
+        for document in documents.into_iter().filter(|d| d.is_object()) {
+            let api_version = document["apiVersion"].as_str().expect("an apiVersion");
+            let kind = document["kind"].as_str().expect("a kind");
+            let name = document["metadata"]["name"].as_str().expect("a name");
+            let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+            let resource = ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk(group, version, kind),
+                &format!("{}s", kind.to_lowercase()),
+            );
+            let api: Api<DynamicObject> = match document["metadata"]["namespace"].as_str() {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                None => Api::all_with(client.clone(), &resource),
+            };
+            api.patch(
+                name,
+                &PatchParams::apply("kube-harness").force(),
+                &Patch::Apply(&document),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
+        }
+    }
+
     /// Starts the node stand-in: pods are bound to its node and marked
     /// Running and Ready until it is dropped.
     pub async fn node(&self) -> NodeStandIn {

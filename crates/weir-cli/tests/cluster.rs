@@ -22,6 +22,12 @@ const VS: &str = "/apis/networking.istio.io/v1/namespaces/default/virtualservice
 const INGRESS: &str = "/api/v1/namespaces/istio-system/services/istio-ingressgateway";
 
 async fn weir(args: &[&str], env: &[(&str, &str)]) -> Output {
+    weir_for(args, env, Duration::from_secs(60)).await
+}
+
+/// `weir` with `limit` to finish in (a real cluster's `verify --within`
+/// needs more than a mock's answers).
+async fn weir_for(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
     let mut command = tokio::process::Command::new(weir_bin());
     command
         .args(args)
@@ -32,9 +38,9 @@ async fn weir(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         command.env(k, v);
     }
-    tokio::time::timeout(Duration::from_secs(60), command.output())
+    tokio::time::timeout(limit, command.output())
         .await
-        .expect("weir finished within 60 s")
+        .unwrap_or_else(|_| panic!("weir {args:?} finished within {limit:?}"))
         .expect("weir ran")
 }
 
@@ -892,7 +898,9 @@ async fn walkthrough_on_a_real_cluster() {
             let mut all = args;
             all.extend(["--context".to_owned(), context]);
             let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-            weir(&refs, &[]).await
+            // Longer than the longest wait a command here is given
+            // (`verify --within 180s`, `--timeout=180s`).
+            weir_for(&refs, &[], Duration::from_secs(240)).await
         }
     };
     let manifests = Path::new(env!("CARGO_MANIFEST_DIR"))

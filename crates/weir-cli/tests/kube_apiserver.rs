@@ -201,3 +201,150 @@ async fn weir_rollout_on_a_cluster_refuses_rollouts_clearly() {
         }
     }
 }
+
+/// `deploy/rbac/weir-user.yaml` bound to service account `app/NAME`, its
+/// gateway role in `istio-system`; returns a kubeconfig with its token.
+async fn user_bound_to(
+    c: &Cluster,
+    account: &str,
+    user_role: &str,
+    dir: &std::path::Path,
+) -> String {
+    c.plane
+        .apply_yaml(&format!(
+            "apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: {account}-user, namespace: app}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {user_role}}}
+subjects: [{{kind: ServiceAccount, name: {account}, namespace: app}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {account}-discovery}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: weir-discovery}}
+subjects: [{{kind: ServiceAccount, name: {account}, namespace: app}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: {account}-gateway, namespace: istio-system}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: weir-gateway}}
+subjects: [{{kind: ServiceAccount, name: {account}, namespace: app}}]
+"
+        ))
+        .await;
+    let token = c.plane.token_for("app", account).await;
+    c.plane
+        .kubeconfig_with_token(dir, "app", account, Some(&token))
+        .display()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_rbac_is_enough_for_every_command_and_a_missing_verb_is_named() {
+    let c = cluster("app").await;
+    let rbac = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac/weir-user.yaml"),
+    )
+    .unwrap();
+    c.plane.apply_yaml(&rbac).await;
+    c.plane.namespace("istio-system").await;
+    c.plane
+        .apply_yaml(
+            "apiVersion: v1
+kind: Service
+metadata:
+  name: istio-ingressgateway
+  namespace: istio-system
+  labels: {app: istio-ingressgateway, istio: ingressgateway}
+spec:
+  type: NodePort
+  selector: {app: istio-ingressgateway, istio: ingressgateway}
+  ports: [{name: http2, port: 80, targetPort: 8080}]
+",
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = user_bound_to(&c, "weir", "weir-user", dir.path()).await;
+    let user_env = [("WEIR_KUBECONFIG", kubeconfig.as_str())];
+    let examples = examples().display().to_string();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["apply", "-f", &examples],
+        vec![
+            "rollout",
+            "status",
+            "deployment/my-app-v1",
+            "--timeout",
+            "60s",
+        ],
+        vec!["get", "deployments"],
+        vec!["get", "pods"],
+        vec!["get", "services"],
+        vec!["get", "hpa"],
+        vec!["get", "virtualservices"],
+        vec!["get", "destinationrules"],
+        vec!["get", "gateways"],
+        vec!["describe", "deployment", "my-app-v1"],
+        vec!["scale", "deployment", "my-app-v2", "--replicas", "2"],
+        vec!["verify", "--replicas", "my-app-v2>=2", "--within", "60s"],
+        vec![
+            "patch",
+            "virtualservice",
+            "my-app",
+            "-p",
+            r#"{"metadata":{"labels":{"team":"web"}}}"#,
+        ],
+        vec!["apply", "-f", &examples],
+    ];
+    for args in commands {
+        let out = c.weir_env(&args, &user_env).await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?} as a user with the shipped roles: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    // doctor finds things missing here (metrics-server, injection), but
+    // nothing it may not read.
+    let out = c.weir_env(&["doctor"], &user_env).await;
+    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!report.to_lowercase().contains("forbidden"), "{report}");
+    assert!(
+        report.contains("istio-system/istio-ingressgateway"),
+        "{report}"
+    );
+
+    // The same role without `patch` on deployments/scale: weir scale says
+    // which verb on which resource it lacks.
+    let without: String = rbac
+        .split("\n---\n")
+        .next()
+        .unwrap()
+        .replace("name: weir-user\n", "name: weir-user-no-scale\n")
+        .replace(
+            "resources: [\"deployments/scale\"]\n  verbs: [\"get\", \"patch\"]",
+            "resources: [\"deployments/scale\"]\n  verbs: [\"get\"]",
+        );
+    assert!(
+        without.contains("verbs: [\"get\"]"),
+        "the role was edited: {without}"
+    );
+    c.plane.apply_yaml(&without).await;
+    let limited = user_bound_to(&c, "limited", "weir-user-no-scale", dir.path()).await;
+    let out = c
+        .weir_env(
+            &["scale", "deployment", "my-app-v2", "--replicas", "3"],
+            &[("WEIR_KUBECONFIG", &limited)],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot patch resource \"deployments/scale\""),
+        "{err}"
+    );
+
+    let out = c.weir_env(&["delete", "-f", &examples], &user_env).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

@@ -26,7 +26,7 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 
 pub use istio::IstioRelease;
-pub use node::NodeStandIn;
+pub use node::{NODE_IP, NodeStandIn};
 use process::{Running, free_port};
 
 /// What to start besides etcd and the API server.
@@ -49,6 +49,10 @@ pub struct ControlPlane {
     admin_token: String,
     dir: tempfile::TempDir,
 }
+
+/// The Services' cluster IPs: loopback, in a range nothing on the machine
+/// listens in (see [`node::NODE_IP`]).
+pub const SERVICE_RANGE: &str = "127.255.0.0/17";
 
 /// How long the control plane may take to come up (a cold API server
 /// installs its bootstrap RBAC and priority levels first).
@@ -112,7 +116,10 @@ impl ControlPlane {
                     "--service-account-signing-key-file={}",
                     certs.service_account_key.display()
                 ),
-                "--service-cluster-ip-range=10.96.0.0/16".into(),
+                // Cluster IPs on loopback too, where nothing listens: a
+                // client that tries one (`weir doctor`, `verify`) sends
+                // nothing off the machine.
+                format!("--service-cluster-ip-range={SERVICE_RANGE}"),
                 format!(
                     "--cert-dir={}",
                     dir.path().join("apiserver-certs").display()

@@ -1,5 +1,5 @@
 //! A node stand-in, since no kubelet can run here (no container runtime on
-//! the test machines): one Node, Ready, at 127.0.0.1, and a loop that does
+//! the test machines): one Node, Ready, at [`NODE_IP`], and a loop that does
 //! what the scheduler and a kubelet's status updates would — binds each
 //! pending pod to the node, marks it Running and Ready with a pod IP
 //! through the status subresource (as kwok does), and finishes the
@@ -17,6 +17,12 @@ use serde_json::{Value, json};
 
 /// The stand-in's node.
 pub const NODE: &str = "weir-test-node";
+
+/// The node's address: loopback (tests send traffic nowhere else), in a
+/// range nothing on the machine listens in (weir's own runtime puts
+/// Services at 127.0.X.Y and pods in 127.1–127.254), so its NodePorts do
+/// not answer, as a kind node's do not from a host under Docker Desktop.
+pub const NODE_IP: &str = "127.255.255.1";
 
 /// How often it looks at the pods.
 const EVERY: Duration = Duration::from_millis(100);
@@ -97,7 +103,7 @@ async fn register(client: &kube::Client) {
             "lastHeartbeatTime": now, "lastTransitionTime": now,
         }],
         "addresses": [
-            {"type": "InternalIP", "address": "127.0.0.1"},
+            {"type": "InternalIP", "address": NODE_IP},
             {"type": "Hostname", "address": NODE},
         ],
         "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "250"},
@@ -174,8 +180,8 @@ fn running_status(spec: &k8s_openapi::api::core::v1::PodSpec, ip: &str) -> Value
         .collect();
     json!({"status": {
         "phase": "Running",
-        "hostIP": "127.0.0.1",
-        "hostIPs": [{"ip": "127.0.0.1"}],
+        "hostIP": NODE_IP,
+        "hostIPs": [{"ip": NODE_IP}],
         "podIP": ip,
         "podIPs": [{"ip": ip}],
         "startTime": now,

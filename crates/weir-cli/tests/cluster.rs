@@ -838,7 +838,10 @@ async fn doctor_passes_on_a_ready_cluster_and_names_each_fix() {
             crd(c),
         );
     }
-    s.mock.put(INGRESS, ingress_service(80));
+    // Something accepts connections at the gateway's address.
+    let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_port = gateway.local_addr().unwrap().port();
+    s.mock.put(INGRESS, ingress_service(gateway_port));
     s.mock.on(
         "GET",
         "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods",
@@ -874,7 +877,13 @@ async fn doctor_passes_on_a_ready_cluster_and_names_each_fix() {
         "{}",
         text(&out.stdout)
     );
-    assert!(text(&out.stdout).contains("ingress gateway        istio-system/istio-ingressgateway at http://127.0.0.1:80 (LoadBalancer ingress)"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "ingress gateway        istio-system/istio-ingressgateway at http://127.0.0.1:{gateway_port} (LoadBalancer ingress)"
+        )),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 fn weir_kube_crds() -> [&'static str; 3] {

@@ -9,6 +9,7 @@ use weir_api::backend::{Backend, BackendError};
 use weir_api::resource::Kind;
 
 use crate::backend::KubeBackend;
+use crate::ingress::{Address, ServiceName};
 
 /// One check's outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -155,26 +156,59 @@ async fn ingress(backend: &KubeBackend) -> Result<Check, BackendError> {
         Err(e) => return Err(e),
     };
     let service = backend.ingress_name().await?;
-    Ok(match addresses.first() {
-        Some(first) => Check::pass(
+    if addresses.is_empty() {
+        return Ok(Check::fail(
+            NAME,
+            format!("{service} has no address or no HTTP port"),
+            "minikube: run `minikube tunnel` in another terminal; kind: make the Service a NodePort",
+        ));
+    }
+    Ok(match backend.ingress_url().await {
+        Ok(reached) => Check::pass(
             NAME,
             format!(
                 "{service} at {} ({}){}",
-                first.url,
-                first.via,
+                reached.url,
+                reached.via,
                 if addresses.len() > 1 {
-                    format!(", {} more address(es)", addresses.len() - 1)
+                    format!(", {} address(es) in all", addresses.len())
                 } else {
                     String::new()
                 }
             ),
         ),
-        None => Check::fail(
-            NAME,
-            format!("{service} has no address or no HTTP port"),
-            "minikube: run `minikube tunnel` in another terminal; kind: make the Service a NodePort",
-        ),
+        Err(_) => {
+            let tried: Vec<String> = addresses
+                .iter()
+                .map(|a| format!("{} ({})", a.url, a.via))
+                .collect();
+            Check::fail(
+                NAME,
+                format!(
+                    "{service}: nothing accepts connections at {}",
+                    tried.join(", ")
+                ),
+                &unreachable_fix(&service, &addresses),
+            )
+        }
     })
+}
+
+/// What to do when no address of the gateway accepts connections from
+/// here. A NodePort that does not answer is most often kind under Docker
+/// Desktop (macOS, Windows): the node's address is inside Docker's VM.
+pub fn unreachable_fix(service: &ServiceName, addresses: &[Address]) -> String {
+    let forward = format!(
+        "`kubectl -n {} port-forward svc/{} 8080:80` and give `weir verify`/`weir load` http://127.0.0.1:8080",
+        service.namespace, service.name
+    );
+    if addresses.iter().any(|a| a.via == "NodePort") {
+        format!(
+            "kind under Docker Desktop: the node's address is inside Docker's VM, not reachable from this machine — {forward}, or create the cluster with an extraPortMappings entry for the NodePort; minikube: run `minikube tunnel`"
+        )
+    } else {
+        format!("minikube: run `minikube tunnel` in another terminal; otherwise {forward}")
+    }
 }
 
 async fn metrics_server(backend: &KubeBackend, namespace: &str) -> Result<Check, BackendError> {
@@ -279,4 +313,31 @@ async fn subsets(backend: &KubeBackend, namespace: &str) -> Result<Vec<Check>, B
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_node_port_points_at_docker_desktop_others_at_a_tunnel() {
+        let service: ServiceName = "istio-system/istio-ingressgateway".parse().unwrap();
+        let at = |via: &'static str| Address {
+            url: "http://172.18.0.2:30080".into(),
+            via,
+        };
+        let node_port = unreachable_fix(&service, &[at("NodePort"), at("cluster IP")]);
+        assert!(node_port.contains("Docker Desktop"), "{node_port}");
+        assert!(
+            node_port
+                .contains("kubectl -n istio-system port-forward svc/istio-ingressgateway 8080:80"),
+            "{node_port}"
+        );
+        let load_balancer = unreachable_fix(&service, &[at("LoadBalancer ingress")]);
+        assert!(
+            load_balancer.starts_with("minikube: run `minikube tunnel`"),
+            "{load_balancer}"
+        );
+        assert!(!load_balancer.contains("Docker Desktop"), "{load_balancer}");
+    }
 }

@@ -224,7 +224,12 @@ async fn the_gateway_is_found_by_its_label_in_any_namespace_or_named() {
         .iter()
         .find(|a| a.via == "NodePort")
         .expect("a NodePort address");
-    assert!(node_port.url.starts_with("http://127.0.0.1:3"), "{found:?}");
+    assert!(
+        node_port
+            .url
+            .starts_with(&format!("http://{}:3", kube_harness::NODE_IP)),
+        "{found:?}"
+    );
     assert_eq!(
         backend.ingress_name().await.unwrap().to_string(),
         "istio-ingress/istio-ingressgateway"
@@ -312,5 +317,50 @@ async fn a_weight_change_made_between_weirs_read_and_its_patch_is_refused_not_lo
     assert_eq!(
         stored.data["spec"]["http"][0]["route"][0]["weight"], 50,
         "their change stands"
+    );
+}
+
+#[tokio::test]
+async fn doctor_says_when_the_gateways_node_port_cannot_be_reached_and_what_to_do() {
+    let (plane, backend, _dir) = cluster(Some(IstioRelease::V1_30), "dd").await;
+    let _node = plane.node().await;
+    plane.namespace("istio-system").await;
+    // The node's address is 127.0.0.1 here; nothing listens at the
+    // NodePort, as nothing answers at a kind node's address from a host
+    // under Docker Desktop.
+    plane
+        .apply_yaml(
+            "apiVersion: v1
+kind: Service
+metadata:
+  name: istio-ingressgateway
+  namespace: istio-system
+  labels: {app: istio-ingressgateway, istio: ingressgateway}
+spec:
+  type: NodePort
+  selector: {app: istio-ingressgateway, istio: ingressgateway}
+  ports: [{name: http2, port: 80, targetPort: 8080}]
+",
+        )
+        .await;
+    let checks = weir_kube::doctor::run(&backend, "dd").await.unwrap();
+    let gateway = checks.iter().find(|c| c.name == "ingress gateway").unwrap();
+    assert!(!gateway.ok, "{gateway:?}");
+    assert!(
+        gateway.detail.contains(&format!(
+            "nothing accepts connections at http://{}:3",
+            kube_harness::NODE_IP
+        )),
+        "{gateway:?}"
+    );
+    assert!(
+        gateway.detail.contains("http://127.255."),
+        "the cluster IP is loopback here: {gateway:?}"
+    );
+    let fix = gateway.fix.as_deref().unwrap();
+    assert!(fix.contains("Docker Desktop"), "{fix}");
+    assert!(
+        fix.contains("kubectl -n istio-system port-forward svc/istio-ingressgateway 8080:80"),
+        "{fix}"
     );
 }

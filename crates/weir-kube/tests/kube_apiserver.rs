@@ -364,3 +364,143 @@ spec:
         "{fix}"
     );
 }
+
+/// An update of `deployment`'s scale subresource by `manager`, as the HPA
+/// controller or `kubectl scale` make one.
+async fn scale_as(plane: &ControlPlane, ns: &str, deployment: &str, manager: &str, replicas: i32) {
+    use kube::api::{Api, Patch, PatchParams};
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(plane.client().await, ns);
+    let params = PatchParams {
+        field_manager: Some(manager.to_owned()),
+        ..PatchParams::default()
+    };
+    deployments
+        .patch_scale(
+            deployment,
+            &params,
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .unwrap();
+}
+
+async fn replicas(plane: &ControlPlane, ns: &str, deployment: &str) -> i32 {
+    kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(plane.client().await, ns)
+        .get(deployment)
+        .await
+        .unwrap()
+        .spec
+        .replicas
+        .unwrap()
+}
+
+/// The same body as `real_api::an_apply_after_an_hpa_scale_out`, against
+/// the real API server's field managers.
+#[tokio::test]
+async fn an_apply_after_an_hpa_scale_out_keeps_or_takes_replicas_as_kubectl_would() {
+    let (plane, backend, dir) = cluster(Some(IstioRelease::V1_30), "scale").await;
+    let root = examples().join("../..");
+    // deploy/kubernetes leaves replicas to the HPA: nothing conflicts, and
+    // the HPA's count stays.
+    let cluster_manifests = load_paths(&[root.join("deploy/kubernetes")]).unwrap();
+    backend
+        .apply(&cluster_manifests)
+        .await
+        .expect("first apply");
+    scale_as(&plane, "scale", "my-app-v1", "kube-controller-manager", 3).await;
+    backend
+        .apply(&cluster_manifests)
+        .await
+        .expect("re-apply after the scale-out");
+    assert_eq!(replicas(&plane, "scale", "my-app-v1").await, 3);
+
+    // The seed sets replicas: 1 beside its HPA: the file wins.
+    let seed = load_paths(&[examples()]).unwrap();
+    backend.apply(&seed).await.expect("apply the seed");
+    scale_as(&plane, "scale", "my-app-v1", "kube-controller-manager", 4).await;
+    backend
+        .apply(&seed)
+        .await
+        .expect("re-apply after the scale-out");
+    assert_eq!(replicas(&plane, "scale", "my-app-v1").await, 1);
+
+    // Without an HPA in the manifests, someone else's scale is a conflict
+    // that needs --force-conflicts, as with kubectl.
+    let alone = load_paths(&[examples().join("app-v1.yaml")]).unwrap();
+    scale_as(&plane, "scale", "my-app-v1", "kubectl-scale", 2).await;
+    let err = backend.apply(&alone).await.unwrap_err();
+    assert!(
+        matches!(err, weir_api::backend::BackendError::Conflict { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("conflict with \"kubectl-scale\""),
+        "{err}"
+    );
+    let target = ClusterTarget {
+        kubeconfig: Some(plane.kubeconfig(dir.path(), "scale")),
+        context: None,
+    };
+    let conn = weir_kube::connect(&target, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let forcing = KubeBackend::new(
+        conn,
+        Duration::from_secs(10),
+        ApplyOptions {
+            force_conflicts: true,
+            ..ApplyOptions::default()
+        },
+        ConfirmOptions::default(),
+    );
+    forcing
+        .apply(&alone)
+        .await
+        .expect("--force-conflicts takes the field");
+    assert_eq!(replicas(&plane, "scale", "my-app-v1").await, 1);
+}
+
+/// The same body as `real_api::an_apply_after_weir_route_takes_the_files_weights`:
+/// `weir route`'s patch (an update by "weir", another owner of
+/// `spec.http` than weir's applies) makes the next apply conflict on the
+/// real server; the file wins.
+#[tokio::test]
+async fn an_apply_after_weir_route_takes_the_files_weights() {
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    let (plane, backend, _dir) = cluster(Some(IstioRelease::V1_22), "routed").await;
+    let seed = load_paths(&[examples()]).unwrap();
+    backend.apply(&seed).await.expect("first apply");
+    let resource = weir_kube::kinds::read_resource(Kind::VirtualService);
+    let vss: Api<DynamicObject> = Api::namespaced_with(plane.client().await, "routed", &resource);
+    let read = vss.get("my-app").await.unwrap();
+    let (patch, _) = weir_kube::route::weight_patch(
+        &read,
+        &weir_api::backend::RuleSelector::Default,
+        &[("v1".to_owned(), 0), ("v2".to_owned(), 100)],
+    )
+    .unwrap();
+    let as_route = PatchParams {
+        field_manager: Some(weir_kube::FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    vss.patch("my-app", &as_route, &Patch::Json::<()>(patch))
+        .await
+        .expect("weir route's patch");
+    let weights = |vs: &DynamicObject| -> Vec<i64> {
+        vs.data["spec"]["http"][0]["route"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["weight"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(weights(&vss.get("my-app").await.unwrap()), [0, 100]);
+    let outcomes = backend.apply(&seed).await.expect("the re-apply succeeds");
+    let vs = outcomes
+        .iter()
+        .find(|(o, _)| o.kind == Kind::VirtualService)
+        .unwrap();
+    assert_eq!(vs.1, ApplyOutcome::Configured);
+    assert_eq!(weights(&vss.get("my-app").await.unwrap()), [90, 10]);
+}

@@ -1,16 +1,17 @@
 //! What a real API server does that the first mock did not, and weir's
-//! answer to each: field managers (an apply after `weir route`, after an
-//! HPA scale-out), errors as the server means them (a failed `test`, a
+//! answer to each: errors as the server means them (a failed `test`, a
 //! webhook's refusal, a missing namespace, an API it does not serve, a 503
 //! from an aggregated API), a pod of several containers, metadata a manifest
 //! saved from `kubectl get -o yaml` carries, and a resourceVersion bumped
-//! by a no-op apply.
+//! by a no-op apply. (The field managers' conflicts — an apply after
+//! `weir route`, after an HPA scale-out — are tested against the real
+//! kube-apiserver, in `kube_apiserver.rs`.)
 //!
-//! The API server is `mock-apiserver` (no cluster can run on the test
-//! machines); its model of each behaviour follows the Kubernetes sources
-//! and is described where it is built. Where the mock cannot tell (the
-//! exact wording of a real server's messages), the tests check meaning
-//! (exit code, which object, what to do), not text they would have to guess.
+//! The API server here is `mock-apiserver`, whose model of each behaviour
+//! follows the Kubernetes sources and is described where it is built.
+//! Where the mock cannot tell (the exact wording of a real server's
+//! messages), the tests check meaning (exit code, which object, what to
+//! do), not text they would have to guess.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,120 +68,6 @@ fn weights(stored: &Value) -> Vec<i64> {
         .flatten()
         .filter_map(|d| d["weight"].as_i64())
         .collect()
-}
-
-#[tokio::test]
-async fn an_apply_after_weir_route_takes_the_files_weights() {
-    let mock = MockApiServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let backend = backend(&mock, &dir).await;
-    let seed = load_paths(&[root().join("examples/canary-istio")]).unwrap();
-    backend.apply(&seed).await.expect("first apply");
-    // A gateway whose Envoy routes follow the stored VirtualService, so
-    // `weir route` confirms without a data plane.
-    let _gateway = mock.istio_gateway(&["istio-ingressgateway-1"]).await;
-    let to_v2 = [("v1".to_owned(), 0), ("v2".to_owned(), 100)];
-    backend
-        .set_route_weights(&vs_ref(), &RuleSelector::Default, &to_v2)
-        .await
-        .expect("route");
-    assert_eq!(weights(&mock.object(VS).unwrap()), [0, 100]);
-
-    // `weir route` is an update by "weir", a different owner of spec.http
-    // than weir's applies: the API server answers the next apply with 409.
-    // The file wins, as with kubectl apply and on the embedded runtime.
-    let outcomes = backend.apply(&seed).await.expect("the re-apply succeeds");
-    let vs = outcomes
-        .iter()
-        .find(|(o, _)| o.kind == Kind::VirtualService)
-        .unwrap();
-    assert_eq!(vs.1, ApplyOutcome::Configured);
-    assert_eq!(weights(&mock.object(VS).unwrap()), [90, 10]);
-    let forced: Vec<String> = mock
-        .requests()
-        .iter()
-        .filter(|r| r.method == "PATCH" && r.param("force") == Some("true"))
-        .map(|r| r.path.clone())
-        .collect();
-    assert!(
-        !forced.is_empty()
-            && forced
-                .iter()
-                .all(|p| p.ends_with("/virtualservices/my-app")),
-        "{forced:?}"
-    );
-}
-
-#[tokio::test]
-async fn an_apply_after_an_hpa_scale_out() {
-    let mock = MockApiServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let backend = backend(&mock, &dir).await;
-    let scale_to = |n: i64| {
-        mock.update_as(V1, "kube-controller-manager", "scale", |d| {
-            d["spec"]["replicas"] = n.into()
-        });
-    };
-
-    // deploy/kubernetes leaves replicas to the HPA: nothing to conflict on,
-    // and the HPA's count stays.
-    let cluster = load_paths(&[root().join("deploy/kubernetes")]).unwrap();
-    backend.apply(&cluster).await.expect("first apply");
-    scale_to(3);
-    backend
-        .apply(&cluster)
-        .await
-        .expect("re-apply after the scale-out");
-    assert_eq!(mock.object(V1).unwrap()["spec"]["replicas"], 3);
-    assert!(mock.requests().iter().all(|r| r.param("force").is_none()));
-
-    // The seed's manifests set replicas: 1 beside their HPA (weir validate
-    // warns): the file wins, as kubectl apply would have it.
-    let seed = load_paths(&[root().join("examples/canary-istio")]).unwrap();
-    assert!(
-        seed.warnings
-            .iter()
-            .any(|w| w.field.to_string() == "spec.replicas"
-                && w.message
-                    .contains("HorizontalPodAutoscaler \"my-app-v1\" scales this Deployment")),
-        "{:?}",
-        seed.warnings
-    );
-    backend.apply(&seed).await.expect("apply the seed");
-    scale_to(4);
-    backend
-        .apply(&seed)
-        .await
-        .expect("re-apply after the scale-out");
-    assert_eq!(mock.object(V1).unwrap()["spec"]["replicas"], 1);
-
-    // Without an HPA in the manifests, a conflict on replicas is someone
-    // else's change: it needs --force-conflicts, as with kubectl.
-    let alone = load_paths(&[root().join("examples/canary-istio/app-v1.yaml")]).unwrap();
-    mock.update_as(V1, "kubectl-scale", "scale", |d| {
-        d["spec"]["replicas"] = 2.into()
-    });
-    let err = backend.apply(&alone).await.unwrap_err();
-    assert!(matches!(err, BackendError::Conflict { .. }), "{err:?}");
-    assert_eq!(err.exit_code(), 1);
-    assert!(
-        err.to_string().contains("conflict with \"kubectl-scale\""),
-        "{err}"
-    );
-    let forcing = backend_with(
-        &mock,
-        &dir,
-        ApplyOptions {
-            force_conflicts: true,
-            ..ApplyOptions::default()
-        },
-    )
-    .await;
-    forcing
-        .apply(&alone)
-        .await
-        .expect("--force-conflicts takes the field");
-    assert_eq!(mock.object(V1).unwrap()["spec"]["replicas"], 1);
 }
 
 #[tokio::test]

@@ -293,6 +293,22 @@ impl ControlPlane {
             .expect("a token")
     }
 
+    /// The object at an API path as the admin reads it (`None` when the
+    /// server answers 404), for tests to check what was stored.
+    pub async fn object(&self, path: &str) -> Option<serde_json::Value> {
+        let request = http_get(path).expect("a request");
+        match self
+            .client()
+            .await
+            .request::<serde_json::Value>(request)
+            .await
+        {
+            Ok(object) => Some(object),
+            Err(kube::Error::Api(status)) if status.code == 404 => None,
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
     /// Server-side applies every object of a YAML stream as the admin (the
     /// resource named by lowercasing the kind and adding `s`, which holds
     /// for the RBAC kinds, Namespaces, Services and ServiceAccounts the

@@ -348,3 +348,124 @@ spec:
     let out = c.weir_env(&["delete", "-f", &examples], &user_env).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+// The same bodies as the mock-apiserver tests they replace, against the
+// real API server.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_the_seed_then_delete_it() {
+    let c = cluster("default").await;
+    let dir = examples().display().to_string();
+    let out = c.weir(&["apply", "-f", &dir]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 8, "{stdout}");
+    assert!(
+        text(&out.stderr).contains("--rewrite-scale-target-api"),
+        "the seed's extensions/v1beta1 gets the warning"
+    );
+    let hpa = "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/my-app-v2";
+    let stored = c.plane.object(hpa).await.unwrap();
+    assert_eq!(
+        stored["spec"]["scaleTargetRef"]["apiVersion"],
+        "extensions/v1beta1"
+    );
+
+    let out = c
+        .weir(&["apply", "-f", &dir, "--rewrite-scale-target-api"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("horizontalpodautoscaler.autoscaling/my-app-v2 configured"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("service/my-app unchanged"), "{stdout}");
+    let stored = c.plane.object(hpa).await.unwrap();
+    assert_eq!(stored["spec"]["scaleTargetRef"]["apiVersion"], "apps/v1");
+
+    let out = c.weir(&["delete", "-f", &dir]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.ends_with("deleted"))
+            .count(),
+        8,
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(c.plane.object(hpa).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seeds_extensions_v1beta1_ingress_goes_to_a_cluster_as_v1() {
+    // No supported cluster serves extensions/v1beta1 (removed in 1.22): the
+    // Ingress is sent as the networking.k8s.io/v1 it was read into.
+    let c = cluster("default").await;
+    let file = examples().join("../strategies/canary/nginx-ingress/ingress-v2-canary.yaml");
+    let out = c.weir(&["apply", "-f", file.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "ingress.networking.k8s.io/my-app-canary created\n"
+    );
+    assert!(
+        text(&out.stderr).contains("extensions/v1beta1 Ingress was removed in Kubernetes 1.22"),
+        "{}",
+        text(&out.stderr)
+    );
+    let stored = c
+        .plane
+        .object("/apis/networking.k8s.io/v1/namespaces/default/ingresses/my-app-canary")
+        .await
+        .expect("stored at networking.k8s.io/v1");
+    let path = &stored["spec"]["rules"][0]["http"]["paths"][0];
+    assert_eq!(path["pathType"], "ImplementationSpecific");
+    assert_eq!(path["backend"]["service"]["name"], "my-app-v2");
+    assert_eq!(path["backend"]["service"]["port"]["number"], 80);
+    assert_eq!(
+        stored["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"],
+        "10"
+    );
+    let out = c.weir(&["get", "ingress"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    assert!(
+        listed.starts_with("NAME            CLASS    HOSTS"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("my-app-canary   <none>   my-app.com"),
+        "{listed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_into_another_namespace_with_n() {
+    let c = cluster("default").await;
+    let file = examples().join("istio.yaml").display().to_string();
+    // A namespace that does not exist: the API server refuses to create in
+    // it, and weir says so (exit 2) instead of "not found".
+    let out = c.weir(&["apply", "-f", &file, "-n", "canary"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("namespace \"canary\" does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("kubectl create namespace canary"),
+        "{}",
+        text(&out.stderr)
+    );
+    c.plane.namespace("canary").await;
+    let out = c.weir(&["apply", "-f", &file, "-n", "canary"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        c.plane
+            .object("/apis/networking.istio.io/v1/namespaces/canary/virtualservices/my-app")
+            .await
+            .is_some()
+    );
+}

@@ -309,6 +309,21 @@ impl ControlPlane {
         }
     }
 
+    /// A JSON merge patch of the object (or subresource: `.../status`) at
+    /// an API path, as the admin — what a controller's status update or
+    /// another client's edit would write.
+    pub async fn merge_patch(&self, path: &str, patch: &serde_json::Value) {
+        let request = http::Request::patch(path)
+            .header("content-type", "application/merge-patch+json")
+            .body(serde_json::to_vec(patch).expect("a patch"))
+            .expect("a request");
+        self.client()
+            .await
+            .request::<serde_json::Value>(request)
+            .await
+            .unwrap_or_else(|e| panic!("PATCH {path}: {e}"));
+    }
+
     /// Server-side applies every object of a YAML stream as the admin (the
     /// resource named by lowercasing the kind and adding `s`, which holds
     /// for the RBAC kinds, Namespaces, Services and ServiceAccounts the

@@ -232,46 +232,6 @@ async fn flags_beat_the_environment_and_nothing_means_the_local_runtime() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn get_hpa_has_the_local_columns() {
-    let s = setup().await;
-    s.mock.put("/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/my-app-v2", json!({
-        "apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "my-app-v2", "namespace": "default", "creationTimestamp": "2026-11-28T08:00:00Z"},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "my-app-v2"}, "minReplicas": 1, "maxReplicas": 10, "targetCPUUtilizationPercentage": 50},
-        "status": {"currentReplicas": 2, "desiredReplicas": 2, "currentCPUUtilizationPercentage": 61}
-    }));
-    let out = s.weir(&["get", "hpa"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    let header: Vec<&str> = stdout.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(
-        header,
-        [
-            "NAME",
-            "REFERENCE",
-            "TARGETS",
-            "MINPODS",
-            "MAXPODS",
-            "REPLICAS",
-            "AGE"
-        ]
-    );
-    let row: Vec<&str> = stdout.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(
-        row[..7],
-        [
-            "my-app-v2",
-            "Deployment/my-app-v2",
-            "cpu:",
-            "61%/50%",
-            "1",
-            "10",
-            "2"
-        ]
-    );
-}
-
 /// A stand-in ingress gateway that routes as a VirtualService for host
 /// `shop.example.com` with a rule on `x-tester: yes` would: v2 answers such
 /// requests, v1 every other. Keep-alive HTTP/1.1, as weir-load speaks it.

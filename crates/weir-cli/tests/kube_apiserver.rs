@@ -469,3 +469,61 @@ async fn apply_into_another_namespace_with_n() {
             .is_some()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_hpa_of_an_autoscaling_v2_hpa_has_the_local_columns() {
+    let c = cluster("default").await;
+    let hpa = examples()
+        .join("../../deploy/kubernetes/hpa.yaml")
+        .display()
+        .to_string();
+    let out = c.weir(&["apply", "-f", &hpa]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // What the HPA controller would report (it needs metrics-server, which
+    // cannot run here), written at autoscaling/v2 as the controller does.
+    let status = serde_json::json!({"status": {
+        "currentReplicas": 2, "desiredReplicas": 2,
+        "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 61, "averageValue": "61m"}}}],
+    }});
+    c.plane
+        .merge_patch(
+            "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/my-app-v2/status",
+            &status,
+        )
+        .await;
+    let out = c.weir(&["get", "hpa"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let header: Vec<&str> = stdout.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE"
+        ]
+    );
+    let row: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("my-app-v2"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[..7],
+        [
+            "my-app-v2",
+            "Deployment/my-app-v2",
+            "cpu:",
+            "61%/50%",
+            "1",
+            "10",
+            "2"
+        ],
+        "{stdout}"
+    );
+}

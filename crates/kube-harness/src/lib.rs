@@ -358,6 +358,27 @@ impl ControlPlane {
         }
     }
 
+    /// An Istio ingress gateway's Service `namespace/name` (the namespace
+    /// created), labelled and selecting as Istio's charts do, a NodePort
+    /// with its `http2` port 80. No pods: no data plane can run here.
+    pub async fn install_gateway_service(&self, namespace: &str, name: &str) {
+        self.namespace(namespace).await;
+        self.apply_yaml(&format!(
+            "apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: {namespace}
+  labels: {{app: {name}, istio: ingressgateway}}
+spec:
+  type: NodePort
+  selector: {{app: {name}, istio: ingressgateway}}
+  ports: [{{name: http2, port: 80, targetPort: 8080}}]
+"
+        ))
+        .await;
+    }
+
     /// Starts the node stand-in: pods are bound to its node and marked
     /// Running and Ready until it is dropped.
     pub async fn node(&self) -> NodeStandIn {

@@ -30,20 +30,7 @@ async fn weir(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// `weir` with `limit` to finish in (a real cluster's `verify --within`
 /// needs more than a mock's answers).
 async fn weir_for(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
-    let mut command = tokio::process::Command::new(weir_bin());
-    command
-        .args(args)
-        .env_remove("WEIR_KUBECONFIG")
-        .env_remove("WEIR_CONTEXT")
-        .env("WEIR_STATE_DIR", "/nonexistent/weir-state")
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    tokio::time::timeout(limit, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("weir {args:?} finished within {limit:?}"))
-        .expect("weir ran")
+    support::weir_against_cluster(args, env, limit).await
 }
 
 fn text(b: &[u8]) -> String {

@@ -8,11 +8,11 @@
 
 mod support;
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use kube_harness::{ControlPlane, IstioRelease, Options};
-use support::{examples, weir_bin};
+use support::examples;
 
 struct Cluster {
     plane: ControlPlane,
@@ -46,20 +46,7 @@ impl Cluster {
     }
 
     async fn weir_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut command = tokio::process::Command::new(weir_bin());
-        command
-            .args(args)
-            .env_remove("WEIR_KUBECONFIG")
-            .env_remove("WEIR_CONTEXT")
-            .env("WEIR_STATE_DIR", "/nonexistent/weir-state")
-            .stdin(Stdio::null());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        tokio::time::timeout(Duration::from_secs(90), command.output())
-            .await
-            .expect("weir finished within 90 s")
-            .expect("weir ran")
+        support::weir_against_cluster(args, env, Duration::from_secs(90)).await
     }
 }
 
@@ -247,21 +234,8 @@ async fn the_shipped_rbac_is_enough_for_every_command_and_a_missing_verb_is_name
     )
     .unwrap();
     c.plane.apply_yaml(&rbac).await;
-    c.plane.namespace("istio-system").await;
     c.plane
-        .apply_yaml(
-            "apiVersion: v1
-kind: Service
-metadata:
-  name: istio-ingressgateway
-  namespace: istio-system
-  labels: {app: istio-ingressgateway, istio: ingressgateway}
-spec:
-  type: NodePort
-  selector: {app: istio-ingressgateway, istio: ingressgateway}
-  ports: [{name: http2, port: 80, targetPort: 8080}]
-",
-        )
+        .install_gateway_service("istio-system", "istio-ingressgateway")
         .await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = user_bound_to(&c, "weir", "weir-user", dir.path()).await;

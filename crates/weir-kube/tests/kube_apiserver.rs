@@ -31,6 +31,17 @@ async fn cluster(
     .await;
     plane.namespace(ns).await;
     let dir = tempfile::tempdir().unwrap();
+    let backend = backend_on(&plane, &dir, ns, ApplyOptions::default()).await;
+    (plane, backend, dir)
+}
+
+/// weir's backend on `plane` as its admin, in namespace `ns`.
+async fn backend_on(
+    plane: &ControlPlane,
+    dir: &tempfile::TempDir,
+    ns: &str,
+    apply: ApplyOptions,
+) -> KubeBackend {
     let target = ClusterTarget {
         kubeconfig: Some(plane.kubeconfig(dir.path(), ns)),
         context: None,
@@ -39,13 +50,7 @@ async fn cluster(
     let conn = weir_kube::connect(&target, timeout)
         .await
         .expect("kubeconfig loads");
-    let backend = KubeBackend::new(
-        conn,
-        timeout,
-        ApplyOptions::default(),
-        ConfirmOptions::default(),
-    );
-    (plane, backend, dir)
+    KubeBackend::new(conn, timeout, apply, ConfirmOptions::default())
 }
 
 fn object(kind: Kind, ns: &str, name: &str) -> ObjectRef {
@@ -187,35 +192,15 @@ async fn doctor_reports_on_a_cluster_without_istio() {
     );
 }
 
-/// A Service for Istio's ingress gateway pods, as the charts label it.
-fn gateway_service(namespace: &str, name: &str) -> k8s_openapi::api::core::v1::Service {
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "namespace": namespace,
-                     "labels": {"app": name, "istio": "ingressgateway"}},
-        "spec": {"type": "NodePort",
-                 "selector": {"app": name, "istio": "ingressgateway"},
-                 "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]},
-    }))
-    .unwrap()
-}
-
 #[tokio::test]
 async fn the_gateway_is_found_by_its_label_in_any_namespace_or_named() {
     let (plane, backend, dir) = cluster(None, "apps").await;
     let _node = plane.node().await;
-    let client = plane.client().await;
     // Helm's gateway chart, installed as its docs say: release
     // istio-ingressgateway in namespace istio-ingress.
-    plane.namespace("istio-ingress").await;
-    let services =
-        |ns: &str| kube::Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), ns);
-    services("istio-ingress")
-        .create(
-            &Default::default(),
-            &gateway_service("istio-ingress", "istio-ingressgateway"),
-        )
-        .await
-        .unwrap();
+    plane
+        .install_gateway_service("istio-ingress", "istio-ingressgateway")
+        .await;
     let found = backend
         .ingress_addresses()
         .await
@@ -236,11 +221,7 @@ async fn the_gateway_is_found_by_its_label_in_any_namespace_or_named() {
     );
 
     // A second gateway: weir does not guess.
-    plane.namespace("edge").await;
-    services("edge")
-        .create(&Default::default(), &gateway_service("edge", "public"))
-        .await
-        .unwrap();
+    plane.install_gateway_service("edge", "public").await;
     let err = backend.ingress_addresses().await.unwrap_err();
     assert!(
         err.to_string().contains("--gateway NAMESPACE/NAME"),
@@ -253,20 +234,9 @@ async fn the_gateway_is_found_by_its_label_in_any_namespace_or_named() {
     );
 
     // Named with --gateway.
-    let target = ClusterTarget {
-        kubeconfig: Some(plane.kubeconfig(dir.path(), "apps")),
-        context: None,
-    };
-    let conn = weir_kube::connect(&target, Duration::from_secs(10))
+    let named = backend_on(&plane, &dir, "apps", ApplyOptions::default())
         .await
-        .unwrap();
-    let named = KubeBackend::new(
-        conn,
-        Duration::from_secs(10),
-        ApplyOptions::default(),
-        ConfirmOptions::default(),
-    )
-    .with_gateway(Some("edge/public".parse().unwrap()));
+        .with_gateway(Some("edge/public".parse().unwrap()));
     assert_eq!(
         named.ingress_name().await.unwrap().to_string(),
         "edge/public"
@@ -324,24 +294,11 @@ async fn a_weight_change_made_between_weirs_read_and_its_patch_is_refused_not_lo
 async fn doctor_says_when_the_gateways_node_port_cannot_be_reached_and_what_to_do() {
     let (plane, backend, _dir) = cluster(Some(IstioRelease::V1_30), "dd").await;
     let _node = plane.node().await;
-    plane.namespace("istio-system").await;
-    // The node's address is 127.0.0.1 here; nothing listens at the
+    // The node's address is loopback here; nothing listens at the
     // NodePort, as nothing answers at a kind node's address from a host
     // under Docker Desktop.
     plane
-        .apply_yaml(
-            "apiVersion: v1
-kind: Service
-metadata:
-  name: istio-ingressgateway
-  namespace: istio-system
-  labels: {app: istio-ingressgateway, istio: ingressgateway}
-spec:
-  type: NodePort
-  selector: {app: istio-ingressgateway, istio: ingressgateway}
-  ports: [{name: http2, port: 80, targetPort: 8080}]
-",
-        )
+        .install_gateway_service("istio-system", "istio-ingressgateway")
         .await;
     let checks = weir_kube::doctor::run(&backend, "dd").await.unwrap();
     let gateway = checks.iter().find(|c| c.name == "ingress gateway").unwrap();
@@ -438,22 +395,16 @@ async fn an_apply_after_an_hpa_scale_out_keeps_or_takes_replicas_as_kubectl_woul
         err.to_string().contains("conflict with \"kubectl-scale\""),
         "{err}"
     );
-    let target = ClusterTarget {
-        kubeconfig: Some(plane.kubeconfig(dir.path(), "scale")),
-        context: None,
-    };
-    let conn = weir_kube::connect(&target, Duration::from_secs(10))
-        .await
-        .unwrap();
-    let forcing = KubeBackend::new(
-        conn,
-        Duration::from_secs(10),
+    let forcing = backend_on(
+        &plane,
+        &dir,
+        "scale",
         ApplyOptions {
             force_conflicts: true,
             ..ApplyOptions::default()
         },
-        ConfirmOptions::default(),
-    );
+    )
+    .await;
     forcing
         .apply(&alone)
         .await

@@ -13,6 +13,27 @@ pub fn weir_bin() -> &'static str {
     env!("CARGO_BIN_EXE_weir")
 }
 
+/// Runs `weir` as a user pointed at a cluster would: without the
+/// cluster-choosing variables of the test's own environment (only those in
+/// `env`), with a state dir that does not exist (so nothing can fall back
+/// to a local runtime), given `limit` to finish in.
+pub async fn weir_against_cluster(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    let mut command = tokio::process::Command::new(weir_bin());
+    command
+        .args(args)
+        .env_remove("WEIR_KUBECONFIG")
+        .env_remove("WEIR_CONTEXT")
+        .env("WEIR_STATE_DIR", "/nonexistent/weir-state")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    tokio::time::timeout(limit, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("weir {args:?} finished within {limit:?}"))
+        .expect("weir ran")
+}
+
 pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/canary-istio")
 }

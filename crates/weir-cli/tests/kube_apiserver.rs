@@ -45,6 +45,19 @@ impl Cluster {
             .await
     }
 
+    /// `weir args` as the admin, which must succeed; its standard output.
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.weir(args).await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "weir {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
     async fn weir_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         support::weir_against_cluster(args, env, Duration::from_secs(90)).await
     }
@@ -93,34 +106,20 @@ async fn the_walkthrough_applies_rolls_out_verifies_and_re_applies_unchanged() {
     }
     // Scaled out, the ReplicaSet's new pods become ready through the node
     // stand-in, and `verify --replicas` sees them.
-    let out = c
-        .weir(&["scale", "deployment", "my-app-v2", "--replicas", "3"])
+    c.ok(&["scale", "deployment", "my-app-v2", "--replicas", "3"])
         .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = c
-        .weir(&["verify", "--replicas", "my-app-v2>=3", "--within", "60s"])
+    c.ok(&["verify", "--replicas", "my-app-v2>=3", "--within", "60s"])
         .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let out = c
-        .weir(&["scale", "deployment", "my-app-v2", "--replicas", "1"])
+    c.ok(&["scale", "deployment", "my-app-v2", "--replicas", "1"])
         .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = c
-        .weir(&[
-            "rollout",
-            "status",
-            "deployment/my-app-v2",
-            "--timeout",
-            "60s",
-        ])
-        .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    c.ok(&[
+        "rollout",
+        "status",
+        "deployment/my-app-v2",
+        "--timeout",
+        "60s",
+    ])
+    .await;
 
     let out = c.weir(&["get", "pods"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -139,19 +138,16 @@ async fn the_walkthrough_applies_rolls_out_verifies_and_re_applies_unchanged() {
         "a re-apply of the walkthrough: {again}"
     );
 
-    let out = c
-        .weir(&[
-            "patch",
-            "virtualservice",
-            "my-app",
-            "-p",
-            r#"{"metadata":{"labels":{"team":"web"}}}"#,
-        ])
-        .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    c.ok(&[
+        "patch",
+        "virtualservice",
+        "my-app",
+        "-p",
+        r#"{"metadata":{"labels":{"team":"web"}}}"#,
+    ])
+    .await;
 
-    let out = c.weir(&["delete", "-f", &examples]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    c.ok(&["delete", "-f", &examples]).await;
     drop(c.plane);
 }
 
@@ -358,16 +354,11 @@ async fn apply_the_seed_then_delete_it() {
     let stored = c.plane.object(hpa).await.unwrap();
     assert_eq!(stored["spec"]["scaleTargetRef"]["apiVersion"], "apps/v1");
 
-    let out = c.weir(&["delete", "-f", &dir]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let deleted = c.ok(&["delete", "-f", &dir]).await;
     assert_eq!(
-        text(&out.stdout)
-            .lines()
-            .filter(|l| l.ends_with("deleted"))
-            .count(),
+        deleted.lines().filter(|l| l.ends_with("deleted")).count(),
         8,
-        "{}",
-        text(&out.stdout)
+        "{deleted}"
     );
     assert!(c.plane.object(hpa).await.is_none());
 }
@@ -434,8 +425,7 @@ async fn apply_into_another_namespace_with_n() {
         text(&out.stderr)
     );
     c.plane.namespace("canary").await;
-    let out = c.weir(&["apply", "-f", &file, "-n", "canary"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    c.ok(&["apply", "-f", &file, "-n", "canary"]).await;
     assert!(
         c.plane
             .object("/apis/networking.istio.io/v1/namespaces/canary/virtualservices/my-app")
@@ -451,8 +441,7 @@ async fn get_hpa_of_an_autoscaling_v2_hpa_has_the_local_columns() {
         .join("../../deploy/kubernetes/hpa.yaml")
         .display()
         .to_string();
-    let out = c.weir(&["apply", "-f", &hpa]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    c.ok(&["apply", "-f", &hpa]).await;
     // What the HPA controller would report (it needs metrics-server, which
     // cannot run here), written at autoscaling/v2 as the controller does.
     let status = serde_json::json!({"status": {

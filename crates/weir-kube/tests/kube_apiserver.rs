@@ -53,6 +53,24 @@ async fn backend_on(
     KubeBackend::new(conn, timeout, apply, ConfirmOptions::default())
 }
 
+/// The VirtualServices of `ns` as a client other than weir sees them.
+async fn virtual_services(plane: &ControlPlane, ns: &str) -> kube::Api<kube::api::DynamicObject> {
+    let resource = weir_kube::kinds::read_resource(Kind::VirtualService);
+    kube::Api::namespaced_with(plane.client().await, ns, &resource)
+}
+
+/// The JSON patch `weir route my-app v1=0 v2=100` sends, computed from
+/// `read`.
+fn route_to_v2(read: &kube::api::DynamicObject) -> json_patch::Patch {
+    weir_kube::route::weight_patch(
+        read,
+        &weir_api::backend::RuleSelector::Default,
+        &[("v1".to_owned(), 0), ("v2".to_owned(), 100)],
+    )
+    .unwrap()
+    .0
+}
+
 fn object(kind: Kind, ns: &str, name: &str) -> ObjectRef {
     ObjectRef {
         kind,
@@ -245,22 +263,15 @@ async fn the_gateway_is_found_by_its_label_in_any_namespace_or_named() {
 
 #[tokio::test]
 async fn a_weight_change_made_between_weirs_read_and_its_patch_is_refused_not_lost() {
-    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use kube::api::{Patch, PatchParams};
     let (plane, backend, _dir) = cluster(Some(IstioRelease::V1_30), "race").await;
     backend
         .apply(&load_paths(&[examples()]).unwrap())
         .await
         .unwrap();
-    let resource = weir_kube::kinds::read_resource(Kind::VirtualService);
-    let vss: Api<DynamicObject> = Api::namespaced_with(plane.client().await, "race", &resource);
+    let vss = virtual_services(&plane, "race").await;
     // weir reads 90/10 and prepares 0/100 ...
-    let read = vss.get("my-app").await.unwrap();
-    let (patch, _) = weir_kube::route::weight_patch(
-        &read,
-        &weir_api::backend::RuleSelector::Default,
-        &[("v1".to_owned(), 0), ("v2".to_owned(), 100)],
-    )
-    .unwrap();
+    let patch = route_to_v2(&vss.get("my-app").await.unwrap());
     // ... while someone else sets 50/50.
     let theirs = serde_json::json!({"spec": {"http": [{"route": [
         {"destination": {"host": "my-app", "subset": "v1"}, "weight": 50},
@@ -418,19 +429,12 @@ async fn an_apply_after_an_hpa_scale_out_keeps_or_takes_replicas_as_kubectl_woul
 /// real server; the file wins.
 #[tokio::test]
 async fn an_apply_after_weir_route_takes_the_files_weights() {
-    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use kube::api::{DynamicObject, Patch, PatchParams};
     let (plane, backend, _dir) = cluster(Some(IstioRelease::V1_22), "routed").await;
     let seed = load_paths(&[examples()]).unwrap();
     backend.apply(&seed).await.expect("first apply");
-    let resource = weir_kube::kinds::read_resource(Kind::VirtualService);
-    let vss: Api<DynamicObject> = Api::namespaced_with(plane.client().await, "routed", &resource);
-    let read = vss.get("my-app").await.unwrap();
-    let (patch, _) = weir_kube::route::weight_patch(
-        &read,
-        &weir_api::backend::RuleSelector::Default,
-        &[("v1".to_owned(), 0), ("v2".to_owned(), 100)],
-    )
-    .unwrap();
+    let vss = virtual_services(&plane, "routed").await;
+    let patch = route_to_v2(&vss.get("my-app").await.unwrap());
     let as_route = PatchParams {
         field_manager: Some(weir_kube::FIELD_MANAGER.to_owned()),
         ..PatchParams::default()

@@ -1,8 +1,10 @@
 //! The conversation between weir's Kubernetes backend and the API server:
 //! exact requests (paths, verbs, bodies, field manager) and the behaviour on
-//! 404, 409, 403, 422 and timeouts. The API server is `mock-apiserver` on a
-//! loopback port because no cluster can run on the test machines; kube's
-//! real client talks to it over real HTTP.
+//! 404, 409, 403, 422 and timeouts. The API server here is `mock-apiserver`
+//! on a loopback port, which records every request and can be told to hang
+//! or fail (the real kube-apiserver, in `kube_apiserver.rs`, shows what a
+//! cluster does with the same calls; it cannot record them or port-forward
+//! and proxy to pods here); kube's real client talks to it over real HTTP.
 
 use std::path::PathBuf;
 use std::time::Duration;

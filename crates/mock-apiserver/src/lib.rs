@@ -682,9 +682,13 @@ fn namespace_of(path: &str) -> Option<&str> {
 
 /// Istio serves v1alpha3, v1beta1 and v1 of one stored object, as a real
 /// API server does for a CRD with several versions: they share a key.
+/// One object per resource whichever version names it, as a real API
+/// server stores one object and converts it per request (the mock does not
+/// convert: an object reads back in the shape it was written).
 fn storage_key(path: &str) -> String {
     path.replace("/networking.istio.io/v1alpha3/", "/networking.istio.io/v1/")
         .replace("/networking.istio.io/v1beta1/", "/networking.istio.io/v1/")
+        .replace("/autoscaling/v2/", "/autoscaling/v1/")
 }
 
 /// Stores `patched` over `object` as an Update by `manager` (on

@@ -459,3 +459,48 @@ async fn an_apply_after_weir_route_takes_the_files_weights() {
     assert_eq!(vs.1, ApplyOutcome::Configured);
     assert_eq!(weights(&vss.get("my-app").await.unwrap()), [90, 10]);
 }
+
+/// The real server's side of `real_api::a_missing_namespace_and_an_api_not_served_each_say_so`.
+#[tokio::test]
+async fn a_missing_namespace_and_istio_not_installed_each_say_so() {
+    let (plane, backend, dir) = cluster(Some(IstioRelease::V1_30), "here").await;
+    let seed = load_paths(&[examples()]).unwrap();
+    let err = backend
+        .in_namespace("canary".into())
+        .apply(&seed)
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("namespace \"canary\" does not exist"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("kubectl create namespace canary"),
+        "{err}"
+    );
+    drop((plane, dir));
+
+    // No Istio at all: its CRDs are missing, not the object.
+    let (_plane, backend, _dir) = cluster(None, "bare").await;
+    let err = backend.apply(&seed).await.unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("does not serve the API group networking.istio.io"),
+        "{err}"
+    );
+    let err = backend
+        .get(&object(Kind::VirtualService, "bare", "my-app"))
+        .await
+        .unwrap_err();
+    assert!(
+        !matches!(err, weir_api::backend::BackendError::NotFound(_)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("Istio's CRDs are not installed"),
+        "{err}"
+    );
+}

@@ -504,3 +504,54 @@ async fn a_missing_namespace_and_istio_not_installed_each_say_so() {
         "{err}"
     );
 }
+
+/// `kubectl get -o yaml > file`, later `weir apply -f file`: the saved
+/// object carries the server's fields (a resourceVersion gone stale since,
+/// managedFields, uid, status), which a real server would refuse in an
+/// apply; weir sends the user's part only.
+#[tokio::test]
+async fn a_manifest_saved_from_the_server_applies_after_the_object_changed() {
+    let (plane, backend, _dir) = cluster(None, "saved").await;
+    let service = load_paths(&[examples().join("app-v1.yaml")]).unwrap();
+    backend.apply(&service).await.unwrap();
+    let saved = plane
+        .object("/api/v1/namespaces/saved/services/my-app")
+        .await
+        .unwrap();
+    assert!(
+        saved["metadata"]["managedFields"].is_array()
+            && saved["metadata"]["resourceVersion"].is_string()
+    );
+    plane
+        .merge_patch(
+            "/api/v1/namespaces/saved/services/my-app",
+            &serde_json::json!({"metadata": {"labels": {"changed": "since"}}}),
+        )
+        .await;
+    let text = serde_json::to_string_pretty(&saved).unwrap();
+    let manifests = load_str(std::path::Path::new("saved.yaml"), &text).unwrap();
+    let outcomes = backend
+        .apply(&manifests)
+        .await
+        .expect("applies with the server's fields dropped");
+    assert_eq!(outcomes[0].1, ApplyOutcome::Unchanged, "{outcomes:?}");
+}
+
+#[tokio::test]
+async fn weir_scale_patches_the_scale_subresource_and_a_re_apply_keeps_the_count() {
+    let (plane, backend, _dir) = cluster(Some(IstioRelease::V1_30), "scaled").await;
+    let root = examples().join("../..");
+    let manifests = load_paths(&[root.join("deploy/kubernetes")]).unwrap();
+    backend.apply(&manifests).await.expect("apply");
+    let v1 = object(Kind::Deployment, "scaled", "my-app-v1");
+    backend.scale(&v1, 5).await.expect("scale");
+    assert_eq!(replicas(&plane, "scaled", "my-app-v1").await, 5);
+    // The manifests leave replicas alone, so applying them again keeps 5.
+    backend.apply(&manifests).await.expect("re-apply");
+    assert_eq!(replicas(&plane, "scaled", "my-app-v1").await, 5);
+    let err = backend
+        .scale(&object(Kind::Deployment, "scaled", "nope"), 2)
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err:?}");
+}

@@ -1,11 +1,11 @@
 //! What a real API server does that the first mock did not, and weir's
 //! answer to each: errors as the server means them (a failed `test`, a
 //! webhook's refusal, a missing namespace, an API it does not serve, a 503
-//! from an aggregated API), a pod of several containers, metadata a manifest
-//! saved from `kubectl get -o yaml` carries, and a resourceVersion bumped
-//! by a no-op apply. (The field managers' conflicts — an apply after
-//! `weir route`, after an HPA scale-out — are tested against the real
-//! kube-apiserver, in `kube_apiserver.rs`.)
+//! from an aggregated API), a pod of several containers, and a
+//! resourceVersion bumped by a no-op apply. (The field managers' conflicts
+//! — an apply after `weir route`, after an HPA scale-out — and a manifest
+//! saved from the server are tested against the real kube-apiserver, in
+//! `kube_apiserver.rs`.)
 //!
 //! The API server here is `mock-apiserver`, whose model of each behaviour
 //! follows the Kubernetes sources and is described where it is built.
@@ -20,7 +20,7 @@ use futures::StreamExt;
 use mock_apiserver::{MockApiServer, Reply};
 use serde_json::{Value, json};
 use weir_api::backend::{ApplyOutcome, Backend, BackendError, LogOptions, RuleSelector};
-use weir_api::load::{load_paths, load_str};
+use weir_api::load::load_paths;
 use weir_api::patch::PatchType;
 use weir_api::resource::{Kind, ObjectRef};
 use weir_kube::{ApplyOptions, ClusterTarget, ConfirmOptions, KubeBackend};
@@ -276,30 +276,6 @@ async fn unchanged_is_judged_by_what_the_user_owns_not_the_resource_version() {
         again.iter().all(|(_, o)| *o == ApplyOutcome::Unchanged),
         "{again:?}"
     );
-}
-
-#[tokio::test]
-async fn a_manifest_saved_from_kubectl_get_applies() {
-    let mock = MockApiServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let backend = backend(&mock, &dir).await;
-    let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: my-app\n  resourceVersion: \"1\"\n  uid: 6c1d\n  managedFields:\n  - {manager: kubectl, operation: Update}\nspec:\n  ports: [{name: http, port: 80}]\n  selector: {app: my-app}\nstatus: {loadBalancer: {}}\n";
-    let saved = load_str(std::path::Path::new("svc.yaml"), text).unwrap();
-    let outcomes = backend
-        .apply(&saved)
-        .await
-        .expect("applies with the server's fields dropped");
-    assert_eq!(outcomes[0].1, ApplyOutcome::Created);
-    let sent = mock
-        .requests()
-        .into_iter()
-        .rfind(|r| r.method == "PATCH")
-        .unwrap();
-    assert_eq!(
-        sent.body["metadata"],
-        json!({"name": "my-app", "namespace": "default"})
-    );
-    assert!(sent.body.get("status").is_none());
 }
 
 fn pod_list(version: &str, pods: &[(&str, &str)]) -> Reply {

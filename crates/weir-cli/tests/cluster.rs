@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use mock_apiserver::{MockApiServer, Reply};
 use serde_json::{Value, json};
-use support::{examples, weir_bin};
+use support::weir_bin;
 
 const VS: &str = "/apis/networking.istio.io/v1/namespaces/default/virtualservices/my-app";
 const INGRESS: &str = "/api/v1/namespaces/istio-system/services/istio-ingressgateway";
@@ -136,31 +136,6 @@ fn seed_vs() -> Value {
             {"destination": {"host": "my-app", "subset": "v2"}, "weight": 10}
         ]}]}
     })
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_cluster_is_not_told_what_only_the_embedded_runtime_needs() {
-    let s = setup().await;
-    // The walkthrough's manifests without weir-images.conf: locally, their
-    // image has no program to run.
-    let dir = tempfile::tempdir().unwrap();
-    for file in ["app-v1.yaml", "app-v2.yaml", "hpa.yaml", "istio.yaml"] {
-        std::fs::copy(examples().join(file), dir.path().join(file)).unwrap();
-    }
-    let path = dir.path().display().to_string();
-    let local = weir(&["validate", "-f", &path], &[]).await;
-    assert!(
-        text(&local.stderr).contains("no local program for image"),
-        "{}",
-        text(&local.stderr)
-    );
-
-    let out = s.weir(&["apply", "-f", &path]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let stderr = text(&out.stderr);
-    assert!(!stderr.contains("no local program"), "{stderr}");
-    assert!(!stderr.contains("embedded runtime ignores"), "{stderr}");
-    assert!(stderr.contains("--rewrite-scale-target-api"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -490,3 +490,28 @@ async fn get_hpa_of_an_autoscaling_v2_hpa_has_the_local_columns() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_is_not_told_what_only_the_embedded_runtime_needs() {
+    let c = cluster("default").await;
+    // The walkthrough's manifests without weir-images.conf: locally, their
+    // image has no program to run.
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["app-v1.yaml", "app-v2.yaml", "hpa.yaml", "istio.yaml"] {
+        std::fs::copy(examples().join(file), dir.path().join(file)).unwrap();
+    }
+    let path = dir.path().display().to_string();
+    let local = c.weir_env(&["validate", "-f", &path], &[]).await;
+    assert!(
+        text(&local.stderr).contains("no local program for image"),
+        "{}",
+        text(&local.stderr)
+    );
+
+    let out = c.weir(&["apply", "-f", &path]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("no local program"), "{stderr}");
+    assert!(!stderr.contains("embedded runtime ignores"), "{stderr}");
+    assert!(stderr.contains("--rewrite-scale-target-api"), "{stderr}");
+}

@@ -325,10 +325,8 @@ impl ControlPlane {
     }
 
     /// Server-side applies every object of a YAML stream as the admin (the
-    /// resource named by lowercasing the kind and adding `s`, which holds
-    /// for the RBAC kinds, Namespaces, Services and ServiceAccounts the
-    /// tests apply this way; cluster-scoped when `metadata.namespace` is
-    /// absent).
+    /// resource named by [`plural`], cluster-scoped when
+    /// `metadata.namespace` is absent).
     pub async fn apply_yaml(&self, yaml: &str) {
         use kube::api::{DynamicObject, Patch, PatchParams};
         use kube::core::{ApiResource, GroupVersionKind};
@@ -342,7 +340,7 @@ impl ControlPlane {
             let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
             let resource = ApiResource::from_gvk_with_plural(
                 &GroupVersionKind::gvk(group, version, kind),
-                &format!("{}s", kind.to_lowercase()),
+                &plural(kind),
             );
             let api: Api<DynamicObject> = match document["metadata"]["namespace"].as_str() {
                 Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
@@ -388,6 +386,20 @@ spec:
 
 fn http_get(path: &str) -> Result<http::Request<Vec<u8>>, http::Error> {
     http::Request::get(path).body(Vec::new())
+}
+
+/// A kind's resource name as the API names the kinds the tests apply
+/// (`Service` → `services`, `ValidatingAdmissionPolicy` →
+/// `validatingadmissionpolicies`, `Ingress` → `ingresses`).
+pub fn plural(kind: &str) -> String {
+    let lower = kind.to_lowercase();
+    if let Some(stem) = lower.strip_suffix('y') {
+        format!("{stem}ies")
+    } else if lower.ends_with('s') {
+        format!("{lower}es")
+    } else {
+        format!("{lower}s")
+    }
 }
 
 fn ignore_exists<T>(result: Result<T, kube::Error>) {

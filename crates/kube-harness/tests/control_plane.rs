@@ -125,3 +125,17 @@ async fn istio_crds_are_served_and_stored_as_each_release_does() {
         assert!(vs.spec.versions.iter().any(|v| v.name == "v1" && v.served));
     }
 }
+
+#[test]
+fn kinds_are_named_as_the_api_names_their_resources() {
+    for (kind, resource) in [
+        ("Service", "services"),
+        ("ClusterRole", "clusterroles"),
+        ("RoleBinding", "rolebindings"),
+        ("ValidatingAdmissionPolicy", "validatingadmissionpolicies"),
+        ("Ingress", "ingresses"),
+        ("Namespace", "namespaces"),
+    ] {
+        assert_eq!(kube_harness::plural(kind), resource);
+    }
+}

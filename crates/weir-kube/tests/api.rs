@@ -161,28 +161,6 @@ async fn apply_can_rewrite_the_seeds_removed_scale_target_and_force_conflicts() 
 }
 
 #[tokio::test]
-async fn a_rejected_object_changes_nothing_and_names_its_file_and_line() {
-    let mock = MockApiServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    mock.on("PATCH", SEED_PATHS[6], Reply::status(422, "Invalid", "VirtualService.networking.istio.io \"my-app\" is invalid: spec.http[0].route[0].weight: Invalid value"), None);
-    let backend = backend(&mock, &dir).await;
-    let manifests = load_paths(&[examples()]).unwrap();
-    let err = backend.apply(&manifests).await.unwrap_err();
-    assert_eq!(err.exit_code(), 2);
-    let message = err.to_string();
-    assert!(message.contains("istio.yaml:15: virtualservice.networking.istio.io/my-app: VirtualService.networking.istio.io \"my-app\" is invalid"), "{message}");
-    assert!(
-        mock.requests()
-            .iter()
-            .filter(|r| r.method == "PATCH")
-            .all(|r| r.param("dryRun") == Some("All")),
-        "only dry runs were sent: {:?}",
-        mock.lines()
-    );
-    assert!(mock.object(SEED_PATHS[0]).is_none(), "nothing was stored");
-}
-
-#[tokio::test]
 async fn conflict_forbidden_and_timeout_have_their_exit_codes() {
     let mock = MockApiServer::start().await;
     let dir = tempfile::tempdir().unwrap();

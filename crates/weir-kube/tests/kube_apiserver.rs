@@ -555,3 +555,60 @@ async fn weir_scale_patches_the_scale_subresource_and_a_re_apply_keeps_the_count
         .unwrap_err();
     assert_eq!(err.exit_code(), 2, "{err:?}");
 }
+
+/// Admission refuses the VirtualService (a ValidatingAdmissionPolicy, the
+/// API server's own, as a webhook would): weir's dry run of everything
+/// meets the refusal first, so nothing is stored, and the message names
+/// the file and line of the refused object (exit 2).
+#[tokio::test]
+async fn an_object_admission_refuses_changes_nothing_and_names_its_file_and_line() {
+    let (plane, backend, dir) = cluster(Some(IstioRelease::V1_30), "refused").await;
+    plane
+        .apply_yaml(
+            r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: no-virtual-services}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [networking.istio.io], apiVersions: ["*"], operations: [CREATE, UPDATE], resources: [virtualservices]}
+  validations:
+  - {expression: "false", message: "routing changes are frozen"}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: no-virtual-services}
+spec: {policyName: no-virtual-services, validationActions: [Deny]}
+"#,
+        )
+        .await;
+    let seed = load_paths(&[examples()]).unwrap();
+    // The policy takes effect once the API server has loaded it.
+    plane.namespace("probe").await;
+    let probe = backend_on(&plane, &dir, "probe", ApplyOptions::default()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while probe.apply(&seed).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the policy never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let err = backend.apply(&seed).await.unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("istio.yaml:15: virtualservice.networking.istio.io/my-app:"),
+        "{message}"
+    );
+    assert!(message.contains("routing changes are frozen"), "{message}");
+    assert!(
+        plane
+            .object("/api/v1/namespaces/refused/services/my-app")
+            .await
+            .is_none(),
+        "nothing was stored"
+    );
+}

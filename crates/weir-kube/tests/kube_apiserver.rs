@@ -612,3 +612,75 @@ spec: {policyName: no-virtual-services, validationActions: [Deny]}
         "nothing was stored"
     );
 }
+
+/// kubectl's three patch types on a Service, as the real server applies
+/// them (the requests themselves: `real_api::weir_patch_sends_kubectls_patch_types_as_weir`).
+#[tokio::test]
+async fn weir_patch_applies_kubectls_patch_types_and_a_no_op_is_unchanged() {
+    let (plane, backend, _dir) = cluster(None, "patched").await;
+    backend
+        .apply(&load_paths(&[examples().join("app-v1.yaml")]).unwrap())
+        .await
+        .unwrap();
+    let svc = object(Kind::Service, "patched", "my-app");
+    let path = "/api/v1/namespaces/patched/services/my-app";
+    let selector = |object: serde_json::Value| object["spec"]["selector"].clone();
+    let to_v2 = serde_json::json!({"spec": {"selector": {"version": "v2.0.0"}}});
+    let outcome = backend
+        .patch(&svc, PatchType::Strategic, &to_v2)
+        .await
+        .unwrap();
+    assert_eq!(outcome, ApplyOutcome::Configured);
+    assert_eq!(
+        selector(plane.object(path).await.unwrap()),
+        serde_json::json!({"app": "my-app", "version": "v2.0.0"})
+    );
+    // The same again changes nothing: the server keeps its resourceVersion.
+    let again = backend.patch(&svc, PatchType::Merge, &to_v2).await.unwrap();
+    assert_eq!(again, ApplyOutcome::Unchanged);
+    let ops = serde_json::json!([{"op": "remove", "path": "/spec/selector/version"}]);
+    backend.patch(&svc, PatchType::Json, &ops).await.unwrap();
+    assert_eq!(
+        selector(plane.object(path).await.unwrap()),
+        serde_json::json!({"app": "my-app"})
+    );
+}
+
+/// `weir get -w` on the real server: the list, then each change as it
+/// happens, deletions included.
+#[tokio::test]
+async fn watch_lists_then_follows_changes_and_deletions() {
+    use futures::StreamExt;
+    use weir_api::backend::WatchEvent;
+    let (_plane, backend, _dir) = cluster(Some(IstioRelease::V1_30), "watched").await;
+    let seed = load_paths(&[examples().join("istio.yaml")]).unwrap();
+    backend.apply(&seed).await.unwrap();
+    let mut events = backend
+        .watch(Kind::VirtualService, "watched")
+        .await
+        .unwrap();
+    let mut next = async || {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.next())
+            .await
+            .expect("an event within 30 s")
+            .expect("the watch goes on")
+            .expect("no error");
+        match event {
+            WatchEvent::Applied(o) => format!("applied {}", o.name()),
+            WatchEvent::Deleted(o) => format!("deleted {}", o.name()),
+        }
+    };
+    assert_eq!(next().await, "applied my-app");
+    let vs = object(Kind::VirtualService, "watched", "my-app");
+    backend
+        .patch(
+            &vs,
+            PatchType::Merge,
+            &serde_json::json!({"metadata": {"labels": {"seen": "yes"}}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next().await, "applied my-app");
+    backend.delete(std::slice::from_ref(&vs)).await.unwrap();
+    assert_eq!(next().await, "deleted my-app");
+}

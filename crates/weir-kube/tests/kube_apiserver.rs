@@ -3,6 +3,10 @@
 //! per test on loopback, with Istio's CRDs of the release each test
 //! names): the seed's objects applied, re-applied, read, patched and
 //! deleted as a cluster stores, converts and validates them.
+//!
+//! Over 600 lines: one test per behaviour of the real server, kept in one
+//! file so the helpers that start a control plane and weir's backend on it
+//! stay private to them.
 
 use std::path::PathBuf;
 use std::time::Duration;

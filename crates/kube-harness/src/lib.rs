@@ -5,7 +5,10 @@
 //! release) — on loopback at free ports, with certificates generated for
 //! the occasion, RBAC authorization on, an admin kubeconfig, namespaces
 //! per test, Istio's CRDs (1.22 or 1.30) when asked, and a node stand-in
-//! where pods must run. Everything it starts it stops.
+//! where pods must run. One more user's requests are kept in the API
+//! server's audit log, so a test can read back the conversation a client
+//! had with the real server ([`ControlPlane::recorded`]). Everything it
+//! starts it stops.
 //!
 //! What cannot run here keeps a stand-in, and says so: there is no kubelet
 //! (no container runtime on the test machines), so [`NodeStandIn`] does
@@ -13,6 +16,7 @@
 //! marks them Running and Ready through the status subresource, as kwok
 //! does.
 
+mod audit;
 mod certs;
 mod istio;
 mod node;
@@ -25,6 +29,7 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
+pub use audit::Recorded;
 pub use istio::IstioRelease;
 pub use node::{NODE_IP, NodeStandIn};
 use process::{Running, free_port};
@@ -47,6 +52,8 @@ pub struct ControlPlane {
     url: String,
     ca_pem: String,
     admin_token: String,
+    recorded_token: String,
+    apiserver_pid: u32,
     dir: tempfile::TempDir,
 }
 
@@ -64,13 +71,18 @@ impl ControlPlane {
     pub async fn start(options: Options) -> Self {
         let dir = tempfile::tempdir().expect("a temporary dir");
         let certs = certs::generate(dir.path());
-        let admin_token = random_token();
+        let (admin_token, recorded_token) = (random_token(), random_token());
         let tokens = dir.path().join("tokens.csv");
         std::fs::write(
             &tokens,
-            format!("{admin_token},weir-test-admin,weir-test-admin,system:masters\n"),
+            format!(
+                "{admin_token},weir-test-admin,weir-test-admin,system:masters\n\
+                 {recorded_token},{user},{user},system:masters\n",
+                user = audit::RECORDED_USER
+            ),
         )
         .expect("the token file");
+        let audit_policy = audit::write_policy(dir.path());
 
         let (client_port, peer_port) = (free_port(), free_port());
         let etcd_url = format!("http://127.0.0.1:{client_port}");
@@ -125,15 +137,22 @@ impl ControlPlane {
                     dir.path().join("apiserver-certs").display()
                 ),
                 "--profiling=false".into(),
+                format!("--audit-policy-file={}", audit_policy.display()),
+                format!("--audit-log-path={}", audit::log_path(dir.path()).display()),
+                // Each event written before the request is served: what a
+                // test reads after its call is complete.
+                "--audit-log-mode=blocking".into(),
             ],
             dir.path().join("kube-apiserver.log"),
         );
 
         let mut plane = Self {
+            apiserver_pid: apiserver.pid(),
             processes: vec![apiserver, etcd],
             url,
             ca_pem: certs.ca_pem,
             admin_token,
+            recorded_token,
             dir,
         };
         plane.wait_ready().await;
@@ -236,6 +255,27 @@ impl ControlPlane {
         let path = dir.join(format!("{name}.kubeconfig"));
         std::fs::write(&path, config.to_string()).expect("write the kubeconfig");
         path
+    }
+
+    /// An admin kubeconfig in `dir` (context and file `recorded`) whose
+    /// every request the API server records in its audit log, read back
+    /// with [`ControlPlane::recorded`]: the conversation a client had with
+    /// the real server.
+    pub fn recorded_kubeconfig(&self, dir: &Path, namespace: &str) -> PathBuf {
+        self.kubeconfig_with_token(dir, namespace, "recorded", Some(&self.recorded_token))
+    }
+
+    /// The requests made with [`ControlPlane::recorded_kubeconfig`]'s
+    /// credentials so far, in the order the server received them.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        audit::read(self.dir.path())
+    }
+
+    /// Stops the API server (SIGSTOP) until the guard is dropped: a server
+    /// that accepts connections and answers nothing, as one stuck behind
+    /// an overloaded etcd does.
+    pub fn pause_api_server(&self) -> process::Paused {
+        process::Paused::new(self.apiserver_pid)
     }
 
     /// An admin client.

@@ -90,3 +90,25 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free loopback port")
 }
+
+/// A process of the control plane stopped (SIGSTOP) until this is dropped
+/// (SIGCONT). Only the harness's own processes are ever paused.
+pub struct Paused(rustix::process::Pid);
+
+impl Paused {
+    /// Stops the process `pid`, which the harness started.
+    pub fn new(pid: u32) -> Self {
+        let pid = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .expect("a process id");
+        rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+        Self(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = rustix::process::kill_process(self.0, rustix::process::Signal::CONT);
+    }
+}

@@ -1,30 +1,29 @@
-//! One file of about a thousand lines, on purpose: it is a test double
-//! whose handlers share one in-memory store and one request log, and issue
-//! #31 replaces most of it with a real kube-apiserver (what stays is cut
-//! down to what the real one cannot do here); splitting it first would be
-//! work thrown away.
+//! A stand-in for the Kubernetes API server, for what the real
+//! kube-apiserver the tests start (`kube-harness`) cannot show on the
+//! test machines: pod logs (no kubelet), port-forward to an ingress
+//! gateway's Envoy admin port and the pod proxy to a pod's metrics (the
+//! real server refuses loopback pod addresses), metrics.k8s.io answers
+//! (no metrics-server), Istio's validating webhook (no istiod), a server
+//! before Kubernetes 1.31, and a watch that drops or expires on demand.
+//! It speaks real HTTP on a loopback port, so the code under test — kube's
+//! client, the `weir` binary with a kubeconfig — runs unchanged.
 //!
-//! A stand-in for the Kubernetes API server, for tests: no cluster (nor a
-//! container engine) can run on the machines weir is tested on. It speaks
-//! real HTTP on a loopback port, so the code under test — kube's client,
-//! the `weir` binary with a kubeconfig — runs unchanged.
-//!
-//! It keeps objects by their API path and implements what weir uses: GET
-//! of an object or a collection (in a namespace or across all of them,
-//! honouring an equality-based `labelSelector`), server-side apply (with `dryRun`), JSON
-//! patch (RFC 6902, `test` failures answer 422 without causes), DELETE,
-//! `/version`, discovery of the groups it serves, and watches that stream
-//! given events and stay open. As a real API server it refuses to create an
-//! object in a namespace that does not exist (404 naming the namespace) and
-//! answers URLs it does not serve with a plain-text `404 page not found`. Every request is recorded (method,
-//! path, query, content type, body, authorization) for the tests to check
-//! the exact conversation, and rules can override answers (404, 409, 403,
-//! a server that never answers) for the failure paths.
+//! Honest where it models the real server: it keeps one object per
+//! resource whichever API version names it (Istio's three, HPA's two);
+//! serves a custom resource's group only at the versions its stored CRDs
+//! serve ([`MockApiServer::install_istio_crds`]); honours equality-based
+//! `labelSelector`s, in a namespace or across all; answers server-side
+//! apply (with `dryRun` and field managers' conflicts), JSON patch (RFC
+//! 6902, a failed `test` answers 422 without causes), DELETE, `/version`,
+//! discovery, and watches that stream given events and stay open; refuses
+//! an object in a namespace that does not exist (404 naming it); and
+//! answers URLs it does not serve with a plain-text `404 page not found`.
+//! Every request is recorded (method, path, query, content type, body,
+//! authorization), and rules can override answers for the failure paths.
 //!
 //! Over 600 lines because it is one small server whose parts — object
 //! store, apply and patch, watch, the recorded conversation, the override
-//! rules — share one state and lock; it is a test fixture, and issue #31
-//! replaces it with the real kube-apiserver.
+//! rules — share one state and lock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -120,15 +119,11 @@ struct Rule {
     remaining: Option<usize>,
 }
 
-type ReadHook = Box<dyn FnMut(&mut Value) + Send>;
-
 #[derive(Default)]
 struct Shared {
     objects: Mutex<BTreeMap<String, Value>>,
     log: Mutex<Vec<Recorded>>,
     rules: Mutex<Vec<Rule>>,
-    hooks: Mutex<BTreeMap<String, ReadHook>>,
-    served: Mutex<Vec<String>>,
     logs: Mutex<BTreeMap<(String, String), String>>,
     bump_unchanged_custom: std::sync::atomic::AtomicBool,
     managers: Mutex<BTreeMap<String, Managers>>,
@@ -200,7 +195,6 @@ impl MockApiServer {
         let addr = listener.local_addr().expect("local address");
         let shared = Arc::new(Shared::default());
         shared.version.store(100, Ordering::SeqCst);
-        *lock(&shared.served) = SERVED.iter().map(|s| (*s).to_owned()).collect();
         {
             // The namespaces every cluster has (and Istio's).
             let mut objects = lock(&shared.objects);
@@ -276,22 +270,16 @@ impl MockApiServer {
         });
     }
 
-    /// Runs `hook` on the stored object each time it is read with GET
-    /// (e.g. to make istiod "reconcile" after a few reads).
-    pub fn on_read(&self, path: &str, hook: impl FnMut(&mut Value) + Send + 'static) {
-        lock(&self.shared.hooks).insert(storage_key(path), Box::new(hook));
-    }
-
-    /// Stops serving an API group version (a prefix such as
-    /// `/apis/networking.istio.io/v1/`): its URLs answer the API server's
-    /// plain-text 404, as on a cluster without that CRD or version.
-    pub fn unserve(&self, prefix: &str) {
-        lock(&self.shared.served).retain(|p| p != prefix);
-    }
-
-    /// Serves an API group version (a prefix as [`MockApiServer::unserve`]).
-    pub fn serve(&self, prefix: &str) {
-        lock(&self.shared.served).push(prefix.to_owned());
+    /// Installs the CRDs of Istio's kinds weir uses (Gateway,
+    /// VirtualService, DestinationRule): until then the mock, like a
+    /// cluster without Istio, does not serve `networking.istio.io`.
+    pub fn install_istio_crds(&self) {
+        for plural in ["gateways", "virtualservices", "destinationrules"] {
+            self.put(
+                &format!("{CRDS}{plural}.networking.istio.io"),
+                istio_crd(plural),
+            );
+        }
     }
 
     /// The log of one container of the pod stored at `pod_path`, served
@@ -308,39 +296,6 @@ impl MockApiServer {
         self.shared
             .bump_unchanged_custom
             .store(true, Ordering::SeqCst);
-    }
-
-    /// Changes the stored object as another writer does (a controller's
-    /// update, e.g. the HPA controller writing `spec.replicas` through the
-    /// `scale` subresource): the fields it changes become that owner's, so
-    /// a later apply that sets them to other values conflicts.
-    pub fn update_as(
-        &self,
-        path: &str,
-        manager: &str,
-        subresource: &str,
-        change: impl FnOnce(&mut Value),
-    ) {
-        let key = storage_key(path);
-        let mut objects = lock(&self.shared.objects);
-        let Some(object) = objects.get_mut(&key) else {
-            return;
-        };
-        let before = object.clone();
-        change(object);
-        let version = self.shared.version.fetch_add(1, Ordering::SeqCst) + 1;
-        object["metadata"]["resourceVersion"] = version.to_string().into();
-        let owner = (
-            manager.to_owned(),
-            "Update".to_owned(),
-            subresource.to_owned(),
-        );
-        record_update(
-            lock(&self.shared.managers).entry(key).or_default(),
-            owner,
-            &before,
-            object,
-        );
     }
 
     /// Every request so far.
@@ -448,20 +403,60 @@ fn scripted(shared: &Shared, method: &Method, path: &str) -> Option<Reply> {
     Some(rule.reply.clone())
 }
 
-/// The API groups and versions the mock serves (Istio's three versions, as
-/// Istio 1.22 and later do); others answer the plain-text 404 of a cluster
-/// that lacks them (metrics.k8s.io without metrics-server).
-const SERVED: [&str; 9] = [
+/// The API groups and versions every cluster serves (the mock's subset);
+/// a custom resource's group is served at the versions its stored CRDs
+/// serve ([`served`]). Others answer the plain-text 404 of a cluster that
+/// lacks them (metrics.k8s.io without metrics-server).
+const BUILT_IN: [&str; 6] = [
     "/api/v1/",
     "/apis/apps/v1/",
     "/apis/autoscaling/v1/",
     "/apis/autoscaling/v2/",
     "/apis/networking.k8s.io/v1/",
-    "/apis/networking.istio.io/v1/",
-    "/apis/networking.istio.io/v1beta1/",
-    "/apis/networking.istio.io/v1alpha3/",
     "/apis/apiextensions.k8s.io/v1/",
 ];
+
+/// Where CRDs are stored.
+const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/";
+
+/// The prefixes served now: the built-in APIs, and `/apis/GROUP/VERSION/`
+/// for each version a stored CRD of that group serves — as a real API
+/// server serves a custom resource only once its CRD is installed.
+fn served(objects: &BTreeMap<String, Value>) -> Vec<String> {
+    let mut prefixes: Vec<String> = BUILT_IN.iter().map(|p| (*p).to_owned()).collect();
+    for (key, crd) in objects.range(CRDS.to_owned()..) {
+        if !key.starts_with(CRDS) {
+            break;
+        }
+        let Some(group) = crd["spec"]["group"].as_str() else {
+            continue;
+        };
+        let versions = crd["spec"]["versions"].as_array().into_iter().flatten();
+        for version in versions.filter(|v| v["served"] != false) {
+            if let Some(name) = version["name"].as_str() {
+                let prefix = format!("/apis/{group}/{name}/");
+                if !prefixes.contains(&prefix) {
+                    prefixes.push(prefix);
+                }
+            }
+        }
+    }
+    prefixes
+}
+
+/// A CRD of Istio's networking group for `plural`, serving the three
+/// versions Istio 1.22 and later serve (v1 stored).
+fn istio_crd(plural: &str) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.networking.istio.io")},
+        "spec": {"group": "networking.istio.io", "scope": "Namespaced",
+                 "names": {"plural": plural},
+                 "versions": [{"name": "v1alpha3", "served": true, "storage": false},
+                              {"name": "v1beta1", "served": true, "storage": false},
+                              {"name": "v1", "served": true, "storage": true}]}
+    })
+}
 
 /// Who set which fields of one object, as the API server's managedFields
 /// record it: by (manager, operation, subresource), the leaf field paths
@@ -815,7 +810,7 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
             &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0"}),
         );
     }
-    let served = lock(&shared.served).clone();
+    let served = served(&lock(&shared.objects));
     if method == Method::GET
         && (r.path == "/api"
             || (r.path.starts_with("/apis/") && r.path[6..].split('/').count() == 1))
@@ -861,9 +856,6 @@ fn store(shared: &Shared, method: &Method, r: &Recorded) -> Response<Body> {
             let Some(object) = objects.get_mut(&key) else {
                 return not_found(&r.path);
             };
-            if let Some(hook) = lock(&shared.hooks).get_mut(&key) {
-                hook(object);
-            }
             json_response(200, object)
         }
         ("DELETE", false) => match objects.remove(&key) {

@@ -43,7 +43,14 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
+/// A mock with Istio's CRDs installed.
 async fn setup() -> Setup {
+    let s = setup_without_istio().await;
+    s.mock.install_istio_crds();
+    s
+}
+
+async fn setup_without_istio() -> Setup {
     let mock = MockApiServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = mock.kubeconfig(dir.path(), "default").display().to_string();
@@ -136,62 +143,6 @@ fn seed_vs() -> Value {
             {"destination": {"host": "my-app", "subset": "v2"}, "weight": 10}
         ]}]}
     })
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn flags_beat_the_environment_and_nothing_means_the_local_runtime() {
-    let chosen = setup().await;
-    let ignored = setup().await;
-    let out = weir(
-        &["get", "vs", "--kubeconfig", &chosen.kubeconfig],
-        &[("WEIR_KUBECONFIG", &ignored.kubeconfig)],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(
-        chosen.mock.lines(),
-        vec!["GET /apis/networking.istio.io/v1/namespaces/default/virtualservices"]
-    );
-    assert!(ignored.mock.requests().is_empty());
-
-    let out = weir(&["get", "vs"], &[("WEIR_KUBECONFIG", &ignored.kubeconfig)]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(
-        ignored.mock.requests().len(),
-        1,
-        "the environment variable chooses the cluster"
-    );
-
-    let out = weir(
-        &[
-            "get",
-            "vs",
-            "--kubeconfig",
-            &chosen.kubeconfig,
-            "--context",
-            "staging",
-        ],
-        &[],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        text(&out.stderr).trim(),
-        "context \"staging\" is not in the kubeconfig (it has: mock)"
-    );
-
-    let out = weir(&["get", "vs"], &[]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "without a cluster the local runtime is asked: {}",
-        text(&out.stderr)
-    );
-    assert!(
-        text(&out.stderr).contains("is `weir up` running"),
-        "{}",
-        text(&out.stderr)
-    );
 }
 
 /// A stand-in ingress gateway that routes as a VirtualService for host
@@ -548,72 +499,8 @@ async fn logs_follow_the_pod_log() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn failures_have_the_documented_exit_codes() {
-    let s = setup().await;
-    s.mock.on(
-        "GET",
-        "/api/v1/namespaces/default/pods",
-        Reply::status(
-            403,
-            "Forbidden",
-            "pods is forbidden: User \"dev\" cannot list resource \"pods\"",
-        ),
-        None,
-    );
-    let out = s.weir(&["get", "pods"]).await;
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        text(&out.stderr).trim(),
-        format!(
-            "forbidden: the Kubernetes API at {}/ (context \"mock\"): pods is forbidden: User \"dev\" cannot list resource \"pods\"",
-            s.mock.url()
-        )
-    );
-
-    s.mock.on(
-        "GET",
-        "/apis/apps/v1/namespaces/default/deployments",
-        Reply::Hang,
-        None,
-    );
-    let out = s
-        .weir(&["get", "deploy", "--request-timeout", "300ms"])
-        .await;
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).starts_with("timed out after 300ms: list deployments"),
-        "{}",
-        text(&out.stderr)
-    );
-
-    let out = s.weir(&["describe", "vs", "nope"]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-
-    let dir = tempfile::tempdir().unwrap();
-    let gone = {
-        let m = MockApiServer::start().await;
-        m.kubeconfig(dir.path(), "default")
-    };
-    let out = weir(
-        &["get", "pods", "--kubeconfig", gone.to_str().unwrap()],
-        &[],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).starts_with("cannot reach the Kubernetes API at http://127.0.0.1:"),
-        "{}",
-        text(&out.stderr)
-    );
-}
-
-fn crd(name: &str) -> Value {
-    json!({"metadata": {"name": name}, "spec": {"versions": [{"name": "v1alpha3", "served": true}, {"name": "v1", "served": true}]}})
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn doctor_passes_on_a_ready_cluster_and_names_each_fix() {
-    let s = setup().await;
+    let s = setup_without_istio().await;
     let out = s.weir(&["doctor"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -637,12 +524,7 @@ async fn doctor_passes_on_a_ready_cluster_and_names_each_fix() {
         Reply::Json(200, json!({"gitVersion": "v1.33.1"})),
         None,
     );
-    for c in weir_kube_crds() {
-        s.mock.put(
-            &format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{c}"),
-            crd(c),
-        );
-    }
+    s.mock.install_istio_crds();
     // Something accepts connections at the gateway's address.
     let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gateway_port = gateway.local_addr().unwrap().port();
@@ -689,14 +571,6 @@ async fn doctor_passes_on_a_ready_cluster_and_names_each_fix() {
         "{}",
         text(&out.stdout)
     );
-}
-
-fn weir_kube_crds() -> [&'static str; 3] {
-    [
-        "gateways.networking.istio.io",
-        "virtualservices.networking.istio.io",
-        "destinationrules.networking.istio.io",
-    ]
 }
 
 /// On a real cluster (`WEIR_TEST_CONTEXT` names its context, prepared as

@@ -21,8 +21,9 @@ use weir_api::resource::{Kind, ObjectRef};
 
 use crate::cluster::Connection;
 use crate::errors::{self, Call, Failure};
-use crate::kinds::{ISTIO_GROUP, read_resource, write_resource};
+use crate::kinds::{read_resource, write_resource};
 use crate::manifests::{ApplyOptions, Outgoing, apply_outcome, outgoing};
+use crate::not_served::{self, Served};
 use crate::route::{ConfirmOptions, confirm, weight_patch};
 use crate::watch::{Change, Seen};
 
@@ -166,47 +167,36 @@ impl KubeBackend {
 
     async fn not_served(&self, resource: &ApiResource, object: Option<&ObjectRef>) -> BackendError {
         let about = object.map_or_else(|| resource.plural.clone(), ToString::to_string);
-        let group = if resource.group.is_empty() {
-            "the core API".to_owned()
-        } else {
-            format!("the API group {}", resource.group)
-        };
         let group_path = if resource.group.is_empty() {
             "/api".to_owned()
         } else {
             format!("/apis/{}", resource.group)
         };
-        let missing_crd = match resource.group.as_str() {
-            ISTIO_GROUP => {
-                "Istio's CRDs are not installed (install Istio; `weir doctor` says what the cluster lacks)"
+        let served = match self.get_json_opt(&group_path).await {
+            Ok(None) => Served::NoGroup,
+            Ok(Some(group)) => {
+                let mut at = Vec::new();
+                for version in not_served::group_versions(&group) {
+                    match self.get_json_opt(&format!("{group_path}/{version}")).await {
+                        Ok(Some(list)) if not_served::lists_resource(&list, &resource.plural) => {
+                            at.push(version);
+                        }
+                        Ok(_) => {}
+                        Err(e) => return e,
+                    }
+                }
+                Served::At(at)
             }
-            _ => "its CRD is not installed",
+            Err(e) => return e,
         };
-        match self.get_json_opt(&group_path).await {
-            Ok(None) => BackendError::Failed(format!(
-                "{about}: {} does not serve {group}: {missing_crd}",
-                self.conn.server
-            )),
-            Ok(Some(served)) => {
-                let versions: Vec<&str> = served["versions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| v["version"].as_str().or_else(|| v.as_str()))
-                    .collect();
-                BackendError::Failed(format!(
-                    "{about}: {} serves {group} at {}, not {}: write an apiVersion it serves",
-                    self.conn.server,
-                    if versions.is_empty() {
-                        "no version".to_owned()
-                    } else {
-                        versions.join(", ")
-                    },
-                    resource.version
-                ))
-            }
-            Err(e) => e,
-        }
+        BackendError::Failed(not_served::message(
+            &about,
+            &self.conn.server,
+            &resource.group,
+            &resource.plural,
+            &resource.version,
+            &served,
+        ))
     }
 
     pub(crate) fn api(&self, resource: &ApiResource, namespace: &str) -> Api<DynamicObject> {

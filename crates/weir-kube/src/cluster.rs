@@ -86,7 +86,10 @@ pub async fn connect(
         .map_err(|e| {
             BackendError::Invalid(vec![format!("kubeconfig context {context_name:?}: {e}")])
         })?;
-    config.connect_timeout = Some(timeout.min(Duration::from_secs(10)));
+    // The connection (TCP and TLS) gets half the request's time, so a
+    // server that accepts and never completes a handshake is always
+    // "cannot reach" (exit 3), never a race with the request's timeout.
+    config.connect_timeout = Some(connect_timeout(timeout));
     // No retries of 429/503/504 inside the client: a 503 from an aggregated
     // API whose server is not ready (metrics-server starting) would be
     // retried until the request timeout, stalling `doctor` and every `top`
@@ -104,4 +107,30 @@ pub async fn connect(
         server,
         namespace,
     })
+}
+
+/// How long a connection to the API server may take for a request given
+/// `timeout`: half of it, at most 10 s.
+fn connect_timeout(timeout: Duration) -> Duration {
+    (timeout / 2).min(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_has_half_the_requests_time_at_most_ten_seconds() {
+        for (request, connect) in [
+            (500, 250),
+            (4_000, 2_000),
+            (20_000, 10_000),
+            (90_000, 10_000),
+        ] {
+            assert_eq!(
+                connect_timeout(Duration::from_millis(request)),
+                Duration::from_millis(connect)
+            );
+        }
+    }
 }

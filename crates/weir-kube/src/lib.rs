@@ -11,6 +11,7 @@ mod errors;
 pub mod ingress;
 pub mod kinds;
 pub mod manifests;
+mod not_served;
 pub mod port_forward;
 pub mod proxy_config;
 pub mod route;

@@ -367,8 +367,8 @@ async fn replicas(plane: &ControlPlane, ns: &str, deployment: &str) -> i32 {
         .unwrap()
 }
 
-/// The same body as `real_api::an_apply_after_an_hpa_scale_out`, against
-/// the real API server's field managers.
+/// An HPA's scale-out, then a re-apply, against the real API server's
+/// field managers.
 #[tokio::test]
 async fn an_apply_after_an_hpa_scale_out_keeps_or_takes_replicas_as_kubectl_would() {
     let (plane, backend, dir) = cluster(Some(IstioRelease::V1_30), "scale").await;
@@ -427,7 +427,6 @@ async fn an_apply_after_an_hpa_scale_out_keeps_or_takes_replicas_as_kubectl_woul
     assert_eq!(replicas(&plane, "scale", "my-app-v1").await, 1);
 }
 
-/// The same body as `real_api::an_apply_after_weir_route_takes_the_files_weights`:
 /// `weir route`'s patch (an update by "weir", another owner of
 /// `spec.http` than weir's applies) makes the next apply conflict on the
 /// real server; the file wins.
@@ -464,12 +463,14 @@ async fn an_apply_after_weir_route_takes_the_files_weights() {
     assert_eq!(weights(&vss.get("my-app").await.unwrap()), [90, 10]);
 }
 
-/// The real server's side of `real_api::a_missing_namespace_and_an_api_not_served_each_say_so`.
+/// A namespace that does not exist, an Istio that no longer serves the
+/// seed's `v1alpha3`, and no Istio at all: each named for what it is.
 #[tokio::test]
-async fn a_missing_namespace_and_istio_not_installed_each_say_so() {
+async fn a_missing_namespace_an_api_not_served_and_istio_not_installed_each_say_so() {
     let (plane, backend, dir) = cluster(Some(IstioRelease::V1_30), "here").await;
     let seed = load_paths(&[examples()]).unwrap();
     let err = backend
+        .clone()
         .in_namespace("canary".into())
         .apply(&seed)
         .await
@@ -482,6 +483,45 @@ async fn a_missing_namespace_and_istio_not_installed_each_say_so() {
     );
     assert!(
         err.to_string().contains("kubectl create namespace canary"),
+        "{err}"
+    );
+
+    // An Istio whose CRDs no longer serve v1alpha3 (the seed's version).
+    for crd in ["gateways", "virtualservices", "destinationrules"] {
+        let path = format!(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}.networking.istio.io"
+        );
+        let mut versions = plane.object(&path).await.unwrap()["spec"]["versions"].clone();
+        for version in versions.as_array_mut().unwrap() {
+            if version["name"] == "v1alpha3" {
+                version["served"] = false.into();
+            }
+        }
+        plane
+            .merge_patch(&path, &serde_json::json!({"spec": {"versions": versions}}))
+            .await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let err = loop {
+        match backend.apply(&seed).await {
+            Err(err) if err.to_string().contains("not v1alpha3") => break err,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "v1alpha3 still served: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(err.exit_code(), 1, "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("gateway.networking.istio.io/http-gateway: the Kubernetes API at"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(
+            "serves gateways of the API group networking.istio.io at v1, v1beta1, not v1alpha3"
+        ),
         "{err}"
     );
     drop((plane, dir));
@@ -618,7 +658,7 @@ spec: {policyName: no-virtual-services, validationActions: [Deny]}
 }
 
 /// kubectl's three patch types on a Service, as the real server applies
-/// them (the requests themselves: `real_api::weir_patch_sends_kubectls_patch_types_as_weir`).
+/// them.
 #[tokio::test]
 async fn weir_patch_applies_kubectls_patch_types_and_a_no_op_is_unchanged() {
     let (plane, backend, _dir) = cluster(None, "patched").await;

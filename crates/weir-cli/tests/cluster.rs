@@ -1,14 +1,14 @@
 //! The `weir` commands against `mock-apiserver`, for what the real
-//! kube-apiserver (`kube_apiserver.rs`) cannot show here: a gateway's
-//! Envoy routes read through port-forward, its metrics and a pod's through
-//! the pod proxy (the real server refuses to proxy to loopback), pod logs
-//! (no kubelet), doctor's checks of an Istio and a metrics-server that
-//! cannot run here, and a real `my-app` process standing in for the
-//! ingress gateway where requests are sampled. Tests that need a real
-//! cluster are at the end, ignored unless asked for.
+//! kube-apiserver (`kube_apiserver.rs`, `gateway_sampling.rs`,
+//! `cluster_choice.rs`) cannot show here: a gateway's Envoy routes read
+//! through port-forward and its metrics and a pod's through the pod proxy
+//! (the real server refuses loopback pod addresses), pod logs (no
+//! kubelet), and doctor's checks of an Istio and a metrics-server that
+//! cannot run here. Tests that need a real cluster are at the end, ignored
+//! unless asked for.
 //!
-//! Over 600 lines: every command against the one mock API server setup,
-//! kept together so the setup's helpers stay private to them.
+//! Over 600 lines: with the two end-to-end tests of a real cluster (the
+//! walkthrough, `get -w` for ten minutes), which share this file's helpers.
 
 mod support;
 
@@ -69,58 +69,6 @@ impl Setup {
     }
 }
 
-/// A real my-app answering `Version: VERSION`, as the gateway's stand-in.
-struct App {
-    child: tokio::process::Child,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn my_app(version: &str) -> App {
-    let program = Path::new(weir_bin()).with_file_name("my-app");
-    let port = free_port();
-    let child = tokio::process::Command::new(program)
-        .args([
-            "--listen-address",
-            &format!("127.0.0.1:{port}"),
-            "--probe-address",
-            &format!("127.0.0.1:{}", free_port()),
-            "--metrics-address",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .env("VERSION", version)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("my-app starts (build the workspace first)");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "my-app did not listen"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    App { child, port }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
 /// The ingress gateway Service with a LoadBalancer address on loopback.
 fn ingress_service(port: u16) -> Value {
     json!({
@@ -143,135 +91,6 @@ fn seed_vs() -> Value {
             {"destination": {"host": "my-app", "subset": "v2"}, "weight": 10}
         ]}]}
     })
-}
-
-/// A stand-in ingress gateway that routes as a VirtualService for host
-/// `shop.example.com` with a rule on `x-tester: yes` would: v2 answers such
-/// requests, v1 every other. Keep-alive HTTP/1.1, as weir-load speaks it.
-async fn host_routing_gateway() -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&pending[..end]).to_lowercase();
-                        pending.drain(..end + 4);
-                        let matched = head.contains("\r\nhost: shop.example.com")
-                            && head.contains("\r\nx-tester: yes");
-                        let body = if matched {
-                            "Host: gw, Version: v2.0.0\n"
-                        } else {
-                            "Host: gw, Version: v1.0.0\n"
-                        };
-                        let reply = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if conn.write_all(reply.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => pending.extend_from_slice(&buf[..n]),
-                    }
-                }
-            });
-        }
-    });
-    port
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn route_confirmation_samples_with_the_host_and_headers_given() {
-    let s = setup().await;
-    let port = host_routing_gateway().await;
-    s.mock.put(VS, seed_vs());
-    s.mock.put(INGRESS, ingress_service(port));
-    // Without them the samples reach only v1: never confirmed.
-    let out = s
-        .weir(&[
-            "route",
-            "my-app",
-            "v1=0",
-            "v2=100",
-            "--confirm-timeout",
-            "3s",
-        ])
-        .await;
-    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    let out = s
-        .weir(&[
-            "route",
-            "my-app",
-            "v1=0",
-            "v2=100",
-            "--host",
-            "shop.example.com",
-            "-H",
-            "x-tester: yes",
-        ])
-        .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("served: sampled through the ingress gateway"),
-        "{}",
-        text(&out.stdout)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn route_confirms_by_sampling_through_the_ingress_gateway() {
-    let s = setup().await;
-    let app = my_app("v2.0.0").await;
-    s.mock.put(VS, seed_vs());
-    s.mock.put(INGRESS, ingress_service(app.port));
-    let out = s.weir(&["route", "my-app", "v1=0", "v2=100"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains("virtualservice.networking.istio.io/my-app http[0]: v1 90→0, v2 10→100"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains(&format!("served: sampled through the ingress gateway at http://127.0.0.1:{}: 2 samples of 200 requests in a row matched", app.port)),
-        "{stdout}"
-    );
-    let weights: Vec<Value> = s.mock.object(VS).unwrap()["spec"]["http"][0]["route"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["weight"].clone())
-        .collect();
-    assert_eq!(weights, vec![json!(0), json!(100)]);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn route_says_so_when_the_data_plane_does_not_follow() {
-    let s = setup().await;
-    let app = my_app("v2.0.0").await;
-    s.mock.put(VS, seed_vs());
-    s.mock.put(INGRESS, ingress_service(app.port));
-    // The gateway (a v2 app) keeps serving only v2, never the 50/50 asked for.
-    let out = s
-        .weir(&[
-            "route",
-            "my-app",
-            "v1=50",
-            "v2=50",
-            "--confirm-timeout",
-            "1s",
-        ])
-        .await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-    let stderr = text(&out.stderr);
-    assert!(stderr.starts_with("timed out after 1s: virtualservice.networking.istio.io/my-app was changed, but the ingress gateway at http://127.0.0.1:"), "{stderr}");
-    assert!(stderr.contains("(last sample: v2.0.0=200)"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -309,7 +128,7 @@ async fn route_confirms_from_each_gateway_replicas_envoy_routes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn route_samples_when_the_gateways_envoy_cannot_be_read_and_says_why() {
     let s = setup().await;
-    let app = my_app("v2.0.0").await;
+    let app = support::my_app("v2.0.0").await;
     s.mock.put(VS, seed_vs());
     let _gateway = s.mock.istio_gateway(&["gw-a"]).await;
     s.mock.put(INGRESS, ingress_service(app.port));
@@ -335,31 +154,6 @@ async fn route_samples_when_the_gateways_envoy_cannot_be_read_and_says_why() {
             && stdout.contains("cannot create resource \"pods/portforward\""),
         "{stdout}"
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn verify_and_load_find_the_gateway_from_the_ingress_service() {
-    let s = setup().await;
-    let app = my_app("v2.0.0").await;
-    s.mock.put(INGRESS, ingress_service(app.port));
-    let out = s
-        .weir(&["verify", "--expect", "v1=0,v2=100", "-n", "300"])
-        .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(text(&out.stdout).contains("PASS"), "{}", text(&out.stdout));
-    let out = s
-        .weir(&["load", "-n", "150", "-c", "2", "-o", "json"])
-        .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["requests"], 150);
-    assert_eq!(report["versions"]["v2.0.0"], 150);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -34,6 +34,59 @@ pub async fn weir_against_cluster(args: &[&str], env: &[(&str, &str)], limit: Du
         .expect("weir ran")
 }
 
+/// A real my-app on loopback answering `Version: VERSION`, as an ingress
+/// gateway's stand-in where no Istio data plane can run; stopped when
+/// dropped.
+pub struct MyApp {
+    child: tokio::process::Child,
+    /// Where it serves.
+    pub port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts [`MyApp`] and returns once it accepts connections.
+pub async fn my_app(version: &str) -> MyApp {
+    let program = Path::new(weir_bin()).with_file_name("my-app");
+    let port = free_port();
+    let child = tokio::process::Command::new(program)
+        .args([
+            "--listen-address",
+            &format!("127.0.0.1:{port}"),
+            "--probe-address",
+            &format!("127.0.0.1:{}", free_port()),
+            "--metrics-address",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env("VERSION", version)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("my-app starts (build the workspace first)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "my-app did not listen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    MyApp { child, port }
+}
+
+impl Drop for MyApp {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
 pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/canary-istio")
 }

@@ -130,6 +130,31 @@ fn seconds_since_epoch(t: SystemTime) -> f64 {
         .as_secs_f64()
 }
 
+/// Whether Prometheus's `targets` have the gateway and each `listed` pod
+/// up, every pod target labelled as on Kubernetes.
+fn all_scraped(listed: &[String], targets: &[Value]) -> bool {
+    let up = |t: &Value| t["health"] == "up";
+    let pods: Vec<&Value> = targets
+        .iter()
+        .filter(|t| t["labels"]["job"] == "kubernetes-pods")
+        .collect();
+    targets
+        .iter()
+        .any(|t| t["labels"]["job"] == "weir-gateway" && up(t))
+        && listed.iter().all(|p| {
+            pods.iter()
+                .any(|t| t["labels"]["pod"] == p.as_str() && up(t))
+        })
+        && pods.iter().all(|t| {
+            t["labels"]["app"] == "my-app"
+                && t["labels"]["namespace"] == "default"
+                && t["scrapeUrl"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .ends_with(":9101/metrics")
+        })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_finds_every_pod_from_weir_prometheus_config_alone() {
     let cluster = Cluster::up(&["--hpa-sync-period", "2s", "--metrics-window", "4s"]);
@@ -148,30 +173,7 @@ async fn prometheus_finds_every_pod_from_weir_prometheus_config_alone() {
         .wait_for(
             "every listed pod and the gateway scraped",
             Duration::from_secs(60),
-            |c| {
-                let listed = listed_pods(c);
-                let targets = prometheus.targets();
-                let up = |t: &Value| t["health"] == "up";
-                let pods: Vec<&Value> = targets
-                    .iter()
-                    .filter(|t| t["labels"]["job"] == "kubernetes-pods")
-                    .collect();
-                targets
-                    .iter()
-                    .any(|t| t["labels"]["job"] == "weir-gateway" && up(t))
-                    && listed.iter().all(|p| {
-                        pods.iter()
-                            .any(|t| t["labels"]["pod"] == p.as_str() && up(t))
-                    })
-                    && pods.iter().all(|t| {
-                        t["labels"]["app"] == "my-app"
-                            && t["labels"]["namespace"] == "default"
-                            && t["scrapeUrl"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .ends_with(":9101/metrics")
-                    })
-            },
+            |c| all_scraped(&listed_pods(c), &prometheus.targets()),
         )
         .await;
 

@@ -240,14 +240,7 @@ async fn forward<'r>(
 
     let body_is_empty = req.body().is_end_stream();
     if body_is_empty {
-        for mirror in &rule.mirrors {
-            if let Some(m) = &mirror.cluster
-                && !m.endpoints.is_empty()
-                && roll(mirror.percent)
-            {
-                send_mirror(ctx, m, &req);
-            }
-        }
+        send_mirrors(ctx, rule, &req);
     }
 
     let (parts, body) = req.into_parts();
@@ -293,43 +286,11 @@ async fn forward<'r>(
             None => Either::Right(Empty::new()),
         };
         let upstream_req = build_upstream(&parts, upstream_body);
-        let limit = match (deadline, rule.retry.per_try_timeout) {
-            (Some(d), Some(p)) => Some(d.min(Instant::now() + p)),
-            (Some(d), None) => Some(d),
-            (None, Some(p)) => Some(Instant::now() + p),
-            (None, None) => None,
-        };
-        // An Ingress's wait for the head keeps ingress-nginx's read timeout
-        // when nothing tighter bounds it (Istio routes: the stream idle
-        // timeout, below).
-        let read_bound = (rule.waits_as == WaitBound::IngressNginx)
-            .then(|| Instant::now() + ctx.shared.upstream.ingress_read_timeout);
-        let (limit, bound_by_read) = match (limit, read_bound) {
-            (Some(l), Some(r)) if r < l => (Some(r), true),
-            (None, Some(r)) => (Some(r), true),
-            (limit, _) => (limit, false),
-        };
+        let (bound, bound_by_read) =
+            attempt_bound(ctx, rule, deadline, body_is_empty, parts.version);
+        let bound_by_idle = matches!(bound, Bound::IdleTimer(_) | Bound::IdleClock(_));
         endpoint.active.fetch_add(1, Ordering::Relaxed);
         let sent = upstream::send(endpoint, ctx.shared.upstream, upstream_req);
-        // Nothing else bounding it, a body-less request keeps Envoy's stream
-        // idle timeout: on the connection's one clock over HTTP/1.1 (a timer
-        // per request cost 3 % of the path), a timer of its own over h2,
-        // whose streams wait side by side. (A request still sending its
-        // body is bounded by the connection's idle timeout.)
-        let bound = match limit {
-            Some(limit) => Bound::Timer(Box::pin(tokio::time::sleep_until(limit))),
-            None if !body_is_empty => Bound::None,
-            None => {
-                // From the request's start: no clock read of its own.
-                let at = ctx.started + ctx.shared.upstream.stream_idle_timeout;
-                if parts.version == http::Version::HTTP_2 {
-                    Bound::IdleTimer(Box::pin(tokio::time::sleep_until(at)))
-                } else {
-                    Bound::IdleClock(at)
-                }
-            }
-        };
-        let bound_by_idle = matches!(bound, Bound::IdleTimer(_) | Bound::IdleClock(_));
         let outcome = wait_for_head(ctx.peer.clock(), sent, bound).await;
         endpoint.active.fetch_sub(1, Ordering::Relaxed);
         let can_retry = attempts < max_attempts && deadline.is_none_or(|d| Instant::now() < d);
@@ -385,6 +346,64 @@ async fn forward<'r>(
         hash_cookie,
         deadline,
     }
+}
+
+/// Sends the rule's mirrors of a body-less request, each at its percent.
+#[inline(always)]
+fn send_mirrors(ctx: &RequestContext<'_>, rule: &Rule, req: &Request<Incoming>) {
+    for mirror in &rule.mirrors {
+        if let Some(m) = &mirror.cluster
+            && !m.endpoints.is_empty()
+            && roll(mirror.percent)
+        {
+            send_mirror(ctx, m, req);
+        }
+    }
+}
+
+/// What bounds one attempt's wait for the response head, and whether it
+/// is an Ingress's read timeout: the tighter of the route's deadline and
+/// the try's; for an Ingress, ingress-nginx's read timeout when nothing
+/// tighter bounds it; else, for a body-less request, Envoy's stream idle
+/// timeout — on the connection's one clock over HTTP/1.1 (a timer per
+/// request cost 3 % of the path), a timer of its own over h2, whose
+/// streams wait side by side. (A request still sending its body is bounded
+/// by the connection's idle timeout.)
+#[inline(always)]
+fn attempt_bound(
+    ctx: &RequestContext<'_>,
+    rule: &Rule,
+    deadline: Option<Instant>,
+    body_is_empty: bool,
+    version: Version,
+) -> (Bound, bool) {
+    let limit = match (deadline, rule.retry.per_try_timeout) {
+        (Some(d), Some(p)) => Some(d.min(Instant::now() + p)),
+        (Some(d), None) => Some(d),
+        (None, Some(p)) => Some(Instant::now() + p),
+        (None, None) => None,
+    };
+    let read_bound = (rule.waits_as == WaitBound::IngressNginx)
+        .then(|| Instant::now() + ctx.shared.upstream.ingress_read_timeout);
+    let (limit, bound_by_read) = match (limit, read_bound) {
+        (Some(l), Some(r)) if r < l => (Some(r), true),
+        (None, Some(r)) => (Some(r), true),
+        (limit, _) => (limit, false),
+    };
+    let bound = match limit {
+        Some(limit) => Bound::Timer(Box::pin(tokio::time::sleep_until(limit))),
+        None if !body_is_empty => Bound::None,
+        None => {
+            // From the request's start: no clock read of its own.
+            let at = ctx.started + ctx.shared.upstream.stream_idle_timeout;
+            if version == Version::HTTP_2 {
+                Bound::IdleTimer(Box::pin(tokio::time::sleep_until(at)))
+            } else {
+                Bound::IdleClock(at)
+            }
+        }
+    };
+    (bound, bound_by_read)
 }
 
 /// respond: the upstream's response with the route's header operations

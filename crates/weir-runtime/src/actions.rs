@@ -51,113 +51,22 @@ impl Runtime {
                     if cannot_create.contains(&deployment) {
                         continue;
                     }
-                    match self.new_pod(state, &deployment, &template_hash, now) {
-                        Ok(pod) => {
-                            let pod_ref = pod_object(&pod.key());
-                            let message = format!(
-                                "Successfully assigned {}/{} to weir",
-                                pod_ref.namespace, pod_ref.name
-                            );
-                            let config_error = pod.id.config_error.clone();
-                            state.pods.insert(pod.key(), pod);
-                            created = true;
-                            note(
-                                state,
-                                &pod_ref,
-                                EventType::Normal,
-                                "Scheduled",
-                                message,
-                                "default-scheduler",
-                            );
-                            scaled_event(state, &deployment, &template_hash, "up");
-                            if let Some(why) = config_error {
-                                note(
-                                    state,
-                                    &pod_ref,
-                                    EventType::Warning,
-                                    "Failed",
-                                    format!("Error: {why}"),
-                                    "kubelet",
-                                );
-                            }
-                        }
-                        Err(e) => {
-                            log(&format!("deployment {}: {e}", deployment.name));
-                            cannot_create.insert(deployment);
-                        }
+                    if self.create_pod(state, &deployment, &template_hash, now) {
+                        created = true;
+                    } else {
+                        cannot_create.insert(deployment);
                     }
                 }
-                Action::Terminate(key) => {
-                    if let Some(pod) = state.pods.get_mut(&key) {
-                        pod.begin_termination(now);
-                        let (container, deployment, hash) = (
-                            pod.id.container.name.clone(),
-                            ObjectRef {
-                                kind: weir_api::resource::Kind::Deployment,
-                                namespace: pod.id.namespace.clone(),
-                                name: pod.id.deployment.clone(),
-                            },
-                            pod.id.template_hash.clone(),
-                        );
-                        note(
-                            state,
-                            &pod_object(&key),
-                            EventType::Normal,
-                            "Killing",
-                            format!("Stopping container {container}"),
-                            "kubelet",
-                        );
-                        scaled_event(state, &deployment, &hash, "down");
-                    }
-                }
+                Action::Terminate(key) => terminate(state, &key, now),
                 Action::RecordExit {
                     pod,
                     code,
                     crash_streak,
                     backoff_until,
-                } => {
-                    if let Some(container) =
-                        state.pods.get(&pod).map(|p| p.id.container.name.clone())
-                    {
-                        note(
-                            state,
-                            &pod_object(&pod),
-                            EventType::Warning,
-                            "BackOff",
-                            format!(
-                                "Back-off restarting failed container {container} in pod {}",
-                                pod.name
-                            ),
-                            "kubelet",
-                        );
-                    }
-                    if let Some(pod) = state.pods.get_mut(&pod) {
-                        pod.last_exit = Some(code);
-                        pod.ready = false;
-                        pod.ready_since = now;
-                        pod.restarts += 1;
-                        pod.crash_streak = crash_streak;
-                        pod.backoff_until = Some(backoff_until);
-                        pod.dirty = true;
-                    }
-                }
+                } => record_exit(state, &pod, code, crash_streak, backoff_until, now),
                 Action::Start(key) => {
                     self.start_container(state, &key, now);
-                    if let Some(container) = state
-                        .pods
-                        .get(&key)
-                        .filter(|p| p.process.is_some())
-                        .map(|p| p.id.container.name.clone())
-                    {
-                        note(
-                            state,
-                            &pod_object(&key),
-                            EventType::Normal,
-                            "Started",
-                            format!("Started container {container}"),
-                            "kubelet",
-                        );
-                    }
+                    started_event(state, &key);
                 }
                 Action::Stop(key) => {
                     if let Some(pod) = state.pods.get_mut(&key)
@@ -182,26 +91,13 @@ impl Runtime {
                     replicas,
                 } => {
                     rescale_event(state, &deployment, replicas);
-                    if let Some(resource) = state.objects.set_replicas(&deployment, replicas) {
-                        let resource = resource.clone();
-                        if let Err(e) = self.store_objects(state, &[resource], &[]) {
-                            log(&format!(
-                                "cannot persist the new scale of {deployment}: {e}"
-                            ));
-                        }
-                    }
+                    self.persist_scale(state, &deployment, replicas);
                 }
                 Action::ScaleAhead {
                     deployment,
                     replicas,
                 } => {
-                    if let Some(resource) = state.objects.set_replicas(&deployment, replicas) {
-                        let resource = resource.clone();
-                        if let Err(e) = self.store_objects(state, &[resource], &[]) {
-                            log(&format!(
-                                "cannot persist the new scale of {deployment}: {e}"
-                            ));
-                        }
+                    if self.persist_scale(state, &deployment, replicas) {
                         state.scaled_ahead.insert(deployment, (now, replicas));
                     }
                 }
@@ -236,31 +132,7 @@ impl Runtime {
                     rollout,
                     status,
                     took_command,
-                } => {
-                    if took_command {
-                        state.rollout_commands.remove(&rollout);
-                        if let Err(e) = self.store.set_pending_command(&rollout, None) {
-                            log(&format!("cannot clear the command of {rollout}: {e}"));
-                        }
-                    }
-                    state.rollout_status_unreadable.remove(&rollout);
-                    if state.rollout_status.get(&rollout) != Some(&*status) {
-                        if let Some(Resource::Rollout(ro)) = state.objects.get(&rollout) {
-                            record_rollout_metrics(
-                                self.gateway.rollout_metrics(),
-                                &rollout,
-                                &ro.spec,
-                                state.rollout_status.get(&rollout),
-                                &status,
-                            );
-                        }
-                        let text = serde_json::to_string(&*status).unwrap_or_default();
-                        if let Err(e) = self.store.set_status(&rollout, &text) {
-                            log(&format!("cannot record the status of {rollout}: {e}"));
-                        }
-                        state.rollout_status.insert(rollout, *status);
-                    }
-                }
+                } => self.set_rollout_status(state, rollout, *status, took_command),
             }
         }
         if created {
@@ -268,6 +140,101 @@ impl Runtime {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Creates a pod of `deployment` and records its events; `false` when
+    /// it cannot (logged), so the deployment's other creations this pass
+    /// are skipped.
+    fn create_pod(
+        &self,
+        state: &mut State,
+        deployment: &ObjectRef,
+        template_hash: &str,
+        now: Instant,
+    ) -> bool {
+        let pod = match self.new_pod(state, deployment, template_hash, now) {
+            Ok(pod) => pod,
+            Err(e) => {
+                log(&format!("deployment {}: {e}", deployment.name));
+                return false;
+            }
+        };
+        let pod_ref = pod_object(&pod.key());
+        let message = format!(
+            "Successfully assigned {}/{} to weir",
+            pod_ref.namespace, pod_ref.name
+        );
+        let config_error = pod.id.config_error.clone();
+        state.pods.insert(pod.key(), pod);
+        note(
+            state,
+            &pod_ref,
+            EventType::Normal,
+            "Scheduled",
+            message,
+            "default-scheduler",
+        );
+        scaled_event(state, deployment, template_hash, "up");
+        if let Some(why) = config_error {
+            note(
+                state,
+                &pod_ref,
+                EventType::Warning,
+                "Failed",
+                format!("Error: {why}"),
+                "kubelet",
+            );
+        }
+        true
+    }
+
+    /// Stores `deployment`'s new replica count; whether it exists.
+    fn persist_scale(&self, state: &mut State, deployment: &ObjectRef, replicas: i32) -> bool {
+        let Some(resource) = state.objects.set_replicas(deployment, replicas) else {
+            return false;
+        };
+        let resource = resource.clone();
+        if let Err(e) = self.store_objects(state, &[resource], &[]) {
+            log(&format!(
+                "cannot persist the new scale of {deployment}: {e}"
+            ));
+        }
+        true
+    }
+
+    /// Records a Rollout's new status (and its metrics) when it changed,
+    /// clearing the command it took.
+    fn set_rollout_status(
+        &self,
+        state: &mut State,
+        rollout: ObjectRef,
+        status: RolloutStatus,
+        took_command: bool,
+    ) {
+        if took_command {
+            state.rollout_commands.remove(&rollout);
+            if let Err(e) = self.store.set_pending_command(&rollout, None) {
+                log(&format!("cannot clear the command of {rollout}: {e}"));
+            }
+        }
+        state.rollout_status_unreadable.remove(&rollout);
+        if state.rollout_status.get(&rollout) == Some(&status) {
+            return;
+        }
+        if let Some(Resource::Rollout(ro)) = state.objects.get(&rollout) {
+            record_rollout_metrics(
+                self.gateway.rollout_metrics(),
+                &rollout,
+                &ro.spec,
+                state.rollout_status.get(&rollout),
+                &status,
+            );
+        }
+        let text = serde_json::to_string(&status).unwrap_or_default();
+        if let Err(e) = self.store.set_status(&rollout, &text) {
+            log(&format!("cannot record the status of {rollout}: {e}"));
+        }
+        state.rollout_status.insert(rollout, status);
     }
 
     /// A task sending `rate` requests per second through the gateway (its
@@ -742,4 +709,83 @@ pub(crate) fn route_inputs(
         (meta.get(&object).map(|m| m.created), object)
     });
     routes
+}
+
+/// A pod's termination begun, with its events.
+fn terminate(state: &mut State, key: &PodKey, now: Instant) {
+    let Some(pod) = state.pods.get_mut(key) else {
+        return;
+    };
+    pod.begin_termination(now);
+    let (container, deployment, hash) = (
+        pod.id.container.name.clone(),
+        ObjectRef {
+            kind: Kind::Deployment,
+            namespace: pod.id.namespace.clone(),
+            name: pod.id.deployment.clone(),
+        },
+        pod.id.template_hash.clone(),
+    );
+    note(
+        state,
+        &pod_object(key),
+        EventType::Normal,
+        "Killing",
+        format!("Stopping container {container}"),
+        "kubelet",
+    );
+    scaled_event(state, &deployment, &hash, "down");
+}
+
+/// A container's exit recorded on its pod (restart count, back-off), with
+/// the kubelet's BackOff event.
+fn record_exit(
+    state: &mut State,
+    key: &PodKey,
+    code: Option<i32>,
+    crash_streak: u32,
+    backoff_until: Instant,
+    now: Instant,
+) {
+    if let Some(container) = state.pods.get(key).map(|p| p.id.container.name.clone()) {
+        note(
+            state,
+            &pod_object(key),
+            EventType::Warning,
+            "BackOff",
+            format!(
+                "Back-off restarting failed container {container} in pod {}",
+                key.name
+            ),
+            "kubelet",
+        );
+    }
+    if let Some(pod) = state.pods.get_mut(key) {
+        pod.last_exit = Some(code);
+        pod.ready = false;
+        pod.ready_since = now;
+        pod.restarts += 1;
+        pod.crash_streak = crash_streak;
+        pod.backoff_until = Some(backoff_until);
+        pod.dirty = true;
+    }
+}
+
+/// The kubelet's Started event, once the container's process runs.
+fn started_event(state: &mut State, key: &PodKey) {
+    if let Some(container) = state
+        .pods
+        .get(key)
+        .filter(|p| p.process.is_some())
+        .map(|p| p.id.container.name.clone())
+    {
+        note(
+            state,
+            &pod_object(key),
+            EventType::Normal,
+            "Started",
+            format!("Started container {container}"),
+            "kubelet",
+        );
+    }
 }

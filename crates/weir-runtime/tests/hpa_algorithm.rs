@@ -2,6 +2,10 @@
 //! checks and where Kubernetes states it (`replica_calculator.go`,
 //! `horizontal.go` in kubernetes/kubernetes `pkg/controller/podautoscaler`, and the
 //! HorizontalPodAutoscaler walkthrough in the Kubernetes docs).
+//!
+//! Over 600 lines because it is one table of Kubernetes' rules, each with
+//! its source, kept in one file to be read side by side with them (split
+//! into one function per part of the algorithm).
 
 use std::time::Duration;
 
@@ -99,14 +103,20 @@ fn with_behavior(min: i32, max: i32, target: i32, behavior: Behavior) -> HpaSpec
 /// One table row: the rule, and (actual, expected).
 type Case = (&'static str, i64, i64);
 
-#[test]
-fn the_algorithm_rule_by_rule() {
-    let now = Instant::now();
-    let u50 = Target::Utilization(50);
-    let mut cases: Vec<Case> = Vec::new();
-    let mut case =
-        |rule: &'static str, actual: i64, expected: i64| cases.push((rule, actual, expected));
+/// One sync of the HPA controller with the default settings.
+fn sync(
+    spec: &HpaSpec,
+    current: i32,
+    ps: &[PodSample],
+    at: Instant,
+    h: &mut HpaHistory,
+) -> weir_runtime::hpa::Decision {
+    reconcile(spec, current, ps, at, h, &Settings::default())
+}
 
+/// `replica_calculator.go` `GetResourceReplicas`.
+fn calculator_rules(now: Instant, case: &mut impl FnMut(&'static str, i64, i64)) {
+    let u50 = Target::Utilization(50);
     // --- replica_calculator.go GetResourceReplicas ---
     case(
         "desired = ceil(ratio × ready pods with metrics): the seed's 5m request fully used at a 50% target doubles",
@@ -242,11 +252,10 @@ fn the_algorithm_rule_by_rule() {
             .into(),
         37,
     );
+}
 
-    // --- horizontal.go, legacy path (behavior == nil: every autoscaling/v1 HPA) ---
-    let sync = |spec: &HpaSpec, current: i32, ps: &[PodSample], at: Instant, h: &mut HpaHistory| {
-        reconcile(spec, current, ps, at, h, &Settings::default())
-    };
+/// `horizontal.go`, legacy path (behavior == nil: every autoscaling/v1 HPA): scaling limits and stabilization.
+fn legacy_rules(now: Instant, case: &mut impl FnMut(&'static str, i64, i64)) {
     case(
         "legacy scale-up is capped at max(2 × current, 4) per sync: 1 → 4, not 10",
         sync(
@@ -343,6 +352,10 @@ fn the_algorithm_rule_by_rule() {
             1,
         );
     }
+}
+
+/// `horizontal.go`, legacy path: recommendations held through the downscale window.
+fn legacy_stabilization(now: Instant, case: &mut impl FnMut(&'static str, i64, i64)) {
     {
         // weir's own: replicas a Rollout raised ahead of traffic count as a
         // recommendation, so the quiet CPU before the shift does not undo them.
@@ -401,6 +414,10 @@ fn the_algorithm_rule_by_rule() {
             1,
         );
     }
+}
+
+/// `horizontal.go`, legacy path: the bounds and conditions without metrics.
+fn legacy_conditions(now: Instant, case: &mut impl FnMut(&'static str, i64, i64)) {
     case(
         "a target above maxReplicas is brought down to it without metrics",
         sync(&legacy(1, 3, 50), 7, &[], now, &mut HpaHistory::default())
@@ -437,7 +454,10 @@ fn the_algorithm_rule_by_rule() {
             1,
         );
     }
+}
 
+/// `behavior.scaleUp/scaleDown.tolerance` (Kubernetes 1.33+, KEP-4951).
+fn tolerance_rules(now: Instant, case: &mut impl FnMut(&'static str, i64, i64)) {
     // --- behavior.scaleUp/scaleDown.tolerance (Kubernetes 1.33+, KEP-4951) ---
     {
         let mut b = v2_defaults();
@@ -476,7 +496,10 @@ fn the_algorithm_rule_by_rule() {
             2,
         );
     }
+}
 
+/// `horizontal.go`, behavior path (v2 defaults).
+fn behavior_rules(now: Instant, case: &mut impl FnMut(&'static str, i64, i64)) {
     // --- horizontal.go, behavior path (v2 defaults) ---
     case(
         "v2 default scale-up: Max(100% → 2, 4 pods → 5) per 15 s: 1 → 5",
@@ -615,7 +638,24 @@ fn the_algorithm_rule_by_rule() {
         );
         case("a new period allows 2 more: 8 → 6", third.desired.into(), 6);
     }
+}
 
+#[test]
+fn the_algorithm_rule_by_rule() {
+    let now = Instant::now();
+    let mut cases: Vec<Case> = Vec::new();
+    let mut case =
+        |rule: &'static str, actual: i64, expected: i64| cases.push((rule, actual, expected));
+    for rules in [
+        calculator_rules,
+        legacy_rules,
+        legacy_stabilization,
+        legacy_conditions,
+        tolerance_rules,
+        behavior_rules,
+    ] {
+        rules(now, &mut case);
+    }
     let failures: Vec<String> = cases
         .iter()
         .filter(|(_, actual, expected)| actual != expected)

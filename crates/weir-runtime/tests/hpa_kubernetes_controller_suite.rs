@@ -5,6 +5,10 @@
 //! replicas, the status conditions (type, status, reason) and, where the test
 //! does, the CPU utilization reported.
 //!
+//! Over 600 lines because it is one table, in the order of the Kubernetes
+//! file it mirrors, with the harness that reads it: kept in one file so a
+//! case can be checked against its Go original line by line.
+//!
 //! The harness's pods are rebuilt as weir's `PodSample`s: one per CPU request
 //! (else `statusReplicas` of 1 CPU), two containers each requesting and using
 //! half (integer halves, as the harness divides), a Ready condition that
@@ -311,11 +315,19 @@ impl Case {
 }
 
 fn cases() -> Vec<Case> {
+    let mut cases = cases_first_half();
+    cases.extend(cases_second_half());
+    cases.extend(computed_tolerance());
+    cases
+}
+
+/// The first half of [`cases`]'s table.
+fn cases_first_half() -> Vec<Case> {
     use Phase::{Failed, Running};
     use Start::{Cool, Hot};
     let ready_for_new_scale = ("AbleToScale", true, "ReadyForNewScale");
     let one = |n| vec![1000; n];
-    let mut cases = vec![
+    vec![
         Case::new("TestScaleUp", 2, 6, 3, 30, 5)
             .levels(&[300, 500, 700])
             .requests(&one(3))
@@ -414,6 +426,15 @@ fn cases() -> Vec<Case> {
             .requests(&[900, 1000, 1100])
             .no_recommendations()
             .conditions(status_ok(&[("ScalingLimited", true, "TooFewReplicas")])),
+    ]
+}
+
+/// The second half of [`cases`]'s table.
+fn cases_second_half() -> Vec<Case> {
+    use Start::{Cool, Hot};
+    let ready_for_new_scale = ("AbleToScale", true, "ReadyForNewScale");
+    let one = |n| vec![1000; n];
+    vec![
         Case::new("TestMinReplicasDesiredZero", 2, 5, 3, 90, 2)
             .levels(&[0, 0, 0])
             .requests(&[900, 1000, 1100])
@@ -511,9 +532,7 @@ fn cases() -> Vec<Case> {
                 ("ScalingLimited", true, "TooFewReplicas"),
             ]))
             .verify_cpu(Some(40)),
-    ];
-    cases.extend(computed_tolerance());
-    cases
+    ]
 }
 
 /// `TestComputedToleranceAlgImplementation`: just past the tolerance it

@@ -209,6 +209,14 @@ impl Case {
 
 /// Kubernetes' CPU cases, in the file's order.
 fn cases() -> Vec<Case> {
+    let mut cases = cases_first_half();
+    cases.extend(cases_second_half());
+    cases.extend(computed_tolerance_cases());
+    cases
+}
+
+/// The first half of [`cases`]'s table.
+fn cases_first_half() -> Vec<Case> {
     use Phase::{Failed, Pending, Running};
     use Start::{Cool, Hot};
     let one = |n: usize| vec![1000; n];
@@ -330,6 +338,15 @@ fn cases() -> Vec<Case> {
         .readiness(&[true, true, true, true, true, false, false])
         .phase(&[Running, Running, Running, Running, Running, Failed, Failed])
         .expect(3, 28, 560),
+    ]
+}
+
+/// The second half of [`cases`]'s table.
+fn cases_second_half() -> Vec<Case> {
+    use Phase::Running;
+    use Start::{Cool, Hot};
+    let one = |n: usize| vec![1000; n];
+    vec![
         Case::new(
             "TestReplicaCalcScaleDownIgnoresDeletionPods",
             5,
@@ -445,9 +462,6 @@ fn cases() -> Vec<Case> {
         .phase(&[Running; 3])
         .expect(2, 10, 200),
     ]
-    .into_iter()
-    .chain(computed_tolerance_cases())
-    .collect()
 }
 
 /// `TestReplicaCalcComputedToleranceAlgImplementation`: a target just past

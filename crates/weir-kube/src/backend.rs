@@ -24,7 +24,7 @@ use crate::errors::{self, Call, Failure};
 use crate::kinds::{read_resource, write_resource};
 use crate::manifests::{ApplyOptions, Outgoing, apply_outcome, outgoing};
 use crate::not_served::{self, Served};
-use crate::route::{ConfirmOptions, confirm, weight_patch};
+use crate::route::{ConfirmOptions, GatewayAccess, confirm, weight_patch};
 use crate::watch::{Change, Seen};
 
 /// The field manager of every change weir makes (server-side apply and patches).
@@ -281,6 +281,26 @@ impl KubeBackend {
 }
 
 /// A body-less GET of an API path.
+impl GatewayAccess for KubeBackend {
+    async fn gateway_pods(&self) -> Result<Vec<serde_json::Value>, BackendError> {
+        self.ingress_pods().await
+    }
+
+    async fn pod_page(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: u16,
+        path: &str,
+    ) -> Result<serde_json::Value, String> {
+        self.pod_port_json(namespace, name, port, path).await
+    }
+
+    async fn gateway_address(&self) -> Result<String, BackendError> {
+        Ok(self.ingress_url().await?.url)
+    }
+}
+
 fn get_request(path: &str) -> Result<http::Request<Vec<u8>>, BackendError> {
     http::Request::get(path)
         .body(Vec::new())

@@ -17,7 +17,6 @@ use weir_load::classify::Classifier;
 use weir_load::generator::LoadOptions;
 use weir_load::split::{SplitCounts, sample_matches};
 
-use crate::backend::KubeBackend;
 use crate::proxy_config::{ENVOY_ADMIN_PORT, ProxyView, ROUTES_DUMP_PATH, rule_view};
 
 /// How `weir route` confirms a change on a cluster.
@@ -91,11 +90,30 @@ pub fn weight_patch(
     Ok((patch, change))
 }
 
+/// What confirming a route change needs of the cluster: the ingress
+/// gateway's pods, a JSON page from one pod's port (its Envoy admin API),
+/// and the gateway's URL. The backend provides it (`KubeBackend`), so this
+/// module does not import the backend that uses it.
+pub(crate) trait GatewayAccess {
+    /// The gateway's pods, as the API returns them.
+    async fn gateway_pods(&self) -> Result<Vec<Value>, BackendError>;
+    /// `path` on `port` of pod `namespace/name`, as JSON; why not.
+    async fn pod_page(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: u16,
+        path: &str,
+    ) -> Result<Value, String>;
+    /// Where requests reach the gateway.
+    async fn gateway_address(&self) -> Result<String, BackendError>;
+}
+
 /// Waits until the data plane serves `change`; says how it knows: from
 /// every gateway replica's own Envoy configuration when it can be read,
 /// else by sampling requests through the gateway.
-pub async fn confirm(
-    backend: &KubeBackend,
+pub(crate) async fn confirm(
+    backend: &impl GatewayAccess,
     vs: &ObjectRef,
     patched: &DynamicObject,
     change: &WeightChange,
@@ -124,14 +142,14 @@ pub async fn confirm(
 /// configuration cannot be read or the rule cannot be found in it (the
 /// caller samples instead); `Err` when the wait runs out.
 async fn from_proxies(
-    backend: &KubeBackend,
+    backend: &impl GatewayAccess,
     vs: &ObjectRef,
     rules: &[HttpRoute],
     change: &WeightChange,
     options: &ConfirmOptions,
     started: tokio::time::Instant,
 ) -> Result<Result<String, String>, BackendError> {
-    let pods = match backend.ingress_pods().await {
+    let pods = match backend.gateway_pods().await {
         Ok(pods) => pods,
         Err(e) => return Ok(Err(e.to_string())),
     };
@@ -155,7 +173,7 @@ async fn from_proxies(
         let mut last = String::new();
         for (namespace, pod) in waiting {
             let dump = match backend
-                .pod_port_json(&namespace, &pod, ENVOY_ADMIN_PORT, ROUTES_DUMP_PATH)
+                .pod_page(&namespace, &pod, ENVOY_ADMIN_PORT, ROUTES_DUMP_PATH)
                 .await
             {
                 Ok(dump) => dump,
@@ -202,7 +220,7 @@ async fn from_proxies(
 /// Samples requests through the gateway until two samples in a row match
 /// the new weights.
 async fn sample(
-    backend: &KubeBackend,
+    backend: &impl GatewayAccess,
     vs: &ObjectRef,
     change: &WeightChange,
     options: &ConfirmOptions,
@@ -210,7 +228,7 @@ async fn sample(
 ) -> Result<String, BackendError> {
     let url = match &options.gateway_url {
         Some(url) => url.clone(),
-        None => backend.ingress_url().await?.url,
+        None => backend.gateway_address().await?,
     };
     let uri: http::Uri = url
         .parse()

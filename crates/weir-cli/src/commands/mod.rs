@@ -17,6 +17,8 @@ pub mod route;
 pub mod scale;
 pub mod service;
 pub mod top;
+pub mod top_metrics;
+pub mod top_snapshot;
 pub mod top_story;
 pub mod top_view;
 pub mod up;

@@ -17,7 +17,7 @@ use weir_api::resource::Resource;
 use weir_api::rollout::Rollout;
 use weir_rollout::plan::{Plan, plan};
 
-use super::top::version_rows;
+use super::top_metrics::version_rows;
 use crate::exit;
 use crate::target::TargetArgs;
 

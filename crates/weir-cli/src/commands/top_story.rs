@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
-use super::top::Snapshot;
+use super::top_snapshot::Snapshot;
 
 /// Snapshots kept (10 minutes at the default 1 s interval).
 pub const KEEP: usize = 600;
@@ -143,7 +143,7 @@ impl Story {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::top::{DeploymentRow, RouteWeights, VersionRow};
+    use crate::commands::top_snapshot::{DeploymentRow, RouteWeights, VersionRow};
     use std::time::Duration;
 
     fn snapshot(v2_rps: f64, weights: &str, v2_ready: i64) -> Snapshot {

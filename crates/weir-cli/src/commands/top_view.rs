@@ -7,7 +7,7 @@ use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Sparkline, Table};
 
-use super::top::Snapshot;
+use super::top_snapshot::Snapshot;
 use super::top_story::Story;
 
 /// A sparkline of `data` (its latest points that fit) in `area`, titled.

@@ -11,6 +11,7 @@ use futures_core::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::load::Manifests;
+pub use crate::route::RuleSelector;
 use crate::resource::{Kind, ObjectRef};
 
 /// An object as the backend holds it now, in Kubernetes' JSON shape with
@@ -50,17 +51,6 @@ pub enum ApplyOutcome {
     Configured,
     /// It existed and was the same.
     Unchanged,
-}
-
-/// Which http rule of a VirtualService `set_route_weights` changes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RuleSelector {
-    /// The only rule, or the first one that has weighted destinations.
-    Default,
-    /// The rule with this `name`.
-    Named(String),
-    /// The rule at this index of `spec.http`.
-    Index(usize),
 }
 
 /// A weight change that the data plane now serves.

@@ -21,6 +21,7 @@ pub mod path;
 pub mod quantity;
 pub mod resource;
 pub mod rollout;
+pub mod rollout_references;
 pub mod route;
 pub mod scrape;
 pub mod service_url;

@@ -3,8 +3,20 @@
 //! whether the result is servable. Both backends use it, so `weir route`
 //! accepts and refuses the same changes on a laptop and on a cluster.
 
-use crate::backend::RuleSelector;
+use serde::{Deserialize, Serialize};
+
 use crate::istio::{HttpRouteDestination, VirtualServiceSpec};
+
+/// Which http rule of a VirtualService `set_route_weights` changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleSelector {
+    /// The only rule, or the first one that has weighted destinations.
+    Default,
+    /// The rule with this `name`.
+    Named(String),
+    /// The rule at this index of `spec.http`.
+    Index(usize),
+}
 
 /// A weight change computed for one rule.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use weir_api::images::ImageMap;
 use weir_api::load::{Manifests, Source, load_sources};
 use weir_api::path::FieldPath;
 use weir_api::resource::{Kind, ObjectRef, Resource};
-use weir_api::rollout::check_references;
+use weir_api::rollout_references::check_references;
 use weir_api::route::WeightChange;
 
 use crate::controllers::deployment::template_hash;

@@ -387,7 +387,7 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
             }
             Resource::Rollout(ro) => {
                 let resources = objects.iter().map(|o| &o.resource);
-                for p in crate::rollout::check_references(ns, &ro.spec, resources) {
+                for p in crate::rollout_references::check_references(ns, &ro.spec, resources) {
                     // An absent object may exist where the manifests are
                     // applied; `weir apply` checks again against that.
                     let severity = if p.absent {

@@ -1,0 +1,113 @@
+//! What a Rollout refers to, checked among the objects beside it: its
+//! VirtualService, the rule it shifts, and a DestinationRule subset for
+//! its stable and its canary. Apart from `rollout.rs` (the Rollout's own
+//! shape and rules), since it reads every kind of resource.
+
+use crate::istio::{DestinationRuleSpec, service_for_host};
+use crate::path::FieldPath;
+use crate::resource::Resource;
+use crate::rollout::{RolloutSpec, rollout_target};
+use crate::route::destination_label;
+
+/// A problem with what a Rollout refers to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReferenceProblem {
+    /// The Rollout's field.
+    pub field: FieldPath,
+    /// What is wrong.
+    pub message: String,
+    /// The referenced object is absent (rather than present and unusable):
+    /// when checking manifests alone it may exist where they are applied.
+    pub absent: bool,
+}
+
+/// Checks that the VirtualService, its rule and both subsets exist among
+/// `objects` and that the rule routes to both.
+pub fn check_references<'a>(
+    namespace: &str,
+    spec: &RolloutSpec,
+    objects: impl Iterator<Item = &'a Resource> + Clone,
+) -> Vec<ReferenceProblem> {
+    let at = FieldPath::root().key("spec");
+    let mut problems = Vec::new();
+    let vs = objects.clone().find_map(|r| match r {
+        Resource::VirtualService(vs)
+            if r.namespace() == namespace && r.name() == spec.virtual_service =>
+        {
+            Some(vs)
+        }
+        _ => None,
+    });
+    let Some(vs) = vs else {
+        problems.push(ReferenceProblem {
+            field: at.key("virtualService"),
+            message: format!(
+                "VirtualService {:?} not found in namespace {namespace:?}",
+                spec.virtual_service
+            ),
+            absent: true,
+        });
+        return problems;
+    };
+    let target = match rollout_target(spec, &vs.spec) {
+        Ok(t) => t,
+        Err(message) => {
+            let field = if spec.route.is_some() {
+                at.key("route")
+            } else {
+                at.key("virtualService")
+            };
+            problems.push(ReferenceProblem {
+                field,
+                message,
+                absent: false,
+            });
+            return problems;
+        }
+    };
+    for (field, subset) in [("stable", &spec.stable), ("canary", &spec.canary)] {
+        let Some(dest) = vs.spec.http[target.rule_index]
+            .route
+            .iter()
+            .flatten()
+            .find(|d| destination_label(d) == *subset)
+        else {
+            continue;
+        };
+        let service = service_for_host(&dest.destination.host, namespace);
+        let rules: Vec<&DestinationRuleSpec> = objects
+            .clone()
+            .filter_map(|r| match r {
+                Resource::DestinationRule(dr)
+                    if service_for_host(&dr.spec.host, r.namespace()) == service =>
+                {
+                    Some(&dr.spec)
+                }
+                _ => None,
+            })
+            .collect();
+        if rules.is_empty() {
+            problems.push(ReferenceProblem {
+                field: at.key(field),
+                message: format!(
+                    "no DestinationRule for host {:?} defines subset {subset:?}",
+                    dest.destination.host
+                ),
+                absent: true,
+            });
+        } else if !rules
+            .iter()
+            .any(|dr| dr.subsets.iter().any(|s| s.name == *subset))
+        {
+            problems.push(ReferenceProblem {
+                field: at.key(field),
+                message: format!(
+                    "the DestinationRule for host {:?} has no subset {subset:?}",
+                    dest.destination.host
+                ),
+                absent: false,
+            });
+        }
+    }
+    problems
+}

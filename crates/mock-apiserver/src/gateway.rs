@@ -26,7 +26,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use crate::{Body, MockApiServer, Shared, full, lock, status_response};
+use crate::state::{Body, Shared, full, lock, status_response};
+use crate::store::put;
 
 /// The port-forward subprotocol the mock speaks (kube offers v5 and v4).
 const PORT_FORWARD_PROTOCOL: &str = "v4.channel.k8s.io";
@@ -53,44 +54,39 @@ impl Drop for GatewayReplica {
     }
 }
 
-impl MockApiServer {
-    /// Installs the gateway Service and one Running pod per name in
-    /// `replicas`, each with an Envoy admin stand-in at port 15000.
-    pub async fn istio_gateway(&self, replicas: &[&str]) -> Vec<GatewayReplica> {
-        self.put(
-            "/api/v1/namespaces/istio-system/services/istio-ingressgateway",
-            json!({"apiVersion": "v1", "kind": "Service",
-                   "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system",
-                                "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}},
-                   "spec": {"selector": {"app": "istio-ingressgateway", "istio": "ingressgateway"}, "clusterIP": "10.96.0.10",
-                            "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]}}),
+/// Installs the gateway Service and one Running pod per name in
+/// `replicas`, each with an Envoy admin stand-in at port 15000 that
+/// port-forwards reach.
+pub(crate) async fn install(shared: &Arc<Shared>, replicas: &[&str]) -> Vec<GatewayReplica> {
+    put(
+        shared,
+        "/api/v1/namespaces/istio-system/services/istio-ingressgateway",
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system",
+                            "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}},
+               "spec": {"selector": {"app": "istio-ingressgateway", "istio": "ingressgateway"}, "clusterIP": "10.96.0.10",
+                        "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]}}),
+    );
+    let mut out = Vec::new();
+    for name in replicas {
+        let pod = format!("/api/v1/namespaces/istio-system/pods/{name}");
+        put(
+            shared,
+            &pod,
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": name, "namespace": "istio-system", "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}},
+                   "spec": {"containers": [{"name": "istio-proxy"}]},
+                   "status": {"phase": "Running"}}),
         );
-        let mut out = Vec::new();
-        for name in replicas {
-            let pod = format!("/api/v1/namespaces/istio-system/pods/{name}");
-            self.put(
-                &pod,
-                json!({"apiVersion": "v1", "kind": "Pod",
-                       "metadata": {"name": name, "namespace": "istio-system", "labels": {"app": "istio-ingressgateway", "istio": "ingressgateway"}},
-                       "spec": {"containers": [{"name": "istio-proxy"}]},
-                       "status": {"phase": "Running"}}),
-            );
-            let (addr, lag, task) = envoy_admin(self.shared.clone()).await;
-            self.forward(&pod, 15000, addr);
-            out.push(GatewayReplica {
-                name: (*name).to_owned(),
-                lag,
-                task,
-            });
-        }
-        out
+        let (addr, lag, task) = envoy_admin(shared.clone()).await;
+        lock(&shared.forwards).insert((pod, 15000), addr);
+        out.push(GatewayReplica {
+            name: (*name).to_owned(),
+            lag,
+            task,
+        });
     }
-
-    /// Port-forwards to port `port` of the pod stored at `pod_path` reach
-    /// `target`.
-    pub fn forward(&self, pod_path: &str, port: u16, target: SocketAddr) {
-        lock(&self.shared.forwards).insert((pod_path.to_owned(), port), target);
-    }
+    out
 }
 
 /// Starts an Envoy admin stand-in over the mock's stored objects.

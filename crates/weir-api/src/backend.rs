@@ -11,8 +11,8 @@ use futures_core::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::load::Manifests;
-pub use crate::route::RuleSelector;
 use crate::resource::{Kind, ObjectRef};
+pub use crate::route::RuleSelector;
 
 /// An object as the backend holds it now, in Kubernetes' JSON shape with
 /// its status (as `kubectl get -o json` prints it). Both backends produce

@@ -4,6 +4,7 @@
 //! never in another command.
 
 pub mod checks;
+pub mod columns;
 pub mod commands;
 pub mod deployment_status;
 pub mod drive;

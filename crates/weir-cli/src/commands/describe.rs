@@ -6,7 +6,7 @@ use serde_json::Value;
 use weir_api::backend::{Backend, LiveObject};
 use weir_api::resource::{Kind, ObjectRef};
 
-use crate::commands::get::age;
+use crate::columns::age;
 use crate::exit::{self, fail};
 use crate::show::{text_at, yaml};
 use crate::target::TargetArgs;

@@ -299,6 +299,45 @@ impl Loader {
         }
     }
 
+    /// Warnings found before the document is typed: a key that repeats
+    /// (kubectl keeps the later value) and an Ingress of a removed API.
+    fn early_warnings(
+        &mut self,
+        doc_pos: &impl Fn(usize, usize) -> SourcePos,
+        at: &impl Fn(&FieldPath) -> SourcePos,
+        positions: &Positions,
+        schema: Schema,
+        api_version: &str,
+        name: &str,
+    ) {
+        for (field, line, column) in positions.repeated_keys() {
+            let first = doc_pos(positions.locate(&field).0, 1).line;
+            self.diagnostics.push(Diagnostic {
+                severity: Severity::Warning,
+                pos: doc_pos(line, column),
+                object: Some(format!("{}/{name}", schema.kind().qualified())),
+                message: format!(
+                    "this key repeats the one at line {first}: the later value is used, as kubectl reads YAML (a strict YAML parser refuses the file)"
+                ),
+                field,
+                embedded_only: false,
+            });
+        }
+        if schema == Schema::LegacyIngress {
+            let field = FieldPath::root().key("apiVersion");
+            self.diagnostics.push(Diagnostic {
+                severity: Severity::Warning,
+                pos: at(&field),
+                object: Some(format!("{}/{name}", schema.kind().qualified())),
+                message: format!(
+                    "{api_version} Ingress was removed in Kubernetes 1.22; weir reads it as networking.k8s.io/v1 (serviceName/servicePort become service.name/service.port, a path without pathType is ImplementationSpecific)"
+                ),
+                field,
+                embedded_only: false,
+            });
+        }
+    }
+
     fn load_document(&mut self, file: &Arc<Path>, doc: Document<'_>) {
         let doc_pos = |line: usize, column: usize| SourcePos {
             file: file.clone(),
@@ -350,58 +389,8 @@ impl Loader {
             ));
             return;
         };
-        for (field, line, column) in positions.repeated_keys() {
-            let first = positions.locate(&field).0 + doc.first_line - 1;
-            self.diagnostics.push(Diagnostic {
-                severity: Severity::Warning,
-                pos: doc_pos(line, column),
-                object: Some(format!("{}/{name}", schema.kind().qualified())),
-                message: format!(
-                    "this key repeats the one at line {first}: the later value is used, as kubectl reads YAML (a strict YAML parser refuses the file)"
-                ),
-                field,
-                embedded_only: false,
-            });
-        }
-        if schema == Schema::LegacyIngress {
-            let field = FieldPath::root().key("apiVersion");
-            self.diagnostics.push(Diagnostic {
-                severity: Severity::Warning,
-                pos: at(&field),
-                object: Some(format!("{}/{name}", schema.kind().qualified())),
-                message: format!(
-                    "{api_version} Ingress was removed in Kubernetes 1.22; weir reads it as networking.k8s.io/v1 (serviceName/servicePort become service.name/service.port, a path without pathType is ImplementationSpecific)"
-                ),
-                field,
-                embedded_only: false,
-            });
-        }
-        let parsed = match schema {
-            Schema::Service => {
-                typed::<Service>(doc.text).map(|(r, i)| (Resource::Service(Box::new(r)), i))
-            }
-            Schema::Deployment => {
-                typed::<Deployment>(doc.text).map(|(r, i)| (Resource::Deployment(Box::new(r)), i))
-            }
-            Schema::HpaV1 => typed::<hpa_v1::HorizontalPodAutoscaler>(doc.text)
-                .map(|(r, i)| (Resource::HpaV1(Box::new(r)), i)),
-            Schema::HpaV2 => typed::<hpa_v2::HorizontalPodAutoscaler>(doc.text)
-                .map(|(r, i)| (Resource::HpaV2(Box::new(r)), i)),
-            Schema::Gateway => typed(doc.text).map(|(r, i)| (Resource::Gateway(r), i)),
-            Schema::VirtualService => {
-                typed(doc.text).map(|(r, i)| (Resource::VirtualService(r), i))
-            }
-            Schema::DestinationRule => {
-                typed(doc.text).map(|(r, i)| (Resource::DestinationRule(r), i))
-            }
-            Schema::WorkloadEntry => typed(doc.text).map(|(r, i)| (Resource::WorkloadEntry(r), i)),
-            Schema::Rollout => typed(doc.text).map(|(r, i)| (Resource::Rollout(r), i)),
-            Schema::Ingress => {
-                typed::<Ingress>(doc.text).map(|(r, i)| (Resource::Ingress(Box::new(r)), i))
-            }
-            Schema::LegacyIngress => typed::<crate::ingress::LegacyIngress>(doc.text)
-                .map(|(r, i)| (Resource::Ingress(Box::new(r.into_v1())), i)),
-        };
+        self.early_warnings(&doc_pos, &at, &positions, schema, &api_version, &name);
+        let parsed = parse_typed(schema, doc.text);
         let (resource, ignored) = match parsed {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -506,6 +495,28 @@ impl Loader {
             warnings: self.diagnostics.sorted(),
             sources: self.sources,
         })
+    }
+}
+
+/// The document as its schema's type, with the fields the type ignored.
+fn parse_typed(schema: Schema, text: &str) -> Result<(Resource, Vec<FieldPath>), yaml::TypeError> {
+    match schema {
+        Schema::Service => typed::<Service>(text).map(|(r, i)| (Resource::Service(Box::new(r)), i)),
+        Schema::Deployment => {
+            typed::<Deployment>(text).map(|(r, i)| (Resource::Deployment(Box::new(r)), i))
+        }
+        Schema::HpaV1 => typed::<hpa_v1::HorizontalPodAutoscaler>(text)
+            .map(|(r, i)| (Resource::HpaV1(Box::new(r)), i)),
+        Schema::HpaV2 => typed::<hpa_v2::HorizontalPodAutoscaler>(text)
+            .map(|(r, i)| (Resource::HpaV2(Box::new(r)), i)),
+        Schema::Gateway => typed(text).map(|(r, i)| (Resource::Gateway(r), i)),
+        Schema::VirtualService => typed(text).map(|(r, i)| (Resource::VirtualService(r), i)),
+        Schema::DestinationRule => typed(text).map(|(r, i)| (Resource::DestinationRule(r), i)),
+        Schema::WorkloadEntry => typed(text).map(|(r, i)| (Resource::WorkloadEntry(r), i)),
+        Schema::Rollout => typed(text).map(|(r, i)| (Resource::Rollout(r), i)),
+        Schema::Ingress => typed::<Ingress>(text).map(|(r, i)| (Resource::Ingress(Box::new(r)), i)),
+        Schema::LegacyIngress => typed::<crate::ingress::LegacyIngress>(text)
+            .map(|(r, i)| (Resource::Ingress(Box::new(r.into_v1())), i)),
     }
 }
 

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use crate::duration;
 use crate::path::FieldPath;
-use crate::rollout::{RolloutSpec, StepKind, defaults, latency_resolution};
+use crate::rollout::{
+    AnalysisSpec, LatencyGoal, RolloutSpec, StepKind, SuccessRateGoal, defaults, latency_resolution,
+};
 use crate::validate::Findings;
 use crate::version_stats::BucketEdges;
 
@@ -50,6 +52,30 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
             format!("Invalid value: {i}: a rule index cannot be negative"),
         );
     }
+    steps(spec, &at, out);
+    if let Some(d) = &spec.progress_deadline {
+        positive_duration(d, &at.key("progressDeadline"), out);
+    }
+    traps(spec, &at, out);
+    if let Some(t) = &spec.traffic
+        && !(t.rate > 0.0 && t.rate <= 10_000.0)
+    {
+        out.error(
+            &at.key("traffic").key("rate"),
+            format!(
+                "Invalid value: {}: requests per second, above 0 and at most 10000",
+                t.rate
+            ),
+        );
+    }
+    if let Some(a) = &spec.analysis {
+        analysis(a, &at.key("analysis"), out);
+    }
+}
+
+/// Each step is exactly one thing, with a weight from 0 to 100, a
+/// duration that parses, and an analysis it can run.
+fn steps(spec: &RolloutSpec, at: &FieldPath, out: &mut Findings) {
     if spec.steps.is_empty() {
         out.error(&at.key("steps"), "Required value: at least one step");
     }
@@ -90,23 +116,10 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
             );
         }
     }
-    if let Some(d) = &spec.progress_deadline {
-        positive_duration(d, &at.key("progressDeadline"), out);
-    }
-    traps(spec, &at, out);
-    if let Some(t) = &spec.traffic
-        && !(t.rate > 0.0 && t.rate <= 10_000.0)
-    {
-        out.error(
-            &at.key("traffic").key("rate"),
-            format!(
-                "Invalid value: {}: requests per second, above 0 and at most 10000",
-                t.rate
-            ),
-        );
-    }
-    let Some(a) = &spec.analysis else { return };
-    let at = at.key("analysis");
+}
+
+/// `spec.analysis` (at `at`): its interval, confidence, and goals.
+fn analysis(a: &AnalysisSpec, at: &FieldPath, out: &mut Findings) {
     if let Some(d) = &a.interval {
         positive_duration(d, &at.key("interval"), out);
     }
@@ -120,80 +133,90 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
     }
     if a.success_rate.is_none() && a.latency.is_none() {
         out.error(
-            &at,
+            at,
             "Required value: successRate and/or latency (what to judge the canary by)",
         );
     }
     if let Some(s) = &a.success_rate {
-        let at = at.key("successRate");
-        if s.min.is_none() && s.max_drop_from_stable.is_none() {
-            out.error(&at, "Required value: min and/or maxDropFromStable");
-        }
-        for (field, value) in [
-            ("min", s.min),
-            ("maxDropFromStable", s.max_drop_from_stable),
-        ] {
-            if let Some(v) = value
-                && !(0.0..=100.0).contains(&v)
-            {
-                out.error(
-                    &at.key(field),
-                    format!("Invalid value: {v}: a percentage from 0 to 100"),
-                );
-            }
-        }
-        match s.min {
-            Some(v) if v == 100.0 => out.error(
-                &at.key("min"),
-                format!(
-                    "Invalid value: {v}: no number of requests shows a canary answers every one (the next may fail), so it could never Pass; use at most 99.99"
-                ),
-            ),
-            Some(v) if v <= 0.0 => out.error(
-                &at.key("min"),
-                format!("Invalid value: {v}: a least share above 0"),
-            ),
-            _ => {}
-        }
-        if s.max_drop_from_stable == Some(0.0) {
+        success_rate(s, &at.key("successRate"), out);
+    }
+    if let Some(l) = &a.latency {
+        latency(l, &at.key("latency"), out);
+    }
+}
+
+/// A success-rate goal (at `at`): a least share, a largest drop, neither
+/// of which can make a good canary fail forever.
+fn success_rate(s: &SuccessRateGoal, at: &FieldPath, out: &mut Findings) {
+    if s.min.is_none() && s.max_drop_from_stable.is_none() {
+        out.error(at, "Required value: min and/or maxDropFromStable");
+    }
+    for (field, value) in [
+        ("min", s.min),
+        ("maxDropFromStable", s.max_drop_from_stable),
+    ] {
+        if let Some(v) = value
+            && !(0.0..=100.0).contains(&v)
+        {
             out.error(
-                &at.key("maxDropFromStable"),
-                "Invalid value: 0: a canary exactly as good as the stable can never be shown no worse than it, so it could never Pass; allow a drop above 0 (e.g. 0.1)",
+                &at.key(field),
+                format!("Invalid value: {v}: a percentage from 0 to 100"),
             );
         }
     }
-    if let Some(l) = &a.latency {
-        let at = at.key("latency");
-        if !(l.percentile > 0.0 && l.percentile < 100.0) {
+    match s.min {
+        Some(v) if v == 100.0 => out.error(
+            &at.key("min"),
+            format!(
+                "Invalid value: {v}: no number of requests shows a canary answers every one (the next may fail), so it could never Pass; use at most 99.99"
+            ),
+        ),
+        Some(v) if v <= 0.0 => out.error(
+            &at.key("min"),
+            format!("Invalid value: {v}: a least share above 0"),
+        ),
+        _ => {}
+    }
+    if s.max_drop_from_stable == Some(0.0) {
+        out.error(
+            &at.key("maxDropFromStable"),
+            "Invalid value: 0: a canary exactly as good as the stable can never be shown no worse than it, so it could never Pass; allow a drop above 0 (e.g. 0.1)",
+        );
+    }
+}
+
+/// A latency goal (at `at`): a percentile, a bound or a ratio the
+/// histogram resolves.
+fn latency(l: &LatencyGoal, at: &FieldPath, out: &mut Findings) {
+    if !(l.percentile > 0.0 && l.percentile < 100.0) {
+        out.error(
+            &at.key("percentile"),
+            format!(
+                "Invalid value: {}: a percentile above 0 and below 100",
+                l.percentile
+            ),
+        );
+    }
+    if l.max_ms.is_none() && l.max_ratio_to_stable.is_none() {
+        out.error(at, "Required value: maxMs and/or maxRatioToStable");
+    }
+    let mut positive = true;
+    for (field, value) in [
+        ("maxMs", l.max_ms),
+        ("maxRatioToStable", l.max_ratio_to_stable),
+    ] {
+        if let Some(v) = value
+            && !(v > 0.0 && v.is_finite())
+        {
+            positive = false;
             out.error(
-                &at.key("percentile"),
-                format!(
-                    "Invalid value: {}: a percentile above 0 and below 100",
-                    l.percentile
-                ),
+                &at.key(field),
+                format!("Invalid value: {v}: must be above 0"),
             );
         }
-        if l.max_ms.is_none() && l.max_ratio_to_stable.is_none() {
-            out.error(&at, "Required value: maxMs and/or maxRatioToStable");
-        }
-        let mut positive = true;
-        for (field, value) in [
-            ("maxMs", l.max_ms),
-            ("maxRatioToStable", l.max_ratio_to_stable),
-        ] {
-            if let Some(v) = value
-                && !(v > 0.0 && v.is_finite())
-            {
-                positive = false;
-                out.error(
-                    &at.key(field),
-                    format!("Invalid value: {v}: must be above 0"),
-                );
-            }
-        }
-        if positive && let Some((field, why)) = latency_resolution(l, &BucketEdges::Fine) {
-            out.error(&at.key(field), why);
-        }
+    }
+    if positive && let Some((field, why)) = latency_resolution(l, &BucketEdges::Fine) {
+        out.error(&at.key(field), why);
     }
 }
 

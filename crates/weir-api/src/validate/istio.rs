@@ -12,8 +12,8 @@ use std::time::Duration;
 use crate::duration;
 use crate::istio::{
     ClientTlsSettings, ConsistentHashLb, Destination, DestinationRuleSpec, GatewaySpec,
-    HeaderOperations, Headers, HttpFaultInjection, HttpRetry, HttpRoute, Percent, StringMatch,
-    TrafficPolicy, VirtualServiceSpec,
+    HeaderOperations, Headers, HttpFaultInjection, HttpMatchRequest, HttpRetry, HttpRoute, Percent,
+    StringMatch, TrafficPolicy, VirtualServiceSpec,
 };
 use crate::path::FieldPath;
 use crate::validate::Findings;
@@ -399,54 +399,7 @@ fn http_route(route: &HttpRoute, api_version: &str, at: &FieldPath, out: &mut Fi
     }
 
     for (m, matcher) in route.matches.iter().flatten().enumerate() {
-        let mat = at.key("match").index(m);
-        for (name, field) in [
-            ("uri", &matcher.uri),
-            ("scheme", &matcher.scheme),
-            ("method", &matcher.method),
-            ("authority", &matcher.authority),
-        ] {
-            if let Some(sm) = field {
-                string_match(sm, name == "uri", &mat.key(name), out);
-            }
-        }
-        for (map_name, map) in [
-            ("headers", &matcher.headers),
-            ("withoutHeaders", &matcher.without_headers),
-        ] {
-            for (name, sm) in map.iter().flatten() {
-                let field = mat.key(map_name).key(name.clone());
-                if name.starts_with(JWT_CLAIM_PREFIX) {
-                    continue;
-                }
-                if name.chars().any(|c| c.is_ascii_uppercase()) {
-                    out.error(&field, format!("header match {name} must be lowercase"));
-                }
-                if !valid_header_name(name.strip_prefix(':').unwrap_or(name)) {
-                    out.error(&field, format!("invalid header name {name:?}"));
-                }
-                header_string_match(sm, &field, out);
-            }
-        }
-        for (name, sm) in matcher.query_params.iter().flatten() {
-            string_match(sm, false, &mat.key("queryParams").key(name.clone()), out);
-        }
-        if let Some(port) = matcher.port
-            && !(1..=65535).contains(&port)
-        {
-            out.error(
-                &mat.key("port"),
-                format!("port number {port} must be in the range 1..65535"),
-            );
-        }
-        if matcher.ignore_uri_case == Some(true)
-            && matcher.uri.as_ref().is_some_and(|u| u.regex.is_some())
-        {
-            out.warning(
-                &mat.key("ignoreUriCase"),
-                "ignoreUriCase applies only to exact and prefix uri matches",
-            );
-        }
+        http_match(matcher, &at.key("match").index(m), out);
     }
 
     let mut total: i64 = 0;
@@ -516,6 +469,58 @@ fn http_route(route: &HttpRoute, api_version: &str, at: &FieldPath, out: &mut Fi
     }
     if let Some(headers) = &route.headers {
         header_ops(headers, &at.key("headers"), out);
+    }
+}
+
+/// One `match` of an http route (at `mat`): its string matches, header
+/// names and matches, port, and `ignoreUriCase`.
+fn http_match(matcher: &HttpMatchRequest, mat: &FieldPath, out: &mut Findings) {
+    for (name, field) in [
+        ("uri", &matcher.uri),
+        ("scheme", &matcher.scheme),
+        ("method", &matcher.method),
+        ("authority", &matcher.authority),
+    ] {
+        if let Some(sm) = field {
+            string_match(sm, name == "uri", &mat.key(name), out);
+        }
+    }
+    for (map_name, map) in [
+        ("headers", &matcher.headers),
+        ("withoutHeaders", &matcher.without_headers),
+    ] {
+        for (name, sm) in map.iter().flatten() {
+            let field = mat.key(map_name).key(name.clone());
+            if name.starts_with(JWT_CLAIM_PREFIX) {
+                continue;
+            }
+            if name.chars().any(|c| c.is_ascii_uppercase()) {
+                out.error(&field, format!("header match {name} must be lowercase"));
+            }
+            if !valid_header_name(name.strip_prefix(':').unwrap_or(name)) {
+                out.error(&field, format!("invalid header name {name:?}"));
+            }
+            header_string_match(sm, &field, out);
+        }
+    }
+    for (name, sm) in matcher.query_params.iter().flatten() {
+        string_match(sm, false, &mat.key("queryParams").key(name.clone()), out);
+    }
+    if let Some(port) = matcher.port
+        && !(1..=65535).contains(&port)
+    {
+        out.error(
+            &mat.key("port"),
+            format!("port number {port} must be in the range 1..65535"),
+        );
+    }
+    if matcher.ignore_uri_case == Some(true)
+        && matcher.uri.as_ref().is_some_and(|u| u.regex.is_some())
+    {
+        out.warning(
+            &mat.key("ignoreUriCase"),
+            "ignoreUriCase applies only to exact and prefix uri matches",
+        );
     }
 }
 

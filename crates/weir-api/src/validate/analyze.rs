@@ -11,10 +11,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::images::ImageMap;
-use crate::istio::service_for_host;
+use crate::istio::{DestinationRuleSpec, IstioObject, VirtualServiceSpec, service_for_host};
 use crate::object::Object;
 use crate::path::FieldPath;
 use crate::resource::Resource;
+use crate::rollout::Rollout;
 use crate::validate::istio::{MESH_GATEWAY, hosts_overlap};
 use crate::validate::unreachable::unreachable_rules;
 
@@ -93,43 +94,56 @@ impl<'a> Pods<'a> {
     }
 }
 
-/// All cross-resource warnings for a set of objects.
-pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    let warn = |o: &Object, field: FieldPath, message: String| {
-        o.diagnostic(Severity::Warning, field, message)
-    };
-    // What only weir's embedded runtime needs to hear (a cluster has
-    // manual Endpoints and pulls images).
-    let warn_embedded = |o: &Object, field: FieldPath, message: String| Diagnostic {
-        embedded_only: true,
-        ..warn(o, field, message)
-    };
-    let deployments: Vec<(&Object, &Deployment)> = objects
-        .iter()
-        .filter_map(|o| match &o.resource {
-            Resource::Deployment(d) => Some((o, &**d)),
-            _ => None,
-        })
-        .collect();
-    // Services and DestinationRule subsets by (namespace, name), once.
-    let mut services: HashMap<(&str, &str), &Service> = HashMap::new();
-    let mut subsets: HashMap<(String, String), Vec<&str>> = HashMap::new();
-    for o in objects {
-        match &o.resource {
-            Resource::Service(s) => {
-                services.insert((o.resource.namespace(), o.resource.name()), &**s);
+/// What the cross-resource checks look up, built once per analysis:
+/// Deployments, Services and DestinationRule subsets by name, pods by
+/// label, and the image map.
+struct Index<'a> {
+    objects: &'a [Object],
+    images: &'a ImageMap,
+    deployments: Vec<(&'a Object, &'a Deployment)>,
+    services: HashMap<(&'a str, &'a str), &'a Service>,
+    subsets: HashMap<(String, String), Vec<&'a str>>,
+    pods: Pods<'a>,
+    empty: Labels,
+}
+
+impl<'a> Index<'a> {
+    fn of(objects: &'a [Object], images: &'a ImageMap) -> Self {
+        let deployments = objects
+            .iter()
+            .filter_map(|o| match &o.resource {
+                Resource::Deployment(d) => Some((o, &**d)),
+                _ => None,
+            })
+            .collect();
+        let mut services = HashMap::new();
+        let mut subsets: HashMap<(String, String), Vec<&str>> = HashMap::new();
+        for o in objects {
+            match &o.resource {
+                Resource::Service(s) => {
+                    services.insert((o.resource.namespace(), o.resource.name()), &**s);
+                }
+                Resource::DestinationRule(dr) => subsets
+                    .entry(service_for_host(&dr.spec.host, o.resource.namespace()))
+                    .or_default()
+                    .extend(dr.spec.subsets.iter().map(|s| s.name.as_str())),
+                _ => {}
             }
-            Resource::DestinationRule(dr) => subsets
-                .entry(service_for_host(&dr.spec.host, o.resource.namespace()))
-                .or_default()
-                .extend(dr.spec.subsets.iter().map(|s| s.name.as_str())),
-            _ => {}
+        }
+        Self {
+            objects,
+            images,
+            deployments,
+            services,
+            subsets,
+            pods: Pods::of(objects),
+            empty: Labels::new(),
         }
     }
-    let pods = Pods::of(objects);
-    let service_ports = |ns: &str, name: &str| -> Vec<u32> {
-        services
+
+    /// The ports of Service `ns/name`.
+    fn service_ports(&self, ns: &str, name: &str) -> Vec<u32> {
+        self.services
             .get(&(ns, name))
             .map(|s| {
                 s.spec
@@ -139,274 +153,349 @@ pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
                     .collect()
             })
             .unwrap_or_default()
-    };
-    let empty = Labels::new();
-    let service_selector = |ns: &str, name: &str| -> Option<&Labels> {
-        services.get(&(ns, name)).map(|s| {
+    }
+
+    /// The selector of Service `ns/name`, if it exists.
+    fn service_selector(&self, ns: &str, name: &str) -> Option<&Labels> {
+        self.services.get(&(ns, name)).map(|s| {
             s.spec
                 .as_ref()
                 .and_then(|s| s.selector.as_ref())
-                .unwrap_or(&empty)
+                .unwrap_or(&self.empty)
         })
-    };
+    }
+}
 
+fn warn(o: &Object, field: FieldPath, message: String) -> Diagnostic {
+    o.diagnostic(Severity::Warning, field, message)
+}
+
+/// What only weir's embedded runtime needs to hear (a cluster has manual
+/// Endpoints and pulls images).
+fn warn_embedded(o: &Object, field: FieldPath, message: String) -> Diagnostic {
+    Diagnostic {
+        embedded_only: true,
+        ..warn(o, field, message)
+    }
+}
+
+/// All cross-resource warnings for a set of objects.
+pub fn analyze(objects: &[Object], images: &ImageMap) -> Vec<Diagnostic> {
+    let ix = Index::of(objects, images);
+    let mut out = Vec::new();
     for o in objects {
-        let ns = o.resource.namespace();
         match &o.resource {
-            Resource::Service(s) => {
-                let spec = s.spec.clone().unwrap_or_default();
-                let selector = spec.selector.unwrap_or_default();
-                if selector.is_empty() {
-                    out.push(warn_embedded(o, FieldPath::parse("spec.selector"), "no selector: weir has no endpoints for this Service (manual Endpoints are not implemented)".into()));
-                    continue;
-                }
-                let selected: Vec<_> = pods.selected(Some(ns), &selector).collect();
-                if selected.is_empty() {
-                    out.push(warn(
-                        o,
-                        FieldPath::parse("spec.selector"),
-                        format!("selector {} matches no pod template of a Deployment (nor a WorkloadEntry) in these manifests: the Service will have no endpoints", show(&selector)),
-                    ));
-                }
-                for (i, port) in spec.ports.iter().flatten().enumerate() {
-                    if let Some(IntOrString::String(name)) = &port.target_port {
-                        let declared = selected
-                            .iter()
-                            .any(|(d, _)| d.is_none_or(|d| container_port_named(d, name)));
-                        if !selected.is_empty() && !declared {
-                            out.push(warn(
-                                o,
-                                FieldPath::parse("spec.ports").index(i).key("targetPort"),
-                                format!("no selected pod declares a container port named {name:?}"),
-                            ));
-                        }
-                    }
-                }
-            }
+            Resource::Service(s) => service(&ix, o, s, &mut out),
             Resource::VirtualService(vs) => {
-                let gateways = vs.spec.gateways.clone().unwrap_or_default();
-                for (i, g) in gateways.iter().enumerate() {
-                    if g == MESH_GATEWAY {
-                        continue;
-                    }
-                    let (g_ns, g_name) = g.split_once('/').unwrap_or((ns, g));
-                    let gateway = objects.iter().find_map(|o| match &o.resource {
-                        Resource::Gateway(gw)
-                            if o.resource.namespace() == g_ns && o.resource.name() == g_name =>
-                        {
-                            Some(gw)
-                        }
-                        _ => None,
-                    });
-                    let Some(gateway) = gateway else {
-                        out.push(warn(
-                            o,
-                            FieldPath::parse("spec.gateways").index(i),
-                            format!("Referenced gateway not found: {g:?} (IST0101)"),
-                        ));
-                        continue;
-                    };
-                    let gw_hosts = gateway_hosts_for(&gateway.spec, g_ns, ns);
-                    let served = |h: &String| gw_hosts.iter().any(|gh| hosts_overlap(gh, h));
-                    if !vs.spec.hosts.iter().any(served) {
-                        out.push(warn(
-                            o,
-                            FieldPath::parse("spec.gateways").index(i),
-                            format!(
-                                "one or more host {:?} defined in VirtualService {ns}/{} not found in Gateway {g_ns}/{g_name} (IST0132)",
-                                vs.spec.hosts,
-                                o.resource.name()
-                            ),
-                        ));
-                    } else {
-                        for (h, host) in vs.spec.hosts.iter().enumerate() {
-                            if !served(host) {
-                                out.push(warn(
-                                    o,
-                                    FieldPath::parse("spec.hosts").index(h),
-                                    format!("host {host:?} is not among Gateway {g_ns}/{g_name}'s hosts: its listeners will not route it"),
-                                ));
-                            }
-                        }
-                    }
-                }
-                for (at, message) in unreachable_rules(&vs.spec.http) {
-                    out.push(warn(o, at, message));
-                }
-                for (r, rule) in vs.spec.http.iter().enumerate() {
-                    let rule_at = FieldPath::parse("spec.http").index(r);
-                    let mut dests: Vec<(FieldPath, &crate::istio::Destination)> = rule
-                        .route
-                        .iter()
-                        .flatten()
-                        .enumerate()
-                        .map(|(d, dest)| {
-                            (
-                                rule_at.key("route").index(d).key("destination"),
-                                &dest.destination,
-                            )
-                        })
-                        .collect();
-                    if let Some(m) = &rule.mirror {
-                        dests.push((rule_at.key("mirror"), m));
-                    }
-                    for (at, dest) in dests {
-                        let (d_ns, d_name) = service_for_host(&dest.host, ns);
-                        if service_selector(&d_ns, &d_name).is_none() {
-                            out.push(warn(o, at.key("host"), format!("Referenced host not found: {:?} (IST0101): requests routed here get 503", dest.host)));
-                            continue;
-                        }
-                        if let Some(port) = &dest.port
-                            && !service_ports(&d_ns, &d_name).contains(&port.number)
-                        {
-                            out.push(warn(
-                                o,
-                                at.key("port").key("number"),
-                                format!("Referenced host:port not found: \"{}:{}\" (IST0101): requests routed here get 503", dest.host, port.number),
-                            ));
-                        }
-                        let Some(subset) = &dest.subset else { continue };
-                        let defined = subsets
-                            .get(&(d_ns.clone(), d_name.clone()))
-                            .is_some_and(|names| names.contains(&subset.as_str()));
-                        if !defined {
-                            out.push(warn(
-                                o,
-                                at.key("subset"),
-                                format!("Referenced host+subset in destinationrule not found: \"{}+{subset}\" (IST0101): requests routed here get 503 NC", dest.host),
-                            ));
-                        }
-                    }
-                }
+                virtual_service_gateways(&ix, o, vs, &mut out);
+                virtual_service_destinations(&ix, o, vs, &mut out);
             }
-            Resource::DestinationRule(dr) => {
-                let (d_ns, d_name) = service_for_host(&dr.spec.host, ns);
-                let Some(selector) = service_selector(&d_ns, &d_name) else {
-                    out.push(warn(
-                        o,
-                        FieldPath::parse("spec.host"),
-                        format!(
-                            "The host {:?} defined in the DestinationRule does not match any services in the mesh (IST0174)",
-                            dr.spec.host
-                        ),
-                    ));
-                    continue;
-                };
-                for (i, subset) in dr.spec.subsets.iter().enumerate() {
-                    let mut wanted = selector.clone();
-                    wanted.extend(subset.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    let at = FieldPath::parse("spec.subsets").index(i);
-                    // Istio looks for a matching pod in every namespace;
-                    // the Service's endpoints are only those of its own.
-                    if pods.selected(None, &wanted).next().is_none() {
-                        out.push(warn(
-                            o,
-                            at,
-                            format!("subset {:?} selects no pods (labels {}): requests routed to it get 503 UH (IST0173)", subset.name, show(&wanted)),
-                        ));
-                    } else if pods.selected(Some(&d_ns), &wanted).next().is_none() {
-                        out.push(warn(
-                            o,
-                            at,
-                            format!("subset {:?} selects pods only outside namespace {d_ns} (labels {}): the Service's endpoints are in {d_ns}, so requests routed to it get 503 UH", subset.name, show(&wanted)),
-                        ));
-                    }
-                }
-            }
-            Resource::HpaV1(_) | Resource::HpaV2(_) => {
-                let (kind, name) = match &o.resource {
-                    Resource::HpaV1(h) => Some((
-                        h.spec.scale_target_ref.kind.clone(),
-                        h.spec.scale_target_ref.name.clone(),
-                    )),
-                    Resource::HpaV2(h) => Some((
-                        h.spec.scale_target_ref.kind.clone(),
-                        h.spec.scale_target_ref.name.clone(),
-                    )),
-                    _ => None,
-                }
-                .unwrap_or_default();
-                let target = deployments
-                    .iter()
-                    .find(|(t, _)| t.resource.namespace() == ns && t.resource.name() == name);
-                match target {
-                    None if kind == "Deployment" => out.push(warn(
-                        o,
-                        FieldPath::parse("spec.scaleTargetRef.name"),
-                        format!("Deployment {name:?} not found in these manifests"),
-                    )),
-                    None => {}
-                    Some((t, d)) => {
-                        if let Some(replicas) = d.spec.replicas {
-                            out.push(warn(
-                                t,
-                                FieldPath::parse("spec.replicas"),
-                                format!("replicas is set while HorizontalPodAutoscaler {:?} scales this Deployment: every apply sets the count back to {replicas} (the file wins, as with kubectl apply) until the HPA scales it again; leave replicas out and let the HPA own it, as the Kubernetes docs advise", o.resource.name()),
-                            ));
-                        }
-                        for c in d
-                            .spec
-                            .template
-                            .spec
-                            .iter()
-                            .flat_map(|p| p.containers.iter())
-                        {
-                            let has_cpu = c
-                                .resources
-                                .as_ref()
-                                .and_then(|r| r.requests.as_ref())
-                                .is_some_and(|r| r.contains_key("cpu"));
-                            if !has_cpu {
-                                out.push(warn(
-                                    o,
-                                    FieldPath::parse("spec.scaleTargetRef"),
-                                    format!("missing request for cpu in container {:?} of Deployment {name:?}: the autoscaler will not take any action", c.name),
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
-            Resource::Deployment(d) => {
-                let containers = d
-                    .spec
-                    .template
-                    .spec
-                    .iter()
-                    .flat_map(|p| p.containers.iter());
-                for (i, c) in containers.enumerate() {
-                    let image = c.image.clone().unwrap_or_default();
-                    if !image.is_empty() && images.program_for(&image).is_none() {
-                        out.push(warn_embedded(
-                            o,
-                            FieldPath::parse("spec.template.spec.containers").index(i).key("image"),
-                            format!("no local program for image {image:?}: add `{image} = PROGRAM` to {} beside the manifests (or `weir up --image`), or the embedded runtime cannot run this pod", crate::images::IMAGE_MAP_FILE),
-                        ));
-                    }
-                }
-            }
-            Resource::Rollout(ro) => {
-                let resources = objects.iter().map(|o| &o.resource);
-                for p in crate::rollout_references::check_references(ns, &ro.spec, resources) {
-                    // An absent object may exist where the manifests are
-                    // applied; `weir apply` checks again against that.
-                    let severity = if p.absent {
-                        Severity::Warning
-                    } else {
-                        Severity::Error
-                    };
-                    let message = if p.absent {
-                        format!("{} in these manifests", p.message)
-                    } else {
-                        p.message
-                    };
-                    out.push(o.diagnostic(severity, p.field, message));
-                }
-            }
+            Resource::DestinationRule(dr) => destination_rule(&ix, o, dr, &mut out),
+            Resource::HpaV1(_) | Resource::HpaV2(_) => hpa(&ix, o, &mut out),
+            Resource::Deployment(d) => deployment_images(&ix, o, d, &mut out),
+            Resource::Rollout(ro) => rollout(o, ro, objects, &mut out),
             Resource::Gateway(_) | Resource::WorkloadEntry(_) | Resource::Ingress(_) => {}
         }
     }
     out
+}
+
+/// A Service selects pods, and the container ports its target ports name.
+fn service(ix: &Index<'_>, o: &Object, s: &Service, out: &mut Vec<Diagnostic>) {
+    let ns = o.resource.namespace();
+    let spec = s.spec.clone().unwrap_or_default();
+    let selector = spec.selector.unwrap_or_default();
+    if selector.is_empty() {
+        out.push(warn_embedded(o, FieldPath::parse("spec.selector"), "no selector: weir has no endpoints for this Service (manual Endpoints are not implemented)".into()));
+        return;
+    }
+    let selected: Vec<_> = ix.pods.selected(Some(ns), &selector).collect();
+    if selected.is_empty() {
+        out.push(warn(
+            o,
+            FieldPath::parse("spec.selector"),
+            format!("selector {} matches no pod template of a Deployment (nor a WorkloadEntry) in these manifests: the Service will have no endpoints", show(&selector)),
+        ));
+    }
+    for (i, port) in spec.ports.iter().flatten().enumerate() {
+        if let Some(IntOrString::String(name)) = &port.target_port {
+            let declared = selected
+                .iter()
+                .any(|(d, _)| d.is_none_or(|d| container_port_named(d, name)));
+            if !selected.is_empty() && !declared {
+                out.push(warn(
+                    o,
+                    FieldPath::parse("spec.ports").index(i).key("targetPort"),
+                    format!("no selected pod declares a container port named {name:?}"),
+                ));
+            }
+        }
+    }
+}
+
+/// A VirtualService's gateways exist and serve its hosts (IST0101, IST0132).
+fn virtual_service_gateways(
+    ix: &Index<'_>,
+    o: &Object,
+    vs: &IstioObject<VirtualServiceSpec>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let ns = o.resource.namespace();
+    let gateways = vs.spec.gateways.clone().unwrap_or_default();
+    for (i, g) in gateways.iter().enumerate() {
+        if g == MESH_GATEWAY {
+            continue;
+        }
+        let (g_ns, g_name) = g.split_once('/').unwrap_or((ns, g));
+        let gateway = ix.objects.iter().find_map(|o| match &o.resource {
+            Resource::Gateway(gw)
+                if o.resource.namespace() == g_ns && o.resource.name() == g_name =>
+            {
+                Some(gw)
+            }
+            _ => None,
+        });
+        let Some(gateway) = gateway else {
+            out.push(warn(
+                o,
+                FieldPath::parse("spec.gateways").index(i),
+                format!("Referenced gateway not found: {g:?} (IST0101)"),
+            ));
+            continue;
+        };
+        let gw_hosts = gateway_hosts_for(&gateway.spec, g_ns, ns);
+        let served = |h: &String| gw_hosts.iter().any(|gh| hosts_overlap(gh, h));
+        if !vs.spec.hosts.iter().any(served) {
+            out.push(warn(
+                o,
+                FieldPath::parse("spec.gateways").index(i),
+                format!(
+                    "one or more host {:?} defined in VirtualService {ns}/{} not found in Gateway {g_ns}/{g_name} (IST0132)",
+                    vs.spec.hosts,
+                    o.resource.name()
+                ),
+            ));
+        } else {
+            for (h, host) in vs.spec.hosts.iter().enumerate() {
+                if !served(host) {
+                    out.push(warn(
+                        o,
+                        FieldPath::parse("spec.hosts").index(h),
+                        format!("host {host:?} is not among Gateway {g_ns}/{g_name}'s hosts: its listeners will not route it"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A VirtualService's rules are reachable and its destinations exist: the
+/// host, its port, the subset (IST0101).
+fn virtual_service_destinations(
+    ix: &Index<'_>,
+    o: &Object,
+    vs: &IstioObject<VirtualServiceSpec>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let ns = o.resource.namespace();
+    for (at, message) in unreachable_rules(&vs.spec.http) {
+        out.push(warn(o, at, message));
+    }
+    for (r, rule) in vs.spec.http.iter().enumerate() {
+        let rule_at = FieldPath::parse("spec.http").index(r);
+        let mut dests: Vec<(FieldPath, &crate::istio::Destination)> = rule
+            .route
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(d, dest)| {
+                (
+                    rule_at.key("route").index(d).key("destination"),
+                    &dest.destination,
+                )
+            })
+            .collect();
+        if let Some(m) = &rule.mirror {
+            dests.push((rule_at.key("mirror"), m));
+        }
+        for (at, dest) in dests {
+            let (d_ns, d_name) = service_for_host(&dest.host, ns);
+            if ix.service_selector(&d_ns, &d_name).is_none() {
+                out.push(warn(
+                    o,
+                    at.key("host"),
+                    format!(
+                        "Referenced host not found: {:?} (IST0101): requests routed here get 503",
+                        dest.host
+                    ),
+                ));
+                continue;
+            }
+            if let Some(port) = &dest.port
+                && !ix.service_ports(&d_ns, &d_name).contains(&port.number)
+            {
+                out.push(warn(
+                    o,
+                    at.key("port").key("number"),
+                    format!("Referenced host:port not found: \"{}:{}\" (IST0101): requests routed here get 503", dest.host, port.number),
+                ));
+            }
+            let Some(subset) = &dest.subset else { continue };
+            let defined = ix
+                .subsets
+                .get(&(d_ns.clone(), d_name.clone()))
+                .is_some_and(|names| names.contains(&subset.as_str()));
+            if !defined {
+                out.push(warn(
+                    o,
+                    at.key("subset"),
+                    format!("Referenced host+subset in destinationrule not found: \"{}+{subset}\" (IST0101): requests routed here get 503 NC", dest.host),
+                ));
+            }
+        }
+    }
+}
+
+/// A DestinationRule's host is a Service and each subset selects pods
+/// (IST0174, IST0173).
+fn destination_rule(
+    ix: &Index<'_>,
+    o: &Object,
+    dr: &IstioObject<DestinationRuleSpec>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let ns = o.resource.namespace();
+    let (d_ns, d_name) = service_for_host(&dr.spec.host, ns);
+    let Some(selector) = ix.service_selector(&d_ns, &d_name) else {
+        out.push(warn(
+            o,
+            FieldPath::parse("spec.host"),
+            format!(
+                "The host {:?} defined in the DestinationRule does not match any services in the mesh (IST0174)",
+                dr.spec.host
+            ),
+        ));
+        return;
+    };
+    for (i, subset) in dr.spec.subsets.iter().enumerate() {
+        let mut wanted = selector.clone();
+        wanted.extend(subset.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let at = FieldPath::parse("spec.subsets").index(i);
+        // Istio looks for a matching pod in every namespace;
+        // the Service's endpoints are only those of its own.
+        if ix.pods.selected(None, &wanted).next().is_none() {
+            out.push(warn(
+                o,
+                at,
+                format!("subset {:?} selects no pods (labels {}): requests routed to it get 503 UH (IST0173)", subset.name, show(&wanted)),
+            ));
+        } else if ix.pods.selected(Some(&d_ns), &wanted).next().is_none() {
+            out.push(warn(
+                o,
+                at,
+                format!("subset {:?} selects pods only outside namespace {d_ns} (labels {}): the Service's endpoints are in {d_ns}, so requests routed to it get 503 UH", subset.name, show(&wanted)),
+            ));
+        }
+    }
+}
+
+/// An HPA's target exists, leaves `replicas` to it, and requests CPU.
+fn hpa(ix: &Index<'_>, o: &Object, out: &mut Vec<Diagnostic>) {
+    let ns = o.resource.namespace();
+    let (kind, name) = match &o.resource {
+        Resource::HpaV1(h) => Some((
+            h.spec.scale_target_ref.kind.clone(),
+            h.spec.scale_target_ref.name.clone(),
+        )),
+        Resource::HpaV2(h) => Some((
+            h.spec.scale_target_ref.kind.clone(),
+            h.spec.scale_target_ref.name.clone(),
+        )),
+        _ => None,
+    }
+    .unwrap_or_default();
+    let target = ix
+        .deployments
+        .iter()
+        .find(|(t, _)| t.resource.namespace() == ns && t.resource.name() == name);
+    match target {
+        None if kind == "Deployment" => out.push(warn(
+            o,
+            FieldPath::parse("spec.scaleTargetRef.name"),
+            format!("Deployment {name:?} not found in these manifests"),
+        )),
+        None => {}
+        Some((t, d)) => {
+            if let Some(replicas) = d.spec.replicas {
+                out.push(warn(
+                    t,
+                    FieldPath::parse("spec.replicas"),
+                    format!("replicas is set while HorizontalPodAutoscaler {:?} scales this Deployment: every apply sets the count back to {replicas} (the file wins, as with kubectl apply) until the HPA scales it again; leave replicas out and let the HPA own it, as the Kubernetes docs advise", o.resource.name()),
+                ));
+            }
+            for c in d
+                .spec
+                .template
+                .spec
+                .iter()
+                .flat_map(|p| p.containers.iter())
+            {
+                let has_cpu = c
+                    .resources
+                    .as_ref()
+                    .and_then(|r| r.requests.as_ref())
+                    .is_some_and(|r| r.contains_key("cpu"));
+                if !has_cpu {
+                    out.push(warn(
+                        o,
+                        FieldPath::parse("spec.scaleTargetRef"),
+                        format!("missing request for cpu in container {:?} of Deployment {name:?}: the autoscaler will not take any action", c.name),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Each container's image has a local program for the embedded runtime.
+fn deployment_images(ix: &Index<'_>, o: &Object, d: &Deployment, out: &mut Vec<Diagnostic>) {
+    let containers = d
+        .spec
+        .template
+        .spec
+        .iter()
+        .flat_map(|p| p.containers.iter());
+    for (i, c) in containers.enumerate() {
+        let image = c.image.clone().unwrap_or_default();
+        if !image.is_empty() && ix.images.program_for(&image).is_none() {
+            out.push(warn_embedded(
+                o,
+                FieldPath::parse("spec.template.spec.containers").index(i).key("image"),
+                format!("no local program for image {image:?}: add `{image} = PROGRAM` to {} beside the manifests (or `weir up --image`), or the embedded runtime cannot run this pod", crate::images::IMAGE_MAP_FILE),
+            ));
+        }
+    }
+}
+
+/// What a Rollout refers to exists and can be shifted.
+fn rollout(o: &Object, ro: &Rollout, objects: &[Object], out: &mut Vec<Diagnostic>) {
+    let ns = o.resource.namespace();
+    let resources = objects.iter().map(|o| &o.resource);
+    for p in crate::rollout_references::check_references(ns, &ro.spec, resources) {
+        // An absent object may exist where the manifests are
+        // applied; `weir apply` checks again against that.
+        let severity = if p.absent {
+            Severity::Warning
+        } else {
+            Severity::Error
+        };
+        let message = if p.absent {
+            format!("{} in these manifests", p.message)
+        } else {
+            p.message
+        };
+        out.push(o.diagnostic(severity, p.field, message));
+    }
 }
 
 /// What a Service or subset can select in `namespace`: Deployments' pod

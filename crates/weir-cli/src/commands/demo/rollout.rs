@@ -248,34 +248,7 @@ pub async fn run(demo: &mut Demo, session: &Session) -> Vec<ObjectRef> {
         "Ship a bad v2 (10 % of answers 500) and start over from v1",
         "weir delete rollout my-app; weir route my-app v1=100 v2=0; weir apply -f app-v2-bad.yaml",
     );
-    let reset = async {
-        backend
-            .delete(&[rollout_ref()])
-            .await
-            .map_err(|e| e.to_string())?;
-        route_my_app(backend, 100, 0)
-            .await
-            .map_err(|e| e.to_string())?;
-        let v2 = super::FILES
-            .iter()
-            .find(|(f, _)| *f == "app-v2.yaml")
-            .map(|(_, t)| *t)
-            .unwrap_or_default();
-        if !v2.contains(V2_ENV) {
-            return Err("app-v2.yaml has no VERSION env to add the knob after".to_owned());
-        }
-        let bad = v2.replace(
-            V2_ENV,
-            &format!("{V2_ENV}        - name: ERROR_PERCENT\n          value: \"10\"\n"),
-        );
-        apply_text(backend, &work, "app-v2-bad.yaml", &bad).await?;
-        if updated(backend, "my-app-v2", Duration::from_secs(60)).await {
-            Ok(())
-        } else {
-            Err("the bad v2 was not ready within 60s".to_owned())
-        }
-    };
-    let reset: Result<(), String> = reset.await;
+    let reset = ship_bad_v2(backend, &work).await;
     let ok = reset.is_ok();
     if !demo.record(
         "v1 serves everything, the bad v2 is ready",
@@ -335,6 +308,36 @@ pub async fn run(demo: &mut Demo, session: &Session) -> Vec<ObjectRef> {
         ),
     );
     vec![rollout_ref()]
+}
+
+/// Back to v1 (the Rollout deleted, every request to v1), and a v2 that
+/// answers 10 % of requests with 500, ready.
+async fn ship_bad_v2(backend: &LocalBackend, work: &std::path::Path) -> Result<(), String> {
+    backend
+        .delete(&[rollout_ref()])
+        .await
+        .map_err(|e| e.to_string())?;
+    route_my_app(backend, 100, 0)
+        .await
+        .map_err(|e| e.to_string())?;
+    let v2 = super::FILES
+        .iter()
+        .find(|(f, _)| *f == "app-v2.yaml")
+        .map(|(_, t)| *t)
+        .unwrap_or_default();
+    if !v2.contains(V2_ENV) {
+        return Err("app-v2.yaml has no VERSION env to add the knob after".to_owned());
+    }
+    let bad = v2.replace(
+        V2_ENV,
+        &format!("{V2_ENV}        - name: ERROR_PERCENT\n          value: \"10\"\n"),
+    );
+    apply_text(backend, work, "app-v2-bad.yaml", &bad).await?;
+    if updated(backend, "my-app-v2", Duration::from_secs(60)).await {
+        Ok(())
+    } else {
+        Err("the bad v2 was not ready within 60s".to_owned())
+    }
 }
 
 /// Stops the demo's load however the scenario ends.

@@ -374,48 +374,24 @@ async fn doctor_passes_on_a_ready_cluster_and_names_each_fix() {
 async fn walkthrough_on_a_real_cluster() {
     let context =
         std::env::var("WEIR_TEST_CONTEXT").expect("WEIR_TEST_CONTEXT names a kubeconfig context");
-    let run = |args: Vec<String>| {
-        let context = context.clone();
-        async move {
-            let mut all = args;
-            all.extend(["--context".to_owned(), context]);
-            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-            // Longer than the longest wait a command here is given
-            // (`verify --within 180s`, `--timeout=180s`).
-            weir_for(&refs, &[], Duration::from_secs(240)).await
-        }
+    let c = RealCluster {
+        context: context.clone(),
     };
     let manifests = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../deploy/kubernetes")
         .display()
         .to_string();
-    let out = run(vec!["doctor".into()]).await;
+    let out = c.run(&["doctor"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    let out = run(vec!["apply".into(), "-f".into(), manifests.clone()]).await;
+    let out = c.run(&["apply", "-f", &manifests]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = run(vec![
-        "verify".into(),
-        "--replicas".into(),
-        "my-app-v2>=1".into(),
-        "--within".into(),
-        "180s".into(),
-    ])
-    .await;
+    let out = c
+        .run(&["verify", "--replicas", "my-app-v2>=1", "--within", "180s"])
+        .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    let out = run(vec![
-        "verify".into(),
-        "--expect".into(),
-        "v1=90,v2=10".into(),
-    ])
-    .await;
+    let out = c.run(&["verify", "--expect", "v1=90,v2=10"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    let out = run(vec![
-        "route".into(),
-        "my-app".into(),
-        "v1=0".into(),
-        "v2=100".into(),
-    ])
-    .await;
+    let out = c.run(&["route", "my-app", "v1=0", "v2=100"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     // How it confirmed: from the gateway's own Envoy routes (the context's
     // user may port-forward in istio-system, as a cluster admin can).
@@ -424,35 +400,25 @@ async fn walkthrough_on_a_real_cluster() {
         "{}",
         text(&out.stdout)
     );
-    let out = run(vec![
-        "verify".into(),
-        "--expect".into(),
-        "v1=0,v2=100".into(),
-    ])
-    .await;
+    let out = c.run(&["verify", "--expect", "v1=0,v2=100"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 
     // Re-apply after `route`: the file's weights win (no 409 from the
     // route's Update owning spec.http).
-    let out = run(vec!["apply".into(), "-f".into(), manifests.clone()]).await;
+    let out = c.run(&["apply", "-f", &manifests]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("virtualservice.networking.istio.io/my-app configured"),
         "{}",
         text(&out.stdout)
     );
-    let out = run(vec![
-        "verify".into(),
-        "--expect".into(),
-        "v1=90,v2=10".into(),
-    ])
-    .await;
+    let out = c.run(&["verify", "--expect", "v1=90,v2=10"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 
     // Re-apply after a scale-out through the scale subresource (as the HPA
     // scales): the manifests leave replicas to the HPA, so the count stays.
     kubectl(&context, &["scale", "deployment/my-app-v1", "--replicas=2"]);
-    let out = run(vec!["apply".into(), "-f".into(), manifests.clone()]).await;
+    let out = c.run(&["apply", "-f", &manifests]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let replicas = kubectl(
         &context,
@@ -465,6 +431,45 @@ async fn walkthrough_on_a_real_cluster() {
     );
     assert_eq!(replicas.trim(), "2");
 
+    an_admission_refusal_is_the_users_input(&c).await;
+
+    // logs of an injected pod (two containers): the app's, without -c.
+    let pods = kubectl(
+        &context,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=my-app",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    let out = c.run(&["logs", pods.trim()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = c.run(&["logs", pods.trim(), "-c", "istio-proxy"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // apply -n into a namespace that does not exist: exit 2, nothing made.
+    let out = c
+        .run(&["apply", "-f", &manifests, "-n", "weir-e2e-missing"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("namespace \"weir-e2e-missing\" does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    metrics_not_ready_answers_at_once(&c).await;
+
+    let out = c.run(&["delete", "-f", &manifests]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// A route the API server's admission refuses is the user's input (exit
+/// 2, its message).
+async fn an_admission_refusal_is_the_users_input(c: &RealCluster) {
     // A route the API server's admission refuses is the user's input
     // (exit 2, its message). Istio's own webhook accepts every weight
     // change weir's checks accept, so a ValidatingAdmissionPolicy (built
@@ -493,82 +498,41 @@ spec:
   policyName: weir-e2e-no-30
   validationActions: [Deny]
 ").unwrap();
-    kubectl(&context, &["apply", "-f", policy.path().to_str().unwrap()]);
+    kubectl(
+        &c.context,
+        &["apply", "-f", policy.path().to_str().unwrap()],
+    );
     let refused = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            let out = run(vec![
-                "route".into(),
-                "my-app".into(),
-                "v1=70".into(),
-                "v2=30".into(),
-            ])
-            .await;
+            let out = c.run(&["route", "my-app", "v1=70", "v2=30"]).await;
             if out.status.code() != Some(0) {
                 return out;
             }
             // The policy takes a moment to load; put the weights back and retry.
-            run(vec![
-                "route".into(),
-                "my-app".into(),
-                "v1=90".into(),
-                "v2=10".into(),
-            ])
-            .await;
+            c.run(&["route", "my-app", "v1=90", "v2=10"]).await;
         }
     })
     .await
     .expect("the policy refuses within a minute");
-    kubectl(&context, &["delete", "-f", policy.path().to_str().unwrap()]);
+    kubectl(
+        &c.context,
+        &["delete", "-f", policy.path().to_str().unwrap()],
+    );
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
     assert!(
         text(&refused.stderr).contains("weir-e2e refuses a weight of 30"),
         "{}",
         text(&refused.stderr)
     );
+}
 
-    // logs of an injected pod (two containers): the app's, without -c.
-    let pods = kubectl(
-        &context,
-        &[
-            "get",
-            "pods",
-            "-l",
-            "app=my-app",
-            "-o",
-            "jsonpath={.items[0].metadata.name}",
-        ],
-    );
-    let out = run(vec!["logs".into(), pods.trim().to_owned()]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let out = run(vec![
-        "logs".into(),
-        pods.trim().to_owned(),
-        "-c".into(),
-        "istio-proxy".into(),
-    ])
-    .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-
-    // apply -n into a namespace that does not exist: exit 2, nothing made.
-    let out = run(vec![
-        "apply".into(),
-        "-f".into(),
-        manifests.clone(),
-        "-n".into(),
-        "weir-e2e-missing".into(),
-    ])
-    .await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("namespace \"weir-e2e-missing\" does not exist"),
-        "{}",
-        text(&out.stderr)
-    );
-
+/// doctor and top while metrics-server is not ready: at once, never a
+/// retry stall.
+async fn metrics_not_ready_answers_at_once(c: &RealCluster) {
     // doctor and top while metrics-server is not ready: at once, never a
     // retry stall; doctor names the fix, top goes on with CPU unknown.
     kubectl(
-        &context,
+        &c.context,
         &[
             "-n",
             "kube-system",
@@ -578,14 +542,14 @@ spec:
         ],
     );
     let started = tokio::time::Instant::now();
-    let out = run(vec!["doctor".into()]).await;
+    let out = c.run(&["doctor"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(
         text(&out.stdout).contains("FAIL metrics-server"),
         "{}",
         text(&out.stdout)
     );
-    let out = run(vec!["top".into(), "--once".into()]).await;
+    let out = c.run(&["top", "--once"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -593,7 +557,7 @@ spec:
         started.elapsed()
     );
     kubectl(
-        &context,
+        &c.context,
         &[
             "-n",
             "kube-system",
@@ -603,7 +567,7 @@ spec:
         ],
     );
     kubectl(
-        &context,
+        &c.context,
         &[
             "-n",
             "kube-system",
@@ -613,9 +577,21 @@ spec:
             "--timeout=180s",
         ],
     );
+}
 
-    let out = run(vec!["delete".into(), "-f".into(), manifests]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+/// The cluster `WEIR_TEST_CONTEXT` names.
+struct RealCluster {
+    context: String,
+}
+
+impl RealCluster {
+    /// `weir ARGS --context CONTEXT`, given longer than the longest wait a
+    /// command here is given (`verify --within 180s`, `--timeout=180s`).
+    async fn run(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--context", &self.context]);
+        weir_for(&all, &[], Duration::from_secs(240)).await
+    }
 }
 
 /// kubectl against the test's cluster; its stdout. The real-cluster tests

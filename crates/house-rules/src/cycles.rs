@@ -203,7 +203,8 @@ mod tests {
 
     #[test]
     fn circles_are_the_components_of_more_than_one_module() {
-        let cases: [(&[(&str, &str)], &[&[&str]]); 4] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a [&'a str]]);
+        let cases: [Case<'_>; 4] = [
             (&[("c::a", "c::b"), ("c::b", "c::c")], &[]),
             (&[("c::a", "c::b"), ("c::b", "c::a")], &[&["c::a", "c::b"]]),
             // Through five modules, with a tail that is not part of it.

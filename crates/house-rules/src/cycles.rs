@@ -40,12 +40,12 @@ pub enum Kind {
 }
 
 /// Where cargo-modules is: `$WEIR_CARGO_MODULES`, else `target/tools/bin`
-/// in the workspace (where `.ci/test-tools` links it), else on the `PATH`.
-pub fn program(root: &Path) -> PathBuf {
+/// in this workspace (where `.ci/test-tools` links it), else on the `PATH`.
+pub fn program() -> PathBuf {
     if let Some(path) = std::env::var_os("WEIR_CARGO_MODULES") {
         return PathBuf::from(path);
     }
-    let linked = root.join("target/tools/bin/cargo-modules");
+    let linked = crate::workspace_root().join("target/tools/bin/cargo-modules");
     if linked.is_file() {
         linked
     } else {
@@ -101,7 +101,7 @@ pub fn of_metadata(metadata: &Value) -> Vec<Target> {
 /// Runs cargo-modules on `target` of the workspace (or package) at
 /// `root` and returns the import circles of its module graph, as a breach.
 pub fn check(root: &Path, target: &Target) -> Result<(), Breach> {
-    let program = program(root);
+    let program = program();
     let mut command = Command::new(&program);
     command
         .args(["dependencies", "--package", &target.package])

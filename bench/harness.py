@@ -42,7 +42,7 @@ ROUTES_N = 20 if SMOKE else 1000
 RATES = [2000, 8000]
 PROXY_CPU, LG_CPU = "1", "0"
 RUN = tempfile.mkdtemp(prefix="weir-bench-")
-WEIR = os.environ.get("WEIR_BIN_DIR", os.path.join(ROOT, "target", "release"))
+WEIR = os.environ.get("WEIR_BIN_DIR", os.path.join(ROOT, "target", "dist"))
 TARGETS = {"direct": 9001, "weir": 8004, "envoy": 8001, "envoy-bare": 8006, "nginx": 8002, "haproxy": 8003, "weir-up": 8005,
            "weir-baseline": 8007, "weir-routes": 8008, "envoy-routes": 8009, "weir-up-routes": 8010, "weir-single": 8011,
            "nginx-h2c": beyond.H2C_PORTS["nginx"], "haproxy-h2c": beyond.H2C_PORTS["haproxy"]}

@@ -24,7 +24,7 @@ runtime is killed with SIGKILL and started again. It reports:
 Every process it starts it stops by PID. Run it for the build to measure,
 and for the one to compare with, in the same session:
 
-    bench/restart.py --weir target/release/weir --pods 1000
+    bench/restart.py --weir target/dist/weir --pods 1000
 """
 
 import argparse

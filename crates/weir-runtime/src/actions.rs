@@ -1,29 +1,28 @@
 //! Carrying out the controllers' actions: the one place pods are created,
-//! started and signalled and the gateway is given routes and endpoints.
-//! Over 600 lines because each action and the events it records are kept
-//! together here, the runtime's only side effects on processes and routes.
+//! started and signalled; changes to stored objects (a scale, a route's
+//! weights) and to what the gateway serves go through the one write path
+//! (`write.rs`). Over 600 lines because each action and the events it
+//! records are kept together here, the runtime's only side effects on
+//! processes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use rustix::process::Signal;
 use tokio::time::Instant;
-use weir_api::resource::{DEFAULT_NAMESPACE, Kind, ObjectRef, Resource};
-use weir_gateway::service_proxy::Binding;
-use weir_gateway::{Endpoint, RouteInputs, ServiceKey};
+use weir_api::resource::{Kind, ObjectRef, Resource};
 
 use crate::controllers::Action;
 use crate::controllers::deployment::NAME_ALPHABET;
-use crate::controllers::endpoints;
 use crate::error::RuntimeError;
-use crate::events::{EventType, Happened};
+use crate::events::EventType;
 use crate::log;
 use crate::pod_ip::allocate_ip;
 use crate::pods::{self, Phase, Pod, PodIdentity, PodKey};
 use crate::probe::{self, ProbeKind, ProbeTarget};
 use crate::process::Process;
 use crate::runtime::Runtime;
-use crate::state::{Published, State};
+use crate::state::State;
 use weir_api::rollout::RolloutSpec;
 use weir_gateway::metrics::{
     RolloutInfoLabels, RolloutLabels, RolloutMetrics, RolloutPhaseLabels, RolloutVerdictLabels,
@@ -91,13 +90,13 @@ impl Runtime {
                     replicas,
                 } => {
                     rescale_event(state, &deployment, replicas);
-                    self.persist_scale(state, &deployment, replicas);
+                    self.persist_scale(state, &deployment, replicas).await;
                 }
                 Action::ScaleAhead {
                     deployment,
                     replicas,
                 } => {
-                    if self.persist_scale(state, &deployment, replicas) {
+                    if self.persist_scale(state, &deployment, replicas).await {
                         state.scaled_ahead.insert(deployment, (now, replicas));
                     }
                 }
@@ -166,8 +165,7 @@ impl Runtime {
         );
         let config_error = pod.id.config_error.clone();
         state.pods.insert(pod.key(), pod);
-        note(
-            state,
+        state.note(
             &pod_ref,
             EventType::Normal,
             "Scheduled",
@@ -176,8 +174,7 @@ impl Runtime {
         );
         scaled_event(state, deployment, template_hash, "up");
         if let Some(why) = config_error {
-            note(
-                state,
+            state.note(
                 &pod_ref,
                 EventType::Warning,
                 "Failed",
@@ -188,13 +185,17 @@ impl Runtime {
         true
     }
 
-    /// Stores `deployment`'s new replica count; whether it exists.
-    fn persist_scale(&self, state: &mut State, deployment: &ObjectRef, replicas: i32) -> bool {
-        let Some(resource) = state.objects.set_replicas(deployment, replicas) else {
+    /// Writes `deployment`'s new replica count; whether it exists.
+    async fn persist_scale(
+        &self,
+        state: &mut State,
+        deployment: &ObjectRef,
+        replicas: i32,
+    ) -> bool {
+        let Some(resource) = state.objects.with_replicas(deployment, replicas) else {
             return false;
         };
-        let resource = resource.clone();
-        if let Err(e) = self.store_objects(state, &[resource], &[]) {
+        if let Err(e) = self.write(state, &[resource], &[]).await {
             log(&format!(
                 "cannot persist the new scale of {deployment}: {e}"
             ));
@@ -292,59 +293,6 @@ impl Runtime {
                 }
             }
         }))
-    }
-
-    /// Pushes routes and endpoints to the gateway.
-    async fn publish(
-        &self,
-        state: &mut State,
-        endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
-    ) -> Result<(), RuntimeError> {
-        let routes = route_inputs(&state.objects, &state.meta);
-        self.gateway.set_all(routes, endpoints.clone()).await?;
-        for (service, port, at, binding) in self.gateway.service_bindings().await {
-            let object = ObjectRef {
-                kind: Kind::Service,
-                namespace: service.0,
-                name: service.1,
-            };
-            let (kind, reason, message) = match binding {
-                Binding::Mapped(other) => (
-                    EventType::Normal,
-                    "PortMapped",
-                    format!(
-                        "port {port} at {at} needs privileges weir does not have: served at {other}"
-                    ),
-                ),
-                Binding::Unbound(why) => (
-                    EventType::Warning,
-                    "FailedToBind",
-                    format!(
-                        "can't open port {port} at {at}: {why}; every other Service port is served, and this one is tried again at the next change"
-                    ),
-                ),
-            };
-            log(&format!(
-                "service {}/{}: {message}",
-                object.namespace, object.name
-            ));
-            note(state, &object, kind, reason, message, "kube-proxy");
-        }
-        state.published = Some(Published {
-            route_generation: state.objects.route_generation(),
-            endpoints,
-        });
-        Ok(())
-    }
-
-    /// Pushes the current routes and endpoints if the gateway serves others
-    /// (the API side's path: it must know the gateway took them).
-    pub(crate) async fn sync_gateway(&self, state: &mut State) -> Result<(), RuntimeError> {
-        let endpoints = endpoints::ready_endpoints(&state.objects, &state.pods);
-        if endpoints::needs_publish(&state.objects, &endpoints, state.published.as_ref()) {
-            self.publish(state, endpoints).await?;
-        }
-        Ok(())
     }
 
     /// A new pod of `deployment` from its current template: name, IP,
@@ -607,27 +555,6 @@ fn pod_object(key: &PodKey) -> ObjectRef {
     }
 }
 
-/// Records an event now.
-fn note(
-    state: &mut State,
-    object: &ObjectRef,
-    kind: EventType,
-    reason: &str,
-    message: String,
-    source: &'static str,
-) {
-    state.events.record(
-        object,
-        Happened {
-            kind,
-            reason,
-            message,
-            source,
-        },
-        std::time::SystemTime::now(),
-    );
-}
-
 /// The Deployment controller's event for a pod of `template_hash` created
 /// or terminated: its replica set's new size.
 fn scaled_event(state: &mut State, deployment: &ObjectRef, template_hash: &str, direction: &str) {
@@ -641,8 +568,7 @@ fn scaled_event(state: &mut State, deployment: &ObjectRef, template_hash: &str, 
                 && p.phase != crate::pods::Phase::Terminating
         })
         .count();
-    note(
-        state,
+    state.note(
         deployment,
         EventType::Normal,
         "ScalingReplicaSet",
@@ -678,8 +604,7 @@ fn rescale_event(state: &mut State, deployment: &ObjectRef, replicas: i32) {
         "All metrics below target"
     };
     for hpa in hpas {
-        note(
-            state,
+        state.note(
             &hpa,
             EventType::Normal,
             "SuccessfulRescale",
@@ -687,28 +612,6 @@ fn rescale_event(state: &mut State, deployment: &ObjectRef, replicas: i32) {
             "horizontal-pod-autoscaler",
         );
     }
-}
-
-/// The gateway's routes for `objects`. ingress-nginx gives a host and path
-/// to the oldest Ingress that claims it: the Ingresses come in that order.
-pub(crate) fn route_inputs(
-    objects: &crate::state::Objects,
-    meta: &std::collections::BTreeMap<ObjectRef, crate::store::ObjectMeta>,
-) -> RouteInputs {
-    let mut routes = RouteInputs::from_resources(objects.iter().cloned());
-    routes.ingresses.sort_by_cached_key(|i| {
-        let object = ObjectRef {
-            kind: Kind::Ingress,
-            namespace: i
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
-            name: i.metadata.name.clone().unwrap_or_default(),
-        };
-        (meta.get(&object).map(|m| m.created), object)
-    });
-    routes
 }
 
 /// A pod's termination begun, with its events.
@@ -726,8 +629,7 @@ fn terminate(state: &mut State, key: &PodKey, now: Instant) {
         },
         pod.id.template_hash.clone(),
     );
-    note(
-        state,
+    state.note(
         &pod_object(key),
         EventType::Normal,
         "Killing",
@@ -748,8 +650,7 @@ fn record_exit(
     now: Instant,
 ) {
     if let Some(container) = state.pods.get(key).map(|p| p.id.container.name.clone()) {
-        note(
-            state,
+        state.note(
             &pod_object(key),
             EventType::Warning,
             "BackOff",
@@ -779,8 +680,7 @@ fn started_event(state: &mut State, key: &PodKey) {
         .filter(|p| p.process.is_some())
         .map(|p| p.id.container.name.clone())
     {
-        note(
-            state,
+        state.note(
             &pod_object(key),
             EventType::Normal,
             "Started",

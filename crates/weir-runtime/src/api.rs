@@ -1,7 +1,6 @@
 //! The runtime's API side, what the admin socket serves: apply, delete,
-//! list and route changes. Every write goes through one persistence helper
-//! ([`Runtime::store_objects`]) and, for routes, through the gateway before
-//! it is answered; a rejected write changes nothing.
+//! list and route changes. Every write goes through the runtime's one write
+//! path ([`Runtime::write`], `write.rs`); a rejected write changes nothing.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,33 +23,10 @@ use crate::image_scope::{ProgramChange, programs_after_apply};
 use crate::pods::{self, Phase, Pod};
 use crate::runtime::Runtime;
 use crate::state::State;
-use crate::store::{DeploymentPrograms, StoredObject, Written};
+use crate::store::{DeploymentPrograms, Written};
 use weir_rollout::engine::{CommandIntent, RolloutStatus};
 
 impl Runtime {
-    /// Stores objects (and their Deployments' programs) in one transaction.
-    pub(crate) fn store_objects(
-        &self,
-        state: &mut State,
-        resources: &[Resource],
-        programs: &[DeploymentPrograms],
-    ) -> Result<Vec<Written>, RuntimeError> {
-        let stored: Vec<StoredObject> = resources
-            .iter()
-            .map(|r| StoredObject {
-                object: r.object_ref(),
-                manifest: serde_json::to_string(r).unwrap_or_default(),
-            })
-            .collect();
-        let written = self.store.apply(&stored, programs)?;
-        // Creation times, uids and generations as the store now has them.
-        match self.store.object_meta() {
-            Ok(meta) => state.meta = meta.into_iter().collect(),
-            Err(e) => crate::log(&format!("cannot read object metadata: {e}")),
-        }
-        Ok(written)
-    }
-
     /// Applies manifests (the texts the CLI loaded, loaded again here
     /// through the same typed path), all or nothing.
     pub async fn apply(
@@ -83,24 +59,7 @@ impl Runtime {
                 entries: pairs(map),
             })
             .collect();
-        // The gateway must accept the new routes (and bind any new Gateway
-        // port) before anything is stored; if it cannot, nothing changes.
-        let previous = state.objects.clone();
-        for r in &resources {
-            state.objects.insert(r.clone());
-        }
-        let written = match self.sync_gateway(&mut state).await {
-            Ok(()) => self.store_objects(&mut state, &resources, &stored_programs),
-            Err(e) => Err(e),
-        };
-        let written = match written {
-            Ok(w) => w,
-            Err(e) => {
-                state.objects = previous;
-                let _ = self.sync_gateway(&mut state).await;
-                return Err(e);
-            }
-        };
+        let written = self.write(&mut state, &resources, &stored_programs).await?;
         for (d, (map, changes)) in programs {
             for change in changes {
                 crate::log(&format!("{}/{}: {}", d.namespace, d.name, change.message()));
@@ -118,7 +77,6 @@ impl Runtime {
             state.programs.insert((d.namespace, d.name), map);
         }
         drop(state);
-        self.wake.notify_one();
         Ok(resources
             .iter()
             .zip(written)
@@ -288,12 +246,9 @@ impl Runtime {
         if !matches!(state.objects.get(deployment), Some(Resource::Deployment(_))) {
             return Err(RuntimeError::NotFound(deployment.clone()));
         }
-        if let Some(resource) = state.objects.set_replicas(deployment, replicas) {
-            let resource = resource.clone();
-            self.store_objects(&mut state, &[resource], &[])?;
+        if let Some(resource) = state.objects.with_replicas(deployment, replicas) {
+            self.write(&mut state, &[resource], &[]).await?;
         }
-        drop(state);
-        self.wake.notify_one();
         Ok(())
     }
 
@@ -356,10 +311,8 @@ impl Runtime {
             }])
         };
         let change = weir_api::route::reweigh(&mut updated.spec, rule, weights).map_err(invalid)?;
-        let resource = Resource::VirtualService(updated);
-        self.store_objects(state, std::slice::from_ref(&resource), &[])?;
-        state.objects.insert(resource);
-        self.sync_gateway(state).await?;
+        self.write(state, &[Resource::VirtualService(updated)], &[])
+            .await?;
         Ok(change)
     }
 

@@ -157,7 +157,7 @@ impl Runtime {
         // Listeners first, from what was stored: a client that connects
         // while the pods are adopted waits in the backlog, not refused.
         gateway
-            .bind_ahead(&crate::actions::route_inputs(&objects, &meta))
+            .bind_ahead(&crate::write::route_inputs(&objects, &meta))
             .await;
         let supervision = config.launcher.clone().map(|launcher| Supervision {
             launcher,

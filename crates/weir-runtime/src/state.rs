@@ -64,14 +64,15 @@ impl Objects {
         removed
     }
 
-    /// Replaces a Deployment's replica count (the HPA's scale subresource).
-    pub fn set_replicas(&mut self, deployment: &ObjectRef, replicas: i32) -> Option<&Resource> {
-        let resource = self.by_ref.get_mut(deployment)?;
-        let Resource::Deployment(d) = resource else {
+    /// `deployment` with `replicas`, as a new resource to write (`None`
+    /// when it is not a stored Deployment).
+    pub fn with_replicas(&self, deployment: &ObjectRef, replicas: i32) -> Option<Resource> {
+        let Resource::Deployment(d) = self.by_ref.get(deployment)? else {
             return None;
         };
+        let mut d = d.clone();
         d.spec.replicas = Some(replicas);
-        Some(resource)
+        Some(Resource::Deployment(d))
     }
 
     /// A number that changes whenever the routes' objects do.
@@ -149,6 +150,27 @@ impl State {
         images
     }
 
+    /// Records an event about `object` now.
+    pub fn note(
+        &mut self,
+        object: &ObjectRef,
+        kind: crate::events::EventType,
+        reason: &'static str,
+        message: String,
+        source: &'static str,
+    ) {
+        self.events.record(
+            object,
+            crate::events::Happened {
+                kind,
+                reason,
+                message,
+                source,
+            },
+            std::time::SystemTime::now(),
+        );
+    }
+
     /// Stops the load weir sends for a Rollout, if any.
     pub fn stop_traffic(&mut self, rollout: &ObjectRef) {
         if let Some((_, task)) = self.traffic.remove(rollout) {
@@ -196,11 +218,10 @@ mod tests {
         objects.insert(resources[0].clone());
         let g1 = objects.route_generation();
         assert!(g1 > g0, "a Service does");
-        assert!(
-            objects
-                .set_replicas(&resources[1].object_ref(), 3)
-                .is_some()
-        );
+        let scaled = objects
+            .with_replicas(&resources[1].object_ref(), 3)
+            .expect("a Deployment");
+        objects.insert(scaled);
         assert_eq!(
             objects.route_generation(),
             g1,

@@ -3,18 +3,16 @@
 //! path ([`Runtime::write`], `write.rs`); a rejected write changes nothing.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use weir_api::backend::{ApplyOutcome, RouteChange, RuleSelector};
-use weir_api::diagnostic::{Diagnostic, Severity};
+use weir_api::diagnostic::Severity;
 use weir_api::images::ImageMap;
 use weir_api::load::{Manifests, Source, load_sources};
 use weir_api::path::FieldPath;
 use weir_api::resource::{Kind, ObjectRef, Resource};
 use weir_api::rollout_references::check_references;
-use weir_api::route::WeightChange;
 
 use crate::controllers::deployment::template_hash;
 use crate::error::RuntimeError;
@@ -285,35 +283,6 @@ impl Runtime {
                 "gateway snapshot swapped: every request from now on uses the new weights".into(),
             elapsed: started.elapsed(),
         })
-    }
-
-    /// The one path a weight change takes (`weir route` and Rollouts):
-    /// computed, stored, and served by the gateway before it returns.
-    pub(crate) async fn change_weights(
-        &self,
-        state: &mut State,
-        vs: &ObjectRef,
-        rule: &RuleSelector,
-        weights: &[(String, u32)],
-    ) -> Result<WeightChange, RuntimeError> {
-        let Some(Resource::VirtualService(current)) = state.objects.get(vs) else {
-            return Err(RuntimeError::NotFound(vs.clone()));
-        };
-        let mut updated = current.clone();
-        let invalid = |message: String| {
-            RuntimeError::Invalid(vec![Diagnostic {
-                severity: Severity::Error,
-                pos: weir_api::diagnostic::file_pos(Path::new(&vs.to_string())),
-                object: Some(vs.to_string()),
-                field: FieldPath::parse("spec.http"),
-                message,
-                embedded_only: false,
-            }])
-        };
-        let change = weir_api::route::reweigh(&mut updated.spec, rule, weights).map_err(invalid)?;
-        self.write(state, &[Resource::VirtualService(updated)], &[])
-            .await?;
-        Ok(change)
     }
 
     /// Hands a command intent to a Rollout (persisted until acknowledged)

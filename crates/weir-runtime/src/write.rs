@@ -11,8 +11,13 @@
 //! Service port that could not be bound).
 
 use std::collections::HashMap;
+use std::path::Path;
 
+use weir_api::backend::RuleSelector;
+use weir_api::diagnostic::{Diagnostic, Severity};
+use weir_api::path::FieldPath;
 use weir_api::resource::{DEFAULT_NAMESPACE, Kind, ObjectRef, Resource};
+use weir_api::route::WeightChange;
 use weir_gateway::service_proxy::Binding;
 use weir_gateway::{Endpoint, RouteInputs, ServiceKey};
 
@@ -52,6 +57,35 @@ impl Runtime {
                 Err(e)
             }
         }
+    }
+
+    /// The one path a weight change takes (`weir route` and Rollouts):
+    /// computed, stored, and served by the gateway before it returns.
+    pub(crate) async fn change_weights(
+        &self,
+        state: &mut State,
+        vs: &ObjectRef,
+        rule: &RuleSelector,
+        weights: &[(String, u32)],
+    ) -> Result<WeightChange, RuntimeError> {
+        let Some(Resource::VirtualService(current)) = state.objects.get(vs) else {
+            return Err(RuntimeError::NotFound(vs.clone()));
+        };
+        let mut updated = current.clone();
+        let invalid = |message: String| {
+            RuntimeError::Invalid(vec![Diagnostic {
+                severity: Severity::Error,
+                pos: weir_api::diagnostic::file_pos(Path::new(&vs.to_string())),
+                object: Some(vs.to_string()),
+                field: FieldPath::parse("spec.http"),
+                message,
+                embedded_only: false,
+            }])
+        };
+        let change = weir_api::route::reweigh(&mut updated.spec, rule, weights).map_err(invalid)?;
+        self.write(state, &[Resource::VirtualService(updated)], &[])
+            .await?;
+        Ok(change)
     }
 
     /// Stores objects (and their Deployments' programs) in one transaction.

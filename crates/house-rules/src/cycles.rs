@@ -55,19 +55,7 @@ pub fn program() -> PathBuf {
 
 /// The libraries and binaries of the workspace at `root`.
 pub fn targets(root: &Path) -> Vec<Target> {
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .current_dir(root)
-        .output()
-        .expect("cargo metadata runs");
-    let metadata: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata's JSON");
-    of_metadata(&metadata)
+    of_metadata(&crate::cargo_metadata(root))
 }
 
 /// The libraries and binaries `cargo metadata` describes.

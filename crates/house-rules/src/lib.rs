@@ -46,6 +46,29 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `cargo metadata --no-deps` of the workspace (or package) at `root`: its
+/// crates, their targets and their dependencies.
+pub fn cargo_metadata(root: &Path) -> serde_json::Value {
+    let out =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
+            .current_dir(root)
+            .output()
+            .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cargo metadata's JSON")
+}
+
 /// Every `.rs` file under `dir`, sorted, skipping `target` directories.
 pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();

@@ -4,7 +4,6 @@
 //! every breach, with where and why.
 
 use std::path::Path;
-use std::process::Command;
 
 use house_rules::{Breach, crate_graph, cycles, lengths, rust_files, workspace_root};
 
@@ -59,23 +58,7 @@ fn each_crate_depends_only_on_what_the_architecture_draws() {
     let root = workspace_root();
     let doc = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).unwrap();
     let graph = crate_graph::drawn(&doc).unwrap();
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .current_dir(&root)
-        .output()
-        .expect("cargo metadata runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let metadata = serde_json::from_slice(&out.stdout).unwrap();
+    let metadata = house_rules::cargo_metadata(&root);
     report("the crate graph", &crate_graph::breaches(&graph, &metadata));
 }
 

@@ -10,53 +10,8 @@
 
 use crate::diagnostic::Severity;
 use crate::path::{FieldPath, PathPattern};
-use crate::resource::Kind;
 use crate::validate::Finding;
 use crate::yaml::Positions;
-
-/// The schema a document was read with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Schema {
-    /// v1 Service.
-    Service,
-    /// apps/v1 Deployment.
-    Deployment,
-    /// autoscaling/v1 HorizontalPodAutoscaler.
-    HpaV1,
-    /// autoscaling/v2 HorizontalPodAutoscaler.
-    HpaV2,
-    /// networking.istio.io Gateway.
-    Gateway,
-    /// networking.istio.io VirtualService.
-    VirtualService,
-    /// networking.istio.io DestinationRule.
-    DestinationRule,
-    /// networking.istio.io WorkloadEntry.
-    WorkloadEntry,
-    /// weir.dev/v1alpha1 Rollout.
-    Rollout,
-    /// networking.k8s.io/v1 Ingress.
-    Ingress,
-    /// extensions/v1beta1 and networking.k8s.io/v1beta1 Ingress.
-    LegacyIngress,
-}
-
-impl Schema {
-    /// The kind this schema reads.
-    pub fn kind(self) -> Kind {
-        match self {
-            Schema::Service => Kind::Service,
-            Schema::Deployment => Kind::Deployment,
-            Schema::HpaV1 | Schema::HpaV2 => Kind::HorizontalPodAutoscaler,
-            Schema::Gateway => Kind::Gateway,
-            Schema::VirtualService => Kind::VirtualService,
-            Schema::DestinationRule => Kind::DestinationRule,
-            Schema::WorkloadEntry => Kind::WorkloadEntry,
-            Schema::Rollout => Kind::Rollout,
-            Schema::Ingress | Schema::LegacyIngress => Kind::Ingress,
-        }
-    }
-}
 
 const META_IMPLEMENTED: &[&str] = &[
     "apiVersion",
@@ -326,9 +281,117 @@ fn patterns(lists: &[&[&str]]) -> Vec<PathPattern> {
         .collect()
 }
 
-fn tables(schema: Schema) -> Tables {
+/// One schema's fields: what weir implements, what only matters on a
+/// cluster (a warning), and what it refuses (an error). Each schema in
+/// `kinds.rs` names its table.
+pub struct FieldTable {
+    /// Implemented fields (beyond metadata's).
+    pub implemented: &'static [&'static [&'static str]],
+    /// Whether the pod template's probe fields are implemented too.
+    pub probes: bool,
+    /// Fields that only matter on a cluster.
+    pub cluster_only: &'static [&'static str],
+    /// Fields a type holds but weir refuses.
+    pub refused: &'static [&'static str],
+}
+
+/// apps/v1 Deployment.
+pub const DEPLOYMENT: FieldTable = FieldTable {
+    implemented: &[DEPLOYMENT_IMPLEMENTED],
+    probes: true,
+    cluster_only: DEPLOYMENT_CLUSTER_ONLY,
+    refused: &[],
+};
+
+/// v1 Service.
+pub const SERVICE: FieldTable = FieldTable {
+    implemented: &[SERVICE_IMPLEMENTED],
+    probes: false,
+    cluster_only: SERVICE_CLUSTER_ONLY,
+    refused: &[],
+};
+
+/// autoscaling/v1 HorizontalPodAutoscaler.
+pub const HPA_V1: FieldTable = FieldTable {
+    implemented: &[HPA_TARGET, HPA_V1_IMPLEMENTED],
+    probes: false,
+    cluster_only: &[],
+    refused: &[],
+};
+
+/// autoscaling/v2 HorizontalPodAutoscaler.
+pub const HPA_V2: FieldTable = FieldTable {
+    implemented: &[HPA_TARGET, HPA_V2_IMPLEMENTED],
+    probes: false,
+    cluster_only: &[],
+    refused: &[],
+};
+
+/// A kind typed for exactly what weir implements (Istio's, the Rollout):
+/// its whole spec passes to the type, which names what it does not know.
+const TYPED_SPEC: &[&[&str]] = &[&["spec"]];
+
+/// networking.istio.io Gateway.
+pub const GATEWAY: FieldTable = FieldTable {
+    implemented: TYPED_SPEC,
+    probes: false,
+    cluster_only: &[],
+    refused: GATEWAY_REFUSED,
+};
+
+/// networking.istio.io VirtualService.
+pub const VIRTUAL_SERVICE: FieldTable = FieldTable {
+    implemented: TYPED_SPEC,
+    probes: false,
+    cluster_only: VIRTUAL_SERVICE_CLUSTER_ONLY,
+    refused: VIRTUAL_SERVICE_REFUSED,
+};
+
+/// networking.istio.io DestinationRule.
+pub const DESTINATION_RULE: FieldTable = FieldTable {
+    implemented: TYPED_SPEC,
+    probes: false,
+    cluster_only: DESTINATION_RULE_CLUSTER_ONLY,
+    refused: DESTINATION_RULE_REFUSED,
+};
+
+/// networking.istio.io WorkloadEntry.
+pub const WORKLOAD_ENTRY: FieldTable = FieldTable {
+    implemented: TYPED_SPEC,
+    probes: false,
+    cluster_only: &["spec.network", "spec.locality", "spec.serviceAccount"],
+    refused: &["spec.weight"],
+};
+
+/// weir.dev Rollout: typed for exactly its fields; its status is the
+/// runtime's.
+pub const ROLLOUT: FieldTable = FieldTable {
+    implemented: TYPED_SPEC,
+    probes: false,
+    cluster_only: &[],
+    refused: &[],
+};
+
+/// networking.k8s.io/v1 Ingress.
+pub const INGRESS: FieldTable = FieldTable {
+    implemented: &[INGRESS_IMPLEMENTED],
+    probes: false,
+    cluster_only: &[],
+    refused: &[],
+};
+
+/// extensions/v1beta1 and networking.k8s.io/v1beta1 Ingress.
+pub const LEGACY_INGRESS: FieldTable = FieldTable {
+    implemented: &[LEGACY_INGRESS_IMPLEMENTED],
+    probes: false,
+    cluster_only: &[],
+    refused: &[],
+};
+
+fn tables(table: &FieldTable) -> Tables {
     let probes: Vec<String> = ["livenessProbe", "readinessProbe"]
         .iter()
+        .filter(|_| table.probes)
         .flat_map(|probe| {
             PROBE_FIELDS
                 .iter()
@@ -336,51 +399,20 @@ fn tables(schema: Schema) -> Tables {
         })
         .collect();
     let probes: Vec<&str> = probes.iter().map(String::as_str).collect();
-    let (implemented, cluster_only, refused): (Vec<&[&str]>, &[&str], &[&str]) = match schema {
-        Schema::Deployment => (
-            vec![DEPLOYMENT_IMPLEMENTED, &probes],
-            DEPLOYMENT_CLUSTER_ONLY,
-            &[],
-        ),
-        Schema::Service => (vec![SERVICE_IMPLEMENTED], SERVICE_CLUSTER_ONLY, &[]),
-        Schema::HpaV1 => (vec![HPA_TARGET, HPA_V1_IMPLEMENTED], &[], &[]),
-        Schema::HpaV2 => (vec![HPA_TARGET, HPA_V2_IMPLEMENTED], &[], &[]),
-        // Istio types hold exactly what weir implements.
-        Schema::Gateway => (vec![&["spec"]], &[], GATEWAY_REFUSED),
-        Schema::VirtualService => (
-            vec![&["spec"]],
-            VIRTUAL_SERVICE_CLUSTER_ONLY,
-            VIRTUAL_SERVICE_REFUSED,
-        ),
-        Schema::DestinationRule => (
-            vec![&["spec"]],
-            DESTINATION_RULE_CLUSTER_ONLY,
-            DESTINATION_RULE_REFUSED,
-        ),
-        Schema::WorkloadEntry => (
-            vec![&["spec"]],
-            &["spec.network", "spec.locality", "spec.serviceAccount"],
-            &["spec.weight"],
-        ),
-        // Typed for exactly its fields; its status is the runtime's.
-        Schema::Rollout => (vec![&["spec"]], &[], &[]),
-        Schema::Ingress => (vec![INGRESS_IMPLEMENTED], &[], &[]),
-        Schema::LegacyIngress => (vec![LEGACY_INGRESS_IMPLEMENTED], &[], &[]),
-    };
-    let mut implemented_lists = vec![META_IMPLEMENTED];
-    implemented_lists.extend(implemented);
+    let mut implemented_lists = vec![META_IMPLEMENTED, &probes];
+    implemented_lists.extend(table.implemented);
     Tables {
         implemented: patterns(&implemented_lists),
-        cluster_only: patterns(&[META_CLUSTER_ONLY, cluster_only]),
+        cluster_only: patterns(&[META_CLUSTER_ONLY, table.cluster_only]),
         server_set: patterns(&[SERVER_SET_FIELDS]),
-        refused: patterns(&[refused]),
+        refused: patterns(&[table.refused]),
     }
 }
 
 /// Classifies every field present in a document: implemented fields pass,
 /// cluster-only ones warn, the rest are errors.
-pub fn check(schema: Schema, positions: &Positions, ignored: &[FieldPath]) -> Vec<Finding> {
-    let tables = tables(schema);
+pub fn check(table: &FieldTable, positions: &Positions, ignored: &[FieldPath]) -> Vec<Finding> {
+    let tables = tables(table);
     let mut findings: Vec<Finding> = Vec::new();
     let mut reported: Vec<FieldPath> = Vec::new();
     for path in &positions.fields() {

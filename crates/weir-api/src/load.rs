@@ -9,25 +9,18 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::{v1 as hpa_v1, v2 as hpa_v2};
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::networking::v1::Ingress;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Severity, SourcePos, file_pos};
-use crate::fields::{self, Schema};
+use crate::fields;
 use crate::images::{IMAGE_MAP_FILE, ImageMap};
 use crate::path::FieldPath;
+use crate::resource::Schema;
 use crate::resource::{Kind, Resource};
 use crate::validate::{self, Finding, Findings};
 use crate::yaml::{self, Document, Positions};
 
 use crate::object::Object;
-
-const ISTIO_GROUP: &str = "networking.istio.io";
-const ISTIO_VERSIONS: [&str; 3] = ["v1alpha3", "v1beta1", "v1"];
 
 /// Everything loaded from a set of paths.
 #[derive(Clone, Debug, Default)]
@@ -380,7 +373,7 @@ impl Loader {
             return;
         };
         let name = meta.metadata.and_then(|m| m.name).unwrap_or_default();
-        let Some(schema) = schema_for(&api_version, &kind) else {
+        let Some(schema) = Schema::for_manifest(&api_version, &kind) else {
             let field = FieldPath::root().key("kind");
             self.diagnostics.push(error_at(
                 at(&field),
@@ -390,7 +383,7 @@ impl Loader {
             return;
         };
         self.early_warnings(&doc_pos, &at, &positions, schema, &api_version, &name);
-        let parsed = parse_typed(schema, doc.text);
+        let parsed = schema.read(doc.text);
         let (resource, ignored) = match parsed {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -441,12 +434,12 @@ impl Loader {
             document,
             positions,
         };
-        let mut findings = Findings(fields::check(schema, &object.positions, &ignored));
+        let mut findings = Findings(fields::check(schema.fields(), &object.positions, &ignored));
         if schema == Schema::DestinationRule {
             validate::istio::empty_traffic_policies(&object.positions.fields(), &mut findings);
         }
         check_metadata(&object.resource, &mut findings);
-        check_semantics(&object.resource, &mut findings);
+        object.resource.check(&mut findings);
         for Finding {
             severity,
             field,
@@ -495,60 +488,6 @@ impl Loader {
             warnings: self.diagnostics.sorted(),
             sources: self.sources,
         })
-    }
-}
-
-/// The document as its schema's type, with the fields the type ignored.
-fn parse_typed(schema: Schema, text: &str) -> Result<(Resource, Vec<FieldPath>), yaml::TypeError> {
-    match schema {
-        Schema::Service => typed::<Service>(text).map(|(r, i)| (Resource::Service(Box::new(r)), i)),
-        Schema::Deployment => {
-            typed::<Deployment>(text).map(|(r, i)| (Resource::Deployment(Box::new(r)), i))
-        }
-        Schema::HpaV1 => typed::<hpa_v1::HorizontalPodAutoscaler>(text)
-            .map(|(r, i)| (Resource::HpaV1(Box::new(r)), i)),
-        Schema::HpaV2 => typed::<hpa_v2::HorizontalPodAutoscaler>(text)
-            .map(|(r, i)| (Resource::HpaV2(Box::new(r)), i)),
-        Schema::Gateway => typed(text).map(|(r, i)| (Resource::Gateway(r), i)),
-        Schema::VirtualService => typed(text).map(|(r, i)| (Resource::VirtualService(r), i)),
-        Schema::DestinationRule => typed(text).map(|(r, i)| (Resource::DestinationRule(r), i)),
-        Schema::WorkloadEntry => typed(text).map(|(r, i)| (Resource::WorkloadEntry(r), i)),
-        Schema::Rollout => typed(text).map(|(r, i)| (Resource::Rollout(r), i)),
-        Schema::Ingress => typed::<Ingress>(text).map(|(r, i)| (Resource::Ingress(Box::new(r)), i)),
-        Schema::LegacyIngress => typed::<crate::ingress::LegacyIngress>(text)
-            .map(|(r, i)| (Resource::Ingress(Box::new(r.into_v1())), i)),
-    }
-}
-
-fn typed<T: DeserializeOwned>(text: &str) -> Result<(T, Vec<FieldPath>), yaml::TypeError> {
-    yaml::deserialize::<T>(text).map(|t| (t.value, t.ignored))
-}
-
-/// The schema for an apiVersion and kind, or `None` if weir has none.
-fn schema_for(api_version: &str, kind: &str) -> Option<Schema> {
-    match (api_version, kind) {
-        ("v1", "Service") => Some(Schema::Service),
-        ("apps/v1", "Deployment") => Some(Schema::Deployment),
-        ("autoscaling/v1", "HorizontalPodAutoscaler") => Some(Schema::HpaV1),
-        ("autoscaling/v2", "HorizontalPodAutoscaler") => Some(Schema::HpaV2),
-        (crate::rollout::API_VERSION, "Rollout") => Some(Schema::Rollout),
-        ("networking.k8s.io/v1", "Ingress") => Some(Schema::Ingress),
-        (v, "Ingress") if crate::ingress::LEGACY_API_VERSIONS.contains(&v) => {
-            Some(Schema::LegacyIngress)
-        }
-        (version, kind) => {
-            let (group, v) = version.split_once('/')?;
-            if group != ISTIO_GROUP || !ISTIO_VERSIONS.contains(&v) {
-                return None;
-            }
-            match kind {
-                "Gateway" => Some(Schema::Gateway),
-                "VirtualService" => Some(Schema::VirtualService),
-                "DestinationRule" => Some(Schema::DestinationRule),
-                "WorkloadEntry" => Some(Schema::WorkloadEntry),
-                _ => None,
-            }
-        }
     }
 }
 
@@ -613,23 +552,4 @@ fn is_dns1123_subdomain(name: &str) -> bool {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
-}
-
-fn check_semantics(resource: &Resource, out: &mut Findings) {
-    match resource {
-        Resource::Service(s) => validate::kube::service(s, out),
-        Resource::Deployment(d) => validate::kube::deployment(d, out),
-        Resource::HpaV1(h) => validate::kube::hpa_v1(h, out),
-        Resource::HpaV2(h) => validate::kube::hpa_v2(h, out),
-        Resource::Gateway(g) => {
-            validate::istio::gateway(g.metadata.name.as_deref().unwrap_or_default(), &g.spec, out)
-        }
-        Resource::VirtualService(vs) => {
-            validate::istio::virtual_service(&vs.spec, &vs.api_version, out)
-        }
-        Resource::DestinationRule(dr) => validate::istio::destination_rule(&dr.spec, out),
-        Resource::WorkloadEntry(we) => validate::istio::workload_entry(&we.spec, out),
-        Resource::Rollout(ro) => validate::rollout::rollout(&ro.spec, out),
-        Resource::Ingress(ing) => validate::ingress::ingress(ing, out),
-    }
 }

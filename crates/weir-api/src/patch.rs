@@ -170,18 +170,18 @@ mod tests {
 
     #[test]
     fn custom_resources_are_merge_patched_by_default_built_in_kinds_strategic() {
-        for kind in Kind::ALL {
-            let expected = match kind {
-                Kind::Gateway
-                | Kind::VirtualService
-                | Kind::DestinationRule
-                | Kind::WorkloadEntry
-                | Kind::Rollout => PatchType::Merge,
-                Kind::Pod
-                | Kind::Deployment
-                | Kind::Service
-                | Kind::HorizontalPodAutoscaler
-                | Kind::Ingress => PatchType::Strategic,
+        let merged = [
+            Kind::Gateway,
+            Kind::VirtualService,
+            Kind::DestinationRule,
+            Kind::WorkloadEntry,
+            Kind::Rollout,
+        ];
+        for &kind in Kind::ALL {
+            let expected = if merged.contains(&kind) {
+                PatchType::Merge
+            } else {
+                PatchType::Strategic
             };
             assert_eq!(PatchType::default_for(kind), expected, "{kind:?}");
         }

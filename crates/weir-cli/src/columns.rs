@@ -120,8 +120,9 @@ pub fn columns(kind: Kind) -> &'static [Column] {
         Kind::VirtualService => VIRTUAL_SERVICE,
         Kind::DestinationRule => DESTINATION_RULE,
         Kind::Ingress => INGRESS,
-        Kind::Gateway | Kind::WorkloadEntry => NAME_AND_AGE,
         Kind::Rollout => ROLLOUT,
+        // As kubectl shows a custom resource without printer columns.
+        _ => NAME_AND_AGE,
     }
 }
 

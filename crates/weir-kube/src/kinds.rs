@@ -8,23 +8,10 @@ use weir_api::resource::Kind;
 /// The Istio API group.
 pub const ISTIO_GROUP: &str = "networking.istio.io";
 
-/// The version weir reads each kind at. HPAs are read as `autoscaling/v1`,
-/// the shape the embedded runtime reports, so `weir get hpa` shows the same
-/// columns on both backends; Istio kinds at their GA version `v1`.
+/// The resource weir reads `kind` at (each kind's read version is
+/// declared with the kind).
 pub fn read_resource(kind: Kind) -> ApiResource {
-    let (group, version) = match kind {
-        Kind::Pod | Kind::Service => ("", "v1"),
-        Kind::Deployment => ("apps", "v1"),
-        Kind::HorizontalPodAutoscaler => ("autoscaling", "v1"),
-        Kind::Gateway | Kind::VirtualService | Kind::DestinationRule | Kind::WorkloadEntry => {
-            (ISTIO_GROUP, "v1")
-        }
-        // The kind's CRD is not installed by weir yet: a cluster answers
-        // that it does not serve it.
-        Kind::Rollout => ("weir.dev", "v1alpha1"),
-        Kind::Ingress => ("networking.k8s.io", "v1"),
-    };
-    resource(group, version, kind)
+    resource(kind.group(), kind.read_version(), kind)
 }
 
 /// The resource for an object as written (`apiVersion` and kind), so an
@@ -35,19 +22,10 @@ pub fn write_resource(api_version: &str, kind: Kind) -> ApiResource {
 }
 
 fn resource(group: &str, version: &str, kind: Kind) -> ApiResource {
-    let (name, plural) = match kind {
-        Kind::Pod => ("Pod", "pods"),
-        Kind::Deployment => ("Deployment", "deployments"),
-        Kind::Service => ("Service", "services"),
-        Kind::HorizontalPodAutoscaler => ("HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-        Kind::Gateway => ("Gateway", "gateways"),
-        Kind::VirtualService => ("VirtualService", "virtualservices"),
-        Kind::DestinationRule => ("DestinationRule", "destinationrules"),
-        Kind::WorkloadEntry => ("WorkloadEntry", "workloadentries"),
-        Kind::Rollout => ("Rollout", "rollouts"),
-        Kind::Ingress => ("Ingress", "ingresses"),
-    };
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, name), plural)
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, version, kind.name()),
+        kind.plural(),
+    )
 }
 
 #[cfg(test)]

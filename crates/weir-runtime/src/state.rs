@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use weir_api::images::ImageMap;
-use weir_api::resource::{Kind, ObjectRef, Resource};
+use weir_api::resource::{ObjectRef, Resource};
 use weir_gateway::{Endpoint, ServiceKey};
 
 use crate::hpa::HpaStatus;
@@ -25,18 +25,6 @@ pub struct Objects {
 }
 
 impl Objects {
-    /// Whether objects of `kind` decide the gateway's routes.
-    pub fn shapes_routes(kind: Kind) -> bool {
-        matches!(
-            kind,
-            Kind::Gateway
-                | Kind::VirtualService
-                | Kind::DestinationRule
-                | Kind::Service
-                | Kind::Ingress
-        )
-    }
-
     /// The object `r`, if stored.
     pub fn get(&self, r: &ObjectRef) -> Option<&Resource> {
         self.by_ref.get(r)
@@ -49,7 +37,7 @@ impl Objects {
 
     /// Stores (or replaces) an object.
     pub fn insert(&mut self, resource: Resource) {
-        if Self::shapes_routes(resource.kind()) {
+        if resource.kind().shapes_routes() {
             self.route_generation += 1;
         }
         self.by_ref.insert(resource.object_ref(), resource);
@@ -58,7 +46,7 @@ impl Objects {
     /// Removes an object; whether it was there.
     pub fn remove(&mut self, r: &ObjectRef) -> bool {
         let removed = self.by_ref.remove(r).is_some();
-        if removed && Self::shapes_routes(r.kind) {
+        if removed && r.kind.shapes_routes() {
             self.route_generation += 1;
         }
         removed

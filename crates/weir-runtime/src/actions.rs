@@ -1,146 +1,159 @@
-//! Carrying out the controllers' actions: the one place pods are created,
-//! started and signalled; changes to stored objects (a scale, a route's
+//! The runtime's [`Effects`], through which the controllers' actions are
+//! carried out: the one place pods are created, started and signalled; changes to stored objects (a scale, a route's
 //! weights) and to what the gateway serves go through the one write path
 //! (`write.rs`). Over 600 lines because each action and the events it
 //! records are kept together here, the runtime's only side effects on
 //! processes.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use rustix::process::Signal;
 use tokio::time::Instant;
 use weir_api::resource::{Kind, ObjectRef, Resource};
 
-use crate::controllers::Action;
+use crate::controllers::Effects;
 use crate::controllers::deployment::NAME_ALPHABET;
 use crate::error::RuntimeError;
 use crate::events::EventType;
+use crate::hpa::HpaStatus;
 use crate::log;
 use crate::pod_ip::allocate_ip;
 use crate::pods::{self, Phase, Pod, PodIdentity, PodKey};
 use crate::probe::{self, ProbeKind, ProbeTarget};
 use crate::process::Process;
-use crate::runtime::Runtime;
+use crate::runtime::{Executor, Runtime};
 use crate::state::State;
 use weir_api::rollout::RolloutSpec;
 use weir_gateway::metrics::{
     RolloutInfoLabels, RolloutLabels, RolloutMetrics, RolloutPhaseLabels, RolloutVerdictLabels,
 };
+use weir_gateway::{Endpoint, ServiceKey};
 use weir_rollout::engine::{ALL_PHASES, RolloutStatus};
 use weir_rollout::traffic::SyntheticRequest;
 
-impl Runtime {
-    /// Does what a controller asked, in order; stops at the first failure
-    /// (a pod is never signalled after a failed gateway update).
-    pub(crate) async fn carry_out(
-        &self,
-        state: &mut State,
-        actions: Vec<Action>,
-        now: Instant,
-    ) -> Result<(), RuntimeError> {
-        let mut created = false;
-        let mut cannot_create: HashSet<ObjectRef> = HashSet::new();
-        for action in actions {
-            match action {
-                Action::CreatePod {
-                    deployment,
-                    template_hash,
-                } => {
-                    if cannot_create.contains(&deployment) {
-                        continue;
-                    }
-                    if self.create_pod(state, &deployment, &template_hash, now) {
-                        created = true;
-                    } else {
-                        cannot_create.insert(deployment);
-                    }
-                }
-                Action::Terminate(key) => terminate(state, &key, now),
-                Action::RecordExit {
-                    pod,
-                    code,
-                    crash_streak,
-                    backoff_until,
-                } => record_exit(state, &pod, code, crash_streak, backoff_until, now),
-                Action::Start(key) => {
-                    self.start_container(state, &key, now);
-                    started_event(state, &key);
-                }
-                Action::Stop(key) => {
-                    if let Some(pod) = state.pods.get_mut(&key)
-                        && let Some(process) = &pod.process
-                    {
-                        process.signal(Signal::TERM);
-                        pod.sigterm_sent = true;
-                    }
-                }
-                Action::Kill(key) => {
-                    if let Some(process) = state.pods.get(&key).and_then(|p| p.process.as_ref()) {
-                        process.signal(Signal::KILL);
-                    }
-                }
-                Action::Forget(key) => {
-                    state.events.forget(&pod_object(&key));
-                    state.forget_pod(&key);
-                }
-                Action::Publish(endpoints) => self.publish(state, endpoints).await?,
-                Action::Scale {
-                    deployment,
-                    replicas,
-                } => {
-                    rescale_event(state, &deployment, replicas);
-                    self.persist_scale(state, &deployment, replicas).await;
-                }
-                Action::ScaleAhead {
-                    deployment,
-                    replicas,
-                } => {
-                    if self.persist_scale(state, &deployment, replicas).await {
-                        state.scaled_ahead.insert(deployment, (now, replicas));
-                    }
-                }
-                Action::SetHpaStatus(hpa, status) => {
-                    state.hpa_status.insert(hpa, status);
-                }
-                Action::SetRouteWeights {
-                    virtual_service,
-                    rule_index,
-                    weights,
-                } => {
-                    self.change_weights(
-                        state,
-                        &virtual_service,
-                        &weir_api::backend::RuleSelector::Index(rule_index),
-                        &weights,
-                    )
-                    .await?;
-                }
-                Action::SetTraffic { rollout, load } => match load {
-                    Some((rate, _))
-                        if state.traffic.get(&rollout).is_some_and(|(r, _)| *r == rate) => {}
-                    Some((rate, request)) => {
-                        state.stop_traffic(&rollout);
-                        if let Some(task) = self.own_traffic(rate, request).await {
-                            state.traffic.insert(rollout, (rate, task));
-                        }
-                    }
-                    None => state.stop_traffic(&rollout),
-                },
-                Action::SetRolloutStatus {
-                    rollout,
-                    status,
-                    took_command,
-                } => self.set_rollout_status(state, rollout, *status, took_command),
-            }
-        }
-        if created {
-            // The new pods' containers start on the next pass, after their records.
-            self.wake.notify_one();
-        }
-        Ok(())
+impl Effects for Executor<'_> {
+    fn create_pod(&mut self, deployment: &ObjectRef, template_hash: &str) -> bool {
+        self.runtime
+            .create_pod(self.state, deployment, template_hash, self.now)
     }
 
+    fn wake(&mut self) {
+        self.runtime.wake.notify_one();
+    }
+
+    fn terminate(&mut self, pod: &PodKey) {
+        terminate(self.state, pod, self.now);
+    }
+
+    fn record_exit(
+        &mut self,
+        pod: &PodKey,
+        code: Option<i32>,
+        crash_streak: u32,
+        backoff_until: Instant,
+    ) {
+        record_exit(self.state, pod, code, crash_streak, backoff_until, self.now);
+    }
+
+    fn start(&mut self, pod: &PodKey) {
+        self.runtime.start_container(self.state, pod, self.now);
+        started_event(self.state, pod);
+    }
+
+    fn stop(&mut self, pod: &PodKey) {
+        if let Some(pod) = self.state.pods.get_mut(pod)
+            && let Some(process) = &pod.process
+        {
+            process.signal(Signal::TERM);
+            pod.sigterm_sent = true;
+        }
+    }
+
+    fn kill(&mut self, pod: &PodKey) {
+        if let Some(process) = self.state.pods.get(pod).and_then(|p| p.process.as_ref()) {
+            process.signal(Signal::KILL);
+        }
+    }
+
+    fn forget(&mut self, pod: &PodKey) {
+        self.state.events.forget(&pod_object(pod));
+        self.state.forget_pod(pod);
+    }
+
+    async fn publish(
+        &mut self,
+        endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
+    ) -> Result<(), RuntimeError> {
+        self.runtime.publish(self.state, endpoints).await
+    }
+
+    async fn scale(&mut self, deployment: &ObjectRef, replicas: i32) {
+        rescale_event(self.state, deployment, replicas);
+        self.runtime
+            .persist_scale(self.state, deployment, replicas)
+            .await;
+    }
+
+    async fn scale_ahead(&mut self, deployment: &ObjectRef, replicas: i32) {
+        if self
+            .runtime
+            .persist_scale(self.state, deployment, replicas)
+            .await
+        {
+            self.state
+                .scaled_ahead
+                .insert(deployment.clone(), (self.now, replicas));
+        }
+    }
+
+    fn set_hpa_status(&mut self, hpa: ObjectRef, status: HpaStatus) {
+        self.state.hpa_status.insert(hpa, status);
+    }
+
+    async fn set_route_weights(
+        &mut self,
+        virtual_service: &ObjectRef,
+        rule_index: usize,
+        weights: &[(String, u32)],
+    ) -> Result<(), RuntimeError> {
+        self.runtime
+            .change_weights(
+                self.state,
+                virtual_service,
+                &weir_api::backend::RuleSelector::Index(rule_index),
+                weights,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn set_traffic(&mut self, rollout: ObjectRef, load: Option<(f64, SyntheticRequest)>) {
+        let state = &mut *self.state;
+        match load {
+            Some((rate, _)) if state.traffic.get(&rollout).is_some_and(|(r, _)| *r == rate) => {}
+            Some((rate, request)) => {
+                state.stop_traffic(&rollout);
+                if let Some(task) = self.runtime.own_traffic(rate, request).await {
+                    state.traffic.insert(rollout, (rate, task));
+                }
+            }
+            None => state.stop_traffic(&rollout),
+        }
+    }
+
+    fn set_rollout_status(
+        &mut self,
+        rollout: ObjectRef,
+        status: RolloutStatus,
+        took_command: bool,
+    ) {
+        self.runtime
+            .set_rollout_status(self.state, rollout, status, took_command);
+    }
+}
+
+impl Runtime {
     /// Creates a pod of `deployment` and records its events; `false` when
     /// it cannot (logged), so the deployment's other creations this pass
     /// are skipped.

@@ -4,8 +4,10 @@
 //! actions: the only place pods are created, started, signalled or
 //! dropped and the gateway is updated. The API side is [`crate::api`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -13,8 +15,6 @@ use rustix::process::Signal;
 use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::time::Instant;
 use weir_api::images::ImageMap;
-use weir_api::resource::Kind;
-use weir_api::version_stats::{VersionCounts, VersionKey};
 use weir_gateway::{Gateway, GatewayOptions};
 
 use crate::controllers::deployment::DeploymentController;
@@ -22,7 +22,7 @@ use crate::controllers::endpoints::{self, EndpointsController};
 use crate::controllers::hpa::HpaController;
 use crate::controllers::kubelet::{self, Kubelet, ProbeVerdict};
 use crate::controllers::rollout::RolloutController;
-use crate::controllers::{Action, Controller, Observed};
+use crate::controllers::{Controller, Effect, World};
 use crate::error::RuntimeError;
 use crate::launch::Supervision;
 use crate::log;
@@ -102,9 +102,75 @@ impl RuntimeConfig {
     }
 }
 
+/// What the runtime's effects act on: the runtime and its state, at one
+/// time. The controllers' actions are carried out through it
+/// ([`crate::controllers::Effects`], implemented in `actions.rs`).
+pub(crate) struct Executor<'a> {
+    pub(crate) runtime: &'a Runtime,
+    pub(crate) state: &'a mut State,
+    pub(crate) now: Instant,
+}
+
+/// Future of one controller's turn.
+type TurnFuture<'a> = Pin<Box<dyn Future<Output = Result<(), RuntimeError>> + Send + 'a>>;
+
+/// A controller of any kind, as the loop runs it: observe, decide, carry
+/// out.
+trait Turn: Send {
+    fn name(&self) -> &'static str;
+    fn period(&self) -> Option<Duration>;
+    /// Observes `world`, decides, and carries out the actions with
+    /// `executor`.
+    fn turn<'a>(
+        &'a mut self,
+        runtime: &'a Runtime,
+        state: &'a mut State,
+        exits: &'a [(PodKey, Option<i32>)],
+        now: Instant,
+    ) -> TurnFuture<'a>;
+}
+
+impl<C: Controller + 'static> Turn for C {
+    fn name(&self) -> &'static str {
+        Controller::name(self)
+    }
+
+    fn period(&self) -> Option<Duration> {
+        Controller::period(self)
+    }
+
+    fn turn<'a>(
+        &'a mut self,
+        runtime: &'a Runtime,
+        state: &'a mut State,
+        exits: &'a [(PodKey, Option<i32>)],
+        now: Instant,
+    ) -> TurnFuture<'a> {
+        let actions = {
+            let world = World {
+                now,
+                wall: SystemTime::now(),
+                state,
+                exits,
+                gateway: &runtime.gateway,
+            };
+            let observed = self.observe(&world);
+            self.reconcile(&observed)
+        };
+        Box::pin(async move {
+            let mut executor = Executor {
+                runtime,
+                state,
+                now,
+            };
+            C::Action::carry_out(actions, &mut executor).await
+        })
+    }
+}
+
 /// A controller and when it runs next.
 struct Scheduled {
-    controller: Box<dyn Controller>,
+    controller: Box<dyn Turn>,
     next_due: Instant,
 }
 
@@ -169,7 +235,7 @@ impl Runtime {
         let (rollout_status, rollout_status_unreadable) = restore_rollout_statuses(&store)?;
         let rollout_commands = restore_pending_commands(&store)?;
         let now = Instant::now();
-        let controllers: Vec<Box<dyn Controller>> = vec![
+        let controllers: Vec<Box<dyn Turn>> = vec![
             Box::new(HpaController::new(
                 config.hpa_sync_period,
                 config.metrics_window,
@@ -333,13 +399,6 @@ impl Runtime {
         let mut controllers = self.controllers.lock().await;
         let now = Instant::now();
         let exits = reap(&mut state);
-        // Only Rollouts read the per-rule counters: no copy without one.
-        let versions: HashMap<VersionKey, VersionCounts> =
-            if state.objects.iter().any(|r| r.kind() == Kind::Rollout) {
-                self.gateway.rule_version_counts().into_iter().collect()
-            } else {
-                HashMap::new()
-            };
         for scheduled in controllers.iter_mut() {
             if scheduled.next_due > now {
                 continue;
@@ -347,11 +406,13 @@ impl Runtime {
             if let Some(period) = scheduled.controller.period() {
                 scheduled.next_due = now + period;
             }
-            let actions = scheduled
+            let name = scheduled.controller.name();
+            if let Err(e) = scheduled
                 .controller
-                .reconcile(&observe(&state, &exits, &versions, now));
-            if let Err(e) = self.carry_out(&mut state, actions, now).await {
-                log(&format!("{}: {e}", scheduled.controller.name()));
+                .turn(self, &mut state, &exits, now)
+                .await
+            {
+                log(&format!("{name}: {e}"));
             }
             // Pods are recorded (with their tokens) before their processes start.
             self.persist_pods(&mut state);
@@ -429,9 +490,14 @@ impl Runtime {
             }
             let state = &mut *state;
             let endpoints = endpoints::ready_endpoints(&state.objects, &state.pods);
-            let mut stopping = vec![Action::Publish(endpoints)];
-            stopping.extend(state.pods.keys().cloned().map(Action::Stop));
-            if let Err(e) = self.carry_out(state, stopping, now).await {
+            let mut stopping = vec![endpoints::Action::Publish(endpoints)];
+            stopping.extend(state.pods.keys().cloned().map(endpoints::Action::Stop));
+            let mut executor = Executor {
+                runtime: self,
+                state,
+                now,
+            };
+            if let Err(e) = Effect::carry_out(stopping, &mut executor).await {
                 log(&format!("stopping: {e}"));
             }
         }
@@ -444,8 +510,7 @@ impl Runtime {
                 let mut state = self.state.lock().await;
                 let now = Instant::now();
                 let exits = reap(&mut state);
-                let actions = kubelet.reconcile(&observe(&state, &exits, &HashMap::new(), now));
-                let _ = self.carry_out(&mut state, actions, now).await;
+                let _ = kubelet.turn(self, &mut state, &exits, now).await;
                 if state.pods.is_empty() || now > deadline {
                     for pod in state.pods.values() {
                         if let Some(p) = &pod.process {
@@ -468,31 +533,6 @@ impl Runtime {
             log(&format!("cannot write the Prometheus target list: {e}"));
         }
         self.gateway.shutdown().await;
-    }
-}
-
-/// What the controllers see now.
-fn observe<'a>(
-    state: &'a State,
-    exits: &'a [(PodKey, Option<i32>)],
-    versions: &'a HashMap<VersionKey, VersionCounts>,
-    now: Instant,
-) -> Observed<'a> {
-    Observed {
-        now,
-        wall: SystemTime::now(),
-        objects: &state.objects,
-        meta: &state.meta,
-        pods: &state.pods,
-        exits,
-        cpu: &state.cpu,
-        hpa_status: &state.hpa_status,
-        published: state.published.as_ref(),
-        versions,
-        rollout_status: &state.rollout_status,
-        rollout_status_unreadable: &state.rollout_status_unreadable,
-        rollout_commands: &state.rollout_commands,
-        scaled_ahead: &state.scaled_ahead,
     }
 }
 

@@ -5,6 +5,7 @@
 //! same decisions the ReplicaSet-level rules make (the table test names
 //! each rule).
 
+use std::collections::{BTreeMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::SystemTime;
 
@@ -13,9 +14,11 @@ use weir_api::k8s_openapi::api::core::v1::PodTemplateSpec;
 use weir_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weir_api::resource::{Kind, ObjectRef, Resource};
 
-use super::{Action, Controller, Observed};
-use crate::pods::Phase;
+use super::{Controller, Effect, Effects, World};
+use crate::error::RuntimeError;
 use crate::pods::PodKey;
+use crate::pods::{Phase, Pod};
+use crate::state::Objects;
 
 /// How a Deployment replaces pods of an old template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,9 +219,76 @@ pub const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// Runs [`plan`] for every Deployment and terminates pods whose Deployment is gone.
 pub struct DeploymentController;
 
+/// What the Deployment controller looks at.
+pub struct Observed<'a> {
+    /// The desired objects (the Deployments).
+    pub objects: &'a Objects,
+    /// The pods.
+    pub pods: &'a BTreeMap<PodKey, Pod>,
+}
+
+/// What the Deployment controller asks for.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// A new pod of a Deployment, from its current template.
+    CreatePod {
+        /// The Deployment.
+        deployment: ObjectRef,
+        /// The template's `pod-template-hash`.
+        template_hash: String,
+    },
+    /// Begin a pod's graceful termination (out of the endpoints first).
+    Terminate(PodKey),
+}
+
+impl Effect for Action {
+    /// A Deployment whose pod cannot be created gets no more creations
+    /// this pass; after any creation the loop runs again, to start the
+    /// new pods' containers once their records are stored.
+    async fn carry_out<E: Effects>(
+        actions: Vec<Self>,
+        effects: &mut E,
+    ) -> Result<(), RuntimeError> {
+        let mut created = false;
+        let mut cannot_create: HashSet<ObjectRef> = HashSet::new();
+        for action in actions {
+            match action {
+                Action::CreatePod {
+                    deployment,
+                    template_hash,
+                } => {
+                    if cannot_create.contains(&deployment) {
+                        continue;
+                    }
+                    if effects.create_pod(&deployment, &template_hash) {
+                        created = true;
+                    } else {
+                        cannot_create.insert(deployment);
+                    }
+                }
+                Action::Terminate(pod) => effects.terminate(&pod),
+            }
+        }
+        if created {
+            effects.wake();
+        }
+        Ok(())
+    }
+}
+
 impl Controller for DeploymentController {
+    type Observed<'a> = Observed<'a>;
+    type Action = Action;
+
     fn name(&self) -> &'static str {
         "deployment"
+    }
+
+    fn observe<'a>(&self, world: &World<'a>) -> Observed<'a> {
+        Observed {
+            objects: &world.state.objects,
+            pods: &world.state.pods,
+        }
     }
 
     fn reconcile(&mut self, observed: &Observed<'_>) -> Vec<Action> {

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use weir_api::resource::Resource;
 use weir_gateway::{Endpoint, ServiceKey};
 
-use super::{Action, Controller, Observed};
+use super::{Controller, Effect, Effects, World};
+use crate::error::RuntimeError;
 use crate::pods::PodKey;
 use crate::pods::{Phase, Pod};
 use crate::state::{Objects, Published};
@@ -61,9 +62,54 @@ pub fn needs_publish(
 /// Publishes routes and endpoints on change, then stops the pods that left.
 pub struct EndpointsController;
 
+/// What the endpoints controller looks at.
+pub struct Observed<'a> {
+    /// The desired objects (Services and the routes).
+    pub objects: &'a Objects,
+    /// The pods.
+    pub pods: &'a BTreeMap<PodKey, Pod>,
+    /// What the gateway serves.
+    pub published: Option<&'a Published>,
+}
+
+/// What the endpoints controller asks for.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// Serve the current routes with these ready endpoints.
+    Publish(HashMap<ServiceKey, Vec<Endpoint>>),
+    /// SIGTERM a terminating pod's container (it is out of the endpoints).
+    Stop(PodKey),
+}
+
+impl Effect for Action {
+    async fn carry_out<E: Effects>(
+        actions: Vec<Self>,
+        effects: &mut E,
+    ) -> Result<(), RuntimeError> {
+        for action in actions {
+            match action {
+                Action::Publish(endpoints) => effects.publish(endpoints).await?,
+                Action::Stop(pod) => effects.stop(&pod),
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Controller for EndpointsController {
+    type Observed<'a> = Observed<'a>;
+    type Action = Action;
+
     fn name(&self) -> &'static str {
         "endpoints"
+    }
+
+    fn observe<'a>(&self, world: &World<'a>) -> Observed<'a> {
+        Observed {
+            objects: &world.state.objects,
+            pods: &world.state.pods,
+            published: world.state.published.as_ref(),
+        }
     }
 
     fn reconcile(&mut self, observed: &Observed<'_>) -> Vec<Action> {
@@ -83,10 +129,8 @@ impl Controller for EndpointsController {
 
 #[cfg(test)]
 mod tests {
-    use tokio::time::Instant;
-
     use super::*;
-    use crate::controllers::testing::{observed, pod};
+    use crate::controllers::testing::pod;
 
     #[test]
     fn publishes_only_on_a_change_of_routes_or_endpoints() {
@@ -98,9 +142,12 @@ mod tests {
         .unwrap();
         objects.insert(m.objects[0].resource.clone());
         let pods = BTreeMap::new();
-        let now = Instant::now();
         let mut controller = EndpointsController;
-        let actions = controller.reconcile(&observed(&objects, &pods, &[], now));
+        let actions = controller.reconcile(&Observed {
+            objects: &objects,
+            pods: &pods,
+            published: None,
+        });
         let key = ("default".to_owned(), "my-app".to_owned());
         assert_eq!(
             actions,
@@ -111,8 +158,11 @@ mod tests {
             route_generation: objects.route_generation(),
             endpoints: HashMap::from([(key, vec![])]),
         };
-        let mut seen = observed(&objects, &pods, &[], now);
-        seen.published = Some(&published);
+        let seen = Observed {
+            objects: &objects,
+            pods: &pods,
+            published: Some(&published),
+        };
         assert_eq!(
             controller.reconcile(&seen),
             vec![],
@@ -120,8 +170,11 @@ mod tests {
         );
         let mut newer = objects.clone();
         newer.insert(m.objects[0].resource.clone());
-        let mut seen = observed(&newer, &pods, &[], now);
-        seen.published = Some(&published);
+        let seen = Observed {
+            objects: &newer,
+            pods: &pods,
+            published: Some(&published),
+        };
         assert_eq!(
             controller.reconcile(&seen).len(),
             1,

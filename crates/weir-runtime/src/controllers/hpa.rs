@@ -3,14 +3,19 @@
 //! ([`crate::hpa::reconcile`]); the result is the HPA's status and, when
 //! it says so, a new replica count for the Deployment.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime};
 
+use tokio::time::Instant;
 use weir_api::resource::{Kind, ObjectRef, Resource};
 
-use super::{Action, Controller, Observed};
+use super::{Controller, Effect, Effects, World};
+use crate::error::RuntimeError;
 use crate::hpa::{self, HpaHistory, HpaSpec, HpaStatus, PodSample, Settings};
-use crate::pods::{self, Phase};
+use crate::pods::{self, Phase, Pod, PodKey};
+use crate::state::{HpaStatuses, Objects};
+use crate::store::ObjectMeta;
+use crate::usage::CpuHistory;
 
 /// The HPA controller and what it remembers of each HPA between syncs.
 pub struct HpaController {
@@ -39,13 +44,83 @@ impl HpaController {
     }
 }
 
+/// What the HPA controller looks at.
+pub struct Observed<'a> {
+    /// The runtime's clock.
+    pub now: Instant,
+    /// The wall clock, for the status's last scale time.
+    pub wall: SystemTime,
+    /// The desired objects (HPAs and their Deployments).
+    pub objects: &'a Objects,
+    /// The objects' uids (a re-created HPA starts afresh).
+    pub meta: &'a BTreeMap<ObjectRef, ObjectMeta>,
+    /// The pods.
+    pub pods: &'a BTreeMap<PodKey, Pod>,
+    /// Their CPU samples.
+    pub cpu: &'a CpuHistory,
+    /// The HPAs' last status.
+    pub hpa_status: &'a HpaStatuses,
+    /// Replicas a Rollout raised ahead of traffic, by Deployment: when,
+    /// and to what.
+    pub scaled_ahead: &'a HashMap<ObjectRef, (Instant, i32)>,
+}
+
+/// What the HPA controller asks for.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// Set a Deployment's replicas.
+    Scale {
+        /// The Deployment.
+        deployment: ObjectRef,
+        /// Its new replica count.
+        replicas: i32,
+    },
+    /// An HPA's status after a sync.
+    SetHpaStatus(ObjectRef, HpaStatus),
+}
+
+impl Effect for Action {
+    async fn carry_out<E: Effects>(
+        actions: Vec<Self>,
+        effects: &mut E,
+    ) -> Result<(), RuntimeError> {
+        for action in actions {
+            match action {
+                Action::Scale {
+                    deployment,
+                    replicas,
+                } => effects.scale(&deployment, replicas).await,
+                Action::SetHpaStatus(hpa, status) => effects.set_hpa_status(hpa, status),
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Controller for HpaController {
+    type Observed<'a> = Observed<'a>;
+    type Action = Action;
+
     fn name(&self) -> &'static str {
         "hpa"
     }
 
     fn period(&self) -> Option<Duration> {
         Some(self.sync_period)
+    }
+
+    fn observe<'a>(&self, world: &World<'a>) -> Observed<'a> {
+        let state = world.state;
+        Observed {
+            now: world.now,
+            wall: world.wall,
+            objects: &state.objects,
+            meta: &state.meta,
+            pods: &state.pods,
+            cpu: &state.cpu,
+            hpa_status: &state.hpa_status,
+            scaled_ahead: &state.scaled_ahead,
+        }
     }
 
     fn reconcile(&mut self, observed: &Observed<'_>) -> Vec<Action> {
@@ -127,13 +202,27 @@ impl Controller for HpaController {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use tokio::time::Instant;
-
     use super::*;
-    use crate::controllers::testing::{observed, pod};
-    use crate::state::Objects;
+    use crate::controllers::testing::pod;
+
+    /// Observations of `objects` and `pods` with no CPU sample, no status
+    /// and no uid yet.
+    fn reconcile(
+        hpa: &mut HpaController,
+        objects: &Objects,
+        pods: &BTreeMap<PodKey, Pod>,
+    ) -> Vec<Action> {
+        hpa.reconcile(&Observed {
+            now: Instant::now(),
+            wall: SystemTime::UNIX_EPOCH,
+            objects,
+            meta: &BTreeMap::new(),
+            pods,
+            cpu: &CpuHistory::default(),
+            hpa_status: &HashMap::new(),
+            scaled_ahead: &HashMap::new(),
+        })
+    }
 
     #[test]
     fn an_hpa_with_unmeasured_pods_reports_and_keeps_the_scale() {
@@ -153,7 +242,7 @@ mod tests {
             pods.insert(p.key(), p);
         }
         let mut hpa = HpaController::new(Duration::from_secs(15), Duration::from_secs(15), 100);
-        let actions = hpa.reconcile(&observed(&objects, &pods, &[], Instant::now()));
+        let actions = reconcile(&mut hpa, &objects, &pods);
         let [Action::SetHpaStatus(hpa_ref, status)] = actions.as_slice() else {
             panic!("one status, no scale: {actions:?}");
         };
@@ -164,10 +253,7 @@ mod tests {
         assert_eq!(hpa.histories.len(), 1);
         // The HPA deleted: its history goes.
         objects.remove(hpa_ref);
-        assert!(
-            hpa.reconcile(&observed(&objects, &pods, &[], Instant::now()))
-                .is_empty()
-        );
+        assert!(reconcile(&mut hpa, &objects, &pods).is_empty());
         assert!(hpa.histories.is_empty());
     }
 }

@@ -4,12 +4,13 @@
 //! it started; a terminating pod past its grace period is killed.
 //! Probes' results are judged here too ([`probe_verdict`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Action, Controller, Observed};
+use super::{Controller, Effect, Effects, World};
+use crate::error::RuntimeError;
 use crate::pods::{Phase, Pod, PodKey};
 use crate::probe::{ProbeEvent, ProbeKind};
 
@@ -19,9 +20,74 @@ pub struct Kubelet {
     pub restart_backoff: Duration,
 }
 
+/// What the kubelet looks at.
+pub struct Observed<'a> {
+    /// The runtime's clock.
+    pub now: Instant,
+    /// The pods.
+    pub pods: &'a BTreeMap<PodKey, Pod>,
+    /// Containers that exited since the last pass, with their exit codes.
+    pub exits: &'a [(PodKey, Option<i32>)],
+}
+
+/// What the kubelet does to a pod's container.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// A container exited: record it and when it may restart.
+    RecordExit {
+        /// The pod.
+        pod: PodKey,
+        /// Its exit code (`None`: a signal).
+        code: Option<i32>,
+        /// Crashes in a row, for the next backoff.
+        crash_streak: u32,
+        /// No restart before this.
+        backoff_until: Instant,
+    },
+    /// Start a pod's container.
+    Start(PodKey),
+    /// SIGKILL a pod's container (grace period over).
+    Kill(PodKey),
+    /// A terminated pod is gone: drop it and its record.
+    Forget(PodKey),
+}
+
+impl Effect for Action {
+    async fn carry_out<E: Effects>(
+        actions: Vec<Self>,
+        effects: &mut E,
+    ) -> Result<(), RuntimeError> {
+        for action in actions {
+            match action {
+                Action::RecordExit {
+                    pod,
+                    code,
+                    crash_streak,
+                    backoff_until,
+                } => effects.record_exit(&pod, code, crash_streak, backoff_until),
+                Action::Start(pod) => effects.start(&pod),
+                Action::Kill(pod) => effects.kill(&pod),
+                Action::Forget(pod) => effects.forget(&pod),
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Controller for Kubelet {
+    type Observed<'a> = Observed<'a>;
+    type Action = Action;
+
     fn name(&self) -> &'static str {
         "kubelet"
+    }
+
+    fn observe<'a>(&self, world: &World<'a>) -> Observed<'a> {
+        Observed {
+            now: world.now,
+            pods: &world.state.pods,
+            exits: world.exits,
+        }
     }
 
     fn reconcile(&mut self, observed: &Observed<'_>) -> Vec<Action> {
@@ -102,11 +168,8 @@ pub fn probe_verdict(pod: &Pod, event: &ProbeEvent) -> ProbeVerdict {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::controllers::testing::{observed, pod};
-    use crate::state::Objects;
+    use crate::controllers::testing::pod;
 
     fn kubelet() -> Kubelet {
         Kubelet {
@@ -117,7 +180,6 @@ mod tests {
     #[test]
     fn starts_waiting_containers_once_their_backoff_is_over() {
         let now = Instant::now();
-        let objects = Objects::default();
         let mut pods = BTreeMap::new();
         let fresh = pod("fresh", "d", "h", Phase::Pending);
         let mut backing_off = pod("backing-off", "d", "h", Phase::Running);
@@ -130,7 +192,11 @@ mod tests {
         for p in [fresh, backing_off, due, forbidden] {
             pods.insert(p.key(), p);
         }
-        let actions = kubelet().reconcile(&observed(&objects, &pods, &[], now));
+        let actions = kubelet().reconcile(&Observed {
+            now,
+            pods: &pods,
+            exits: &[],
+        });
         assert_eq!(
             actions,
             vec![
@@ -143,7 +209,6 @@ mod tests {
     #[test]
     fn an_exit_is_recorded_with_crashloop_backoff_and_a_first_crash_restarts_at_once() {
         let now = Instant::now();
-        let objects = Objects::default();
         let mut p = pod("p", "d", "h", Phase::Running);
         p.started = Some((
             now - Duration::from_secs(1),
@@ -152,7 +217,11 @@ mod tests {
         let key = p.key();
         let pods = BTreeMap::from([(key.clone(), p)]);
         let exits = [(key.clone(), Some(1))];
-        let actions = kubelet().reconcile(&observed(&objects, &pods, &exits, now));
+        let actions = kubelet().reconcile(&Observed {
+            now,
+            pods: &pods,
+            exits: &exits,
+        });
         assert_eq!(
             actions,
             vec![
@@ -168,7 +237,11 @@ mod tests {
         // The second crash in a row waits the base delay.
         let mut pods = pods;
         pods.get_mut(&key).unwrap().crash_streak = 1;
-        let actions = kubelet().reconcile(&observed(&objects, &pods, &exits, now));
+        let actions = kubelet().reconcile(&Observed {
+            now,
+            pods: &pods,
+            exits: &exits,
+        });
         assert_eq!(
             actions,
             vec![Action::RecordExit {
@@ -183,7 +256,6 @@ mod tests {
     #[tokio::test]
     async fn terminating_pods_are_killed_after_their_grace_and_forgotten_once_stopped() {
         let now = Instant::now();
-        let objects = Objects::default();
         let dir = tempfile::tempdir().unwrap();
         // Two real processes (`sleep`), started and killed by this test.
         let sleeper = |name: &str| {
@@ -210,7 +282,11 @@ mod tests {
             pods.insert(p.key(), p);
         }
         let exits = [(PodKey::new("default", "exited"), None)];
-        let actions = kubelet().reconcile(&observed(&objects, &pods, &exits, now));
+        let actions = kubelet().reconcile(&Observed {
+            now,
+            pods: &pods,
+            exits: &exits,
+        });
         for p in pods.values() {
             if let Some(process) = &p.process {
                 process.signal(rustix::process::Signal::KILL);

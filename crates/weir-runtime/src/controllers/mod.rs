@@ -1,10 +1,10 @@
 //! The controllers, as in kube-controller-manager and the kubelet: each
-//! reads what the runtime observed and returns the actions it wants; none
-//! does IO. The runtime's loop gathers the observations, calls each due
-//! controller in turn, and carries out its actions before the next one
-//! looks, so a pod created by one is seen by the next. A new controller
-//! implements [`Controller`] and is added to the list the runtime builds;
-//! no other controller changes.
+//! takes what it needs from the runtime's state ([`World`]), decides
+//! without IO, and returns its own actions, which say how they are carried
+//! out through the runtime's [`Effects`]. The runtime's loop calls each due
+//! controller in turn and carries out its actions before the next one
+//! looks. A new controller is a module here implementing [`Controller`],
+//! added to the list the runtime builds; no other controller changes.
 
 pub mod deployment;
 pub mod endpoints;
@@ -12,141 +12,47 @@ pub mod hpa;
 pub mod kubelet;
 pub mod rollout;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use weir_api::resource::ObjectRef;
-use weir_api::version_stats::{VersionCounts, VersionKey};
-use weir_gateway::{Endpoint, ServiceKey};
+use weir_gateway::{Endpoint, Gateway, ServiceKey};
 
+use crate::error::RuntimeError;
 use crate::hpa::HpaStatus;
-use crate::pods::Pod;
 use crate::pods::PodKey;
-use crate::state::{HpaStatuses, Objects, Published};
-use crate::store::ObjectMeta;
-use crate::usage::CpuHistory;
-use weir_rollout::engine::{CommandIntent, RolloutStatus};
+use crate::state::State;
+use weir_rollout::engine::RolloutStatus;
 use weir_rollout::traffic::SyntheticRequest;
 
-/// What the controllers see: the state at the start of their turn.
-pub struct Observed<'a> {
+/// What the runtime holds at the start of a controller's turn, for the
+/// controller to take what it needs from ([`Controller::observe`]).
+pub struct World<'a> {
     /// The runtime's clock.
     pub now: Instant,
     /// The wall clock, for timestamps shown to users.
     pub wall: SystemTime,
-    /// The desired objects.
-    pub objects: &'a Objects,
-    /// Their creation times and uids.
-    pub meta: &'a BTreeMap<ObjectRef, ObjectMeta>,
-    /// The pods.
-    pub pods: &'a BTreeMap<PodKey, Pod>,
+    /// The runtime's state: objects, pods, statuses.
+    pub state: &'a State,
     /// Containers that exited since the last pass, with their exit codes
     /// (`None`: killed by a signal).
     pub exits: &'a [(PodKey, Option<i32>)],
-    /// CPU samples.
-    pub cpu: &'a CpuHistory,
-    /// The HPAs' last status.
-    pub hpa_status: &'a HpaStatuses,
-    /// What the gateway serves.
-    pub published: Option<&'a Published>,
-    /// Each rule's request counters per version, as the gateway counts
-    /// them: keyed by the VirtualService (`namespace/name`), the rule's
-    /// index and the version.
-    pub versions: &'a HashMap<VersionKey, VersionCounts>,
-    /// Each Rollout's status.
-    pub rollout_status: &'a HashMap<ObjectRef, RolloutStatus>,
-    /// Rollouts whose stored status could not be read, and why.
-    pub rollout_status_unreadable: &'a HashMap<ObjectRef, String>,
-    /// Commands waiting for Rollouts.
-    pub rollout_commands: &'a HashMap<ObjectRef, CommandIntent>,
-    /// Replicas raised ahead of traffic, by Deployment: when, and to what.
-    pub scaled_ahead: &'a HashMap<ObjectRef, (Instant, i32)>,
+    /// The gateway, for what it counted.
+    pub gateway: &'a Gateway,
 }
 
-/// Something a controller wants done; the runtime does it.
-#[derive(Debug, PartialEq)]
-pub enum Action {
-    /// A new pod of a Deployment, from its current template.
-    CreatePod {
-        /// The Deployment.
-        deployment: ObjectRef,
-        /// The template's `pod-template-hash`.
-        template_hash: String,
-    },
-    /// Begin a pod's graceful termination (out of the endpoints first).
-    Terminate(PodKey),
-    /// A container exited: record it and when it may restart.
-    RecordExit {
-        /// The pod.
-        pod: PodKey,
-        /// Its exit code (`None`: a signal).
-        code: Option<i32>,
-        /// Crashes in a row, for the next backoff.
-        crash_streak: u32,
-        /// No restart before this.
-        backoff_until: Instant,
-    },
-    /// Start a pod's container.
-    Start(PodKey),
-    /// SIGTERM a terminating pod's container (it is out of the endpoints).
-    Stop(PodKey),
-    /// SIGKILL a pod's container (grace period over).
-    Kill(PodKey),
-    /// A terminated pod is gone: drop it and its record.
-    Forget(PodKey),
-    /// Serve the current routes with these ready endpoints.
-    Publish(HashMap<ServiceKey, Vec<Endpoint>>),
-    /// Set a Deployment's replicas (the HPA's scale).
-    Scale {
-        /// The Deployment.
-        deployment: ObjectRef,
-        /// Its new replica count.
-        replicas: i32,
-    },
-    /// Raise a Deployment's replicas ahead of traffic (a Rollout's
-    /// capacity before traffic); its HPA holds them as one of its own
-    /// recommendations, through its downscale stabilization window.
-    ScaleAhead {
-        /// The Deployment.
-        deployment: ObjectRef,
-        /// Its new replica count.
-        replicas: i32,
-    },
-    /// An HPA's status after a sync.
-    SetHpaStatus(ObjectRef, HpaStatus),
-    /// Set a VirtualService rule's weights, as `weir route` does: stored,
-    /// and served by the gateway before the next action.
-    SetRouteWeights {
-        /// The VirtualService.
-        virtual_service: ObjectRef,
-        /// The rule's index.
-        rule_index: usize,
-        /// `(subset, weight)`.
-        weights: Vec<(String, u32)>,
-    },
-    /// Send (or stop sending) weir's own load through the gateway for a
-    /// Rollout whose analysis gate lacks requests (`spec.traffic`).
-    SetTraffic {
-        /// The Rollout.
-        rollout: ObjectRef,
-        /// Requests per second, and the request its rule matches; `None`:
-        /// stop.
-        load: Option<(f64, SyntheticRequest)>,
-    },
-    /// A Rollout's status after a decision (stored when it changed).
-    SetRolloutStatus {
-        /// The Rollout.
-        rollout: ObjectRef,
-        /// Its status.
-        status: Box<RolloutStatus>,
-        /// Whether the decision took the waiting command.
-        took_command: bool,
-    },
-}
-
-/// A controller: a decision over observations.
+/// A controller: what it observes, and a decision over it. The runtime
+/// asks it for its observation, calls [`Controller::reconcile`], and
+/// carries out the actions it returns ([`Effect`]) before the next
+/// controller looks, so a pod created by one is seen by the next.
 pub trait Controller: Send {
+    /// What it reads, taken from the [`World`].
+    type Observed<'a>;
+    /// What it asks for.
+    type Action: Effect;
+
     /// Its name, for log lines.
     fn name(&self) -> &'static str;
 
@@ -156,13 +62,106 @@ pub trait Controller: Send {
         None
     }
 
-    /// The actions it wants, given what is observed.
-    fn reconcile(&mut self, observed: &Observed<'_>) -> Vec<Action>;
+    /// Takes what it needs from the runtime's state.
+    fn observe<'a>(&self, world: &World<'a>) -> Self::Observed<'a>;
+
+    /// The actions it wants, given what it observed.
+    fn reconcile(&mut self, observed: &Self::Observed<'_>) -> Vec<Self::Action>;
+}
+
+/// A controller's actions, carried out in order through the runtime's
+/// [`Effects`]; the first failure stops the rest (a pod is never signalled
+/// after a failed gateway update).
+pub trait Effect: Sized + Send {
+    /// Does what `actions` ask.
+    fn carry_out<E: Effects>(
+        actions: Vec<Self>,
+        effects: &mut E,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+}
+
+/// What the runtime can do for a controller: the one place pods are
+/// created and signalled, objects changed and the gateway told.
+pub trait Effects: Send {
+    /// Creates a pod of `deployment` from its template; `false` when it
+    /// cannot (logged).
+    fn create_pod(&mut self, deployment: &ObjectRef, template_hash: &str) -> bool;
+
+    /// Runs the loop again soon (new pods' containers start on the next
+    /// pass, after their records).
+    fn wake(&mut self);
+
+    /// Begins a pod's graceful termination (out of the endpoints first).
+    fn terminate(&mut self, pod: &PodKey);
+
+    /// Records a container's exit and when it may restart.
+    fn record_exit(
+        &mut self,
+        pod: &PodKey,
+        code: Option<i32>,
+        crash_streak: u32,
+        backoff_until: Instant,
+    );
+
+    /// Starts a pod's container.
+    fn start(&mut self, pod: &PodKey);
+
+    /// SIGTERMs a terminating pod's container (it is out of the endpoints).
+    fn stop(&mut self, pod: &PodKey);
+
+    /// SIGKILLs a pod's container (grace period over).
+    fn kill(&mut self, pod: &PodKey);
+
+    /// Drops a terminated pod and its record.
+    fn forget(&mut self, pod: &PodKey);
+
+    /// Serves the current routes with these ready endpoints.
+    fn publish(
+        &mut self,
+        endpoints: HashMap<ServiceKey, Vec<Endpoint>>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Sets a Deployment's replicas (the HPA's scale).
+    fn scale(&mut self, deployment: &ObjectRef, replicas: i32) -> impl Future<Output = ()> + Send;
+
+    /// Raises a Deployment's replicas ahead of traffic; its HPA holds them
+    /// as one of its own recommendations.
+    fn scale_ahead(
+        &mut self,
+        deployment: &ObjectRef,
+        replicas: i32,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Records an HPA's status after a sync.
+    fn set_hpa_status(&mut self, hpa: ObjectRef, status: HpaStatus);
+
+    /// Sets a VirtualService rule's weights, as `weir route` does: stored,
+    /// and served by the gateway before the next action.
+    fn set_route_weights(
+        &mut self,
+        virtual_service: &ObjectRef,
+        rule_index: usize,
+        weights: &[(String, u32)],
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Sends (or, with `None`, stops) weir's own load through the gateway
+    /// for a Rollout: requests per second and the request its rule matches.
+    fn set_traffic(
+        &mut self,
+        rollout: ObjectRef,
+        load: Option<(f64, SyntheticRequest)>,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Records a Rollout's status after a decision (stored when it
+    /// changed), and whether the decision took the waiting command.
+    fn set_rollout_status(&mut self, rollout: ObjectRef, status: RolloutStatus, took_command: bool);
 }
 
 #[cfg(test)]
 pub(crate) mod testing {
     //! Observations for the controllers' tests.
+
+    use std::collections::BTreeMap;
 
     use super::*;
     use crate::launch::Launch;
@@ -191,44 +190,5 @@ pub(crate) mod testing {
         );
         pod.phase = phase;
         pod
-    }
-
-    /// Observations over `objects` and `pods` at `now`.
-    pub fn observed<'a>(
-        objects: &'a Objects,
-        pods: &'a BTreeMap<PodKey, Pod>,
-        exits: &'a [(PodKey, Option<i32>)],
-        now: Instant,
-    ) -> Observed<'a> {
-        static META: std::sync::OnceLock<BTreeMap<ObjectRef, ObjectMeta>> =
-            std::sync::OnceLock::new();
-        static CPU: std::sync::OnceLock<CpuHistory> = std::sync::OnceLock::new();
-        static HPA: std::sync::OnceLock<HpaStatuses> = std::sync::OnceLock::new();
-        static VERSIONS: std::sync::OnceLock<HashMap<VersionKey, VersionCounts>> =
-            std::sync::OnceLock::new();
-        static ROLLOUTS: std::sync::OnceLock<HashMap<ObjectRef, RolloutStatus>> =
-            std::sync::OnceLock::new();
-        static UNREADABLE: std::sync::OnceLock<HashMap<ObjectRef, String>> =
-            std::sync::OnceLock::new();
-        static COMMANDS: std::sync::OnceLock<HashMap<ObjectRef, CommandIntent>> =
-            std::sync::OnceLock::new();
-        static AHEAD: std::sync::OnceLock<HashMap<ObjectRef, (Instant, i32)>> =
-            std::sync::OnceLock::new();
-        Observed {
-            now,
-            wall: SystemTime::UNIX_EPOCH,
-            objects,
-            meta: META.get_or_init(BTreeMap::new),
-            pods,
-            exits,
-            cpu: CPU.get_or_init(CpuHistory::default),
-            hpa_status: HPA.get_or_init(HashMap::new),
-            published: None,
-            versions: VERSIONS.get_or_init(HashMap::new),
-            rollout_status: ROLLOUTS.get_or_init(HashMap::new),
-            rollout_status_unreadable: UNREADABLE.get_or_init(HashMap::new),
-            rollout_commands: COMMANDS.get_or_init(HashMap::new),
-            scaled_ahead: AHEAD.get_or_init(HashMap::new),
-        }
     }
 }

@@ -22,14 +22,23 @@ use weir_api::quantity;
 use weir_api::resource::{Kind, ObjectRef, Resource};
 use weir_api::rollout::{RolloutSpec, rollout_target};
 use weir_api::route::destination_label;
-use weir_api::version_stats::VersionCounts;
+use weir_api::version_stats::{VersionCounts, VersionKey};
 
-use super::{Action, Controller, Observed};
+mod action;
+
+pub use action::Action;
+
+use super::{Controller, World};
 use crate::controllers::deployment::template_hash;
 use crate::hpa::{HpaSpec, Settings, Target};
-use crate::pods::Phase;
+use crate::pods::{Phase, Pod, PodKey};
+use crate::state::Objects;
+use crate::store::ObjectMeta;
+use crate::usage::CpuHistory;
 use weir_rollout::capacity::{CanaryHpa, CapacityInputs, CpuTarget};
-use weir_rollout::engine::{self, Observation, Prior, RolloutAction, Window};
+use weir_rollout::engine::{
+    self, CommandIntent, Observation, Prior, RolloutAction, RolloutStatus, Window,
+};
 use weir_rollout::traffic::synthetic_request;
 
 /// Request-count samples kept per Rollout, at most.
@@ -74,6 +83,32 @@ impl RolloutController {
             driven: HashMap::new(),
         }
     }
+}
+
+/// What the Rollout controller looks at.
+pub struct Observed<'a> {
+    /// The runtime's clock.
+    pub now: Instant,
+    /// The wall clock: the engine's time, in its statuses.
+    pub wall: SystemTime,
+    /// The desired objects.
+    pub objects: &'a Objects,
+    /// Their generations.
+    pub meta: &'a BTreeMap<ObjectRef, ObjectMeta>,
+    /// The pods (the canary's ready ones, the stable's CPU).
+    pub pods: &'a BTreeMap<PodKey, Pod>,
+    /// CPU samples.
+    pub cpu: &'a CpuHistory,
+    /// Each rule's request counters per version, as the gateway counts
+    /// them: keyed by the VirtualService (`namespace/name`), the rule's
+    /// index and the version (read only when there is a Rollout).
+    pub versions: HashMap<VersionKey, VersionCounts>,
+    /// Each Rollout's status.
+    pub rollout_status: &'a HashMap<ObjectRef, RolloutStatus>,
+    /// Rollouts whose stored status could not be read, and why.
+    pub rollout_status_unreadable: &'a HashMap<ObjectRef, String>,
+    /// Commands waiting for Rollouts.
+    pub rollout_commands: &'a HashMap<ObjectRef, CommandIntent>,
 }
 
 /// What a Rollout acts on, found from its VirtualService.
@@ -357,8 +392,33 @@ impl RolloutController {
 }
 
 impl Controller for RolloutController {
+    type Observed<'a> = Observed<'a>;
+    type Action = Action;
+
     fn name(&self) -> &'static str {
         "rollout"
+    }
+
+    fn observe<'a>(&self, world: &World<'a>) -> Observed<'a> {
+        let state = world.state;
+        // Only Rollouts read the per-rule counters: no copy without one.
+        let versions = if state.objects.iter().any(|r| r.kind() == Kind::Rollout) {
+            world.gateway.rule_version_counts().into_iter().collect()
+        } else {
+            HashMap::new()
+        };
+        Observed {
+            now: world.now,
+            wall: world.wall,
+            objects: &state.objects,
+            meta: &state.meta,
+            pods: &state.pods,
+            cpu: &state.cpu,
+            versions,
+            rollout_status: &state.rollout_status,
+            rollout_status_unreadable: &state.rollout_status_unreadable,
+            rollout_commands: &state.rollout_commands,
+        }
     }
 
     fn reconcile(&mut self, observed: &Observed<'_>) -> Vec<Action> {

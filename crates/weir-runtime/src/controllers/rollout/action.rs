@@ -1,0 +1,84 @@
+//! What the Rollout controller asks for, and how each is carried out.
+
+use weir_api::resource::ObjectRef;
+use weir_rollout::engine::RolloutStatus;
+use weir_rollout::traffic::SyntheticRequest;
+
+use crate::controllers::{Effect, Effects};
+use crate::error::RuntimeError;
+
+/// What the Rollout controller asks for.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// Raise a Deployment's replicas ahead of traffic (a Rollout's
+    /// capacity before traffic); its HPA holds them as one of its own
+    /// recommendations, through its downscale stabilization window.
+    ScaleAhead {
+        /// The Deployment.
+        deployment: ObjectRef,
+        /// Its new replica count.
+        replicas: i32,
+    },
+    /// Set a VirtualService rule's weights, as `weir route` does.
+    SetRouteWeights {
+        /// The VirtualService.
+        virtual_service: ObjectRef,
+        /// The rule's index.
+        rule_index: usize,
+        /// `(subset, weight)`.
+        weights: Vec<(String, u32)>,
+    },
+    /// Send (or stop sending) weir's own load through the gateway for a
+    /// Rollout whose analysis gate lacks requests (`spec.traffic`).
+    SetTraffic {
+        /// The Rollout.
+        rollout: ObjectRef,
+        /// Requests per second, and the request its rule matches; `None`:
+        /// stop.
+        load: Option<(f64, SyntheticRequest)>,
+    },
+    /// A Rollout's status after a decision (stored when it changed).
+    SetRolloutStatus {
+        /// The Rollout.
+        rollout: ObjectRef,
+        /// Its status.
+        status: Box<RolloutStatus>,
+        /// Whether the decision took the waiting command.
+        took_command: bool,
+    },
+}
+
+impl Effect for Action {
+    /// A weight change is served before the status that records it is
+    /// stored; a failed change ends the batch, and the status is not
+    /// stored.
+    async fn carry_out<E: Effects>(
+        actions: Vec<Self>,
+        effects: &mut E,
+    ) -> Result<(), RuntimeError> {
+        for action in actions {
+            match action {
+                Action::ScaleAhead {
+                    deployment,
+                    replicas,
+                } => effects.scale_ahead(&deployment, replicas).await,
+                Action::SetRouteWeights {
+                    virtual_service,
+                    rule_index,
+                    weights,
+                } => {
+                    effects
+                        .set_route_weights(&virtual_service, rule_index, &weights)
+                        .await?
+                }
+                Action::SetTraffic { rollout, load } => effects.set_traffic(rollout, load).await,
+                Action::SetRolloutStatus {
+                    rollout,
+                    status,
+                    took_command,
+                } => effects.set_rollout_status(rollout, *status, took_command),
+            }
+        }
+        Ok(())
+    }
+}

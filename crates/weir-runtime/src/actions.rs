@@ -1,9 +1,9 @@
 //! The runtime's [`Effects`], through which the controllers' actions are
-//! carried out: the one place pods are created, started and signalled; changes to stored objects (a scale, a route's
-//! weights) and to what the gateway serves go through the one write path
-//! (`write.rs`). Over 600 lines because each action and the events it
-//! records are kept together here, the runtime's only side effects on
-//! processes.
+//! carried out: the one place pods are created, started and signalled,
+//! with the events each records; changes to stored objects (a scale, a
+//! route's weights) and to what the gateway serves go through the one
+//! write path (`write.rs`); a Rollout's status and own traffic are
+//! `rollout_effects.rs`.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -12,7 +12,7 @@ use rustix::process::Signal;
 use tokio::time::Instant;
 use weir_api::resource::{Kind, ObjectRef, Resource};
 
-use crate::controllers::Effects;
+use crate::controllers::contract::Effects;
 use crate::controllers::deployment::NAME_ALPHABET;
 use crate::error::RuntimeError;
 use crate::events::EventType;
@@ -22,14 +22,11 @@ use crate::pod_ip::allocate_ip;
 use crate::pods::{self, Phase, Pod, PodIdentity, PodKey};
 use crate::probe::{self, ProbeKind, ProbeTarget};
 use crate::process::Process;
+use crate::rollout_effects::{own_traffic, set_rollout_status};
 use crate::runtime::{Executor, Runtime};
 use crate::state::State;
-use weir_api::rollout::RolloutSpec;
-use weir_gateway::metrics::{
-    RolloutInfoLabels, RolloutLabels, RolloutMetrics, RolloutPhaseLabels, RolloutVerdictLabels,
-};
 use weir_gateway::{Endpoint, ServiceKey};
-use weir_rollout::engine::{ALL_PHASES, RolloutStatus};
+use weir_rollout::engine::RolloutStatus;
 use weir_rollout::traffic::SyntheticRequest;
 
 impl Effects for Executor<'_> {
@@ -134,7 +131,7 @@ impl Effects for Executor<'_> {
             Some((rate, _)) if state.traffic.get(&rollout).is_some_and(|(r, _)| *r == rate) => {}
             Some((rate, request)) => {
                 state.stop_traffic(&rollout);
-                if let Some(task) = self.runtime.own_traffic(rate, request).await {
+                if let Some(task) = own_traffic(&self.runtime.gateway, rate, request).await {
                     state.traffic.insert(rollout, (rate, task));
                 }
             }
@@ -148,8 +145,14 @@ impl Effects for Executor<'_> {
         status: RolloutStatus,
         took_command: bool,
     ) {
-        self.runtime
-            .set_rollout_status(self.state, rollout, status, took_command);
+        set_rollout_status(
+            &self.runtime.store,
+            self.runtime.gateway.rollout_metrics(),
+            self.state,
+            rollout,
+            status,
+            took_command,
+        );
     }
 }
 
@@ -214,98 +217,6 @@ impl Runtime {
             ));
         }
         true
-    }
-
-    /// Records a Rollout's new status (and its metrics) when it changed,
-    /// clearing the command it took.
-    fn set_rollout_status(
-        &self,
-        state: &mut State,
-        rollout: ObjectRef,
-        status: RolloutStatus,
-        took_command: bool,
-    ) {
-        if took_command {
-            state.rollout_commands.remove(&rollout);
-            if let Err(e) = self.store.set_pending_command(&rollout, None) {
-                log(&format!("cannot clear the command of {rollout}: {e}"));
-            }
-        }
-        state.rollout_status_unreadable.remove(&rollout);
-        if state.rollout_status.get(&rollout) == Some(&status) {
-            return;
-        }
-        if let Some(Resource::Rollout(ro)) = state.objects.get(&rollout) {
-            record_rollout_metrics(
-                self.gateway.rollout_metrics(),
-                &rollout,
-                &ro.spec,
-                state.rollout_status.get(&rollout),
-                &status,
-            );
-        }
-        let text = serde_json::to_string(&status).unwrap_or_default();
-        if let Err(e) = self.store.set_status(&rollout, &text) {
-            log(&format!("cannot record the status of {rollout}: {e}"));
-        }
-        state.rollout_status.insert(rollout, status);
-    }
-
-    /// A task sending `rate` requests per second through the gateway (its
-    /// port 80 listener, else its first), in bounded one-second runs of
-    /// weir's load generator, until aborted.
-    async fn own_traffic(
-        &self,
-        rate: f64,
-        request: SyntheticRequest,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        let listeners = self.gateway.listeners().await;
-        let port = request
-            .port
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(80);
-        let addr = listeners
-            .get(&port)
-            .or_else(|| listeners.values().next())
-            .copied()?;
-        let url: http::Uri = format!("http://{addr}{}", request.path).parse().ok()?;
-        let host = request
-            .host
-            .as_deref()
-            .and_then(|h| http::HeaderValue::from_str(h).ok());
-        let headers: Vec<(http::HeaderName, http::HeaderValue)> = request
-            .headers
-            .iter()
-            .filter_map(|(n, v)| {
-                Some((
-                    http::HeaderName::from_bytes(n.as_bytes()).ok()?,
-                    http::HeaderValue::from_str(v).ok()?,
-                ))
-            })
-            .collect();
-        Some(tokio::spawn(async move {
-            loop {
-                let options = weir_load::generator::LoadOptions {
-                    url: url.clone(),
-                    connections: 2,
-                    duration: Some(Duration::from_secs(1)),
-                    requests: None,
-                    rate: Some(rate),
-                    users: None,
-                    http2: false,
-                    classifier: weir_load::classify::Classifier::default(),
-                    timeout: Duration::from_secs(5),
-                    host: host.clone(),
-                    headers: headers.clone(),
-                };
-                if weir_load::generator::run(options, Default::default())
-                    .await
-                    .is_err()
-                {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }))
     }
 
     /// A new pod of `deployment` from its current template: name, IP,
@@ -454,91 +365,6 @@ impl Runtime {
             std::future::pending::<()>().await;
         }))
     }
-}
-
-/// Brings the `weir_rollout_*` metrics up to a Rollout's new status; a new
-/// analysis counts its verdicts.
-fn record_rollout_metrics(
-    metrics: &RolloutMetrics,
-    rollout: &ObjectRef,
-    spec: &RolloutSpec,
-    previous: Option<&RolloutStatus>,
-    status: &RolloutStatus,
-) {
-    let labels = RolloutLabels {
-        namespace: rollout.namespace.clone(),
-        rollout: rollout.name.clone(),
-    };
-    metrics
-        .info
-        .get_or_create(&RolloutInfoLabels {
-            namespace: rollout.namespace.clone(),
-            rollout: rollout.name.clone(),
-            virtual_service: spec.virtual_service.clone(),
-            stable: spec.stable.clone(),
-            canary: spec.canary.clone(),
-        })
-        .set(1);
-    for phase in ALL_PHASES {
-        metrics
-            .phase
-            .get_or_create(&RolloutPhaseLabels {
-                namespace: rollout.namespace.clone(),
-                rollout: rollout.name.clone(),
-                phase: format!("{phase:?}"),
-            })
-            .set(i64::from(phase == status.phase));
-    }
-    metrics
-        .canary_weight
-        .get_or_create(&labels)
-        .set(i64::from(status.canary_weight));
-    metrics
-        .step
-        .get_or_create(&labels)
-        .set(status.current_step as i64);
-    if status.analyses > previous.map_or(0, |p| p.analyses) {
-        for j in &status.verdicts {
-            metrics
-                .verdicts
-                .get_or_create(&RolloutVerdictLabels {
-                    namespace: rollout.namespace.clone(),
-                    rollout: rollout.name.clone(),
-                    metric: j.metric.clone(),
-                    verdict: format!("{:?}", j.verdict),
-                })
-                .inc();
-        }
-    }
-}
-
-/// Removes a deleted Rollout's `weir_rollout_*` series (its verdict counts
-/// stay, as counters do).
-pub(crate) fn forget_rollout_metrics(
-    metrics: &RolloutMetrics,
-    rollout: &ObjectRef,
-    spec: &RolloutSpec,
-) {
-    let labels = RolloutLabels {
-        namespace: rollout.namespace.clone(),
-        rollout: rollout.name.clone(),
-    };
-    metrics.info.remove(&RolloutInfoLabels {
-        namespace: rollout.namespace.clone(),
-        rollout: rollout.name.clone(),
-        virtual_service: spec.virtual_service.clone(),
-        stable: spec.stable.clone(),
-        canary: spec.canary.clone(),
-    });
-    for phase in ALL_PHASES {
-        metrics.phase.remove(&RolloutPhaseLabels {
-            namespace: rollout.namespace.clone(),
-            rollout: rollout.name.clone(),
-            phase: format!("{phase:?}"),
-        });
-    }
-    metrics.canary_weight.remove(&labels);
-    metrics.step.remove(&labels);
 }
 
 /// The random part of a pod's name.

@@ -167,7 +167,11 @@ impl Runtime {
         let mut state = self.state.lock().await;
         for o in objects {
             if let Some(Resource::Rollout(ro)) = state.objects.get(o) {
-                crate::actions::forget_rollout_metrics(self.gateway.rollout_metrics(), o, &ro.spec);
+                crate::rollout_effects::forget_rollout_metrics(
+                    self.gateway.rollout_metrics(),
+                    o,
+                    &ro.spec,
+                );
             }
             state.objects.remove(o);
             state.hpa_status.remove(o);

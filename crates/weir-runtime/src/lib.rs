@@ -19,6 +19,7 @@ pub mod pods;
 pub mod probe;
 pub mod process;
 pub mod restore;
+pub mod rollout_effects;
 pub mod run_as;
 pub mod runtime;
 pub mod scrape;

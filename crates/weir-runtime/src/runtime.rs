@@ -5,11 +5,9 @@
 //! dropped and the gateway is updated. The API side is [`crate::api`].
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustix::process::Signal;
 use tokio::sync::{Mutex, Notify, mpsc};
@@ -17,12 +15,10 @@ use tokio::time::Instant;
 use weir_api::images::ImageMap;
 use weir_gateway::{Gateway, GatewayOptions};
 
-use crate::controllers::deployment::DeploymentController;
-use crate::controllers::endpoints::{self, EndpointsController};
-use crate::controllers::hpa::HpaController;
+use crate::controllers;
+use crate::controllers::contract::{Effect, Host, Turn};
+use crate::controllers::endpoints;
 use crate::controllers::kubelet::{self, Kubelet, ProbeVerdict};
-use crate::controllers::rollout::RolloutController;
-use crate::controllers::{Controller, Effect, World};
 use crate::error::RuntimeError;
 use crate::launch::Supervision;
 use crate::log;
@@ -102,75 +98,34 @@ impl RuntimeConfig {
     }
 }
 
-/// What the runtime's effects act on: the runtime and its state, at one
-/// time. The controllers' actions are carried out through it
-/// ([`crate::controllers::Effects`], implemented in `actions.rs`).
-pub(crate) struct Executor<'a> {
+/// The runtime's effects over its state at one time; the controllers'
+/// actions are carried out through them (`actions.rs` implements
+/// [`crate::controllers::contract::Effects`] for it).
+pub struct Executor<'a> {
     pub(crate) runtime: &'a Runtime,
     pub(crate) state: &'a mut State,
     pub(crate) now: Instant,
 }
 
-/// Future of one controller's turn.
-type TurnFuture<'a> = Pin<Box<dyn Future<Output = Result<(), RuntimeError>> + Send + 'a>>;
+impl Host for Runtime {
+    type Effects<'e> = Executor<'e>;
 
-/// A controller of any kind, as the loop runs it: observe, decide, carry
-/// out.
-trait Turn: Send {
-    fn name(&self) -> &'static str;
-    fn period(&self) -> Option<Duration>;
-    /// Observes `world`, decides, and carries out the actions with
-    /// `executor`.
-    fn turn<'a>(
-        &'a mut self,
-        runtime: &'a Runtime,
-        state: &'a mut State,
-        exits: &'a [(PodKey, Option<i32>)],
-        now: Instant,
-    ) -> TurnFuture<'a>;
-}
-
-impl<C: Controller + 'static> Turn for C {
-    fn name(&self) -> &'static str {
-        Controller::name(self)
+    fn gateway(&self) -> &Gateway {
+        &self.gateway
     }
 
-    fn period(&self) -> Option<Duration> {
-        Controller::period(self)
-    }
-
-    fn turn<'a>(
-        &'a mut self,
-        runtime: &'a Runtime,
-        state: &'a mut State,
-        exits: &'a [(PodKey, Option<i32>)],
-        now: Instant,
-    ) -> TurnFuture<'a> {
-        let actions = {
-            let world = World {
-                now,
-                wall: SystemTime::now(),
-                state,
-                exits,
-                gateway: &runtime.gateway,
-            };
-            let observed = self.observe(&world);
-            self.reconcile(&observed)
-        };
-        Box::pin(async move {
-            let mut executor = Executor {
-                runtime,
-                state,
-                now,
-            };
-            C::Action::carry_out(actions, &mut executor).await
-        })
+    fn effects<'e>(&'e self, state: &'e mut State, now: Instant) -> Executor<'e> {
+        Executor {
+            runtime: self,
+            state,
+            now,
+        }
     }
 }
 
 /// A controller and when it runs next.
 struct Scheduled {
-    controller: Box<dyn Turn>,
+    controller: Box<dyn Turn<Runtime>>,
     next_due: Instant,
 }
 
@@ -235,22 +190,12 @@ impl Runtime {
         let (rollout_status, rollout_status_unreadable) = restore_rollout_statuses(&store)?;
         let rollout_commands = restore_pending_commands(&store)?;
         let now = Instant::now();
-        let controllers: Vec<Box<dyn Turn>> = vec![
-            Box::new(HpaController::new(
-                config.hpa_sync_period,
-                config.metrics_window,
-                crate::cpu::ticks_per_second(),
-            )),
-            Box::new(Kubelet {
-                restart_backoff: config.restart_backoff,
-            }),
-            Box::new(DeploymentController),
-            Box::new(EndpointsController),
-            Box::new(RolloutController::new(
-                config.metrics_window,
-                crate::cpu::ticks_per_second(),
-            )),
-        ];
+        let controllers = controllers::all(&controllers::Settings {
+            hpa_sync_period: config.hpa_sync_period,
+            metrics_window: config.metrics_window,
+            restart_backoff: config.restart_backoff,
+            ticks_per_second: crate::cpu::ticks_per_second(),
+        });
         let controllers = controllers
             .into_iter()
             .map(|controller| Scheduled {
@@ -492,12 +437,7 @@ impl Runtime {
             let endpoints = endpoints::ready_endpoints(&state.objects, &state.pods);
             let mut stopping = vec![endpoints::Action::Publish(endpoints)];
             stopping.extend(state.pods.keys().cloned().map(endpoints::Action::Stop));
-            let mut executor = Executor {
-                runtime: self,
-                state,
-                now,
-            };
-            if let Err(e) = Effect::carry_out(stopping, &mut executor).await {
+            if let Err(e) = Effect::carry_out(stopping, &mut self.effects(state, now)).await {
                 log(&format!("stopping: {e}"));
             }
         }
@@ -510,7 +450,7 @@ impl Runtime {
                 let mut state = self.state.lock().await;
                 let now = Instant::now();
                 let exits = reap(&mut state);
-                let _ = kubelet.turn(self, &mut state, &exits, now).await;
+                let _ = Turn::<Runtime>::turn(&mut kubelet, self, &mut state, &exits, now).await;
                 if state.pods.is_empty() || now > deadline {
                     for pod in state.pods.values() {
                         if let Some(p) = &pod.process {

@@ -14,7 +14,7 @@ use weir_api::k8s_openapi::api::core::v1::PodTemplateSpec;
 use weir_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weir_api::resource::{Kind, ObjectRef, Resource};
 
-use super::{Controller, Effect, Effects, World};
+use super::contract::{Controller, Effect, Effects, World};
 use crate::error::RuntimeError;
 use crate::pods::PodKey;
 use crate::pods::{Phase, Pod};

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use weir_api::resource::Resource;
 use weir_gateway::{Endpoint, ServiceKey};
 
-use super::{Controller, Effect, Effects, World};
+use super::contract::{Controller, Effect, Effects, World};
 use crate::error::RuntimeError;
 use crate::pods::PodKey;
 use crate::pods::{Phase, Pod};

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use weir_api::resource::{Kind, ObjectRef, Resource};
 
-use super::{Controller, Effect, Effects, World};
+use super::contract::{Controller, Effect, Effects, World};
 use crate::error::RuntimeError;
 use crate::hpa::{self, HpaHistory, HpaSpec, HpaStatus, PodSample, Settings};
 use crate::pods::{self, Phase, Pod, PodKey};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Controller, Effect, Effects, World};
+use super::contract::{Controller, Effect, Effects, World};
 use crate::error::RuntimeError;
 use crate::pods::{Phase, Pod, PodKey};
 use crate::probe::{ProbeEvent, ProbeKind};

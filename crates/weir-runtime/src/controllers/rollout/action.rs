@@ -4,7 +4,7 @@ use weir_api::resource::ObjectRef;
 use weir_rollout::engine::RolloutStatus;
 use weir_rollout::traffic::SyntheticRequest;
 
-use crate::controllers::{Effect, Effects};
+use crate::controllers::contract::{Effect, Effects};
 use crate::error::RuntimeError;
 
 /// What the Rollout controller asks for.

@@ -28,7 +28,7 @@ mod action;
 
 pub use action::Action;
 
-use super::{Controller, World};
+use super::contract::{Controller, World};
 use crate::controllers::deployment::template_hash;
 use crate::hpa::{HpaSpec, Settings, Target};
 use crate::pods::{Phase, Pod, PodKey};

@@ -562,4 +562,41 @@ mod tests {
         assert_eq!(h.len(), 10);
         assert!(h.bytes().all(|c| NAME_ALPHABET.contains(&c)));
     }
+
+    #[tokio::test]
+    async fn a_deployment_whose_pod_cannot_be_created_gets_no_more_creations_this_pass() {
+        let deployment = |name: &str| ObjectRef {
+            kind: Kind::Deployment,
+            namespace: "default".into(),
+            name: name.into(),
+        };
+        let create = |name: &str| Action::CreatePod {
+            deployment: deployment(name),
+            template_hash: "h".into(),
+        };
+        let mut effects = crate::controllers::testing::Recorded {
+            cannot_create: vec!["a".into()],
+            ..Default::default()
+        };
+        let actions = vec![
+            create("a"),
+            create("a"),
+            create("b"),
+            Action::Terminate(PodKey::new("default", "old")),
+        ];
+        Action::carry_out(actions, &mut effects).await.unwrap();
+        assert_eq!(
+            effects.calls,
+            ["create a", "create b", "terminate old", "wake"],
+            "the second pod of a is not tried; the loop runs again for b's"
+        );
+        let mut effects = crate::controllers::testing::Recorded::default();
+        Action::carry_out(
+            vec![Action::Terminate(PodKey::new("default", "old"))],
+            &mut effects,
+        )
+        .await
+        .unwrap();
+        assert_eq!(effects.calls, ["terminate old"], "nothing created: no wake");
+    }
 }

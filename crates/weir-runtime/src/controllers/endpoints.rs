@@ -221,4 +221,27 @@ mod tests {
             .collect();
         assert_eq!(names, ["serving"]);
     }
+
+    #[tokio::test]
+    async fn no_pod_is_stopped_after_the_gateway_refused_the_endpoints() {
+        let stopping = || {
+            vec![
+                Action::Publish(HashMap::new()),
+                Action::Stop(PodKey::new("default", "leaving")),
+            ]
+        };
+        let mut effects = crate::controllers::testing::Recorded::default();
+        Action::carry_out(stopping(), &mut effects).await.unwrap();
+        assert_eq!(effects.calls, ["publish", "stop leaving"]);
+        let mut effects = crate::controllers::testing::Recorded {
+            fail_writes: true,
+            ..Default::default()
+        };
+        assert!(Action::carry_out(stopping(), &mut effects).await.is_err());
+        assert_eq!(
+            effects.calls,
+            ["publish"],
+            "still in the endpoints: not stopped"
+        );
+    }
 }

@@ -65,7 +65,7 @@ pub(crate) mod testing {
 
     use super::*;
     use crate::launch::Launch;
-    use crate::pods::{Phase, Pod};
+    use crate::pods::{Phase, Pod, PodKey};
 
     /// A pod of `deployment` with `template_hash`, created `age_s` seconds
     /// before the epoch + 1000 s, in `phase`.
@@ -90,5 +90,102 @@ pub(crate) mod testing {
         );
         pod.phase = phase;
         pod
+    }
+
+    /// Effects that only record what was asked, in order, for the tests of
+    /// how actions are carried out; a publish or a route change fails
+    /// when `fail_writes` says so, creating a pod of a Deployment named in
+    /// `cannot_create` fails.
+    #[derive(Default)]
+    pub struct Recorded {
+        pub calls: Vec<String>,
+        pub cannot_create: Vec<String>,
+        pub fail_writes: bool,
+    }
+
+    impl Recorded {
+        fn write(&mut self, call: String) -> Result<(), crate::error::RuntimeError> {
+            self.calls.push(call);
+            if self.fail_writes {
+                return Err(crate::error::RuntimeError::Io(std::io::Error::other(
+                    "refused",
+                )));
+            }
+            Ok(())
+        }
+    }
+
+    impl contract::Effects for Recorded {
+        fn create_pod(&mut self, deployment: &weir_api::resource::ObjectRef, _: &str) -> bool {
+            self.calls.push(format!("create {}", deployment.name));
+            !self.cannot_create.contains(&deployment.name)
+        }
+        fn wake(&mut self) {
+            self.calls.push("wake".into());
+        }
+        fn terminate(&mut self, pod: &PodKey) {
+            self.calls.push(format!("terminate {}", pod.name));
+        }
+        fn record_exit(&mut self, pod: &PodKey, _: Option<i32>, _: u32, _: Instant) {
+            self.calls.push(format!("exit {}", pod.name));
+        }
+        fn start(&mut self, pod: &PodKey) {
+            self.calls.push(format!("start {}", pod.name));
+        }
+        fn stop(&mut self, pod: &PodKey) {
+            self.calls.push(format!("stop {}", pod.name));
+        }
+        fn kill(&mut self, pod: &PodKey) {
+            self.calls.push(format!("kill {}", pod.name));
+        }
+        fn forget(&mut self, pod: &PodKey) {
+            self.calls.push(format!("forget {}", pod.name));
+        }
+        async fn publish(
+            &mut self,
+            _: std::collections::HashMap<weir_gateway::ServiceKey, Vec<weir_gateway::Endpoint>>,
+        ) -> Result<(), crate::error::RuntimeError> {
+            self.write("publish".into())
+        }
+        async fn scale(&mut self, deployment: &weir_api::resource::ObjectRef, replicas: i32) {
+            self.calls
+                .push(format!("scale {} {replicas}", deployment.name));
+        }
+        async fn scale_ahead(&mut self, deployment: &weir_api::resource::ObjectRef, replicas: i32) {
+            self.calls
+                .push(format!("scale ahead {} {replicas}", deployment.name));
+        }
+        fn set_hpa_status(&mut self, hpa: weir_api::resource::ObjectRef, _: crate::hpa::HpaStatus) {
+            self.calls.push(format!("hpa status {}", hpa.name));
+        }
+        async fn set_route_weights(
+            &mut self,
+            virtual_service: &weir_api::resource::ObjectRef,
+            rule_index: usize,
+            weights: &[(String, u32)],
+        ) -> Result<(), crate::error::RuntimeError> {
+            self.write(format!(
+                "weights {}[{rule_index}] {weights:?}",
+                virtual_service.name
+            ))
+        }
+        async fn set_traffic(
+            &mut self,
+            rollout: weir_api::resource::ObjectRef,
+            load: Option<(f64, weir_rollout::traffic::SyntheticRequest)>,
+        ) {
+            let rate = load.map(|(rate, _)| rate);
+            self.calls
+                .push(format!("traffic {} {rate:?}", rollout.name));
+        }
+        fn set_rollout_status(
+            &mut self,
+            rollout: weir_api::resource::ObjectRef,
+            _: weir_rollout::engine::RolloutStatus,
+            took_command: bool,
+        ) {
+            self.calls
+                .push(format!("rollout status {} {took_command}", rollout.name));
+        }
     }
 }

@@ -82,3 +82,58 @@ impl Effect for Action {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use weir_api::resource::Kind;
+
+    use super::*;
+    use crate::controllers::testing::Recorded;
+
+    #[tokio::test]
+    async fn a_status_is_stored_only_after_its_weight_is_served() {
+        let object = |kind, name: &str| ObjectRef {
+            kind,
+            namespace: "default".into(),
+            name: name.into(),
+        };
+        let step = || {
+            vec![
+                Action::SetRouteWeights {
+                    virtual_service: object(Kind::VirtualService, "vs"),
+                    rule_index: 0,
+                    weights: vec![("v1".into(), 90), ("v2".into(), 10)],
+                },
+                Action::SetTraffic {
+                    rollout: object(Kind::Rollout, "ro"),
+                    load: None,
+                },
+                Action::SetRolloutStatus {
+                    rollout: object(Kind::Rollout, "ro"),
+                    status: Box::default(),
+                    took_command: true,
+                },
+            ]
+        };
+        let mut effects = Recorded::default();
+        Action::carry_out(step(), &mut effects).await.unwrap();
+        assert_eq!(
+            effects.calls,
+            [
+                r#"weights vs[0] [("v1", 90), ("v2", 10)]"#,
+                "traffic ro None",
+                "rollout status ro true",
+            ]
+        );
+        let mut effects = Recorded {
+            fail_writes: true,
+            ..Default::default()
+        };
+        assert!(Action::carry_out(step(), &mut effects).await.is_err());
+        assert_eq!(
+            effects.calls,
+            [r#"weights vs[0] [("v1", 90), ("v2", 10)]"#],
+            "the weight was refused: the status (and the command it took) stay"
+        );
+    }
+}

@@ -60,15 +60,27 @@ pub trait Controller: Send {
     fn reconcile(&mut self, observed: &Self::Observed<'_>) -> Vec<Self::Action>;
 }
 
-/// A controller's actions, carried out in order through the runtime's
-/// [`Effects`]; the first failure stops the rest (a pod is never signalled
-/// after a failed gateway update).
+/// A controller's action, carried out through the runtime's [`Effects`].
 pub trait Effect: Sized + Send + 'static {
-    /// Does what `actions` ask.
+    /// Does what the action asks.
+    fn apply<E: Effects>(
+        self,
+        effects: &mut E,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Does what `actions` ask, in order; the first failure stops the rest
+    /// (a pod is never signalled after a failed gateway update).
     fn carry_out<E: Effects>(
         actions: Vec<Self>,
         effects: &mut E,
-    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send {
+        async move {
+            for action in actions {
+                action.apply(effects).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// What the runtime can do for a controller: the one place pods are

@@ -242,9 +242,25 @@ pub enum Action {
 }
 
 impl Effect for Action {
+    /// A new pod's container starts on the loop's next pass, once its
+    /// record is stored: the loop is woken for it.
+    async fn apply<E: Effects>(self, effects: &mut E) -> Result<(), RuntimeError> {
+        match self {
+            Action::CreatePod {
+                deployment,
+                template_hash,
+            } => {
+                if effects.create_pod(&deployment, &template_hash) {
+                    effects.wake();
+                }
+            }
+            Action::Terminate(pod) => effects.terminate(&pod),
+        }
+        Ok(())
+    }
+
     /// A Deployment whose pod cannot be created gets no more creations
-    /// this pass; after any creation the loop runs again, to start the
-    /// new pods' containers once their records are stored.
+    /// this pass; the loop is woken once after any creation.
     async fn carry_out<E: Effects>(
         actions: Vec<Self>,
         effects: &mut E,
@@ -266,7 +282,7 @@ impl Effect for Action {
                         cannot_create.insert(deployment);
                     }
                 }
-                Action::Terminate(pod) => effects.terminate(&pod),
+                terminate @ Action::Terminate(_) => terminate.apply(effects).await?,
             }
         }
         if created {

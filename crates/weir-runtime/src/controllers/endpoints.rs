@@ -82,15 +82,10 @@ pub enum Action {
 }
 
 impl Effect for Action {
-    async fn carry_out<E: Effects>(
-        actions: Vec<Self>,
-        effects: &mut E,
-    ) -> Result<(), RuntimeError> {
-        for action in actions {
-            match action {
-                Action::Publish(endpoints) => effects.publish(endpoints).await?,
-                Action::Stop(pod) => effects.stop(&pod),
-            }
+    async fn apply<E: Effects>(self, effects: &mut E) -> Result<(), RuntimeError> {
+        match self {
+            Action::Publish(endpoints) => effects.publish(endpoints).await?,
+            Action::Stop(pod) => effects.stop(&pod),
         }
         Ok(())
     }

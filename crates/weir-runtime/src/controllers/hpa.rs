@@ -80,18 +80,13 @@ pub enum Action {
 }
 
 impl Effect for Action {
-    async fn carry_out<E: Effects>(
-        actions: Vec<Self>,
-        effects: &mut E,
-    ) -> Result<(), RuntimeError> {
-        for action in actions {
-            match action {
-                Action::Scale {
-                    deployment,
-                    replicas,
-                } => effects.scale(&deployment, replicas).await,
-                Action::SetHpaStatus(hpa, status) => effects.set_hpa_status(hpa, status),
-            }
+    async fn apply<E: Effects>(self, effects: &mut E) -> Result<(), RuntimeError> {
+        match self {
+            Action::Scale {
+                deployment,
+                replicas,
+            } => effects.scale(&deployment, replicas).await,
+            Action::SetHpaStatus(hpa, status) => effects.set_hpa_status(hpa, status),
         }
         Ok(())
     }

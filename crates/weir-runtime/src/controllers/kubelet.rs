@@ -53,22 +53,17 @@ pub enum Action {
 }
 
 impl Effect for Action {
-    async fn carry_out<E: Effects>(
-        actions: Vec<Self>,
-        effects: &mut E,
-    ) -> Result<(), RuntimeError> {
-        for action in actions {
-            match action {
-                Action::RecordExit {
-                    pod,
-                    code,
-                    crash_streak,
-                    backoff_until,
-                } => effects.record_exit(&pod, code, crash_streak, backoff_until),
-                Action::Start(pod) => effects.start(&pod),
-                Action::Kill(pod) => effects.kill(&pod),
-                Action::Forget(pod) => effects.forget(&pod),
-            }
+    async fn apply<E: Effects>(self, effects: &mut E) -> Result<(), RuntimeError> {
+        match self {
+            Action::RecordExit {
+                pod,
+                code,
+                crash_streak,
+                backoff_until,
+            } => effects.record_exit(&pod, code, crash_streak, backoff_until),
+            Action::Start(pod) => effects.start(&pod),
+            Action::Kill(pod) => effects.kill(&pod),
+            Action::Forget(pod) => effects.forget(&pod),
         }
         Ok(())
     }

@@ -52,32 +52,27 @@ impl Effect for Action {
     /// A weight change is served before the status that records it is
     /// stored; a failed change ends the batch, and the status is not
     /// stored.
-    async fn carry_out<E: Effects>(
-        actions: Vec<Self>,
-        effects: &mut E,
-    ) -> Result<(), RuntimeError> {
-        for action in actions {
-            match action {
-                Action::ScaleAhead {
-                    deployment,
-                    replicas,
-                } => effects.scale_ahead(&deployment, replicas).await,
-                Action::SetRouteWeights {
-                    virtual_service,
-                    rule_index,
-                    weights,
-                } => {
-                    effects
-                        .set_route_weights(&virtual_service, rule_index, &weights)
-                        .await?
-                }
-                Action::SetTraffic { rollout, load } => effects.set_traffic(rollout, load).await,
-                Action::SetRolloutStatus {
-                    rollout,
-                    status,
-                    took_command,
-                } => effects.set_rollout_status(rollout, *status, took_command),
+    async fn apply<E: Effects>(self, effects: &mut E) -> Result<(), RuntimeError> {
+        match self {
+            Action::ScaleAhead {
+                deployment,
+                replicas,
+            } => effects.scale_ahead(&deployment, replicas).await,
+            Action::SetRouteWeights {
+                virtual_service,
+                rule_index,
+                weights,
+            } => {
+                effects
+                    .set_route_weights(&virtual_service, rule_index, &weights)
+                    .await?
             }
+            Action::SetTraffic { rollout, load } => effects.set_traffic(rollout, load).await,
+            Action::SetRolloutStatus {
+                rollout,
+                status,
+                took_command,
+            } => effects.set_rollout_status(rollout, *status, took_command),
         }
         Ok(())
     }

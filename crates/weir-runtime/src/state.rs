@@ -52,6 +52,31 @@ impl Objects {
         removed
     }
 
+    /// Takes `resources` in, replacing any of the same name; what they
+    /// replaced, for [`Objects::put_back`] should the write be refused.
+    pub fn write(&mut self, resources: &[Resource]) -> Replaced {
+        let mut replaced = Vec::with_capacity(resources.len());
+        for r in resources {
+            let at = r.object_ref();
+            replaced.push((at.clone(), self.by_ref.get(&at).cloned()));
+            self.insert(r.clone());
+        }
+        Replaced(replaced)
+    }
+
+    /// Undoes a [`Objects::write`]: the last written first, so an object
+    /// written twice gets back what it was before both.
+    pub fn put_back(&mut self, replaced: Replaced) {
+        for (at, was) in replaced.0.into_iter().rev() {
+            match was {
+                Some(old) => self.insert(old),
+                None => {
+                    self.remove(&at);
+                }
+            }
+        }
+    }
+
     /// `deployment` with `replicas`, as a new resource to write (`None`
     /// when it is not a stored Deployment).
     pub fn with_replicas(&self, deployment: &ObjectRef, replicas: i32) -> Option<Resource> {
@@ -176,6 +201,10 @@ impl State {
     }
 }
 
+/// What a write replaced: each object written and what it was before
+/// (`None`: it is new).
+pub struct Replaced(Vec<(ObjectRef, Option<Resource>)>);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +247,35 @@ mod tests {
         assert!(objects.remove(&resources[0].object_ref()));
         assert!(objects.route_generation() > g1);
         assert!(!objects.remove(&resources[0].object_ref()));
+    }
+
+    #[test]
+    fn a_refused_write_puts_back_exactly_what_it_replaced() {
+        let yaml = |name: &str, replicas: u32| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: c, image: i}}]}}\n"
+            )
+        };
+        let mut objects = Objects::default();
+        let kept = load(&yaml("kept", 1)).remove(0);
+        let changed = load(&yaml("changed", 1)).remove(0);
+        objects.insert(kept.clone());
+        objects.insert(changed.clone());
+        let before: Vec<Resource> = objects.iter().cloned().collect();
+        // One write: a new object, one replaced twice.
+        let written = [
+            load(&yaml("new", 1)).remove(0),
+            load(&yaml("changed", 2)).remove(0),
+            load(&yaml("changed", 3)).remove(0),
+        ];
+        let replaced = objects.write(&written);
+        assert_eq!(objects.iter().count(), 3);
+        assert_eq!(objects.get(&changed.object_ref()), Some(&written[2]));
+        objects.put_back(replaced);
+        let after: Vec<Resource> = objects.iter().cloned().collect();
+        assert_eq!(
+            after, before,
+            "the new one gone, the twice-written one as it was"
+        );
     }
 }

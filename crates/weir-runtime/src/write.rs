@@ -38,10 +38,7 @@ impl Runtime {
         resources: &[Resource],
         programs: &[DeploymentPrograms],
     ) -> Result<Vec<Written>, RuntimeError> {
-        let previous = state.objects.clone();
-        for r in resources {
-            state.objects.insert(r.clone());
-        }
+        let replaced = state.objects.write(resources);
         let written = match self.sync_gateway(state).await {
             Ok(()) => self.store_objects(state, resources, programs),
             Err(e) => Err(e),
@@ -52,7 +49,7 @@ impl Runtime {
                 Ok(written)
             }
             Err(e) => {
-                state.objects = previous;
+                state.objects.put_back(replaced);
                 let _ = self.sync_gateway(state).await;
                 Err(e)
             }

@@ -24,6 +24,18 @@ pub type Rollout = IstioObject<RolloutSpec>;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutSpec {
+    /// The one Deployment whose pod template this Rollout releases (Argo
+    /// Rollouts' `workloadRef`, Flagger's `targetRef`): weir runs its
+    /// revisions itself and makes the `stable` and `canary` subsets select
+    /// them; absent, `stable` and `canary` select Deployments the user runs
+    /// (the walkthrough's two).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_ref: Option<WorkloadRef>,
+    /// How long the previous stable revision keeps its pods after a
+    /// promotion (default 30s, Argo's), for connections and caches to
+    /// drain; only with `workloadRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_delay: Option<String>,
     /// The VirtualService it drives, in the Rollout's namespace.
     pub virtual_service: String,
     /// The http rule: its name or index; absent, the one rule that routes
@@ -50,6 +62,41 @@ pub struct RolloutSpec {
     /// the weights where they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revert_on_deletion: Option<bool>,
+}
+
+/// `spec.workloadRef`: the Deployment a Rollout releases.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRef {
+    /// `apps/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// `Deployment`, the only kind a Rollout releases.
+    pub kind: String,
+    /// The Deployment's name, in the Rollout's namespace.
+    pub name: String,
+}
+
+/// The label weir gives each revision's pods and adds to the `stable` and
+/// `canary` subsets of the DestinationRule, its template's hash (Argo's
+/// `rollouts-pod-template-hash`).
+pub const REVISION_LABEL: &str = "weir.dev/revision";
+
+/// The annotation on a revision's Deployment naming the workload it runs
+/// a revision of.
+pub const WORKLOAD_ANNOTATION: &str = "weir.dev/workload";
+
+/// The annotation on a revision's Deployment saying which it is: `stable`,
+/// `canary`, or `retiring` (a former stable waiting for its scale-down).
+pub const ROLE_ANNOTATION: &str = "weir.dev/revision-role";
+
+/// Defaults of a workload's revisions.
+pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
+
+/// The name of a workload's revision Deployment: the workload's and the
+/// template hash, as Kubernetes names a ReplicaSet.
+pub fn revision_name(workload: &str, revision: &str) -> String {
+    format!("{workload}-{revision}")
 }
 
 /// One step: exactly one of its fields is set.

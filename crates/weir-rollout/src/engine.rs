@@ -66,7 +66,8 @@ pub fn plan_hash(spec: &RolloutSpec) -> String {
     format!("{h:016x}")
 }
 
-fn rfc3339(t: SystemTime) -> String {
+/// A time as a status carries it (RFC 3339, seconds).
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -76,7 +77,7 @@ fn duration_or(text: Option<&str>, default: Duration) -> Duration {
 }
 
 impl RolloutStatus {
-    fn start(spec: &RolloutSpec, obs: &Observation<'_>, why: &str) -> Self {
+    pub(crate) fn start(spec: &RolloutSpec, obs: &Observation<'_>, why: &str) -> Self {
         let mut s = Self {
             phase: Phase::Progressing,
             current_step: 0,
@@ -85,6 +86,8 @@ impl RolloutStatus {
             plan_hash: plan_hash(spec),
             canary_revision: obs.canary_revision.map(str::to_owned),
             observed_generation: obs.generation,
+            stable_revision: None,
+            revisions: Vec::new(),
             step_started: obs.now,
             last_progress: obs.now,
             last_analysis: None,
@@ -104,10 +107,12 @@ impl RolloutStatus {
     }
 
     /// A fresh start that keeps the history of what came before.
-    fn restart(&self, spec: &RolloutSpec, obs: &Observation<'_>, why: &str) -> Self {
+    pub(crate) fn restart(&self, spec: &RolloutSpec, obs: &Observation<'_>, why: &str) -> Self {
         let mut fresh = Self::start(spec, obs, why);
         fresh.desired_weight = self.desired_weight;
         fresh.commands = self.commands.clone();
+        fresh.stable_revision = self.stable_revision.clone();
+        fresh.revisions = self.revisions.clone();
         fresh.history = [self.history.clone(), fresh.history].concat();
         fresh
             .history
@@ -115,7 +120,7 @@ impl RolloutStatus {
         fresh
     }
 
-    fn record(&mut self, now: SystemTime, message: &str) {
+    pub(crate) fn record(&mut self, now: SystemTime, message: &str) {
         self.history.push(Event {
             time: rfc3339(now),
             message: message.to_owned(),
@@ -172,7 +177,7 @@ impl RolloutStatus {
     }
 
     /// Asks for `w` and remembers it as the weight to hold.
-    fn set_weight(&mut self, w: u32) -> RolloutAction {
+    pub(crate) fn set_weight(&mut self, w: u32) -> RolloutAction {
         self.desired_weight = Some(w);
         RolloutAction::SetCanaryWeight(w)
     }

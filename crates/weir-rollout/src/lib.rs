@@ -18,3 +18,4 @@ pub mod status;
 #[cfg(test)]
 mod test_steps;
 pub mod traffic;
+pub mod workload;

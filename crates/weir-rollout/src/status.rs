@@ -104,6 +104,35 @@ pub struct Condition {
     pub last_transition_time: String,
 }
 
+/// What a workload's revision is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RevisionRole {
+    /// Serves the stable subset.
+    Stable,
+    /// Serves the canary subset.
+    Canary,
+    /// A former stable, kept until its scale-down time.
+    Retiring,
+}
+
+/// One revision of a Rollout's workload, as `weir rollout status` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionStatus {
+    /// Its pod template hash.
+    pub revision: String,
+    /// Its role.
+    pub role: RevisionRole,
+    /// The replicas it is given.
+    pub replicas: i32,
+    /// Its ready pods when decided.
+    pub ready: i32,
+    /// A retiring revision's scale-down time (RFC 3339).
+    #[serde(default, with = "rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub scale_down_at: Option<SystemTime>,
+}
+
 /// A Rollout's status: what a backend stores and `weir rollout status`
 /// shows. CRD-shaped: every field has a default, times are RFC 3339, and
 /// its JSON schema ([`schema`]) is generated from these types.
@@ -130,6 +159,13 @@ pub struct RolloutStatus {
     /// The Rollout's `metadata.generation` this status is about.
     #[serde(default)]
     pub observed_generation: Option<i64>,
+    /// With `workloadRef`: the revision (pod template hash) serving as the
+    /// stable; `None` before the workload was first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+    /// With `workloadRef`: each revision weir runs, its role and replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<RevisionStatus>,
     /// When the current step began: the analysis window starts then.
     #[serde(with = "rfc3339")]
     #[schemars(with = "String")]
@@ -180,6 +216,8 @@ impl Default for RolloutStatus {
             plan_hash: String::new(),
             canary_revision: None,
             observed_generation: None,
+            stable_revision: None,
+            revisions: Vec::new(),
             step_started: SystemTime::UNIX_EPOCH,
             last_progress: SystemTime::UNIX_EPOCH,
             last_analysis: None,

@@ -76,6 +76,10 @@ pub enum Command {
     /// Patch one object as kubectl patch does, e.g. `weir patch service my-app
     /// -p '{"spec":{"selector":{"version":"v2.0.0"}}}'` (--type strategic|merge|json).
     Patch(commands::patch::PatchArgs),
+    /// Edit a Deployment's pod template as kubectl set does: `weir set image
+    /// deployment/my-app my-app=IMAGE`, `weir set env deployment/my-app
+    /// VERSION=v3.0.0` (a new release when a Rollout owns it).
+    Set(commands::set::SetArgs),
     /// A Rollout's progress and controls: status [-w], promote [--full],
     /// pause, resume, abort, retry.
     Rollout(commands::rollout::RolloutArgs),

@@ -32,6 +32,11 @@ pub struct UpstreamEndpoint {
     pub workload: String,
     /// Its `version` label: `destination_version`.
     pub version: String,
+    /// What a Rollout's per-rule counters count it under: its revision
+    /// (`weir.dev/revision`, a Rollout's workload revision) when it has
+    /// one, else its version; two revisions with one `version` label stay
+    /// apart.
+    pub counted_as: String,
     /// What Istio's metrics call it: app, canonical service and revision.
     pub identity: WorkloadIdentity,
     /// The endpoint's labels.
@@ -56,10 +61,15 @@ impl UpstreamEndpoint {
             .cloned()
             .unwrap_or_else(|| "unknown".to_owned());
         let identity = WorkloadIdentity::of(&labels, &workload);
+        let counted_as = labels
+            .get(weir_api::rollout::REVISION_LABEL)
+            .unwrap_or(&version)
+            .clone();
         Self {
             addr,
             name,
             workload,
+            counted_as,
             version,
             identity,
             labels,

@@ -321,10 +321,10 @@ impl Record {
             match resolved {
                 // Resolved once per endpoint; a failed attempt looks it up.
                 Some(slot) => slot
-                    .get_or_init(|| table.stats(&d.rule_counters.key(&u.version)))
+                    .get_or_init(|| table.stats(&d.rule_counters.key(&u.counted_as)))
                     .record(duration_ms, failed),
                 None => table
-                    .stats(&d.rule_counters.key(&u.version))
+                    .stats(&d.rule_counters.key(&u.counted_as))
                     .record(duration_ms, failed),
             }
         }

@@ -154,6 +154,24 @@ impl Effects for Executor<'_> {
             took_command,
         );
     }
+
+    async fn write_objects(&mut self, resources: Vec<Resource>) -> Result<(), RuntimeError> {
+        self.runtime
+            .write(self.state, &resources, &[])
+            .await
+            .map(|_| ())
+    }
+
+    fn delete_objects(&mut self, objects: &[ObjectRef]) -> Result<(), RuntimeError> {
+        self.runtime.store.delete(objects)?;
+        for o in objects {
+            self.state.objects.remove(o);
+            self.state.meta.remove(o);
+            self.state.events.forget(o);
+        }
+        self.runtime.wake.notify_one();
+        Ok(())
+    }
 }
 
 impl Runtime {
@@ -258,7 +276,14 @@ impl Runtime {
             .unwrap_or(30)
             .max(0) as u64;
         let ip = allocate_ip(&mut state.next_ip, &container);
-        let mut images = state.programs_of(ns, &deployment.name);
+        // A Rollout's revision runs the programs given for its workload.
+        let programs_of = d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(weir_api::rollout::WORKLOAD_ANNOTATION))
+            .unwrap_or(&deployment.name);
+        let mut images = state.programs_of(ns, programs_of);
         images.merge(self.config.images.clone());
         let log = self.log_file(ns, &name);
         let (ids, config_error) = match crate::run_as::run_as(

@@ -25,6 +25,23 @@ pub struct Objects {
 }
 
 impl Objects {
+    /// Whether `deployment` is the workload of some Rollout
+    /// (`spec.workloadRef`): its revisions run its pods, not it, and its
+    /// HPA scales its stable revision.
+    pub fn is_rollout_workload(&self, deployment: &ObjectRef) -> bool {
+        self.iter().any(|r| match r {
+            Resource::Rollout(ro) => {
+                r.namespace() == deployment.namespace
+                    && ro
+                        .spec
+                        .workload_ref
+                        .as_ref()
+                        .is_some_and(|w| w.name == deployment.name)
+            }
+            _ => false,
+        })
+    }
+
     /// The object `r`, if stored.
     pub fn get(&self, r: &ObjectRef) -> Option<&Resource> {
         self.by_ref.get(r)

@@ -16,6 +16,7 @@ pub mod rollout_plan;
 pub mod route;
 pub mod scale;
 pub mod service;
+pub mod set;
 pub mod top;
 pub mod top_metrics;
 pub mod top_snapshot;
@@ -42,6 +43,7 @@ pub async fn run_async(command: Command) -> u8 {
         Command::Service(args) => service::run(args).await,
         Command::Scale(args) => scale::run(args).await,
         Command::Patch(args) => patch::run(args).await,
+        Command::Set(args) => set::run(args).await,
         Command::Rollout(args) => rollout::run(args).await,
         Command::Load(args) => load::run(args).await,
         Command::Top(args) => top::run(args).await,

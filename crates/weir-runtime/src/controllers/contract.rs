@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
-use weir_api::resource::ObjectRef;
+use weir_api::resource::{ObjectRef, Resource};
 use weir_gateway::{Endpoint, Gateway, ServiceKey};
 
 use crate::error::RuntimeError;
@@ -158,6 +158,18 @@ pub trait Effects: Send {
     /// Records a Rollout's status after a decision (stored when it
     /// changed), and whether the decision took the waiting command.
     fn set_rollout_status(&mut self, rollout: ObjectRef, status: RolloutStatus, took_command: bool);
+
+    /// Writes objects a controller owns (a Rollout's revisions, the
+    /// subsets that select them) through the runtime's one write path:
+    /// taken in, served by the gateway and stored, or nothing changes.
+    fn write_objects(
+        &mut self,
+        resources: Vec<Resource>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Deletes objects a controller owns (a Rollout's revision); their
+    /// pods go as an orphan's do.
+    fn delete_objects(&mut self, objects: &[ObjectRef]) -> Result<(), RuntimeError>;
 }
 
 /// The runtime a controller runs in, as the loop's turn needs it: its

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use weir_api::resource::{Kind, ObjectRef, Resource};
+use weir_api::rollout::{ROLE_ANNOTATION, WORKLOAD_ANNOTATION};
 
 use super::contract::{Controller, Effect, Effects, World};
 use crate::error::RuntimeError;
@@ -92,6 +93,28 @@ impl Effect for Action {
     }
 }
 
+/// The Deployments whose pods an HPA on `target` measures: the target's,
+/// or, when a Rollout releases it (`workloadRef`), its stable revision's,
+/// which the HPA's replicas size.
+fn measured_deployments(objects: &Objects, target: &ObjectRef) -> Vec<String> {
+    if !objects.is_rollout_workload(target) {
+        return vec![target.name.clone()];
+    }
+    objects
+        .iter()
+        .filter(|r| r.namespace() == target.namespace)
+        .filter_map(|r| match r {
+            Resource::Deployment(d) => {
+                let a = d.metadata.annotations.as_ref()?;
+                (a.get(WORKLOAD_ANNOTATION) == Some(&target.name)
+                    && a.get(ROLE_ANNOTATION).map(String::as_str) == Some("stable"))
+                .then(|| r.name().to_owned())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 impl Controller for HpaController {
     type Observed<'a> = Observed<'a>;
     type Action = Action;
@@ -140,10 +163,13 @@ impl Controller for HpaController {
                 continue;
             };
             let current = d.spec.replicas.unwrap_or(1);
+            let measured = measured_deployments(observed.objects, &deployment);
             let samples: Vec<PodSample> = observed
                 .pods
                 .iter()
-                .filter(|(_, p)| p.id.namespace == hpa_ref.namespace && p.id.deployment == *target)
+                .filter(|(_, p)| {
+                    p.id.namespace == hpa_ref.namespace && measured.contains(&p.id.deployment)
+                })
                 .map(|(k, p)| PodSample {
                     name: p.id.name.clone(),
                     pending: p.phase == Phase::Pending,

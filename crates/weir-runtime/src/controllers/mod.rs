@@ -187,5 +187,22 @@ pub(crate) mod testing {
             self.calls
                 .push(format!("rollout status {} {took_command}", rollout.name));
         }
+        async fn write_objects(
+            &mut self,
+            resources: Vec<weir_api::resource::Resource>,
+        ) -> Result<(), crate::error::RuntimeError> {
+            let names: Vec<String> = resources
+                .iter()
+                .map(|r| r.object_ref().to_string())
+                .collect();
+            self.write(format!("write {}", names.join(" ")))
+        }
+        fn delete_objects(
+            &mut self,
+            objects: &[weir_api::resource::ObjectRef],
+        ) -> Result<(), crate::error::RuntimeError> {
+            let names: Vec<String> = objects.iter().map(ToString::to_string).collect();
+            self.write(format!("delete {}", names.join(" ")))
+        }
     }
 }

@@ -259,7 +259,10 @@ impl Controller for DeploymentController {
         }
         for r in observed.objects.iter() {
             let Resource::Deployment(d) = r else { continue };
-            let desired = DesiredPods::of(d);
+            let mut desired = DesiredPods::of(d);
+            if observed.objects.is_rollout_workload(&r.object_ref()) {
+                desired.replicas = 0;
+            }
             let pods: Vec<PodState> = observed
                 .pods
                 .values()

@@ -1,6 +1,6 @@
 //! What the Rollout controller asks for, and how each is carried out.
 
-use weir_api::resource::ObjectRef;
+use weir_api::resource::{ObjectRef, Resource};
 use weir_rollout::engine::RolloutStatus;
 use weir_rollout::traffic::SyntheticRequest;
 
@@ -37,6 +37,17 @@ pub enum Action {
         /// stop.
         load: Option<(f64, SyntheticRequest)>,
     },
+    /// Write objects the Rollout owns: its workload's revisions, the
+    /// subsets selecting them.
+    Write {
+        /// The objects, whole.
+        resources: Vec<Resource>,
+    },
+    /// Delete revisions the Rollout no longer runs.
+    Delete {
+        /// The revisions' Deployments.
+        objects: Vec<ObjectRef>,
+    },
     /// A Rollout's status after a decision (stored when it changed).
     SetRolloutStatus {
         /// The Rollout.
@@ -68,6 +79,8 @@ impl Effect for Action {
                     .await?
             }
             Action::SetTraffic { rollout, load } => effects.set_traffic(rollout, load).await,
+            Action::Write { resources } => effects.write_objects(resources).await?,
+            Action::Delete { objects } => effects.delete_objects(&objects)?,
             Action::SetRolloutStatus {
                 rollout,
                 status,

@@ -20,11 +20,12 @@ use weir_api::istio::{IstioObject, VirtualServiceSpec, service_for_host};
 use weir_api::k8s_openapi::api::apps::v1::Deployment;
 use weir_api::quantity;
 use weir_api::resource::{Kind, ObjectRef, Resource};
-use weir_api::rollout::{RolloutSpec, rollout_target};
+use weir_api::rollout::{REVISION_LABEL, RolloutSpec, rollout_target};
 use weir_api::route::destination_label;
 use weir_api::version_stats::{VersionCounts, VersionKey};
 
 mod action;
+pub mod workload;
 
 pub use action::Action;
 
@@ -230,7 +231,8 @@ fn subset(
         rule_index.to_string(),
     );
     let counts = labels
-        .get("version")
+        .get(REVISION_LABEL)
+        .or_else(|| labels.get("version"))
         .or_else(|| labels.get("app.kubernetes.io/version"))
         .and_then(|version| {
             observed
@@ -391,6 +393,36 @@ impl RolloutController {
     }
 }
 
+/// The engine's asks as actions: carried out (and served) before the
+/// status is stored; a failed change ends the batch, and the status is
+/// not stored.
+fn engine_actions(
+    spec: &RolloutSpec,
+    t: &Targets,
+    capacity: Option<&(ObjectRef, CapacityInputs)>,
+    wanted: Vec<RolloutAction>,
+) -> Vec<Action> {
+    wanted
+        .into_iter()
+        .filter_map(|action| match action {
+            RolloutAction::SetCanaryWeight(w) => Some(Action::SetRouteWeights {
+                virtual_service: t.virtual_service.clone(),
+                rule_index: t.rule_index,
+                weights: vec![
+                    (spec.stable.clone(), 100 - w.min(100)),
+                    (spec.canary.clone(), w.min(100)),
+                ],
+            }),
+            RolloutAction::ScaleCanary(replicas) => {
+                capacity.map(|(deployment, _)| Action::ScaleAhead {
+                    deployment: deployment.clone(),
+                    replicas,
+                })
+            }
+        })
+        .collect()
+}
+
 impl Controller for RolloutController {
     type Observed<'a> = Observed<'a>;
     type Action = Action;
@@ -462,7 +494,39 @@ impl Controller for RolloutController {
                 (None, Some(why)) => Prior::Unreadable(why),
                 (None, None) => Prior::New,
             };
-            let (mut status, wanted) = engine::step(&ro.spec, prior, &obs);
+            let (status, mut rollout_actions) = if ro.spec.workload_ref.is_some() {
+                // A workload not (yet) there: nothing to release.
+                let Some((workload_ref, d)) =
+                    workload::workload(observed.objects, r.namespace(), &ro.spec)
+                else {
+                    continue;
+                };
+                let (mut now_running, running) =
+                    workload::running(observed.objects, observed.pods, &workload_ref);
+                workload::observe_workload(d, &mut now_running);
+                let decision = weir_rollout::workload::step(&ro.spec, prior, &obs, &now_running);
+                let translate = workload::Translate {
+                    objects: observed.objects,
+                    spec: &ro.spec,
+                    workload: (&workload_ref, d),
+                    running: &running,
+                    rule: (&t.virtual_service, t.rule_index),
+                };
+                (decision.status, translate.actions(decision.actions))
+            } else {
+                let (status, wanted) = engine::step(&ro.spec, prior, &obs);
+                let actions = engine_actions(&ro.spec, &t, capacity.as_ref(), wanted);
+                (status, actions)
+            };
+            let mut status = status;
+            if let Some(Action::SetRouteWeights { weights, .. }) = rollout_actions
+                .iter()
+                .rev()
+                .find(|a| matches!(a, Action::SetRouteWeights { .. }))
+            {
+                status.canary_weight = weights.last().map_or(0, |(_, w)| *w);
+            }
+            actions.append(&mut rollout_actions);
             if status.step_started != baseline.start {
                 *baseline = Baseline {
                     start: observed.wall,
@@ -478,32 +542,6 @@ impl Controller for RolloutController {
                     spec: ro.spec.clone(),
                 },
             );
-            for action in wanted {
-                match action {
-                    // Carried out (and served) before the status is stored;
-                    // a failed change ends the batch, and the status is not
-                    // stored.
-                    RolloutAction::SetCanaryWeight(w) => {
-                        status.canary_weight = w.min(100);
-                        actions.push(Action::SetRouteWeights {
-                            virtual_service: t.virtual_service.clone(),
-                            rule_index: t.rule_index,
-                            weights: vec![
-                                (ro.spec.stable.clone(), 100 - w.min(100)),
-                                (ro.spec.canary.clone(), w.min(100)),
-                            ],
-                        });
-                    }
-                    RolloutAction::ScaleCanary(replicas) => {
-                        if let Some((deployment, _)) = &capacity {
-                            actions.push(Action::ScaleAhead {
-                                deployment: deployment.clone(),
-                                replicas,
-                            });
-                        }
-                    }
-                }
-            }
             let load = status.traffic_rate.and_then(|rate| {
                 let Some(Resource::VirtualService(vs)) = observed.objects.get(&t.virtual_service)
                 else {

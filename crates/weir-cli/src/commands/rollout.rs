@@ -448,6 +448,27 @@ pub fn render(o: &Value) -> String {
             text_at(capacity, "/reason"),
         ));
     }
+    let revisions: Vec<String> = o["status"]["revisions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let scale_down = match text_at(r, "/scaleDownAt") {
+                "" => String::new(),
+                at => format!(" (scales down at {at})"),
+            };
+            format!(
+                "{} {} {}/{} ready{scale_down}",
+                text_at(r, "/role").to_lowercase(),
+                text_at(r, "/revision"),
+                r["ready"].as_i64().unwrap_or(0),
+                r["replicas"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    if !revisions.is_empty() {
+        out.push_str(&format!("Revisions: {}\n", revisions.join(", ")));
+    }
     let history = o["status"]["history"]
         .as_array()
         .cloned()

@@ -427,6 +427,17 @@ pub fn load_until_within(
         let sent = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         let read = sent.and_then(|()| stream.read_to_end(&mut answer));
         let text = String::from_utf8_lossy(&answer);
+        if let (Ok(_), Some(code)) = (&read, text.split(' ').nth(1)) {
+            let version = text
+                .split("Version: ")
+                .nth(1)
+                .map_or("", |v| v.trim())
+                .to_owned();
+            *outcome
+                .answered
+                .entry((code.to_owned(), version))
+                .or_default() += 1;
+        }
         match (read, text.split(' ').nth(1)) {
             (Ok(_), Some("200")) => {
                 outcome.ok += 1;
@@ -454,6 +465,9 @@ pub struct LoadOutcome {
     pub statuses: std::collections::BTreeMap<String, usize>,
     /// Reset, timed out, cut short.
     pub other: usize,
+    /// Answers by status code and the version that gave them (`Version:`
+    /// in my-app's body; empty when none).
+    pub answered: std::collections::BTreeMap<(String, String), usize>,
 }
 
 impl LoadOutcome {

@@ -75,7 +75,13 @@ impl Sim {
                     role,
                     replicas,
                 }) => {
-                    let ready = if self.pods_ready { *replicas } else { 0 };
+                    // Not ready: no new pod becomes ready, the old stay.
+                    let before = self.workload.revisions.get(revision).map_or(0, |r| r.ready);
+                    let ready = if self.pods_ready {
+                        *replicas
+                    } else {
+                        before.min(*replicas)
+                    };
                     self.workload.revisions.insert(
                         revision.clone(),
                         Running {
@@ -191,25 +197,52 @@ fn a_new_template_runs_beside_the_stable_and_is_promoted_after_its_steps() {
 
 #[test]
 fn promotion_waits_for_the_canary_to_have_the_stables_replicas_ready() {
-    let mut sim = Sim::new(vec![weight(10), weight(100)], 5);
+    // Steps that end at 50 %: the canary has half the replicas when done.
+    let mut sim = Sim::new(vec![weight(50)], 4);
     sim.tick();
     sim.workload.template = "b".into();
     sim.tick();
+    assert_eq!(sim.workload.revisions["b"].ready, 2);
     sim.pods_ready = false;
-    sim.until(10, |s| s.status().phase == Phase::Succeeded);
+    sim.until(10, |s| {
+        s.status().phase == Phase::Succeeded && s.served == 50
+    });
     sim.tick();
     assert_eq!(sim.status().stable_revision.as_deref(), Some("a"));
     assert!(
-        sim.status().message.contains("waiting for its 5 replicas"),
+        sim.status().message.contains("waiting for its 4 replicas"),
         "{}",
         sim.status().message
     );
     assert_eq!(sim.selected, sel("a", "b"));
+    assert_eq!(sim.served, 50);
     sim.pods_ready = true;
     sim.tick();
     sim.tick();
     assert_eq!(sim.status().stable_revision.as_deref(), Some("b"));
     assert_eq!(sim.selected, sel("b", "b"));
+    assert_eq!(sim.served, 0);
+}
+
+#[test]
+fn a_weight_grows_only_once_the_canarys_replicas_are_ready() {
+    let mut sim = Sim::new(vec![weight(10), weight(100)], 3);
+    sim.tick();
+    sim.pods_ready = false;
+    sim.workload.template = "b".into();
+    for _ in 0..5 {
+        sim.tick();
+    }
+    assert_eq!(sim.served, 0);
+    let s = sim.status();
+    assert_eq!((s.phase, s.current_step), (Phase::Progressing, 0));
+    assert!(
+        s.message.contains("3 replicas to be ready (0 are)"),
+        "{}",
+        s.message
+    );
+    sim.pods_ready = true;
+    sim.until(10, |s| s.status().stable_revision.as_deref() == Some("b"));
 }
 
 #[test]

@@ -230,6 +230,9 @@ pub enum RolloutCommand {
     Abort,
     /// Start again after RolledBack or Aborted, or from a held status.
     Retry,
+    /// Stop holding the rule's weights and pause (`weir route --force`):
+    /// a person routes by hand until `resume` (or `retry`).
+    YieldRoute,
 }
 
 /// A command as an intent: persisted until the controller acknowledges it
@@ -246,6 +249,23 @@ pub struct CommandIntent {
     /// The step the user saw when issuing it; `None`: whatever step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<usize>,
+}
+
+/// The Rollout (of `rollouts`, `(name, spec)` in the VirtualService's
+/// namespace) that drives rule `rule_index` of VirtualService `vs_name`:
+/// one owner per rule, which `weir route` does not override unasked.
+pub fn rule_owner<'a>(
+    vs_name: &str,
+    vs: &VirtualServiceSpec,
+    rule_index: usize,
+    mut rollouts: impl Iterator<Item = (&'a str, &'a RolloutSpec)>,
+) -> Option<&'a str> {
+    rollouts
+        .find(|(_, spec)| {
+            spec.virtual_service == vs_name
+                && rollout_target(spec, vs).is_ok_and(|t| t.rule_index == rule_index)
+        })
+        .map(|(name, _)| name)
 }
 
 /// Whether the latency goal can be judged on a histogram with `edges`:

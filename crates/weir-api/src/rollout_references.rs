@@ -21,15 +21,58 @@ pub struct ReferenceProblem {
     pub absent: bool,
 }
 
-/// Checks that the VirtualService, its rule and both subsets exist among
-/// `objects` and that the rule routes to both.
+/// Checks that the VirtualService, its rule, both subsets and the
+/// workload exist among `objects`, that the rule routes to both subsets,
+/// and that no other Rollout (than the one named `name`) drives the same
+/// rule or releases the same workload: one owner each.
 pub fn check_references<'a>(
     namespace: &str,
+    name: &str,
     spec: &RolloutSpec,
     objects: impl Iterator<Item = &'a Resource> + Clone,
 ) -> Vec<ReferenceProblem> {
     let at = FieldPath::root().key("spec");
     let mut problems = Vec::new();
+    if let Some(wref) = &spec.workload_ref {
+        let exists = objects.clone().any(|r| {
+            matches!(r, Resource::Deployment(_))
+                && r.namespace() == namespace
+                && r.name() == wref.name
+        });
+        if !exists {
+            problems.push(ReferenceProblem {
+                field: at.key("workloadRef").key("name"),
+                message: format!(
+                    "Deployment {:?} not found in namespace {namespace:?}",
+                    wref.name
+                ),
+                absent: true,
+            });
+        }
+        let releasing = objects.clone().find(|r| match r {
+            Resource::Rollout(other) => {
+                r.namespace() == namespace
+                    && r.name() != name
+                    && other
+                        .spec
+                        .workload_ref
+                        .as_ref()
+                        .is_some_and(|w| w.name == wref.name)
+            }
+            _ => false,
+        });
+        if let Some(owner) = releasing {
+            problems.push(ReferenceProblem {
+                field: at.key("workloadRef").key("name"),
+                message: format!(
+                    "Deployment {:?} is released by Rollout {:?} already: one Rollout per workload",
+                    wref.name,
+                    owner.name()
+                ),
+                absent: false,
+            });
+        }
+    }
     let vs = objects.clone().find_map(|r| match r {
         Resource::VirtualService(vs)
             if r.namespace() == namespace && r.name() == spec.virtual_service =>
@@ -65,6 +108,28 @@ pub fn check_references<'a>(
             return problems;
         }
     };
+    let owner = objects.clone().find(|r| match r {
+        Resource::Rollout(other) => {
+            r.namespace() == namespace
+                && r.name() != name
+                && other.spec.virtual_service == spec.virtual_service
+                && rollout_target(&other.spec, &vs.spec)
+                    .is_ok_and(|t| t.rule_index == target.rule_index)
+        }
+        _ => false,
+    });
+    if let Some(owner) = owner {
+        problems.push(ReferenceProblem {
+            field: at.key("virtualService"),
+            message: format!(
+                "http rule {} of VirtualService {:?} is driven by Rollout {:?} already: one Rollout per rule",
+                target.rule_index,
+                spec.virtual_service,
+                owner.name()
+            ),
+            absent: false,
+        });
+    }
     for (field, subset) in [("stable", &spec.stable), ("canary", &spec.canary)] {
         let Some(dest) = vs.spec.http[target.rule_index]
             .route

@@ -38,14 +38,10 @@ pub fn destination_label(d: &HttpRouteDestination) -> String {
         .unwrap_or_else(|| d.destination.host.clone())
 }
 
-/// Sets the weights of the selected rule in `spec`; the error says, in one
-/// sentence, why the change cannot be made (nothing is changed then).
-pub fn reweigh(
-    spec: &mut VirtualServiceSpec,
-    rule: &RuleSelector,
-    weights: &[(String, u32)],
-) -> Result<WeightChange, String> {
-    let index = match rule {
+/// The index of the rule `rule` selects in `spec` (by default the first
+/// with several destinations); the error says why there is none.
+pub fn selected_rule(spec: &VirtualServiceSpec, rule: &RuleSelector) -> Result<usize, String> {
+    Ok(match rule {
         RuleSelector::Index(i) => *i,
         RuleSelector::Named(n) => spec
             .http
@@ -57,7 +53,17 @@ pub fn reweigh(
             .iter()
             .position(|r| r.route.as_ref().is_some_and(|d| d.len() > 1))
             .unwrap_or(0),
-    };
+    })
+}
+
+/// Sets the weights of the selected rule in `spec`; the error says, in one
+/// sentence, why the change cannot be made (nothing is changed then).
+pub fn reweigh(
+    spec: &mut VirtualServiceSpec,
+    rule: &RuleSelector,
+    weights: &[(String, u32)],
+) -> Result<WeightChange, String> {
+    let index = selected_rule(spec, rule)?;
     let rules = spec.http.len();
     let Some(http) = spec.http.get_mut(index) else {
         return Err(format!(

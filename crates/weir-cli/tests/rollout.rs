@@ -510,7 +510,8 @@ async fn without_traffic_a_rollout_never_succeeds_and_pauses_at_its_deadline_for
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_weight_changed_by_hand_is_put_back_and_a_deleted_rollout_reverts_to_the_stable() {
+async fn a_rule_a_rollout_drives_is_routed_only_with_force_a_weight_changed_behind_its_back_is_put_back_and_a_deleted_rollout_reverts()
+ {
     let cluster = Cluster::up(&[]);
     cluster.walkthrough_ready().await;
     let rollout = apply_rollout(
@@ -526,21 +527,46 @@ async fn a_weight_changed_by_hand_is_put_back_and_a_deleted_rollout_reverts_to_t
         .await;
     let canary_weight =
         |c: &Cluster| c.json("virtualservices")[0]["spec"]["http"][0]["route"][1]["weight"].clone();
+    // `weir route` on the rule the Rollout drives is refused, naming it.
     let by_hand = cluster.weir(&["route", "my-app", "v1=50", "v2=50"]);
+    assert_eq!(by_hand.status.code(), Some(1));
     assert!(
-        by_hand.status.success(),
+        String::from_utf8_lossy(&by_hand.stderr).contains("driven by Rollout \"my-app\""),
         "{}",
         String::from_utf8_lossy(&by_hand.stderr)
     );
+    assert_eq!(canary_weight(&cluster), 30);
+    // Behind its back (the walkthrough's VirtualService applied again, at
+    // 10 %): put back.
+    cluster.apply_ok(&examples().join("istio.yaml"));
     cluster
         .wait_for("the weight put back", Duration::from_secs(20), |c| {
+            let text = String::from_utf8_lossy(&c.weir(&["rollout", "status", "my-app"]).stdout)
+                .into_owned();
             canary_weight(c) == 30
+                && text.contains("served canary 10 % where this rollout holds 30 %: put back")
         })
         .await;
-    let status = cluster.weir(&["rollout", "status", "my-app"]);
-    let text = String::from_utf8_lossy(&status.stdout);
+    // `--force` routes by hand: the Rollout pauses and lets the weights be.
+    let forced = cluster.weir(&["route", "my-app", "v1=50", "v2=50", "--force"]);
     assert!(
-        text.contains("served canary 50 % where this rollout holds 30 %: put back"),
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert!(String::from_utf8_lossy(&forced.stdout).contains("paused"));
+    cluster
+        .wait_for(
+            "the status to see the hand-set weight",
+            Duration::from_secs(20),
+            |c| c.json("rollouts")[0]["status"]["canaryWeight"] == 50,
+        )
+        .await;
+    assert_eq!(canary_weight(&cluster), 50);
+    let text = String::from_utf8_lossy(&cluster.weir(&["rollout", "status", "my-app"]).stdout)
+        .into_owned();
+    assert!(
+        text.contains("routed by hand") && !text.contains("served canary 50 %"),
         "{text}"
     );
     let deleted = cluster.weir(&[

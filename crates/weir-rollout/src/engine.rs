@@ -300,6 +300,15 @@ fn apply_command(
             *s = s.restart(spec, obs, "retried from step 0");
             s.desired_weight = None;
         }
+        Command::YieldRoute => {
+            let why = "the rule's weights are routed by hand (`weir route --force`): not held until `weir rollout resume` or `retry`";
+            s.desired_weight = None;
+            if !s.phase.is_final() {
+                s.phase = Phase::Paused;
+            }
+            s.message = why.into();
+            s.record(obs.now, why);
+        }
         Command::Pause if s.phase == Phase::Progressing => {
             s.phase = Phase::Paused;
             s.message = "paused by `weir rollout pause`".into();

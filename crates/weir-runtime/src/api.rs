@@ -147,7 +147,12 @@ impl Runtime {
             let Resource::Rollout(ro) = &o.resource else {
                 continue;
             };
-            for p in check_references(o.resource.namespace(), &ro.spec, after.iter()) {
+            for p in check_references(
+                o.resource.namespace(),
+                o.resource.name(),
+                &ro.spec,
+                after.iter(),
+            ) {
                 errors.push(o.diagnostic(Severity::Error, p.field, p.message));
             }
         }

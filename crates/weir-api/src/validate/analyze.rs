@@ -483,7 +483,8 @@ fn deployment_images(ix: &Index<'_>, o: &Object, d: &Deployment, out: &mut Vec<D
 fn rollout(o: &Object, ro: &Rollout, objects: &[Object], out: &mut Vec<Diagnostic>) {
     let ns = o.resource.namespace();
     let resources = objects.iter().map(|o| &o.resource);
-    for p in crate::rollout_references::check_references(ns, &ro.spec, resources) {
+    for p in crate::rollout_references::check_references(ns, o.resource.name(), &ro.spec, resources)
+    {
         // An absent object may exist where the manifests are
         // applied; `weir apply` checks again against that.
         let severity = if p.absent {

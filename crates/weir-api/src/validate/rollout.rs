@@ -52,6 +52,7 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
             format!("Invalid value: {i}: a rule index cannot be negative"),
         );
     }
+    workload(spec, &at, out);
     steps(spec, &at, out);
     if let Some(d) = &spec.progress_deadline {
         positive_duration(d, &at.key("progressDeadline"), out);
@@ -70,6 +71,50 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
     }
     if let Some(a) = &spec.analysis {
         analysis(a, &at.key("analysis"), out);
+    }
+}
+
+/// `workloadRef` names a Deployment (the one kind a Rollout releases);
+/// `scaleDownDelay` means something only with it.
+fn workload(spec: &RolloutSpec, at: &FieldPath, out: &mut Findings) {
+    let Some(w) = &spec.workload_ref else {
+        if spec.scale_down_delay.is_some() {
+            out.error(
+                &at.key("scaleDownDelay"),
+                "Forbidden: only with workloadRef: without it the stable runs as the user's own Deployment",
+            );
+        }
+        return;
+    };
+    let here = at.key("workloadRef");
+    if w.kind != "Deployment" {
+        out.error(
+            &here.key("kind"),
+            format!(
+                "Unsupported value: {:?}: supported values: \"Deployment\"",
+                w.kind
+            ),
+        );
+    }
+    if let Some(v) = &w.api_version
+        && v != "apps/v1"
+    {
+        out.error(
+            &here.key("apiVersion"),
+            format!("Unsupported value: {v:?}: supported values: \"apps/v1\""),
+        );
+    }
+    if w.name.is_empty() {
+        out.error(&here.key("name"), "Required value");
+    }
+    if let Some(d) = &spec.scale_down_delay {
+        match duration::parse(d) {
+            Ok(_) => {}
+            Err(e) => out.error(
+                &at.key("scaleDownDelay"),
+                format!("Invalid value: {d:?}: {e}"),
+            ),
+        }
     }
 }
 

@@ -4,13 +4,16 @@
 use std::time::Duration;
 
 use clap::Args;
-use weir_api::backend::{Backend, RuleSelector};
+use weir_api::backend::{Backend, BackendError, RuleSelector};
+use weir_api::istio::VirtualServiceSpec;
 use weir_api::resource::{Kind, ObjectRef};
+use weir_api::rollout::{CommandIntent, RolloutCommand, RolloutSpec, rule_owner};
+use weir_api::route::selected_rule;
 use weir_kube::{ApplyOptions, ConfirmOptions};
 
 use crate::exit;
 use crate::exit::fail;
-use crate::target::TargetArgs;
+use crate::target::{AnyBackend, TargetArgs};
 
 /// `weir route` arguments.
 #[derive(Debug, Args)]
@@ -43,6 +46,10 @@ pub struct RouteArgs {
     /// (repeatable), to reach a rule that matches on headers.
     #[arg(short = 'H', long = "header", value_parser = crate::drive::parse_header)]
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Route a rule a Rollout drives: the Rollout is paused and stops
+    /// holding its weights until `weir rollout resume` (refused without).
+    #[arg(long)]
+    pub force: bool,
     /// Which backend.
     #[command(flatten)]
     pub target: TargetArgs,
@@ -92,6 +99,21 @@ pub async fn run(args: RouteArgs) -> u8 {
         namespace: backend.namespace(args.namespace.as_deref()),
         name: args.virtual_service,
     };
+    match owning_rollout(&backend, &vs, &rule).await {
+        Ok(None) => {}
+        Ok(Some((owner, index))) if !args.force => {
+            eprintln!(
+                "error: {vs} http[{index}] is driven by Rollout {owner:?}: its weights are the Rollout's (`weir rollout pause|abort {owner}`); `--force` pauses it and routes by hand"
+            );
+            return exit::FAILED;
+        }
+        Ok(Some((owner, _))) => {
+            if let Err(code) = yield_route(&backend, &vs.namespace, &owner).await {
+                return code;
+            }
+        }
+        Err(e) => return fail(e),
+    }
     match backend.set_route_weights(&vs, &rule, &args.weights).await {
         Ok(change) => {
             let pairs: Vec<String> = change
@@ -114,6 +136,76 @@ pub async fn run(args: RouteArgs) -> u8 {
         }
         Err(e) => fail(e),
     }
+}
+
+/// The Rollout driving the rule `rule` selects, and the rule's index;
+/// `None` when none does (or the VirtualService is absent: the change
+/// reports that).
+async fn owning_rollout(
+    backend: &AnyBackend,
+    vs: &ObjectRef,
+    rule: &RuleSelector,
+) -> Result<Option<(String, usize)>, BackendError> {
+    let Some(live) = backend.get(vs).await? else {
+        return Ok(None);
+    };
+    let Ok(spec) = serde_json::from_value::<VirtualServiceSpec>(live.object["spec"].clone()) else {
+        return Ok(None);
+    };
+    let Ok(index) = selected_rule(&spec, rule) else {
+        return Ok(None);
+    };
+    let rollouts: Vec<(String, RolloutSpec)> = backend
+        .list(Kind::Rollout, &vs.namespace)
+        .await?
+        .into_iter()
+        .filter_map(|o| {
+            let spec = serde_json::from_value(o.object["spec"].clone()).ok()?;
+            Some((o.name().to_owned(), spec))
+        })
+        .collect();
+    Ok(rule_owner(
+        &vs.name,
+        &spec,
+        index,
+        rollouts.iter().map(|(n, s)| (n.as_str(), s)),
+    )
+    .map(|owner| (owner.to_owned(), index)))
+}
+
+/// Pauses the Rollout `name` and has it stop holding its rule's weights
+/// (`--force`); the exit code when it did not.
+async fn yield_route(backend: &AnyBackend, namespace: &str, name: &str) -> Result<(), u8> {
+    let rollout = ObjectRef {
+        kind: Kind::Rollout,
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    };
+    let intent = CommandIntent {
+        id: format!("{:016x}", fastrand::u64(..)),
+        command: RolloutCommand::YieldRoute,
+        step: None,
+    };
+    let object = backend
+        .rollout_command(&rollout, &intent)
+        .await
+        .map_err(fail)?;
+    let status = object
+        .map(|o| o.object["status"].clone())
+        .unwrap_or_default();
+    let outcome = status["commands"]
+        .as_array()
+        .and_then(|acks| acks.iter().find(|a| a["id"] == intent.id.as_str()))
+        .and_then(|a| a["outcome"].as_str())
+        .unwrap_or("not acknowledged yet");
+    if outcome != "applied" {
+        eprintln!("error: {rollout}: {outcome}: not routed");
+        return Err(exit::FAILED);
+    }
+    println!(
+        "{rollout} paused: its rule's weights are routed by hand until `weir rollout resume {name}`"
+    );
+    Ok(())
 }
 
 /// What each destination now gets, when the command line alone does not

@@ -49,9 +49,12 @@ pub enum SetCommand {
     },
 }
 
+/// `NAME=VALUE` pairs, in order.
+type Pairs = Vec<(String, String)>;
+
 /// The object and the `KEY=VALUE` pairs of `words`: the object as one
 /// word (`KIND/NAME`) or two.
-fn split_words(words: &[String]) -> Result<((Kind, String), Vec<(String, String)>), String> {
+fn split_words(words: &[String]) -> Result<((Kind, String), Pairs), String> {
     let named = words.first().is_some_and(|w| w.contains('/'));
     let (object, pairs) = words.split_at(if named { 1 } else { 2.min(words.len()) });
     let (kind, name) = patched_object(object)?;

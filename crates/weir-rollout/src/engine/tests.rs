@@ -682,3 +682,50 @@ fn a_rollback_keeps_the_stable_at_all_traffic_until_retried() {
     sim.tick(1, 0, 0, None);
     assert_eq!(sim.served, 0);
 }
+
+#[test]
+fn a_command_that_does_nothing_in_its_phase_is_not_applied_and_says_why() {
+    // (phase, command, applied); `Paused` is a user's pause mid-step.
+    use Command::*;
+    use Phase::*;
+    let cases = [
+        (Progressing, Pause, true),
+        (Paused, Pause, false),
+        (Progressing, Resume, false),
+        (Paused, Resume, true),
+        (Progressing, Promote, true),
+        (Paused, Promote, true),
+        (Succeeded, Promote, false),
+        (RolledBack, Promote, false),
+        (Succeeded, PromoteFull, false),
+        (Aborted, PromoteFull, false),
+        (Progressing, Abort, true),
+        (Succeeded, Abort, false),
+        (Aborted, Abort, false),
+        (Progressing, Retry, false),
+        (Succeeded, Retry, false),
+        (RolledBack, Retry, true),
+        (Aborted, Retry, true),
+        (Succeeded, YieldRoute, true),
+    ];
+    for (phase, command, applied) in cases {
+        let mut sim = Sim::new(spec(vec![weight(20), pause(None), weight(100)], 1));
+        sim.tick(1, 0, 0, None);
+        sim.tick(1, 0, 0, None);
+        let s = sim.status.as_mut().unwrap();
+        s.phase = phase;
+        if phase == Succeeded {
+            s.current_step = 3;
+        }
+        sim.tick(1, 0, 0, Some(command));
+        let ack = sim.status.as_ref().unwrap().commands.last().unwrap().clone();
+        assert_eq!(ack.outcome == "applied", applied, "{command:?} in {phase:?}: {}", ack.outcome);
+        if !applied {
+            assert!(
+                ack.outcome.contains(&format!("nothing to {command:?} in phase {phase:?}")),
+                "{}",
+                ack.outcome
+            );
+        }
+    }
+}

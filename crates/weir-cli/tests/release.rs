@@ -26,10 +26,7 @@ async fn release_example(cluster: &Cluster) -> (tempfile::TempDir, String) {
             .replace("interval: 5s", "interval: 1s")
             .replace("scaleDownDelay: 30s", "scaleDownDelay: 3s")
             .replace("maxReplicas: 10", "maxReplicas: 3")
-            .replace(
-                "    latency: {percentile: 99, maxMs: 500, maxRatioToStable: 2}\n",
-                "",
-            )
+            .replace("    latency: {percentile: 99, maxMs: 500}\n", "")
             .replace("  traffic: {rate: 50}\n", "");
         std::fs::write(dir.path().join(&name), text).unwrap();
     }
@@ -293,4 +290,34 @@ fn support_get(cluster: &Cluster) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_release_demo_passes_every_check() {
+    let out = std::process::Command::new(support::weir_bin())
+        .args(["demo", "release"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for check in [
+        "v2.0.0 is promoted to stable",
+        "v3 is rolled back on its own; v2 stays the stable",
+        "no failed request outside the bad canary's share",
+        "v4.0.0 is promoted to stable",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(check) && l.contains(" pass ")),
+            "{check}: {text}"
+        );
+    }
+    assert!(
+        text.contains("success-rate Pass") && text.contains("success-rate Fail"),
+        "{text}"
+    );
 }

@@ -718,11 +718,24 @@ fn a_command_that_does_nothing_in_its_phase_is_not_applied_and_says_why() {
             s.current_step = 3;
         }
         sim.tick(1, 0, 0, Some(command));
-        let ack = sim.status.as_ref().unwrap().commands.last().unwrap().clone();
-        assert_eq!(ack.outcome == "applied", applied, "{command:?} in {phase:?}: {}", ack.outcome);
+        let ack = sim
+            .status
+            .as_ref()
+            .unwrap()
+            .commands
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            ack.outcome == "applied",
+            applied,
+            "{command:?} in {phase:?}: {}",
+            ack.outcome
+        );
         if !applied {
             assert!(
-                ack.outcome.contains(&format!("nothing to {command:?} in phase {phase:?}")),
+                ack.outcome
+                    .contains(&format!("nothing to {command:?} in phase {phase:?}")),
                 "{}",
                 ack.outcome
             );

@@ -4,9 +4,11 @@
 //! up — each step shown with its command, then a table of checks. Exit 0
 //! only if every check passed. Scenarios: `canary-istio` (the walkthrough by
 //! hand, the default), `rollout` (the same canary as an automated Rollout, a
-//! good one and a bad one), and the seed repository's other strategies
+//! good one and a bad one), `release` (a Rollout owning my-app through
+//! four releases, one bad), and the seed repository's other strategies
 //! ([`strategies`]); `--all` runs the nine strategies in turn.
 
+mod release;
 mod rollout;
 mod sampler;
 mod steps;
@@ -53,6 +55,26 @@ const FILES: [(&str, &str); 5] = [
     ),
 ];
 
+/// The release example's manifests, verbatim, and the image map.
+const RELEASE_FILES: [(&str, &str); 4] = [
+    (
+        "app.yaml",
+        include_str!("../../../../../examples/canary-istio-release/app.yaml"),
+    ),
+    (
+        "istio.yaml",
+        include_str!("../../../../../examples/canary-istio-release/istio.yaml"),
+    ),
+    (
+        "rollout.yaml",
+        include_str!("../../../../../examples/canary-istio-release/rollout.yaml"),
+    ),
+    (
+        "weir-images.conf",
+        include_str!("../../../../../examples/canary-istio-release/weir-images.conf"),
+    ),
+];
+
 /// A strategy's manifests, verbatim from the seed repository, and the
 /// image map, embedded so the demo runs from the binary alone.
 macro_rules! strategy_files {
@@ -72,6 +94,9 @@ pub enum Scenario {
     /// The canary as an automated Rollout: a good v2 succeeds, a bad one is
     /// rolled back.
     Rollout,
+    /// Release after release with a Rollout that owns its Deployment: v2
+    /// promoted, v3 (bad) rolled back, v4 promoted, under load.
+    Release,
     /// Recreate: v1 stops, then v2 starts; the downtime between, measured.
     Recreate,
     /// Ramped: a rolling update that fails no request.
@@ -128,6 +153,11 @@ impl Scenario {
                 "the canary as an automated Rollout: a good v2, then a bad one",
                 "canary-istio",
                 &FILES,
+            ),
+            Scenario::Release => (
+                "release after release: a Rollout that owns my-app, v1 → v2 → v3 (bad) → v4",
+                "canary-istio-release",
+                &RELEASE_FILES,
             ),
             Scenario::Recreate => (
                 "recreate: shut v1 down, then start v2",
@@ -189,7 +219,7 @@ pub struct DemoArgs {
 }
 
 struct Check {
-    step: &'static str,
+    step: String,
     passed: bool,
     detail: String,
     seconds: f64,
@@ -207,14 +237,20 @@ impl Demo {
         Instant::now()
     }
 
-    fn record(&mut self, step: &'static str, since: Instant, passed: bool, detail: String) -> bool {
+    fn record(
+        &mut self,
+        step: impl Into<String>,
+        since: Instant,
+        passed: bool,
+        detail: String,
+    ) -> bool {
         let seconds = since.elapsed().as_secs_f64();
         println!(
             "  {} {detail} ({seconds:.1}s)",
             if passed { "✓" } else { "✗" }
         );
         self.checks.push(Check {
-            step,
+            step: step.into(),
             passed,
             detail,
             seconds,
@@ -309,7 +345,14 @@ pub async fn apply_paths<P: AsRef<std::path::Path>>(
 /// The `istio_requests_total` answered by one version, from the gateway's
 /// metrics text.
 pub fn requests_of_version(metrics: &str, version: &str) -> f64 {
-    let label = format!("destination_version=\"{version}\"");
+    requests_with(metrics, "destination_version", version)
+}
+
+/// The gateway's `istio_requests_total` summed over series whose `label`
+/// is `value` (e.g. `destination_workload`, a Rollout revision's
+/// Deployment).
+pub fn requests_with(metrics: &str, label: &str, value: &str) -> f64 {
+    let label = format!("{label}=\"{value}\"");
     metrics
         .lines()
         .filter(|l| l.starts_with("istio_requests_total{") && l.contains(&label))
@@ -503,6 +546,7 @@ async fn run_one(scenario: Scenario, scale_within: Duration) -> Demo {
                 }
             }
         }
+        Scenario::Release => extra = release::run(&mut demo, &session).await,
         Scenario::Recreate => strategies::recreate(&mut demo, &session).await,
         Scenario::Ramped => strategies::ramped(&mut demo, &session).await,
         Scenario::BlueGreen => strategies::blue_green(&mut demo, &session).await,

@@ -73,6 +73,7 @@ fn benches(c: &mut Criterion) {
         command: None,
         capacity: None,
         canary_revision: Some("rev1"),
+        hooks: &[],
         generation: None,
     };
     let (status, _) = step(&spec, Prior::New, &observe(t0, None));

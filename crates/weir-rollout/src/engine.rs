@@ -1,6 +1,7 @@
 //! The rollout state machine (over 600 lines because one decision reads as
-//! one sequence — prior status, command, held weight, analysis, deadline,
-//! steps, capacity wait — each a function here over the same status; types
+//! one sequence — prior status, command, held weight, analysis, webhook
+//! gates, deadline, steps, capacity wait — each a function here over the
+//! same status (what the hooks' answers mean is [`crate::hooks`]'); types
 //! in [`crate::status`], tests in `engine/tests.rs`): given a Rollout's
 //! spec, what was known of it, the time, the weight the gateway serves, the
 //! counts of the current analysis window and at most one user command, the
@@ -45,6 +46,7 @@ use weir_api::rollout::{RolloutSpec, StepKind, defaults};
 use crate::analysis::{Goals, Verdict, judge, overall, shared_incident};
 use crate::budget;
 use crate::capacity::{CapacityDecision, CapacityInputs, replicas_for_share};
+use crate::hooks::{self, Gate};
 pub use crate::status::*;
 
 /// A short stable digest of what shapes a rollout's plan (FNV-1a over the
@@ -96,6 +98,9 @@ impl RolloutStatus {
             verdicts: Vec::new(),
             budget: budget::split(spec),
             traffic_rate: None,
+            // Answers sent before this attempt do not count in it.
+            hooks_counted: Some(obs.now),
+            finished: None,
             capacity: None,
             conditions: Vec::new(),
             commands: Vec::new(),
@@ -140,6 +145,7 @@ impl RolloutStatus {
 
     fn roll_back(&mut self, phase: Phase, why: String, now: SystemTime) {
         self.phase = phase;
+        self.finished = Some(now);
         self.message = why.clone();
         self.desired_weight = Some(0);
         self.set_condition("Held", None, now);
@@ -464,6 +470,11 @@ pub fn step(
     if let Some(rolled_back) = analyse(&mut s, spec, obs) {
         return (s, rolled_back);
     }
+    if obs.served_weight > 0
+        && let Some(rolled_back) = hook_checks(&mut s, spec, obs)
+    {
+        return (s, rolled_back);
+    }
     if s.phase == Phase::Paused || s.held_by("SharedIncident") {
         return (s, vec![]);
     }
@@ -503,8 +514,19 @@ pub fn step(
 
     // The steps, as far as they go now.
     loop {
+        if hooks::before_traffic(&s, obs.served_weight) {
+            let gate = hooks::start_gate(spec, &mut s, obs.hooks);
+            if let Some(held) = hold_for(&mut s, spec, gate, obs) {
+                return held;
+            }
+        }
         let Some(kind) = steps.get(s.current_step) else {
+            let gate = hooks::promotion_gate(spec, &s, obs.hooks);
+            if let Some(held) = hold_for(&mut s, spec, gate, obs) {
+                return held;
+            }
             s.phase = Phase::Succeeded;
+            s.finished = Some(obs.now);
             s.message = format!("succeeded: the canary serves {} %", obs.served_weight);
             s.desired_weight = Some(obs.served_weight);
             s.record(obs.now, &s.message.clone());
@@ -584,6 +606,74 @@ pub fn step(
             }
         }
     }
+}
+
+/// A webhook gate's answer as the decision's end, when it holds or fails:
+/// a hold waits (and is not a lack of progress: the deadline does not
+/// run); a failed check counts toward `failureLimit` and rolls back at it.
+fn hold_for(
+    s: &mut RolloutStatus,
+    spec: &RolloutSpec,
+    gate: Gate,
+    obs: &Observation<'_>,
+) -> Option<(RolloutStatus, Vec<RolloutAction>)> {
+    match gate {
+        Gate::Open => None,
+        Gate::Hold(why) => {
+            s.message = format!("step {}: {why}", s.current_step);
+            s.last_progress = obs.now;
+            Some((s.clone(), vec![]))
+        }
+        Gate::Failed(why) => Some(failed_check(s, spec, why, obs)),
+        Gate::RollBack(why) => {
+            s.roll_back(Phase::RolledBack, why, obs.now);
+            Some((s.clone(), vec![s.set_weight(0)]))
+        }
+    }
+}
+
+/// A failed check by a webhook: one more in the row; at `failureLimit`,
+/// all weight back to the stable.
+fn failed_check(
+    s: &mut RolloutStatus,
+    spec: &RolloutSpec,
+    why: String,
+    obs: &Observation<'_>,
+) -> (RolloutStatus, Vec<RolloutAction>) {
+    s.failures_in_row += 1;
+    let limit = spec
+        .analysis
+        .as_ref()
+        .and_then(|a| a.failure_limit)
+        .unwrap_or(defaults::FAILURE_LIMIT);
+    if s.failures_in_row >= limit {
+        s.roll_back(
+            Phase::RolledBack,
+            format!("{why}: all traffic to the stable"),
+            obs.now,
+        );
+        let action = s.set_weight(0);
+        return (s.clone(), vec![action]);
+    }
+    s.message = format!("{why} ({} of {limit} failures in a row)", s.failures_in_row);
+    s.record(obs.now, &s.message.clone());
+    (s.clone(), vec![])
+}
+
+/// The webhooks' checks while the canary has traffic: `Some` when they
+/// end the decision (a rollback, or a failed check held).
+fn hook_checks(
+    s: &mut RolloutStatus,
+    spec: &RolloutSpec,
+    obs: &Observation<'_>,
+) -> Option<Vec<RolloutAction>> {
+    if spec.webhooks.is_empty() {
+        return None;
+    }
+    let gate = hooks::running_checks(spec, s, obs.hooks);
+    let (next, actions) = hold_for(s, spec, gate, obs)?;
+    *s = next;
+    Some(actions)
 }
 
 /// Capacity before traffic: the estimate for canary `share` %, kept in

@@ -12,6 +12,7 @@ pub mod analysis;
 pub mod budget;
 pub mod capacity;
 pub mod engine;
+pub mod hooks;
 pub mod plan;
 pub mod sequential;
 pub mod status;

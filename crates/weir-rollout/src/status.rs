@@ -191,6 +191,16 @@ pub struct RolloutStatus {
     /// gate lacks requests (`spec.traffic`); `None`: none now.
     #[serde(default)]
     pub traffic_rate: Option<f64>,
+    /// The latest webhook answer already counted (a failed check, a
+    /// rollback): each counts once.
+    #[serde(default, with = "rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub hooks_counted: Option<SystemTime>,
+    /// When it ended (Succeeded, RolledBack or Aborted): `post-rollout`
+    /// hooks are told once after.
+    #[serde(default, with = "rfc3339::option")]
+    #[schemars(with = "Option<String>")]
+    pub finished: Option<SystemTime>,
     /// The last capacity estimate before raising the canary's weight.
     #[serde(default)]
     pub capacity: Option<CapacityEstimate>,
@@ -226,6 +236,8 @@ impl Default for RolloutStatus {
             verdicts: Vec::new(),
             budget: ErrorBudget::default(),
             traffic_rate: None,
+            hooks_counted: None,
+            finished: None,
             capacity: None,
             conditions: Vec::new(),
             commands: Vec::new(),
@@ -282,6 +294,8 @@ pub struct Observation<'a> {
     pub capacity: Option<&'a CapacityInputs>,
     /// The canary Deployment's pod template hash, when known.
     pub canary_revision: Option<&'a str>,
+    /// Each webhook's latest answer (`spec.webhooks`).
+    pub hooks: &'a [crate::hooks::HookAnswer],
     /// The Rollout's `metadata.generation`, when the backend keeps one.
     pub generation: Option<i64>,
 }

@@ -93,6 +93,7 @@ fn run(spec: &RolloutSpec, rng: &mut fastrand::Rng, traffic: &mut Traffic<'_>) -
             command: None,
             capacity: None,
             canary_revision: None,
+            hooks: &[],
             generation: None,
         };
         let prior = status.as_ref().map_or(Prior::New, Prior::Known);

@@ -54,6 +54,7 @@ fn every_field_has_a_default_and_the_engine_writes_what_the_schema_describes() {
         command: None,
         capacity: None,
         canary_revision: Some("abc"),
+        hooks: &[],
         generation: Some(3),
     };
     let (status, _) = step(&spec, Prior::New, &obs);

@@ -162,6 +162,15 @@ impl Effects for Executor<'_> {
             .map(|_| ())
     }
 
+    fn call_webhook(
+        &mut self,
+        rollout: ObjectRef,
+        hook: weir_api::rollout::Webhook,
+        payload: Vec<u8>,
+    ) {
+        self.state.hook_calls.call(rollout, hook, payload);
+    }
+
     fn delete_objects(&mut self, objects: &[ObjectRef]) -> Result<(), RuntimeError> {
         self.runtime.store.delete(objects)?;
         for o in objects {

@@ -186,6 +186,7 @@ impl Runtime {
             state.rollout_commands.remove(o);
             state.events.forget(o);
             state.stop_traffic(o);
+            state.hook_calls.forget(o);
         }
         drop(state);
         self.wake.notify_one();

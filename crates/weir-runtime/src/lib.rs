@@ -27,6 +27,7 @@ pub mod state;
 pub mod state_dir;
 pub mod store;
 pub mod usage;
+pub mod webhooks;
 pub mod write;
 
 pub use weir_supervisor::proc_info;

@@ -167,6 +167,8 @@ pub struct State {
     pub events: crate::events::EventLog,
     /// What the pods' Prometheus target list holds (written when it changes).
     pub pod_targets: Option<Vec<crate::discovery::TargetGroup>>,
+    /// Rollouts' webhook calls and their latest answers.
+    pub hook_calls: crate::webhooks::HookCalls,
 }
 
 impl State {

@@ -53,6 +53,7 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
         );
     }
     workload(spec, &at, out);
+    webhooks(spec, &at, out);
     steps(spec, &at, out);
     if let Some(d) = &spec.progress_deadline {
         positive_duration(d, &at.key("progressDeadline"), out);
@@ -71,6 +72,43 @@ pub fn rollout(spec: &RolloutSpec, out: &mut Findings) {
     }
     if let Some(a) = &spec.analysis {
         analysis(a, &at.key("analysis"), out);
+    }
+}
+
+/// Each webhook: a unique name, an `http://` URL with a host (weir
+/// speaks no TLS to hooks), a timeout that parses.
+fn webhooks(spec: &RolloutSpec, at: &FieldPath, out: &mut Findings) {
+    for (i, hook) in spec.webhooks.iter().enumerate() {
+        let here = at.key("webhooks").index(i);
+        if hook.name.is_empty() {
+            out.error(&here.key("name"), "Required value");
+        } else if spec.webhooks[..i].iter().any(|h| h.name == hook.name) {
+            out.error(
+                &here.key("name"),
+                format!("Duplicate value: {:?}", hook.name),
+            );
+        }
+        let host = hook
+            .url
+            .strip_prefix("http://")
+            .map(|rest| rest.split(['/', '?']).next().unwrap_or_default());
+        match host {
+            Some(h)
+                if !h.is_empty()
+                    && h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-.:[]_".contains(c))
+                    && !hook.url.contains(char::is_whitespace) => {}
+            _ => out.error(
+                &here.key("url"),
+                format!(
+                    "Invalid value: {:?}: an http:// URL with a host (https is not supported for hooks)",
+                    hook.url
+                ),
+            ),
+        }
+        if let Some(t) = &hook.timeout {
+            positive_duration(t, &here.key("timeout"), out);
+        }
     }
 }
 

@@ -115,6 +115,7 @@ impl Sim {
             command,
             capacity: self.capacity.as_ref(),
             canary_revision: self.revision.as_deref(),
+            hooks: &[],
             generation: None,
         };
         let prior = self.status.as_ref().map_or(Prior::New, Prior::Known);
@@ -468,6 +469,7 @@ fn an_unreadable_status_holds_the_served_weight_until_abort_or_retry() {
         command: None,
         capacity: None,
         canary_revision: None,
+        hooks: &[],
         generation: None,
     };
     let (held, actions) = step(

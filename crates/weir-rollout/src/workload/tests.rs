@@ -57,6 +57,7 @@ impl Sim {
             command: self.command.as_ref(),
             capacity: None,
             canary_revision: None,
+            hooks: &[],
             generation: None,
         };
         let prior = match (&self.status, self.unreadable) {

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use weir_api::resource::{ObjectRef, Resource};
+use weir_api::rollout::Webhook;
 use weir_gateway::{Endpoint, Gateway, ServiceKey};
 
 use crate::error::RuntimeError;
@@ -166,6 +167,10 @@ pub trait Effects: Send {
         &mut self,
         resources: Vec<Resource>,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Calls a Rollout's webhook with `payload` (JSON) in a task of its
+    /// own, unless a call of it is in flight; its answer is observed later.
+    fn call_webhook(&mut self, rollout: ObjectRef, hook: Webhook, payload: Vec<u8>);
 
     /// Deletes objects a controller owns (a Rollout's revision); their
     /// pods go as an orphan's do.

@@ -197,6 +197,15 @@ pub(crate) mod testing {
                 .collect();
             self.write(format!("write {}", names.join(" ")))
         }
+        fn call_webhook(
+            &mut self,
+            rollout: weir_api::resource::ObjectRef,
+            hook: weir_api::rollout::Webhook,
+            _: Vec<u8>,
+        ) {
+            self.calls
+                .push(format!("webhook {} {}", rollout.name, hook.name));
+        }
         fn delete_objects(
             &mut self,
             objects: &[weir_api::resource::ObjectRef],

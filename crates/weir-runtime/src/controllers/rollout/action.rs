@@ -1,6 +1,7 @@
 //! What the Rollout controller asks for, and how each is carried out.
 
 use weir_api::resource::{ObjectRef, Resource};
+use weir_api::rollout::Webhook;
 use weir_rollout::engine::RolloutStatus;
 use weir_rollout::traffic::SyntheticRequest;
 
@@ -48,6 +49,15 @@ pub enum Action {
         /// The revisions' Deployments.
         objects: Vec<ObjectRef>,
     },
+    /// Call a Rollout's webhook (its answer is observed later).
+    CallWebhook {
+        /// The Rollout.
+        rollout: ObjectRef,
+        /// The hook.
+        hook: Webhook,
+        /// The JSON sent.
+        payload: Vec<u8>,
+    },
     /// A Rollout's status after a decision (stored when it changed).
     SetRolloutStatus {
         /// The Rollout.
@@ -79,6 +89,11 @@ impl Effect for Action {
                     .await?
             }
             Action::SetTraffic { rollout, load } => effects.set_traffic(rollout, load).await,
+            Action::CallWebhook {
+                rollout,
+                hook,
+                payload,
+            } => effects.call_webhook(rollout, hook, payload),
             Action::Write { resources } => effects.write_objects(resources).await?,
             Action::Delete { objects } => effects.delete_objects(&objects)?,
             Action::SetRolloutStatus {

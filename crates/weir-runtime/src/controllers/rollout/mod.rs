@@ -16,15 +16,15 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
-use weir_api::istio::{IstioObject, VirtualServiceSpec, service_for_host};
 use weir_api::k8s_openapi::api::apps::v1::Deployment;
 use weir_api::quantity;
 use weir_api::resource::{Kind, ObjectRef, Resource};
-use weir_api::rollout::{REVISION_LABEL, RolloutSpec, rollout_target};
-use weir_api::route::destination_label;
+use weir_api::rollout::RolloutSpec;
 use weir_api::version_stats::{VersionCounts, VersionKey};
 
 mod action;
+mod hook_calls;
+mod targets;
 pub mod workload;
 
 pub use action::Action;
@@ -36,10 +36,14 @@ use crate::pods::{Phase, Pod, PodKey};
 use crate::state::Objects;
 use crate::store::ObjectMeta;
 use crate::usage::CpuHistory;
+use crate::webhooks::{HookKey, HookState};
+use hook_calls::hook_calls;
+use targets::{Targets, targets};
 use weir_rollout::capacity::{CanaryHpa, CapacityInputs, CpuTarget};
 use weir_rollout::engine::{
     self, CommandIntent, Observation, Prior, RolloutAction, RolloutStatus, Window,
 };
+use weir_rollout::hooks::HookAnswer;
 use weir_rollout::traffic::synthetic_request;
 
 /// Request-count samples kept per Rollout, at most.
@@ -64,6 +68,18 @@ struct Baseline {
     start: SystemTime,
     canary: VersionCounts,
     stable: VersionCounts,
+}
+
+impl Baseline {
+    /// The counts of `t` since this baseline's start.
+    fn window(&self, t: &Targets, now: SystemTime) -> Window {
+        Window {
+            start: self.start,
+            end: now,
+            canary: t.canary.since(&self.canary),
+            stable: t.stable.since(&self.stable),
+        }
+    }
 }
 
 /// The rule a Rollout drove and what its deletion leaves there.
@@ -110,144 +126,8 @@ pub struct Observed<'a> {
     pub rollout_status_unreadable: &'a HashMap<ObjectRef, String>,
     /// Commands waiting for Rollouts.
     pub rollout_commands: &'a HashMap<ObjectRef, CommandIntent>,
-}
-
-/// What a Rollout acts on, found from its VirtualService.
-struct Targets {
-    virtual_service: ObjectRef,
-    rule_index: usize,
-    served_weight: u32,
-    stable: VersionCounts,
-    canary: VersionCounts,
-    stable_selector: Option<BTreeMap<String, String>>,
-    canary_selector: Option<BTreeMap<String, String>>,
-}
-
-impl Targets {
-    /// The counts since `baseline`'s start.
-    fn window(&self, baseline: &Baseline, now: SystemTime) -> Window {
-        Window {
-            start: baseline.start,
-            end: now,
-            canary: self.canary.since(&baseline.canary),
-            stable: self.stable.since(&baseline.stable),
-        }
-    }
-}
-
-fn targets(observed: &Observed<'_>, ns: &str, spec: &RolloutSpec) -> Option<Targets> {
-    let virtual_service = ObjectRef {
-        kind: Kind::VirtualService,
-        namespace: ns.to_owned(),
-        name: spec.virtual_service.clone(),
-    };
-    let Some(Resource::VirtualService(vs)) = observed.objects.get(&virtual_service) else {
-        return None;
-    };
-    let rule_index = rollout_target(spec, &vs.spec).ok()?.rule_index;
-    let destinations = vs.spec.http[rule_index].route.clone().unwrap_or_default();
-    let total: i64 = destinations
-        .iter()
-        .map(|d| d.weight.unwrap_or(0).max(0))
-        .sum();
-    let weight_of = |subset: &str| {
-        destinations
-            .iter()
-            .find(|d| destination_label(d) == subset)
-            .map_or(0, |d| d.weight.unwrap_or(0).max(0))
-    };
-    let served_weight = if total > 0 {
-        ((weight_of(&spec.canary) * 100) as f64 / total as f64).round() as u32
-    } else {
-        0
-    };
-    let stable = subset(observed, ns, vs, rule_index, &spec.stable);
-    let canary = subset(observed, ns, vs, rule_index, &spec.canary);
-    Some(Targets {
-        virtual_service,
-        rule_index,
-        served_weight,
-        stable: stable.counts,
-        canary: canary.counts,
-        stable_selector: stable.selector,
-        canary_selector: canary.selector,
-    })
-}
-
-/// A subset's counters and the labels its pods carry.
-#[derive(Default)]
-struct SubsetCounts {
-    counts: VersionCounts,
-    selector: Option<BTreeMap<String, String>>,
-}
-
-/// A subset of the rule's destination Service: its counters (under the
-/// version its DestinationRule subset selects, its `version` label) and
-/// its pods' labels (the Service's selector and the subset's labels).
-fn subset(
-    observed: &Observed<'_>,
-    ns: &str,
-    vs: &IstioObject<VirtualServiceSpec>,
-    rule_index: usize,
-    name: &str,
-) -> SubsetCounts {
-    let Some(dest) = vs.spec.http[rule_index]
-        .route
-        .iter()
-        .flatten()
-        .find(|d| destination_label(d) == name)
-    else {
-        return SubsetCounts::default();
-    };
-    let (svc_ns, svc) = service_for_host(&dest.destination.host, ns);
-    let labels = observed.objects.iter().find_map(|r| match r {
-        Resource::DestinationRule(dr)
-            if service_for_host(&dr.spec.host, r.namespace()) == (svc_ns.clone(), svc.clone()) =>
-        {
-            dr.spec
-                .subsets
-                .iter()
-                .find(|s| s.name == name)
-                .map(|s| s.labels.clone())
-        }
-        _ => None,
-    });
-    let Some(labels) = labels else {
-        return SubsetCounts::default();
-    };
-    let service = ObjectRef {
-        kind: Kind::Service,
-        namespace: svc_ns.clone(),
-        name: svc.clone(),
-    };
-    let selector = match observed.objects.get(&service) {
-        Some(Resource::Service(s)) => s.spec.as_ref().and_then(|s| s.selector.clone()),
-        _ => None,
-    };
-    // The rule's own counts: requests other rules send this version (a
-    // header rule for testers, say) do not dilute the verdict.
-    let rule = (
-        format!("{ns}/{}", vs.metadata.name.as_deref().unwrap_or_default()),
-        rule_index.to_string(),
-    );
-    let counts = labels
-        .get(REVISION_LABEL)
-        .or_else(|| labels.get("version"))
-        .or_else(|| labels.get("app.kubernetes.io/version"))
-        .and_then(|version| {
-            observed
-                .versions
-                .get(&(rule.0.clone(), rule.1.clone(), version.clone()))
-        })
-        .cloned()
-        .unwrap_or_default();
-    SubsetCounts {
-        counts,
-        selector: selector.map(|mut selector| {
-            selector.extend(labels);
-            selector
-        }),
-    }
+    /// Each Rollout's webhooks: latest answers, calls in flight.
+    pub hooks: HashMap<HookKey, HookState>,
 }
 
 fn matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
@@ -450,6 +330,7 @@ impl Controller for RolloutController {
             rollout_status: &state.rollout_status,
             rollout_status_unreadable: &state.rollout_status_unreadable,
             rollout_commands: &state.rollout_commands,
+            hooks: state.hook_calls.snapshot(),
         }
     }
 
@@ -459,7 +340,12 @@ impl Controller for RolloutController {
         for r in observed.objects.iter() {
             let Resource::Rollout(ro) = r else { continue };
             let rollout = r.object_ref();
-            let Some(t) = targets(observed, r.namespace(), &ro.spec) else {
+            let Some(t) = targets(
+                observed.objects,
+                &observed.versions,
+                r.namespace(),
+                &ro.spec,
+            ) else {
                 continue;
             };
             seen.push(rollout.clone());
@@ -470,13 +356,22 @@ impl Controller for RolloutController {
                 canary: t.canary.clone(),
                 stable: t.stable.clone(),
             });
-            let window = t.window(baseline, observed.wall);
+            let window = baseline.window(&t, observed.wall);
             let revision = capacity.as_ref().and_then(|(deployment, _)| {
                 match observed.objects.get(deployment) {
                     Some(Resource::Deployment(d)) => Some(template_hash(&d.spec.template)),
                     _ => None,
                 }
             });
+            let answers: Vec<HookAnswer> = ro
+                .spec
+                .webhooks
+                .iter()
+                .filter_map(|h| {
+                    let state = observed.hooks.get(&(rollout.clone(), h.name.clone()))?;
+                    state.answer.clone()
+                })
+                .collect();
             let obs = Observation {
                 now: observed.wall,
                 served_weight: t.served_weight,
@@ -484,6 +379,7 @@ impl Controller for RolloutController {
                 command,
                 capacity: capacity.as_ref().map(|(_, inputs)| inputs),
                 canary_revision: revision.as_deref(),
+                hooks: &answers,
                 generation: observed.meta.get(&rollout).map(|m| m.generation),
             };
             let prior = match (
@@ -551,6 +447,14 @@ impl Controller for RolloutController {
                     .ok()
                     .map(|request| (rate, request))
             });
+            actions.extend(hook_calls(
+                &rollout,
+                &ro.spec,
+                &status,
+                &answers,
+                &observed.hooks,
+                observed.wall,
+            ));
             actions.push(Action::SetTraffic {
                 rollout: rollout.clone(),
                 load,

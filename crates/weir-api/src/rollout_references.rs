@@ -33,46 +33,7 @@ pub fn check_references<'a>(
 ) -> Vec<ReferenceProblem> {
     let at = FieldPath::root().key("spec");
     let mut problems = Vec::new();
-    if let Some(wref) = &spec.workload_ref {
-        let exists = objects.clone().any(|r| {
-            matches!(r, Resource::Deployment(_))
-                && r.namespace() == namespace
-                && r.name() == wref.name
-        });
-        if !exists {
-            problems.push(ReferenceProblem {
-                field: at.key("workloadRef").key("name"),
-                message: format!(
-                    "Deployment {:?} not found in namespace {namespace:?}",
-                    wref.name
-                ),
-                absent: true,
-            });
-        }
-        let releasing = objects.clone().find(|r| match r {
-            Resource::Rollout(other) => {
-                r.namespace() == namespace
-                    && r.name() != name
-                    && other
-                        .spec
-                        .workload_ref
-                        .as_ref()
-                        .is_some_and(|w| w.name == wref.name)
-            }
-            _ => false,
-        });
-        if let Some(owner) = releasing {
-            problems.push(ReferenceProblem {
-                field: at.key("workloadRef").key("name"),
-                message: format!(
-                    "Deployment {:?} is released by Rollout {:?} already: one Rollout per workload",
-                    wref.name,
-                    owner.name()
-                ),
-                absent: false,
-            });
-        }
-    }
+    problems.extend(workload_problems(namespace, name, spec, objects.clone()));
     let vs = objects.clone().find_map(|r| match r {
         Resource::VirtualService(vs)
             if r.namespace() == namespace && r.name() == spec.virtual_service =>
@@ -173,6 +134,57 @@ pub fn check_references<'a>(
                 absent: false,
             });
         }
+    }
+    problems
+}
+
+/// The workload a Rollout releases exists, and no other Rollout releases it.
+fn workload_problems<'a>(
+    namespace: &str,
+    name: &str,
+    spec: &RolloutSpec,
+    objects: impl Iterator<Item = &'a Resource> + Clone,
+) -> Vec<ReferenceProblem> {
+    let at = FieldPath::root().key("spec");
+    let mut problems = Vec::new();
+    let Some(wref) = &spec.workload_ref else {
+        return problems;
+    };
+    let exists = objects.clone().any(|r| {
+        matches!(r, Resource::Deployment(_)) && r.namespace() == namespace && r.name() == wref.name
+    });
+    if !exists {
+        problems.push(ReferenceProblem {
+            field: at.key("workloadRef").key("name"),
+            message: format!(
+                "Deployment {:?} not found in namespace {namespace:?}",
+                wref.name
+            ),
+            absent: true,
+        });
+    }
+    let releasing = objects.clone().find(|r| match r {
+        Resource::Rollout(other) => {
+            r.namespace() == namespace
+                && r.name() != name
+                && other
+                    .spec
+                    .workload_ref
+                    .as_ref()
+                    .is_some_and(|w| w.name == wref.name)
+        }
+        _ => false,
+    });
+    if let Some(owner) = releasing {
+        problems.push(ReferenceProblem {
+            field: at.key("workloadRef").key("name"),
+            message: format!(
+                "Deployment {:?} is released by Rollout {:?} already: one Rollout per workload",
+                wref.name,
+                owner.name()
+            ),
+            absent: false,
+        });
     }
     problems
 }

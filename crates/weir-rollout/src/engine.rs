@@ -512,7 +512,17 @@ pub fn step(
         _ => {}
     }
 
-    // The steps, as far as they go now.
+    run_steps(s, spec, &steps, obs)
+}
+
+/// The steps, as far as they go now: each one done moves to the next, in
+/// this decision, until one waits (the gateway, a gate, a pause, a hook).
+fn run_steps(
+    mut s: RolloutStatus,
+    spec: &RolloutSpec,
+    steps: &[Option<StepKind>],
+    obs: &Observation<'_>,
+) -> (RolloutStatus, Vec<RolloutAction>) {
     loop {
         if hooks::before_traffic(&s, obs.served_weight) {
             let gate = hooks::start_gate(spec, &mut s, obs.hooks);

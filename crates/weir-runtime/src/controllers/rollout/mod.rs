@@ -273,6 +273,23 @@ impl RolloutController {
     }
 }
 
+/// Each of the Rollout's webhooks' latest answer.
+fn latest_answers(
+    rollout: &ObjectRef,
+    spec: &RolloutSpec,
+    hooks: &HashMap<HookKey, HookState>,
+) -> Vec<HookAnswer> {
+    spec.webhooks
+        .iter()
+        .filter_map(|h| {
+            hooks
+                .get(&(rollout.clone(), h.name.clone()))?
+                .answer
+                .clone()
+        })
+        .collect()
+}
+
 /// The engine's asks as actions: carried out (and served) before the
 /// status is stored; a failed change ends the batch, and the status is
 /// not stored.
@@ -363,15 +380,7 @@ impl Controller for RolloutController {
                     _ => None,
                 }
             });
-            let answers: Vec<HookAnswer> = ro
-                .spec
-                .webhooks
-                .iter()
-                .filter_map(|h| {
-                    let state = observed.hooks.get(&(rollout.clone(), h.name.clone()))?;
-                    state.answer.clone()
-                })
-                .collect();
+            let answers = latest_answers(&rollout, &ro.spec, &observed.hooks);
             let obs = Observation {
                 now: observed.wall,
                 served_weight: t.served_weight,
@@ -392,23 +401,19 @@ impl Controller for RolloutController {
             };
             let (status, mut rollout_actions) = if ro.spec.workload_ref.is_some() {
                 // A workload not (yet) there: nothing to release.
-                let Some((workload_ref, d)) =
-                    workload::workload(observed.objects, r.namespace(), &ro.spec)
-                else {
+                let rule = (&t.virtual_service, t.rule_index);
+                let Some(decided) = workload::decide(
+                    observed.objects,
+                    observed.pods,
+                    &ro.spec,
+                    r.namespace(),
+                    prior,
+                    &obs,
+                    rule,
+                ) else {
                     continue;
                 };
-                let (mut now_running, running) =
-                    workload::running(observed.objects, observed.pods, &workload_ref);
-                workload::observe_workload(d, &mut now_running);
-                let decision = weir_rollout::workload::step(&ro.spec, prior, &obs, &now_running);
-                let translate = workload::Translate {
-                    objects: observed.objects,
-                    spec: &ro.spec,
-                    workload: (&workload_ref, d),
-                    running: &running,
-                    rule: (&t.virtual_service, t.rule_index),
-                };
-                (decision.status, translate.actions(decision.actions))
+                decided
             } else {
                 let (status, wanted) = engine::step(&ro.spec, prior, &obs);
                 let actions = engine_actions(&ro.spec, &t, capacity.as_ref(), wanted);

@@ -17,13 +17,44 @@ use weir_api::rollout::{
     REVISION_LABEL, ROLE_ANNOTATION, RolloutSpec, WORKLOAD_ANNOTATION, revision_name,
 };
 use weir_api::route::destination_label;
-use weir_rollout::engine::{RevisionRole, RolloutAction};
+use weir_rollout::engine::{Observation, Prior, RevisionRole, RolloutAction, RolloutStatus};
 use weir_rollout::workload::{RevisionAction, Running, WorkloadObservation, WorkloadStep};
 
-use super::Action;
+use super::action::Action;
 use crate::controllers::deployment::template_hash;
 use crate::pods::{Phase, Pod, PodKey};
 use crate::state::Objects;
+
+/// One decision for a Rollout with `workloadRef`: its next status and
+/// the actions, from what runs; `None` while its workload is not there.
+pub fn decide(
+    objects: &Objects,
+    pods: &BTreeMap<PodKey, Pod>,
+    spec: &RolloutSpec,
+    namespace: &str,
+    prior: Prior<'_>,
+    obs: &Observation<'_>,
+    rule: (&ObjectRef, usize),
+) -> Option<(RolloutStatus, Vec<Action>)> {
+    let (workload_ref, d) = workload(objects, namespace, spec)?;
+    let (mut now_running, running) = running(objects, pods, &workload_ref);
+    observe_workload(d, &mut now_running);
+    // Its capacity is the workload's: the canary's replicas are its share
+    // of the stable's, decided with the revisions.
+    let obs = Observation {
+        capacity: None,
+        ..*obs
+    };
+    let decision = weir_rollout::workload::step(spec, prior, &obs, &now_running);
+    let translate = Translate {
+        objects,
+        spec,
+        workload: (&workload_ref, d),
+        running: &running,
+        rule,
+    };
+    Some((decision.status, translate.actions(decision.actions)))
+}
 
 /// The Deployment a Rollout's `workloadRef` names, when it exists.
 pub fn workload<'a>(

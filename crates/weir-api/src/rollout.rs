@@ -178,6 +178,29 @@ pub struct RolloutStep {
     /// Wait this long, or, without a duration, for `weir rollout promote`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<PauseStep>,
+    /// Send requests that match to the canary (A/B: a rule of their own
+    /// before the Rollout's); an empty `match` removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_header_route: Option<HeaderRouteStep>,
+    /// Copy a share of the rule's requests to the canary while the stable
+    /// answers them; 0 stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_mirror: Option<MirrorStep>,
+}
+
+/// A `setHeaderRoute` step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeaderRouteStep {
+    /// Istio's match blocks (OR-ed), as in a VirtualService rule.
+    #[serde(default, rename = "match")]
+    pub matches: Vec<crate::istio::HttpMatchRequest>,
+}
+
+/// A `setMirror` step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MirrorStep {
+    /// Percent of the rule's requests copied, 0–100.
+    pub percentage: i64,
 }
 
 /// An `analysis: {}` step.
@@ -257,27 +280,66 @@ pub enum StepKind {
     Analysis,
     /// Wait this long, or for a promote.
     Pause(Option<Duration>),
+    /// Route matching requests to the canary (`true`), or stop (`false`).
+    SetHeaderRoute(bool),
+    /// Mirror this share (percent) to the canary.
+    SetMirror(u32),
 }
 
 impl RolloutStep {
     /// The step's kind; `None` when not exactly one field is set or a value
     /// is out of range (validation reports which).
     pub fn kind(&self) -> Option<StepKind> {
-        match (self.set_weight, &self.analysis, &self.pause) {
-            (Some(w), None, None) => u32::try_from(w)
+        if self.fields_set() != 1 {
+            return None;
+        }
+        if let Some(w) = self.set_weight {
+            return u32::try_from(w)
                 .ok()
                 .filter(|w| *w <= 100)
-                .map(StepKind::SetWeight),
-            (None, Some(_), None) => Some(StepKind::Analysis),
-            (None, None, Some(p)) => match &p.duration {
+                .map(StepKind::SetWeight);
+        }
+        if self.analysis.is_some() {
+            return Some(StepKind::Analysis);
+        }
+        if let Some(p) = &self.pause {
+            return match &p.duration {
                 None => Some(StepKind::Pause(None)),
                 Some(d) => crate::duration::parse(d)
                     .ok()
                     .map(|d| StepKind::Pause(Some(d))),
-            },
-            _ => None,
+            };
         }
+        if let Some(h) = &self.set_header_route {
+            return Some(StepKind::SetHeaderRoute(!h.matches.is_empty()));
+        }
+        self.set_mirror.as_ref().and_then(|m| {
+            u32::try_from(m.percentage)
+                .ok()
+                .filter(|p| *p <= 100)
+                .map(StepKind::SetMirror)
+        })
     }
+
+    /// How many of its fields are set (a step is exactly one).
+    pub fn fields_set(&self) -> usize {
+        [
+            self.set_weight.is_some(),
+            self.analysis.is_some(),
+            self.pause.is_some(),
+            self.set_header_route.is_some(),
+            self.set_mirror.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count()
+    }
+}
+
+/// The name of the rule a Rollout's `setHeaderRoute` steps add to its
+/// VirtualService (before the rule it drives).
+pub fn header_rule_name(rollout: &str) -> String {
+    format!("weir-header-{rollout}")
 }
 
 /// A user's command to a Rollout (`weir rollout ...`).

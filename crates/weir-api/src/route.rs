@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::istio::{HttpRouteDestination, VirtualServiceSpec};
+use crate::istio::{
+    Destination, HttpMatchRequest, HttpRoute, HttpRouteDestination, Percent, VirtualServiceSpec,
+};
 
 /// Which http rule of a VirtualService `set_route_weights` changes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +107,96 @@ pub fn reweigh(
     })
 }
 
+/// A change a Rollout makes to its VirtualService besides weights.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouteEdit {
+    /// The rule `name`, routing requests that match to the canary, right
+    /// before rule `before` (the one the Rollout drives); `None` removes it.
+    HeaderRoute {
+        /// The rule's name.
+        name: String,
+        /// The index it goes before.
+        before: usize,
+        /// The canary.
+        canary: Destination,
+        /// What it matches; `None`: no such rule.
+        matches: Option<Vec<HttpMatchRequest>>,
+    },
+    /// Rule `rule` copies `percent` of its requests to the canary (0: none).
+    Mirror {
+        /// The rule's index.
+        rule: usize,
+        /// The canary.
+        canary: Destination,
+        /// Percent copied.
+        percent: u32,
+    },
+}
+
+/// Applies `edit` to `spec`; the error says why it cannot (nothing is
+/// changed then).
+pub fn edit_routes(spec: &mut VirtualServiceSpec, edit: &RouteEdit) -> Result<(), String> {
+    match edit {
+        RouteEdit::HeaderRoute {
+            name,
+            before,
+            canary,
+            matches,
+        } => {
+            let mut before = *before;
+            if before > spec.http.len() {
+                return Err(format!("no http rule {before}"));
+            }
+            if let Some(i) = spec
+                .http
+                .iter()
+                .position(|r| r.name.as_deref() == Some(name))
+            {
+                spec.http.remove(i);
+                if i < before {
+                    before -= 1;
+                }
+            }
+            if let Some(matches) = matches.as_ref().filter(|m| !m.is_empty()) {
+                spec.http.insert(
+                    before,
+                    HttpRoute {
+                        name: Some(name.clone()),
+                        matches: Some(matches.clone()),
+                        route: Some(vec![HttpRouteDestination {
+                            destination: canary.clone(),
+                            weight: Some(100),
+                            headers: None,
+                        }]),
+                        ..HttpRoute::default()
+                    },
+                );
+            }
+        }
+        RouteEdit::Mirror {
+            rule,
+            canary,
+            percent,
+        } => {
+            let http = spec
+                .http
+                .get_mut(*rule)
+                .ok_or_else(|| format!("no http rule {rule}"))?;
+            if *percent == 0 {
+                http.mirror = None;
+                http.mirror_percentage = None;
+            } else {
+                http.mirror = Some(canary.clone());
+                http.mirror_percentage = Some(Percent {
+                    value: f64::from(*percent),
+                });
+            }
+            http.mirror_percent = None;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +259,71 @@ mod tests {
             assert_eq!(reweigh(&mut s, &rule, weights).unwrap_err(), wanted);
             assert_eq!(s, spec(), "a refused change leaves the spec as it was");
         }
+    }
+
+    #[test]
+    fn a_header_route_goes_before_the_driven_rule_and_a_mirror_onto_it() {
+        let canary = Destination {
+            host: "my-app".into(),
+            subset: Some("v2".into()),
+            port: None,
+        };
+        let rule = |name: &str| HttpRoute {
+            name: Some(name.into()),
+            ..HttpRoute::default()
+        };
+        let names = |spec: &VirtualServiceSpec| -> Vec<String> {
+            spec.http
+                .iter()
+                .map(|r| r.name.clone().unwrap_or_default())
+                .collect()
+        };
+        let header = |before: usize, on: bool| RouteEdit::HeaderRoute {
+            name: "weir-header-ro".into(),
+            before,
+            canary: canary.clone(),
+            matches: on.then(|| vec![HttpMatchRequest::default()]),
+        };
+        let mut spec = VirtualServiceSpec {
+            http: vec![rule("testers"), rule("main")],
+            ..VirtualServiceSpec::default()
+        };
+        // (edit, the rules' names after)
+        let cases = [
+            (header(1, true), vec!["testers", "weir-header-ro", "main"]),
+            // Set again (it is before `main`, now at 2): replaced, not doubled.
+            (header(2, true), vec!["testers", "weir-header-ro", "main"]),
+            (header(2, false), vec!["testers", "main"]),
+            (header(1, false), vec!["testers", "main"]),
+        ];
+        for (edit, after) in cases {
+            edit_routes(&mut spec, &edit).unwrap();
+            assert_eq!(names(&spec), after, "{edit:?}");
+        }
+        edit_routes(&mut spec, &header(1, true)).unwrap();
+        let added = &spec.http[1];
+        assert_eq!(added.route.as_ref().unwrap()[0].destination, canary);
+        assert_eq!(added.matches.as_ref().unwrap().len(), 1);
+        let mirror = |percent| RouteEdit::Mirror {
+            rule: 2,
+            canary: canary.clone(),
+            percent,
+        };
+        edit_routes(&mut spec, &mirror(30)).unwrap();
+        assert_eq!(spec.http[2].mirror.as_ref(), Some(&canary));
+        assert_eq!(spec.http[2].mirror_percentage.as_ref().unwrap().value, 30.0);
+        edit_routes(&mut spec, &mirror(0)).unwrap();
+        assert!(spec.http[2].mirror.is_none() && spec.http[2].mirror_percentage.is_none());
+        assert!(
+            edit_routes(
+                &mut spec,
+                &RouteEdit::Mirror {
+                    rule: 9,
+                    canary,
+                    percent: 1
+                }
+            )
+            .is_err()
+        );
     }
 }

@@ -211,6 +211,22 @@ pub struct VersionCounts {
 }
 
 impl VersionCounts {
+    /// These and `other` together (two rules' counts of one version);
+    /// histograms of different edges keep this one's.
+    pub fn plus(&self, other: &VersionCounts) -> VersionCounts {
+        let mut sum = self.clone();
+        sum.requests += other.requests;
+        sum.failures += other.failures;
+        if sum.latency.edges == other.latency.edges {
+            for (i, c) in other.latency.counts.iter().enumerate() {
+                if let Some(mine) = sum.latency.counts.get_mut(i) {
+                    *mine += c;
+                }
+            }
+        }
+        sum
+    }
+
     /// What happened since `earlier` (counters only grow; a restarted
     /// gateway's are taken as they are).
     pub fn since(&self, earlier: &VersionCounts) -> VersionCounts {

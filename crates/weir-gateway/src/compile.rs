@@ -267,12 +267,14 @@ impl Compiler {
             mirrors.push(Mirror {
                 cluster: self.cluster(m, ns, inputs, endpoints, clusters, live),
                 percent: pct,
+                rule: (vs_name.to_owned(), index),
             });
         }
         for m in route.mirrors.iter().flatten() {
             mirrors.push(Mirror {
                 cluster: self.cluster(&m.destination, ns, inputs, endpoints, clusters, live),
                 percent: m.percentage.as_ref().map_or(100.0, |p| p.value),
+                rule: (vs_name.to_owned(), index),
             });
         }
         let affinity = vs

@@ -157,6 +157,10 @@ pub struct Mirror {
     pub cluster: Option<Arc<Cluster>>,
     /// The share of requests copied (0–100).
     pub percent: f64,
+    /// `namespace/name` of the VirtualService and the rule's index: the
+    /// per-rule counters a copy's answer is kept under (a Rollout's
+    /// mirrored step judges the canary by them).
+    pub rule: (String, usize),
 }
 
 /// A weighted destination of a rule.

@@ -74,6 +74,8 @@ fn benches(c: &mut Criterion) {
         capacity: None,
         canary_revision: Some("rev1"),
         hooks: &[],
+        header_route: None,
+        mirror: 0,
         generation: None,
     };
     let (status, _) = step(&spec, Prior::New, &observe(t0, None));

@@ -383,7 +383,7 @@ fn analyse(
 ) -> Option<Vec<RolloutAction>> {
     let analysis = spec.analysis.as_ref()?;
     let window = obs.window?;
-    if obs.served_weight == 0 || window.start < s.step_started || s.held_by("StatusUnreadable") {
+    if !exposed(obs) || window.start < s.step_started || s.held_by("StatusUnreadable") {
         return None;
     }
     let interval = duration_or(analysis.interval.as_deref(), defaults::INTERVAL);
@@ -449,6 +449,26 @@ pub fn step(
     prior: Prior<'_>,
     obs: &Observation<'_>,
 ) -> (RolloutStatus, Vec<RolloutAction>) {
+    let (s, mut actions) = decide(spec, prior, obs);
+    // Ended, the canary gets no traffic of any kind: a mirror and a
+    // header rule go too (the header rule last: it shifts the rule's index).
+    if s.phase.is_final() {
+        if obs.mirror > 0 && !actions.contains(&RolloutAction::SetMirror(0)) {
+            actions.push(RolloutAction::SetMirror(0));
+        }
+        if obs.header_route.is_some() && !actions.contains(&RolloutAction::SetHeaderRoute(None)) {
+            actions.push(RolloutAction::SetHeaderRoute(None));
+        }
+    }
+    (s, actions)
+}
+
+/// The decision before the clean-up of an ended rollout's routes.
+fn decide(
+    spec: &RolloutSpec,
+    prior: Prior<'_>,
+    obs: &Observation<'_>,
+) -> (RolloutStatus, Vec<RolloutAction>) {
     let mut s = prior_status(spec, prior, obs);
     s.canary_weight = obs.served_weight;
     if obs.generation.is_some() {
@@ -470,7 +490,7 @@ pub fn step(
     if let Some(rolled_back) = analyse(&mut s, spec, obs) {
         return (s, rolled_back);
     }
-    if obs.served_weight > 0
+    if exposed(obs)
         && let Some(rolled_back) = hook_checks(&mut s, spec, obs)
     {
         return (s, rolled_back);
@@ -605,6 +625,43 @@ fn run_steps(
                     return (s, vec![]);
                 }
             }
+            Some(StepKind::SetHeaderRoute(on)) => {
+                let on = *on;
+                let wanted = on.then_some(s.current_step);
+                if obs.header_route == wanted {
+                    s.record(
+                        obs.now,
+                        &format!(
+                            "step {}: the gateway serves {}",
+                            s.current_step,
+                            if on {
+                                "the header route to the canary"
+                            } else {
+                                "no header route"
+                            }
+                        ),
+                    );
+                    s.advance(obs.now);
+                } else {
+                    s.message = format!("step {}: setting the header route", s.current_step);
+                    return (s, vec![RolloutAction::SetHeaderRoute(wanted)]);
+                }
+            }
+            Some(StepKind::SetMirror(p)) => {
+                if obs.mirror == *p {
+                    s.record(
+                        obs.now,
+                        &format!(
+                            "step {}: the gateway mirrors {p} % to the canary",
+                            s.current_step
+                        ),
+                    );
+                    s.advance(obs.now);
+                } else {
+                    s.message = format!("step {}: mirroring {p} % to the canary", s.current_step);
+                    return (s, vec![RolloutAction::SetMirror(*p)]);
+                }
+            }
             Some(StepKind::Pause(None)) => {
                 s.phase = Phase::Paused;
                 s.message = format!(
@@ -616,6 +673,12 @@ fn run_steps(
             }
         }
     }
+}
+
+/// Whether the canary gets traffic of any kind: a weight, a header route,
+/// a mirror.
+fn exposed(obs: &Observation<'_>) -> bool {
+    obs.served_weight > 0 || obs.header_route.is_some() || obs.mirror > 0
 }
 
 /// A webhook gate's answer as the decision's end, when it holds or fails:

@@ -296,6 +296,11 @@ pub struct Observation<'a> {
     pub canary_revision: Option<&'a str>,
     /// Each webhook's latest answer (`spec.webhooks`).
     pub hooks: &'a [crate::hooks::HookAnswer],
+    /// The `setHeaderRoute` step whose match the gateway serves as the
+    /// Rollout's header rule; `None`: no such rule.
+    pub header_route: Option<usize>,
+    /// The share (percent) of the rule's requests mirrored to the canary.
+    pub mirror: u32,
     /// The Rollout's `metadata.generation`, when the backend keeps one.
     pub generation: Option<i64>,
 }
@@ -307,6 +312,11 @@ pub enum RolloutAction {
     SetCanaryWeight(u32),
     /// Raise the canary Deployment's replicas to this before its share grows.
     ScaleCanary(i32),
+    /// Route requests matching this `setHeaderRoute` step's match to the
+    /// canary; `None`: remove the header rule.
+    SetHeaderRoute(Option<usize>),
+    /// Mirror this share (percent) of the rule's requests to the canary.
+    SetMirror(u32),
 }
 
 /// Times as RFC 3339 text, as Kubernetes statuses carry them.

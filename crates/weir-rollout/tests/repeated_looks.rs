@@ -94,6 +94,8 @@ fn run(spec: &RolloutSpec, rng: &mut fastrand::Rng, traffic: &mut Traffic<'_>) -
             capacity: None,
             canary_revision: None,
             hooks: &[],
+            header_route: None,
+            mirror: 0,
             generation: None,
         };
         let prior = status.as_ref().map_or(Prior::New, Prior::Known);

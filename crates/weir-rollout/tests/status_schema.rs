@@ -55,6 +55,8 @@ fn every_field_has_a_default_and_the_engine_writes_what_the_schema_describes() {
         capacity: None,
         canary_revision: Some("abc"),
         hooks: &[],
+        header_route: None,
+        mirror: 0,
         generation: Some(3),
     };
     let (status, _) = step(&spec, Prior::New, &obs);

@@ -162,6 +162,25 @@ impl Effects for Executor<'_> {
             .map(|_| ())
     }
 
+    async fn edit_route(
+        &mut self,
+        virtual_service: &ObjectRef,
+        edit: &weir_api::route::RouteEdit,
+    ) -> Result<(), RuntimeError> {
+        let Some(Resource::VirtualService(current)) = self.state.objects.get(virtual_service)
+        else {
+            return Err(RuntimeError::NotFound(virtual_service.clone()));
+        };
+        let mut updated = current.clone();
+        weir_api::route::edit_routes(&mut updated.spec, edit).map_err(|e| {
+            RuntimeError::Io(std::io::Error::other(format!("{virtual_service}: {e}")))
+        })?;
+        self.runtime
+            .write(self.state, &[Resource::VirtualService(updated)], &[])
+            .await
+            .map(|_| ())
+    }
+
     fn call_webhook(
         &mut self,
         rollout: ObjectRef,

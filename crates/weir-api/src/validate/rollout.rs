@@ -164,20 +164,34 @@ fn steps(spec: &RolloutSpec, at: &FieldPath, out: &mut Findings) {
     }
     for (i, step) in spec.steps.iter().enumerate() {
         let here = at.key("steps").index(i);
-        let set = [
-            step.set_weight.is_some(),
-            step.analysis.is_some(),
-            step.pause.is_some(),
-        ]
-        .iter()
-        .filter(|s| **s)
-        .count();
-        if set != 1 {
+        if step.fields_set() != 1 {
             out.error(
                 &here,
-                "a step is exactly one of setWeight, analysis or pause",
+                "a step is exactly one of setWeight, analysis, pause, setHeaderRoute or setMirror",
             );
             continue;
+        }
+        if let Some(m) = &step.set_mirror
+            && !(0..=100).contains(&m.percentage)
+        {
+            out.error(
+                &here.key("setMirror").key("percentage"),
+                format!(
+                    "Invalid value: {}: a percentage is from 0 to 100",
+                    m.percentage
+                ),
+            );
+        }
+        if step.set_header_route.is_some()
+            && matches!(
+                spec.route,
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(_))
+            )
+        {
+            out.error(
+                &here.key("setHeaderRoute"),
+                "a header route is a rule added before the Rollout's: name its rule in spec.route (or leave spec.route out), not its index, which the added rule would shift",
+            );
         }
         if let Some(w) = step.set_weight
             && !(0..=100).contains(&w)
@@ -321,11 +335,15 @@ fn traps(spec: &RolloutSpec, at: &FieldPath, out: &mut Findings) {
     });
     // The weight before the first setWeight is whatever was served.
     let mut weight: Option<u32> = None;
+    // A header route or a mirror gives the canary traffic at weight 0.
+    let (mut header_route, mut mirror) = (false, false);
     for (i, step) in spec.steps.iter().enumerate() {
         let here = at.key("steps").index(i);
         match step.kind() {
             Some(StepKind::SetWeight(w)) => weight = Some(w),
-            Some(StepKind::Analysis) if weight == Some(0) => out.error(
+            Some(StepKind::SetHeaderRoute(on)) => header_route = on,
+            Some(StepKind::SetMirror(p)) => mirror = p > 0,
+            Some(StepKind::Analysis) if weight == Some(0) && !header_route && !mirror => out.error(
                 &here.key("analysis"),
                 "an analysis step at canary weight 0 could never conclude: the canary gets no traffic to judge (set a weight above 0 first)",
             ),

@@ -49,6 +49,9 @@ struct Sim {
     revision: Option<String>,
     /// Intents issued so far (their ids are their numbers).
     issued: u32,
+    /// The header route the gateway serves (its step), and the mirror.
+    header: Option<usize>,
+    mirror: u32,
 }
 
 impl Sim {
@@ -71,6 +74,8 @@ impl Sim {
             scaled: Vec::new(),
             revision: Some("rev1".into()),
             issued: 0,
+            header: None,
+            mirror: 0,
         }
     }
 
@@ -116,6 +121,8 @@ impl Sim {
             capacity: self.capacity.as_ref(),
             canary_revision: self.revision.as_deref(),
             hooks: &[],
+            header_route: self.header,
+            mirror: self.mirror,
             generation: None,
         };
         let prior = self.status.as_ref().map_or(Prior::New, Prior::Known);
@@ -132,6 +139,8 @@ impl Sim {
                         c.replicas = n;
                     }
                 }
+                RolloutAction::SetHeaderRoute(step) => self.header = step,
+                RolloutAction::SetMirror(p) => self.mirror = p,
             }
         }
         if status.step_started != self.baseline.0 {
@@ -470,6 +479,8 @@ fn an_unreadable_status_holds_the_served_weight_until_abort_or_retry() {
         capacity: None,
         canary_revision: None,
         hooks: &[],
+        header_route: None,
+        mirror: 0,
         generation: None,
     };
     let (held, actions) = step(
@@ -743,4 +754,59 @@ fn a_command_that_does_nothing_in_its_phase_is_not_applied_and_says_why() {
             );
         }
     }
+}
+
+#[test]
+fn header_and_mirror_steps_are_served_judged_and_cleared_at_the_end() {
+    use weir_api::rollout::{HeaderRouteStep, MirrorStep};
+    let header = RolloutStep {
+        set_header_route: Some(HeaderRouteStep {
+            matches: vec![weir_api::istio::HttpMatchRequest::default()],
+        }),
+        ..RolloutStep::default()
+    };
+    let mirror = |percentage| RolloutStep {
+        set_mirror: Some(MirrorStep { percentage }),
+        ..RolloutStep::default()
+    };
+    let mut sim = Sim::new(spec(
+        vec![header, gate(), mirror(50), gate(), weight(100)],
+        1,
+    ));
+    sim.tick(1, 0, 0, None);
+    assert_eq!(sim.header, Some(0), "the header route of step 0");
+    assert_eq!(sim.served, 0);
+    // At weight 0 the header route's requests are judged.
+    for _ in 0..12 {
+        sim.tick(5, 100, 0, None);
+    }
+    assert_eq!(
+        sim.mirror,
+        50,
+        "{:?}",
+        sim.status.as_ref().map(|s| &s.message)
+    );
+    let phase = (0..24)
+        .map(|_| sim.tick(5, 100, 0, None))
+        .find(|p| *p != Phase::Progressing);
+    assert_eq!(phase, Some(Phase::Succeeded));
+    assert_eq!(sim.served, 100);
+    assert_eq!((sim.header, sim.mirror), (None, 0), "cleared at the end");
+}
+
+#[test]
+fn a_canary_failing_its_header_route_is_rolled_back_and_loses_the_route() {
+    use weir_api::rollout::HeaderRouteStep;
+    let header = RolloutStep {
+        set_header_route: Some(HeaderRouteStep {
+            matches: vec![weir_api::istio::HttpMatchRequest::default()],
+        }),
+        ..RolloutStep::default()
+    };
+    let mut sim = Sim::new(spec(vec![header, gate(), weight(100)], 1));
+    sim.tick(1, 0, 0, None);
+    assert_eq!(sim.header, Some(0));
+    let phase = (0..20).map(|_| sim.tick(5, 100, 30, None)).last().unwrap();
+    assert_eq!(phase, Phase::RolledBack);
+    assert_eq!((sim.served, sim.header), (0, None));
 }

@@ -65,6 +65,8 @@ impl Run {
             capacity: None,
             canary_revision: None,
             hooks: &self.answers,
+            header_route: None,
+            mirror: 0,
             generation: None,
         };
         let prior = self.status.as_ref().map_or(Prior::New, Prior::Known);

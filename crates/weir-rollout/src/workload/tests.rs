@@ -58,6 +58,8 @@ impl Sim {
             capacity: None,
             canary_revision: None,
             hooks: &[],
+            header_route: None,
+            mirror: 0,
             generation: None,
         };
         let prior = match (&self.status, self.unreadable) {
@@ -70,7 +72,7 @@ impl Sim {
         for a in &d.actions {
             match a {
                 WorkloadStep::Rollout(RolloutAction::SetCanaryWeight(w)) => self.served = *w,
-                WorkloadStep::Rollout(RolloutAction::ScaleCanary(_)) => {}
+                WorkloadStep::Rollout(_) => {}
                 WorkloadStep::Revision(RevisionAction::Run {
                     revision,
                     role,

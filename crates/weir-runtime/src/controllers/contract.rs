@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use weir_api::resource::{ObjectRef, Resource};
 use weir_api::rollout::Webhook;
+use weir_api::route::RouteEdit;
 use weir_gateway::{Endpoint, Gateway, ServiceKey};
 
 use crate::error::RuntimeError;
@@ -166,6 +167,14 @@ pub trait Effects: Send {
     fn write_objects(
         &mut self,
         resources: Vec<Resource>,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Edits a VirtualService as it is now (a Rollout's header rule or
+    /// mirror), through the runtime's one write path.
+    fn edit_route(
+        &mut self,
+        virtual_service: &ObjectRef,
+        edit: &RouteEdit,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Calls a Rollout's webhook with `payload` (JSON) in a task of its

@@ -197,6 +197,13 @@ pub(crate) mod testing {
                 .collect();
             self.write(format!("write {}", names.join(" ")))
         }
+        async fn edit_route(
+            &mut self,
+            virtual_service: &weir_api::resource::ObjectRef,
+            edit: &weir_api::route::RouteEdit,
+        ) -> Result<(), crate::error::RuntimeError> {
+            self.write(format!("edit {} {edit:?}", virtual_service.name))
+        }
         fn call_webhook(
             &mut self,
             rollout: weir_api::resource::ObjectRef,

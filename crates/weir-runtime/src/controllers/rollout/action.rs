@@ -2,6 +2,7 @@
 
 use weir_api::resource::{ObjectRef, Resource};
 use weir_api::rollout::Webhook;
+use weir_api::route::RouteEdit;
 use weir_rollout::engine::RolloutStatus;
 use weir_rollout::traffic::SyntheticRequest;
 
@@ -28,6 +29,14 @@ pub enum Action {
         rule_index: usize,
         /// `(subset, weight)`.
         weights: Vec<(String, u32)>,
+    },
+    /// Edit a VirtualService as it is now: a Rollout's header rule or
+    /// mirror.
+    EditRoute {
+        /// The VirtualService.
+        virtual_service: ObjectRef,
+        /// The edit.
+        edit: RouteEdit,
     },
     /// Send (or stop sending) weir's own load through the gateway for a
     /// Rollout whose analysis gate lacks requests (`spec.traffic`).
@@ -94,6 +103,10 @@ impl Effect for Action {
                 hook,
                 payload,
             } => effects.call_webhook(rollout, hook, payload),
+            Action::EditRoute {
+                virtual_service,
+                edit,
+            } => effects.edit_route(&virtual_service, &edit).await?,
             Action::Write { resources } => effects.write_objects(resources).await?,
             Action::Delete { objects } => effects.delete_objects(&objects)?,
             Action::SetRolloutStatus {

@@ -24,6 +24,7 @@ use weir_api::version_stats::{VersionCounts, VersionKey};
 
 mod action;
 mod hook_calls;
+mod route_edits;
 mod targets;
 pub mod workload;
 
@@ -38,6 +39,7 @@ use crate::store::ObjectMeta;
 use crate::usage::CpuHistory;
 use crate::webhooks::{HookKey, HookState};
 use hook_calls::hook_calls;
+use route_edits::route_edit;
 use targets::{Targets, targets};
 use weir_rollout::capacity::{CanaryHpa, CapacityInputs, CpuTarget};
 use weir_rollout::engine::{
@@ -295,6 +297,7 @@ fn latest_answers(
 /// not stored.
 fn engine_actions(
     spec: &RolloutSpec,
+    rollout: &ObjectRef,
     t: &Targets,
     capacity: Option<&(ObjectRef, CapacityInputs)>,
     wanted: Vec<RolloutAction>,
@@ -316,6 +319,13 @@ fn engine_actions(
                     replicas,
                 })
             }
+            edit => route_edit(
+                spec,
+                rollout,
+                (&t.virtual_service, t.rule_index),
+                t.canary_destination.as_ref(),
+                edit,
+            ),
         })
         .collect()
 }
@@ -357,12 +367,7 @@ impl Controller for RolloutController {
         for r in observed.objects.iter() {
             let Resource::Rollout(ro) = r else { continue };
             let rollout = r.object_ref();
-            let Some(t) = targets(
-                observed.objects,
-                &observed.versions,
-                r.namespace(),
-                &ro.spec,
-            ) else {
+            let Some(t) = targets(observed.objects, &observed.versions, &rollout, &ro.spec) else {
                 continue;
             };
             seen.push(rollout.clone());
@@ -389,6 +394,8 @@ impl Controller for RolloutController {
                 capacity: capacity.as_ref().map(|(_, inputs)| inputs),
                 canary_revision: revision.as_deref(),
                 hooks: &answers,
+                header_route: t.header_route,
+                mirror: t.mirror,
                 generation: observed.meta.get(&rollout).map(|m| m.generation),
             };
             let prior = match (
@@ -406,17 +413,17 @@ impl Controller for RolloutController {
                     observed.objects,
                     observed.pods,
                     &ro.spec,
-                    r.namespace(),
+                    &rollout,
                     prior,
                     &obs,
-                    rule,
+                    (rule, t.canary_destination.as_ref()),
                 ) else {
                     continue;
                 };
                 decided
             } else {
                 let (status, wanted) = engine::step(&ro.spec, prior, &obs);
-                let actions = engine_actions(&ro.spec, &t, capacity.as_ref(), wanted);
+                let actions = engine_actions(&ro.spec, &rollout, &t, capacity.as_ref(), wanted);
                 (status, actions)
             };
             let mut status = status;
@@ -486,10 +493,22 @@ impl Controller for RolloutController {
                 && observed.objects.get(&driven.virtual_service).is_some()
             {
                 actions.push(Action::SetRouteWeights {
-                    virtual_service: driven.virtual_service,
+                    virtual_service: driven.virtual_service.clone(),
                     rule_index: driven.rule_index,
-                    weights: vec![(driven.spec.stable, 100), (driven.spec.canary, 0)],
+                    weights: vec![
+                        (driven.spec.stable.clone(), 100),
+                        (driven.spec.canary.clone(), 0),
+                    ],
                 });
+                // Its mirror and header rule go with it (the header rule
+                // last: removing it shifts the rule's index).
+                let rule = (&driven.virtual_service, driven.rule_index);
+                for edit in [
+                    RolloutAction::SetMirror(0),
+                    RolloutAction::SetHeaderRoute(None),
+                ] {
+                    actions.extend(route_edit(&driven.spec, &rollout, rule, None, edit));
+                }
             }
         }
         actions

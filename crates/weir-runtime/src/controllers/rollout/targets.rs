@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use weir_api::istio::{IstioObject, VirtualServiceSpec, service_for_host};
+use weir_api::istio::{Destination, IstioObject, VirtualServiceSpec, service_for_host};
 use weir_api::resource::{Kind, ObjectRef, Resource};
-use weir_api::rollout::{REVISION_LABEL, RolloutSpec, rollout_target};
+use weir_api::rollout::{REVISION_LABEL, RolloutSpec, header_rule_name, rollout_target};
 use weir_api::route::destination_label;
 use weir_api::version_stats::{VersionCounts, VersionKey};
 
@@ -29,6 +29,14 @@ pub struct Targets {
     pub stable_selector: Option<BTreeMap<String, String>>,
     /// The canary's.
     pub canary_selector: Option<BTreeMap<String, String>>,
+    /// The canary's destination in the rule (where a header route and a
+    /// mirror send requests).
+    pub canary_destination: Option<Destination>,
+    /// The `setHeaderRoute` step whose match the Rollout's header rule
+    /// carries.
+    pub header_route: Option<usize>,
+    /// The share (percent) of the rule's requests mirrored to the canary.
+    pub mirror: u32,
 }
 
 /// The rule `spec` drives and its subsets' counters and labels; `None`
@@ -36,9 +44,10 @@ pub struct Targets {
 pub fn targets(
     objects: &Objects,
     versions: &HashMap<VersionKey, VersionCounts>,
-    ns: &str,
+    rollout: &ObjectRef,
     spec: &RolloutSpec,
 ) -> Option<Targets> {
+    let ns = rollout.namespace.as_str();
     let virtual_service = ObjectRef {
         kind: Kind::VirtualService,
         namespace: ns.to_owned(),
@@ -65,7 +74,43 @@ pub fn targets(
         0
     };
     let stable = subset(objects, versions, ns, vs, rule_index, &spec.stable);
-    let canary = subset(objects, versions, ns, vs, rule_index, &spec.canary);
+    let mut canary = subset(objects, versions, ns, vs, rule_index, &spec.canary);
+    let canary_destination = destinations
+        .iter()
+        .find(|d| destination_label(d) == spec.canary)
+        .map(|d| d.destination.clone());
+    // The header rule's requests are the canary's too.
+    let header_name = header_rule_name(&rollout.name);
+    let header_index = vs
+        .spec
+        .http
+        .iter()
+        .position(|r| r.name.as_deref() == Some(header_name.as_str()));
+    let header_route = header_index.and_then(|i| {
+        let matches = vs.spec.http[i].matches.clone().unwrap_or_default();
+        spec.steps.iter().position(|s| {
+            s.set_header_route
+                .as_ref()
+                .is_some_and(|h| !h.matches.is_empty() && h.matches == matches)
+        })
+    });
+    if let Some(i) = header_index {
+        let via_header = subset(objects, versions, ns, vs, i, &spec.canary);
+        canary.counts = canary.counts.plus(&via_header.counts);
+    }
+    let rule = &vs.spec.http[rule_index];
+    let mirror = match (&rule.mirror, &canary_destination) {
+        (Some(m), Some(c)) if m.subset == c.subset && m.host == c.host => {
+            rule.mirror_percentage
+                .as_ref()
+                .map(|p| p.value)
+                .or(rule.mirror_percent.map(f64::from))
+                .unwrap_or(100.0)
+                .round()
+                .clamp(0.0, 100.0) as u32
+        }
+        _ => 0,
+    };
     Some(Targets {
         virtual_service,
         rule_index,
@@ -74,6 +119,9 @@ pub fn targets(
         canary: canary.counts,
         stable_selector: stable.selector,
         canary_selector: canary.selector,
+        canary_destination,
+        header_route,
+        mirror,
     })
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use weir_api::istio::{DestinationRuleSpec, IstioObject, service_for_host};
+use weir_api::istio::{Destination, DestinationRuleSpec, IstioObject, service_for_host};
 use weir_api::k8s_openapi::api::apps::v1::Deployment;
 use weir_api::resource::{Kind, ObjectRef, Resource};
 use weir_api::rollout::{
@@ -21,6 +21,7 @@ use weir_rollout::engine::{Observation, Prior, RevisionRole, RolloutAction, Roll
 use weir_rollout::workload::{RevisionAction, Running, WorkloadObservation, WorkloadStep};
 
 use super::action::Action;
+use super::route_edits::route_edit;
 use crate::controllers::deployment::template_hash;
 use crate::pods::{Phase, Pod, PodKey};
 use crate::state::Objects;
@@ -31,12 +32,12 @@ pub fn decide(
     objects: &Objects,
     pods: &BTreeMap<PodKey, Pod>,
     spec: &RolloutSpec,
-    namespace: &str,
+    rollout: &ObjectRef,
     prior: Prior<'_>,
     obs: &Observation<'_>,
-    rule: (&ObjectRef, usize),
+    (rule, canary): ((&ObjectRef, usize), Option<&Destination>),
 ) -> Option<(RolloutStatus, Vec<Action>)> {
-    let (workload_ref, d) = workload(objects, namespace, spec)?;
+    let (workload_ref, d) = workload(objects, &rollout.namespace, spec)?;
     let (mut now_running, running) = running(objects, pods, &workload_ref);
     observe_workload(d, &mut now_running);
     // Its capacity is the workload's: the canary's replicas are its share
@@ -52,6 +53,8 @@ pub fn decide(
         workload: (&workload_ref, d),
         running: &running,
         rule,
+        rollout,
+        canary,
     };
     Some((decision.status, translate.actions(decision.actions)))
 }
@@ -161,6 +164,10 @@ pub struct Translate<'a> {
     pub running: &'a BTreeMap<String, RunningRevision<'a>>,
     /// The VirtualService and rule index the weights go to.
     pub rule: (&'a ObjectRef, usize),
+    /// The Rollout.
+    pub rollout: &'a ObjectRef,
+    /// The canary's destination in the rule.
+    pub canary: Option<&'a Destination>,
 }
 
 impl Translate<'_> {
@@ -184,6 +191,9 @@ impl Translate<'_> {
             }
             // Absorbed into the canary revision's replicas by the decision.
             WorkloadStep::Rollout(RolloutAction::ScaleCanary(_)) => None,
+            WorkloadStep::Rollout(edit) => {
+                route_edit(self.spec, self.rollout, self.rule, self.canary, edit)
+            }
             WorkloadStep::Revision(RevisionAction::Run {
                 revision,
                 role,

@@ -27,6 +27,7 @@ pub mod scrape;
 pub mod service_url;
 pub mod validate;
 pub mod version_stats;
+pub mod webhook;
 pub mod yaml;
 
 pub use k8s_openapi;

@@ -31,7 +31,7 @@ use crate::matcher::RequestView;
 use crate::report::{Outcome, Record, RecordedBody, RequestLog, ResponseFlag, labels_for};
 use crate::retry::{Failure, backoff, should_retry};
 use crate::shared::Shared;
-use crate::snapshot::{Cluster, Entry, RouteDestination, Rule, Snapshot, WaitBound};
+use crate::snapshot::{Cluster, Entry, Mirror, RouteDestination, Rule, Snapshot, WaitBound};
 use crate::upstream::{self, PooledBody, SendError};
 
 /// The body a phase answers with: the upstream's, streamed, or a local reply.
@@ -356,7 +356,7 @@ fn send_mirrors(ctx: &RequestContext<'_>, rule: &Rule, req: &Request<Incoming>) 
             && !m.endpoints.is_empty()
             && roll(mirror.percent)
         {
-            send_mirror(ctx, m, &mirror.rule, req);
+            send_mirror(ctx, m, mirror, req);
         }
     }
 }
@@ -500,12 +500,7 @@ fn roll(percent: f64) -> bool {
 
 /// Copies a body-less request to a mirror cluster, fire and forget, with
 /// `-shadow` appended to the host as Istio does.
-fn send_mirror(
-    ctx: &RequestContext<'_>,
-    cluster: &Cluster,
-    rule: &(String, usize),
-    req: &Request<Incoming>,
-) {
+fn send_mirror(ctx: &RequestContext<'_>, cluster: &Cluster, m: &Mirror, req: &Request<Incoming>) {
     let input = HashInput {
         headers: req.headers(),
         client: ctx.peer.addr().ip(),
@@ -531,26 +526,21 @@ fn send_mirror(
         ResponseFlag::None.as_str(),
     );
     // The copy's answer counts for the canary in the rule's counters, as a
-    // routed request's does (failed: a 5xx or no answer).
-    let counters = shared.metrics.rule_versions.stats(&(
-        rule.0.clone(),
-        rule.1.to_string(),
-        endpoint.counted_as.clone(),
-    ));
+    // routed request's does (failed: a 5xx or none).
+    let key = m.key(&endpoint.counted_as);
+    let counters = shared.metrics.rule_versions.stats(&key);
     tokio::spawn(async move {
         let started = tokio::time::Instant::now();
-        let elapsed_ms = || started.elapsed().as_secs_f64() * 1000.0;
-        match upstream::send(&endpoint, shared.upstream, mirror).await {
-            Ok(resp) => {
-                let mut labels = labels;
-                labels.response_code = resp.status().as_u16();
-                counters.record(elapsed_ms(), resp.status().is_server_error());
-                shared.metrics.record_mirror(&labels);
-                // Read to the end, so the connection goes back to the pool.
-                let mut body = resp.into_body();
-                while body.frame().await.is_some_and(|f| f.is_ok()) {}
-            }
-            Err(_) => counters.record(elapsed_ms(), true),
+        let answer = upstream::send(&endpoint, shared.upstream, mirror).await;
+        let failed = !matches!(&answer, Ok(r) if !r.status().is_server_error());
+        counters.record(started.elapsed().as_secs_f64() * 1000.0, failed);
+        if let Ok(resp) = answer {
+            let mut labels = labels;
+            labels.response_code = resp.status().as_u16();
+            shared.metrics.record_mirror(&labels);
+            // Read to the end, so the connection goes back to the pool.
+            let mut body = resp.into_body();
+            while body.frame().await.is_some_and(|f| f.is_ok()) {}
         }
     });
 }

@@ -163,6 +163,17 @@ pub struct Mirror {
     pub rule: (String, usize),
 }
 
+impl Mirror {
+    /// The per-rule counters' key of a copy answered by `version`.
+    pub fn key(&self, version: &str) -> weir_api::version_stats::VersionKey {
+        (
+            self.rule.0.clone(),
+            self.rule.1.to_string(),
+            version.to_owned(),
+        )
+    }
+}
+
 /// A weighted destination of a rule.
 #[derive(Debug)]
 pub struct RouteDestination {

@@ -9,25 +9,11 @@
 //! counts only when it was sent for the current attempt (at or after the
 //! step it gates began), and a failure is counted once.
 
-use std::time::SystemTime;
-
 use serde::Serialize;
 use weir_api::rollout::{RolloutSpec, Webhook, WebhookKind};
 
+pub use crate::status::HookAnswer;
 use crate::status::{Phase, RolloutStatus};
-
-/// A webhook's latest answer, as the backend observed it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HookAnswer {
-    /// The hook's name.
-    pub name: String,
-    /// When the call was sent.
-    pub sent: SystemTime,
-    /// Whether it answered 2xx.
-    pub ok: bool,
-    /// The status code and the start of the body, or why there was none.
-    pub detail: String,
-}
 
 /// What the hooks say about going on.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,6 +13,19 @@ use crate::analysis::Judgement;
 use crate::budget::ErrorBudget;
 use crate::capacity::{CapacityEstimate, CapacityInputs};
 
+/// A webhook's latest answer, as the backend observed it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HookAnswer {
+    /// The hook's name.
+    pub name: String,
+    /// When the call was sent.
+    pub sent: SystemTime,
+    /// Whether it answered 2xx.
+    pub ok: bool,
+    /// The status code and the start of the body, or why there was none.
+    pub detail: String,
+}
+
 /// Where a rollout is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Phase {
@@ -295,7 +308,7 @@ pub struct Observation<'a> {
     /// The canary Deployment's pod template hash, when known.
     pub canary_revision: Option<&'a str>,
     /// Each webhook's latest answer (`spec.webhooks`).
-    pub hooks: &'a [crate::hooks::HookAnswer],
+    pub hooks: &'a [HookAnswer],
     /// The `setHeaderRoute` step whose match the gateway serves as the
     /// Rollout's header rule; `None`: no such rule.
     pub header_route: Option<usize>,

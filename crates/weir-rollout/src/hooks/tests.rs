@@ -1,7 +1,7 @@
 //! The hooks through the engine's decisions: each answer's effect, and
 //! which hooks are wanted when.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use weir_api::rollout::AnalysisSpec;
 

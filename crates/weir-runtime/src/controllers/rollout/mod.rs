@@ -330,6 +330,48 @@ fn engine_actions(
         .collect()
 }
 
+impl RolloutController {
+    /// For each Rollout gone since the last pass, what its deletion leaves
+    /// on its rule (`spec.revertOnDeletion`): all weight to the stable, its
+    /// mirror and header rule removed.
+    fn revert_deleted(&mut self, observed: &Observed<'_>, seen: &[ObjectRef]) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let gone: Vec<ObjectRef> = self
+            .driven
+            .keys()
+            .filter(|r| !seen.contains(r) && observed.objects.get(r).is_none())
+            .cloned()
+            .collect();
+        for rollout in gone {
+            let Some(driven) = self.driven.remove(&rollout) else {
+                continue;
+            };
+            if driven.spec.revert_on_deletion.unwrap_or(true)
+                && observed.objects.get(&driven.virtual_service).is_some()
+            {
+                actions.push(Action::SetRouteWeights {
+                    virtual_service: driven.virtual_service.clone(),
+                    rule_index: driven.rule_index,
+                    weights: vec![
+                        (driven.spec.stable.clone(), 100),
+                        (driven.spec.canary.clone(), 0),
+                    ],
+                });
+                // Its mirror and header rule go with it (the header rule
+                // last: removing it shifts the rule's index).
+                let rule = (&driven.virtual_service, driven.rule_index);
+                for edit in [
+                    RolloutAction::SetMirror(0),
+                    RolloutAction::SetHeaderRoute(None),
+                ] {
+                    actions.extend(route_edit(&driven.spec, &rollout, rule, None, edit));
+                }
+            }
+        }
+        actions
+    }
+}
+
 impl Controller for RolloutController {
     type Observed<'a> = Observed<'a>;
     type Action = Action;
@@ -479,38 +521,7 @@ impl Controller for RolloutController {
         }
         self.samples.retain(|r, _| seen.contains(r));
         self.baselines.retain(|r, _| seen.contains(r));
-        let gone: Vec<ObjectRef> = self
-            .driven
-            .keys()
-            .filter(|r| !seen.contains(r) && observed.objects.get(r).is_none())
-            .cloned()
-            .collect();
-        for rollout in gone {
-            let Some(driven) = self.driven.remove(&rollout) else {
-                continue;
-            };
-            if driven.spec.revert_on_deletion.unwrap_or(true)
-                && observed.objects.get(&driven.virtual_service).is_some()
-            {
-                actions.push(Action::SetRouteWeights {
-                    virtual_service: driven.virtual_service.clone(),
-                    rule_index: driven.rule_index,
-                    weights: vec![
-                        (driven.spec.stable.clone(), 100),
-                        (driven.spec.canary.clone(), 0),
-                    ],
-                });
-                // Its mirror and header rule go with it (the header rule
-                // last: removing it shifts the rule's index).
-                let rule = (&driven.virtual_service, driven.rule_index);
-                for edit in [
-                    RolloutAction::SetMirror(0),
-                    RolloutAction::SetHeaderRoute(None),
-                ] {
-                    actions.extend(route_edit(&driven.spec, &rollout, rule, None, edit));
-                }
-            }
-        }
+        actions.extend(self.revert_deleted(observed, &seen));
         actions
     }
 }

@@ -321,3 +321,40 @@ fn the_release_demo_passes_every_check() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_rollout_hands_its_workload_back_without_a_failed_request() {
+    let cluster = Cluster::up(&[]);
+    let (dir, v1) = release_example(&cluster).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (addr, flag) = (cluster.addr(), stop.clone());
+        std::thread::spawn(move || load_until(addr, &flag, 400_000))
+    };
+    weir_ok(
+        &cluster,
+        &[
+            "delete",
+            "-f",
+            dir.path().join("rollout.yaml").to_str().unwrap(),
+        ],
+    );
+    cluster
+        .wait_for("the revisions gone", Duration::from_secs(60), |c| {
+            revisions(c).is_empty()
+        })
+        .await;
+    assert!(
+        cluster.ready("my-app") >= 2,
+        "the Deployment runs its own pods"
+    );
+    assert_eq!(selected(&cluster), (String::new(), String::new()));
+    stop.store(true, Ordering::SeqCst);
+    let outcome = load.join().unwrap();
+    assert!(outcome.ok > 100, "{outcome:?}");
+    assert_eq!(
+        (outcome.refused, outcome.other, outcome.statuses.len()),
+        (0, 0, 0),
+        "every request answered 200 while revision {v1} handed over: {outcome:?}"
+    );
+}

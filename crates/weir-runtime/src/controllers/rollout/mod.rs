@@ -63,6 +63,9 @@ pub struct RolloutController {
     baselines: HashMap<ObjectRef, Baseline>,
     /// What each Rollout drove, to put back when it is deleted.
     driven: HashMap<ObjectRef, Driven>,
+    /// Workloads whose Rollout was deleted, being handed back to their
+    /// Deployment (`workload::hand_back`), with that Rollout's spec.
+    handovers: Vec<(ObjectRef, RolloutSpec)>,
 }
 
 /// The gateway's cumulative counters when a window began.
@@ -100,6 +103,7 @@ impl RolloutController {
             samples: HashMap::new(),
             baselines: HashMap::new(),
             driven: HashMap::new(),
+            handovers: Vec::new(),
         }
     }
 }
@@ -346,6 +350,14 @@ impl RolloutController {
             let Some(driven) = self.driven.remove(&rollout) else {
                 continue;
             };
+            if let Some(w) = &driven.spec.workload_ref {
+                let workload = ObjectRef {
+                    kind: Kind::Deployment,
+                    namespace: rollout.namespace.clone(),
+                    name: w.name.clone(),
+                };
+                self.handovers.push((workload, driven.spec.clone()));
+            }
             if driven.spec.revert_on_deletion.unwrap_or(true)
                 && observed.objects.get(&driven.virtual_service).is_some()
             {
@@ -368,6 +380,21 @@ impl RolloutController {
                 }
             }
         }
+        // Handed back once the Deployment's own pods are ready (or it is
+        // gone), a step a pass; a Rollout releasing it again takes over.
+        self.handovers.retain(|(workload, spec)| {
+            if observed.objects.is_rollout_workload(workload) {
+                return false;
+            }
+            match workload::hand_back(observed.objects, observed.pods, workload, spec) {
+                workload::HandBack::Wait => true,
+                workload::HandBack::Do(action) => {
+                    actions.push(action);
+                    true
+                }
+                workload::HandBack::Done => false,
+            }
+        });
         actions
     }
 }

@@ -59,6 +59,72 @@ pub fn decide(
     Some((decision.status, translate.actions(decision.actions)))
 }
 
+/// The next step of handing `workload` back to its Deployment after its
+/// Rollout was deleted, without a moment with no pod serving: once the
+/// Deployment's own pods are ready (it runs them again, no longer owned),
+/// the DestinationRule's subsets stop selecting revisions, then the
+/// revisions go.
+pub fn hand_back(
+    objects: &Objects,
+    pods: &BTreeMap<PodKey, Pod>,
+    workload: &ObjectRef,
+    spec: &RolloutSpec,
+) -> HandBack {
+    let (_, revisions) = running(objects, pods, workload);
+    if revisions.is_empty() {
+        return HandBack::Done;
+    }
+    if let Some(Resource::Deployment(d)) = objects.get(workload) {
+        let ready = pods
+            .values()
+            .filter(|p| {
+                p.id.namespace == workload.namespace
+                    && p.id.deployment == workload.name
+                    && p.phase == Phase::Running
+                    && p.ready
+            })
+            .count();
+        let wanted = usize::try_from(d.spec.replicas.unwrap_or(1)).unwrap_or(0);
+        if ready < wanted.max(1) {
+            return HandBack::Wait;
+        }
+        let selecting = objects.iter().find_map(|r| match r {
+            Resource::DestinationRule(dr)
+                if r.namespace() == workload.namespace
+                    && dr.spec.subsets.iter().any(|s| {
+                        (s.name == spec.stable || s.name == spec.canary)
+                            && s.labels.contains_key(REVISION_LABEL)
+                    }) =>
+            {
+                Some(dr)
+            }
+            _ => None,
+        });
+        if let Some(dr) = selecting {
+            let mut plain = dr.clone();
+            for subset in &mut plain.spec.subsets {
+                subset.labels.remove(REVISION_LABEL);
+            }
+            return HandBack::Do(Action::Write {
+                resources: vec![Resource::DestinationRule(plain)],
+            });
+        }
+    }
+    HandBack::Do(Action::Delete {
+        objects: revisions.values().map(|r| r.object.clone()).collect(),
+    })
+}
+
+/// Where handing a workload back stands.
+pub enum HandBack {
+    /// Its Deployment's own pods are not ready yet.
+    Wait,
+    /// The next step.
+    Do(Action),
+    /// No revision left.
+    Done,
+}
+
 /// The Deployment a Rollout's `workloadRef` names, when it exists.
 pub fn workload<'a>(
     objects: &'a Objects,

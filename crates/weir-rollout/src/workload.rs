@@ -274,19 +274,17 @@ fn run_canary(
         }
     }
     // Capacity before traffic: a weight that grows waits for the canary's
-    // replicas to be ready (the progress deadline runs meanwhile).
-    let grows = engine_actions.iter().any(|a| {
-        matches!(a, WorkloadStep::Rollout(RolloutAction::SetCanaryWeight(w)) if *w > obs.served_weight)
-    });
-    if grows && ready < canary_replicas {
-        let mut held = prior;
-        held.canary_weight = obs.served_weight;
-        held.message = format!(
+    // replicas to be ready (the progress deadline runs meanwhile); the rest
+    // of the decision (a command taken, a step passed) stands, and the
+    // engine asks for the weight again next time.
+    let grows = |a: &WorkloadStep| matches!(a, WorkloadStep::Rollout(RolloutAction::SetCanaryWeight(w)) if *w > obs.served_weight);
+    if ready < canary_replicas && engine_actions.iter().any(grows) {
+        engine_actions.retain(|a| !grows(a));
+        d.status.canary_weight = obs.served_weight;
+        d.status.message = format!(
             "step {}: waiting for canary revision {canary}'s {canary_replicas} replicas to be ready ({ready} are) before its weight grows",
-            held.current_step
+            d.status.current_step
         );
-        d.status = held;
-        engine_actions.clear();
     }
     run(d, stable, RevisionRole::Stable, w.replicas.max(0));
     if d.status.phase == Phase::Succeeded && engine_actions.is_empty() {

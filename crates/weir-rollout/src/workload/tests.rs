@@ -402,3 +402,29 @@ fn intent(id: &str, command: RolloutCommand) -> CommandIntent {
         step: None,
     }
 }
+
+#[test]
+fn a_command_taken_while_the_canary_waits_for_replicas_is_kept() {
+    let mut sim = Sim::new(vec![weight(10), pause_forever(), weight(100)], 4);
+    sim.tick();
+    sim.workload.template = "b".into();
+    sim.until(10, |s| s.status().phase == Phase::Paused);
+    // Promoted past the pause: the next weight (100 %) needs 4 replicas.
+    sim.pods_ready = false;
+    sim.command = Some(intent("1", RolloutCommand::Promote));
+    sim.tick();
+    let s = sim.status().clone();
+    assert_eq!(
+        s.commands.last().map(|a| a.outcome.as_str()),
+        Some("applied")
+    );
+    assert_eq!((s.phase, s.current_step), (Phase::Progressing, 2));
+    assert_eq!(sim.served, 10, "the weight waits for the replicas");
+    assert!(
+        s.message.contains("4 replicas to be ready"),
+        "{}",
+        s.message
+    );
+    sim.pods_ready = true;
+    sim.until(10, |s| s.status().stable_revision.as_deref() == Some("b"));
+}

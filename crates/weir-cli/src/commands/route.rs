@@ -155,9 +155,17 @@ async fn owning_rollout(
     let Ok(index) = selected_rule(&spec, rule) else {
         return Ok(None);
     };
-    let rollouts: Vec<(String, RolloutSpec)> = backend
-        .list(Kind::Rollout, &vs.namespace)
-        .await?
+    // Where Rollouts cannot be listed (a cluster without weir's CRD, which
+    // runs none), none owns the rule; a backend out of reach says so on
+    // the change itself.
+    let listed = match backend.list(Kind::Rollout, &vs.namespace).await {
+        Ok(listed) => listed,
+        Err(BackendError::Unreachable { what, reason }) => {
+            return Err(BackendError::Unreachable { what, reason });
+        }
+        Err(_) => Vec::new(),
+    };
+    let rollouts: Vec<(String, RolloutSpec)> = listed
         .into_iter()
         .filter_map(|o| {
             let spec = serde_json::from_value(o.object["spec"].clone()).ok()?;

@@ -103,6 +103,27 @@ impl Paused {
             .and_then(rustix::process::Pid::from_raw)
             .expect("a process id");
         rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+        // The signal is delivered asynchronously: on a busy machine a
+        // thread of the server could still answer a request sent right
+        // after. Stopped is when /proc says every thread is (state `T`),
+        // waited for within a second.
+        let tasks = format!("/proc/{}/task", pid.as_raw_nonzero());
+        let stopped = || {
+            std::fs::read_dir(&tasks).is_ok_and(|threads| {
+                threads.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+                        s.rsplit_once(") ")
+                            .is_some_and(|(_, rest)| rest.starts_with('T'))
+                    })
+                })
+            })
+        };
+        for _ in 0..500 {
+            if stopped() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         Self(pid)
     }
 }
